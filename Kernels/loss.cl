@@ -1,0 +1,40 @@
+// Losses with their gradients fused into the same pass. Labels are class indices (or regression targets) in fp32.
+
+// Softmax cross-entropy over each row of logits[rows, cols], log-sum-exp stable.
+// losses[i] = logsumexp(logits[i,:]) - logits[i, label[i]]
+// if want_grad: grad[i,j] = grad_scale · (softmax(logits[i,:])[j] - [j == label[i]])
+// global = (rows).
+__kernel void softmax_xent(const int rows, const int cols,
+                           __global const float* logits, __global const float* labels,
+                           __global float* losses, __global float* grad, const float grad_scale, const int want_grad)
+{
+    const int i = get_global_id(0);
+    if (i >= rows) return;
+    __global const float* z = logits + (size_t)i * cols;
+    float m = z[0];
+    for (int j = 1; j < cols; j++) m = fmax(m, z[j]);
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(z[j] - m);
+    const float lse = m + log(s);
+    const int label = (int)labels[i];
+    // NOTE: the host validates labels; an out-of-range one still must not read out of bounds, so it gives NaN.
+    const bool valid = label >= 0 && label < cols;
+    losses[i] = valid ? lse - z[label] : NAN;
+    if (want_grad) {
+        __global float* g = grad + (size_t)i * cols;
+        for (int j = 0; j < cols; j++)
+            g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
+    }
+}
+
+// Squared error of a single-output regression: losses[i] = (pred[i] - target[i])²;
+// if want_grad: grad[i] = grad_scale · 2 · (pred[i] - target[i]). global = (n).
+__kernel void mse(const int n, __global const float* pred, __global const float* target,
+                  __global float* losses, __global float* grad, const float grad_scale, const int want_grad)
+{
+    const int i = get_global_id(0);
+    if (i >= n) return;
+    const float d = pred[i] - target[i];
+    losses[i] = d * d;
+    if (want_grad) grad[i] = grad_scale * 2.0f * d;
+}

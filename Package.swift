@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "CLNN",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Device", targets: ["Device"]),
+        .library(name: "NN", targets: ["NN"]),
+        .executable(name: "clnn", targets: ["clnn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenCL",
+            pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .executableTarget(name: "EmbedKernels"),
+        .plugin(
+            name: "EmbedKernelsPlugin",
+            capability: .buildTool(),
+            dependencies: ["EmbedKernels"]
+        ),
+        .target(
+            name: "Device",
+            dependencies: ["COpenCL"],
+            plugins: ["EmbedKernelsPlugin"]
+        ),
+        .target(name: "NN", dependencies: ["Device", "CZlib"]),
+        .executableTarget(
+            name: "clnn",
+            dependencies: [
+                "Device", "NN",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "TestSupport", dependencies: ["Device"], path: "Tests/TestSupport"),
+        .testTarget(name: "DeviceTests", dependencies: ["Device", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Device", "TestSupport"]),
+    ]
+)

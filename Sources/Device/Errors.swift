@@ -1,0 +1,49 @@
+/// A failed OpenCL call, or a program that would not build.
+public enum OpenCLError: Error, CustomStringConvertible, Equatable {
+    /// `call` returned `status`.
+    case call(String, status: Int32)
+    /// A program failed to build; `log` is the driver's full build log.
+    case buildFailed(program: String, device: String, options: String, status: Int32, log: String)
+    /// A kernel source was not found among the built-in kernels or the override folder.
+    case missingSource(String, searched: String)
+
+    public var description: String {
+        switch self {
+        case let .call(call, status):
+            return "\(call) failed: \(openCLStatusName(status)) (\(status))"
+        case let .buildFailed(program, device, options, status, log):
+            return """
+                building OpenCL program '\(program)' for \(device) failed: \(openCLStatusName(status)) (\(status))
+                options: \(options.isEmpty ? "(none)" : options)
+                build log:
+                \(log.isEmpty ? "(empty)" : log)
+                """
+        case let .missingSource(name, searched):
+            return "no OpenCL source '\(name).cl' (searched \(searched))"
+        }
+    }
+}
+
+/// Errors from device selection and device-tagged tensor operations.
+public enum DeviceError: Error, CustomStringConvertible, Equatable {
+    case unknownDevice(String, available: [DeviceTag])
+    case deviceMismatch(op: String, DeviceTag, DeviceTag)
+    case shapeMismatch(op: String, [Int], [Int])
+    case invalidArgument(op: String, String)
+    case allocationTooLarge(device: DeviceTag, bytes: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case let .unknownDevice(text, available):
+            return "unknown device '\(text)'; available devices: \(available.map(\.description).joined(separator: ", "))"
+        case let .deviceMismatch(op, a, b):
+            return "\(op): operands are on different devices (\(a) and \(b)); move one with .to(_:) first"
+        case let .shapeMismatch(op, a, b):
+            return "\(op): shapes \(a) and \(b) do not fit together"
+        case let .invalidArgument(op, why):
+            return "\(op): \(why)"
+        case let .allocationTooLarge(device, bytes, limit):
+            return "cannot allocate \(bytes) bytes on \(device): the device allows at most \(limit) bytes per buffer"
+        }
+    }
+}

@@ -1,0 +1,121 @@
+/// Register-blocked GEMM tile sizes, passed to matmul.cl as -D defines.
+struct GemmConfig: Hashable, Sendable {
+    var tsM = 32, tsN = 32, tsK = 16, wptM = 4, wptN = 4
+
+    var options: String { "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" }
+    /// The work-group shape (N direction, M direction).
+    var local: [Int] { [tsN / wptN, tsM / wptM] }
+    var workGroupSize: Int { local[0] * local[1] }
+    var localMemoryBytes: Int { tsK * (tsM + tsN) * MemoryLayout<Float>.size }
+
+    func global(m: Int, n: Int) -> [Int] {
+        [(n + tsN - 1) / tsN * local[0], (m + tsM - 1) / tsM * local[1]]
+    }
+}
+
+/// Runs every op as a kernel from `Kernels/*.cl` on one OpenCL device.
+struct OpenCLBackend: Backend {
+    let device: OpenCLDevice
+    var gemm = GemmConfig()
+
+    func matmul(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
+                transA: Bool, transB: Bool, beta: Float) throws {
+        let name: String
+        switch (transA, transB) {
+        case (false, false): name = "matmul_forward"
+        case (false, true): name = "matmul_backward_input"
+        case (true, false): name = "matmul_backward_weight"
+        case (true, true):
+            return try matmulNaive(a, b, c, m: m, n: n, k: k, transA: true, transB: true, beta: beta)
+        }
+        let kernel = try device.kernel("matmul", name, options: gemm.options)
+        // NOTE: a device whose limits cannot hold this tile (work-group size or local memory) takes the naive kernel.
+        guard kernel.maxWorkGroupSize >= gemm.workGroupSize, device.info.localMemory >= gemm.localMemoryBytes else {
+            return try matmulNaive(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        }
+        try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
+                                   .buffer(c.clBuffer), .float(beta)],
+                          global: gemm.global(m: m, n: n), local: gemm.local)
+    }
+
+    func matmulNaive(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
+                     transA: Bool, transB: Bool, beta: Float) throws {
+        let kernel = try device.kernel("matmul", "matmul_naive", options: gemm.options)
+        try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
+                                   .buffer(c.clBuffer), .int(transA ? 1 : 0), .int(transB ? 1 : 0), .float(beta)],
+                          global: [n, m])
+    }
+
+    func reluForward(_ x: Tensor, _ y: Tensor) throws {
+        try run("relu", "relu_forward", [.int(x.count), .buffer(x.clBuffer), .buffer(y.clBuffer)], global: [x.count])
+    }
+
+    func reluBackward(_ x: Tensor, _ dy: Tensor, _ dx: Tensor) throws {
+        try run("relu", "relu_backward", [.int(x.count), .buffer(x.clBuffer), .buffer(dy.clBuffer),
+                                          .buffer(dx.clBuffer)], global: [x.count])
+    }
+
+    func biasForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws {
+        try run("bias", "bias_forward", [.int(rows), .int(cols), .buffer(x.clBuffer), .buffer(b.clBuffer),
+                                         .buffer(y.clBuffer)], global: [cols, rows])
+    }
+
+    func biasBackward(_ dy: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws {
+        try run("bias", "bias_backward", [.int(rows), .int(cols), .buffer(dy.clBuffer), .buffer(db.clBuffer),
+                                          .float(beta)], global: [cols])
+    }
+
+    func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
+                     rows: Int, cols: Int, gradScale: Float) throws {
+        // NOTE: a kernel argument must be a valid buffer even when unused, so pass losses in grad's place.
+        try run("loss", "softmax_xent", [.int(rows), .int(cols), .buffer(logits.clBuffer), .buffer(labels.clBuffer),
+                                         .buffer(losses.clBuffer), .buffer((grad ?? losses).clBuffer),
+                                         .float(gradScale), .int(grad == nil ? 0 : 1)], global: [rows])
+    }
+
+    func mse(_ pred: Tensor, _ target: Tensor, _ losses: Tensor, _ grad: Tensor?, gradScale: Float) throws {
+        try run("loss", "mse", [.int(pred.count), .buffer(pred.clBuffer), .buffer(target.clBuffer),
+                                .buffer(losses.clBuffer), .buffer((grad ?? losses).clBuffer),
+                                .float(gradScale), .int(grad == nil ? 0 : 1)], global: [pred.count])
+    }
+
+    func sumAll(_ x: Tensor, _ out: Tensor) throws {
+        let kernel = try device.kernel("reduce", "sum_all")
+        let limit = min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
+        var size = 1
+        while size * 2 <= limit { size *= 2 }
+        try device.launch(kernel, [.int(x.count), .buffer(x.clBuffer), .buffer(out.clBuffer), .local(floats: size)],
+                          global: [size], local: [size])
+    }
+
+    func argmaxRows(_ x: Tensor, _ out: Tensor, rows: Int, cols: Int) throws {
+        try run("reduce", "argmax_rows", [.int(rows), .int(cols), .buffer(x.clBuffer), .buffer(out.clBuffer)],
+                global: [rows])
+    }
+
+    func elementwise(_ op: BinaryOp, _ x: Tensor, _ y: Tensor, _ out: Tensor) throws {
+        try run("elementwise", op.rawValue, [.int(x.count), .buffer(x.clBuffer), .buffer(y.clBuffer),
+                                             .buffer(out.clBuffer)], global: [x.count])
+    }
+
+    func affine(_ x: Tensor, alpha: Float, beta: Float, _ out: Tensor) throws {
+        try run("elementwise", "affine", [.int(x.count), .buffer(x.clBuffer), .float(alpha), .float(beta),
+                                          .buffer(out.clBuffer)], global: [x.count])
+    }
+
+    func fill(_ x: Tensor, _ value: Float) throws {
+        try run("elementwise", "fill", [.int(x.count), .buffer(x.clBuffer), .float(value)], global: [x.count])
+    }
+
+    func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,
+                 lr: Float, momentum: Float, weightDecay: Float) throws {
+        try run("sgd", "sgd_step", [.int(param.count), .buffer(param.clBuffer), .buffer(grad.clBuffer),
+                                    .buffer((velocity ?? grad).clBuffer), .float(lr),
+                                    .float(velocity == nil ? 0 : momentum), .float(weightDecay)],
+                global: [param.count])
+    }
+
+    private func run(_ file: String, _ name: String, _ args: [KernelArg], global: [Int]) throws {
+        try device.launch(try device.kernel(file, name), args, global: global)
+    }
+}

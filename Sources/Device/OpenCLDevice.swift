@@ -1,0 +1,193 @@
+import COpenCL
+import Foundation
+
+/// An argument to a kernel launch.
+enum KernelArg {
+    case buffer(CLBuffer)
+    case int(Int)
+    case float(Float)
+    /// `floats` floats of work-group local memory.
+    case local(floats: Int)
+}
+
+/// One opened OpenCL device: its context, an in-order queue, and caches of built programs and kernels.
+///
+/// Every tensor on this device uses this one queue, so commands run in the order they were issued and a read-back
+/// sees every earlier write.
+public final class OpenCLDevice: @unchecked Sendable {
+    public let info: OpenCLDeviceInfo
+    let id: cl_device_id
+    let context: CLContext
+    let queue: CLQueue
+
+    private let lock = NSLock()
+    private var programs: [String: CLProgram] = [:]
+    private var kernels: [String: CLKernel] = [:]
+
+    init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
+        self.id = id
+        self.info = info
+        var status: cl_int = CL_SUCCESS
+        var deviceID: cl_device_id? = id
+        guard let ctx = clCreateContext(nil, 1, &deviceID, nil, nil, &status), status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateContext(\(info.name))", status: status)
+        }
+        context = CLContext(ctx)
+        guard let q = clCreateCommandQueue(ctx, id, 0, &status), status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateCommandQueue(\(info.name))", status: status)
+        }
+        queue = CLQueue(q)
+    }
+
+    // MARK: Programs and kernels
+
+    /// The program built from kernel file `name` with `options`, built once per (device, source, options).
+    func program(_ name: String, options: String = "") throws -> CLProgram {
+        let source = try KernelLibrary.source(name)
+        let key = "\(name)|\(options)|\(source.hashValue)"
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = programs[key] { return cached }
+        let program = try build(name: name, source: source, options: options)
+        programs[key] = program
+        return program
+    }
+
+    private func build(name: String, source: String, options: String) throws -> CLProgram {
+        var status: cl_int = CL_SUCCESS
+        let handle: cl_program? = source.withCString { text in
+            var strings: [UnsafePointer<CChar>?] = [text]
+            var lengths = [source.utf8.count]
+            return clCreateProgramWithSource(context.handle, 1, &strings, &lengths, &status)
+        }
+        guard let handle, status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateProgramWithSource(\(name).cl)", status: status)
+        }
+        let program = CLProgram(handle)
+        var deviceID: cl_device_id? = id
+        let fullOptions = "-cl-std=CL1.2 " + options
+        status = clBuildProgram(handle, 1, &deviceID, fullOptions, nil, nil)
+        if status != CL_SUCCESS {
+            throw OpenCLError.buildFailed(program: "\(name).cl", device: info.name, options: fullOptions,
+                                          status: status, log: buildLog(handle))
+        }
+        return program
+    }
+
+    private func buildLog(_ program: cl_program) -> String {
+        var size = 0
+        let param = cl_program_build_info(CL_PROGRAM_BUILD_LOG)
+        guard clGetProgramBuildInfo(program, id, param, 0, nil, &size) == CL_SUCCESS, size > 0 else { return "" }
+        var bytes = [UInt8](repeating: 0, count: size)
+        guard clGetProgramBuildInfo(program, id, param, size, &bytes, nil) == CL_SUCCESS else { return "" }
+        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// Kernel `kernel` from file `file` built with `options`, cached per device.
+    func kernel(_ file: String, _ kernel: String, options: String = "") throws -> CLKernel {
+        let program = try self.program(file, options: options)
+        let key = "\(ObjectIdentifier(program))|\(kernel)"
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = kernels[key] { return cached }
+        var status: cl_int = CL_SUCCESS
+        guard let handle = clCreateKernel(program.handle, kernel, &status), status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateKernel(\(kernel) in \(file).cl)", status: status)
+        }
+        var wgSize = 0
+        status = clGetKernelWorkGroupInfo(handle, id, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
+                                          MemoryLayout<Int>.size, &wgSize, nil)
+        if status != CL_SUCCESS {
+            clReleaseKernel(handle)
+            throw OpenCLError.call("clGetKernelWorkGroupInfo(\(kernel))", status: status)
+        }
+        let wrapped = CLKernel(handle, name: kernel, maxWorkGroupSize: wgSize)
+        kernels[key] = wrapped
+        return wrapped
+    }
+
+    // MARK: Launching
+
+    /// Enqueues `kernel` over `global` work-items (rounded up to a multiple of `local` when given).
+    /// A launch with zero work-items does nothing.
+    func launch(_ kernel: CLKernel, _ args: [KernelArg], global: [Int], local: [Int]? = nil) throws {
+        if global.contains(0) { return }
+        var globalSize = global
+        if let local {
+            for d in globalSize.indices { globalSize[d] = (globalSize[d] + local[d] - 1) / local[d] * local[d] }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        for (i, arg) in args.enumerated() {
+            let status: cl_int
+            switch arg {
+            case .buffer(let buffer):
+                var mem: cl_mem? = buffer.handle
+                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
+            case .int(let value):
+                var v = cl_int(truncatingIfNeeded: value)
+                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<cl_int>.size, &v)
+            case .float(let value):
+                var v = value
+                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<Float>.size, &v)
+            case .local(let floats):
+                status = clSetKernelArg(kernel.handle, cl_uint(i), floats * MemoryLayout<Float>.size, nil)
+            }
+            try check(status, "clSetKernelArg(\(kernel.name), arg \(i))")
+        }
+        let status: cl_int
+        if let local {
+            status = clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
+                                            globalSize, local, 0, nil, nil)
+        } else {
+            status = clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
+                                            globalSize, nil, 0, nil, nil)
+        }
+        try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local ?? []))")
+    }
+
+    // MARK: Memory
+
+    /// A new buffer of `count` floats (uninitialised).
+    func makeBuffer(count: Int) throws -> CLBuffer {
+        let bytes = max(count, 1) * MemoryLayout<Float>.size
+        if bytes > info.maxAllocation && info.maxAllocation > 0 {
+            throw DeviceError.allocationTooLarge(device: .opencl(info.index), bytes: bytes, limit: info.maxAllocation)
+        }
+        var status: cl_int = CL_SUCCESS
+        guard let mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status),
+              status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateBuffer(\(bytes) bytes on \(info.name))", status: status)
+        }
+        return CLBuffer(mem, count: count, device: self)
+    }
+
+    /// Copies `count` floats from host memory into `buffer` (blocking: the host memory may be reused at once).
+    func write(_ buffer: CLBuffer, from source: UnsafeRawPointer, count: Int) throws {
+        guard count > 0 else { return }
+        try check(clEnqueueWriteBuffer(queue.handle, buffer.handle, cl_bool(CL_TRUE), 0,
+                                       count * MemoryLayout<Float>.size, source, 0, nil, nil),
+                  "clEnqueueWriteBuffer(\(count) floats)")
+    }
+
+    /// Copies `count` floats from `buffer` into host memory, after every command queued before it.
+    func read(_ buffer: CLBuffer, into destination: UnsafeMutableRawPointer, count: Int) throws {
+        guard count > 0 else { return }
+        try check(clEnqueueReadBuffer(queue.handle, buffer.handle, cl_bool(CL_TRUE), 0,
+                                      count * MemoryLayout<Float>.size, destination, 0, nil, nil),
+                  "clEnqueueReadBuffer(\(count) floats)")
+    }
+
+    /// Copies `count` floats between two buffers of this device.
+    func copy(_ source: CLBuffer, to destination: CLBuffer, count: Int) throws {
+        guard count > 0 else { return }
+        try check(clEnqueueCopyBuffer(queue.handle, source.handle, destination.handle, 0, 0,
+                                      count * MemoryLayout<Float>.size, 0, nil, nil),
+                  "clEnqueueCopyBuffer(\(count) floats)")
+    }
+
+    /// Waits for every queued command to finish.
+    public func finish() throws {
+        try check(clFinish(queue.handle), "clFinish(\(info.name))")
+    }
+}

@@ -1,0 +1,89 @@
+import COpenCL
+import Foundation
+
+/// Discovers the OpenCL devices of every platform once, and opens each device's context and queue on first use.
+///
+/// No ICD, no platform or no device is a normal state: `devices` is then empty and CLNN runs on `cpu`.
+public final class OpenCLRuntime: @unchecked Sendable {
+    public static let shared = OpenCLRuntime()
+
+    /// Every OpenCL device, in platform order then device order. `opencl:N` is `devices[N]`.
+    public let devices: [OpenCLDeviceInfo]
+    /// Why discovery found nothing, when it found nothing (e.g. `clGetPlatformIDs failed: CL_PLATFORM_NOT_FOUND_KHR`).
+    public let discoveryNote: String?
+
+    private let ids: [cl_device_id]
+    private let lock = NSLock()
+    private var opened: [Int: OpenCLDevice] = [:]
+
+    private init() {
+        var found: [(cl_device_id, OpenCLDeviceInfo)] = []
+        var note: String?
+        var platformCount: cl_uint = 0
+        let status = clGetPlatformIDs(0, nil, &platformCount)
+        if status != CL_SUCCESS {
+            note = OpenCLError.call("clGetPlatformIDs", status: status).description
+        } else if platformCount == 0 {
+            note = "no OpenCL platform is installed"
+        } else {
+            var platforms = [cl_platform_id?](repeating: nil, count: Int(platformCount))
+            if clGetPlatformIDs(platformCount, &platforms, nil) == CL_SUCCESS {
+                for case let platform? in platforms {
+                    let platformName = platformString(platform, CL_PLATFORM_NAME)
+                    var deviceCount: cl_uint = 0
+                    let type = cl_device_type(CL_DEVICE_TYPE_ALL)
+                    guard clGetDeviceIDs(platform, type, 0, nil, &deviceCount) == CL_SUCCESS, deviceCount > 0 else {
+                        continue
+                    }
+                    var ids = [cl_device_id?](repeating: nil, count: Int(deviceCount))
+                    guard clGetDeviceIDs(platform, type, deviceCount, &ids, nil) == CL_SUCCESS else { continue }
+                    for case let id? in ids {
+                        found.append((id, Self.describe(id, index: found.count, platform: platformName)))
+                    }
+                }
+            }
+            if found.isEmpty { note = "OpenCL platforms exist but offer no device" }
+        }
+        ids = found.map(\.0)
+        devices = found.map(\.1)
+        discoveryNote = note
+    }
+
+    private static func describe(_ id: cl_device_id, index: Int, platform: String) -> OpenCLDeviceInfo {
+        var type: cl_device_type = 0
+        clGetDeviceInfo(id, cl_device_info(CL_DEVICE_TYPE), MemoryLayout<cl_device_type>.size, &type, nil)
+        return OpenCLDeviceInfo(
+            index: index,
+            name: deviceString(id, CL_DEVICE_NAME),
+            platform: platform,
+            vendor: deviceString(id, CL_DEVICE_VENDOR),
+            version: deviceString(id, CL_DEVICE_VERSION),
+            driverVersion: deviceString(id, CL_DRIVER_VERSION),
+            computeUnits: deviceInteger(id, CL_DEVICE_MAX_COMPUTE_UNITS, as: cl_uint.self),
+            globalMemory: deviceInteger(id, CL_DEVICE_GLOBAL_MEM_SIZE, as: cl_ulong.self),
+            maxAllocation: deviceInteger(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE, as: cl_ulong.self),
+            localMemory: deviceInteger(id, CL_DEVICE_LOCAL_MEM_SIZE, as: cl_ulong.self),
+            maxWorkGroupSize: deviceInteger(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
+            isCPU: type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0
+        )
+    }
+
+    /// The opened device `opencl:index`, creating its context and queue on first use.
+    public func device(_ index: Int) throws -> OpenCLDevice {
+        lock.lock()
+        defer { lock.unlock() }
+        if let device = opened[index] { return device }
+        guard ids.indices.contains(index) else {
+            throw DeviceError.unknownDevice("opencl:\(index)", available: DeviceTag.availableTags(openCLCount: ids.count))
+        }
+        let device = try OpenCLDevice(id: ids[index], info: devices[index])
+        opened[index] = device
+        return device
+    }
+}
+
+extension DeviceTag {
+    static func availableTags(openCLCount: Int) -> [DeviceTag] {
+        [.cpu] + (0..<openCLCount).map { .opencl($0) }
+    }
+}
