@@ -1,0 +1,110 @@
+import Device
+import Foundation
+import TestSupport
+import XCTest
+
+final class TransferTests: XCTestCase {
+    func testValuesSurviveCPUToOpenCLAndBack() throws {
+        try requireOpenCL()
+        let values = testValues(1001, seed: 101) + [.infinity, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude]
+        let original = try Tensor(values, shape: [values.count])
+        for device in openCLDevices {
+            let there = try original.to(device)
+            XCTAssertEqual(there.device, device)
+            XCTAssertEqual(there.shape, original.shape)
+            let back = try there.to(.cpu)
+            XCTAssertEqual(back.device, .cpu)
+            XCTAssertEqual(try back.toArray().map(\.bitPattern), values.map(\.bitPattern), "round trip via \(device)")
+            XCTAssertEqual(try there.toArray().map(\.bitPattern), values.map(\.bitPattern), "read back from \(device)")
+        }
+    }
+
+    func testValuesSurviveOpenCL0ToOpenCL1() throws {
+        // Run with POCL_DEVICES="pthread pthread" to expose two devices.
+        try requireOpenCL(count: 2)
+        let values = testValues(4097, seed: 102)
+        let path = try Tensor(values, shape: [values.count]).to(.opencl(0)).to(.opencl(1))
+        XCTAssertEqual(path.device, .opencl(1))
+        XCTAssertEqual(try path.to(.cpu).toArray(), values)
+        // Ops run where the operands live: relu on opencl:1 agrees with cpu.
+        assertClose(try path.relu().toArray(), values.map { max($0, 0) })
+    }
+
+    func testRandnIsTheSameOnEveryDevice() throws {
+        let reference = try Tensor.randn([17, 9], seed: 7).toArray()
+        for device in testDevices {
+            XCTAssertEqual(try Tensor.randn([17, 9], seed: 7, on: device).toArray(), reference, "\(device)")
+        }
+        XCTAssertNotEqual(try Tensor.randn([17, 9], seed: 8).toArray(), reference)
+        let mean = reference.reduce(0, +) / Float(reference.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.3)
+    }
+
+    func testCopyFromOverwritesInPlaceAcrossDevices() throws {
+        for device in testDevices {
+            let target = try Tensor.zeros([2, 2], on: device)
+            try target.copy(from: try Tensor([1, 2, 3, 4], shape: [4]))
+            XCTAssertEqual(try target.toArray(), [1, 2, 3, 4])
+            XCTAssertThrowsError(try target.copy(from: try Tensor.zeros([3])))
+        }
+    }
+
+    func testDeviceTagsParseAndPrint() throws {
+        XCTAssertEqual(DeviceTag.parseSyntax("cpu"), .cpu)
+        XCTAssertEqual(DeviceTag.parseSyntax("opencl"), .opencl(0))
+        XCTAssertEqual(DeviceTag.parseSyntax("opencl:12"), .opencl(12))
+        XCTAssertEqual(DeviceTag.opencl(3).description, "opencl:3")
+        for bad in ["gpu", "opencl:", "opencl:-1", "opencl:x", "", "opencl:1:2", "cuda:0"] {
+            XCTAssertNil(DeviceTag.parseSyntax(bad), bad)
+        }
+        XCTAssertEqual(try DeviceTag(parsing: "cpu"), .cpu)
+        XCTAssertThrowsError(try DeviceTag(parsing: "opencl:7")) { error in
+            XCTAssertTrue("\(error)".contains("unknown device 'opencl:7'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("available devices: cpu"), "\(error)")
+        }
+        XCTAssertThrowsError(try DeviceTag(parsing: "gpu"))
+        XCTAssertEqual(DeviceTag.available.first, .cpu)
+    }
+
+    func testNoOpenCLStillLeavesCPU() throws {
+        // With OCL_ICD_VENDORS pointing at an empty folder the whole suite runs this way; here we check the
+        // invariant that always holds: cpu is present and preferred falls back to it.
+        XCTAssertTrue(DeviceTag.available.contains(.cpu))
+        if openCLDevices.isEmpty {
+            XCTAssertEqual(DeviceTag.preferred, .cpu)
+            XCTAssertNotNil(OpenCLRuntime.shared.discoveryNote)
+        } else {
+            XCTAssertEqual(DeviceTag.preferred, .opencl(0))
+        }
+    }
+
+    func testBuildFailureCarriesTheBuildLog() throws {
+        let error = OpenCLError.buildFailed(program: "x.cl", device: "d", options: "", status: -11, log: "line 3: oops")
+        XCTAssertTrue("\(error)".contains("CL_BUILD_PROGRAM_FAILURE"))
+        XCTAssertTrue("\(error)".contains("line 3: oops"))
+        XCTAssertEqual("\(OpenCLError.call("clFoo", status: -54))", "clFoo failed: CL_INVALID_WORK_GROUP_SIZE (-54)")
+    }
+}
+
+final class KernelOverrideTests: XCTestCase {
+    func testBrokenOverrideKernelFailsWithItsBuildLog() throws {
+        try requireOpenCL()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-override-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "__kernel void relu_forward(int n, __global float* x) { this is not C }\n"
+            .write(to: folder.appendingPathComponent("relu.cl"), atomically: true, encoding: .utf8)
+        setenv(KernelLibrary.overrideVariable, folder.path, 1)
+        defer { unsetenv(KernelLibrary.overrideVariable) }
+        XCTAssertThrowsError(try Tensor.zeros([4], on: .opencl(0)).relu()) { error in
+            guard case .buildFailed(let program, _, _, _, let log)? = error as? OpenCLError else {
+                return XCTFail("expected a build failure, got \(error)")
+            }
+            XCTAssertEqual(program, "relu.cl")
+            XCTAssertFalse(log.isEmpty, "the build log should say what is wrong")
+            XCTAssertTrue("\(error)".contains("CL_BUILD_PROGRAM_FAILURE"), "\(error)")
+        }
+        // Files the folder does not override still come from the built-in kernels.
+        XCTAssertEqual(try Tensor([1, -1], shape: [2], on: .opencl(0)).affine(scale: 2).toArray(), [2, -2])
+    }
+}
