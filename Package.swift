@@ -42,7 +42,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "TestSupport", dependencies: ["Device"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Device", "NN"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceTests", dependencies: ["Device", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Device", "TestSupport"]),
     ]

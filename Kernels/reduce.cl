@@ -6,8 +6,14 @@ __kernel void sum_all(const int n, __global const float* x, __global float* out,
 {
     const int lid = get_local_id(0);
     const int size = get_local_size(0);
-    float acc = 0.0f;
-    for (int i = lid; i < n; i += size) acc += x[i];
+    // Kahan-compensated partial sums: long reductions (e.g. 47M pixels) stay accurate in fp32.
+    float acc = 0.0f, carry = 0.0f;
+    for (int i = lid; i < n; i += size) {
+        const float y = x[i] - carry;
+        const float t = acc + y;
+        carry = (t - acc) - y;
+        acc = t;
+    }
     scratch[lid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = size / 2; stride > 0; stride /= 2) {

@@ -93,9 +93,9 @@ struct CPUBackend: Backend {
 
     func sumAll(_ x: Tensor, _ out: Tensor) throws {
         let X = x.hostPointer
-        var acc: Float = 0
-        for i in 0..<x.count { acc += X[i] }
-        out.hostPointer[0] = acc
+        var acc: Double = 0  // Double, like the kernel's compensated sum, keeps long sums accurate
+        for i in 0..<x.count { acc += Double(X[i]) }
+        out.hostPointer[0] = Float(acc)
     }
 
     func argmaxRows(_ x: Tensor, _ out: Tensor, rows: Int, cols: Int) throws {

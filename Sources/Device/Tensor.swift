@@ -38,8 +38,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         self.count = shape.reduce(1, *)
     }
 
-    /// An uninitialised tensor of `shape` on `device`.
-    static func empty(_ shape: [Int], on device: DeviceTag) throws -> Tensor {
+    /// An uninitialised tensor of `shape` on `device` (for outputs that are about to be overwritten).
+    public static func empty(_ shape: [Int], on device: DeviceTag) throws -> Tensor {
         let count = try checkedCount(shape)
         switch device.kind {
         case .cpu:

@@ -1,4 +1,5 @@
 import Device
+import NN
 import Foundation
 import XCTest
 
@@ -50,13 +51,5 @@ public func testValues(_ count: Int, seed: UInt64) -> [Float] {
 
 /// Central finite differences in Double of `f` at `x`.
 public func finiteDifferences(_ x: [Double], step: Double = 1e-6, _ f: ([Double]) -> Double) -> [Double] {
-    var probe = x
-    return x.indices.map { i in
-        probe[i] = x[i] + step
-        let up = f(probe)
-        probe[i] = x[i] - step
-        let down = f(probe)
-        probe[i] = x[i]
-        return (up - down) / (2 * step)
-    }
+    GradientCheck.finiteDifferences(x, step: step, f)
 }

@@ -1,0 +1,12 @@
+/// A problem with a data or checkpoint file: which file, and what is wrong with it.
+public struct DataError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let problem: String
+
+    public init(_ path: String, _ problem: String) {
+        self.path = path
+        self.problem = problem
+    }
+
+    public var description: String { "\(path): \(problem)" }
+}

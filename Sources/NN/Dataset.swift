@@ -1,0 +1,148 @@
+import Foundation
+
+/// Images as rows of floats with their class labels, on the host.
+public struct Dataset: Sendable {
+    /// [count, features], row-major.
+    public var images: [Float]
+    /// Class indices as floats, [count].
+    public let labels: [Float]
+    public let count: Int
+    public let features: Int
+
+    public init(images: [Float], labels: [Float], features: Int) {
+        precondition(images.count == labels.count * features, "Dataset: images and labels disagree")
+        self.images = images
+        self.labels = labels
+        self.count = labels.count
+        self.features = features
+    }
+
+    /// The first `n` examples.
+    public func prefix(_ n: Int) -> Dataset {
+        let n = min(n, count)
+        return Dataset(images: Array(images[0..<n * features]), labels: Array(labels[0..<n]), features: features)
+    }
+
+    /// The largest label + 1.
+    public var classCount: Int { Int(labels.max() ?? -1) + 1 }
+}
+
+/// Normalisation with the training set's statistics: x ← (x − mean) / std, the same values for every split.
+public struct Normalization: Equatable, Sendable, Codable {
+    public let mean: Float
+    public let std: Float
+
+    public init(mean: Float, std: Float) {
+        self.mean = mean
+        self.std = std
+    }
+
+    /// The mean and (population) standard deviation of all of `data`'s pixels, accumulated in Double.
+    public static func fit(_ data: Dataset) -> Normalization {
+        var sum = 0.0, sumSquares = 0.0
+        for v in data.images {
+            sum += Double(v)
+            sumSquares += Double(v) * Double(v)
+        }
+        let n = Double(max(data.images.count, 1))
+        let mean = sum / n
+        let variance = max(sumSquares / n - mean * mean, 0)
+        return Normalization(mean: Float(mean), std: Float(variance.squareRoot()))
+    }
+
+    public func apply(_ data: Dataset) -> Dataset {
+        var out = data
+        let scale = std > 0 ? 1 / std : 1
+        for i in out.images.indices { out.images[i] = (out.images[i] - mean) * scale }
+        return out
+    }
+}
+
+/// A folder in the MNIST layout: the four standard files, each `.gz` or plain.
+public struct MNISTFolder: Sendable {
+    /// Debian's `dataset-fashion-mnist`.
+    public static let defaultPath = "/usr/share/datasets/fashion-mnist"
+    public static let trainImages = "train-images-idx3-ubyte", trainLabels = "train-labels-idx1-ubyte"
+    public static let testImages = "t10k-images-idx3-ubyte", testLabels = "t10k-labels-idx1-ubyte"
+
+    public let path: String
+    public init(_ path: String = MNISTFolder.defaultPath) { self.path = path }
+
+    /// Pixels scaled to [0, 1]; no normalisation yet.
+    public func load() throws -> (train: Dataset, test: Dataset) {
+        try checkFolder()
+        return (try split(Self.trainImages, Self.trainLabels), try split(Self.testImages, Self.testLabels))
+    }
+
+    /// The test split only, pixels scaled to [0, 1].
+    public func loadTest() throws -> Dataset {
+        try checkFolder()
+        return try split(Self.testImages, Self.testLabels)
+    }
+
+    private func checkFolder() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            let hint = path == Self.defaultPath ? " (install Debian's dataset-fashion-mnist, or pass --data DIR)" : ""
+            throw DataError(path, "no such data folder\(hint)")
+        }
+    }
+
+    /// The file `name` or `name.gz` in the folder.
+    public func file(_ name: String) throws -> String {
+        let base = URL(fileURLWithPath: path).appendingPathComponent(name).path
+        for candidate in [base + ".gz", base] where FileManager.default.fileExists(atPath: candidate) {
+            return candidate
+        }
+        throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")
+    }
+
+    private func split(_ imagesName: String, _ labelsName: String) throws -> Dataset {
+        let imagesPath = try file(imagesName), labelsPath = try file(labelsName)
+        let images = try IDX.read(imagesPath)
+        guard images.dims.count == 3 else {
+            throw DataError(imagesPath, "expected images with 3 dimensions (count, rows, cols), got \(images.dims)")
+        }
+        let labels = try IDX.read(labelsPath)
+        guard labels.dims.count == 1 else {
+            throw DataError(labelsPath, "expected labels with 1 dimension, got \(labels.dims)")
+        }
+        guard images.dims[0] == labels.dims[0] else {
+            throw DataError(labelsPath, "\(labels.dims[0]) labels but \(imagesPath) has \(images.dims[0]) images")
+        }
+        let features = images.dims[1] * images.dims[2]
+        guard features > 0 else { throw DataError(imagesPath, "images have no pixels (\(images.dims))") }
+        return Dataset(images: images.bytes.map { Float($0) / 255 }, labels: labels.bytes.map(Float.init),
+                       features: features)
+    }
+}
+
+/// Seeded shuffling into minibatches: epoch e visits every example once, in an order fixed by (seed, e).
+public struct BatchSampler: Sendable {
+    public let count: Int
+    public let batchSize: Int
+    public let seed: UInt64
+
+    public init(count: Int, batchSize: Int, seed: UInt64) {
+        self.count = count
+        self.batchSize = batchSize
+        self.seed = seed
+    }
+
+    public var batchesPerEpoch: Int { (count + batchSize - 1) / batchSize }
+
+    /// A Fisher–Yates permutation of 0..<count for `epoch`.
+    public func order(epoch: Int) -> [Int] {
+        var rng = SeededGenerator(seed: seed &+ 0x5EED &+ UInt64(epoch) &* 0x9E37_79B9)
+        var order = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            order.swapAt(i, Int(rng.next() % UInt64(i + 1)))
+        }
+        return order
+    }
+
+    /// The index ranges of the batches within an epoch's order (the last one may be short).
+    public var batchRanges: [Range<Int>] {
+        stride(from: 0, to: count, by: batchSize).map { $0..<min($0 + batchSize, count) }
+    }
+}

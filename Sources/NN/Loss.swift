@@ -1,0 +1,86 @@
+import Foundation
+
+/// A loss over a batch: its mean value, with the gradient of that mean w.r.t. the predictions fused in.
+public protocol Loss: Sendable {
+    /// The name used on the command line and in checkpoints.
+    var name: String { get }
+    /// How many model outputs the loss needs for `classes` classes.
+    func outputs(classes: Int) -> Int
+    /// Mean loss over the batch → [1] on the predictions' device. When `grad` (pred's shape) is given it receives
+    /// dL/dpred. pred: [batch, outputs], labels: [batch] (class indices as floats).
+    func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor
+    /// The predicted class of each row. pred: [batch, outputs] → host array of class indices.
+    func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int]
+    /// The mean loss in Double on the host: the reference the gradient check differentiates.
+    func reference(_ pred: DoubleMatrix, _ labels: [Double]) -> Double
+}
+
+extension Loss {
+    public func callAsFunction(_ pred: Tensor, _ labels: Tensor) throws -> Tensor {
+        try callAsFunction(pred, labels, grad: nil)
+    }
+}
+
+/// Softmax cross-entropy, log-sum-exp stable, with its gradient (softmax − one-hot) / batch fused in.
+public struct CrossEntropyLoss: Loss {
+    public init() {}
+    public var name: String { "cross-entropy" }
+    public func outputs(classes: Int) -> Int { classes }
+
+    public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor {
+        let batch = max(pred.shape.first ?? 1, 1)
+        let scale = 1 / Float(batch)
+        return try pred.softmaxCrossEntropy(labels: labels, grad: grad, gradScale: scale).sum().affine(scale: scale)
+    }
+
+    public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
+        try pred.argmaxRows().toArray().map { Int($0) }
+    }
+
+    public func reference(_ pred: DoubleMatrix, _ labels: [Double]) -> Double {
+        var total = 0.0
+        for i in 0..<pred.rows {
+            let row = (0..<pred.cols).map { pred[i, $0] }
+            let m = row.max() ?? 0
+            let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
+            total += lse - row[Int(labels[i])]
+        }
+        return total / Double(max(pred.rows, 1))
+    }
+}
+
+/// The seeds' mean squared error: a single output regressed on the class label, mean((pred − label)²).
+/// Its predicted class is the output rounded to the nearest valid label.
+public struct MSELoss: Loss {
+    public init() {}
+    public var name: String { "mse" }
+    public func outputs(classes: Int) -> Int { 1 }
+
+    public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor {
+        let batch = max(pred.shape.first ?? 1, 1)
+        let scale = 1 / Float(batch)
+        return try pred.squaredError(target: labels, grad: grad, gradScale: scale).sum().affine(scale: scale)
+    }
+
+    public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
+        try pred.toArray().map { value in
+            guard value.isFinite else { return 0 }
+            return min(max(Int(value.rounded()), 0), classes - 1)
+        }
+    }
+
+    public func reference(_ pred: DoubleMatrix, _ labels: [Double]) -> Double {
+        var total = 0.0
+        for i in 0..<pred.rows { total += (pred[i, 0] - labels[i]) * (pred[i, 0] - labels[i]) }
+        return total / Double(max(pred.rows, 1))
+    }
+}
+
+/// The loss named `name` (`cross-entropy` or `mse`).
+public func makeLoss(named name: String) -> (any Loss)? {
+    switch name {
+    case "cross-entropy": return CrossEntropyLoss()
+    case "mse": return MSELoss()
+    default: return nil
+    }
+}

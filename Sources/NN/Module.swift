@@ -1,0 +1,93 @@
+/// A trainable tensor with its gradient (and, once an optimiser with momentum has used it, its velocity).
+public final class Parameter {
+    /// The name within its layer, e.g. `weight`.
+    public let name: String
+    public private(set) var value: Tensor
+    /// dL/dvalue, accumulated by backward until `zeroGrad`.
+    public private(set) var grad: Tensor
+    /// Optimiser state, kept on the parameter's device.
+    var velocity: Tensor?
+
+    public init(name: String, value: Tensor) throws {
+        self.name = name
+        self.value = value
+        self.grad = try Tensor.zeros(value.shape, on: value.device)
+    }
+
+    public var device: DeviceTag { value.device }
+
+    /// Moves the value, gradient and optimiser state to `device`.
+    public func to(_ device: DeviceTag) throws {
+        guard device != value.device else { return }
+        value = try value.to(device)
+        grad = try grad.to(device)
+        velocity = try velocity?.to(device)
+    }
+
+    /// Overwrites the value (same element count), from any device.
+    public func load(_ source: Tensor) throws {
+        try value.copy(from: source)
+    }
+}
+
+/// A layer in the seeds' pattern: `forward` keeps what `backward` needs; `backward` accumulates the parameters'
+/// gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
+public protocol Module: AnyObject {
+    /// x: [batch, in] → [batch, out]
+    func forward(_ x: Tensor) throws -> Tensor
+    /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input.
+    func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
+    /// The trainable parameters, in a fixed order.
+    var parameters: [Parameter] { get }
+    /// The same forward computed in Double on the host, with `params` in `parameters` order: the reference the
+    /// gradient check differentiates numerically.
+    func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix
+}
+
+extension Module {
+    /// dy → dx.
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let dx = try backward(dy, needsInputGradient: true) else {
+            preconditionFailure("backward returned no input gradient although one was asked for")
+        }
+        return dx
+    }
+
+    /// Sets every parameter's gradient to zero.
+    public func zeroGrad() throws {
+        for p in parameters { try p.grad.fill(0) }
+    }
+
+    /// Moves every parameter to `device`.
+    public func to(_ device: DeviceTag) throws {
+        for p in parameters { try p.to(device) }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
+}
+
+/// A row-major matrix of Doubles, for reference computations.
+public struct DoubleMatrix: Equatable, Sendable {
+    public var rows: Int
+    public var cols: Int
+    public var values: [Double]
+
+    public init(rows: Int, cols: Int, values: [Double]) {
+        precondition(values.count == rows * cols, "DoubleMatrix: \(values.count) values for \(rows)x\(cols)")
+        self.rows = rows
+        self.cols = cols
+        self.values = values
+    }
+
+    public init(_ tensor: Tensor) throws {
+        guard tensor.shape.count == 2 else {
+            throw DeviceError.invalidArgument(op: "DoubleMatrix", "expects a matrix, got shape \(tensor.shape)")
+        }
+        self.init(rows: tensor.shape[0], cols: tensor.shape[1], values: try tensor.toArray().map(Double.init))
+    }
+
+    public subscript(i: Int, j: Int) -> Double {
+        get { values[i * cols + j] }
+        set { values[i * cols + j] = newValue }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// Reads and writes the safetensors format (F32 tensors only): an 8-byte little-endian header length, a JSON
+/// header naming each tensor's dtype, shape and byte range, then the raw little-endian data.
+public enum SafeTensors {
+    public struct Entry: Equatable, Sendable {
+        public let shape: [Int]
+        public let values: [Float]
+        public init(shape: [Int], values: [Float]) {
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    /// The largest header accepted when reading.
+    static let maxHeaderBytes = 100 << 20
+
+    /// The file's bytes: tensors laid out contiguously in name order.
+    public static func encode(_ tensors: [String: Entry], metadata: [String: String]) throws -> [UInt8] {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for name in tensors.keys.sorted() {
+            let entry = tensors[name]!
+            precondition(entry.shape.reduce(1, *) == entry.values.count, "SafeTensors: \(name) shape and data disagree")
+            let bytes = entry.values.count * 4
+            header[name] = ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            offset += bytes
+        }
+        var json = Array(try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+        while json.count % 8 != 0 { json.append(0x20) }  // pad so the data starts 8-byte aligned
+        var out = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json
+        out.reserveCapacity(out.count + offset)
+        for name in tensors.keys.sorted() {
+            for v in tensors[name]!.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out += $0 } }
+        }
+        return out
+    }
+
+    /// Parses a safetensors file's bytes; `path` names the file in errors.
+    public static func decode(_ bytes: [UInt8], path: String) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+        guard bytes.count >= 8 else { throw DataError(path, "truncated safetensors file: \(bytes.count) bytes, no header length") }
+        let headerLength = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard headerLength <= UInt64(maxHeaderBytes), Int(headerLength) <= bytes.count - 8 else {
+            throw DataError(path, "corrupt safetensors header: it claims \(headerLength) bytes but the file has \(bytes.count - 8) after the length")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])),
+              let header = object as? [String: Any] else {
+            throw DataError(path, "corrupt safetensors header: not a JSON object")
+        }
+        let dataSize = bytes.count - headerEnd
+        var metadata: [String: String] = [:]
+        var tensors: [String: Entry] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let dict = value as? [String: String] else {
+                    throw DataError(path, "corrupt safetensors header: __metadata__ is not a map of strings")
+                }
+                metadata = dict
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw DataError(path, "corrupt safetensors header: tensor '\(name)' lacks dtype, shape or data_offsets")
+            }
+            guard dtype == "F32" else { throw DataError(path, "tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8 else {
+                throw DataError(path, "tensor '\(name)' has an invalid shape \(shape)")
+            }
+            let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin >= 0, begin <= end, end <= dataSize else {
+                throw DataError(path, "tensor '\(name)' spans bytes \(begin)..<\(end) but the data section has \(dataSize) (truncated file?)")
+            }
+            guard count < Int.max / 4, end - begin == count * 4 else {
+                throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(count * 4) bytes but spans \(end - begin)")
+            }
+            var values = [Float](repeating: 0, count: count)
+            values.withUnsafeMutableBytes { dst in
+                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)])) }
+            }
+            // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
+            tensors[name] = Entry(shape: shape, values: values)
+        }
+        return (tensors, metadata)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+
+/// Hyper-parameters of a training run.
+public struct TrainingOptions: Sendable {
+    public var epochs = 5
+    public var batchSize = 64
+    public var lr: Float = 0.1
+    public var momentum: Float = 0
+    public var weightDecay: Float = 0
+    public var seed: UInt64 = 42
+    public init() {}
+}
+
+/// Where training stands, handed to the progress callback every few steps.
+public struct StepReport: Sendable {
+    public let epoch: Int
+    public let step: Int
+    public let steps: Int
+    /// Mean loss of the batches since the previous report.
+    public let runningLoss: Float
+    public let itemsPerSecond: Double
+    public let elapsed: Double
+    public var eta: Double { step > 0 ? elapsed / Double(step) * Double(steps - step) : 0 }
+}
+
+/// Why training stopped early.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    case nonFiniteLoss(epoch: Int, step: Int, value: Float)
+    case interrupted(epoch: Int, step: Int)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(epoch, step, value):
+            return "loss became \(value) at epoch \(epoch), step \(step); stopped (try a smaller --lr)"
+        case let .interrupted(epoch, step):
+            return "interrupted at epoch \(epoch), step \(step)"
+        }
+    }
+}
+
+/// Trains a model with minibatch SGD: batch → forward → loss → backward → step.
+public final class Trainer {
+    public let model: Sequential
+    public let loss: any Loss
+    public let optimizer: SGD
+    public let device: DeviceTag
+    public let classes: Int
+    public let options: TrainingOptions
+
+    /// Input and label tensors reused across steps, one pair per batch size seen.
+    private var batchTensors: [Int: (x: Tensor, y: Tensor)] = [:]
+
+    public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
+        self.model = model
+        self.loss = loss
+        self.classes = classes
+        self.options = options
+        self.device = device
+        optimizer = try SGD(model.parameters, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay)
+    }
+
+    /// Checks that every label of `data` is a class the model can predict.
+    public func validateLabels(_ data: Dataset, source: String) throws {
+        if let bad = data.labels.firstIndex(where: { $0 < 0 || $0 >= Float(classes) || $0 != $0.rounded() }) {
+            throw DataError(source, "label \(data.labels[bad]) of example \(bad) is out of range for a model of \(classes) classes")
+        }
+    }
+
+    /// One pass over `data` in the order `sampler` gives for `epoch`. Returns the mean training loss.
+    /// `progress` is called every `reportEvery` steps and at the end; `shouldStop` is polled at each report.
+    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+                           shouldStop: () -> Bool = { false },
+                           progress: (StepReport) -> Void = { _ in }) throws -> Float {
+        let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
+        let order = sampler.order(epoch: epoch)
+        let ranges = sampler.batchRanges
+        let start = Date()
+        var pending: Tensor?  // device-side sum of losses since the last report
+        var pendingSteps = 0
+        var total = 0.0
+        for (step, range) in ranges.enumerated() {
+            let (x, y) = try batch(data, order[range])
+            let pred = try model.forward(x)
+            let grad = try Tensor.empty(pred.shape, on: device)
+            let batchLoss = try loss(pred, y, grad: grad)
+            try model.zeroGrad()
+            _ = try model.backward(grad, needsInputGradient: false)
+            try optimizer.step()
+
+            pending = try pending.map { try $0.elementwise(.add, batchLoss) } ?? batchLoss
+            pendingSteps += 1
+            if (step + 1) % reportEvery == 0 || step + 1 == ranges.count {
+                // The only host synchronisation inside an epoch: one loss read per report.
+                let mean = try pending!.item() / Float(pendingSteps)
+                guard mean.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, value: mean) }
+                total += Double(mean) * Double(pendingSteps)
+                let elapsed = Date().timeIntervalSince(start)
+                progress(StepReport(epoch: epoch, step: step + 1, steps: ranges.count, runningLoss: mean,
+                                    itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
+                pending = nil
+                pendingSteps = 0
+                if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
+            }
+        }
+        return Float(total / Double(max(ranges.count, 1)))
+    }
+
+    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
+    public func evaluate(_ data: Dataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+        var lossSum = 0.0
+        var correct = 0
+        for start in stride(from: 0, to: data.count, by: chunk) {
+            let range = start..<min(start + chunk, data.count)
+            let (x, y) = try batch(data, range)
+            let pred = try model.forward(x)
+            lossSum += Double(try loss(pred, y).item()) * Double(range.count)
+            let predicted = try loss.predictedClasses(pred, classes: classes)
+            correct += zip(predicted, data.labels[range]).filter { $0 == Int($1) }.count
+        }
+        let n = Double(max(data.count, 1))
+        return (lossSum / n, Double(correct) / n)
+    }
+
+    /// The examples at `indices`, gathered on the host and uploaded into reused device tensors.
+    private func batch<C: Collection>(_ data: Dataset, _ indices: C) throws -> (Tensor, Tensor) where C.Element == Int {
+        let n = indices.count
+        if batchTensors[n] == nil {
+            batchTensors[n] = (try Tensor.empty([n, data.features], on: device), try Tensor.empty([n], on: device))
+        }
+        let (x, y) = batchTensors[n]!
+        var images = [Float](repeating: 0, count: n * data.features)
+        var labels = [Float](repeating: 0, count: n)
+        data.images.withUnsafeBufferPointer { src in
+            images.withUnsafeMutableBufferPointer { dst in
+                for (row, index) in indices.enumerated() {
+                    let from = src.baseAddress! + index * data.features
+                    (dst.baseAddress! + row * data.features).update(from: from, count: data.features)
+                    labels[row] = data.labels[index]
+                }
+            }
+        }
+        try x.upload(images)
+        try y.upload(labels)
+        return (x, y)
+    }
+}

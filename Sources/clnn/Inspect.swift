@@ -1,0 +1,57 @@
+import ArgumentParser
+import Device
+import Foundation
+import NN
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The seeds' walk-through on real data: sizes, normalisation, and activation statistics per init.")
+
+    @OptionGroup var common: DataDeviceOptions
+
+    @Option(help: "Hidden layer size for the activation statistics.")
+    var hidden: Int = 50
+
+    @Option(help: "Seed for the weights.")
+    var seed: UInt64 = 42
+
+    func validate() throws {
+        guard hidden > 0, hidden <= 1 << 16 else { throw ValidationError("--hidden must be in 1...65536, got \(hidden)") }
+    }
+
+    func run() throws {
+        let device = try common.resolveDevice()
+        let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
+        let (n, m, c) = (rawTrain.count, rawTrain.features, rawTrain.classCount)
+        print("data \(common.data) on \(DataDeviceOptions.describe(device))")
+        print("n = \(n) training images, m = \(m) pixels each, c = \(c) classes (\(rawTest.count) test images)")
+
+        let before = try statistics(try Tensor(rawTrain.images, shape: [n, m], on: device))
+        let norm = Normalization.fit(rawTrain)
+        let train = norm.apply(rawTrain), test = norm.apply(rawTest)
+        let after = try statistics(try Tensor(train.images, shape: [n, m], on: device))
+        let x = try Tensor(test.images, shape: [test.count, m], on: device)
+        let testAfter = try statistics(x)
+        print(String(format: "train mean %.4f std %.4f before normalisation", before.mean, before.std))
+        print(String(format: "train mean %.4f std %.4f after  (test, with the train statistics: mean %.4f std %.4f)",
+                     after.mean, after.std, testAfter.mean, testAfter.std))
+
+        print("\nactivations of x_test · w1 + b1 with \(hidden) hidden units (w1 [\(m), \(hidden)], b1 = 0):")
+        print("init".padding(toLength: 38, withPad: " ", startingAt: 0) + "  linear mean   std    relu mean   std")
+        let rows: [(String, Initializer, Float)] = [
+            ("randn", .normal(std: 1), 0),
+            ("xavier (seeds: randn / sqrt(m))", .scaledByFanIn, 0),
+            ("xavier (glorot normal)", .xavierNormal(), 0),
+            ("kaiming (randn * sqrt(2 / m))", .kaimingNormal(), 0),
+            ("kaiming + shifted relu (relu - 0.5)", .kaimingNormal(), -0.5),
+        ]
+        for (name, initializer, shift) in rows {
+            let layer = try Linear(m, hidden, initializer: initializer, seed: seed, on: device)
+            let linear = try layer.forward(x)
+            let relu = try linear.relu().affine(scale: 1, shift: shift)
+            let (l, r) = (try statistics(linear), try statistics(relu))
+            print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
+                  + String(format: "  %9.4f %7.4f  %9.4f %7.4f", l.mean, l.std, r.mean, r.std))
+        }
+    }
+}

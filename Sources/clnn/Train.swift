@@ -1,0 +1,155 @@
+import ArgumentParser
+import Device
+import Foundation
+import NN
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train an MLP on an MNIST-format dataset (default: Fashion-MNIST) on cpu or an OpenCL device.")
+
+    @OptionGroup var common: DataDeviceOptions
+
+    @Option(help: "Number of passes over the training set.")
+    var epochs: Int = 5
+
+    @Option(help: "Examples per minibatch.")
+    var batchSize: Int = 64
+
+    @Option(help: "Learning rate.")
+    var lr: Float = 0.1
+
+    @Option(help: "SGD momentum, in [0, 1).")
+    var momentum: Float = 0
+
+    @Option(help: "L2 weight decay.")
+    var weightDecay: Float = 0
+
+    @Option(parsing: .upToNextOption, help: "Hidden layer sizes, e.g. --hidden 100 50.")
+    var hidden: [Int] = [50]
+
+    @Option(help: "cross-entropy or mse (the seeds' single-output regression on the label).")
+    var loss: String = "cross-entropy"
+
+    @Option(help: "Seed for initialisation and shuffling.")
+    var seed: UInt64 = 42
+
+    @Option(help: "Write the trained model here (safetensors, PyTorch state-dict names), after every epoch.")
+    var save: String?
+
+    @Option(help: "Write the training curves here as SVG.")
+    var plot: String?
+
+    func validate() throws {
+        guard epochs > 0 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard hidden.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--hidden sizes must be at least 1, got \(hidden)")
+        }
+        guard hidden.allSatisfy({ $0 <= 1 << 16 }) else { throw ValidationError("--hidden sizes must be at most 65536, got \(hidden)") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
+        guard momentum.isFinite, momentum >= 0, momentum < 1 else {
+            throw ValidationError("--momentum must be in [0, 1), got \(momentum)")
+        }
+        guard weightDecay.isFinite, weightDecay >= 0 else {
+            throw ValidationError("--weight-decay must be a finite number ≥ 0, got \(weightDecay)")
+        }
+        guard makeLoss(named: loss) != nil else { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
+    }
+
+    func run() throws {
+        let device = try common.resolveDevice()
+        let lossFunction = makeLoss(named: loss)!
+        let loadStart = Date()
+        let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
+        let normalization = Normalization.fit(rawTrain)
+        let train = normalization.apply(rawTrain), test = normalization.apply(rawTest)
+        let classes = train.classCount
+        let sizes = [train.features] + hidden + [lossFunction.outputs(classes: classes)]
+        print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(classes) classes "
+              + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean, normalization.std,
+                       Date().timeIntervalSince(loadStart)))
+
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.lr) = (epochs, batchSize, lr)
+        (options.momentum, options.weightDecay, options.seed) = (momentum, weightDecay, seed)
+        let model = try MLP.make(sizes: sizes, seed: seed, on: device)
+        let trainer = try Trainer(model: model, loss: lossFunction, classes: classes, options: options, device: device)
+        try trainer.validateLabels(train, source: try MNISTFolder(common.data).file(MNISTFolder.trainLabels))
+        try trainer.validateLabels(test, source: try MNISTFolder(common.data).file(MNISTFolder.testLabels))
+        let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: classes, normalization: normalization)
+        print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
+              + "\(loss), SGD lr \(lr) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
+
+        Interrupt.install()
+        var curves = TrainingCurves()
+        curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(loss) on \(device)"
+        let bar = ProgressBar()
+        do {
+            for epoch in 1...epochs {
+                let start = Date()
+                let trainLoss = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 25,
+                                                       shouldStop: { Interrupt.requested != 0 }) { report in
+                    curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
+                                            Double(report.runningLoss)))
+                    bar.show(report, epochs: epochs)
+                }
+                let seconds = Date().timeIntervalSince(start)
+                let (testLoss, accuracy) = try trainer.evaluate(test)
+                bar.finish()
+                curves.epochs.append((epoch, testLoss, accuracy))
+                print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
+                             epoch, epochs, trainLoss, testLoss, accuracy, seconds))
+                if let save { try checkpoint.save(model, to: save) }
+                if let plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            }
+        } catch let error as TrainingError {
+            bar.finish()
+            if let plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            let kept = save.map { FileManager.default.fileExists(atPath: $0) ? "; the last good checkpoint \($0) is kept" : "" } ?? ""
+            warn("clnn: \(error)\(kept)")
+            throw ExitCode(isInterrupted(error) ? 130 : 1)
+        }
+        if let save { print("saved \(save)") }
+        if let plot { print("plotted \(plot)") }
+    }
+
+    private func isInterrupted(_ error: TrainingError) -> Bool {
+        if case .interrupted = error { return true }
+        return false
+    }
+}
+
+/// A live progress line on a terminal; a few plain lines per epoch otherwise.
+final class ProgressBar {
+    private let isTerminal = isatty(STDOUT_FILENO) != 0
+    private var lastPlainQuarter = -1
+    private var drawn = false
+
+    func show(_ r: StepReport, epochs: Int) {
+        let line = String(format: "epoch %d/%d %@ %d/%d  loss %.4f  %.0f items/s  ETA %@", r.epoch, epochs,
+                          bar(r.step, r.steps), r.step, r.steps, r.runningLoss, r.itemsPerSecond, formatDuration(r.eta))
+        if isTerminal {
+            print("\r\u{1B}[K" + line, terminator: "")
+            fflush(nil)
+            drawn = true
+        } else {
+            let quarter = r.step * 4 / max(r.steps, 1)
+            if quarter > lastPlainQuarter && r.step < r.steps {
+                print(line)
+                lastPlainQuarter = quarter
+            }
+        }
+    }
+
+    func finish() {
+        if drawn { print("\r\u{1B}[K", terminator: "") }
+        drawn = false
+        lastPlainQuarter = -1
+    }
+
+    private func bar(_ step: Int, _ steps: Int) -> String {
+        let width = 24
+        let filled = steps > 0 ? step * width / steps : width
+        return "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "]"
+    }
+}
