@@ -5,6 +5,11 @@ import Foundation
 public struct IDXArray: Equatable, Sendable {
     public let dims: [Int]
     public let bytes: [UInt8]
+
+    public init(dims: [Int], bytes: [UInt8]) {
+        self.dims = dims
+        self.bytes = bytes
+    }
 }
 
 /// Reads IDX files, gzip-compressed (`.gz`) or plain. Only the unsigned-byte type is accepted, as in MNIST:

@@ -8,7 +8,26 @@ public struct TrainingOptions: Sendable {
     public var momentum: Float = 0
     public var weightDecay: Float = 0
     public var seed: UInt64 = 42
+    public var schedule: LearningRateSchedule = .cosine
     public init() {}
+}
+
+/// How the learning rate moves over a run.
+public enum LearningRateSchedule: String, Sendable, CaseIterable {
+    /// The same rate throughout.
+    case constant
+    /// Cosine decay from the base rate at the first step to 0 after the last: lr·½(1 + cos(π·t/T)).
+    case cosine
+
+    /// The rate at `step` (0-based) of `totalSteps`.
+    public func rate(base: Float, step: Int, totalSteps: Int) -> Float {
+        switch self {
+        case .constant: return base
+        case .cosine:
+            let t = Double(step) / Double(max(totalSteps, 1))
+            return Float(Double(base) * 0.5 * (1 + cos(Double.pi * t)))
+        }
+    }
 }
 
 /// Where training stands, handed to the progress callback every few steps.
@@ -79,6 +98,8 @@ public final class Trainer {
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
+            optimizer.lr = options.schedule.rate(base: options.lr, step: (epoch - 1) * ranges.count + step,
+                                                 totalSteps: options.epochs * ranges.count)
             let (x, y) = try batch(data, order[range])
             let pred = try model.forward(x)
             let grad = try Tensor.empty(pred.shape, on: device)

@@ -15,8 +15,11 @@ struct Train: ParsableCommand {
     @Option(help: "Examples per minibatch.")
     var batchSize: Int = 64
 
-    @Option(help: "Learning rate.")
+    @Option(help: "Learning rate (the peak rate with --lr-schedule cosine).")
     var lr: Float = 0.1
+
+    @Option(help: "constant, or cosine: decay from --lr to 0 over the run.")
+    var lrSchedule: String = "cosine"
 
     @Option(help: "SGD momentum, in [0, 1).")
     var momentum: Float = 0
@@ -53,6 +56,9 @@ struct Train: ParsableCommand {
         guard weightDecay.isFinite, weightDecay >= 0 else {
             throw ValidationError("--weight-decay must be a finite number ≥ 0, got \(weightDecay)")
         }
+        guard LearningRateSchedule(rawValue: lrSchedule) != nil else {
+            throw ValidationError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
+        }
         guard makeLoss(named: loss) != nil else { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
     }
 
@@ -72,13 +78,14 @@ struct Train: ParsableCommand {
         var options = TrainingOptions()
         (options.epochs, options.batchSize, options.lr) = (epochs, batchSize, lr)
         (options.momentum, options.weightDecay, options.seed) = (momentum, weightDecay, seed)
+        options.schedule = LearningRateSchedule(rawValue: lrSchedule)!
         let model = try MLP.make(sizes: sizes, seed: seed, on: device)
         let trainer = try Trainer(model: model, loss: lossFunction, classes: classes, options: options, device: device)
         try trainer.validateLabels(train, source: try MNISTFolder(common.data).file(MNISTFolder.trainLabels))
         try trainer.validateLabels(test, source: try MNISTFolder(common.data).file(MNISTFolder.testLabels))
         let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: classes, normalization: normalization)
         print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
-              + "\(loss), SGD lr \(lr) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
+              + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
         Interrupt.install()
         var curves = TrainingCurves()

@@ -1,0 +1,82 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+final class CheckpointTests: XCTestCase {
+    let meta = Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3,
+                          normalization: Normalization(mean: 0.25, std: 0.5))
+
+    func testCheckpointRoundTripsWithPyTorchLayouts() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("model.safetensors").path
+        let model = try MLP.make(sizes: meta.sizes, seed: 3, on: .cpu)
+        try meta.save(model, to: path)
+
+        let (tensors, metadata) = try SafeTensors.decode(Array(try Data(contentsOf: URL(fileURLWithPath: path))), path: path)
+        XCTAssertEqual(Set(tensors.keys), ["0.weight", "0.bias", "2.weight", "2.bias"])
+        XCTAssertEqual(tensors["0.weight"]?.shape, [4, 6], "PyTorch Linear weights are [out, in]")
+        XCTAssertEqual(tensors["2.bias"]?.shape, [3])
+        let w = try (model.layers[0] as! Linear).weight.value.toArray()  // [in, out]
+        XCTAssertEqual(tensors["0.weight"]!.values[1 * 6 + 2], w[2 * 4 + 1], "weight[out 1, in 2]")
+        XCTAssertEqual(metadata["clnn.sizes"], "6,4,3")
+
+        for device in testDevices {
+            let (loaded, copy) = try Checkpoint.load(path, on: device)
+            XCTAssertEqual(loaded, meta)
+            XCTAssertEqual(try copy.parameters.map { try $0.value.toArray() }, try model.parameters.map { try $0.value.toArray() })
+            XCTAssertTrue(copy.parameters.allSatisfy { $0.device == device })
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["model.safetensors"],
+                       "no temporary file is left behind")
+    }
+
+    func testBadCheckpointsAreClearErrors() throws {
+        let folder = try temporaryFolder(self)
+        let good = folder.appendingPathComponent("good.safetensors").path
+        try meta.save(try MLP.make(sizes: meta.sizes, seed: 3, on: .cpu), to: good)
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: good)))
+
+        func expect(_ data: [UInt8], _ fragment: String, line: UInt = #line) throws {
+            let path = folder.appendingPathComponent("bad\(line).safetensors").path
+            try Data(data).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try Checkpoint.load(path, on: .cpu), line: line) { error in
+                XCTAssertTrue("\(error)".hasPrefix(path + ": "), "\(error)", line: line)
+                XCTAssertTrue("\(error)".contains(fragment), "\(error)", line: line)
+            }
+        }
+        try expect([], "truncated safetensors file")
+        try expect(Array(bytes.prefix(5)), "truncated safetensors file")
+        try expect([255, 255, 255, 255, 0, 0, 0, 0] + bytes.dropFirst(8), "corrupt safetensors header")
+        var garbled = bytes
+        for i in 8..<20 { garbled[i] = 0x7B }
+        try expect(garbled, "corrupt safetensors header")
+        try expect(Array(bytes.dropLast(10)), "truncated file")
+
+        // Tensor shapes that disagree with the metadata's layer sizes.
+        let other = try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu)
+        let wrong = folder.appendingPathComponent("wrong.safetensors").path
+        try meta.save(other, to: wrong)
+        XCTAssertThrowsError(try Checkpoint.load(wrong, on: .cpu)) { error in
+            XCTAssertTrue("\(error)".contains("tensor '0.weight' has shape [5, 6] but layer sizes [6, 4, 3] need [4, 6]"), "\(error)")
+        }
+        XCTAssertThrowsError(try Checkpoint.load(folder.appendingPathComponent("none").path, on: .cpu)) {
+            XCTAssertTrue("\($0)".contains("no such checkpoint file"), "\($0)")
+        }
+    }
+
+    func testFailedSaveLeavesThePreviousCheckpointIntact() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("model.safetensors").path
+        try meta.save(try MLP.make(sizes: meta.sizes, seed: 3, on: .cpu), to: path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        setenv(AtomicFile.failAfterVariable, "100", 1)
+        defer { unsetenv(AtomicFile.failAfterVariable) }
+        XCTAssertThrowsError(try meta.save(try MLP.make(sizes: meta.sizes, seed: 4, on: .cpu), to: path)) { error in
+            XCTAssertTrue("\(error)".contains("write failed after 100 bytes"), "\(error)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["model.safetensors"])
+    }
+}

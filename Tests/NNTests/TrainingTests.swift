@@ -1,0 +1,104 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// A slice of the real Fashion-MNIST, normalised with its training statistics; skips when it is not installed.
+func fashionSlice(train: Int, test: Int) throws -> (Dataset, Dataset) {
+    guard let (fullTrain, fullTest) = try fashionMNIST.get() else {
+        throw XCTSkip("Fashion-MNIST is not installed at \(MNISTFolder.defaultPath) (apt-get install dataset-fashion-mnist)")
+    }
+    let norm = Normalization.fit(fullTrain)
+    return (norm.apply(fullTrain.prefix(train)), norm.apply(fullTest.prefix(test)))
+}
+
+/// Loaded once for the whole suite.
+let fashionMNIST: Result<(Dataset, Dataset)?, Error> = Result {
+    let folder = MNISTFolder()
+    guard FileManager.default.fileExists(atPath: folder.path) else { return nil }
+    return try folder.load()
+}
+
+final class TrainingTests: XCTestCase {
+    func testShortTrainingRunCrossesTheAccuracyBarOnEveryDevice() throws {
+        let (train, test) = try fashionSlice(train: 4000, test: 1000)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.lr, options.seed) = (3, 32, 0.1, 5)
+        for device in testDevices {
+            let model = try MLP.make(sizes: [784, 32, 10], seed: 5, on: device)
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+            let before = try trainer.evaluate(test).accuracy
+            for epoch in 1...options.epochs { _ = try trainer.trainEpoch(train, epoch: epoch) }
+            let (loss, accuracy) = try trainer.evaluate(test)
+            XCTAssertGreaterThan(accuracy, 0.75, "\(device): test accuracy after 3 epochs on 4000 images")
+            XCTAssertLessThan(before, 0.5, "\(device): the untrained model should be far worse")
+            XCTAssertLessThan(loss, 0.8, "\(device)")
+        }
+    }
+
+    func testSameSeedGivesTheSameLossesOnCPUAndOpenCL() throws {
+        try requireOpenCL()
+        let (train, _) = try fashionSlice(train: 640, test: 1)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.seed) = (2, 64, 11)
+        func losses(_ device: DeviceTag) throws -> [Float] {
+            let model = try MLP.make(sizes: [784, 20, 10], seed: 11, on: device)
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+            var out: [Float] = []
+            for epoch in 1...2 {
+                _ = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 1, progress: { out.append($0.runningLoss) })
+            }
+            return out
+        }
+        let cpu = try losses(.cpu)
+        XCTAssertEqual(cpu.count, 20)
+        for device in openCLDevices {
+            // fp32 sums in a different order drift slowly over 20 steps; 1e-3 relative is far tighter than any
+            // real divergence (a wrong gradient changes the losses in the first digit).
+            assertClose(try losses(device), cpu, rtol: 1e-3, atol: 1e-4, "per-step losses on \(device) vs cpu")
+        }
+    }
+
+    func testMSERegressionOnTheLabelLearns() throws {
+        let (train, test) = try fashionSlice(train: 2000, test: 500)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.lr) = (2, 32, 0.01)
+        let model = try MLP.make(sizes: [784, 16, 1], seed: 2, on: .cpu)
+        let trainer = try Trainer(model: model, loss: MSELoss(), classes: 10, options: options, device: .cpu)
+        let before = try trainer.evaluate(test).loss
+        for epoch in 1...2 { _ = try trainer.trainEpoch(train, epoch: epoch) }
+        let after = try trainer.evaluate(test).loss
+        XCTAssertLessThan(after, before / 3, "MSE on the label should fall well below its starting value")
+    }
+
+    func testOutOfRangeLabelsAreRejected() throws {
+        let model = try MLP.make(sizes: [2, 3], seed: 1, on: .cpu)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 3, options: TrainingOptions(), device: .cpu)
+        let data = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
+        XCTAssertThrowsError(try trainer.validateLabels(data, source: "labels.idx")) { error in
+            XCTAssertEqual("\(error)", "labels.idx: label 7.0 of example 1 is out of range for a model of 3 classes")
+        }
+    }
+
+    func testNonFiniteLossStopsTrainingNamingEpochAndStep() throws {
+        let data = Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) }, features: 2)
+        var options = TrainingOptions()
+        (options.batchSize, options.lr, options.schedule) = (4, 1e30, .constant)
+        let model = try MLP.make(sizes: [2, 8, 2], seed: 1, on: .cpu)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options, device: .cpu)
+        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 1, reportEvery: 1)) { error in
+            guard case .nonFiniteLoss(let epoch, let step, _)? = error as? TrainingError else {
+                return XCTFail("expected a non-finite loss error, got \(error)")
+            }
+            XCTAssertEqual(epoch, 1)
+            XCTAssertGreaterThan(step, 0)
+        }
+    }
+
+    func testLearningRateSchedules() {
+        XCTAssertEqual(LearningRateSchedule.constant.rate(base: 0.1, step: 50, totalSteps: 100), 0.1)
+        XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 0, totalSteps: 100), 0.1)
+        XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 50, totalSteps: 100), 0.05, accuracy: 1e-7)
+        XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 100, totalSteps: 100), 0, accuracy: 1e-7)
+    }
+}
