@@ -53,6 +53,16 @@ public final class OpenCLDevice: @unchecked Sendable {
         return program
     }
 
+    /// Builds every kernel file for this device (as the ops will use them) and returns each build's seconds.
+    /// Later ops find the programs cached.
+    public func buildAllPrograms() throws -> [(file: String, seconds: Double)] {
+        try KernelLibrary.names.map { name in
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try program(name, options: name == "matmul" ? GemmConfig().options : "")
+            return (name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+    }
+
     private func build(name: String, source: String, options: String) throws -> CLProgram {
         var status: cl_int = CL_SUCCESS
         let handle: cl_program? = source.withCString { text in

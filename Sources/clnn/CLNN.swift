@@ -7,7 +7,7 @@ struct CLNN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clnn",
         abstract: "A tiny neural-network training backend on OpenCL, with CPU fallbacks.",
-        subcommands: [Train.self, Eval.self, Inspect.self, Devices.self]
+        subcommands: [Train.self, Eval.self, Inspect.self, Devices.self, Bench.self]
     )
 }
 
