@@ -23,6 +23,12 @@ public final class OpenCLDevice: @unchecked Sendable {
     private let lock = NSLock()
     private var programs: [String: CLProgram] = [:]
     private var kernels: [String: CLKernel] = [:]
+    /// Buffers used by commands that may not have finished yet, kept alive until the next point where the queue is
+    /// known to be drained.
+    /// NOTE: the OpenCL spec defers deleting a released buffer until its commands finish, but not every driver
+    /// does (oclgrind frees at once and then reports reads of "uninitialised" memory), so we never rely on it.
+    private var inFlight: [CLBuffer] = []
+    private static let maxInFlight = 4096
 
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
         self.id = id
@@ -154,6 +160,18 @@ public final class OpenCLDevice: @unchecked Sendable {
                                             globalSize, nil, 0, nil, nil)
         }
         try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local ?? []))")
+        for case .buffer(let buffer) in args { inFlight.append(buffer) }
+        if inFlight.count > Self.maxInFlight {
+            try check(clFinish(queue.handle), "clFinish(\(info.name))")
+            inFlight.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Called after a blocking command: everything queued before it has finished.
+    private func drained() {
+        lock.lock()
+        inFlight.removeAll(keepingCapacity: true)
+        lock.unlock()
     }
 
     // MARK: Memory
@@ -186,6 +204,7 @@ public final class OpenCLDevice: @unchecked Sendable {
         try check(clEnqueueReadBuffer(queue.handle, buffer.handle, cl_bool(CL_TRUE), 0,
                                       count * MemoryLayout<Float>.size, destination, 0, nil, nil),
                   "clEnqueueReadBuffer(\(count) floats)")
+        drained()
     }
 
     /// Copies `count` floats between two buffers of this device.
@@ -194,10 +213,14 @@ public final class OpenCLDevice: @unchecked Sendable {
         try check(clEnqueueCopyBuffer(queue.handle, source.handle, destination.handle, 0, 0,
                                       count * MemoryLayout<Float>.size, 0, nil, nil),
                   "clEnqueueCopyBuffer(\(count) floats)")
+        lock.lock()
+        inFlight += [source, destination]
+        lock.unlock()
     }
 
     /// Waits for every queued command to finish.
     public func finish() throws {
         try check(clFinish(queue.handle), "clFinish(\(info.name))")
+        drained()
     }
 }
