@@ -67,15 +67,16 @@ struct OpenCLBackend: Backend {
 
     func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
                      rows: Int, cols: Int, gradScale: Float) throws {
-        // NOTE: a kernel argument must be a valid buffer even when unused, so pass losses in grad's place.
+        let unused = try device.placeholder()
         try run("loss", "softmax_xent", [.int(rows), .int(cols), .buffer(logits.clBuffer), .buffer(labels.clBuffer),
-                                         .buffer(losses.clBuffer), .buffer((grad ?? losses).clBuffer),
+                                         .buffer(losses.clBuffer), .buffer(grad?.clBuffer ?? unused),
                                          .float(gradScale), .int(grad == nil ? 0 : 1)], global: [rows])
     }
 
     func mse(_ pred: Tensor, _ target: Tensor, _ losses: Tensor, _ grad: Tensor?, gradScale: Float) throws {
+        let unused = try device.placeholder()
         try run("loss", "mse", [.int(pred.count), .buffer(pred.clBuffer), .buffer(target.clBuffer),
-                                .buffer(losses.clBuffer), .buffer((grad ?? losses).clBuffer),
+                                .buffer(losses.clBuffer), .buffer(grad?.clBuffer ?? unused),
                                 .float(gradScale), .int(grad == nil ? 0 : 1)], global: [pred.count])
     }
 
@@ -109,8 +110,9 @@ struct OpenCLBackend: Backend {
 
     func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,
                  lr: Float, momentum: Float, weightDecay: Float) throws {
+        let unused = try device.placeholder()
         try run("sgd", "sgd_step", [.int(param.count), .buffer(param.clBuffer), .buffer(grad.clBuffer),
-                                    .buffer((velocity ?? grad).clBuffer), .float(lr),
+                                    .buffer(velocity?.clBuffer ?? unused), .float(lr),
                                     .float(velocity == nil ? 0 : momentum), .float(weightDecay)],
                 global: [param.count])
     }

@@ -176,6 +176,18 @@ public final class OpenCLDevice: @unchecked Sendable {
 
     // MARK: Memory
 
+    /// A one-float buffer bound to kernel arguments that a launch does not use (a kernel argument must always be
+    /// a valid buffer), so that no two arguments alias.
+    func placeholder() throws -> CLBuffer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let buffer = placeholderBuffer { return buffer }
+        let buffer = try makeBuffer(count: 1)
+        placeholderBuffer = buffer
+        return buffer
+    }
+    private var placeholderBuffer: CLBuffer?
+
     /// A new buffer of `count` floats (uninitialised).
     func makeBuffer(count: Int) throws -> CLBuffer {
         let bytes = max(count, 1) * MemoryLayout<Float>.size

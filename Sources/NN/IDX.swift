@@ -19,40 +19,66 @@ public enum IDX {
     public static let maxBytes = 1 << 31
 
     public static func read(_ path: String) throws -> IDXArray {
-        try parse(try readDecompressed(path), path: path)
-    }
-
-    /// The bytes of `path`, decompressed if gzip (zlib reads plain files as they are).
-    static func readDecompressed(_ path: String) throws -> [UInt8] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw DataError(path, "no such file")
         }
         guard !isDirectory.boolValue else { throw DataError(path, "is a folder, not a file") }
-        guard let file = gzopen(path, "rb") else {
-            throw DataError(path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { gzclose_r(file) }
-        gzbuffer(file, 1 << 17)
-        var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32($0.count)) }
-            if n < 0 { throw DataError(path, "cannot decompress: \(gzErrorMessage(file))") }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<Int(n)])
-            if out.count > maxBytes { throw DataError(path, "larger than \(maxBytes) bytes once decompressed") }
-        }
-        var code: Int32 = 0
-        let message = String(cString: gzerror(file, &code))
-        // NOTE: a truncated .gz ends with Z_BUF_ERROR ("unexpected end of file") rather than a failed read.
-        if code != Z_OK && code != Z_STREAM_END { throw DataError(path, "cannot decompress: \(message)") }
-        return out
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(path, "cannot read") }
+        return try decode(Array(data), path: path)
     }
 
-    private static func gzErrorMessage(_ file: gzFile) -> String {
-        var code: Int32 = 0
-        return String(cString: gzerror(file, &code))
+    /// Parses the bytes of an IDX file, gunzipping them first when they start with the gzip magic.
+    public static func decode(_ bytes: [UInt8], path: String) throws -> IDXArray {
+        try parse(isGzip(bytes) ? try gunzip(bytes, path: path) : bytes, path: path)
+    }
+
+    static func isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B }
+
+    /// Decompresses gzip data (one or more members), refusing more than `maxBytes` of output.
+    public static func gunzip(_ input: [UInt8], path: String) throws -> [UInt8] {
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw DataError(path, "cannot start zlib")
+        }
+        defer { inflateEnd(&stream) }
+        var out = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = 0
+        while true {
+            let (status, consumed, produced) = input.withUnsafeBufferPointer { src in
+                chunk.withUnsafeMutableBufferPointer { dst in
+                    stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress! + offset)
+                    stream.avail_in = UInt32(min(src.count - offset, Int(UInt32.max)))
+                    stream.next_out = dst.baseAddress
+                    stream.avail_out = UInt32(dst.count)
+                    let before = stream.avail_in
+                    let status = inflate(&stream, Z_NO_FLUSH)
+                    return (status, Int(before - stream.avail_in), dst.count - Int(stream.avail_out))
+                }
+            }
+            offset += consumed
+            out.append(contentsOf: chunk[0..<produced])
+            if out.count > maxBytes { throw DataError(path, "larger than \(maxBytes) bytes once decompressed") }
+            switch status {
+            case Z_STREAM_END:
+                // Another gzip member may follow, as gzip itself allows.
+                guard offset < input.count else { return out }
+                guard isGzip(Array(input[offset..<min(offset + 2, input.count)])) else {
+                    throw DataError(path, "unexpected data after the end of the gzip stream")
+                }
+                inflateReset(&stream)
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR where offset >= input.count:
+                throw DataError(path, "truncated gzip data (unexpected end of file)")
+            case Z_BUF_ERROR:
+                continue
+            default:
+                let message = stream.msg.map { String(cString: $0) } ?? "zlib error \(status)"
+                throw DataError(path, "corrupt gzip data: \(message)")
+            }
+        }
     }
 
     /// Parses the IDX header and checks the dimensions against the payload size.

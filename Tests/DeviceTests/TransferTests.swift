@@ -108,3 +108,25 @@ final class KernelOverrideTests: XCTestCase {
         XCTAssertEqual(try Tensor([1, -1], shape: [2], on: .opencl(0)).affine(scale: 2).toArray(), [2, -2])
     }
 }
+
+final class AllocationTests: XCTestCase {
+    func testAllocationBeyondTheDeviceLimitIsATypedError() throws {
+        try requireOpenCL()
+        for device in openCLDevices {
+            let info = OpenCLRuntime.shared.devices[device.index]
+            let floats = min(info.maxAllocation / 4 + 1024, Int(Int32.max))
+            guard floats * 4 > info.maxAllocation else { continue }
+            XCTAssertThrowsError(try Tensor.zeros([floats], on: device)) { error in
+                guard case .allocationTooLarge(let d, let bytes, let limit)? = error as? DeviceError else {
+                    return XCTFail("expected allocationTooLarge, got \(error)")
+                }
+                XCTAssertEqual(d, device)
+                XCTAssertEqual(bytes, floats * 4)
+                XCTAssertEqual(limit, info.maxAllocation)
+            }
+        }
+        XCTAssertThrowsError(try Tensor.zeros([1 << 20, 1 << 12])) { error in
+            XCTAssertTrue("\(error)".contains("too many elements"), "\(error)")
+        }
+    }
+}

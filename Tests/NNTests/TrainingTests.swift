@@ -95,6 +95,28 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    func testDivergenceLeavesTheLastGoodCheckpointIntact() throws {
+        let (train, _) = try fashionSlice(train: 256, test: 1)
+        var options = TrainingOptions()
+        (options.batchSize, options.schedule) = (32, .constant)
+        let model = try MLP.make(sizes: [784, 8, 10], seed: 3, on: .cpu)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: .cpu)
+        _ = try trainer.trainEpoch(train, epoch: 1)
+        let path = try temporaryFolder(self).appendingPathComponent("good.safetensors").path
+        let checkpoint = Checkpoint(sizes: [784, 8, 10], loss: "cross-entropy", classes: 10,
+                                    normalization: Normalization(mean: 0, std: 1))
+        try checkpoint.save(model, to: path)
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        let diverging = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10,
+                                    options: { var o = options; o.lr = 1e30; return o }(), device: .cpu)
+        XCTAssertThrowsError(try diverging.trainEpoch(train, epoch: 2, reportEvery: 1)) { error in
+            XCTAssertTrue("\(error)".contains("at epoch 2, step"), "\(error)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), good)
+        XCTAssertNoThrow(try Checkpoint.load(path, on: .cpu))
+    }
+
     func testLearningRateSchedules() {
         XCTAssertEqual(LearningRateSchedule.constant.rate(base: 0.1, step: 50, totalSteps: 100), 0.1)
         XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 0, totalSteps: 100), 0.1)

@@ -1,0 +1,143 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// Runs the built `clnn` binary (next to the test bundle) and checks exit codes, messages and files left behind.
+final class CLITests: XCTestCase {
+    struct Run { let status: Int32; let stdout: String; let stderr: String }
+
+    var clnn: URL {
+        get throws {
+            let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("clnn")
+            guard FileManager.default.isExecutableFile(atPath: url.path) else { throw XCTSkip("no clnn binary at \(url.path)") }
+            return url
+        }
+    }
+
+    @discardableResult
+    func run(_ args: [String], env: [String: String] = [:], interruptWhen: (() -> Bool)? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = try clnn
+        process.arguments = args
+        process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        let out = Pipe(), err = Pipe()
+        (process.standardOutput, process.standardError) = (out, err)
+        try process.run()
+        if let interruptWhen {
+            let deadline = Date().addingTimeInterval(60)
+            while !interruptWhen() && process.isRunning && Date() < deadline { usleep(20_000) }
+            process.interrupt()
+        }
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+
+    func testBadOptionsAreUsageErrorsNamingTheOption() throws {
+        let cases: [([String], String)] = [
+            (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-3"], "--batch-size"),
+            (["--epochs", "0"], "--epochs"), (["--epochs", "abc"], "--epochs"), (["--hidden", "0"], "--hidden"),
+            (["--hidden", "-5"], "--hidden"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"),
+            (["--lr", "-0.1"], "--lr"), (["--momentum", "1.5"], "--momentum"), (["--loss", "hinge"], "--loss"),
+            (["--seed", "-1"], "--seed"), (["--lr-schedule", "step"], "--lr-schedule"),
+        ]
+        for (args, option) in cases {
+            let r = try run(["train"] + args)
+            XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(option), "\(args): \(r.stderr)")
+        }
+    }
+
+    func testUnknownDevicesListTheDevicesThereAre() throws {
+        let r = try run(["train", "--device", "gpu"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("unknown device 'gpu'; available devices: cpu"), r.stderr)
+        try requireOpenCL()
+        let two = try run(["train", "--device", "opencl:7"], env: ["POCL_DEVICES": "pthread pthread"])
+        XCTAssertEqual(two.status, 1)
+        if OpenCLRuntime.shared.devices.allSatisfy({ $0.platform.contains("Portable") }) {
+            XCTAssertTrue(two.stderr.contains("unknown device 'opencl:7'; available devices: cpu, opencl:0, opencl:1"), two.stderr)
+        }
+    }
+
+    func testDataProblemsFailCleanlyAndWriteNothing() throws {
+        let folder = try temporaryFolder(self)
+        let save = folder.appendingPathComponent("m.safetensors").path, plot = folder.appendingPathComponent("p.svg").path
+        let missing = try run(["train", "--data", folder.appendingPathComponent("nope").path, "--save", save, "--plot", plot])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("no such data folder"), missing.stderr)
+
+        let data = try temporaryFolder(self)
+        try writeMNISTFolder(data)
+        try Data().write(to: data.appendingPathComponent("train-images-idx3-ubyte.gz"))
+        let empty = try run(["train", "--data", data.path, "--save", save, "--plot", plot])
+        XCTAssertEqual(empty.status, 1)
+        XCTAssertTrue(empty.stderr.contains("train-images-idx3-ubyte.gz: empty file"), empty.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "no partial output")
+    }
+
+    func testTrainSaveEvalRoundTripAndOutOfRangeLabels() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        let save = out.appendingPathComponent("m.safetensors").path
+        let train = try run(["train", "--data", data.path, "--device", "cpu", "--epochs", "2", "--batch-size", "8",
+                             "--hidden", "5", "--save", save, "--plot", out.appendingPathComponent("p.svg").path])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("epoch 2/2"), train.stdout)
+        let eval = try run(["eval", "--model", save, "--data", data.path, "--device", "cpu"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains("test acc"), eval.stdout)
+        XCTAssertTrue(try String(contentsOfFile: out.appendingPathComponent("p.svg").path, encoding: .utf8).hasPrefix("<svg"))
+
+        // The model knows 3 classes; a test set with label 7 is out of range for it.
+        try IDX.writeGzip(IDX.encode(IDXArray(dims: [20], bytes: (0..<20).map { $0 == 4 ? 7 : UInt8($0 % 3) })),
+                          to: data.appendingPathComponent("t10k-labels-idx1-ubyte.gz").path)
+        let bad = try run(["eval", "--model", save, "--data", data.path, "--device", "cpu"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("t10k-labels-idx1-ubyte.gz: label 7.0 of example 4 is out of range for a model of 3 classes"), bad.stderr)
+
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: save)))
+        bytes.removeLast(7)
+        let truncated = out.appendingPathComponent("truncated.safetensors").path
+        try Data(bytes).write(to: URL(fileURLWithPath: truncated))
+        let corrupt = try run(["eval", "--model", truncated, "--data", data.path, "--device", "cpu"])
+        XCTAssertEqual(corrupt.status, 1)
+        XCTAssertTrue(corrupt.stderr.contains(truncated), corrupt.stderr)
+    }
+
+    func testAutoFallsBackToCPUOnceWhenThereIsNoOpenCL() throws {
+        let data = try temporaryFolder(self), empty = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 40, testCount: 10)
+        let r = try run(["train", "--data", data.path, "--epochs", "1", "--hidden", "4"], env: ["OCL_ICD_VENDORS": empty.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "no OpenCL device").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stdout.contains("device cpu"), r.stdout)
+        let devices = try run(["devices"], env: ["OCL_ICD_VENDORS": empty.path])
+        XCTAssertEqual(devices.status, 0)
+        XCTAssertTrue(devices.stdout.contains("* cpu"), devices.stdout)
+    }
+
+    func testNonFiniteLossStopsWithEpochAndStep() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 40, testCount: 10)
+        let save = out.appendingPathComponent("m.safetensors").path
+        let r = try run(["train", "--data", data.path, "--device", "cpu", "--lr", "1e30", "--lr-schedule", "constant",
+                         "--batch-size", "4", "--save", save])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("at epoch 1, step"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: save), "no checkpoint of a diverged model")
+    }
+
+    func testCtrlCStopsCleanlyAndKeepsTheCheckpoint() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 200, testCount: 10)
+        let save = out.appendingPathComponent("m.safetensors").path
+        let r = try run(["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size", "4",
+                         "--save", save], interruptWhen: { FileManager.default.fileExists(atPath: save) })
+        XCTAssertEqual(r.status, 130, r.stderr)
+        XCTAssertTrue(r.stderr.contains("interrupted at epoch"), r.stderr)
+        XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu), "the checkpoint written before Ctrl-C is intact")
+    }
+}
