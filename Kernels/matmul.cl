@@ -130,3 +130,122 @@ void matmul_backward_weight(const int M, const int N, const int K,
     __local float Bsub[TS_K * TS_N];
     matmul_tiled(M, N, K, A, B, C, beta, true, false, Asub, Bsub);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Register-blocked vector kernels, without local memory: each work-item keeps a block of C in vector registers.
+// They suit CPU devices (POCL, rusticl/llvmpipe), where a work-item loop is cheap and caches replace local memory.
+// Knobs (-D): VW vector width (4, 8 or 16); RM rows × RN vectors of C per work-item for the column-vector kernels;
+// DM × DN outputs per work-item for the dot-product kernel.
+
+#ifndef VW
+#define VW 8
+#endif
+#ifndef RM
+#define RM 6
+#endif
+#ifndef RN
+#define RN 2
+#endif
+#ifndef DM
+#define DM 3
+#endif
+#ifndef DN
+#define DN 4
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatV CAT(float, VW)
+#define vloadV CAT(vload, VW)
+#define vstoreV CAT(vstore, VW)
+
+// C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns. global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
+void matmul_columns(const int M, const int N, const int K,
+                    __global const float* A, __global const float* B, __global float* C, const float beta,
+                    const bool TRANS_A)
+{
+    const bool TRANS_B = false;
+    const int i0 = get_global_id(0) * RM;
+    const int j0 = get_global_id(1) * (RN * VW);
+    if (i0 >= M || j0 >= N) return;
+    if (j0 + RN * VW <= N) {
+        floatV acc[RM][RN];
+        for (int r = 0; r < RM; r++)
+            for (int v = 0; v < RN; v++) acc[r][v] = (floatV)(0.0f);
+        // Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored.
+        int rows[RM];
+        for (int r = 0; r < RM; r++) rows[r] = min(i0 + r, M - 1);
+        for (int k = 0; k < K; k++) {
+            floatV b[RN];
+            for (int v = 0; v < RN; v++) b[v] = vloadV(0, B + (size_t)k * N + j0 + v * VW);
+            for (int r = 0; r < RM; r++) {
+                const floatV a = (floatV)(A_AT(rows[r], k));
+                for (int v = 0; v < RN; v++) acc[r][v] = fma(a, b[v], acc[r][v]);
+            }
+        }
+        for (int r = 0; r < RM && i0 + r < M; r++) {
+            for (int v = 0; v < RN; v++) {
+                __global float* c = C + (size_t)(i0 + r) * N + j0 + v * VW;
+                vstoreV(beta == 0.0f ? acc[r][v] : acc[r][v] + beta * vloadV(0, c), 0, c);
+            }
+        }
+    } else {
+        // The right edge: fewer than RN·VW columns remain.
+        for (int r = 0; r < RM && i0 + r < M; r++) {
+            for (int j = j0; j < N; j++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++) acc = fma(A_AT(i0 + r, k), B_AT(k, j), acc);
+                const size_t c = (size_t)(i0 + r) * N + j;
+                C[c] = beta == 0.0f ? acc : acc + beta * C[c];
+            }
+        }
+    }
+}
+
+__kernel void matmul_forward_columns(const int M, const int N, const int K, __global const float* A,
+                                     __global const float* B, __global float* C, const float beta)
+{
+    matmul_columns(M, N, K, A, B, C, beta, false);
+}
+
+__kernel void matmul_backward_weight_columns(const int M, const int N, const int K, __global const float* A,
+                                             __global const float* B, __global float* C, const float beta)
+{
+    matmul_columns(M, N, K, A, B, C, beta, true);
+}
+
+// C = A·Bᵀ with A [M,K] and B stored [N,K]: both operands are contiguous along K, so each output is a vector dot
+// product. Each work-item computes DM × DN outputs. global = (⌈M/DM⌉, ⌈N/DN⌉).
+__kernel void matmul_backward_input_dots(const int M, const int N, const int K, __global const float* A,
+                                         __global const float* B, __global float* C, const float beta)
+{
+    const int i0 = get_global_id(0) * DM;
+    const int j0 = get_global_id(1) * DN;
+    if (i0 >= M || j0 >= N) return;
+    __global const float* a[DM];
+    __global const float* b[DN];
+    for (int r = 0; r < DM; r++) a[r] = A + (size_t)min(i0 + r, M - 1) * K;
+    for (int c = 0; c < DN; c++) b[c] = B + (size_t)min(j0 + c, N - 1) * K;
+    floatV acc[DM][DN];
+    for (int r = 0; r < DM; r++)
+        for (int c = 0; c < DN; c++) acc[r][c] = (floatV)(0.0f);
+    const int kv = K / VW * VW;
+    for (int k = 0; k < kv; k += VW) {
+        floatV bv[DN];
+        for (int c = 0; c < DN; c++) bv[c] = vloadV(0, b[c] + k);
+        for (int r = 0; r < DM; r++) {
+            const floatV av = vloadV(0, a[r] + k);
+            for (int c = 0; c < DN; c++) acc[r][c] = fma(av, bv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < DM && i0 + r < M; r++) {
+        for (int c = 0; c < DN && j0 + c < N; c++) {
+            float lanes[VW];
+            vstoreV(acc[r][c], 0, lanes);
+            float s = 0.0f;
+            for (int e = 0; e < VW; e++) s += lanes[e];
+            for (int k = kv; k < K; k++) s = fma(a[r][k], b[c][k], s);
+            const size_t o = (size_t)(i0 + r) * N + j0 + c;
+            C[o] = beta == 0.0f ? s : s + beta * C[o];
+        }
+    }
+}

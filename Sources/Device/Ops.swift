@@ -185,3 +185,10 @@ extension Tensor {
         try be.sgdStep(self, grad, velocity, lr: lr, momentum: momentum, weightDecay: weightDecay)
     }
 }
+
+extension DeviceTag {
+    /// Waits until every command queued on this device has finished (a no-op on cpu). For timing.
+    public func synchronize() throws {
+        if isOpenCL { try OpenCLRuntime.shared.device(index).finish() }
+    }
+}

@@ -40,9 +40,7 @@ public struct Checkpoint: Equatable, Sendable {
 
     /// Reads a checkpoint and rebuilds its model on `device`.
     public static func load(_ path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
-        guard FileManager.default.fileExists(atPath: path) else { throw DataError(path, "no such checkpoint file") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(path, "cannot read") }
-        let (tensors, metadata) = try SafeTensors.decode(Array(data), path: path)
+        let (tensors, metadata) = try SafeTensors.decode(try readFileBytes(path, what: "checkpoint file"), path: path)
         let checkpoint = try parse(metadata, path: path)
         let model = try MLP.make(sizes: checkpoint.sizes, seed: 0, on: device)
         let expected = Set(model.namedParameters.map(\.name))

@@ -19,13 +19,7 @@ public enum IDX {
     public static let maxBytes = 1 << 31
 
     public static func read(_ path: String) throws -> IDXArray {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DataError(path, "no such file")
-        }
-        guard !isDirectory.boolValue else { throw DataError(path, "is a folder, not a file") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(path, "cannot read") }
-        return try decode(Array(data), path: path)
+        try decode(try readFileBytes(path), path: path)
     }
 
     /// Parses the bytes of an IDX file, gunzipping them first when they start with the gzip magic.

@@ -5,7 +5,7 @@ import NN
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks.", subcommands: [Startup.self])
+        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, Startup.self])
 }
 
 /// Seconds since `start` (a DispatchTime uptime in ns).
@@ -39,6 +39,76 @@ extension Bench {
                 total += seconds
             }
             print(String(format: "all programs built %.3f s (relu.cl was already built above)", total))
+        }
+    }
+}
+
+/// The median of `runs` timings of `body` (seconds), after one warm-up run.
+func medianSeconds(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<max(runs, 1) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(secondsSince(start))
+    }
+    return times.sorted()[times.count / 2]
+}
+
+/// Devices named by a `--device` option: `all`, or one tag.
+func benchDevices(_ text: String) throws -> [DeviceTag] {
+    text == "all" ? DeviceTag.available : [try DeviceTag(parsing: text)]
+}
+
+extension Bench {
+    struct Gemm: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "SGEMM GFLOP/s for the goal shapes, on every device and transpose variant.")
+
+        @Option(help: "all, cpu, opencl or opencl:N.")
+        var device: String = "all"
+
+        @Option(help: "Timed runs per case (the median is printed).")
+        var runs: Int = 5
+
+        @Flag(help: "Also time the naive reference kernel.")
+        var naive = false
+
+        struct Case { let name: String; let m, n, k: Int; let transA, transB: Bool }
+        static let cases = [
+            Case(name: "1024^3", m: 1024, n: 1024, k: 1024, transA: false, transB: false),
+            Case(name: "1024^3 tA", m: 1024, n: 1024, k: 1024, transA: true, transB: false),
+            Case(name: "1024^3 tB", m: 1024, n: 1024, k: 1024, transA: false, transB: true),
+            Case(name: "60000x50x784 (fwd x.w1)", m: 60000, n: 50, k: 784, transA: false, transB: false),
+            Case(name: "784x50x60000 tA (dW)", m: 784, n: 50, k: 60000, transA: true, transB: false),
+            Case(name: "60000x784x50 tB (dX)", m: 60000, n: 784, k: 50, transA: false, transB: true),
+            Case(name: "64x50x784 (batch fwd)", m: 64, n: 50, k: 784, transA: false, transB: false),
+        ]
+
+        func validate() throws {
+            guard runs > 0 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        }
+
+        func run() throws {
+            print("case                          device      variant   median ms   GFLOP/s")
+            for tag in try benchDevices(device) {
+                for c in Self.cases {
+                    let a = try Tensor.randn(c.transA ? [c.k, c.m] : [c.m, c.k], seed: 1, on: tag)
+                    let b = try Tensor.randn(c.transB ? [c.n, c.k] : [c.k, c.n], seed: 2, on: tag)
+                    let out = try Tensor.empty([c.m, c.n], on: tag)
+                    for useNaive in naive ? [false, true] : [false] {
+                        let seconds = try medianSeconds(runs: runs) {
+                            try Tensor.gemm(a, b, into: out, transA: c.transA, transB: c.transB, naive: useNaive)
+                            try tag.synchronize()
+                        }
+                        let gflops = 2 * Double(c.m) * Double(c.n) * Double(c.k) / seconds / 1e9
+                        print(c.name.padding(toLength: 30, withPad: " ", startingAt: 0)
+                              + tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
+                              + (useNaive ? "naive" : "fast").padding(toLength: 8, withPad: " ", startingAt: 0)
+                              + String(format: "%10.2f %9.1f", seconds * 1e3, gflops))
+                    }
+                }
+            }
         }
     }
 }
