@@ -1,46 +1,37 @@
-/// Register-blocked GEMM tile sizes, passed to matmul.cl as -D defines.
-struct GemmConfig: Hashable, Sendable {
-    var tsM = 32, tsN = 32, tsK = 16, wptM = 4, wptN = 4
-
-    var options: String { "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" }
-    /// The work-group shape (N direction, M direction).
-    var local: [Int] { [tsN / wptN, tsM / wptM] }
-    var workGroupSize: Int { local[0] * local[1] }
-    var localMemoryBytes: Int { tsK * (tsM + tsN) * MemoryLayout<Float>.size }
-
-    func global(m: Int, n: Int) -> [Int] {
-        [(n + tsN - 1) / tsN * local[0], (m + tsM - 1) / tsM * local[1]]
-    }
-}
-
 /// Runs every op as a kernel from `Kernels/*.cl` on one OpenCL device.
 struct OpenCLBackend: Backend {
     let device: OpenCLDevice
-    var gemm = GemmConfig()
 
     func matmul(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
                 transA: Bool, transB: Bool, beta: Float) throws {
-        let name: String
+        let variant: GemmVariant
         switch (transA, transB) {
-        case (false, false): name = "matmul_forward"
-        case (false, true): name = "matmul_backward_input"
-        case (true, false): name = "matmul_backward_weight"
+        case (false, false): variant = .nn
+        case (false, true): variant = .nt
+        case (true, false): variant = .tn
         case (true, true):
             return try matmulNaive(a, b, c, m: m, n: n, k: k, transA: true, transB: true, beta: beta)
         }
-        let kernel = try device.kernel("matmul", name, options: gemm.options)
-        // NOTE: a device whose limits cannot hold this tile (work-group size or local memory) takes the naive kernel.
-        guard kernel.maxWorkGroupSize >= gemm.workGroupSize, device.info.localMemory >= gemm.localMemoryBytes else {
-            return try matmulNaive(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        try matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: try device.gemmPlan()[variant], beta: beta)
+    }
+
+    /// The product through one specific kernel of matmul.cl.
+    func matmul(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
+                variant: GemmVariant, kernel choice: GemmKernel, beta: Float) throws {
+        let kernel = try device.kernel("matmul", choice.kernelName(variant), options: choice.options)
+        // NOTE: a device whose limits cannot hold a tile (work-group size or local memory) takes the naive kernel.
+        if case .tiled(let config) = choice,
+           kernel.maxWorkGroupSize < config.workGroupSize || device.info.localMemory < config.localMemoryBytes {
+            return try matmulNaive(a, b, c, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt, beta: beta)
         }
         try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
                                    .buffer(c.clBuffer), .float(beta)],
-                          global: gemm.global(m: m, n: n), local: gemm.local)
+                          global: choice.global(m: m, n: n), local: choice.local)
     }
 
     func matmulNaive(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
                      transA: Bool, transB: Bool, beta: Float) throws {
-        let kernel = try device.kernel("matmul", "matmul_naive", options: gemm.options)
+        let kernel = try device.kernel("matmul", "matmul_naive")
         try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
                                    .buffer(c.clBuffer), .int(transA ? 1 : 0), .int(transB ? 1 : 0), .float(beta)],
                           global: [n, m])

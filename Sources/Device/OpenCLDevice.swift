@@ -45,6 +45,25 @@ public final class OpenCLDevice: @unchecked Sendable {
         queue = CLQueue(q)
     }
 
+    private let planLock = NSLock()
+    private var plan: GemmPlan?
+
+    /// The GEMM kernels for this device: tuned on first use, or read from the tuner's disk cache.
+    func gemmPlan() throws -> GemmPlan {
+        planLock.lock()
+        defer { planLock.unlock() }
+        if let plan { return plan }
+        let chosen = try GemmTuner.plan(for: self)
+        plan = chosen
+        return chosen
+    }
+
+    /// A description of the GEMM kernel chosen for each variant.
+    public func gemmPlanDescription() throws -> String {
+        let plan = try gemmPlan()
+        return "NN \(plan.nn); NT \(plan.nt); TN \(plan.tn)"
+    }
+
     // MARK: Programs and kernels
 
     /// The program built from kernel file `name` with `options`, built once per (device, source, options).
@@ -64,7 +83,7 @@ public final class OpenCLDevice: @unchecked Sendable {
     public func buildAllPrograms() throws -> [(file: String, seconds: Double)] {
         try KernelLibrary.names.map { name in
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try program(name, options: name == "matmul" ? GemmConfig().options : "")
+            _ = try program(name)
             return (name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
     }

@@ -1,0 +1,125 @@
+import Foundation
+
+/// Register-blocked GEMM tile sizes, passed to matmul.cl as -D defines.
+struct GemmConfig: Hashable, Codable, Sendable {
+    var tsM = 32, tsN = 32, tsK = 16, wptM = 4, wptN = 4
+
+    var options: String { "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" }
+    /// The work-group shape (N direction, M direction).
+    var local: [Int] { [tsN / wptN, tsM / wptM] }
+    var workGroupSize: Int { local[0] * local[1] }
+    var localMemoryBytes: Int { tsK * (tsM + tsN) * MemoryLayout<Float>.size }
+
+    func global(m: Int, n: Int) -> [Int] {
+        [(n + tsN - 1) / tsN * local[0], (m + tsM - 1) / tsM * local[1]]
+    }
+}
+
+/// The three GEMM forms a linear layer needs (see matmul.cl).
+enum GemmVariant: String, Codable, CaseIterable, Sendable {
+    /// C = A·B (forward)
+    case nn
+    /// C = A·Bᵀ (input gradient)
+    case nt
+    /// C = Aᵀ·B (weight gradient)
+    case tn
+}
+
+/// One GEMM kernel of matmul.cl with its compile-time knobs.
+enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// Local-memory tiles of C per work-group, register-blocked per work-item (GPU-style).
+    case tiled(GemmConfig)
+    /// RM rows × RN vectors of VW columns per work-item (NN and TN).
+    case columns(vw: Int, rm: Int, rn: Int)
+    /// DM × DN dot products of VW-wide vectors per work-item (NT).
+    case dots(vw: Int, dm: Int, dn: Int)
+
+    var options: String {
+        switch self {
+        case .tiled(let c): return c.options
+        case let .columns(vw, rm, rn): return "-D VW=\(vw) -D RM=\(rm) -D RN=\(rn)"
+        case let .dots(vw, dm, dn): return "-D VW=\(vw) -D DM=\(dm) -D DN=\(dn)"
+        }
+    }
+
+    func kernelName(_ variant: GemmVariant) -> String {
+        let base = ["nn": "matmul_forward", "nt": "matmul_backward_input", "tn": "matmul_backward_weight"][variant.rawValue]!
+        switch self {
+        case .tiled: return base
+        case .columns: return base + "_columns"
+        case .dots: return base + "_dots"
+        }
+    }
+
+    /// Whether this kernel implements `variant`.
+    func serves(_ variant: GemmVariant) -> Bool {
+        switch self {
+        case .tiled: return true
+        case .columns: return variant != .nt
+        case .dots: return variant == .nt
+        }
+    }
+
+    func global(m: Int, n: Int) -> [Int] {
+        switch self {
+        case .tiled(let c): return c.global(m: m, n: n)
+        case let .columns(vw, rm, rn): return [(m + rm - 1) / rm, (n + rn * vw - 1) / (rn * vw)]
+        case let .dots(_, dm, dn): return [(m + dm - 1) / dm, (n + dn - 1) / dn]
+        }
+    }
+
+    var local: [Int]? {
+        if case .tiled(let c) = self { return c.local }
+        return nil
+    }
+
+    var description: String {
+        switch self {
+        case .tiled(let c): return "tiled \(c.tsM)x\(c.tsN)x\(c.tsK) wpt \(c.wptM)x\(c.wptN)"
+        case let .columns(vw, rm, rn): return "columns \(rm)x\(rn)xfloat\(vw)"
+        case let .dots(vw, dm, dn): return "dots \(dm)x\(dn)xfloat\(vw)"
+        }
+    }
+}
+
+/// The chosen kernel for each GEMM variant on one device.
+struct GemmPlan: Codable, Sendable, Equatable {
+    var nn: GemmKernel
+    var nt: GemmKernel
+    var tn: GemmKernel
+
+    subscript(variant: GemmVariant) -> GemmKernel {
+        switch variant {
+        case .nn: return nn
+        case .nt: return nt
+        case .tn: return tn
+        }
+    }
+
+    /// The untuned choice: vector kernels on CPU devices, local-memory tiles elsewhere.
+    static func defaults(for info: OpenCLDeviceInfo) -> GemmPlan {
+        if info.isCPU {
+            return GemmPlan(nn: .columns(vw: 8, rm: 6, rn: 2), nt: .dots(vw: 8, dm: 3, dn: 4), tn: .columns(vw: 8, rm: 6, rn: 2))
+        }
+        return GemmPlan(nn: .tiled(GemmConfig()), nt: .tiled(GemmConfig()), tn: .tiled(GemmConfig()))
+    }
+
+    /// What the tuner tries for `variant`.
+    static func candidates(_ variant: GemmVariant) -> [GemmKernel] {
+        let tiled: [GemmKernel] = [
+            .tiled(GemmConfig()),
+            .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 8)),
+        ]
+        switch variant {
+        case .nn, .tn:
+            return tiled + [(8, 6, 2), (8, 4, 2), (8, 8, 1), (8, 4, 4), (16, 4, 1), (4, 8, 2)].map {
+                GemmKernel.columns(vw: $0.0, rm: $0.1, rn: $0.2)
+            }
+        case .nt:
+            return tiled + [(8, 3, 4), (8, 4, 4), (8, 2, 4), (16, 2, 4), (4, 4, 4)].map {
+                GemmKernel.dots(vw: $0.0, dm: $0.1, dn: $0.2)
+            }
+        }
+    }
+}
+

@@ -1,0 +1,102 @@
+import Foundation
+
+/// Picks the fastest GEMM kernel for each variant on a device, on the device's first GEMM, and caches the choice on
+/// disk keyed by device name, driver version and matmul.cl's source hash, so later processes reuse it at once.
+///
+/// `CLNN_GEMM_TUNE=0` skips tuning and uses `GemmPlan.defaults` (e.g. under oclgrind, where timing is meaningless).
+/// `CLNN_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`).
+enum GemmTuner {
+    struct CacheEntry: Codable {
+        var device: String
+        var driver: String
+        var sourceHash: String
+        var plan: GemmPlan
+        /// GFLOP/s of every candidate tried, per variant, for the curious.
+        var measurements: [String: [String: Double]]
+    }
+
+    /// The representative shape each variant is timed on (m, n, k).
+    /// About 0.1 GFLOP each, so that tuning (mostly program builds) takes seconds, once per device and driver.
+    static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32), .tn: (784, 64, 1024)]
+
+    static func plan(for device: OpenCLDevice) throws -> GemmPlan {
+        let environment = ProcessInfo.processInfo.environment
+        if environment["CLNN_GEMM_TUNE"] == "0" { return .defaults(for: device.info) }
+        let source = try KernelLibrary.source("matmul")
+        let hash = fnv1a(source)
+        let file = cacheFolder(environment).appendingPathComponent(
+            "gemm-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
+        if let data = try? Data(contentsOf: file), let entry = try? JSONDecoder().decode(CacheEntry.self, from: data),
+           entry.sourceHash == hash, entry.device == device.info.name, entry.driver == device.info.driverVersion {
+            return entry.plan
+        }
+        FileHandle.standardError.write(Data("clnn: tuning GEMM kernels for \(device.info.name) (once; cached in \(file.path))\n".utf8))
+        var plan = GemmPlan.defaults(for: device.info)
+        var measurements: [String: [String: Double]] = [:]
+        for variant in GemmVariant.allCases {
+            var best: (GemmKernel, Double)?
+            for candidate in GemmPlan.candidates(variant) {
+                // NOTE: a candidate this device cannot build or run (limits, driver bugs) is simply skipped.
+                guard let gflops = try? measure(candidate, variant, on: device) else { continue }
+                measurements[variant.rawValue, default: [:]][candidate.description] = gflops
+                if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
+            }
+            if let (kernel, _) = best {
+                switch variant {
+                case .nn: plan.nn = kernel
+                case .nt: plan.nt = kernel
+                case .tn: plan.tn = kernel
+                }
+            }
+        }
+        let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
+                               plan: plan, measurements: measurements)
+        writeCache(entry, to: file)
+        return plan
+    }
+
+    /// GFLOP/s of `kernel` for `variant` on its tuning shape: the median of 3 runs after a warm-up.
+    static func measure(_ kernel: GemmKernel, _ variant: GemmVariant, on device: OpenCLDevice) throws -> Double {
+        let (m, n, k) = shapes[variant]!
+        let tag = DeviceTag.opencl(device.info.index)
+        let a = try Tensor.randn(variant == .tn ? [k, m] : [m, k], seed: 1, on: tag)
+        let b = try Tensor.randn(variant == .nt ? [n, k] : [k, n], seed: 2, on: tag)
+        let c = try Tensor.empty([m, n], on: tag)
+        let backend = OpenCLBackend(device: device)
+        try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0)
+        try device.finish()
+        var times: [Double] = []
+        for _ in 0..<3 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0)
+            try device.finish()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return 2 * Double(m * n * k) / times.sorted()[1] / 1e9
+    }
+
+    static func cacheFolder(_ environment: [String: String]) -> URL {
+        if let dir = environment["CLNN_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return URL(fileURLWithPath: xdg).appendingPathComponent("clnn") }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/clnn")
+    }
+
+    /// Best effort: a cache that cannot be written only means tuning again next time.
+    static func writeCache(_ entry: CacheEntry, to file: URL) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(entry) else { return }
+        let folder = file.deletingLastPathComponent()
+        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid())")
+        guard (try? data.write(to: temp)) != nil else { return }
+        if rename(temp.path, file.path) != 0 { unlink(temp.path) }
+    }
+
+    /// A stable 64-bit FNV-1a hash, hex (Swift's hashValue changes between processes).
+    static func fnv1a(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return String(hash, radix: 16)
+    }
+}
