@@ -158,7 +158,94 @@ void matmul_backward_weight(const int M, const int N, const int K,
 #define vloadV CAT(vload, VW)
 #define vstoreV CAT(vstore, VW)
 
+// Compile-time unrolling, so each block of C lives in named vector registers rather than a private array (which
+// CPU compilers may leave in memory). ROWS(X) expands X(0)..X(RM-1); VECS(X, r) expands X(r,0)..X(r,RN-1).
+#define R_0(X) X(0)
+#if RM > 1
+#define R_1(X) X(1)
+#else
+#define R_1(X)
+#endif
+#if RM > 2
+#define R_2(X) X(2)
+#else
+#define R_2(X)
+#endif
+#if RM > 3
+#define R_3(X) X(3)
+#else
+#define R_3(X)
+#endif
+#if RM > 4
+#define R_4(X) X(4)
+#else
+#define R_4(X)
+#endif
+#if RM > 5
+#define R_5(X) X(5)
+#else
+#define R_5(X)
+#endif
+#if RM > 6
+#define R_6(X) X(6)
+#else
+#define R_6(X)
+#endif
+#if RM > 7
+#define R_7(X) X(7)
+#else
+#define R_7(X)
+#endif
+#define ROWS(X) R_0(X) R_1(X) R_2(X) R_3(X) R_4(X) R_5(X) R_6(X) R_7(X)
+#define V_0(X, r) X(r, 0)
+#if RN > 1
+#define V_1(X, r) X(r, 1)
+#else
+#define V_1(X, r)
+#endif
+#if RN > 2
+#define V_2(X, r) X(r, 2)
+#else
+#define V_2(X, r)
+#endif
+#if RN > 3
+#define V_3(X, r) X(r, 3)
+#else
+#define V_3(X, r)
+#endif
+#define VECS(X, r) V_0(X, r) V_1(X, r) V_2(X, r) V_3(X, r)
+
+// VW floats from p, of which only the first `valid` exist (the rest read as 0).
+floatV load_columns(__global const float* p, const int valid)
+{
+    if (valid >= VW) return vloadV(0, p);
+    float lanes[VW];
+    for (int e = 0; e < VW; e++) lanes[e] = e < valid ? p[e] : 0.0f;
+    return vloadV(0, lanes);
+}
+
+// Writes the first `valid` lanes of v to p (accumulating with beta).
+void store_columns(__global float* p, const int valid, const floatV v, const float beta)
+{
+    if (valid >= VW) {
+        vstoreV(beta == 0.0f ? v : v + beta * vloadV(0, p), 0, p);
+        return;
+    }
+    float lanes[VW];
+    vstoreV(v, 0, lanes);
+    for (int e = 0; e < valid; e++) p[e] = beta == 0.0f ? lanes[e] : lanes[e] + beta * p[e];
+}
+
+#define COL_DECL(r, v) floatV c##r##_##v = (floatV)(0.0f);
+#define COL_DECL_ROW(r) VECS(COL_DECL, r) const int row##r = min(i0 + r, M - 1);
+#define COL_LOAD_B(r, v) const floatV b##v = load_columns(B + (size_t)k * N + j0 + v * VW, N - j0 - v * VW);
+#define COL_FMA(r, v) c##r##_##v = fma(a##r, b##v, c##r##_##v);
+#define COL_FMA_ROW(r) const floatV a##r = (floatV)(A_AT(row##r, k)); VECS(COL_FMA, r)
+#define COL_STORE(r, v) store_columns(C + (size_t)(i0 + r) * N + j0 + v * VW, N - j0 - v * VW, c##r##_##v, beta);
+#define COL_STORE_ROW(r) if (i0 + r < M) { VECS(COL_STORE, r) }
+
 // C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns. global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
+// Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored; columns past N read as 0.
 void matmul_columns(const int M, const int N, const int K,
                     __global const float* A, __global const float* B, __global float* C, const float beta,
                     const bool TRANS_A)
@@ -167,38 +254,12 @@ void matmul_columns(const int M, const int N, const int K,
     const int i0 = get_global_id(0) * RM;
     const int j0 = get_global_id(1) * (RN * VW);
     if (i0 >= M || j0 >= N) return;
-    if (j0 + RN * VW <= N) {
-        floatV acc[RM][RN];
-        for (int r = 0; r < RM; r++)
-            for (int v = 0; v < RN; v++) acc[r][v] = (floatV)(0.0f);
-        // Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored.
-        int rows[RM];
-        for (int r = 0; r < RM; r++) rows[r] = min(i0 + r, M - 1);
-        for (int k = 0; k < K; k++) {
-            floatV b[RN];
-            for (int v = 0; v < RN; v++) b[v] = vloadV(0, B + (size_t)k * N + j0 + v * VW);
-            for (int r = 0; r < RM; r++) {
-                const floatV a = (floatV)(A_AT(rows[r], k));
-                for (int v = 0; v < RN; v++) acc[r][v] = fma(a, b[v], acc[r][v]);
-            }
-        }
-        for (int r = 0; r < RM && i0 + r < M; r++) {
-            for (int v = 0; v < RN; v++) {
-                __global float* c = C + (size_t)(i0 + r) * N + j0 + v * VW;
-                vstoreV(beta == 0.0f ? acc[r][v] : acc[r][v] + beta * vloadV(0, c), 0, c);
-            }
-        }
-    } else {
-        // The right edge: fewer than RN·VW columns remain.
-        for (int r = 0; r < RM && i0 + r < M; r++) {
-            for (int j = j0; j < N; j++) {
-                float acc = 0.0f;
-                for (int k = 0; k < K; k++) acc = fma(A_AT(i0 + r, k), B_AT(k, j), acc);
-                const size_t c = (size_t)(i0 + r) * N + j;
-                C[c] = beta == 0.0f ? acc : acc + beta * C[c];
-            }
-        }
+    ROWS(COL_DECL_ROW)
+    for (int k = 0; k < K; k++) {
+        VECS(COL_LOAD_B, 0)
+        ROWS(COL_FMA_ROW)
     }
+    ROWS(COL_STORE_ROW)
 }
 
 __kernel void matmul_forward_columns(const int M, const int N, const int K, __global const float* A,
@@ -213,39 +274,105 @@ __kernel void matmul_backward_weight_columns(const int M, const int N, const int
     matmul_columns(M, N, K, A, B, C, beta, true);
 }
 
+// DOTS(X) expands X(r, c) for every r < DM, c < DN (DM, DN ≤ 4).
+#define D_C(X, r) X(r, 0) D_C1(X, r) D_C2(X, r) D_C3(X, r)
+#if DN > 1
+#define D_C1(X, r) X(r, 1)
+#else
+#define D_C1(X, r)
+#endif
+#if DN > 2
+#define D_C2(X, r) X(r, 2)
+#else
+#define D_C2(X, r)
+#endif
+#if DN > 3
+#define D_C3(X, r) X(r, 3)
+#else
+#define D_C3(X, r)
+#endif
+#if DM > 1
+#define D_R1(X) D_C(X, 1)
+#else
+#define D_R1(X)
+#endif
+#if DM > 2
+#define D_R2(X) D_C(X, 2)
+#else
+#define D_R2(X)
+#endif
+#if DM > 3
+#define D_R3(X) D_C(X, 3)
+#else
+#define D_R3(X)
+#endif
+#define DOTS(X) D_C(X, 0) D_R1(X) D_R2(X) D_R3(X)
+#define DOT_ROWS(X) X(0) DOT_R1(X) DOT_R2(X) DOT_R3(X)
+#if DM > 1
+#define DOT_R1(X) X(1)
+#else
+#define DOT_R1(X)
+#endif
+#if DM > 2
+#define DOT_R2(X) X(2)
+#else
+#define DOT_R2(X)
+#endif
+#if DM > 3
+#define DOT_R3(X) X(3)
+#else
+#define DOT_R3(X)
+#endif
+#define DOT_COLS(X) X(0) DOT_C1(X) DOT_C2(X) DOT_C3(X)
+#if DN > 1
+#define DOT_C1(X) X(1)
+#else
+#define DOT_C1(X)
+#endif
+#if DN > 2
+#define DOT_C2(X) X(2)
+#else
+#define DOT_C2(X)
+#endif
+#if DN > 3
+#define DOT_C3(X) X(3)
+#else
+#define DOT_C3(X)
+#endif
+
+#define DOT_PTR_A(r) __global const float* a##r = A + (size_t)min(i0 + r, M - 1) * K;
+#define DOT_PTR_B(c) __global const float* b##c = B + (size_t)min(j0 + c, N - 1) * K;
+#define DOT_DECL(r, c) floatV d##r##_##c = (floatV)(0.0f);
+#define DOT_LOAD_B(c) const floatV bv##c = vloadV(0, b##c + k);
+#define DOT_LOAD_A(r) const floatV av##r = vloadV(0, a##r + k);
+#define DOT_FMA(r, c) d##r##_##c = fma(av##r, bv##c, d##r##_##c);
+#define DOT_STORE(r, c) if (i0 + r < M && j0 + c < N) { \
+        float lanes[VW]; \
+        vstoreV(d##r##_##c, 0, lanes); \
+        float s = 0.0f; \
+        for (int e = 0; e < VW; e++) s += lanes[e]; \
+        for (int k = kv; k < K; k++) s = fma(a##r[k], b##c[k], s); \
+        const size_t o = (size_t)(i0 + r) * N + j0 + c; \
+        C[o] = beta == 0.0f ? s : s + beta * C[o]; \
+    }
+
 // C = A·Bᵀ with A [M,K] and B stored [N,K]: both operands are contiguous along K, so each output is a vector dot
-// product. Each work-item computes DM × DN outputs. global = (⌈M/DM⌉, ⌈N/DN⌉).
+// product. Each work-item computes DM × DN outputs; rows and columns past the edge are clamped for loading and
+// never stored. global = (⌈M/DM⌉, ⌈N/DN⌉).
 __kernel void matmul_backward_input_dots(const int M, const int N, const int K, __global const float* A,
                                          __global const float* B, __global float* C, const float beta)
 {
     const int i0 = get_global_id(0) * DM;
     const int j0 = get_global_id(1) * DN;
     if (i0 >= M || j0 >= N) return;
-    __global const float* a[DM];
-    __global const float* b[DN];
-    for (int r = 0; r < DM; r++) a[r] = A + (size_t)min(i0 + r, M - 1) * K;
-    for (int c = 0; c < DN; c++) b[c] = B + (size_t)min(j0 + c, N - 1) * K;
-    floatV acc[DM][DN];
-    for (int r = 0; r < DM; r++)
-        for (int c = 0; c < DN; c++) acc[r][c] = (floatV)(0.0f);
+    DOT_ROWS(DOT_PTR_A)
+    DOT_COLS(DOT_PTR_B)
+    DOTS(DOT_DECL)
     const int kv = K / VW * VW;
     for (int k = 0; k < kv; k += VW) {
-        floatV bv[DN];
-        for (int c = 0; c < DN; c++) bv[c] = vloadV(0, b[c] + k);
-        for (int r = 0; r < DM; r++) {
-            const floatV av = vloadV(0, a[r] + k);
-            for (int c = 0; c < DN; c++) acc[r][c] = fma(av, bv[c], acc[r][c]);
-        }
+        DOT_COLS(DOT_LOAD_B)
+        DOT_ROWS(DOT_LOAD_A)
+        DOTS(DOT_FMA)
     }
-    for (int r = 0; r < DM && i0 + r < M; r++) {
-        for (int c = 0; c < DN && j0 + c < N; c++) {
-            float lanes[VW];
-            vstoreV(acc[r][c], 0, lanes);
-            float s = 0.0f;
-            for (int e = 0; e < VW; e++) s += lanes[e];
-            for (int k = kv; k < K; k++) s = fma(a[r][k], b[c][k], s);
-            const size_t o = (size_t)(i0 + r) * N + j0 + c;
-            C[o] = beta == 0.0f ? s : s + beta * C[o];
-        }
-    }
+    DOTS(DOT_STORE)
 }

@@ -69,8 +69,12 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     }
 
     var local: [Int]? {
-        if case .tiled(let c) = self { return c.local }
-        return nil
+        switch self {
+        case .tiled(let c): return c.local
+        // NOTE: one work-item per work-group keeps CPU drivers (POCL) from vectorising across work-items, which
+        // fights the kernels' own vectors; these kernels have no local memory to share anyway.
+        case .columns, .dots: return [1, 1]
+        }
     }
 
     var description: String {

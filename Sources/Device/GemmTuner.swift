@@ -55,7 +55,8 @@ enum GemmTuner {
         return plan
     }
 
-    /// GFLOP/s of `kernel` for `variant` on its tuning shape: the median of 3 runs after a warm-up.
+    /// GFLOP/s of `kernel` for `variant` on its tuning shape: the best of 3 samples after a warm-up, each sample
+    /// repeating the product for at least 20 ms (the best, not the median: noise on a shared machine only slows).
     static func measure(_ kernel: GemmKernel, _ variant: GemmVariant, on device: OpenCLDevice) throws -> Double {
         let (m, n, k) = shapes[variant]!
         let tag = DeviceTag.opencl(device.info.index)
@@ -63,16 +64,16 @@ enum GemmTuner {
         let b = try Tensor.randn(variant == .nt ? [n, k] : [k, n], seed: 2, on: tag)
         let c = try Tensor.empty([m, n], on: tag)
         let backend = OpenCLBackend(device: device)
-        try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0)
-        try device.finish()
-        var times: [Double] = []
-        for _ in 0..<3 {
+        func run(_ times: Int) throws -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
-            try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0)
+            for _ in 0..<times { try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0) }
             try device.finish()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
-        return 2 * Double(m * n * k) / times.sorted()[1] / 1e9
+        let once = try run(1)
+        let reps = max(1, min(50, Int(0.02 / max(once, 1e-6))))
+        let best = try (0..<3).map { _ in try run(reps) / Double(reps) }.min()!
+        return 2 * Double(m * n * k) / best / 1e9
     }
 
     static func cacheFolder(_ environment: [String: String]) -> URL {
