@@ -29,9 +29,11 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["EmbedKernels"]
         ),
+        // The CPU fallback's fast GEMM; always optimised, since debug builds run the test suite's CPU training too.
+        .target(name: "CGemm", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "Device",
-            dependencies: ["COpenCL"],
+            dependencies: ["COpenCL", "CGemm"],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(name: "NN", dependencies: ["Device", "CZlib"]),

@@ -16,6 +16,9 @@ enum GemmTuner {
     }
 
     /// The representative shape each variant is timed on (m, n, k).
+    /// Seconds of tuning per variant after which the best candidate so far is kept.
+    static let variantBudget = 6.0
+
     /// About 0.1 GFLOP each, so that tuning (mostly program builds) takes seconds, once per device and driver.
     static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32), .tn: (784, 64, 1024)]
 
@@ -35,7 +38,11 @@ enum GemmTuner {
         var measurements: [String: [String: Double]] = [:]
         for variant in GemmVariant.allCases {
             var best: (GemmKernel, Double)?
+            let start = DispatchTime.now().uptimeNanoseconds
             for candidate in GemmPlan.candidates(variant) {
+                // NOTE: on a slow device (a CPU emulation, a debug driver) tuning must not take minutes: after
+                // `variantBudget` seconds the best kernel so far wins.
+                if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > variantBudget { break }
                 // NOTE: a candidate this device cannot build or run (limits, driver bugs) is simply skipped.
                 guard let gflops = try? measure(candidate, variant, on: device) else { continue }
                 measurements[variant.rawValue, default: [:]][candidate.description] = gflops
@@ -71,6 +78,8 @@ enum GemmTuner {
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         let once = try run(1)
+        // A candidate far slower than the budget allows is judged on its one run.
+        if once > 0.25 { return 2 * Double(m * n * k) / once / 1e9 }
         let reps = max(1, min(50, Int(0.02 / max(once, 1e-6))))
         let best = try (0..<3).map { _ in try run(reps) / Double(reps) }.min()!
         return 2 * Double(m * n * k) / best / 1e9

@@ -26,7 +26,8 @@ struct OpenCLBackend: Backend {
         }
         try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
                                    .buffer(c.clBuffer), .float(beta)],
-                          global: choice.global(m: m, n: n), local: choice.local)
+                          global: choice.global(m: m, n: n), local: choice.local,
+                          cost: (2 * Double(m) * Double(n) * Double(k), 4 * Double(m * k + k * n + m * n)))
     }
 
     func matmulNaive(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
@@ -34,7 +35,7 @@ struct OpenCLBackend: Backend {
         let kernel = try device.kernel("matmul", "matmul_naive")
         try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a.clBuffer), .buffer(b.clBuffer),
                                    .buffer(c.clBuffer), .int(transA ? 1 : 0), .int(transB ? 1 : 0), .float(beta)],
-                          global: [n, m])
+                          global: [n, m], cost: (2 * Double(m) * Double(n) * Double(k), 4 * Double(m * k + k * n + m * n)))
     }
 
     func reluForward(_ x: Tensor, _ y: Tensor) throws {
@@ -108,7 +109,10 @@ struct OpenCLBackend: Backend {
                 global: [param.count])
     }
 
+    /// Launches a memory-bound kernel; its profiler cost is the bytes of its buffer arguments.
     private func run(_ file: String, _ name: String, _ args: [KernelArg], global: [Int]) throws {
-        try device.launch(try device.kernel(file, name), args, global: global)
+        var bytes = 0.0
+        for case .buffer(let buffer) in args { bytes += Double(buffer.count * 4) }
+        try device.launch(try device.kernel(file, name), args, global: global, cost: (0, bytes))
     }
 }

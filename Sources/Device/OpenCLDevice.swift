@@ -39,7 +39,8 @@ public final class OpenCLDevice: @unchecked Sendable {
             throw OpenCLError.call("clCreateContext(\(info.name))", status: status)
         }
         context = CLContext(ctx)
-        guard let q = clCreateCommandQueue(ctx, id, 0, &status), status == CL_SUCCESS else {
+        let properties = Profiler.enabled ? cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE) : 0
+        guard let q = clCreateCommandQueue(ctx, id, properties, &status), status == CL_SUCCESS else {
             throw OpenCLError.call("clCreateCommandQueue(\(info.name))", status: status)
         }
         queue = CLQueue(q)
@@ -145,7 +146,9 @@ public final class OpenCLDevice: @unchecked Sendable {
 
     /// Enqueues `kernel` over `global` work-items (rounded up to a multiple of `local` when given).
     /// A launch with zero work-items does nothing.
-    func launch(_ kernel: CLKernel, _ args: [KernelArg], global: [Int], local: [Int]? = nil) throws {
+    /// `cost` (flops, bytes moved) feeds the profiler's GFLOP/s and GB/s columns.
+    func launch(_ kernel: CLKernel, _ args: [KernelArg], global: [Int], local: [Int]? = nil,
+                cost: (flops: Double, bytes: Double) = (0, 0)) throws {
         if global.contains(0) { return }
         var globalSize = global
         if let local {
@@ -170,15 +173,13 @@ public final class OpenCLDevice: @unchecked Sendable {
             }
             try check(status, "clSetKernelArg(\(kernel.name), arg \(i))")
         }
-        let status: cl_int
-        if let local {
-            status = clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
-                                            globalSize, local, 0, nil, nil)
-        } else {
-            status = clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
-                                            globalSize, nil, 0, nil, nil)
+        var event: cl_event?
+        let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
+            clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil, globalSize, local, 0, nil,
+                                   Profiler.enabled ? eventPointer : nil)
         }
         try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local ?? []))")
+        if let event { Profiler.shared.record(kernel.name, CLEvent(event), cost: cost) }
         for case .buffer(let buffer) in args { inFlight.append(buffer) }
         if inFlight.count > Self.maxInFlight {
             try check(clFinish(queue.handle), "clFinish(\(info.name))")

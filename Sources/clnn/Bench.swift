@@ -5,7 +5,7 @@ import NN
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, Startup.self])
+        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self])
 }
 
 /// Seconds since `start` (a DispatchTime uptime in ns).

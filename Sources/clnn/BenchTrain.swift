@@ -1,0 +1,72 @@
+import ArgumentParser
+import Device
+import Foundation
+import NN
+
+extension Bench {
+    struct TrainBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train",
+            abstract: "Epoch time (784-50-10, cross-entropy, SGD lr 0.1, batch 64) and the seeds' full-batch "
+                + "forward+backward (784-50-1, MSE, all training images), on every device.")
+
+        @Option(help: "A folder in the MNIST layout.")
+        var data: String = MNISTFolder.defaultPath
+
+        @Option(help: "all, cpu, opencl or opencl:N.")
+        var device: String = "all"
+
+        @Option(help: "Epochs timed per device (the median is printed).")
+        var epochs: Int = 3
+
+        @Option(help: "Full-batch passes timed per device (the median is printed).")
+        var runs: Int = 5
+
+        func validate() throws {
+            guard epochs > 0, runs > 0 else { throw ValidationError("--epochs and --runs must be at least 1") }
+        }
+
+        func run() throws {
+            let (rawTrain, _) = try MNISTFolder(data).load()
+            let train = Normalization.fit(rawTrain).apply(rawTrain)
+            print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
+            for tag in try benchDevices(device) {
+                var options = TrainingOptions()
+                (options.lr, options.schedule, options.batchSize, options.epochs) = (0.1, .constant, 64, epochs)
+                let model = try MLP.make(sizes: [train.features, 50, 10], seed: 1, on: tag)
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: tag)
+                var epochTimes: [Double] = []
+                for epoch in 1...epochs {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 100)
+                    try tag.synchronize()
+                    epochTimes.append(secondsSince(start))
+                }
+
+                // The seeds' workload: every training image at once through 784-50-1 with MSE on the label.
+                let x = try Tensor(train.images, shape: [train.count, train.features], on: tag)
+                let y = try Tensor(train.labels, shape: [train.count], on: tag)
+                let seedModel = try MLP.make(sizes: [train.features, 50, 1], seed: 1, on: tag)
+                let grad = try Tensor.empty([train.count, 1], on: tag)
+                var forward: [Double] = [], backward: [Double] = []
+                for _ in 0...runs {
+                    var start = DispatchTime.now().uptimeNanoseconds
+                    let pred = try seedModel.forward(x)
+                    _ = try MSELoss()(pred, y, grad: grad)
+                    try tag.synchronize()
+                    forward.append(secondsSince(start))
+                    start = DispatchTime.now().uptimeNanoseconds
+                    try seedModel.zeroGrad()
+                    _ = try seedModel.backward(grad)  // with the input gradient, as the seeds (and numpy anchor) do
+                    try tag.synchronize()
+                    backward.append(secondsSince(start))
+                }
+                forward.removeFirst()
+                backward.removeFirst()
+                let f = forward.sorted()[forward.count / 2], b = backward.sorted()[backward.count / 2]
+                print(tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
+                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTimes.sorted()[epochs / 2], f * 1e3, b * 1e3, (f + b) * 1e3))
+            }
+        }
+    }
+}
