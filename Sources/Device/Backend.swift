@@ -26,6 +26,8 @@ protocol Backend {
     func elementwise(_ op: BinaryOp, _ x: Tensor, _ y: Tensor, _ out: Tensor) throws
     func affine(_ x: Tensor, alpha: Float, beta: Float, _ out: Tensor) throws
     func fill(_ x: Tensor, _ value: Float) throws
+    /// dst[r, :] = src[order[offset + r], :] for r < rows.
+    func gatherRows(_ src: Tensor, _ order: Tensor, offset: Int, _ dst: Tensor, rows: Int, cols: Int) throws
     func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,
                  lr: Float, momentum: Float, weightDecay: Float) throws
 }

@@ -2,8 +2,8 @@ import CGemm
 import Foundation
 
 /// The CPU implementation of every op: simple loops, written to be read and to serve as the reference the OpenCL
-/// kernels are tested against; only the matrix product has a fast path (`matmul`, blocked SIMD on all cores), and its
-/// plain loops stay available as `matmulNaive` and `matmulPlain`.
+/// kernels are tested against. Only the matrix product has a fast path (`matmul`: blocked SIMD on all cores); its
+/// plain triple loop stays as `matmulNaive`.
 struct CPUBackend: Backend {
     /// The fast product: cache-blocked, packed, SIMD micro-kernel (CGemm), rows split across all cores.
     func matmul(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
@@ -20,26 +20,6 @@ struct CPUBackend: Backend {
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let begin = chunk * rowsPerChunk, end = min(m, begin + rowsPerChunk)
             clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, Int32(begin), Int32(end))
-        }
-    }
-
-    /// The plain i-k-j loop, kept as a readable baseline for `clnn bench ladder`.
-    func matmulPlain(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
-                     transA: Bool, transB: Bool, beta: Float) {
-        let A = a.hostPointer, B = b.hostPointer, C = c.hostPointer
-        // i-k-j order: the inner loop runs along a row of C and (untransposed) B, so it vectorises.
-        for i in 0..<m {
-            let row = C + i * n
-            if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
-            for p in 0..<k {
-                let aip = transA ? A[p * m + i] : A[i * k + p]
-                if transB {
-                    for j in 0..<n { row[j] += aip * B[j * k + p] }
-                } else {
-                    let brow = B + p * n
-                    for j in 0..<n { row[j] += aip * brow[j] }
-                }
-            }
         }
     }
 
@@ -144,6 +124,16 @@ struct CPUBackend: Backend {
 
     func fill(_ x: Tensor, _ value: Float) throws {
         x.hostPointer.update(repeating: value, count: x.count)
+    }
+
+    func gatherRows(_ src: Tensor, _ order: Tensor, offset: Int, _ dst: Tensor, rows: Int, cols: Int) throws {
+        let S = src.hostPointer, O = order.hostPointer, D = dst.hostPointer
+        let srcRows = src.count / max(cols, 1)
+        for r in 0..<rows {
+            let v = O[offset + r]  // clamped, as in the kernel (NaN reads row 0)
+            let from = v >= Float(srcRows - 1) ? srcRows - 1 : (v > 0 ? Int(v) : 0)
+            (D + r * cols).update(from: S + from * cols, count: cols)
+        }
     }
 
     func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,

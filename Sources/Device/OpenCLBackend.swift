@@ -100,6 +100,14 @@ struct OpenCLBackend: Backend {
         try run("elementwise", "fill", [.int(x.count), .buffer(x.clBuffer), .float(value)], global: [x.count])
     }
 
+    func gatherRows(_ src: Tensor, _ order: Tensor, offset: Int, _ dst: Tensor, rows: Int, cols: Int) throws {
+        try device.launch(try device.kernel("gather", "gather_rows"),
+                          [.int(rows), .int(cols), .buffer(src.clBuffer), .int(src.count / max(cols, 1)),
+                           .buffer(order.clBuffer), .int(offset),
+                           .buffer(dst.clBuffer)],
+                          global: [cols, rows], cost: (0, Double(2 * rows * cols * 4)))
+    }
+
     func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,
                  lr: Float, momentum: Float, weightDecay: Float) throws {
         let unused = try device.placeholder()

@@ -174,6 +174,21 @@ extension Tensor {
         try backend("fill", self).fill(self, value)
     }
 
+    /// Gathers rows of `source` in the order `order[offset..<offset + rows]` into self, on their common device.
+    /// source: [n, cols] (or [n] for cols = 1), order: [count] row indices as floats, self: [rows, cols] (or [rows]).
+    public func gatherRows(from source: Tensor, order: Tensor, offset: Int) throws {
+        let be = try backend("gatherRows", self, source, order)
+        let cols = source.shape.count == 2 ? source.shape[1] : 1
+        let rows = shape.first ?? 0
+        guard count == rows * cols, source.count % max(cols, 1) == 0, rows == 0 || source.count > 0 else {
+            throw DeviceError.shapeMismatch(op: "gatherRows", source.shape, shape)
+        }
+        guard offset >= 0, offset + rows <= order.count else {
+            throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) exceed an order of \(order.count)")
+        }
+        try be.gatherRows(source, order, offset: offset, self, rows: rows, cols: cols)
+    }
+
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0.
     public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
         let be = try backend("sgdStep", self, grad, velocity)

@@ -52,9 +52,16 @@ public struct Normalization: Equatable, Sendable, Codable {
 
     public func apply(_ data: Dataset) -> Dataset {
         var out = data
-        let scale = std > 0 ? 1 / std : 1
-        for i in out.images.indices { out.images[i] = (out.images[i] - mean) * scale }
+        apply(inPlace: &out)
         return out
+    }
+
+    /// The same, without a copy of the images.
+    public func apply(inPlace data: inout Dataset) {
+        let scale = std > 0 ? 1 / std : 1
+        data.images.withUnsafeMutableBufferPointer { images in
+            for i in images.indices { images[i] = (images[i] - mean) * scale }
+        }
     }
 }
 

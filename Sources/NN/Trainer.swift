@@ -87,11 +87,13 @@ public final class Trainer {
 
     /// One pass over `data` in the order `sampler` gives for `epoch`. Returns the mean training loss.
     /// `progress` is called every `reportEvery` steps and at the end; `shouldStop` is polled at each report.
-    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void = { _ in }) throws -> Float {
+        try requireDevice(data)
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
-        let order = sampler.order(epoch: epoch)
+        // The epoch's order goes to the device once; each step gathers its rows there.
+        let order = try Tensor(sampler.order(epoch: epoch).map(Float.init), shape: [data.count], on: device)
         let ranges = sampler.batchRanges
         let start = Date()
         var pending: Tensor?  // device-side sum of losses since the last report
@@ -100,7 +102,7 @@ public final class Trainer {
         for (step, range) in ranges.enumerated() {
             optimizer.lr = options.schedule.rate(base: options.lr, step: (epoch - 1) * ranges.count + step,
                                                  totalSteps: options.epochs * ranges.count)
-            let (x, y) = try batch(data, order[range])
+            let (x, y) = try batch(data, order: order, range)
             let pred = try model.forward(x)
             let grad = try Tensor.empty(pred.shape, on: device)
             let batchLoss = try loss(pred, y, grad: grad)
@@ -126,42 +128,71 @@ public final class Trainer {
         return Float(total / Double(max(ranges.count, 1)))
     }
 
+    /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
+    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+                           shouldStop: () -> Bool = { false },
+                           progress: (StepReport) -> Void = { _ in }) throws -> Float {
+        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, reportEvery: reportEvery,
+                       shouldStop: shouldStop, progress: progress)
+    }
+
     /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
-    public func evaluate(_ data: Dataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: DeviceDataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+        try requireDevice(data)
+        let identity = try Tensor((0..<data.count).map(Float.init), shape: [data.count], on: device)
         var lossSum = 0.0
         var correct = 0
         for start in stride(from: 0, to: data.count, by: chunk) {
             let range = start..<min(start + chunk, data.count)
-            let (x, y) = try batch(data, range)
+            let (x, y) = try batch(data, order: identity, range)
             let pred = try model.forward(x)
             lossSum += Double(try loss(pred, y).item()) * Double(range.count)
             let predicted = try loss.predictedClasses(pred, classes: classes)
-            correct += zip(predicted, data.labels[range]).filter { $0 == Int($1) }.count
+            correct += zip(predicted, data.hostLabels[range]).filter { $0 == Int($1) }.count
         }
         let n = Double(max(data.count, 1))
         return (lossSum / n, Double(correct) / n)
     }
 
-    /// The examples at `indices`, gathered on the host and uploaded into reused device tensors.
-    private func batch<C: Collection>(_ data: Dataset, _ indices: C) throws -> (Tensor, Tensor) where C.Element == Int {
-        let n = indices.count
+    public func evaluate(_ data: Dataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+        try evaluate(try DeviceDataset(data, on: device), chunk: chunk)
+    }
+
+    private func requireDevice(_ data: DeviceDataset) throws {
+        guard data.images.device == device else {
+            throw DeviceError.deviceMismatch(op: "Trainer", device, data.images.device)
+        }
+    }
+
+    /// The rows `order[range]` of `data`, gathered on the device into input and label tensors reused across steps.
+    private func batch(_ data: DeviceDataset, order: Tensor, _ range: Range<Int>) throws -> (Tensor, Tensor) {
+        let n = range.count
         if batchTensors[n] == nil {
             batchTensors[n] = (try Tensor.empty([n, data.features], on: device), try Tensor.empty([n], on: device))
         }
         let (x, y) = batchTensors[n]!
-        var images = [Float](repeating: 0, count: n * data.features)
-        var labels = [Float](repeating: 0, count: n)
-        data.images.withUnsafeBufferPointer { src in
-            images.withUnsafeMutableBufferPointer { dst in
-                for (row, index) in indices.enumerated() {
-                    let from = src.baseAddress! + index * data.features
-                    (dst.baseAddress! + row * data.features).update(from: from, count: data.features)
-                    labels[row] = data.labels[index]
-                }
-            }
-        }
-        try x.upload(images)
-        try y.upload(labels)
+        try x.gatherRows(from: data.images, order: order, offset: range.lowerBound)
+        try y.gatherRows(from: data.labels, order: order, offset: range.lowerBound)
         return (x, y)
+    }
+}
+
+/// A dataset resident on one device: uploaded once, so that training gathers its minibatches there.
+public final class DeviceDataset {
+    /// [count, features]
+    public let images: Tensor
+    /// [count]
+    public let labels: Tensor
+    /// The labels on the host, for accuracy.
+    public let hostLabels: [Float]
+    public let count: Int
+    public let features: Int
+
+    public init(_ data: Dataset, on device: DeviceTag) throws {
+        images = try Tensor(data.images, shape: [data.count, data.features], on: device)
+        labels = try Tensor(data.labels, shape: [data.count], on: device)
+        hostLabels = data.labels
+        count = data.count
+        features = data.features
     }
 }

@@ -35,10 +35,11 @@ extension Bench {
                 (options.lr, options.schedule, options.batchSize, options.epochs) = (0.1, .constant, 64, epochs)
                 let model = try MLP.make(sizes: [train.features, 50, 10], seed: 1, on: tag)
                 let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: tag)
+                let deviceTrain = try DeviceDataset(train, on: tag)
                 var epochTimes: [Double] = []
                 for epoch in 1...epochs {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    _ = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 100)
+                    _ = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 100)
                     try tag.synchronize()
                     epochTimes.append(secondsSince(start))
                 }

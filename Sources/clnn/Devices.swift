@@ -9,7 +9,7 @@ struct Devices: ParsableCommand {
     func run() throws {
         let preferred = DeviceTag.preferred
         func mark(_ tag: DeviceTag) -> String { tag == preferred ? "*" : " " }
-        print("\(mark(.cpu)) cpu        host CPU, plain Swift fallback (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
+        print("\(mark(.cpu)) cpu        host CPU fallback (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
         for info in OpenCLRuntime.shared.devices {
             let tag = DeviceTag.opencl(info.index)
             let memory = String(format: "%.1f GiB", Double(info.globalMemory) / 1_073_741_824)

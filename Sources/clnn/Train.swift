@@ -66,9 +66,10 @@ struct Train: ParsableCommand {
         let device = try common.resolveDevice()
         let lossFunction = makeLoss(named: loss)!
         let loadStart = Date()
-        let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
-        let normalization = Normalization.fit(rawTrain)
-        let train = normalization.apply(rawTrain), test = normalization.apply(rawTest)
+        var (train, test) = try MNISTFolder(common.data).load()
+        let normalization = Normalization.fit(train)
+        normalization.apply(inPlace: &train)
+        normalization.apply(inPlace: &test)
         let classes = train.classCount
         let sizes = [train.features] + hidden + [lossFunction.outputs(classes: classes)]
         print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(classes) classes "
@@ -87,6 +88,11 @@ struct Train: ParsableCommand {
         print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
+        // The data goes to the device once; every minibatch is gathered there. The host copies of the images are
+        // then dropped, so the process holds the dataset once.
+        let deviceTrain = try DeviceDataset(train, on: device), deviceTest = try DeviceDataset(test, on: device)
+        train.images = []
+        test.images = []
         Interrupt.install()
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(loss) on \(device)"
@@ -94,14 +100,14 @@ struct Train: ParsableCommand {
         do {
             for epoch in 1...epochs {
                 let start = Date()
-                let trainLoss = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 25,
+                let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25,
                                                        shouldStop: { Interrupt.requested != 0 }) { report in
                     curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
                                             Double(report.runningLoss)))
                     bar.show(report, epochs: epochs)
                 }
                 let seconds = Date().timeIntervalSince(start)
-                let (testLoss, accuracy) = try trainer.evaluate(test)
+                let (testLoss, accuracy) = try trainer.evaluate(deviceTest)
                 bar.finish()
                 curves.epochs.append((epoch, testLoss, accuracy))
                 print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",

@@ -160,6 +160,33 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testGatherRowsMatchesReferenceOnEveryDevice() throws {
+        let (n, cols) = (37, 13)
+        let src = testValues(n * cols, seed: 95)
+        // A shuffled order with bad entries at the end: out of range, negative and NaN are clamped, never read OOB.
+        let order: [Float] = (0..<n).map { Float(($0 * 11) % n) } + [1000, -5, .nan]
+        for (offset, rows) in [(0, 5), (30, 7), (3, 0), (n, 3)] {
+            try compareOnEveryDevice("gather \(offset)+\(rows)") { d in
+                let dst = try Tensor.zeros([rows, cols], on: d)
+                try dst.gatherRows(from: try Tensor(src, shape: [n, cols], on: d),
+                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                let labels = try Tensor.zeros([rows], on: d)
+                try labels.gatherRows(from: try Tensor((0..<n).map(Float.init), shape: [n], on: d),
+                                      order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                return [dst, labels]
+            } check: { r in
+                let picked = (offset..<offset + rows).map { i -> Int in
+                    let v = order[i]
+                    return v.isNaN || v < 0 ? 0 : min(Int(v), n - 1)
+                }
+                assertClose(r[0], picked.flatMap { row in (0..<cols).map { src[row * cols + $0] } }, "rows")
+                assertClose(r[1], picked.map(Float.init), "labels")
+            }
+        }
+        XCTAssertThrowsError(try Tensor.zeros([4, cols]).gatherRows(from: try Tensor(src, shape: [n, cols]),
+                                                                    order: try Tensor.zeros([3]), offset: 0))
+    }
+
     func testOpsRejectMismatchedShapes() throws {
         let x = try Tensor.zeros([2, 3])
         XCTAssertThrowsError(try x.addingBias(try Tensor.zeros([2]))) { error in
