@@ -223,9 +223,9 @@ public final class OpenCLDevice: @unchecked Sendable {
     }
 
     /// Copies `count` floats from host memory into `buffer` (blocking: the host memory may be reused at once).
-    func write(_ buffer: CLBuffer, from source: UnsafeRawPointer, count: Int) throws {
+    func write(_ buffer: CLBuffer, from source: UnsafeRawPointer, count: Int, at offset: Int = 0) throws {
         guard count > 0 else { return }
-        try check(clEnqueueWriteBuffer(queue.handle, buffer.handle, cl_bool(CL_TRUE), 0,
+        try check(clEnqueueWriteBuffer(queue.handle, buffer.handle, cl_bool(CL_TRUE), offset * MemoryLayout<Float>.size,
                                        count * MemoryLayout<Float>.size, source, 0, nil, nil),
                   "clEnqueueWriteBuffer(\(count) floats)")
     }

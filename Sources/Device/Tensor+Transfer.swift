@@ -37,6 +37,19 @@ extension Tensor {
         }
     }
 
+    /// Overwrites elements offset..<offset + values.count (row-major) with host values: for filling a large tensor
+    /// in chunks without a full host copy.
+    public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int) throws {
+        guard offset >= 0, offset + values.count <= count else {
+            throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) exceed \(count)")
+        }
+        guard let base = values.baseAddress, !values.isEmpty else { return }
+        switch storage {
+        case .cpu(let buffer): (buffer.pointer + offset).update(from: base, count: values.count)
+        case .opencl(let buffer): try buffer.device.write(buffer, from: base, count: values.count, at: offset)
+        }
+    }
+
     /// Overwrites this tensor with `values`.
     public func upload(_ values: [Float]) throws {
         try values.withUnsafeBufferPointer { try upload($0) }

@@ -65,6 +65,54 @@ public struct Normalization: Equatable, Sendable, Codable {
     }
 }
 
+/// Images as the file's bytes (0...255, a quarter of the memory of floats) with their labels: what the trainer
+/// loads, so that the full float copy exists only on the device.
+public struct RawDataset: Sendable {
+    /// [count, features] pixel bytes.
+    public let pixels: [UInt8]
+    public let labels: [Float]
+    public let count: Int
+    public let features: Int
+
+    public init(pixels: [UInt8], labels: [Float], features: Int) {
+        precondition(pixels.count == labels.count * features, "RawDataset: pixels and labels disagree")
+        self.pixels = pixels
+        self.labels = labels
+        self.count = labels.count
+        self.features = features
+    }
+
+    /// Pixels scaled to [0, 1] and normalised with `normalization` (none: only scaled).
+    public func dataset(_ normalization: Normalization? = nil) -> Dataset {
+        let table = Self.table(normalization)
+        return Dataset(images: pixels.map { table[Int($0)] }, labels: labels, features: features)
+    }
+
+    /// The float value of each byte: (b / 255 − mean) / std.
+    static func table(_ normalization: Normalization?) -> [Float] {
+        let mean = normalization?.mean ?? 0, std = normalization?.std ?? 1
+        let scale = std > 0 ? 1 / std : 1
+        return (0..<256).map { (Float($0) / 255 - mean) * scale }
+    }
+
+    /// The mean and standard deviation of the scaled pixels, from a histogram of the bytes (exact, in Double).
+    public var normalization: Normalization {
+        var histogram = [Int](repeating: 0, count: 256)
+        for b in pixels { histogram[Int(b)] += 1 }
+        var sum = 0.0, sumSquares = 0.0
+        for (value, n) in histogram.enumerated() {
+            let x = Double(value) / 255
+            sum += x * Double(n)
+            sumSquares += x * x * Double(n)
+        }
+        let total = Double(max(pixels.count, 1))
+        let mean = sum / total
+        return Normalization(mean: Float(mean), std: Float(max(sumSquares / total - mean * mean, 0).squareRoot()))
+    }
+
+    public var classCount: Int { Int(labels.max() ?? -1) + 1 }
+}
+
 /// A folder in the MNIST layout: the four standard files, each `.gz` or plain.
 public struct MNISTFolder: Sendable {
     /// Debian's `dataset-fashion-mnist`.
@@ -77,6 +125,12 @@ public struct MNISTFolder: Sendable {
 
     /// Pixels scaled to [0, 1]; no normalisation yet.
     public func load() throws -> (train: Dataset, test: Dataset) {
+        let (train, test) = try loadRaw()
+        return (train.dataset(), test.dataset())
+    }
+
+    /// Both splits with the pixels as bytes.
+    public func loadRaw() throws -> (train: RawDataset, test: RawDataset) {
         try checkFolder()
         return (try split(Self.trainImages, Self.trainLabels), try split(Self.testImages, Self.testLabels))
     }
@@ -84,7 +138,7 @@ public struct MNISTFolder: Sendable {
     /// The test split only, pixels scaled to [0, 1].
     public func loadTest() throws -> Dataset {
         try checkFolder()
-        return try split(Self.testImages, Self.testLabels)
+        return try split(Self.testImages, Self.testLabels).dataset()
     }
 
     private func checkFolder() throws {
@@ -104,7 +158,7 @@ public struct MNISTFolder: Sendable {
         throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")
     }
 
-    private func split(_ imagesName: String, _ labelsName: String) throws -> Dataset {
+    private func split(_ imagesName: String, _ labelsName: String) throws -> RawDataset {
         let imagesPath = try file(imagesName), labelsPath = try file(labelsName)
         let images = try IDX.read(imagesPath)
         guard images.dims.count == 3 else {
@@ -119,8 +173,7 @@ public struct MNISTFolder: Sendable {
         }
         let features = images.dims[1] * images.dims[2]
         guard features > 0 else { throw DataError(imagesPath, "images have no pixels (\(images.dims))") }
-        return Dataset(images: images.bytes.map { Float($0) / 255 }, labels: labels.bytes.map(Float.init),
-                       features: features)
+        return RawDataset(pixels: images.bytes, labels: labels.bytes.map(Float.init), features: features)
     }
 }
 

@@ -79,6 +79,11 @@ public final class Trainer {
     }
 
     /// Checks that every label of `data` is a class the model can predict.
+    public func validateLabels(_ data: RawDataset, source: String) throws {
+        try validateLabels(Dataset(images: [], labels: data.labels, features: 0), source: source)
+    }
+
+    /// Checks that every label of `data` is a class the model can predict.
     public func validateLabels(_ data: Dataset, source: String) throws {
         if let bad = data.labels.firstIndex(where: { $0 < 0 || $0 >= Float(classes) || $0 != $0.rounded() }) {
             throw DataError(source, "label \(data.labels[bad]) of example \(bad) is out of range for a model of \(classes) classes")
@@ -190,6 +195,26 @@ public final class DeviceDataset {
 
     public init(_ data: Dataset, on device: DeviceTag) throws {
         images = try Tensor(data.images, shape: [data.count, data.features], on: device)
+        labels = try Tensor(data.labels, shape: [data.count], on: device)
+        hostLabels = data.labels
+        count = data.count
+        features = data.features
+    }
+
+    /// Uploads byte images normalised with `normalization`, converting a chunk at a time, so the host never holds
+    /// the float copy.
+    public init(_ data: RawDataset, normalization: Normalization, on device: DeviceTag) throws {
+        let images = try Tensor.empty([data.count, data.features], on: device)
+        self.images = images
+        let table = RawDataset.table(normalization)
+        var chunk = [Float](repeating: 0, count: 1 << 20)
+        var start = 0
+        while start < data.pixels.count {
+            let n = min(chunk.count, data.pixels.count - start)
+            for i in 0..<n { chunk[i] = table[Int(data.pixels[start + i])] }
+            try chunk.withUnsafeBufferPointer { try images.upload(UnsafeBufferPointer(rebasing: $0[0..<n]), at: start) }
+            start += n
+        }
         labels = try Tensor(data.labels, shape: [data.count], on: device)
         hostLabels = data.labels
         count = data.count

@@ -66,10 +66,9 @@ struct Train: ParsableCommand {
         let device = try common.resolveDevice()
         let lossFunction = makeLoss(named: loss)!
         let loadStart = Date()
-        var (train, test) = try MNISTFolder(common.data).load()
-        let normalization = Normalization.fit(train)
-        normalization.apply(inPlace: &train)
-        normalization.apply(inPlace: &test)
+        // Images stay bytes on the host; the normalised float copy is made only on the device.
+        let (train, test) = try MNISTFolder(common.data).loadRaw()
+        let normalization = train.normalization
         let classes = train.classCount
         let sizes = [train.features] + hidden + [lossFunction.outputs(classes: classes)]
         print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(classes) classes "
@@ -88,11 +87,9 @@ struct Train: ParsableCommand {
         print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
-        // The data goes to the device once; every minibatch is gathered there. The host copies of the images are
-        // then dropped, so the process holds the dataset once.
-        let deviceTrain = try DeviceDataset(train, on: device), deviceTest = try DeviceDataset(test, on: device)
-        train.images = []
-        test.images = []
+        // The data goes to the device once; every minibatch is gathered there.
+        let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
+        let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
         Interrupt.install()
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(loss) on \(device)"

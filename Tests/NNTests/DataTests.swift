@@ -124,6 +124,22 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(norm.apply(test).images, [0, 0, 0])
     }
 
+    func testRawDatasetNormalisesLikeTheFloatPathOnEveryDevice() throws {
+        let raw = RawDataset(pixels: (0..<600).map { UInt8(($0 * 37) % 256) }, labels: (0..<100).map { Float($0 % 10) },
+                             features: 6)
+        let floats = raw.dataset()
+        let norm = raw.normalization
+        XCTAssertEqual(norm.mean, Normalization.fit(floats).mean, accuracy: 1e-6)
+        XCTAssertEqual(norm.std, Normalization.fit(floats).std, accuracy: 1e-5)
+        let expected = norm.apply(floats).images
+        assertClose(raw.dataset(norm).images, expected, rtol: 1e-6, atol: 1e-6, "host")
+        for device in testDevices {
+            let onDevice = try DeviceDataset(raw, normalization: norm, on: device)
+            assertClose(try onDevice.images.toArray(), expected, rtol: 1e-6, atol: 1e-6, "\(device)")
+            XCTAssertEqual(try onDevice.labels.toArray(), raw.labels)
+        }
+    }
+
     func testBatchSamplerShufflesReproduciblyAndCoversEveryExample() {
         let sampler = BatchSampler(count: 103, batchSize: 10, seed: 9)
         let order = sampler.order(epoch: 1)
