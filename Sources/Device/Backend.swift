@@ -18,6 +18,10 @@ protocol Backend {
     func reluBackward(_ x: Tensor, _ dy: Tensor, _ dx: Tensor) throws
     func biasForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws
     func biasBackward(_ dy: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws
+    /// y = max(x + b, 0) (bias then ReLU, fused).
+    func biasReluForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws
+    /// dx = dy·[y > 0], db = beta·db + Σ_rows dx.
+    func biasReluBackward(_ y: Tensor, _ dy: Tensor, _ dx: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws
     func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
                      rows: Int, cols: Int, gradScale: Float) throws
     func mse(_ pred: Tensor, _ target: Tensor, _ losses: Tensor, _ grad: Tensor?, gradScale: Float) throws

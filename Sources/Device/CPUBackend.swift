@@ -63,6 +63,26 @@ struct CPUBackend: Backend {
         for j in 0..<cols { DB[j] = beta == 0 ? sums[j] : sums[j] + beta * DB[j] }
     }
 
+    func biasReluForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws {
+        let X = x.hostPointer, Bv = b.hostPointer, Y = y.hostPointer
+        for i in 0..<rows {
+            for j in 0..<cols { Y[i * cols + j] = max(X[i * cols + j] + Bv[j], 0) }
+        }
+    }
+
+    func biasReluBackward(_ y: Tensor, _ dy: Tensor, _ dx: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws {
+        let Y = y.hostPointer, DY = dy.hostPointer, DX = dx.hostPointer, DB = db.hostPointer
+        var sums = [Float](repeating: 0, count: cols)
+        for i in 0..<rows {
+            for j in 0..<cols {
+                let g = Y[i * cols + j] > 0 ? DY[i * cols + j] : 0
+                DX[i * cols + j] = g
+                sums[j] += g
+            }
+        }
+        for j in 0..<cols { DB[j] = beta == 0 ? sums[j] : sums[j] + beta * DB[j] }
+    }
+
     func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
                      rows: Int, cols: Int, gradScale: Float) throws {
         let Z = logits.hostPointer, L = labels.hostPointer, OUT = losses.hostPointer

@@ -27,7 +27,7 @@ enum GemmTuner {
         if environment["CLNN_GEMM_TUNE"] == "0" { return .defaults(for: device.info) }
         let source = try KernelLibrary.source("matmul")
         let hash = fnv1a(source)
-        let file = cacheFolder(environment).appendingPathComponent(
+        let file = clnnCacheFolder(environment).appendingPathComponent(
             "gemm-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
         if let data = try? Data(contentsOf: file), let entry = try? JSONDecoder().decode(CacheEntry.self, from: data),
            entry.sourceHash == hash, entry.device == device.info.name, entry.driver == device.info.driverVersion {
@@ -85,28 +85,9 @@ enum GemmTuner {
         return 2 * Double(m * n * k) / best / 1e9
     }
 
-    static func cacheFolder(_ environment: [String: String]) -> URL {
-        if let dir = environment["CLNN_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
-        if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return URL(fileURLWithPath: xdg).appendingPathComponent("clnn") }
-        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/clnn")
-    }
-
-    /// Best effort: a cache that cannot be written only means tuning again next time.
     static func writeCache(_ entry: CacheEntry, to file: URL) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        guard let data = try? encoder.encode(entry) else { return }
-        let folder = file.deletingLastPathComponent()
-        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid())")
-        guard (try? data.write(to: temp)) != nil else { return }
-        if rename(temp.path, file.path) != 0 { unlink(temp.path) }
-    }
-
-    /// A stable 64-bit FNV-1a hash, hex (Swift's hashValue changes between processes).
-    static func fnv1a(_ text: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return String(hash, radix: 16)
+        if let data = try? encoder.encode(entry) { writeCacheFile(data, to: file) }
     }
 }

@@ -57,6 +57,16 @@ struct OpenCLBackend: Backend {
                                           .float(beta)], global: [cols])
     }
 
+    func biasReluForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws {
+        try run("bias", "bias_relu_forward", [.int(rows), .int(cols), .buffer(x.clBuffer), .buffer(b.clBuffer),
+                                              .buffer(y.clBuffer)], global: [cols, rows])
+    }
+
+    func biasReluBackward(_ y: Tensor, _ dy: Tensor, _ dx: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws {
+        try run("bias", "bias_relu_backward", [.int(rows), .int(cols), .buffer(y.clBuffer), .buffer(dy.clBuffer),
+                                               .buffer(dx.clBuffer), .buffer(db.clBuffer), .float(beta)], global: [cols])
+    }
+
     func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
                      rows: Int, cols: Int, gradScale: Float) throws {
         let unused = try device.placeholder()

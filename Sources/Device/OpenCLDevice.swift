@@ -89,7 +89,37 @@ public final class OpenCLDevice: @unchecked Sendable {
         }
     }
 
-    private func build(name: String, source: String, options: String) throws -> CLProgram {
+    /// Builds from the binary cache when it holds this (device, driver, options, source), else from source (and
+    /// then stores the binary). A cached binary that fails to load or build is dropped and the source is used.
+    func build(name: String, source: String, options: String) throws -> CLProgram {
+        guard ProgramCache.enabled(for: info) else { return try buildFromSource(name: name, source: source, options: options) }
+        let file = ProgramCache.file(for: info, source: source, options: options)
+        if let binary = try? Data(contentsOf: file) {
+            if let program = buildFromBinary(binary, options: options) { return program }
+            unlink(file.path)
+        }
+        let program = try buildFromSource(name: name, source: source, options: options)
+        if let binary = ProgramCache.binary(of: program.handle) { writeCacheFile(binary, to: file) }
+        return program
+    }
+
+    private func buildFromBinary(_ binary: Data, options: String) -> CLProgram? {
+        var status: cl_int = CL_SUCCESS
+        var binaryStatus: cl_int = CL_SUCCESS
+        var deviceID: cl_device_id? = id
+        let handle: cl_program? = binary.withUnsafeBytes { raw in
+            var length = raw.count
+            var pointer: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
+            return clCreateProgramWithBinary(context.handle, 1, &deviceID, &length, &pointer, &binaryStatus, &status)
+        }
+        guard let handle else { return nil }
+        let program = CLProgram(handle)  // released on every path below that gives up
+        guard status == CL_SUCCESS, binaryStatus == CL_SUCCESS else { return nil }
+        guard clBuildProgram(handle, 1, &deviceID, "-cl-std=CL1.2 " + options, nil, nil) == CL_SUCCESS else { return nil }
+        return program
+    }
+
+    private func buildFromSource(name: String, source: String, options: String) throws -> CLProgram {
         var status: cl_int = CL_SUCCESS
         let handle: cl_program? = source.withCString { text in
             var strings: [UnsafePointer<CChar>?] = [text]

@@ -106,6 +106,28 @@ extension Tensor {
         try be.biasBackward(dy, db, rows: rows, cols: cols, beta: accumulate ? 1 : 0)
     }
 
+    /// max(self + bias, 0): a layer's bias and its ReLU in one pass. self: [rows, cols], bias: [cols]
+    public func addingBiasReLU(_ bias: Tensor) throws -> Tensor {
+        let be = try backend("addBiasReLU", self, bias)
+        let (rows, cols) = try matrixDims("addBiasReLU", self)
+        try requireShape("addBiasReLU", bias, [cols])
+        let out = try Tensor.empty(shape, on: device)
+        try be.biasReluForward(self, bias, out, rows: rows, cols: cols)
+        return out
+    }
+
+    /// The backward of `addingBiasReLU`, with the ReLU mask inside: from the forward output `y` and `dy`,
+    /// returns dx = dy·[y > 0] and writes db = Σ_rows dx (or adds it, when `accumulate`).
+    public static func biasReluBackward(output y: Tensor, _ dy: Tensor, into db: Tensor, accumulate: Bool) throws -> Tensor {
+        let be = try backend("biasReluBackward", y, dy, db)
+        let (rows, cols) = try matrixDims("biasReluBackward", y)
+        try requireShape("biasReluBackward", dy, y.shape)
+        try requireShape("biasReluBackward (bias grad)", db, [cols])
+        let dx = try Tensor.empty(y.shape, on: y.device)
+        try be.biasReluBackward(y, dy, dx, db, rows: rows, cols: cols, beta: accumulate ? 1 : 0)
+        return dx
+    }
+
     // MARK: Losses
 
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows].

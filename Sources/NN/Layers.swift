@@ -31,9 +31,35 @@ public final class Linear: Module {
     /// dw += xᵀ·dy, db += Σ_rows dy, dx = dy·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         guard let x = input else { throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward") }
-        try Tensor.gemm(x, dy, into: weight.grad, transA: true, accumulate: true)
-        try Tensor.biasBackward(dy, into: bias.grad, accumulate: true)
-        return needsInputGradient ? try dy.matmul(weight.value, transposeOther: true) : nil
+        let db = bias.gradForBackward()
+        try Tensor.biasBackward(dy, into: db.tensor, accumulate: db.accumulate)
+        return try finishBackward(x, dy, needsInputGradient: needsInputGradient)
+    }
+
+    /// This layer followed by `relu`, in one pass for the bias and the ReLU: y = max(x·w + b, 0).
+    func forward(_ x: Tensor, fusedWith relu: ReLU) throws -> Tensor {
+        input = x
+        let y = try x.matmul(weight.value).addingBiasReLU(bias.value)
+        relu.output = y
+        return y
+    }
+
+    /// The backward of `forward(_:fusedWith:)`: dy is the gradient at the ReLU's output; the mask and the bias
+    /// gradient come from one kernel.
+    func backward(_ dy: Tensor, fusedWith relu: ReLU, needsInputGradient: Bool) throws -> Tensor? {
+        guard let x = input, let y = relu.output else {
+            throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward")
+        }
+        let db = bias.gradForBackward()
+        let dpre = try Tensor.biasReluBackward(output: y, dy, into: db.tensor, accumulate: db.accumulate)
+        return try finishBackward(x, dpre, needsInputGradient: needsInputGradient)
+    }
+
+    /// dw += xᵀ·dpre, and dx = dpre·wᵀ when asked for.
+    private func finishBackward(_ x: Tensor, _ dpre: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        let dw = weight.gradForBackward()
+        try Tensor.gemm(x, dpre, into: dw.tensor, transA: true, accumulate: dw.accumulate)
+        return needsInputGradient ? try dpre.matmul(weight.value, transposeOther: true) : nil
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -50,20 +76,21 @@ public final class Linear: Module {
     }
 }
 
-/// max(x, 0), elementwise.
+/// max(x, 0), elementwise. It keeps its output for backward: y > 0 exactly where x > 0.
 public final class ReLU: Module {
-    private var input: Tensor?
+    var output: Tensor?
     public init() {}
     public var parameters: [Parameter] { [] }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        input = x
-        return try x.relu()
+        let y = try x.relu()
+        output = y
+        return y
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let x = input else { throw DeviceError.invalidArgument(op: "ReLU.backward", "called before forward") }
-        return needsInputGradient ? try x.reluBackward(dy) : nil
+        guard let y = output else { throw DeviceError.invalidArgument(op: "ReLU.backward", "called before forward") }
+        return needsInputGradient ? try y.reluBackward(dy) : nil
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -83,18 +110,41 @@ public final class Sequential: Module {
         layers.enumerated().flatMap { index, layer in layer.parameters.map { ("\(index).\($0.name)", $0) } }
     }
 
+    /// Whether layer `index` is a Linear whose ReLU follows it: the two then run fused.
+    private func fusedPair(at index: Int) -> (Linear, ReLU)? {
+        guard index + 1 < layers.count, let linear = layers[index] as? Linear, let relu = layers[index + 1] as? ReLU
+        else { return nil }
+        return (linear, relu)
+    }
+
     public func forward(_ x: Tensor) throws -> Tensor {
-        try layers.reduce(x) { try $1.forward($0) }
+        var x = x
+        var index = 0
+        while index < layers.count {
+            if let (linear, relu) = fusedPair(at: index) {
+                x = try linear.forward(x, fusedWith: relu)
+                index += 2
+            } else {
+                x = try layers[index].forward(x)
+                index += 1
+            }
+        }
+        return x
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         var grad = dy
-        for (index, layer) in layers.enumerated().reversed() {
+        var index = layers.count - 1
+        while index >= 0 {
+            let fused = index > 0 ? fusedPair(at: index - 1) : nil
+            let first = fused == nil ? index : index - 1
             // NOTE: the first layer's input gradient is only needed when our caller asks for it.
-            guard let next = try layer.backward(grad, needsInputGradient: index > 0 || needsInputGradient) else {
-                return nil
-            }
+            let wanted = first > 0 || needsInputGradient
+            let next = try fused.map { try $0.0.backward(grad, fusedWith: $0.1, needsInputGradient: wanted) }
+                ?? layers[index].backward(grad, needsInputGradient: wanted)
+            guard let next else { return nil }
             grad = next
+            index = first - 1
         }
         return grad
     }

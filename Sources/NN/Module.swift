@@ -3,15 +3,38 @@ public final class Parameter {
     /// The name within its layer, e.g. `weight`.
     public let name: String
     public private(set) var value: Tensor
-    /// dL/dvalue, accumulated by backward until `zeroGrad`.
-    public private(set) var grad: Tensor
     /// Optimiser state, kept on the parameter's device.
     var velocity: Tensor?
+    private var gradStorage: Tensor
+    /// Set by `zeroGrad`: the stored gradient is to be read as zero. The next backward then overwrites instead of
+    /// accumulating, which saves a fill kernel per parameter per step.
+    private var gradIsZero = false
 
     public init(name: String, value: Tensor) throws {
         self.name = name
         self.value = value
-        self.grad = try Tensor.zeros(value.shape, on: value.device)
+        self.gradStorage = try Tensor.zeros(value.shape, on: value.device)
+    }
+
+    /// dL/dvalue, accumulated by backward until `zeroGrad`.
+    public var grad: Tensor {
+        get throws {
+            if gradIsZero {
+                try gradStorage.fill(0)
+                gradIsZero = false
+            }
+            return gradStorage
+        }
+    }
+
+    /// Makes the gradient zero (lazily: see `gradForBackward`).
+    public func zeroGrad() { gradIsZero = true }
+
+    /// For a backward pass: the gradient tensor, and whether to add to it (false right after `zeroGrad`, when the
+    /// backward should overwrite it).
+    func gradForBackward() -> (tensor: Tensor, accumulate: Bool) {
+        defer { gradIsZero = false }
+        return (gradStorage, !gradIsZero)
     }
 
     public var device: DeviceTag { value.device }
@@ -20,7 +43,7 @@ public final class Parameter {
     public func to(_ device: DeviceTag) throws {
         guard device != value.device else { return }
         value = try value.to(device)
-        grad = try grad.to(device)
+        gradStorage = try gradStorage.to(device)
         velocity = try velocity?.to(device)
     }
 
@@ -55,7 +78,7 @@ extension Module {
 
     /// Sets every parameter's gradient to zero.
     public func zeroGrad() throws {
-        for p in parameters { try p.grad.fill(0) }
+        for p in parameters { p.zeroGrad() }
     }
 
     /// Moves every parameter to `device`.

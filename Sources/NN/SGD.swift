@@ -21,12 +21,12 @@ public final class SGD {
     public func step() throws {
         for p in parameters {
             if momentum > 0 && p.velocity == nil { p.velocity = try Tensor.zeros(p.value.shape, on: p.device) }
-            try p.value.sgdStep(grad: p.grad, velocity: momentum > 0 ? p.velocity : nil,
+            try p.value.sgdStep(grad: try p.grad, velocity: momentum > 0 ? p.velocity : nil,
                                 lr: lr, momentum: momentum, weightDecay: weightDecay)
         }
     }
 
     public func zeroGrad() throws {
-        for p in parameters { try p.grad.fill(0) }
+        for p in parameters { p.zeroGrad() }
     }
 }

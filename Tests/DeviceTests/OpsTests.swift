@@ -68,6 +68,27 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testFusedBiasReLUMatchesReferenceOnEveryDevice() throws {
+        for (rows, cols) in rowShapes {
+            let xv = testValues(rows * cols, seed: 44), bv = testValues(cols, seed: 45), dyv = testValues(rows * cols, seed: 46)
+            let dbv = testValues(cols, seed: 47)
+            try compareOnEveryDevice("bias+relu \(rows)x\(cols)") { d in
+                let y = try Tensor(xv, shape: [rows, cols], on: d).addingBiasReLU(try Tensor(bv, shape: [cols], on: d))
+                let db = try Tensor(dbv, shape: [cols], on: d)
+                let dx = try Tensor.biasReluBackward(output: y, try Tensor(dyv, shape: [rows, cols], on: d), into: db,
+                                                     accumulate: true)
+                return [y, dx, db]
+            } check: { r in
+                let y = xv.indices.map { max(Double(xv[$0]) + Double(bv[$0 % cols]), 0) }
+                let dx = y.indices.map { y[$0] > 0 ? Double(dyv[$0]) : 0 }
+                let db = (0..<cols).map { j in (0..<rows).reduce(Double(dbv[j])) { $0 + dx[$1 * cols + j] } }
+                assertClose(r[0], y, "forward")
+                assertClose(r[1], dx, "dx")
+                assertClose(r[2], db, rtol: 1e-5, atol: 1e-4, "db")
+            }
+        }
+    }
+
     func testSoftmaxCrossEntropyMatchesReferenceOnEveryDevice() throws {
         for (rows, cols) in rowShapes where cols > 1 {
             let zv = testValues(rows * cols, seed: 51).map { $0 * 20 }  // large logits exercise log-sum-exp

@@ -1,0 +1,60 @@
+import COpenCL
+import Foundation
+
+/// Where CLNN keeps its caches: `CLNN_CACHE_DIR`, else `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`.
+func clnnCacheFolder(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+    if let dir = environment["CLNN_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+    if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return URL(fileURLWithPath: xdg).appendingPathComponent("clnn") }
+    return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/clnn")
+}
+
+/// Writes `data` to `file` through a temporary file and a rename. Best effort: a cache that cannot be written
+/// only means doing the work again next time.
+func writeCacheFile(_ data: Data, to file: URL) {
+    let folder = file.deletingLastPathComponent()
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid())")
+    guard (try? data.write(to: temp)) != nil else { return }
+    if rename(temp.path, file.path) != 0 { unlink(temp.path) }
+}
+
+/// A stable 64-bit FNV-1a hash, hex (Swift's hashValue changes between processes).
+func fnv1a(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return String(hash, radix: 16)
+}
+
+/// Compiled program binaries on disk, for drivers without a kernel cache of their own.
+///
+/// POCL caches compiled kernels itself (`~/.cache/pocl`), so by default this cache is used for every other platform.
+/// `CLNN_PROGRAM_CACHE=1` forces it on, `0` off. Entries are keyed by device name, driver and OpenCL version, build
+/// options and the source text, so a changed kernel or driver never loads a stale binary.
+enum ProgramCache {
+    static func enabled(for info: OpenCLDeviceInfo) -> Bool {
+        switch ProcessInfo.processInfo.environment["CLNN_PROGRAM_CACHE"] {
+        case "1": return true
+        case "0": return false
+        default: return !info.platform.contains("Portable Computing Language")
+        }
+    }
+
+    static func file(for info: OpenCLDeviceInfo, source: String, options: String) -> URL {
+        let key = fnv1a("\(info.name)|\(info.driverVersion)|\(info.version)|\(options)|\(source)")
+        return clnnCacheFolder().appendingPathComponent("programs/\(key).bin")
+    }
+
+    /// The binary of a built program for its one device.
+    static func binary(of program: cl_program) -> Data? {
+        var size = 0
+        guard clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARY_SIZES), MemoryLayout<Int>.size, &size, nil)
+                == CL_SUCCESS, size > 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let status = bytes.withUnsafeMutableBufferPointer { buffer -> cl_int in
+            var pointers: [UnsafeMutablePointer<UInt8>?] = [buffer.baseAddress]
+            return clGetProgramInfo(program, cl_program_info(CL_PROGRAM_BINARIES),
+                                    MemoryLayout<UnsafeMutablePointer<UInt8>?>.size, &pointers, nil)
+        }
+        return status == CL_SUCCESS ? Data(bytes) : nil
+    }
+}

@@ -1,0 +1,37 @@
+@testable import Device
+import COpenCL
+import Foundation
+import TestSupport
+import XCTest
+
+final class ProgramCacheTests: XCTestCase {
+    func testProgramBinariesAreCachedReusedAndReplacedWhenCorrupt() throws {
+        try requireOpenCL()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-programs-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        setenv("CLNN_CACHE_DIR", folder.path, 1)
+        setenv("CLNN_PROGRAM_CACHE", "1", 1)
+        defer { unsetenv("CLNN_CACHE_DIR"); unsetenv("CLNN_PROGRAM_CACHE") }
+
+        let device = try OpenCLRuntime.shared.device(0)
+        let source = try KernelLibrary.source("relu"), options = "-D CLNN_TEST_SALT=\(UUID().uuidString.prefix(8))"
+        let file = ProgramCache.file(for: device.info, source: source, options: options)
+        func canMakeKernel(_ program: CLProgram) -> Bool {
+            var status: cl_int = 0
+            guard let kernel = clCreateKernel(program.handle, "relu_forward", &status) else { return false }
+            clReleaseKernel(kernel)
+            return status == CL_SUCCESS
+        }
+
+        XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)))
+        let stored = try Data(contentsOf: file)
+        XCTAssertFalse(stored.isEmpty, "the binary is stored after a build from source")
+
+        XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)), "built from the binary")
+        XCTAssertEqual(try Data(contentsOf: file), stored)
+
+        try Data("not a program binary".utf8).write(to: file)
+        XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)), "falls back to source")
+        XCTAssertNotEqual(try Data(contentsOf: file), Data("not a program binary".utf8), "the corrupt entry is replaced")
+    }
+}
