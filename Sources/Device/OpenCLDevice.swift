@@ -94,12 +94,14 @@ public final class OpenCLDevice: @unchecked Sendable {
     func build(name: String, source: String, options: String) throws -> CLProgram {
         guard ProgramCache.enabled(for: info) else { return try buildFromSource(name: name, source: source, options: options) }
         let file = ProgramCache.file(for: info, source: source, options: options)
-        if let binary = try? Data(contentsOf: file) {
-            if let program = buildFromBinary(binary, options: options) { return program }
+        if let stored = try? Data(contentsOf: file) {
+            if let binary = ProgramCache.unwrap(stored), let program = buildFromBinary(binary, options: options) {
+                return program
+            }
             unlink(file.path)
         }
         let program = try buildFromSource(name: name, source: source, options: options)
-        if let binary = ProgramCache.binary(of: program.handle) { writeCacheFile(binary, to: file) }
+        if let binary = ProgramCache.binary(of: program.handle) { writeCacheFile(ProgramCache.wrap(binary), to: file) }
         return program
     }
 

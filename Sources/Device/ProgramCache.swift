@@ -44,6 +44,34 @@ enum ProgramCache {
         return clnnCacheFolder().appendingPathComponent("programs/\(key).bin")
     }
 
+    /// The on-disk form: "CLNNBIN1", the payload's length and FNV-1a hash (little-endian UInt64s), the payload.
+    /// NOTE: the envelope is checked before the driver sees a byte: rusticl aborts the process on a corrupt binary.
+    static let magic = Array("CLNNBIN1".utf8)
+
+    static func wrap(_ payload: Data) -> Data {
+        var out = Data(magic)
+        withUnsafeBytes(of: UInt64(payload.count).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: checksum(payload).littleEndian) { out.append(contentsOf: $0) }
+        return out + payload
+    }
+
+    /// The payload of a cache file, or nil when the envelope is damaged in any way.
+    static func unwrap(_ file: Data) -> Data? {
+        let bytes = [UInt8](file)
+        guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { return nil }
+        func u64(_ at: Int) -> UInt64 { bytes[at..<at + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+        let payload = Data(bytes[24...])
+        guard u64(8) == UInt64(payload.count), u64(16) == checksum(payload), !payload.isEmpty else { return nil }
+        return payload
+    }
+
+    /// FNV-1a over the bytes.
+    static func checksum(_ data: Data) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return hash
+    }
+
     /// The binary of a built program for its one device.
     static func binary(of program: cl_program) -> Data? {
         var size = 0

@@ -30,8 +30,14 @@ final class ProgramCacheTests: XCTestCase {
         XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)), "built from the binary")
         XCTAssertEqual(try Data(contentsOf: file), stored)
 
-        try Data("not a program binary".utf8).write(to: file)
-        XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)), "falls back to source")
-        XCTAssertNotEqual(try Data(contentsOf: file), Data("not a program binary".utf8), "the corrupt entry is replaced")
+        // Damaged entries never reach the driver (rusticl aborts on a corrupt binary): garbage, a flipped payload
+        // byte, a truncation. Each falls back to the source and is replaced.
+        var flipped = [UInt8](stored)
+        flipped[flipped.count / 2] ^= 0xFF
+        for damaged in [Data("not a program binary".utf8), Data(flipped), stored.prefix(stored.count - 3)] {
+            try damaged.write(to: file)
+            XCTAssertTrue(canMakeKernel(try device.build(name: "relu", source: source, options: options)), "falls back to source")
+            XCTAssertEqual(ProgramCache.unwrap(try Data(contentsOf: file))?.isEmpty, false, "the damaged entry is replaced")
+        }
     }
 }
