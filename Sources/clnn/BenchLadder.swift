@@ -65,22 +65,28 @@ func tripleLoop(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -> [Fl
 }
 
 /// The seeds' second step: the k loop becomes one elementwise product of a row and a column, then a sum, done
-/// eight lanes at a time.
+/// eight lanes at a time (the column is strided, so its lanes are gathered).
 func innerVectorised(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -> [Float] {
     var c = [Float](repeating: 0, count: m * n)
-    for i in 0..<m {
-        for j in 0..<n {
-            var acc = SIMD8<Float>()
-            var p = 0
-            while p + 8 <= k {
-                let row = SIMD8<Float>(a[(i * k + p)..<(i * k + p + 8)])
-                let column = SIMD8<Float>((0..<8).map { b[(p + $0) * n + j] })
-                acc += row * column
-                p += 8
+    a.withUnsafeBufferPointer { A in
+        b.withUnsafeBufferPointer { B in
+            let a = A.baseAddress!, b = B.baseAddress!
+            for i in 0..<m {
+                for j in 0..<n {
+                    var acc = SIMD8<Float>()
+                    var p = 0
+                    while p + 8 <= k {
+                        let row = UnsafeRawPointer(a + i * k + p).loadUnaligned(as: SIMD8<Float>.self)
+                        let q = b + p * n + j
+                        let column = SIMD8<Float>(q[0], q[n], q[2 * n], q[3 * n], q[4 * n], q[5 * n], q[6 * n], q[7 * n])
+                        acc += row * column
+                        p += 8
+                    }
+                    var s = acc.sum()
+                    while p < k { s += a[i * k + p] * b[p * n + j]; p += 1 }
+                    c[i * n + j] = s
+                }
             }
-            var s = acc.sum()
-            while p < k { s += a[i * k + p] * b[p * n + j]; p += 1 }
-            c[i * n + j] = s
         }
     }
     return c
