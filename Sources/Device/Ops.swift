@@ -224,6 +224,15 @@ extension Tensor {
 }
 
 extension DeviceTag {
+    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work
+    /// does not pay for it. A no-op on cpu.
+    public func warmUp() throws {
+        guard isOpenCL else { return }
+        let device = try OpenCLRuntime.shared.device(index)
+        _ = try device.buildAllPrograms()
+        _ = try device.gemmPlan()
+    }
+
     /// Waits until every command queued on this device has finished (a no-op on cpu). For timing.
     public func synchronize() throws {
         if isOpenCL { try OpenCLRuntime.shared.device(index).finish() }

@@ -92,6 +92,7 @@ extension Bench {
         func run() throws {
             print("case                          device      variant   median ms   GFLOP/s")
             for tag in try benchDevices(device) {
+                try tag.warmUp()
                 for c in Self.cases {
                     let a = try Tensor.randn(c.transA ? [c.k, c.m] : [c.m, c.k], seed: 1, on: tag)
                     let b = try Tensor.randn(c.transB ? [c.n, c.k] : [c.k, c.n], seed: 2, on: tag)

@@ -31,6 +31,7 @@ extension Bench {
             let train = Normalization.fit(rawTrain).apply(rawTrain)
             print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
             for tag in try benchDevices(device) {
+                try tag.warmUp()
                 var options = TrainingOptions()
                 (options.lr, options.schedule, options.batchSize, options.epochs) = (0.1, .constant, 64, epochs)
                 let model = try MLP.make(sizes: [train.features, 50, 10], seed: 1, on: tag)

@@ -88,6 +88,7 @@ struct Train: ParsableCommand {
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
         // The data goes to the device once; every minibatch is gathered there.
+        try device.warmUp()
         let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
         let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
         Interrupt.install()
