@@ -68,34 +68,54 @@ extension Tensor {
         return (m, k)
     }
 
+    // Every op that makes a tensor has an `into:` form writing a tensor the caller owns, so that a training step can
+    // reuse its buffers; the allocating form allocates and calls it.
+
     // MARK: ReLU
 
     /// max(self, 0), elementwise. Any shape.
     public func relu() throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)
-        try backend("relu", self, out).reluForward(self, out)
+        try relu(into: out)
         return out
     }
 
-    /// The ReLU gradient: `dy` where self (the forward input) > 0, else 0.
+    public func relu(into out: Tensor) throws {
+        let be = try backend("relu", self, out)
+        try requireShape("relu (output)", out, shape)
+        try be.reluForward(self, out)
+    }
+
+    /// The ReLU gradient: `dy` where self (the forward input, or output) > 0, else 0.
     public func reluBackward(_ dy: Tensor) throws -> Tensor {
-        let be = try backend("reluBackward", self, dy)
-        try requireShape("reluBackward", dy, shape)
         let out = try Tensor.empty(shape, on: device)
-        try be.reluBackward(self, dy, out)
+        try reluBackward(dy, into: out)
         return out
+    }
+
+    public func reluBackward(_ dy: Tensor, into out: Tensor) throws {
+        let be = try backend("reluBackward", self, dy, out)
+        try requireShape("reluBackward", dy, shape)
+        try requireShape("reluBackward (output)", out, shape)
+        try be.reluBackward(self, dy, out)
     }
 
     // MARK: Bias
 
     /// self + bias on every row. self: [rows, cols], bias: [cols] → [rows, cols]
     public func addingBias(_ bias: Tensor) throws -> Tensor {
-        let be = try backend("addBias", self, bias)
+        let out = try Tensor.empty(shape, on: device)
+        try addingBias(bias, into: out)
+        return out
+    }
+
+    /// `out` may be self (in place).
+    public func addingBias(_ bias: Tensor, into out: Tensor) throws {
+        let be = try backend("addBias", self, bias, out)
         let (rows, cols) = try matrixDims("addBias", self)
         try requireShape("addBias", bias, [cols])
-        let out = try Tensor.empty(shape, on: device)
+        try requireShape("addBias (output)", out, shape)
         try be.biasForward(self, bias, out, rows: rows, cols: cols)
-        return out
     }
 
     /// db = Σ_rows dy (or db += when `accumulate`). dy: [rows, cols], db: [cols]
@@ -108,24 +128,35 @@ extension Tensor {
 
     /// max(self + bias, 0): a layer's bias and its ReLU in one pass. self: [rows, cols], bias: [cols]
     public func addingBiasReLU(_ bias: Tensor) throws -> Tensor {
-        let be = try backend("addBiasReLU", self, bias)
+        let out = try Tensor.empty(shape, on: device)
+        try addingBiasReLU(bias, into: out)
+        return out
+    }
+
+    /// `out` may be self (in place).
+    public func addingBiasReLU(_ bias: Tensor, into out: Tensor) throws {
+        let be = try backend("addBiasReLU", self, bias, out)
         let (rows, cols) = try matrixDims("addBiasReLU", self)
         try requireShape("addBiasReLU", bias, [cols])
-        let out = try Tensor.empty(shape, on: device)
+        try requireShape("addBiasReLU (output)", out, shape)
         try be.biasReluForward(self, bias, out, rows: rows, cols: cols)
-        return out
     }
 
     /// The backward of `addingBiasReLU`, with the ReLU mask inside: from the forward output `y` and `dy`,
     /// returns dx = dy·[y > 0] and writes db = Σ_rows dx (or adds it, when `accumulate`).
     public static func biasReluBackward(output y: Tensor, _ dy: Tensor, into db: Tensor, accumulate: Bool) throws -> Tensor {
-        let be = try backend("biasReluBackward", y, dy, db)
+        let dx = try Tensor.empty(y.shape, on: y.device)
+        try biasReluBackward(output: y, dy, dx: dx, db: db, accumulate: accumulate)
+        return dx
+    }
+
+    public static func biasReluBackward(output y: Tensor, _ dy: Tensor, dx: Tensor, db: Tensor, accumulate: Bool) throws {
+        let be = try backend("biasReluBackward", y, dy, dx, db)
         let (rows, cols) = try matrixDims("biasReluBackward", y)
         try requireShape("biasReluBackward", dy, y.shape)
+        try requireShape("biasReluBackward (dx)", dx, y.shape)
         try requireShape("biasReluBackward (bias grad)", db, [cols])
-        let dx = try Tensor.empty(y.shape, on: y.device)
         try be.biasReluBackward(y, dy, dx, db, rows: rows, cols: cols, beta: accumulate ? 1 : 0)
-        return dx
     }
 
     // MARK: Losses
@@ -134,25 +165,35 @@ extension Tensor {
     /// When `grad` ([rows, classes]) is given, it receives gradScale · (softmax − one-hot).
     /// → losses [rows]
     public func softmaxCrossEntropy(labels: Tensor, grad: Tensor? = nil, gradScale: Float = 1) throws -> Tensor {
-        let be = try backend("softmaxCrossEntropy", self, labels, grad)
+        let losses = try Tensor.empty([shape.first ?? 0], on: device)
+        try softmaxCrossEntropy(labels: labels, losses: losses, grad: grad, gradScale: gradScale)
+        return losses
+    }
+
+    public func softmaxCrossEntropy(labels: Tensor, losses: Tensor, grad: Tensor?, gradScale: Float) throws {
+        let be = try backend("softmaxCrossEntropy", self, labels, losses, grad)
         let (rows, cols) = try matrixDims("softmaxCrossEntropy", self)
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "softmaxCrossEntropy", "zero classes") }
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
+        try requireShape("softmaxCrossEntropy (losses)", losses, [rows])
         if let grad { try requireShape("softmaxCrossEntropy (grad)", grad, shape) }
-        let losses = try Tensor.empty([rows], on: device)
         try be.softmaxXent(self, labels, losses, grad, rows: rows, cols: cols, gradScale: gradScale)
-        return losses
     }
 
     /// Per-element squared error of self (predictions) against `target` of the same element count.
     /// When `grad` (self's shape) is given, it receives gradScale · 2 · (pred − target). → losses [count]
     public func squaredError(target: Tensor, grad: Tensor? = nil, gradScale: Float = 1) throws -> Tensor {
-        let be = try backend("squaredError", self, target, grad)
-        guard target.count == count else { throw DeviceError.shapeMismatch(op: "squaredError", shape, target.shape) }
-        if let grad { try requireShape("squaredError (grad)", grad, shape) }
         let losses = try Tensor.empty([count], on: device)
-        try be.mse(self, target, losses, grad, gradScale: gradScale)
+        try squaredError(target: target, losses: losses, grad: grad, gradScale: gradScale)
         return losses
+    }
+
+    public func squaredError(target: Tensor, losses: Tensor, grad: Tensor?, gradScale: Float) throws {
+        let be = try backend("squaredError", self, target, losses, grad)
+        guard target.count == count else { throw DeviceError.shapeMismatch(op: "squaredError", shape, target.shape) }
+        try requireShape("squaredError (losses)", losses, [count])
+        if let grad { try requireShape("squaredError (grad)", grad, shape) }
+        try be.mse(self, target, losses, grad, gradScale: gradScale)
     }
 
     // MARK: Reductions
@@ -160,8 +201,14 @@ extension Tensor {
     /// The sum of all elements. → [1]
     public func sum() throws -> Tensor {
         let out = try Tensor.empty([1], on: device)
-        try backend("sum", self, out).sumAll(self, out)
+        try sum(into: out)
         return out
+    }
+
+    public func sum(into out: Tensor) throws {
+        let be = try backend("sum", self, out)
+        try requireShape("sum (output)", out, [1])
+        try be.sumAll(self, out)
     }
 
     /// The index of the largest entry of each row. self: [rows, cols] → [rows]
@@ -177,18 +224,31 @@ extension Tensor {
 
     /// self op other, elementwise; both have the same shape.
     public func elementwise(_ op: BinaryOp, _ other: Tensor) throws -> Tensor {
-        let be = try backend(op.rawValue, self, other)
-        try requireShape(op.rawValue, other, shape)
         let out = try Tensor.empty(shape, on: device)
-        try be.elementwise(op, self, other, out)
+        try elementwise(op, other, into: out)
         return out
+    }
+
+    /// `out` may be self or other (in place).
+    public func elementwise(_ op: BinaryOp, _ other: Tensor, into out: Tensor) throws {
+        let be = try backend(op.rawValue, self, other, out)
+        try requireShape(op.rawValue, other, shape)
+        try requireShape(op.rawValue + " (output)", out, shape)
+        try be.elementwise(op, self, other, out)
     }
 
     /// alpha · self + beta, elementwise.
     public func affine(scale alpha: Float, shift beta: Float = 0) throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)
-        try backend("affine", self, out).affine(self, alpha: alpha, beta: beta, out)
+        try affine(scale: alpha, shift: beta, into: out)
         return out
+    }
+
+    /// `out` may be self (in place).
+    public func affine(scale alpha: Float, shift beta: Float = 0, into out: Tensor) throws {
+        let be = try backend("affine", self, out)
+        try requireShape("affine (output)", out, shape)
+        try be.affine(self, alpha: alpha, beta: beta, out)
     }
 
     /// Sets every element to `value`, in place.

@@ -5,6 +5,7 @@ public final class Linear: Module {
     public let weight: Parameter
     public let bias: Parameter
     private var input: Tensor?
+    private let workspace = Workspace()
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -24,8 +25,17 @@ public final class Linear: Module {
 
     /// x: [batch, in] → [batch, out]
     public func forward(_ x: Tensor) throws -> Tensor {
+        let y = try product(x)
+        try y.addingBias(bias.value, into: y)
+        return y
+    }
+
+    /// x·w into this layer's output buffer.
+    private func product(_ x: Tensor) throws -> Tensor {
         input = x
-        return try x.matmul(weight.value).addingBias(bias.value)
+        let y = try workspace.tensor("y", [x.shape.first ?? 0, outFeatures], on: x.device)
+        try Tensor.gemm(x, weight.value, into: y)
+        return y
     }
 
     /// dw += xᵀ·dy, db += Σ_rows dy, dx = dy·wᵀ.
@@ -38,8 +48,8 @@ public final class Linear: Module {
 
     /// This layer followed by `relu`, in one pass for the bias and the ReLU: y = max(x·w + b, 0).
     func forward(_ x: Tensor, fusedWith relu: ReLU) throws -> Tensor {
-        input = x
-        let y = try x.matmul(weight.value).addingBiasReLU(bias.value)
+        let y = try product(x)
+        try y.addingBiasReLU(bias.value, into: y)
         relu.output = y
         return y
     }
@@ -51,7 +61,8 @@ public final class Linear: Module {
             throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward")
         }
         let db = bias.gradForBackward()
-        let dpre = try Tensor.biasReluBackward(output: y, dy, into: db.tensor, accumulate: db.accumulate)
+        let dpre = try workspace.tensor("dpre", y.shape, on: y.device)
+        try Tensor.biasReluBackward(output: y, dy, dx: dpre, db: db.tensor, accumulate: db.accumulate)
         return try finishBackward(x, dpre, needsInputGradient: needsInputGradient)
     }
 
@@ -59,7 +70,10 @@ public final class Linear: Module {
     private func finishBackward(_ x: Tensor, _ dpre: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         let dw = weight.gradForBackward()
         try Tensor.gemm(x, dpre, into: dw.tensor, transA: true, accumulate: dw.accumulate)
-        return needsInputGradient ? try dpre.matmul(weight.value, transposeOther: true) : nil
+        guard needsInputGradient else { return nil }
+        let dx = try workspace.tensor("dx", x.shape, on: x.device)
+        try Tensor.gemm(dpre, weight.value, into: dx, transB: true)
+        return dx
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -79,18 +93,23 @@ public final class Linear: Module {
 /// max(x, 0), elementwise. It keeps its output for backward: y > 0 exactly where x > 0.
 public final class ReLU: Module {
     var output: Tensor?
+    private let workspace = Workspace()
     public init() {}
     public var parameters: [Parameter] { [] }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        let y = try x.relu()
+        let y = try workspace.tensor("y", x.shape, on: x.device)
+        try x.relu(into: y)
         output = y
         return y
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         guard let y = output else { throw DeviceError.invalidArgument(op: "ReLU.backward", "called before forward") }
-        return needsInputGradient ? try y.reluBackward(dy) : nil
+        guard needsInputGradient else { return nil }
+        let dx = try workspace.tensor("dx", y.shape, on: y.device)
+        try y.reluBackward(dy, into: dx)
+        return dx
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {

@@ -6,9 +6,9 @@ public protocol Loss: Sendable {
     var name: String { get }
     /// How many model outputs the loss needs for `classes` classes.
     func outputs(classes: Int) -> Int
-    /// Mean loss over the batch → [1] on the predictions' device. When `grad` (pred's shape) is given it receives
-    /// dL/dpred. pred: [batch, outputs], labels: [batch] (class indices as floats).
-    func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor
+    /// Mean loss over the batch into `out` [1], with `losses` [batch] as scratch. When `grad` (pred's shape) is given
+    /// it receives dL/dpred. pred: [batch, outputs], labels: [batch] (class indices as floats).
+    func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws
     /// The predicted class of each row. pred: [batch, outputs] → host array of class indices.
     func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int]
     /// The mean loss in Double on the host: the reference the gradient check differentiates.
@@ -16,8 +16,11 @@ public protocol Loss: Sendable {
 }
 
 extension Loss {
-    public func callAsFunction(_ pred: Tensor, _ labels: Tensor) throws -> Tensor {
-        try callAsFunction(pred, labels, grad: nil)
+    /// Mean loss over the batch → [1] on the predictions' device; `grad` as in `compute`.
+    public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor? = nil) throws -> Tensor {
+        let out = try Tensor.empty([1], on: pred.device)
+        try compute(pred, labels, grad: grad, losses: try Tensor.empty([pred.shape.first ?? 0], on: pred.device), into: out)
+        return out
     }
 }
 
@@ -27,10 +30,11 @@ public struct CrossEntropyLoss: Loss {
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
 
-    public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor {
-        let batch = max(pred.shape.first ?? 1, 1)
-        let scale = 1 / Float(batch)
-        return try pred.softmaxCrossEntropy(labels: labels, grad: grad, gradScale: scale).sum().affine(scale: scale)
+    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
+        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
+        try pred.softmaxCrossEntropy(labels: labels, losses: losses, grad: grad, gradScale: scale)
+        try losses.sum(into: out)
+        try out.affine(scale: scale, into: out)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
@@ -56,10 +60,11 @@ public struct MSELoss: Loss {
     public var name: String { "mse" }
     public func outputs(classes: Int) -> Int { 1 }
 
-    public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor?) throws -> Tensor {
-        let batch = max(pred.shape.first ?? 1, 1)
-        let scale = 1 / Float(batch)
-        return try pred.squaredError(target: labels, grad: grad, gradScale: scale).sum().affine(scale: scale)
+    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
+        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
+        try pred.squaredError(target: labels, losses: losses, grad: grad, gradScale: scale)
+        try losses.sum(into: out)
+        try out.affine(scale: scale, into: out)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {

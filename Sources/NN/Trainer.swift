@@ -68,6 +68,8 @@ public final class Trainer {
 
     /// Input and label tensors reused across steps, one pair per batch size seen.
     private var batchTensors: [Int: (x: Tensor, y: Tensor)] = [:]
+    /// The loss's buffers, reused across steps.
+    private let workspace = Workspace()
 
     public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
         self.model = model
@@ -101,7 +103,8 @@ public final class Trainer {
         let order = try Tensor(sampler.order(epoch: epoch).map(Float.init), shape: [data.count], on: device)
         let ranges = sampler.batchRanges
         let start = Date()
-        var pending: Tensor?  // device-side sum of losses since the last report
+        let pending = try workspace.tensor("pending", [1], on: device)  // device-side loss sum since the last report
+        try pending.fill(0)
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
@@ -109,23 +112,25 @@ public final class Trainer {
                                                  totalSteps: options.epochs * ranges.count)
             let (x, y) = try batch(data, order: order, range)
             let pred = try model.forward(x)
-            let grad = try Tensor.empty(pred.shape, on: device)
-            let batchLoss = try loss(pred, y, grad: grad)
+            let grad = try workspace.tensor("grad", pred.shape, on: device)
+            let batchLoss = try workspace.tensor("loss", [1], on: device)
+            try loss.compute(pred, y, grad: grad, losses: try workspace.tensor("losses", [range.count], on: device),
+                             into: batchLoss)
             try model.zeroGrad()
             _ = try model.backward(grad, needsInputGradient: false)
             try optimizer.step()
 
-            pending = try pending.map { try $0.elementwise(.add, batchLoss) } ?? batchLoss
+            try pending.elementwise(.add, batchLoss, into: pending)
             pendingSteps += 1
             if (step + 1) % reportEvery == 0 || step + 1 == ranges.count {
                 // The only host synchronisation inside an epoch: one loss read per report.
-                let mean = try pending!.item() / Float(pendingSteps)
+                let mean = try pending.item() / Float(pendingSteps)
                 guard mean.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, value: mean) }
                 total += Double(mean) * Double(pendingSteps)
                 let elapsed = Date().timeIntervalSince(start)
                 progress(StepReport(epoch: epoch, step: step + 1, steps: ranges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
-                pending = nil
+                try pending.fill(0)
                 pendingSteps = 0
                 if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
             }
