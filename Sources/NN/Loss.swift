@@ -6,9 +6,9 @@ public protocol Loss: Sendable {
     var name: String { get }
     /// How many model outputs the loss needs for `classes` classes.
     func outputs(classes: Int) -> Int
-    /// Mean loss over the batch into `out` [1], with `losses` [batch] as scratch. When `grad` (pred's shape) is given
-    /// it receives dL/dpred. pred: [batch, outputs], labels: [batch] (class indices as floats).
-    func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws
+    /// Each example's loss into `losses` [batch]; when `grad` (pred's shape) is given it receives gradScale times the
+    /// gradient of the summed loss. pred: [batch, outputs], labels: [batch] (class indices as floats).
+    func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws
     /// The predicted class of each row. pred: [batch, outputs] → host array of class indices.
     func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int]
     /// The mean loss in Double on the host: the reference the gradient check differentiates.
@@ -16,6 +16,14 @@ public protocol Loss: Sendable {
 }
 
 extension Loss {
+    /// Mean loss over the batch into `out` [1], with `losses` [batch] as scratch; `grad` receives dL/dpred of the mean.
+    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
+        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
+        try perExample(pred, labels, grad: grad, gradScale: scale, into: losses)
+        try losses.sum(into: out)
+        try out.affine(scale: scale, into: out)
+    }
+
     /// Mean loss over the batch → [1] on the predictions' device; `grad` as in `compute`.
     public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor? = nil) throws -> Tensor {
         let out = try Tensor.empty([1], on: pred.device)
@@ -30,11 +38,8 @@ public struct CrossEntropyLoss: Loss {
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
 
-    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
-        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
-        try pred.softmaxCrossEntropy(labels: labels, losses: losses, grad: grad, gradScale: scale)
-        try losses.sum(into: out)
-        try out.affine(scale: scale, into: out)
+    public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
+        try pred.softmaxCrossEntropy(labels: labels, losses: losses, grad: grad, gradScale: gradScale)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
@@ -60,11 +65,8 @@ public struct MSELoss: Loss {
     public var name: String { "mse" }
     public func outputs(classes: Int) -> Int { 1 }
 
-    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
-        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
-        try pred.squaredError(target: labels, losses: losses, grad: grad, gradScale: scale)
-        try losses.sum(into: out)
-        try out.affine(scale: scale, into: out)
+    public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
+        try pred.squaredError(target: labels, losses: losses, grad: grad, gradScale: gradScale)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
