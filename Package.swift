@@ -13,11 +13,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .systemLibrary(
-            name: "COpenCL",
-            pkgConfig: "OpenCL",
-            providers: [.apt(["ocl-icd-opencl-dev"])]
-        ),
+        // OpenCL's C API, loaded at run time (dlopen): the binary runs on cpu where no OpenCL is installed.
+        // Building needs the headers only (Debian: ocl-icd-opencl-dev or opencl-c-headers).
+        .target(name: "COpenCL", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",

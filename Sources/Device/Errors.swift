@@ -6,6 +6,8 @@ public enum OpenCLError: Error, CustomStringConvertible, Equatable {
     case buildFailed(program: String, device: String, options: String, status: Int32, log: String)
     /// A kernel source was not found among the built-in kernels or the override folder.
     case missingSource(String, searched: String)
+    /// `CLNN_KERNELS_DIR` names something that is not a readable folder of `.cl` files.
+    case badKernelsFolder(String, problem: String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum OpenCLError: Error, CustomStringConvertible, Equatable {
                 """
         case let .missingSource(name, searched):
             return "no OpenCL source '\(name).cl' (searched \(searched))"
+        case let .badKernelsFolder(folder, problem):
+            return "\(KernelLibrary.overrideVariable)=\(folder): \(problem)"
         }
     }
 }

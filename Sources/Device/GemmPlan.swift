@@ -108,6 +108,15 @@ struct GemmPlan: Codable, Sendable, Equatable {
         return GemmPlan(nn: .tiled(GemmConfig()), nt: .tiled(GemmConfig()), tn: .tiled(GemmConfig()))
     }
 
+    /// Whether every kernel of this plan is one the tuner could have chosen for its variant (a plan read from disk
+    /// must be, before its numbers reach a kernel launch).
+    func isKnown(for info: OpenCLDeviceInfo) -> Bool {
+        let defaults = GemmPlan.defaults(for: info)
+        return GemmVariant.allCases.allSatisfy { v in
+            self[v] == defaults[v] || GemmPlan.candidates(v).contains(self[v])
+        }
+    }
+
     /// What the tuner tries for `variant`.
     static func candidates(_ variant: GemmVariant) -> [GemmKernel] {
         let tiled: [GemmKernel] = [

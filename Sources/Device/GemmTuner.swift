@@ -29,9 +29,8 @@ enum GemmTuner {
         let hash = fnv1a(source)
         let file = clnnCacheFolder(environment).appendingPathComponent(
             "gemm-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
-        if let data = try? Data(contentsOf: file), let entry = try? JSONDecoder().decode(CacheEntry.self, from: data),
-           entry.sourceHash == hash, entry.device == device.info.name, entry.driver == device.info.driverVersion {
-            return entry.plan
+        if let bytes = readRegularFile(file.path), let plan = cachedPlan(bytes, for: device.info, sourceHash: hash) {
+            return plan
         }
         FileHandle.standardError.write(Data("clnn: tuning GEMM kernels for \(device.info.name) (once; cached in \(file.path))\n".utf8))
         var plan = GemmPlan.defaults(for: device.info)
@@ -60,6 +59,17 @@ enum GemmTuner {
                                plan: plan, measurements: measurements)
         writeCache(entry, to: file)
         return plan
+    }
+
+    /// The plan stored in a cache file's bytes, when the entry is for this device, driver and matmul.cl, and
+    /// names only kernel configurations the tuner could have chosen.
+    /// NOTE: anything else (rm: 0, wptM: 3, ... from a damaged or edited file) is discarded and the device tuned
+    /// again: such values would divide by zero or compute garbage.
+    static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo, sourceHash: String) -> GemmPlan? {
+        guard let entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)),
+              entry.sourceHash == sourceHash, entry.device == info.name, entry.driver == info.driverVersion,
+              entry.plan.isKnown(for: info) else { return nil }
+        return entry.plan
     }
 
     /// GFLOP/s of `kernel` for `variant` on its tuning shape: the best of 3 samples after a warm-up, each sample

@@ -4,6 +4,7 @@ import Foundation
 ///
 /// They are compiled into the binary from `Kernels/*.cl`. Setting `CLNN_KERNELS_DIR` to a folder makes any
 /// `NAME.cl` found there replace the built-in `NAME` source, without a rebuild: handy while developing kernels.
+/// A `CLNN_KERNELS_DIR` that is not a readable folder is an error, never silently ignored.
 public enum KernelLibrary {
     public static let overrideVariable = "CLNN_KERNELS_DIR"
 
@@ -13,13 +14,14 @@ public enum KernelLibrary {
     /// The source of `name`: the override folder's copy if there is one, else the built-in one.
     public static func source(_ name: String) throws -> String {
         if let folder = ProcessInfo.processInfo.environment[overrideVariable], !folder.isEmpty {
+            try checkOverrideFolder(folder)
             let path = URL(fileURLWithPath: folder).appendingPathComponent("\(name).cl").path
-            if FileManager.default.fileExists(atPath: path) {
-                do {
-                    return try String(contentsOfFile: path, encoding: .utf8)
-                } catch {
-                    throw OpenCLError.missingSource(name, searched: "\(path): \(error.localizedDescription)")
+            var info = stat()
+            if lstat(path, &info) == 0 {
+                guard let bytes = readRegularFile(path) else {
+                    throw OpenCLError.badKernelsFolder(folder, problem: "\(path) is not a readable regular file")
                 }
+                return String(decoding: bytes, as: UTF8.self)
             }
         }
         guard let text = EmbeddedKernels.sources[name] else {
@@ -27,4 +29,22 @@ public enum KernelLibrary {
         }
         return text
     }
+
+    private static func checkOverrideFolder(_ folder: String) throws {
+        var info = stat()
+        guard stat(folder, &info) == 0 else {
+            throw OpenCLError.badKernelsFolder(folder, problem: String(cString: strerror(errno)))
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw OpenCLError.badKernelsFolder(folder, problem: "not a folder (it should hold NAME.cl files)")
+        }
+        guard access(folder, R_OK | X_OK) == 0 else {
+            throw OpenCLError.badKernelsFolder(folder, problem: "cannot read the folder: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// The bytes of the regular file at `path`, or nil for anything else (missing, a FIFO, a device, unreadable).
+func readRegularFile(_ path: String) -> [UInt8]? {
+    try? RegularFile.read(path)
 }

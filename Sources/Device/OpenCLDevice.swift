@@ -94,7 +94,7 @@ public final class OpenCLDevice: @unchecked Sendable {
     func build(name: String, source: String, options: String) throws -> CLProgram {
         guard ProgramCache.enabled(for: info) else { return try buildFromSource(name: name, source: source, options: options) }
         let file = ProgramCache.file(for: info, source: source, options: options)
-        if let stored = try? Data(contentsOf: file) {
+        if let stored = readRegularFile(file.path).map({ Data($0) }) {
             if let binary = ProgramCache.unwrap(stored), let program = buildFromBinary(binary, options: options) {
                 return program
             }

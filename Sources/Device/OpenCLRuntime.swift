@@ -21,7 +21,10 @@ public final class OpenCLRuntime: @unchecked Sendable {
         var note: String?
         var platformCount: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &platformCount)
-        if status != CL_SUCCESS {
+        if let why = clnn_opencl_load_error() {
+            note = "no OpenCL library could be loaded (\(String(cString: why))); install an OpenCL driver "
+                + "(Debian: ocl-icd-libopencl1 and e.g. pocl-opencl-icd)"
+        } else if status != CL_SUCCESS {
             note = OpenCLError.call("clGetPlatformIDs", status: status).description
         } else if platformCount == 0 {
             note = "no OpenCL platform is installed"
@@ -66,6 +69,15 @@ public final class OpenCLRuntime: @unchecked Sendable {
             maxWorkGroupSize: deviceInteger(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
             isCPU: type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0
         )
+    }
+
+    /// Waits for the queued work of every opened device (errors ignored): call before the process exits, so that
+    /// no driver thread is still working while the process tears down.
+    public func finishAll() {
+        lock.lock()
+        let devices = Array(opened.values)
+        lock.unlock()
+        for device in devices { try? device.finish() }
     }
 
     /// The opened device `opencl:index`, creating its context and queue on first use.

@@ -27,44 +27,6 @@ public struct Dataset: Sendable {
     public var classCount: Int { Int(labels.max() ?? -1) + 1 }
 }
 
-/// Normalisation with the training set's statistics: x ← (x − mean) / std, the same values for every split.
-public struct Normalization: Equatable, Sendable, Codable {
-    public let mean: Float
-    public let std: Float
-
-    public init(mean: Float, std: Float) {
-        self.mean = mean
-        self.std = std
-    }
-
-    /// The mean and (population) standard deviation of all of `data`'s pixels, accumulated in Double.
-    public static func fit(_ data: Dataset) -> Normalization {
-        var sum = 0.0, sumSquares = 0.0
-        for v in data.images {
-            sum += Double(v)
-            sumSquares += Double(v) * Double(v)
-        }
-        let n = Double(max(data.images.count, 1))
-        let mean = sum / n
-        let variance = max(sumSquares / n - mean * mean, 0)
-        return Normalization(mean: Float(mean), std: Float(variance.squareRoot()))
-    }
-
-    public func apply(_ data: Dataset) -> Dataset {
-        var out = data
-        apply(inPlace: &out)
-        return out
-    }
-
-    /// The same, without a copy of the images.
-    public func apply(inPlace data: inout Dataset) {
-        let scale = std > 0 ? 1 / std : 1
-        data.images.withUnsafeMutableBufferPointer { images in
-            for i in images.indices { images[i] = (images[i] - mean) * scale }
-        }
-    }
-}
-
 /// Images as the file's bytes (0...255, a quarter of the memory of floats) with their labels: what the trainer
 /// loads, so that the full float copy exists only on the device.
 public struct RawDataset: Sendable {
@@ -73,13 +35,17 @@ public struct RawDataset: Sendable {
     public let labels: [Float]
     public let count: Int
     public let features: Int
+    /// [rows, cols] of one image, when the data came from image files (rows · cols = features).
+    public let imageShape: [Int]?
 
-    public init(pixels: [UInt8], labels: [Float], features: Int) {
+    public init(pixels: [UInt8], labels: [Float], features: Int, imageShape: [Int]? = nil) {
         precondition(pixels.count == labels.count * features, "RawDataset: pixels and labels disagree")
+        precondition(imageShape.map { $0.reduce(1, *) == features } ?? true, "RawDataset: image shape and features disagree")
         self.pixels = pixels
         self.labels = labels
         self.count = labels.count
         self.features = features
+        self.imageShape = imageShape
     }
 
     /// Pixels scaled to [0, 1] and normalised with `normalization` (none: only scaled).
@@ -129,31 +95,59 @@ public struct MNISTFolder: Sendable {
         return (train.dataset(), test.dataset())
     }
 
-    /// Both splits with the pixels as bytes.
+    /// Both splits with the pixels as bytes. The splits must agree: the same image shape, and at least one
+    /// example each.
     public func loadRaw() throws -> (train: RawDataset, test: RawDataset) {
         try checkFolder()
-        return (try split(Self.trainImages, Self.trainLabels), try split(Self.testImages, Self.testLabels))
+        let train = try split(Self.trainImages, Self.trainLabels), test = try split(Self.testImages, Self.testLabels)
+        if train.imageShape != test.imageShape {
+            let shape = { (s: [Int]?) in s.map { $0.map(String.init).joined(separator: "×") } ?? "?" }
+            throw DataError(try file(Self.testImages), "test images are \(shape(test.imageShape)) pixels but the training "
+                            + "images \(try file(Self.trainImages)) are \(shape(train.imageShape)); both splits must have one shape")
+        }
+        return (train, test)
     }
 
     /// The test split only, pixels scaled to [0, 1].
     public func loadTest() throws -> Dataset {
+        try loadTestRaw().dataset()
+    }
+
+    /// The test split only, pixels as bytes.
+    public func loadTestRaw() throws -> RawDataset {
         try checkFolder()
-        return try split(Self.testImages, Self.testLabels).dataset()
+        return try split(Self.testImages, Self.testLabels)
+    }
+
+    /// The paths of the four files (each `.gz` or plain), checked to exist.
+    public func files() throws -> [String] {
+        try checkFolder()
+        return try [Self.trainImages, Self.trainLabels, Self.testImages, Self.testLabels].map(file)
     }
 
     private func checkFolder() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
             let hint = path == Self.defaultPath ? " (install Debian's dataset-fashion-mnist, or pass --data DIR)" : ""
-            throw DataError(path, "no such data folder\(hint)")
+            throw DataError(path, code == ENOENT ? "no such data folder\(hint)" : openFailure(code, what: "data folder"))
+        }
+        guard FileKind(mode: info.st_mode) == .folder else {
+            throw DataError(path, "is \(FileKind(mode: info.st_mode).phrase), not a folder: --data takes the folder that "
+                            + "holds the four MNIST files (\(Self.trainImages)[.gz], ...)")
+        }
+        guard access(path, X_OK | R_OK) == 0 else {
+            throw DataError(path, "cannot read the data folder: \(String(cString: strerror(errno)))")
         }
     }
 
     /// The file `name` or `name.gz` in the folder.
     public func file(_ name: String) throws -> String {
         let base = URL(fileURLWithPath: path).appendingPathComponent(name).path
-        for candidate in [base + ".gz", base] where FileManager.default.fileExists(atPath: candidate) {
-            return candidate
+        for candidate in [base + ".gz", base] {
+            var info = stat()
+            if lstat(candidate, &info) == 0 { return candidate }  // whatever it is: reading it says what is wrong
+            if errno != ENOENT { throw DataError(candidate, openFailure(errno, what: "file")) }
         }
         throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")
     }
@@ -171,9 +165,11 @@ public struct MNISTFolder: Sendable {
         guard images.dims[0] == labels.dims[0] else {
             throw DataError(labelsPath, "\(labels.dims[0]) labels but \(imagesPath) has \(images.dims[0]) images")
         }
+        guard images.dims[0] > 0 else { throw DataError(imagesPath, "holds no images (count 0)") }
         let features = images.dims[1] * images.dims[2]
         guard features > 0 else { throw DataError(imagesPath, "images have no pixels (\(images.dims))") }
-        return RawDataset(pixels: images.bytes, labels: labels.bytes.map(Float.init), features: features)
+        return RawDataset(pixels: images.bytes, labels: labels.bytes.map(Float.init), features: features,
+                          imageShape: [images.dims[1], images.dims[2]])
     }
 }
 
@@ -206,3 +202,33 @@ public struct BatchSampler: Sendable {
         stride(from: 0, to: count, by: batchSize).map { $0..<min($0 + batchSize, count) }
     }
 }
+
+extension Normalization {
+    /// The mean and (population) standard deviation of all of `data`'s pixels, accumulated in Double.
+    public static func fit(_ data: Dataset) -> Normalization {
+        var sum = 0.0, sumSquares = 0.0
+        for v in data.images {
+            sum += Double(v)
+            sumSquares += Double(v) * Double(v)
+        }
+        let n = Double(max(data.images.count, 1))
+        let mean = sum / n
+        let variance = max(sumSquares / n - mean * mean, 0)
+        return Normalization(mean: Float(mean), std: Float(variance.squareRoot()))
+    }
+
+    public func apply(_ data: Dataset) -> Dataset {
+        var out = data
+        apply(inPlace: &out)
+        return out
+    }
+
+    /// The same, without a copy of the images.
+    public func apply(inPlace data: inout Dataset) {
+        let scale = std > 0 ? 1 / std : 1
+        data.images.withUnsafeMutableBufferPointer { images in
+            for i in images.indices { images[i] = (images[i] - mean) * scale }
+        }
+    }
+}
+

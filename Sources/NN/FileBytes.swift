@@ -1,25 +1,29 @@
 import Foundation
 
-/// The whole content of the regular file at `path`, read with POSIX calls.
-/// NOTE: Foundation's FileManager.contents(atPath:) leaks its buffer for an empty file (seen under ASan).
+/// The whole content of the regular file at `path`. A FIFO, device or folder given by mistake is an error at once
+/// (never a hang); each failure names the real problem.
 public func readFileBytes(_ path: String, what: String = "file") throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else {
-        let code = errno
-        throw DataError(path, code == ENOENT ? "no such \(what)" : "cannot open: \(String(cString: strerror(code)))")
+    guard !path.isEmpty else { throw DataError(path, "empty path: no \(what) named") }
+    do {
+        return try RegularFile.read(path)
+    } catch {
+        switch error {
+        case .open(let code): throw DataError(path, openFailure(code, what: what))
+        case .notRegular(let kind): throw DataError(path, "is \(kind.phrase), not a regular \(what)")
+        case .read(let code): throw DataError(path, "cannot read: \(String(cString: strerror(code)))")
+        case .shrank: throw DataError(path, "cannot read: file shrank while reading")
+        }
     }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { throw DataError(path, "cannot stat: \(String(cString: strerror(errno)))") }
-    guard (info.st_mode & S_IFMT) == S_IFREG else { throw DataError(path, "is not a regular file") }
-    let size = Int(info.st_size)
-    var bytes = [UInt8](repeating: 0, count: size)
-    var done = 0
-    while done < size {
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, size - done) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { throw DataError(path, "cannot read: \(n < 0 ? String(cString: strerror(errno)) : "file shrank while reading")") }
-        done += n
+}
+
+/// The message for a failed `open`/`stat` of an input: names the real problem, not always "no such file".
+func openFailure(_ code: Int32, what: String) -> String {
+    switch code {
+    case ENOENT: return "no such \(what)"
+    case ELOOP: return "cannot open: a loop of symbolic links"
+    case EACCES: return "cannot open: permission denied (on the file or on a folder above it)"
+    case ENOTDIR: return "cannot open: a part of the path is a file, not a folder"
+    case ENAMETOOLONG: return "cannot open: the name is too long"
+    default: return "cannot open: \(String(cString: strerror(code)))"
     }
-    return bytes
 }

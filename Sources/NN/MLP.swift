@@ -1,3 +1,5 @@
+import Foundation
+
 /// A multi-layer perceptron: Linear, ReLU, Linear, ReLU, ..., Linear, in PyTorch `nn.Sequential` order.
 public enum MLP {
     /// sizes = [inputs, hidden..., outputs]; layer i's weights come from `seed + i`, so the same seed gives the
@@ -13,5 +15,35 @@ public enum MLP {
             layers.append(try Linear(sizes[i], sizes[i + 1], initializer: initializer, seed: seed &+ UInt64(i), on: device))
         }
         return Sequential(layers)
+    }
+}
+
+extension MLP {
+    /// Checks, before anything is allocated, that a model of `sizes` fits `device` when run on batches of up to
+    /// `rows` rows: every weight matrix and activation fits one tensor (at most 2³¹ − 1 elements and the device's
+    /// largest buffer), and parameters, gradients, optimiser state and activations fit its memory.
+    /// - Throws: `DeviceError.invalidArgument` naming the layer and the sizes.
+    public static func checkFits(sizes: [Int], rows: Int, on device: DeviceTag) throws {
+        guard sizes.count >= 2, sizes.allSatisfy({ $0 > 0 }) else {
+            throw DeviceError.invalidArgument(op: "MLP", "layer sizes must be ≥ 2 positive numbers, got \(sizes)")
+        }
+        let info = device.isOpenCL && OpenCLRuntime.shared.devices.indices.contains(device.index)
+            ? OpenCLRuntime.shared.devices[device.index] : nil
+        let maxElements = min(Int(Int32.max), info.map { $0.maxAllocation > 0 ? $0.maxAllocation / 4 : Int(Int32.max) } ?? Int(Int32.max))
+        let memory = info.map { Double($0.globalMemory) } ?? Double(ProcessInfo.processInfo.physicalMemory)
+        var bytes = 0.0
+        for i in 0..<(sizes.count - 1) {
+            let weights = Double(sizes[i]) * Double(sizes[i + 1])
+            let activations = Double(rows) * Double(max(sizes[i], sizes[i + 1]))
+            for (what, count) in [("weight matrix", weights), ("activation", activations)] where count > Double(maxElements) {
+                throw DeviceError.invalidArgument(op: "MLP", "layer \(i + 1) (\(sizes[i])→\(sizes[i + 1])) needs a \(what) of "
+                    + "\(Int(count)) elements; \(device) allows at most \(maxElements) per tensor")
+            }
+            bytes += 4 * (3 * (weights + Double(sizes[i + 1])) + 3 * activations)  // value, grad, velocity; y, dy, dx
+        }
+        if bytes > memory {
+            throw DeviceError.invalidArgument(op: "MLP", String(format: "a model of sizes %@ needs about %.1f GiB for training but %@ has %.1f GiB",
+                "\(sizes)", bytes / 1_073_741_824, device.description, memory / 1_073_741_824))
+        }
     }
 }

@@ -68,14 +68,22 @@ public enum SafeTensors {
             guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8 else {
                 throw DataError(path, "tensor '\(name)' has an invalid shape \(shape)")
             }
-            let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+            // NOTE: sizes come from the file: every product is checked (a shape of [2^61] must not trap).
+            var byteCount: Int? = 4
+            for d in shape {
+                guard let b = byteCount else { break }
+                let (product, overflow) = b.multipliedReportingOverflow(by: d)
+                byteCount = overflow ? nil : product
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, begin <= end, end <= dataSize else {
                 throw DataError(path, "tensor '\(name)' spans bytes \(begin)..<\(end) but the data section has \(dataSize) (truncated file?)")
             }
-            guard count < Int.max / 4, end - begin == count * 4 else {
-                throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(count * 4) bytes but spans \(end - begin)")
+            guard let byteCount, byteCount == end - begin else {
+                let needs = byteCount.map { "\($0) bytes" } ?? "more bytes than any file can hold"
+                throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(needs) but spans \(end - begin)")
             }
+            let count = byteCount / 4
             var values = [Float](repeating: 0, count: count)
             values.withUnsafeMutableBytes { dst in
                 bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)])) }

@@ -21,10 +21,14 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
 
     /// The rate at `step` (0-based) of `totalSteps`.
     public func rate(base: Float, step: Int, totalSteps: Int) -> Float {
+        rate(base: base, progress: Double(step) / Double(max(totalSteps, 1)))
+    }
+
+    /// The rate at `progress` (0 at the first step, 1 after the last) of the run.
+    public func rate(base: Float, progress t: Double) -> Float {
         switch self {
         case .constant: return base
         case .cosine:
-            let t = Double(step) / Double(max(totalSteps, 1))
             return Float(Double(base) * 0.5 * (1 + cos(Double.pi * t)))
         }
     }
@@ -44,13 +48,25 @@ public struct StepReport: Sendable {
 
 /// Why training stopped early.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
-    case nonFiniteLoss(epoch: Int, step: Int, value: Float)
+    /// The loss of the batch at `step` (1-based, the first such step of the epoch) was `value`. `hint` names the
+    /// likely cause.
+    case nonFiniteLoss(epoch: Int, step: Int, value: Float, hint: String)
+    /// The update at `step` (the epoch's last, after which no loss was computed) made `parameter` non-finite.
+    case nonFiniteParameters(epoch: Int, step: Int, parameter: String, hint: String)
+    /// The weights are finite but evaluating them after `epoch` gave a loss of `value` (the forward pass overflows).
+    case nonFiniteEvaluation(epoch: Int, value: Double, hint: String)
+    /// `shouldStop` asked to stop (e.g. Ctrl-C or SIGTERM) after `step`.
     case interrupted(epoch: Int, step: Int)
 
     public var description: String {
         switch self {
-        case let .nonFiniteLoss(epoch, step, value):
-            return "loss became \(value) at epoch \(epoch), step \(step); stopped (try a smaller --lr)"
+        case let .nonFiniteLoss(epoch, step, value, hint):
+            return "loss became \(value) at epoch \(epoch), step \(step); stopped: \(hint)"
+        case let .nonFiniteParameters(epoch, step, parameter, hint):
+            return "the update at epoch \(epoch), step \(step) (the epoch's last) made \(parameter) non-finite; stopped: \(hint)"
+        case let .nonFiniteEvaluation(epoch, value, hint):
+            return "the test loss after epoch \(epoch) is \(value): the weights are so large that the forward pass "
+                + "overflows; stopped: \(hint)"
         case let .interrupted(epoch, step):
             return "interrupted at epoch \(epoch), step \(step)"
         }
@@ -87,33 +103,45 @@ public final class Trainer {
 
     /// Checks that every label of `data` is a class the model can predict.
     public func validateLabels(_ data: Dataset, source: String) throws {
-        if let bad = data.labels.firstIndex(where: { $0 < 0 || $0 >= Float(classes) || $0 != $0.rounded() }) {
-            throw DataError(source, "label \(data.labels[bad]) of example \(bad) is out of range for a model of \(classes) classes")
+        try validateLabels(data.labels, source: source)
+    }
+
+    private func validateLabels(_ labels: [Float], source: String) throws {
+        if let bad = labels.firstIndex(where: { !($0 >= 0 && $0 < Float(classes)) || $0 != $0.rounded() }) {
+            throw DataError(source, "label \(labels[bad]) of example \(bad) is out of range for a model of \(classes) classes")
         }
     }
 
-    /// One pass over `data` in the order `sampler` gives for `epoch`. Returns the mean training loss.
+    /// One pass over `data` in the order `sampler` gives for `epoch` (1-based). Returns the mean training loss.
     /// `progress` is called every `reportEvery` steps and at the end; `shouldStop` is polled at each report.
+    /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
+    ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
+    ///   saved. `DataError` for a label the model cannot predict.
     public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void = { _ in }) throws -> Float {
         try requireDevice(data)
+        try validateLabels(data.hostLabels, source: "training data")
+        let reportEvery = max(reportEvery, 1)
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
         // The epoch's order goes to the device once; each step gathers its rows there.
         let order = try Tensor(sampler.order(epoch: epoch).map(Float.init), shape: [data.count], on: device)
         let ranges = sampler.batchRanges
+        // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
+        let totalSteps = Double(options.epochs) * Double(ranges.count)
         let start = Date()
         let pending = try workspace.tensor("pending", [1], on: device)  // device-side loss sum since the last report
         try pending.fill(0)
+        let stepLosses = try stepLossTensors(reportEvery)  // each step's loss since the last report, to find the first bad one
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
-            optimizer.lr = options.schedule.rate(base: options.lr, step: (epoch - 1) * ranges.count + step,
-                                                 totalSteps: options.epochs * ranges.count)
+            let progressSoFar = (Double(epoch - 1) * Double(ranges.count) + Double(step)) / max(totalSteps, 1)
+            optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
             let (x, y) = try batch(data, order: order, range)
             let pred = try model.forward(x)
             let grad = try workspace.tensor("grad", pred.shape, on: device)
-            let batchLoss = try workspace.tensor("loss", [1], on: device)
+            let batchLoss = stepLosses[pendingSteps]
             try loss.compute(pred, y, grad: grad, losses: try workspace.tensor("losses", [range.count], on: device),
                              into: batchLoss)
             try model.zeroGrad()
@@ -122,10 +150,14 @@ public final class Trainer {
 
             try pending.elementwise(.add, batchLoss, into: pending)
             pendingSteps += 1
-            if (step + 1) % reportEvery == 0 || step + 1 == ranges.count {
+            if pendingSteps == reportEvery || step + 1 == ranges.count {
                 // The only host synchronisation inside an epoch: one loss read per report.
                 let mean = try pending.item() / Float(pendingSteps)
-                guard mean.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, value: mean) }
+                guard mean.isFinite else {
+                    let (offset, value) = try firstNonFinite(stepLosses.prefix(pendingSteps)) ?? (pendingSteps - 1, mean)
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - pendingSteps + offset, value: value,
+                                                      hint: divergenceHint)
+                }
                 total += Double(mean) * Double(pendingSteps)
                 let elapsed = Date().timeIntervalSince(start)
                 progress(StepReport(epoch: epoch, step: step + 1, steps: ranges.count, runningLoss: mean,
@@ -135,7 +167,46 @@ public final class Trainer {
                 if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
             }
         }
+        // The last update has no loss after it: check the weights themselves (one read per epoch).
+        if let bad = try firstNonFiniteParameter() {
+            throw TrainingError.nonFiniteParameters(epoch: epoch, step: ranges.count, parameter: bad, hint: divergenceHint)
+        }
         return Float(total / Double(max(ranges.count, 1)))
+    }
+
+    /// The name of the first parameter holding a NaN or an infinity, or nil when all are finite.
+    public func firstNonFiniteParameter() throws -> String? {
+        for (name, p) in model.namedParameters where try !p.value.toArray().allSatisfy(\.isFinite) { return name }
+        return nil
+    }
+
+    /// The likely cause of a diverging run, from the options.
+    public var divergenceHint: String {
+        // NOTE: weight decay alone scales a weight by (1 − lr·wd) per step (heavy-ball with momentum m: stable
+        // only while lr·wd < 2(1 + m)); beyond that no learning rate schedule saves the run.
+        let decay = Double(options.lr) * Double(options.weightDecay)
+        if decay >= 2 * (1 + Double(options.momentum)) {
+            return "the weight decay \(options.weightDecay) is too large for learning rate \(options.lr) "
+                + "(lr × weight decay = \(decay) makes every update overshoot); lower --weight-decay"
+        }
+        return "the learning rate \(options.lr) is too large for this model and data; try a smaller --lr"
+    }
+
+    /// The offset and value of the first non-finite one-element tensor (read only after a failed report).
+    private func firstNonFinite(_ tensors: ArraySlice<Tensor>) throws -> (Int, Float)? {
+        for (i, t) in tensors.enumerated() {
+            let v = try t.item()
+            if !v.isFinite { return (i, v) }
+        }
+        return nil
+    }
+
+    private var stepLossStore: [Tensor] = []
+    private func stepLossTensors(_ n: Int) throws -> [Tensor] {
+        if stepLossStore.count != n || stepLossStore.first?.device != device {
+            stepLossStore = try (0..<n).map { _ in try Tensor.empty([1], on: device) }
+        }
+        return stepLossStore
     }
 
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
@@ -147,8 +218,12 @@ public final class Trainer {
     }
 
     /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
-    public func evaluate(_ data: DeviceDataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+    /// Rows per forward pass in `evaluate`.
+    public static let evaluationChunk = 1000
+
+    public func evaluate(_ data: DeviceDataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
         try requireDevice(data)
+        try validateLabels(data.hostLabels, source: "evaluation data")
         let identity = try Tensor((0..<data.count).map(Float.init), shape: [data.count], on: device)
         var lossSum = 0.0
         var correct = 0
@@ -164,7 +239,7 @@ public final class Trainer {
         return (lossSum / n, Double(correct) / n)
     }
 
-    public func evaluate(_ data: Dataset, chunk: Int = 1000) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: Dataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
         try evaluate(try DeviceDataset(data, on: device), chunk: chunk)
     }
 

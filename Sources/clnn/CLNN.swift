@@ -10,21 +10,50 @@ struct CLNN: ParsableCommand {
         subcommands: [Train.self, Eval.self, Inspect.self, Devices.self, Bench.self]
     )
 
-    /// Runs the command, then prints the per-kernel profile when CLNN_PROFILE=1.
+    /// Runs the command, then prints the per-kernel profile when CLNN_PROFILE=1. Every exit, good or bad, first
+    /// waits for the OpenCL work already queued, so that no driver thread is still running while the process ends.
     static func main() {
+        // Each line reaches a redirected stdout (a log file, systemd, docker) at once, so a kill loses nothing printed.
+        setLineBuffered()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
-            printProfile()
+            finish()
         } catch {
-            printProfile()
+            finish()
             exit(withError: error)
         }
     }
 
-    static func printProfile() {
+    static func finish() {
+        OpenCLRuntime.shared.finishAll()
         if let report = Profiler.shared.report() { warn("\nOpenCL profile (CLNN_PROFILE=1):\n" + report) }
+        fflush(nil)
     }
+
+    /// `--lr -1` → `--lr=-1`: the argument parser reads a lone `-1` as a short option, so a negative value after
+    /// an option would be "missing"; joined, it reaches the option and its range check names the real problem.
+    static func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let arg = arguments[i]
+            if arg.hasPrefix("--"), !arg.contains("="), arg.count > 2, i + 1 < arguments.count,
+               isNegativeNumber(arguments[i + 1]) {
+                out.append(arg + "=" + arguments[i + 1])
+                i += 2
+            } else {
+                out.append(arg)
+                i += 1
+            }
+        }
+        return out
+    }
+
+    static func isNegativeNumber(_ text: String) -> Bool {
+        text.count > 1 && text.hasPrefix("-") && Double(text) != nil
+    }
+
 }
 
 /// Writes a line to standard error.

@@ -16,11 +16,16 @@ struct Eval: ParsableCommand {
         let device = try common.resolveDevice()
         let (checkpoint, network) = try Checkpoint.load(model, on: device)
         let folder = MNISTFolder(common.data)
-        let test = checkpoint.normalization.apply(try folder.loadTest())
-        guard test.features == checkpoint.sizes[0] else {
-            throw DataError(try folder.file(MNISTFolder.testImages),
-                            "images have \(test.features) pixels but the model \(model) expects \(checkpoint.sizes[0])")
+        let raw = try folder.loadTestRaw()
+        let imagesFile = try folder.file(MNISTFolder.testImages)
+        guard raw.features == checkpoint.sizes[0] else {
+            throw DataError(imagesFile, "images have \(raw.features) pixels but the model \(model) expects \(checkpoint.sizes[0])")
         }
+        if let trained = checkpoint.imageShape, let shape = raw.imageShape, trained != shape {
+            throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
+                            + "\(trained[0])×\(trained[1]) images (the same pixel count, laid out differently)")
+        }
+        let test = raw.dataset(checkpoint.normalization)
         let loss = makeLoss(named: checkpoint.loss)!
         var options = TrainingOptions()
         options.lr = 1

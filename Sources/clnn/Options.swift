@@ -31,14 +31,26 @@ struct DataDeviceOptions: ParsableArguments {
     }
 }
 
-/// Stops training cleanly on Ctrl-C: the first SIGINT sets a flag the training loop polls; a second one exits.
+/// Stops training cleanly on Ctrl-C or SIGTERM (as sent by systemd, docker, `timeout`): the first signal sets a
+/// flag the training loop polls at each progress report, so the step finishes and the last checkpoint stays; a
+/// second signal exits at once (128 + signal), removing a checkpoint's temporary file if one is being written.
 enum Interrupt {
-    nonisolated(unsafe) static var requested: sig_atomic_t = 0
+    /// The signal received, or 0.
+    nonisolated(unsafe) static var signal: sig_atomic_t = 0
+
+    static var requested: Bool { signal != 0 }
+    /// The conventional exit status for the signal received (130 for SIGINT, 143 for SIGTERM).
+    static var exitStatus: Int32 { 128 + Int32(signal) }
 
     static func install() {
-        signal(SIGINT) { _ in
-            if Interrupt.requested != 0 { _exit(130) }
-            Interrupt.requested = 1
+        for number in [SIGINT, SIGTERM] {
+            Foundation.signal(number) { received in
+                if Interrupt.signal != 0 {
+                    AtomicFile.removePendingTemporaryFromSignalHandler()
+                    _exit(128 + received)
+                }
+                Interrupt.signal = received
+            }
         }
     }
 }

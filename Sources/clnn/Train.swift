@@ -36,19 +36,30 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation and shuffling.")
     var seed: UInt64 = 42
 
-    @Option(help: "Write the trained model here (safetensors, PyTorch state-dict names), after every epoch.")
+    @Option(help: "Number of classes; default: the largest training label + 1. State it when the training set lacks some classes.")
+    var classes: Int?
+
+    @Option(help: "Write the trained model here (safetensors, PyTorch state-dict names), after every epoch. A regular file or a new name; a symbolic link is followed and kept.")
     var save: String?
 
-    @Option(help: "Write the training curves here as SVG.")
+    @Option(help: "Write the training curves here as SVG (same rules as --save).")
     var plot: String?
 
+    /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).
+    static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24, maxLayers = 64
+
     func validate() throws {
-        guard epochs > 0 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard (1...Self.maxEpochs).contains(epochs) else {
+            throw ValidationError("--epochs must be in 1...\(Self.maxEpochs), got \(epochs)")
+        }
+        guard (1...Self.maxBatchSize).contains(batchSize) else {
+            throw ValidationError("--batch-size must be in 1...\(Self.maxBatchSize), got \(batchSize)")
+        }
         guard hidden.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--hidden sizes must be at least 1, got \(hidden)")
         }
         guard hidden.allSatisfy({ $0 <= 1 << 16 }) else { throw ValidationError("--hidden sizes must be at most 65536, got \(hidden)") }
+        guard hidden.count < Self.maxLayers else { throw ValidationError("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
         guard momentum.isFinite, momentum >= 0, momentum < 1 else {
             throw ValidationError("--momentum must be in [0, 1), got \(momentum)")
@@ -60,18 +71,41 @@ struct Train: ParsableCommand {
             throw ValidationError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
         }
         guard makeLoss(named: loss) != nil else { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
+        if let classes, !(1...(1 << 16)).contains(classes) {
+            throw ValidationError("--classes must be in 1...65536, got \(classes)")
+        }
+        for (option, path) in [("--save", save), ("--plot", plot)] where path?.isEmpty == true {
+            throw ValidationError("\(option) needs a file name, got an empty string")
+        }
     }
 
     func run() throws {
+        Interrupt.install()
         let device = try common.resolveDevice()
         let lossFunction = makeLoss(named: loss)!
+        let folder = MNISTFolder(common.data)
+        // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
+        let outputs = [("--save", save), ("--plot", plot)].compactMap { option, path in path.map { (option: option, path: $0) } }
+        do {
+            try OutputFiles.check(outputs, inputs: try folder.files())
+        } catch let conflict as OutputFiles.Conflict {
+            throw ValidationError(conflict.description)
+        }
         let loadStart = Date()
         // Images stay bytes on the host; the normalised float copy is made only on the device.
-        let (train, test) = try MNISTFolder(common.data).loadRaw()
+        let (train, test) = try folder.loadRaw()
         let normalization = train.normalization
-        let classes = train.classCount
-        let sizes = [train.features] + hidden + [lossFunction.outputs(classes: classes)]
-        print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(classes) classes "
+        let plan = try ClassPlan(train: train.labels, test: test.labels, explicit: classes,
+                                 trainSource: try folder.file(MNISTFolder.trainLabels),
+                                 testSource: try folder.file(MNISTFolder.testLabels))
+        for warning in plan.warnings { warn("clnn: warning: \(warning)") }
+        let sizes = [train.features] + hidden + [lossFunction.outputs(classes: plan.classes)]
+        do {
+            try MLP.checkFits(sizes: sizes, rows: max(batchSize, Trainer.evaluationChunk), on: device)
+        } catch let error as DeviceError {
+            throw ValidationError("--hidden \(hidden.map(String.init).joined(separator: " ")) with --batch-size \(batchSize): \(error)")
+        }
+        print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(plan.classes) classes "
               + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean, normalization.std,
                        Date().timeIntervalSince(loadStart)))
 
@@ -80,10 +114,9 @@ struct Train: ParsableCommand {
         (options.momentum, options.weightDecay, options.seed) = (momentum, weightDecay, seed)
         options.schedule = LearningRateSchedule(rawValue: lrSchedule)!
         let model = try MLP.make(sizes: sizes, seed: seed, on: device)
-        let trainer = try Trainer(model: model, loss: lossFunction, classes: classes, options: options, device: device)
-        try trainer.validateLabels(train, source: try MNISTFolder(common.data).file(MNISTFolder.trainLabels))
-        try trainer.validateLabels(test, source: try MNISTFolder(common.data).file(MNISTFolder.testLabels))
-        let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: classes, normalization: normalization)
+        let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
+        let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: plan.classes, normalization: normalization,
+                                    imageShape: train.imageShape)
         print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
@@ -91,15 +124,16 @@ struct Train: ParsableCommand {
         try device.warmUp()
         let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
         let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
-        Interrupt.install()
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(loss) on \(device)"
         let bar = ProgressBar()
+        var savedEpoch: Int?
         do {
             for epoch in 1...epochs {
+                if Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
                 let start = Date()
                 let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25,
-                                                       shouldStop: { Interrupt.requested != 0 }) { report in
+                                                       shouldStop: { Interrupt.requested }) { report in
                     curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
                                             Double(report.runningLoss)))
                     bar.show(report, epochs: epochs)
@@ -107,26 +141,33 @@ struct Train: ParsableCommand {
                 let seconds = Date().timeIntervalSince(start)
                 let (testLoss, accuracy) = try trainer.evaluate(deviceTest)
                 bar.finish()
+                guard testLoss.isFinite else {
+                    throw TrainingError.nonFiniteEvaluation(epoch: epoch, value: testLoss, hint: trainer.divergenceHint)
+                }
                 curves.epochs.append((epoch, testLoss, accuracy))
                 print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
                              epoch, epochs, trainLoss, testLoss, accuracy, seconds))
-                if let save { try checkpoint.save(model, to: save) }
+                if let save {
+                    try checkpoint.save(model, to: save)
+                    savedEpoch = epoch
+                }
                 if let plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
             }
         } catch let error as TrainingError {
             bar.finish()
             if let plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
-            let kept = save.map { FileManager.default.fileExists(atPath: $0) ? "; the last good checkpoint \($0) is kept" : "" } ?? ""
+            var kept = ""
+            if let save {
+                // NOTE: name the file only when this run wrote a good model into it.
+                kept = savedEpoch.map { "; the last good checkpoint (epoch \($0)) is kept in \(save)" }
+                    ?? "; no checkpoint was written"
+            }
             warn("clnn: \(error)\(kept)")
-            throw ExitCode(isInterrupted(error) ? 130 : 1)
+            if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
+            throw ExitCode(1)
         }
         if let save { print("saved \(save)") }
         if let plot { print("plotted \(plot)") }
-    }
-
-    private func isInterrupted(_ error: TrainingError) -> Bool {
-        if case .interrupted = error { return true }
-        return false
     }
 }
 

@@ -38,3 +38,37 @@ final class GemmKernelTests: XCTestCase {
         }
     }
 }
+
+final class GemmTunerCacheTests: XCTestCase {
+    let info = OpenCLDeviceInfo(index: 0, name: "test-device", platform: "test", vendor: "v", version: "OpenCL 1.2",
+                                driverVersion: "1.0", computeUnits: 2, globalMemory: 1 << 30, maxAllocation: 1 << 28,
+                                localMemory: 32768, maxWorkGroupSize: 256, isCPU: true)
+
+    private func entry(_ plan: String) -> [UInt8] {
+        Array("""
+        {"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {},
+         "plan": \(plan)}
+        """.utf8)
+    }
+
+    /// A damaged or edited tuner cache must never reach a kernel launch: rm 0 divides by zero, wptM 3 computes garbage.
+    func testCachedPlansWithUnknownKernelConfigurationsAreDiscarded() throws {
+        let good = GemmPlan.defaults(for: info)
+        let encoded = String(decoding: try JSONEncoder().encode(good), as: UTF8.self)
+        XCTAssertEqual(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "abc"), good)
+        XCTAssertNil(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "other"), "another matmul.cl")
+
+        var zeroRows = good
+        zeroRows.nn = .columns(vw: 8, rm: 0, rn: 2)
+        var badTile = good
+        badTile.tn = .tiled(GemmConfig(tsM: 32, tsN: 32, tsK: 16, wptM: 3, wptN: 4))
+        var hugeVector = good
+        hugeVector.nt = .dots(vw: 1 << 20, dm: 3, dn: 4)
+        for bad in [zeroRows, badTile, hugeVector] {
+            XCTAssertFalse(bad.isKnown(for: info))
+            let text = String(decoding: try JSONEncoder().encode(bad), as: UTF8.self)
+            XCTAssertNil(GemmTuner.cachedPlan(entry(text), for: info, sourceHash: "abc"), text)
+        }
+        XCTAssertNil(GemmTuner.cachedPlan(Array("{ not json".utf8), for: info, sourceHash: "abc"))
+    }
+}

@@ -4,8 +4,8 @@ import TestSupport
 import XCTest
 
 /// Runs the built `clnn` binary (next to the test bundle) and checks exit codes, messages and files left behind.
-final class CLITests: XCTestCase {
-    struct Run { let status: Int32; let stdout: String; let stderr: String }
+class CLITestCase: XCTestCase {
+    struct Run { let status: Int32; let stdout: String; let stderr: String; let seconds: Double }
 
     var clnn: URL {
         get throws {
@@ -15,11 +15,16 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// Runs `clnn args`. When `signalWhen` is given, `signal` is sent once it returns true. A run that outlives
+    /// `timeout` seconds is killed and fails the test (a hang is a bug, never a wait).
     @discardableResult
-    func run(_ args: [String], env: [String: String] = [:], interruptWhen: (() -> Bool)? = nil) throws -> Run {
+    func run(_ args: [String], env: [String: String] = [:], directory: URL? = nil, timeout: Double = 300,
+             signal: Int32 = SIGINT, signalWhen: (() -> Bool)? = nil,
+             file: StaticString = #filePath, line: UInt = #line) throws -> Run {
         let process = Process()
         process.executableURL = try clnn
         process.arguments = args
+        if let directory { process.currentDirectoryURL = directory }
         var environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         // The ASan run checks the suite itself for memory errors only (XCTest's own allocations look leaked), but
         // the clnn processes started here for leaks too: scripts/test-asan passes their options this way.
@@ -27,18 +32,34 @@ final class CLITests: XCTestCase {
         process.environment = environment
         let out = Pipe(), err = Pipe()
         (process.standardOutput, process.standardError) = (out, err)
+        let start = Date()
         try process.run()
-        if let interruptWhen {
-            let deadline = Date().addingTimeInterval(60)
-            while !interruptWhen() && process.isRunning && Date() < deadline { usleep(20_000) }
-            process.interrupt()
+        // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+        nonisolated(unsafe) var stdoutData = Data(), stderrData = Data()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) { stdoutData = out.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { stderrData = err.fileHandleForReading.readDataToEndOfFile() }
+        let deadline = start.addingTimeInterval(timeout)
+        var signalled = false
+        while process.isRunning && Date() < deadline {
+            if let signalWhen, !signalled, signalWhen() {
+                kill(process.processIdentifier, signal)
+                signalled = true
+            }
+            usleep(10_000)
         }
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            XCTFail("clnn \(args) still running after \(timeout) s: killed", file: file, line: line)
+        }
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        group.wait()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+                   stderr: String(decoding: stderrData, as: UTF8.self), seconds: Date().timeIntervalSince(start))
     }
+}
 
+final class CLITests: CLITestCase {
     func testBadOptionsAreUsageErrorsNamingTheOption() throws {
         let cases: [([String], String)] = [
             (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-3"], "--batch-size"),
@@ -139,7 +160,7 @@ final class CLITests: XCTestCase {
         try writeMNISTFolder(data, trainCount: 200, testCount: 10)
         let save = out.appendingPathComponent("m.safetensors").path
         let r = try run(["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size", "4",
-                         "--save", save], interruptWhen: { FileManager.default.fileExists(atPath: save) })
+                         "--save", save], signalWhen: { FileManager.default.fileExists(atPath: save) })
         XCTAssertEqual(r.status, 130, r.stderr)
         XCTAssertTrue(r.stderr.contains("interrupted at epoch"), r.stderr)
         XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu), "the checkpoint written before Ctrl-C is intact")

@@ -80,3 +80,46 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["model.safetensors"])
     }
 }
+
+final class HostileCheckpointTests: XCTestCase {
+    /// Safetensors bytes with `header` as the JSON header and `data` after it.
+    private func file(_ header: String, data: [UInt8] = []) -> [UInt8] {
+        let json = Array(header.utf8)
+        return withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json + data
+    }
+
+    func testShapesWhoseSizeOverflowsAreErrorsNotTraps() {
+        for shape in ["[2305843009213693952]", "[1099511627776, 1099511627776]", "[4611686018427387904, 4]",
+                      "[9223372036854775807, 9223372036854775807]"] {
+            let bytes = file(#"{"t": {"dtype": "F32", "shape": \#(shape), "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0])
+            XCTAssertThrowsError(try SafeTensors.decode(bytes, path: "x.safetensors")) { error in
+                XCTAssertTrue("\(error)".contains("needs more bytes than any file can hold"), "\(error)")
+            }
+        }
+    }
+
+    func testMetadataIsCheckedAgainstTheTensorsBeforeAnythingIsAllocated() throws {
+        // 46000·46000 floats would be 8 GB: the tensors are missing, and that is found before any allocation.
+        let meta = #"{"__metadata__": {"clnn.sizes": "46000,46000,10", "clnn.loss": "cross-entropy", "clnn.classes": "10", "clnn.mean": "0.2", "clnn.std": "0.3"}}"#
+        let start = Date()
+        XCTAssertThrowsError(try Checkpoint.decode(file(meta), path: "m.safetensors", on: .cpu)) { error in
+            XCTAssertTrue("\(error)".contains("missing tensor '0.weight' for layer sizes [46000, 46000, 10]"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1, "nothing metadata-sized was built")
+        for (sizes, fragment) in [("784,-1,10", "clnn.sizes"), ("784,50,", "clnn.sizes"), ("99999999999999999999,1", "clnn.sizes"),
+                                  (String(repeating: "1,", count: 70) + "1", "clnn.sizes")] {
+            let m = #"{"__metadata__": {"clnn.sizes": "\#(sizes)", "clnn.loss": "mse", "clnn.classes": "1", "clnn.mean": "0", "clnn.std": "1"}}"#
+            XCTAssertThrowsError(try Checkpoint.decode(file(m), path: "m", on: .cpu)) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }
+        }
+    }
+
+    func testNonFiniteWeightsAreNeverSaved() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("m.safetensors").path
+        let model = try MLP.make(sizes: [3, 2], seed: 1, on: .cpu)
+        try model.parameters[0].load(try Tensor([1, .nan, 2, 3, 4, 5], shape: [3, 2]))
+        let meta = Checkpoint(sizes: [3, 2], loss: "cross-entropy", classes: 2, normalization: Normalization(mean: 0, std: 1))
+        XCTAssertThrowsError(try meta.save(model, to: path)) { XCTAssertTrue("\($0)".contains("'0.weight' holds NaN"), "\($0)") }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
+    }
+}

@@ -80,18 +80,41 @@ final class TrainingTests: XCTestCase {
         }
     }
 
-    func testNonFiniteLossStopsTrainingNamingEpochAndStep() throws {
+    func testNonFiniteLossNamesTheFirstBadStepWhateverTheReportInterval() throws {
         let data = Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) }, features: 2)
         var options = TrainingOptions()
         (options.batchSize, options.lr, options.schedule) = (4, 1e30, .constant)
+        func firstBadStep(reportEvery: Int) -> (Int, String)? {
+            guard let model = try? MLP.make(sizes: [2, 8, 2], seed: 1, on: .cpu),
+                  let trainer = try? Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options, device: .cpu)
+            else { return nil }
+            do {
+                _ = try trainer.trainEpoch(data, epoch: 1, reportEvery: reportEvery)
+            } catch let error as TrainingError {
+                if case .nonFiniteLoss(let epoch, let step, _, let hint) = error, epoch == 1 { return (step, hint) }
+            } catch {}
+            return nil
+        }
+        // Reporting every step finds the first bad step by construction; every 50 steps must name the same one.
+        let exact = try XCTUnwrap(firstBadStep(reportEvery: 1))
+        XCTAssertGreaterThan(exact.0, 1)
+        XCTAssertEqual(firstBadStep(reportEvery: 50)?.0, exact.0)
+        XCTAssertEqual(firstBadStep(reportEvery: 3)?.0, exact.0)
+        XCTAssertTrue(exact.1.contains("learning rate"), exact.1)
+    }
+
+    func testHugeWeightDecayIsBlamedOnTheDecayAndLabelsAreCheckedFirst() throws {
+        let data = Dataset(images: (0..<64).map { Float($0 % 7) / 7 }, labels: (0..<32).map { Float($0 % 2) }, features: 2)
+        var options = TrainingOptions()
+        (options.batchSize, options.lr, options.weightDecay, options.schedule) = (4, 0.1, 1e6, .constant)
         let model = try MLP.make(sizes: [2, 8, 2], seed: 1, on: .cpu)
         let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options, device: .cpu)
-        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 1, reportEvery: 1)) { error in
-            guard case .nonFiniteLoss(let epoch, let step, _)? = error as? TrainingError else {
-                return XCTFail("expected a non-finite loss error, got \(error)")
-            }
-            XCTAssertEqual(epoch, 1)
-            XCTAssertGreaterThan(step, 0)
+        XCTAssertThrowsError(try (1...20).forEach { _ = try trainer.trainEpoch(data, epoch: $0) }) { error in
+            XCTAssertTrue("\(error)".contains("weight decay"), "\(error)")
+        }
+        let bad = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
+        XCTAssertThrowsError(try trainer.trainEpoch(bad, epoch: 1)) { error in
+            XCTAssertTrue(error is DataError, "a label out of range is a data error, not a divergence: \(error)")
         }
     }
 

@@ -1,0 +1,42 @@
+/// The number of classes a run trains for, decided from the labels when the data loads (not during training).
+///
+/// - Without an explicit count it is the largest training label + 1.
+/// - A label outside 0..<classes, in either split, is an error naming its file, example and value.
+/// - A class with no training example is a warning: the model can never learn to predict it. That includes a class
+///   the test set holds but the training set lacks, when the explicit count covers it.
+public struct ClassPlan: Equatable, Sendable {
+    public let classes: Int
+    /// Human-readable warnings (empty when every class has training examples).
+    public let warnings: [String]
+
+    /// - Parameters:
+    ///   - explicit: the class count stated by the user (`--classes`), or nil to take it from the training labels.
+    ///   - trainSource, testSource: the label files, for messages.
+    public init(train: [Float], test: [Float], explicit: Int?, trainSource: String, testSource: String) throws {
+        let observed = Int(train.max() ?? -1) + 1
+        let classes = explicit ?? observed
+        guard classes > 0 else { throw DataError(trainSource, "holds no labels") }
+        for (labels, source) in [(train, trainSource), (test, testSource)] {
+            guard let bad = labels.firstIndex(where: { !($0 >= 0 && $0 < Float(classes)) || $0 != $0.rounded() }) else {
+                continue
+            }
+            let why = explicit != nil
+                ? "--classes \(classes) allows labels 0...\(classes - 1)"
+                : "the training labels go up to \(observed - 1), so the model has \(classes) classes; "
+                    + "pass --classes N if the training set simply lacks some classes"
+            throw DataError(source, "label \(labels[bad]) of example \(bad) is out of range: \(why)")
+        }
+        var seen = [Bool](repeating: false, count: classes)
+        for label in train { seen[Int(label)] = true }
+        let missing = seen.indices.filter { !seen[$0] }
+        var warnings: [String] = []
+        if !missing.isEmpty {
+            let list = missing.prefix(10).map(String.init).joined(separator: ", ") + (missing.count > 10 ? ", ..." : "")
+            let inTest = Set(test.map(Int.init)).intersection(missing).count
+            warnings.append("\(trainSource): \(missing.count) of \(classes) classes have no training example (\(list)); "
+                            + "the model cannot learn them" + (inTest > 0 ? " (\(inTest) of them occur in the test set)" : ""))
+        }
+        self.classes = classes
+        self.warnings = warnings
+    }
+}
