@@ -73,8 +73,9 @@ public struct Checkpoint: Equatable, Sendable {
             throw DataError(path, "metadata 'clnn.classes' disagrees with the output size \(sizes.last!) for loss \(loss)")
         }
         guard let mean = Float(try field("clnn.mean")), let std = Float(try field("clnn.std")),
-              mean.isFinite, std.isFinite, std > 0 else {
-            throw DataError(path, "metadata 'clnn.mean'/'clnn.std' are not finite numbers with std > 0")
+              abs(mean) <= 1e6, std >= 1e-6, std <= 1e6 else {
+            // NOTE: pixels are scaled to [0, 1]; a std far outside that range would turn them into infinities.
+            throw DataError(path, "metadata 'clnn.mean'/'clnn.std' are not pixel statistics (|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6)")
         }
         var imageShape: [Int]?
         if let text = metadata["clnn.image"] {
