@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
         // OpenCL's C API, loaded at run time (dlopen): the binary runs on cpu where no OpenCL is installed.
@@ -31,7 +32,7 @@ let package = Package(
         .target(name: "CGemm", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "Device",
-            dependencies: ["COpenCL", "CGemm"],
+            dependencies: ["COpenCL", "CGemm", .product(name: "RealModule", package: "swift-numerics")],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(name: "NN", dependencies: ["Device", "CZlib"]),

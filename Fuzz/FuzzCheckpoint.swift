@@ -4,12 +4,13 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    _ = try? Checkpoint.verified(bytes, path: "fuzz-input") { name, classes in
+    let vocabulary = Checkpoint.Vocabulary(lossOutputs: { name, classes in
         switch name {
         case "cross-entropy": return classes
         case "mse": return 1
         default: return nil
         }
-    }
+    }, activations: ["relu", "tanh"])
+    _ = try? Checkpoint.verified(bytes, path: "fuzz-input", vocabulary: vocabulary)
     return 0
 }

@@ -4,7 +4,7 @@
 // losses[i] = logsumexp(logits[i,:]) - logits[i, label[i]]
 // if want_grad: grad[i,j] = grad_scale · (softmax(logits[i,:])[j] - [j == label[i]])
 // global = (rows).
-__kernel void softmax_xent(const int rows, const int cols,
+__kernel void softmax_cross_entropy(const int rows, const int cols,
                            __global const float* logits, __global const float* labels,
                            __global float* losses, __global float* grad, const float grad_scale, const int want_grad)
 {
@@ -29,7 +29,7 @@ __kernel void softmax_xent(const int rows, const int cols,
 
 // Squared error of a single-output regression: losses[i] = (pred[i] - target[i])²;
 // if want_grad: grad[i] = grad_scale · 2 · (pred[i] - target[i]). global = (n).
-__kernel void mse(const int n, __global const float* pred, __global const float* target,
+__kernel void squared_error(const int n, __global const float* pred, __global const float* target,
                   __global float* losses, __global float* grad, const float grad_scale, const int want_grad)
 {
     const int i = get_global_id(0);

@@ -2,7 +2,7 @@
 
 // out[0] = Σ x[i], by one work-group of any power-of-two size; scratch holds one float per work-item.
 // global = local = (work-group size).
-__kernel void sum_all(const int n, __global const float* x, __global float* out, __local float* scratch)
+__kernel void sum(const int n, __global const float* x, __global float* out, __local float* scratch)
 {
     const int lid = get_local_id(0);
     const int size = get_local_size(0);

@@ -1,37 +1,145 @@
-/// Elementwise binary operations.
-public enum BinaryOp: String, Sendable {
-    case add, sub, mul
+// The device seam: the only file that asks which kind of device a tensor lives on. It owns memory (allocate,
+// upload, download, copy), synchronisation and warm-up, and hands each op the typed memory of its operands after
+// checking that they share a device. Ops (Sources/Device/Ops) bring a CPU loop and an OpenCL launch; they never
+// switch on the device themselves.
+
+/// Host memory of `count` floats, 64-byte aligned, freed in deinit.
+final class HostBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        // At least one element so the pointer is always valid.
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+    deinit { pointer.deallocate() }
 }
 
-/// The op list a device must provide. Two conformers: `CPUBackend` (the plain reference) and `OpenCLBackend`.
-///
-/// Callers (only `Ops.swift`) have already checked devices and shapes and allocated the outputs; a backend only
-/// computes. Names follow the kernels in `Kernels/*.cl` in camelCase, with the same argument order.
-protocol Backend {
-    /// c[m,n] = op(a)·op(b) + beta·c, op = transpose when the flag is set (see matmul.cl).
-    func matmul(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
-                transA: Bool, transB: Bool, beta: Float) throws
-    /// The same product through the naive reference kernel.
-    func matmulNaive(_ a: Tensor, _ b: Tensor, _ c: Tensor, m: Int, n: Int, k: Int,
-                     transA: Bool, transB: Bool, beta: Float) throws
-    func reluForward(_ x: Tensor, _ y: Tensor) throws
-    func reluBackward(_ x: Tensor, _ dy: Tensor, _ dx: Tensor) throws
-    func biasForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws
-    func biasBackward(_ dy: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws
-    /// y = max(x + b, 0) (bias then ReLU, fused).
-    func biasReluForward(_ x: Tensor, _ b: Tensor, _ y: Tensor, rows: Int, cols: Int) throws
-    /// dx = dy·[y > 0], db = beta·db + Σ_rows dx.
-    func biasReluBackward(_ y: Tensor, _ dy: Tensor, _ dx: Tensor, _ db: Tensor, rows: Int, cols: Int, beta: Float) throws
-    func softmaxXent(_ logits: Tensor, _ labels: Tensor, _ losses: Tensor, _ grad: Tensor?,
-                     rows: Int, cols: Int, gradScale: Float) throws
-    func mse(_ pred: Tensor, _ target: Tensor, _ losses: Tensor, _ grad: Tensor?, gradScale: Float) throws
-    func sumAll(_ x: Tensor, _ out: Tensor) throws
-    func argmaxRows(_ x: Tensor, _ out: Tensor, rows: Int, cols: Int) throws
-    func elementwise(_ op: BinaryOp, _ x: Tensor, _ y: Tensor, _ out: Tensor) throws
-    func affine(_ x: Tensor, alpha: Float, beta: Float, _ out: Tensor) throws
-    func fill(_ x: Tensor, _ value: Float) throws
-    /// dst[r, :] = src[order[offset + r], :] for r < rows.
-    func gatherRows(_ src: Tensor, _ order: Tensor, offset: Int, _ dst: Tensor, rows: Int, cols: Int) throws
-    func sgdStep(_ param: Tensor, _ grad: Tensor, _ velocity: Tensor?,
-                 lr: Float, momentum: Float, weightDecay: Float) throws
+/// A tensor's memory: on the host, or in one OpenCL device's buffer (which knows its device).
+enum Storage {
+    case cpu(HostBuffer)
+    case opencl(CLBuffer)
+}
+
+/// The backend of one device: where memory lives and how it moves.
+enum Backend {
+    case cpu
+    case opencl(OpenCLDevice)
+
+    init(_ tag: DeviceTag) throws {
+        switch tag.kind {
+        case .cpu: self = .cpu
+        case .opencl: self = .opencl(try OpenCLRuntime.shared.device(tag.index))
+        }
+    }
+
+    /// `count` uninitialised floats.
+    func allocate(_ count: Int) throws -> Storage {
+        switch self {
+        case .cpu: return .cpu(HostBuffer(count: count))
+        case .opencl(let device): return .opencl(try device.makeBuffer(count: count))
+        }
+    }
+
+    /// Waits until every command queued on this device has finished (nothing to wait for on cpu).
+    func synchronize() throws {
+        if case .opencl(let device) = self { try device.finish() }
+    }
+
+    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work does
+    /// not pay for it. Nothing to do on cpu.
+    func warmUp() throws {
+        guard case .opencl(let device) = self else { return }
+        _ = try device.buildAllPrograms()
+        _ = try GemmPlans.shared.plan(for: device)
+    }
+}
+
+extension Storage {
+    /// Overwrites elements offset..<offset + count with host values.
+    func upload(_ source: UnsafePointer<Float>, count: Int, at offset: Int) throws {
+        guard count > 0 else { return }
+        switch self {
+        case .cpu(let buffer): (buffer.pointer + offset).update(from: source, count: count)
+        case .opencl(let buffer): try buffer.device.write(buffer, from: source, count: count, at: offset)
+        }
+    }
+
+    /// Copies the first `count` floats to host memory (after every command queued before, on a device).
+    func download(into destination: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard count > 0 else { return }
+        switch self {
+        case .cpu(let buffer): destination.update(from: buffer.pointer, count: count)
+        case .opencl(let buffer): try buffer.device.read(buffer, into: destination, count: count)
+        }
+    }
+
+    /// Copies `count` floats into `destination`, which may live on another device (then through the host).
+    func copy(to destination: Storage, count: Int) throws {
+        guard count > 0 else { return }
+        switch (self, destination) {
+        case let (.cpu(from), _):
+            try destination.upload(from.pointer, count: count, at: 0)
+        case let (.opencl(from), .cpu(to)):
+            try from.device.read(from, into: to.pointer, count: count)
+        case let (.opencl(from), .opencl(to)) where from.device === to.device:
+            try from.device.copy(from, to: to, count: count)
+        case let (.opencl(from), .opencl):
+            let staging = HostBuffer(count: count)
+            try from.device.read(from, into: staging.pointer, count: count)
+            try destination.upload(staging.pointer, count: count, at: 0)
+        }
+    }
+}
+
+/// The host memory of an op's operands, in the order they were given (nil for an absent optional operand).
+struct HostOperands {
+    fileprivate let pointers: [UnsafeMutablePointer<Float>?]
+    /// Operand `i`, which the op passed (an internal invariant of the op's own code).
+    subscript(i: Int) -> UnsafeMutablePointer<Float> { pointers[i]! }
+    func optional(_ i: Int) -> UnsafeMutablePointer<Float>? { pointers[i] }
+}
+
+/// The device buffers of an op's operands, in the order they were given.
+struct DeviceOperands {
+    fileprivate let buffers: [CLBuffer?]
+    let device: OpenCLDevice
+    subscript(i: Int) -> CLBuffer { buffers[i]! }
+    /// Operand `i`, or the device's placeholder for an absent one (kernel arguments must be valid and unaliased).
+    func orPlaceholder(_ i: Int) throws -> CLBuffer { try buffers[i] ?? device.placeholder() }
+}
+
+extension Tensor {
+    /// Runs op `name` where its operands live: `cpu` receives their host memory, `opencl` their device buffers.
+    /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one.
+    static func run(_ name: String, _ operands: [Tensor?], cpu: (HostOperands) throws -> Void,
+                    opencl: (DeviceOperands) throws -> Void) throws {
+        let present = operands.compactMap { $0 }
+        guard let first = present.first else { return }
+        for t in present.dropFirst() where t.device != first.device {
+            throw DeviceError.deviceMismatch(op: name, first.device, t.device)
+        }
+        switch first.storage {
+        case .cpu:
+            try cpu(HostOperands(pointers: operands.map { t in
+                guard let t, case .cpu(let buffer) = t.storage else { return nil }
+                return buffer.pointer
+            }))
+        case .opencl(let buffer):
+            try opencl(DeviceOperands(buffers: operands.map { t in
+                guard let t, case .opencl(let b) = t.storage else { return nil }
+                return b
+            }, device: buffer.device))
+        }
+    }
+}
+
+extension DeviceTag {
+    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work
+    /// does not pay for it. A no-op on cpu.
+    public func warmUp() throws { try Backend(self).warmUp() }
+
+    /// Waits until every command queued on this device has finished (a no-op on cpu). For timing.
+    public func synchronize() throws { try Backend(self).synchronize() }
 }

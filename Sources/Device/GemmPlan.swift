@@ -17,6 +17,16 @@ struct GemmConfig: Hashable, Codable, Sendable {
 
 /// The three GEMM forms a linear layer needs (see matmul.cl).
 enum GemmVariant: String, Codable, CaseIterable, Sendable {
+    /// The variant of a product with these transposes; nil for Aᵀ·Bᵀ, which only the naive kernel computes.
+    init?(transA: Bool, transB: Bool) {
+        switch (transA, transB) {
+        case (false, false): self = .nn
+        case (false, true): self = .nt
+        case (true, false): self = .tn
+        case (true, true): return nil
+        }
+    }
+
     /// C = A·B (forward)
     case nn
     /// C = A·Bᵀ (input gradient)

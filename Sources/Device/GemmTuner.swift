@@ -15,11 +15,10 @@ enum GemmTuner {
         var measurements: [String: [String: Double]]
     }
 
-    /// The representative shape each variant is timed on (m, n, k).
     /// Seconds of tuning per variant after which the best candidate so far is kept.
     static let variantBudget = 6.0
 
-    /// About 0.1 GFLOP each, so that tuning (mostly program builds) takes seconds, once per device and driver.
+    /// The representative shape each variant is timed on (m, n, k): about 0.1 GFLOP each, so that tuning (mostly program builds) takes seconds, once per device and driver.
     static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32), .tn: (784, 64, 1024)]
 
     static func plan(for device: OpenCLDevice) throws -> GemmPlan {
@@ -80,10 +79,14 @@ enum GemmTuner {
         let a = try Tensor.randn(variant == .tn ? [k, m] : [m, k], seed: 1, on: tag)
         let b = try Tensor.randn(variant == .nt ? [n, k] : [k, n], seed: 2, on: tag)
         let c = try Tensor.empty([m, n], on: tag)
-        let backend = OpenCLBackend(device: device)
         func run(_ times: Int) throws -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<times { try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 0) }
+            for _ in 0..<times {
+                try Tensor.run("matmul", [a, b, c]) { _ in } opencl: { d in
+                    try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
+                                     transB: variant == .nt, kernel: kernel, beta: 0)
+                }
+            }
             try device.finish()
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
@@ -99,5 +102,21 @@ enum GemmTuner {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         if let data = try? encoder.encode(entry) { writeCacheFile(data, to: file) }
+    }
+}
+
+/// The GEMM plan of each opened device: tuned (or read from the tuner's cache) on the device's first product.
+final class GemmPlans: @unchecked Sendable {
+    static let shared = GemmPlans()
+    private let lock = NSLock()
+    private var plans: [ObjectIdentifier: GemmPlan] = [:]
+
+    func plan(for device: OpenCLDevice) throws -> GemmPlan {
+        lock.lock()
+        defer { lock.unlock() }
+        if let plan = plans[ObjectIdentifier(device)] { return plan }
+        let plan = try GemmTuner.plan(for: device)
+        plans[ObjectIdentifier(device)] = plan
+        return plan
     }
 }

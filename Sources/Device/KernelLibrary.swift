@@ -11,6 +11,10 @@ public enum KernelLibrary {
     /// The names of the built-in kernel files.
     public static var names: [String] { EmbeddedKernels.sources.keys.sorted() }
 
+    /// The build options a file needs to compile at all, used when every program is built ahead (warm-up):
+    /// activation.cl is built once per activation, and ReLU is the default model's.
+    static let defaultOptions = ["activation": Activation.relu.options]
+
     /// The source of `name`: the override folder's copy if there is one, else the built-in one.
     public static func source(_ name: String) throws -> String {
         if let folder = ProcessInfo.processInfo.environment[overrideVariable], !folder.isEmpty {

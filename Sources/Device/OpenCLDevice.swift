@@ -10,7 +10,8 @@ enum KernelArg {
     case local(floats: Int)
 }
 
-/// One opened OpenCL device: its context, an in-order queue, and caches of built programs and kernels.
+/// One opened OpenCL device: its context, an in-order queue, its memory, kernel launches, and the cache of its
+/// programs and kernels (built by `ProgramBuilder`).
 ///
 /// Every tensor on this device uses this one queue, so commands run in the order they were issued and a read-back
 /// sees every earlier write.
@@ -46,25 +47,6 @@ public final class OpenCLDevice: @unchecked Sendable {
         queue = CLQueue(q)
     }
 
-    private let planLock = NSLock()
-    private var plan: GemmPlan?
-
-    /// The GEMM kernels for this device: tuned on first use, or read from the tuner's disk cache.
-    func gemmPlan() throws -> GemmPlan {
-        planLock.lock()
-        defer { planLock.unlock() }
-        if let plan { return plan }
-        let chosen = try GemmTuner.plan(for: self)
-        plan = chosen
-        return chosen
-    }
-
-    /// A description of the GEMM kernel chosen for each variant.
-    public func gemmPlanDescription() throws -> String {
-        let plan = try gemmPlan()
-        return "NN \(plan.nn); NT \(plan.nt); TN \(plan.tn)"
-    }
-
     // MARK: Programs and kernels
 
     /// The program built from kernel file `name` with `options`, built once per (device, source, options).
@@ -74,81 +56,19 @@ public final class OpenCLDevice: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let cached = programs[key] { return cached }
-        let program = try build(name: name, source: source, options: options)
+        let program = try ProgramBuilder(device: self).build(name: name, source: source, options: options)
         programs[key] = program
         return program
     }
 
-    /// Builds every kernel file for this device (as the ops will use them) and returns each build's seconds.
-    /// Later ops find the programs cached.
+    /// Builds every kernel file for this device (as the ops will use them, with `KernelLibrary.defaultOptions`) and
+    /// returns each build's seconds. Later ops find the programs cached.
     public func buildAllPrograms() throws -> [(file: String, seconds: Double)] {
         try KernelLibrary.names.map { name in
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try program(name)
+            _ = try program(name, options: KernelLibrary.defaultOptions[name] ?? "")
             return (name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-    }
-
-    /// Builds from the binary cache when it holds this (device, driver, options, source), else from source (and
-    /// then stores the binary). A cached binary that fails to load or build is dropped and the source is used.
-    func build(name: String, source: String, options: String) throws -> CLProgram {
-        guard ProgramCache.enabled(for: info) else { return try buildFromSource(name: name, source: source, options: options) }
-        let file = ProgramCache.file(for: info, source: source, options: options)
-        if let stored = readRegularFile(file.path).map({ Data($0) }) {
-            if let binary = ProgramCache.unwrap(stored), let program = buildFromBinary(binary, options: options) {
-                return program
-            }
-            unlink(file.path)
-        }
-        let program = try buildFromSource(name: name, source: source, options: options)
-        if let binary = ProgramCache.binary(of: program.handle) { writeCacheFile(ProgramCache.wrap(binary), to: file) }
-        return program
-    }
-
-    private func buildFromBinary(_ binary: Data, options: String) -> CLProgram? {
-        var status: cl_int = CL_SUCCESS
-        var binaryStatus: cl_int = CL_SUCCESS
-        var deviceID: cl_device_id? = id
-        let handle: cl_program? = binary.withUnsafeBytes { raw in
-            var length = raw.count
-            var pointer: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
-            return clCreateProgramWithBinary(context.handle, 1, &deviceID, &length, &pointer, &binaryStatus, &status)
-        }
-        guard let handle else { return nil }
-        let program = CLProgram(handle)  // released on every path below that gives up
-        guard status == CL_SUCCESS, binaryStatus == CL_SUCCESS else { return nil }
-        guard clBuildProgram(handle, 1, &deviceID, "-cl-std=CL1.2 " + options, nil, nil) == CL_SUCCESS else { return nil }
-        return program
-    }
-
-    private func buildFromSource(name: String, source: String, options: String) throws -> CLProgram {
-        var status: cl_int = CL_SUCCESS
-        let handle: cl_program? = source.withCString { text in
-            var strings: [UnsafePointer<CChar>?] = [text]
-            var lengths = [source.utf8.count]
-            return clCreateProgramWithSource(context.handle, 1, &strings, &lengths, &status)
-        }
-        guard let handle, status == CL_SUCCESS else {
-            throw OpenCLError.call("clCreateProgramWithSource(\(name).cl)", status: status)
-        }
-        let program = CLProgram(handle)
-        var deviceID: cl_device_id? = id
-        let fullOptions = "-cl-std=CL1.2 " + options
-        status = clBuildProgram(handle, 1, &deviceID, fullOptions, nil, nil)
-        if status != CL_SUCCESS {
-            throw OpenCLError.buildFailed(program: "\(name).cl", device: info.name, options: fullOptions,
-                                          status: status, log: buildLog(handle))
-        }
-        return program
-    }
-
-    private func buildLog(_ program: cl_program) -> String {
-        var size = 0
-        let param = cl_program_build_info(CL_PROGRAM_BUILD_LOG)
-        guard clGetProgramBuildInfo(program, id, param, 0, nil, &size) == CL_SUCCESS, size > 0 else { return "" }
-        var bytes = [UInt8](repeating: 0, count: size)
-        guard clGetProgramBuildInfo(program, id, param, size, &bytes, nil) == CL_SUCCESS else { return "" }
-        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Kernel `kernel` from file `file` built with `options`, cached per device.

@@ -1,61 +1,58 @@
 import COpenCL
 
-// Owning wrappers over OpenCL handles: each releases its handle exactly once, in deinit.
-
 /// Throws `OpenCLError.call` unless `status` is `CL_SUCCESS`.
 @inline(__always)
 func check(_ status: cl_int, _ call: @autoclosure () -> String) throws {
     if status != CL_SUCCESS { throw OpenCLError.call(call(), status: status) }
 }
 
-final class CLContext: @unchecked Sendable {
-    let handle: cl_context
-    init(_ handle: cl_context) { self.handle = handle }
-    deinit { clReleaseContext(handle) }
+/// The release call of one kind of OpenCL object.
+protocol CLObjectKind { static func release(_ handle: OpaquePointer) }
+enum ContextKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseContext(h) } }
+enum QueueKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseCommandQueue(h) } }
+enum ProgramKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseProgram(h) } }
+enum KernelKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseKernel(h) } }
+enum EventKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseEvent(h) } }
+enum MemoryKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseMemObject(h) } }
+
+/// Owns one OpenCL handle and releases it exactly once, in deinit. The kind parameter keeps a context from being
+/// passed where a queue is expected.
+final class CLOwned<Kind: CLObjectKind>: @unchecked Sendable {
+    let handle: OpaquePointer
+    init(_ handle: OpaquePointer) { self.handle = handle }
+    deinit { Kind.release(handle) }
 }
 
-final class CLQueue: @unchecked Sendable {
-    let handle: cl_command_queue
-    init(_ handle: cl_command_queue) { self.handle = handle }
-    deinit { clReleaseCommandQueue(handle) }
-}
+typealias CLContext = CLOwned<ContextKind>
+typealias CLQueue = CLOwned<QueueKind>
+typealias CLProgram = CLOwned<ProgramKind>
+typealias CLEvent = CLOwned<EventKind>
 
-final class CLProgram: @unchecked Sendable {
-    let handle: cl_program
-    init(_ handle: cl_program) { self.handle = handle }
-    deinit { clReleaseProgram(handle) }
-}
-
+/// A kernel with what its launches need to know: its name and CL_KERNEL_WORK_GROUP_SIZE on its device.
 final class CLKernel: @unchecked Sendable {
-    let handle: cl_kernel
+    let owned: CLOwned<KernelKind>
     let name: String
-    /// CL_KERNEL_WORK_GROUP_SIZE for the device it was built for.
     let maxWorkGroupSize: Int
-    init(_ handle: cl_kernel, name: String, maxWorkGroupSize: Int) {
-        self.handle = handle
+    var handle: OpaquePointer { owned.handle }
+    init(_ handle: OpaquePointer, name: String, maxWorkGroupSize: Int) {
+        owned = CLOwned(handle)
         self.name = name
         self.maxWorkGroupSize = maxWorkGroupSize
     }
-    deinit { clReleaseKernel(handle) }
-}
-
-final class CLEvent: @unchecked Sendable {
-    let handle: cl_event
-    init(_ handle: cl_event) { self.handle = handle }
-    deinit { clReleaseEvent(handle) }
 }
 
 /// A device buffer of `count` floats. It keeps its device (and so its context and queue) alive.
+/// NOTE: the device also keeps every buffer of a queued command alive until the queue drains (see
+/// `OpenCLDevice.inFlight`): the spec defers deleting a released buffer until its commands finish, but not every
+/// driver does, so releasing here is safe only because of that.
 final class CLBuffer: @unchecked Sendable {
-    let handle: cl_mem
+    let owned: CLOwned<MemoryKind>
     let count: Int
     let device: OpenCLDevice
-    init(_ handle: cl_mem, count: Int, device: OpenCLDevice) {
-        self.handle = handle
+    var handle: OpaquePointer { owned.handle }
+    init(_ handle: OpaquePointer, count: Int, device: OpenCLDevice) {
+        owned = CLOwned(handle)
         self.count = count
         self.device = device
     }
-    // NOTE: OpenCL keeps the memory alive until queued commands that use it have finished, so releasing here
-    // while a kernel is still in flight is safe.
-    deinit { clReleaseMemObject(handle) }
 }

@@ -18,12 +18,15 @@ func writeCacheFile(_ data: Data, to file: URL) {
     if rename(temp.path, file.path) != 0 { unlink(temp.path) }
 }
 
-/// A stable 64-bit FNV-1a hash, hex (Swift's hashValue changes between processes).
-func fnv1a(_ text: String) -> String {
+/// A stable 64-bit FNV-1a hash of bytes (Swift's hashValue changes between processes).
+func fnv1a<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-    return String(hash, radix: 16)
+    for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return hash
 }
+
+/// The same, of a string's UTF-8, in hex: for file names and cache keys.
+func fnv1a(_ text: String) -> String { String(fnv1a(text.utf8), radix: 16) }
 
 /// Compiled program binaries on disk, for drivers without a kernel cache of their own.
 ///
@@ -51,7 +54,7 @@ enum ProgramCache {
     static func wrap(_ payload: Data) -> Data {
         var out = Data(magic)
         withUnsafeBytes(of: UInt64(payload.count).littleEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: checksum(payload).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: fnv1a(payload).littleEndian) { out.append(contentsOf: $0) }
         return out + payload
     }
 
@@ -61,16 +64,10 @@ enum ProgramCache {
         guard bytes.count >= 24, Array(bytes[0..<8]) == magic else { return nil }
         func u64(_ at: Int) -> UInt64 { bytes[at..<at + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
         let payload = Data(bytes[24...])
-        guard u64(8) == UInt64(payload.count), u64(16) == checksum(payload), !payload.isEmpty else { return nil }
+        guard u64(8) == UInt64(payload.count), u64(16) == fnv1a(payload), !payload.isEmpty else { return nil }
         return payload
     }
 
-    /// FNV-1a over the bytes.
-    static func checksum(_ data: Data) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return hash
-    }
 
     /// The binary of a built program for its one device.
     static func binary(of program: cl_program) -> Data? {

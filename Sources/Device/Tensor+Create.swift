@@ -7,7 +7,7 @@ extension Tensor {
         }
         let made = try Tensor.empty(shape, on: device)
         self.init(shape: shape, device: device, storage: made.storage)
-        try values.withUnsafeBufferPointer { try self.upload($0) }
+        try upload(values)
     }
 
     /// A tensor of zeros.
@@ -24,13 +24,5 @@ extension Tensor {
         let count = try checkedCount(shape)
         let values = (0..<count).map { _ in Float(rng.nextNormal()) * std }
         return try Tensor(values, shape: shape, on: device)
-    }
-
-    /// The same memory seen with another shape of the same element count.
-    public func reshaped(_ newShape: [Int]) throws -> Tensor {
-        guard try Tensor.checkedCount(newShape) == count else {
-            throw DeviceError.shapeMismatch(op: "reshape", shape, newShape)
-        }
-        return Tensor(shape: newShape, device: device, storage: storage)
     }
 }

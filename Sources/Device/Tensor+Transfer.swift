@@ -11,47 +11,22 @@ extension Tensor {
     /// counts must agree.
     public func copy(from source: Tensor) throws {
         guard source.count == count else { throw DeviceError.shapeMismatch(op: "copy", source.shape, shape) }
-        switch (source.storage, storage) {
-        case let (.cpu(from), .cpu(to)):
-            to.pointer.update(from: from.pointer, count: count)
-        case let (.cpu(from), .opencl(to)):
-            try to.device.write(to, from: from.pointer, count: count)
-        case let (.opencl(from), .cpu(to)):
-            try from.device.read(from, into: to.pointer, count: count)
-        case let (.opencl(from), .opencl(to)) where from.device === to.device:
-            try from.device.copy(from, to: to, count: count)
-        case let (.opencl(from), .opencl(to)):
-            let staging = HostBuffer(count: count)
-            try from.device.read(from, into: staging.pointer, count: count)
-            try to.device.write(to, from: staging.pointer, count: count)
-        }
+        try source.storage.copy(to: storage, count: count)
     }
 
-    /// Overwrites this tensor with host values (row-major); `values.count` must equal `count`.
-    public func upload(_ values: UnsafeBufferPointer<Float>) throws {
-        guard values.count == count else { throw DeviceError.shapeMismatch(op: "upload", [values.count], shape) }
-        guard let base = values.baseAddress, count > 0 else { return }
-        switch storage {
-        case .cpu(let buffer): buffer.pointer.update(from: base, count: count)
-        case .opencl(let buffer): try buffer.device.write(buffer, from: base, count: count)
-        }
-    }
-
-    /// Overwrites elements offset..<offset + values.count (row-major) with host values: for filling a large tensor
-    /// in chunks without a full host copy.
-    public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int) throws {
+    /// Overwrites elements offset..<offset + values.count (row-major) with host values; with the default offset and
+    /// as many values as elements, the whole tensor. For filling a large tensor in chunks without a full host copy.
+    public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int = 0) throws {
         guard offset >= 0, offset + values.count <= count else {
             throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) exceed \(count)")
         }
-        guard let base = values.baseAddress, !values.isEmpty else { return }
-        switch storage {
-        case .cpu(let buffer): (buffer.pointer + offset).update(from: base, count: values.count)
-        case .opencl(let buffer): try buffer.device.write(buffer, from: base, count: values.count, at: offset)
-        }
+        guard let base = values.baseAddress else { return }
+        try storage.upload(base, count: values.count, at: offset)
     }
 
-    /// Overwrites this tensor with `values`.
+    /// Overwrites this tensor with `values` (exactly `count` of them).
     public func upload(_ values: [Float]) throws {
+        guard values.count == count else { throw DeviceError.shapeMismatch(op: "upload", [values.count], shape) }
         try values.withUnsafeBufferPointer { try upload($0) }
     }
 
@@ -59,11 +34,8 @@ extension Tensor {
     public func toArray() throws -> [Float] {
         var out = [Float](repeating: 0, count: count)
         try out.withUnsafeMutableBufferPointer { dst in
-            guard let base = dst.baseAddress, count > 0 else { return }
-            switch storage {
-            case .cpu(let buffer): base.update(from: buffer.pointer, count: count)
-            case .opencl(let buffer): try buffer.device.read(buffer, into: base, count: count)
-            }
+            guard let base = dst.baseAddress else { return }
+            try storage.download(into: base, count: count)
         }
         return out
     }

@@ -1,23 +1,3 @@
-/// Host memory of `count` floats, freed in deinit.
-final class HostBuffer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
-    let count: Int
-    init(count: Int) {
-        self.count = count
-        // 64-byte alignment keeps SIMD loads aligned; at least one element so the pointer is always valid.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-    }
-    deinit { pointer.deallocate() }
-}
-
-/// A tensor's memory: on the host, or in one OpenCL device's buffer.
-enum Storage {
-    case cpu(HostBuffer)
-    case opencl(CLBuffer)
-}
-
 /// A dense row-major fp32 tensor that lives on one device.
 ///
 /// Operations run where their operands live; operands on different devices are an error, never a silent copy.
@@ -41,13 +21,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// An uninitialised tensor of `shape` on `device` (for outputs that are about to be overwritten).
     public static func empty(_ shape: [Int], on device: DeviceTag) throws -> Tensor {
         let count = try checkedCount(shape)
-        switch device.kind {
-        case .cpu:
-            return Tensor(shape: shape, device: device, storage: .cpu(HostBuffer(count: count)))
-        case .opencl:
-            let cl = try OpenCLRuntime.shared.device(device.index)
-            return Tensor(shape: shape, device: device, storage: .opencl(try cl.makeBuffer(count: count)))
-        }
+        return Tensor(shape: shape, device: device, storage: try Backend(device).allocate(count))
     }
 
     static func checkedCount(_ shape: [Int]) throws -> Int {
@@ -64,16 +38,4 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "Tensor(\(shape), \(device))" }
-
-    /// The host pointer of a cpu tensor. Internal invariant: only the CPU backend calls it.
-    var hostPointer: UnsafeMutablePointer<Float> {
-        guard case .cpu(let buffer) = storage else { preconditionFailure("\(self) is not on cpu") }
-        return buffer.pointer
-    }
-
-    /// The buffer of an OpenCL tensor. Internal invariant: only the OpenCL backend calls it.
-    var clBuffer: CLBuffer {
-        guard case .opencl(let buffer) = storage else { preconditionFailure("\(self) is not on OpenCL") }
-        return buffer
-    }
 }

@@ -1,6 +1,10 @@
 import Foundation
 
 extension Checkpoint {
+    /// The losses and activations this library knows.
+    public static let vocabulary = Vocabulary(lossOutputs: { makeLoss(named: $0)?.outputs(classes: $1) },
+                                              activations: Set(Activation.allCases.map(\.rawValue)))
+
     /// Writes `model` with this metadata to `path`, atomically: a failed write leaves any earlier file intact.
     /// - Throws: `DataError` when a parameter holds a NaN or an infinity (nothing is written), or the write fails.
     public func save(_ model: Sequential, to path: String) throws {
@@ -29,10 +33,9 @@ extension Checkpoint {
     /// Parses a checkpoint's bytes and rebuilds its model on `device`. Every tensor the metadata implies must be
     /// present with its shape before anything is allocated, so the memory used is bounded by the file's size.
     public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
-        let (checkpoint, tensors) = try verified(bytes, path: path) { name, classes in
-            makeLoss(named: name)?.outputs(classes: classes)
-        }
-        let model = try MLP.make(sizes: checkpoint.sizes, seed: 0, on: device)
+        let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary)
+        let model = try MLP.make(sizes: checkpoint.sizes, activation: Activation(rawValue: checkpoint.activation) ?? .relu,
+                                 seed: 0, on: device)
         for (name, p) in model.namedParameters {
             let entry = tensors[name]!
             let values = entry.shape.count == 2

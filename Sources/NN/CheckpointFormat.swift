@@ -10,8 +10,12 @@ public struct Checkpoint: Equatable, Sendable {
     public var normalization: Normalization
     /// [rows, cols] of the images the model was trained on, when known (older checkpoints lack it).
     public var imageShape: [Int]?
+    /// The hidden layers' activation by name (`relu`, `tanh`, ...); checkpoints without it are ReLU models.
+    public var activation: String
 
-    public init(sizes: [Int], loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil) {
+    public init(sizes: [Int], loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
+                activation: String = "relu") {
+        self.activation = activation
         self.sizes = sizes
         self.loss = loss
         self.classes = classes
@@ -22,19 +26,27 @@ public struct Checkpoint: Equatable, Sendable {
     var metadata: [String: String] {
         var out = ["format": "pt", "clnn.sizes": sizes.map(String.init).joined(separator: ","), "clnn.loss": loss,
                    "clnn.classes": String(classes), "clnn.mean": String(normalization.mean), "clnn.std": String(normalization.std)]
+        out["clnn.activation"] = activation
         if let imageShape { out["clnn.image"] = imageShape.map(String.init).joined(separator: ",") }
         return out
     }
 
-    /// How many outputs a loss named `name` needs for `classes` classes, or nil for an unknown loss.
-    public typealias LossOutputs = (_ name: String, _ classes: Int) -> Int?
+    /// The names `clnn.loss` and `clnn.activation` may take, given by the caller (the format knows no modules).
+    public struct Vocabulary: Sendable {
+        public var lossOutputs: @Sendable (_ name: String, _ classes: Int) -> Int?
+        public var activations: Set<String>
+        public init(lossOutputs: @escaping @Sendable (String, Int) -> Int?, activations: Set<String>) {
+            self.lossOutputs = lossOutputs
+            self.activations = activations
+        }
+    }
 
     /// Parses a checkpoint's bytes: its metadata, and every tensor the metadata implies, present with its shape
     /// (PyTorch layout). Nothing is allocated beyond the file's own size, whatever the metadata claims.
-    public static func verified(_ bytes: [UInt8], path: String, lossOutputs: LossOutputs)
+    public static func verified(_ bytes: [UInt8], path: String, vocabulary: Vocabulary)
         throws -> (checkpoint: Checkpoint, tensors: [String: SafeTensors.Entry]) {
         let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
-        let checkpoint = try parse(metadata, path: path, lossOutputs: lossOutputs)
+        let checkpoint = try parse(metadata, path: path, vocabulary: vocabulary)
         let sizes = checkpoint.sizes
         var expected: [(name: String, shape: [Int])] = []  // PyTorch layout: weight [out, in], bias [out]
         for i in 0..<(sizes.count - 1) {
@@ -52,7 +64,8 @@ public struct Checkpoint: Equatable, Sendable {
         return (checkpoint, tensors)
     }
 
-    static func parse(_ metadata: [String: String], path: String, lossOutputs: LossOutputs) throws -> Checkpoint {
+    static func parse(_ metadata: [String: String], path: String, vocabulary: Vocabulary) throws -> Checkpoint {
+        let lossOutputs = vocabulary.lossOutputs
         func field(_ key: String) throws -> String {
             guard let value = metadata[key] else { throw DataError(path, "metadata lacks '\(key)': not a clnn checkpoint?") }
             return value
@@ -85,8 +98,12 @@ public struct Checkpoint: Equatable, Sendable {
             }
             imageShape = shape
         }
+        let activation = metadata["clnn.activation"] ?? "relu"
+        guard vocabulary.activations.contains(activation) else {
+            throw DataError(path, "metadata names an unknown activation '\(activation.prefix(80))' (known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
+        }
         return Checkpoint(sizes: sizes, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
-                          imageShape: imageShape)
+                          imageShape: imageShape, activation: activation)
     }
 }
 

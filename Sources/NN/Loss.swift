@@ -39,7 +39,7 @@ public struct CrossEntropyLoss: Loss {
     public func outputs(classes: Int) -> Int { classes }
 
     public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
-        try pred.softmaxCrossEntropy(labels: labels, losses: losses, grad: grad, gradScale: gradScale)
+        try pred.softmaxCrossEntropy(labels: labels, grad: grad, gradScale: gradScale, into: losses)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
@@ -58,7 +58,7 @@ public struct CrossEntropyLoss: Loss {
     }
 }
 
-/// The seeds' mean squared error: a single output regressed on the class label, mean((pred − label)²).
+/// The fast.ai lessons' mean squared error: a single output regressed on the class label, mean((pred − label)²).
 /// Its predicted class is the output rounded to the nearest valid label.
 public struct MSELoss: Loss {
     public init() {}
@@ -66,7 +66,7 @@ public struct MSELoss: Loss {
     public func outputs(classes: Int) -> Int { 1 }
 
     public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
-        try pred.squaredError(target: labels, losses: losses, grad: grad, gradScale: gradScale)
+        try pred.squaredError(target: labels, grad: grad, gradScale: gradScale, into: losses)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {

@@ -1,20 +1,20 @@
 import Foundation
 
-/// A multi-layer perceptron: Linear, ReLU, Linear, ReLU, ..., Linear, in PyTorch `nn.Sequential` order.
+/// A multi-layer perceptron: Linear + activation, ..., Linear. Each hidden layer's activation is fused into its
+/// Linear; the state-dict names are those of PyTorch's `nn.Sequential(Linear, ReLU, Linear, ...)`.
 public enum MLP {
     /// sizes = [inputs, hidden..., outputs]; layer i's weights come from `seed + i`, so the same seed gives the
     /// same model on every device.
-    public static func make(sizes: [Int], initializer: Initializer = .kaimingNormal(), seed: UInt64,
-                            on device: DeviceTag) throws -> Sequential {
+    public static func make(sizes: [Int], activation: Activation = .relu, initializer: Initializer = .kaimingNormal(),
+                            seed: UInt64, on device: DeviceTag) throws -> Sequential {
         guard sizes.count >= 2, sizes.allSatisfy({ $0 > 0 }) else {
             throw DeviceError.invalidArgument(op: "MLP", "layer sizes must be ≥ 2 positive numbers, got \(sizes)")
         }
-        var layers: [any Module] = []
-        for i in 0..<(sizes.count - 1) {
-            if i > 0 { layers.append(ReLU()) }
-            layers.append(try Linear(sizes[i], sizes[i + 1], initializer: initializer, seed: seed &+ UInt64(i), on: device))
-        }
-        return Sequential(layers)
+        let last = sizes.count - 2
+        return Sequential(try (0...last).map { i in
+            try Linear(sizes[i], sizes[i + 1], activation: i < last ? activation : nil, initializer: initializer,
+                       seed: seed &+ UInt64(i), on: device)
+        })
     }
 }
 

@@ -53,8 +53,8 @@ public final class Parameter {
     }
 }
 
-/// A layer in the seeds' pattern: `forward` keeps what `backward` needs; `backward` accumulates the parameters'
-/// gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
+/// A layer in the fast.ai lessons' pattern: `forward` keeps what `backward` needs; `backward` accumulates the
+/// parameters' gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     func forward(_ x: Tensor) throws -> Tensor
@@ -65,9 +65,13 @@ public protocol Module: AnyObject {
     /// The same forward computed in Double on the host, with `params` in `parameters` order: the reference the
     /// gradient check differentiates numerically.
     func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix
+    /// How many entries of a PyTorch `nn.Sequential` this module stands for, for state-dict names (1 by default).
+    var sequentialWidth: Int { get }
 }
 
 extension Module {
+    public var sequentialWidth: Int { 1 }
+
     /// dy → dx.
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let dx = try backward(dy, needsInputGradient: true) else {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Device
+@_spi(Reference) import Device
 import Foundation
 import NN
 
@@ -27,7 +27,7 @@ extension Bench {
             let discovered = secondsSince(start)
             let opened = try OpenCLRuntime.shared.device(tag.index)
             let contextReady = secondsSince(start)
-            let result = try Tensor([-1, 2], shape: [2], on: tag).relu().toArray()
+            let result = try Tensor([-1, 2], shape: [2], on: tag).activation(.relu).toArray()
             let firstKernel = secondsSince(start)
             precondition(result == [0, 2], "relu on \(tag) returned \(result)")
             print("device \(tag): \(opened.info.name)")
@@ -99,7 +99,7 @@ extension Bench {
                     let out = try Tensor.empty([c.m, c.n], on: tag)
                     for useNaive in naive ? [false, true] : [false] {
                         let seconds = try medianSeconds(runs: runs) {
-                            try Tensor.gemm(a, b, into: out, transA: c.transA, transB: c.transB, naive: useNaive)
+                            try Tensor.matmul(a, b, transA: c.transA, transB: c.transB, accumulate: false, into: out, naive: useNaive)
                             try tag.synchronize()
                         }
                         let gflops = 2 * Double(c.m) * Double(c.n) * Double(c.k) / seconds / 1e9

@@ -1,11 +1,11 @@
 import ArgumentParser
-import Device
+@_spi(Reference) import Device
 import Foundation
 
 extension Bench {
     struct Ladder: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The seeds' matmul ladder: the same product from a triple loop up to the tuned OpenCL kernel.")
+            abstract: "The fast.ai lessons' matmul ladder: the same product from a triple loop up to the tuned OpenCL kernel.")
 
         @Option(help: "Timed runs per step (the median is printed).")
         var runs: Int = 5
@@ -35,11 +35,11 @@ extension Bench {
                 if let tag = DeviceTag.available.first(where: \.isOpenCL) {
                     let ga = try ca.to(tag), gb = try cb.to(tag), gc = try Tensor.empty([m, n], on: tag)
                     try time("naive OpenCL kernel (\(tag))", runs: runs) {
-                        try Tensor.gemm(ga, gb, into: gc, naive: true)
+                        try Tensor.matmul(ga, gb, transA: false, transB: false, accumulate: false, into: gc, naive: true)
                         return try gc.toArray()
                     }
                     try time("tuned OpenCL kernel (\(tag))", runs: runs) {
-                        try Tensor.gemm(ga, gb, into: gc)
+                        try ga.matmul(gb, into: gc)
                         return try gc.toArray()
                     }
                 }

@@ -48,7 +48,7 @@ struct Inspect: ParsableCommand {
         for (name, initializer, shift) in rows {
             let layer = try Linear(m, hidden, initializer: initializer, seed: seed, on: device)
             let linear = try layer.forward(x)
-            let relu = try linear.relu().affine(scale: 1, shift: shift)
+            let relu = try linear.activation(.relu).affine(scale: 1, shift: shift)
             let (l, r) = (try statistics(linear), try statistics(relu))
             print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
                   + String(format: "  %9.4f %7.4f  %9.4f %7.4f", l.mean, l.std, r.mean, r.std))

@@ -30,7 +30,10 @@ struct Train: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Hidden layer sizes, e.g. --hidden 100 50.")
     var hidden: [Int] = [50]
 
-    @Option(help: "cross-entropy or mse (the seeds' single-output regression on the label).")
+    @Option(help: "Hidden layers' activation: relu, leaky-relu, tanh, sigmoid or gelu.")
+    var activation: String = "relu"
+
+    @Option(help: "cross-entropy or mse (the fast.ai lessons' single-output regression on the label).")
     var loss: String = "cross-entropy"
 
     @Option(help: "Seed for initialisation and shuffling.")
@@ -69,6 +72,9 @@ struct Train: ParsableCommand {
         }
         guard LearningRateSchedule(rawValue: lrSchedule) != nil else {
             throw ValidationError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
+        }
+        guard Activation(rawValue: activation) != nil else {
+            throw ValidationError("--activation must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
         }
         guard makeLoss(named: loss) != nil else { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
         if let classes, !(1...(1 << 16)).contains(classes) {
@@ -113,11 +119,11 @@ struct Train: ParsableCommand {
         (options.epochs, options.batchSize, options.lr) = (epochs, batchSize, lr)
         (options.momentum, options.weightDecay, options.seed) = (momentum, weightDecay, seed)
         options.schedule = LearningRateSchedule(rawValue: lrSchedule)!
-        let model = try MLP.make(sizes: sizes, seed: seed, on: device)
+        let model = try MLP.make(sizes: sizes, activation: Activation(rawValue: activation)!, seed: seed, on: device)
         let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
         let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: plan.classes, normalization: normalization,
-                                    imageShape: train.imageShape)
-        print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")), "
+                                    imageShape: train.imageShape, activation: activation)
+        print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")) \(activation), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
         // The data goes to the device once; every minibatch is gathered there.

@@ -9,7 +9,6 @@ final class GemmKernelTests: XCTestCase {
         let shapes = [(1, 1, 1), (3, 5, 7), (65, 129, 33), (1, 784, 1), (33, 17, 70), (2, 0, 3), (70, 50, 9)]
         for tag in openCLDevices {
             let device = try OpenCLRuntime.shared.device(tag.index)
-            let backend = OpenCLBackend(device: device)
             for variant in GemmVariant.allCases {
                 for kernel in GemmPlan.candidates(variant) {
                     for (m, k, n) in shapes {
@@ -17,7 +16,10 @@ final class GemmKernelTests: XCTestCase {
                         let a = try Tensor(av, shape: variant == .tn ? [k, m] : [m, k], on: tag)
                         let b = try Tensor(bv, shape: variant == .nt ? [n, k] : [k, n], on: tag)
                         let c = try Tensor(cv, shape: [m, n], on: tag)
-                        try backend.matmul(a, b, c, m: m, n: n, k: k, variant: variant, kernel: kernel, beta: 1)
+                        try Tensor.run("matmul", [a, b, c]) { _ in } opencl: { d in
+                            try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
+                                             transB: variant == .nt, kernel: kernel, beta: 1)
+                        }
                         let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt)
                         assertClose(try c.toArray(), zip(product, cv).map { $0 + Double($1) }, rtol: 1e-4, atol: 1e-4,
                                     "\(tag) \(variant) \(kernel) \(m)x\(k)x\(n)")

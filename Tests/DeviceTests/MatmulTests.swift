@@ -1,4 +1,4 @@
-import Device
+@_spi(Reference) import Device
 import TestSupport
 import XCTest
 
@@ -39,7 +39,7 @@ final class MatmulTests: XCTestCase {
                     assertClose(try c.toArray(), expected, rtol: 1e-4, atol: 1e-4, label)
 
                     let naive = try Tensor.zeros([m, n], on: device)
-                    try Tensor.gemm(a, b, into: naive, transA: transA, transB: transB, naive: true)
+                    try Tensor.matmul(a, b, transA: transA, transB: transB, accumulate: false, into: naive, naive: true)
                     assertClose(try naive.toArray(), expected, rtol: 1e-4, atol: 1e-4, "naive " + label)
                 }
             }
@@ -53,7 +53,7 @@ final class MatmulTests: XCTestCase {
             let a = try Tensor(av, shape: [m, k], on: device)
             let b = try Tensor(bv, shape: [k, n], on: device)
             let c = try Tensor(cv, shape: [m, n], on: device)
-            try Tensor.gemm(a, b, into: c, accumulate: true)
+            try a.matmul(b, accumulate: true, into: c)
             let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: false, transB: false)
             let expected = zip(product, cv).map { $0 + Double($1) }
             assertClose(try c.toArray(), expected, rtol: 1e-4, atol: 1e-4, "\(device)")
@@ -112,6 +112,6 @@ final class MatmulTests: XCTestCase {
             XCTAssertEqual(error as? DeviceError, .deviceMismatch(op: "matmul", .cpu, .opencl(0)))
             XCTAssertTrue("\(error)".contains("cpu and opencl:0"), "\(error)")
         }
-        XCTAssertThrowsError(try a.relu().addingBias(try Tensor.zeros([3], on: .opencl(0))))
+        XCTAssertThrowsError(try a.activation(.relu).addBias(try Tensor.zeros([3], on: .opencl(0))))
     }
 }

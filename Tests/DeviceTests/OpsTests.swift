@@ -22,29 +22,35 @@ final class OpsTests: XCTestCase {
         }
     }
 
-    func testReluForwardAndBackwardMatchCPUOnEveryDevice() throws {
-        for (rows, cols) in rowShapes {
-            let xv = testValues(rows * cols, seed: 31), dyv = testValues(rows * cols, seed: 32)
-            try compareOnEveryDevice("relu \(rows)x\(cols)") { d in
-                let x = try Tensor(xv, shape: [rows, cols], on: d)
-                return [try x.relu(), try x.reluBackward(try Tensor(dyv, shape: [rows, cols], on: d))]
-            } check: { r in
-                assertClose(r[0], xv.map { max($0, 0) }, "relu")
-                assertClose(r[1], zip(xv, dyv).map { $0 > 0 ? $1 : 0 }, "reluBackward")
+    func testActivationsForwardAndBackwardMatchTheReferenceOnEveryDevice() throws {
+        for f in Activation.allCases {
+            for (rows, cols) in rowShapes {
+                let xv = testValues(rows * cols, seed: 31).map { $0 * 3 }, dyv = testValues(rows * cols, seed: 32)
+                try compareOnEveryDevice("\(f) \(rows)x\(cols)", rtol: 1e-5, atol: 2e-6) { d in
+                    let x = try Tensor(xv, shape: [rows, cols], on: d)
+                    return [try x.activation(f), try x.activationBackward(f, try Tensor(dyv, shape: [rows, cols], on: d))]
+                } check: { r in
+                    let y = xv.map { f(Double($0)) }
+                    assertClose(r[0], y, rtol: 1e-5, atol: 1e-6, "\(f)")
+                    assertClose(r[1], xv.indices.map { Double(dyv[$0]) * f.derivative(Double(xv[$0]), y[$0]) },
+                                rtol: 1e-5, atol: 1e-6, "\(f) backward")
+                }
             }
         }
     }
 
-    func testReluGradientMatchesFiniteDifferences() throws {
-        // Values are kept away from 0, where relu has no derivative.
-        let xv = testValues(40, seed: 33).map { $0 < 0 ? $0 - 0.1 : $0 + 0.1 }, rv = testValues(40, seed: 34)
-        let numeric = finiteDifferences(xv.map(Double.init)) { x in
-            zip(x, rv).reduce(0) { $0 + max($1.0, 0) * Double($1.1) }
-        }
-        for device in testDevices {
-            let x = try Tensor(xv, shape: [4, 10], on: device)
-            let dx = try x.reluBackward(try Tensor(rv, shape: [4, 10], on: device))
-            assertClose(try dx.toArray(), numeric, rtol: 1e-4, atol: 1e-4, "relu gradient on \(device)")
+    func testActivationGradientsMatchFiniteDifferences() throws {
+        for f in Activation.allCases {
+            // Values are kept away from 0, where relu and leaky relu have no derivative.
+            let xv = testValues(40, seed: 33).map { $0 < 0 ? $0 - 0.1 : $0 + 0.1 }, rv = testValues(40, seed: 34)
+            let numeric = finiteDifferences(xv.map(Double.init)) { x in
+                zip(x, rv).reduce(0) { $0 + f($1.0) * Double($1.1) }
+            }
+            for device in testDevices {
+                let x = try Tensor(xv, shape: [4, 10], on: device)
+                let dx = try x.activationBackward(f, try Tensor(rv, shape: [4, 10], on: device))
+                assertClose(try dx.toArray(), numeric, rtol: 1e-4, atol: 1e-4, "\(f) gradient on \(device)")
+            }
         }
     }
 
@@ -53,11 +59,11 @@ final class OpsTests: XCTestCase {
             let xv = testValues(rows * cols, seed: 41), bv = testValues(cols, seed: 42), dbv = testValues(cols, seed: 43)
             try compareOnEveryDevice("bias \(rows)x\(cols)") { d in
                 let x = try Tensor(xv, shape: [rows, cols], on: d)
-                let y = try x.addingBias(try Tensor(bv, shape: [cols], on: d))
+                let y = try x.addBias(try Tensor(bv, shape: [cols], on: d))
                 let db = try Tensor(dbv, shape: [cols], on: d)
-                try Tensor.biasBackward(x, into: db, accumulate: true)
+                try Tensor.addBiasBackward(x, into: db, accumulate: true)
                 let fresh = try Tensor.zeros([cols], on: d)
-                try Tensor.biasBackward(x, into: fresh)
+                try Tensor.addBiasBackward(x, into: fresh)
                 return [y, db, fresh]
             } check: { r in
                 assertClose(r[0], xv.indices.map { xv[$0] + bv[$0 % cols] }, "bias forward")
@@ -68,23 +74,28 @@ final class OpsTests: XCTestCase {
         }
     }
 
-    func testFusedBiasReLUMatchesReferenceOnEveryDevice() throws {
-        for (rows, cols) in rowShapes {
-            let xv = testValues(rows * cols, seed: 44), bv = testValues(cols, seed: 45), dyv = testValues(rows * cols, seed: 46)
-            let dbv = testValues(cols, seed: 47)
-            try compareOnEveryDevice("bias+relu \(rows)x\(cols)") { d in
-                let y = try Tensor(xv, shape: [rows, cols], on: d).addingBiasReLU(try Tensor(bv, shape: [cols], on: d))
-                let db = try Tensor(dbv, shape: [cols], on: d)
-                let dx = try Tensor.biasReluBackward(output: y, try Tensor(dyv, shape: [rows, cols], on: d), into: db,
-                                                     accumulate: true)
-                return [y, dx, db]
-            } check: { r in
-                let y = xv.indices.map { max(Double(xv[$0]) + Double(bv[$0 % cols]), 0) }
-                let dx = y.indices.map { y[$0] > 0 ? Double(dyv[$0]) : 0 }
-                let db = (0..<cols).map { j in (0..<rows).reduce(Double(dbv[j])) { $0 + dx[$1 * cols + j] } }
-                assertClose(r[0], y, "forward")
-                assertClose(r[1], dx, "dx")
-                assertClose(r[2], db, rtol: 1e-5, atol: 1e-4, "db")
+    func testFusedBiasActivationMatchesReferenceOnEveryDevice() throws {
+        for f in Activation.allCases {
+            for (rows, cols) in rowShapes {
+                let xv = testValues(rows * cols, seed: 44), bv = testValues(cols, seed: 45), dyv = testValues(rows * cols, seed: 46)
+                let dbv = testValues(cols, seed: 47)
+                try compareOnEveryDevice("bias+\(f) \(rows)x\(cols)", rtol: 1e-5, atol: 2e-6) { d in
+                    let z = try Tensor(xv, shape: [rows, cols], on: d)
+                    let y = try z.biasActivation(try Tensor(bv, shape: [cols], on: d), f)
+                    let db = try Tensor(dbv, shape: [cols], on: d)
+                    let dz = try Tensor.biasActivationBackward(f, preActivation: z, try Tensor(dyv, shape: [rows, cols], on: d),
+                                                               db: db, accumulate: true)
+                    return [z, y, dz, db]
+                } check: { r in
+                    let z = xv.indices.map { Double(xv[$0]) + Double(bv[$0 % cols]) }
+                    let y = z.map { f($0) }
+                    let dz = z.indices.map { Double(dyv[$0]) * f.derivative(z[$0], y[$0]) }
+                    let db = (0..<cols).map { j in (0..<rows).reduce(Double(dbv[j])) { $0 + dz[$1 * cols + j] } }
+                    assertClose(r[0], z, "pre-activation")
+                    assertClose(r[1], y, rtol: 1e-5, atol: 1e-6, "forward")
+                    assertClose(r[2], dz, rtol: 1e-5, atol: 1e-6, "dz")
+                    assertClose(r[3], db, rtol: 1e-5, atol: 1e-4, "db")
+                }
             }
         }
     }
@@ -210,11 +221,11 @@ final class OpsTests: XCTestCase {
 
     func testOpsRejectMismatchedShapes() throws {
         let x = try Tensor.zeros([2, 3])
-        XCTAssertThrowsError(try x.addingBias(try Tensor.zeros([2]))) { error in
-            XCTAssertEqual(error as? DeviceError, .shapeMismatch(op: "addBias", [2], [3]))
+        XCTAssertThrowsError(try x.addBias(try Tensor.zeros([2]))) { error in
+            XCTAssertEqual(error as? DeviceError, .shapeMismatch(op: "addBias (bias)", [2], [3]))
         }
         XCTAssertThrowsError(try x.elementwise(.add, try Tensor.zeros([3, 2])))
-        XCTAssertThrowsError(try x.reluBackward(try Tensor.zeros([6])))
+        XCTAssertThrowsError(try x.activationBackward(.relu, try Tensor.zeros([6])))
         XCTAssertThrowsError(try x.softmaxCrossEntropy(labels: try Tensor.zeros([3])))
         XCTAssertThrowsError(try Tensor([1, 2], shape: [3]))
         XCTAssertThrowsError(try Tensor.zeros([-1, 2]))

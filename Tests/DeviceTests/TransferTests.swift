@@ -27,7 +27,7 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(path.device, .opencl(1))
         XCTAssertEqual(try path.to(.cpu).toArray(), values)
         // Ops run where the operands live: relu on opencl:1 agrees with cpu.
-        assertClose(try path.relu().toArray(), values.map { max($0, 0) })
+        assertClose(try path.activation(.relu).toArray(), values.map { max($0, 0) })
     }
 
     func testRandnIsTheSameOnEveryDevice() throws {
@@ -92,15 +92,15 @@ final class KernelOverrideTests: XCTestCase {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-override-\(getpid())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try "__kernel void relu_forward(int n, __global float* x) { this is not C }\n"
-            .write(to: folder.appendingPathComponent("relu.cl"), atomically: true, encoding: .utf8)
+        try "__kernel void activation(int n, __global float* x) { this is not C }\n"
+            .write(to: folder.appendingPathComponent("activation.cl"), atomically: true, encoding: .utf8)
         setenv(KernelLibrary.overrideVariable, folder.path, 1)
         defer { unsetenv(KernelLibrary.overrideVariable) }
-        XCTAssertThrowsError(try Tensor.zeros([4], on: .opencl(0)).relu()) { error in
+        XCTAssertThrowsError(try Tensor.zeros([4], on: .opencl(0)).activation(.relu)) { error in
             guard case .buildFailed(let program, _, _, _, let log)? = error as? OpenCLError else {
                 return XCTFail("expected a build failure, got \(error)")
             }
-            XCTAssertEqual(program, "relu.cl")
+            XCTAssertEqual(program, "activation.cl")
             XCTAssertFalse(log.isEmpty, "the build log should say what is wrong")
             XCTAssertTrue("\(error)".contains("CL_BUILD_PROGRAM_FAILURE"), "\(error)")
         }

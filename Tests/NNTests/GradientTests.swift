@@ -21,12 +21,24 @@ final class GradientTests: XCTestCase {
         }
     }
 
-    func testReLUGradientMatchesFiniteDifferencesOnEveryDevice() throws {
-        for device in testDevices {
-            // Inputs kept away from the kink at 0.
-            let values = testValues(24, seed: 4).map { $0 < 0 ? $0 - 0.05 : $0 + 0.05 }
-            let results = try GradientCheck.check(ReLU(), input: try Tensor(values, shape: [4, 6], on: device))
-            assertGradientsMatch(results, "ReLU on \(device)")
+    func testActivationLayerGradientsMatchFiniteDifferencesOnEveryDevice() throws {
+        for f in Activation.allCases {
+            for device in testDevices {
+                // Inputs kept away from the kink at 0.
+                let values = testValues(24, seed: 4).map { $0 < 0 ? $0 - 0.05 : $0 + 0.05 }
+                let results = try GradientCheck.check(ActivationLayer(f), input: try Tensor(values, shape: [4, 6], on: device))
+                assertGradientsMatch(results, "\(f) on \(device)")
+            }
+        }
+    }
+
+    func testLinearWithFusedActivationGradientsMatchFiniteDifferencesOnEveryDevice() throws {
+        for f in Activation.allCases {
+            for device in testDevices {
+                let layer = try Linear(7, 5, activation: f, seed: 2, on: device)
+                let x = try Tensor(testValues(3 * 7, seed: 9), shape: [3, 7], on: device)
+                assertGradientsMatch(try GradientCheck.check(layer, input: x), "Linear+\(f) on \(device)")
+            }
         }
     }
 

@@ -1,0 +1,126 @@
+// The activation family (Kernels/activation.cl): activation, activation_backward, and the fused bias_activation /
+// bias_activation_backward that a layer's bias and activation run as.
+import Foundation
+import RealModule
+
+/// An elementwise activation function. Each case is one line of its function and one of its derivative here
+/// (generic, so the same line is the Float CPU path and the Double reference of the gradient checks), and one block
+/// of `Kernels/activation.cl` selected by `-D ACTIVATION_<NAME>`. Every op below and `Linear(…, activation:)` work
+/// for all of them.
+public enum Activation: String, CaseIterable, Sendable, Codable {
+    case relu
+    /// max(x, 0.01·x), PyTorch's default slope.
+    case leakyReLU = "leaky-relu"
+    case tanh
+    case sigmoid
+    /// x·Φ(x), the exact (erf) form, as PyTorch's default `nn.GELU()`.
+    case gelu
+
+    /// f(x).
+    public func callAsFunction<T: Real>(_ x: T) -> T {
+        switch self {
+        case .relu: return x > 0 ? x : 0
+        case .leakyReLU: return x > 0 ? x : x / 100
+        case .tanh: return T.tanh(x)
+        case .sigmoid: return 1 / (1 + T.exp(-x))
+        case .gelu: return x * (1 + T.erf(x / T.sqrt(2))) / 2
+        }
+    }
+
+    /// f′(x), given x and y = f(x).
+    public func derivative<T: Real>(_ x: T, _ y: T) -> T {
+        switch self {
+        case .relu: return x > 0 ? 1 : 0
+        case .leakyReLU: return x > 0 ? 1 : 1 / 100
+        case .tanh: return 1 - y * y
+        case .sigmoid: return y * (1 - y)
+        case .gelu: return (1 + T.erf(x / T.sqrt(2))) / 2 + x * T.exp(-x * x / 2) / T.sqrt(2 * T.pi)
+        }
+    }
+
+    /// The build option that selects this activation in activation.cl.
+    var options: String { "-D ACTIVATION_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
+}
+
+extension Tensor {
+    /// f(self), elementwise. Any shape.
+    @discardableResult
+    public func activation(_ f: Activation, into out: Tensor? = nil) throws -> Tensor {
+        let out = try output("activation", out, shape, on: device)
+        let n = count
+        try Tensor.run("activation", [self, out]) { m in
+            for i in 0..<n { m[1][i] = f(m[0][i]) }
+        } opencl: { d in
+            try d.device.run("activation", "activation", [.int(n), .buffer(d[0]), .buffer(d[1])], global: [n], options: f.options)
+        }
+        return out
+    }
+
+    /// The gradient through f: dx = dy · f′(self), where self is the forward input. dy: self's shape.
+    @discardableResult
+    public func activationBackward(_ f: Activation, _ dy: Tensor, into out: Tensor? = nil) throws -> Tensor {
+        try requireShape("activationBackward (dy)", dy, shape)
+        let out = try output("activationBackward", out, shape, on: device)
+        let n = count
+        try Tensor.run("activationBackward", [self, dy, out]) { m in
+            for i in 0..<n {
+                let x = m[0][i]
+                m[2][i] = m[1][i] * f.derivative(x, f(x))
+            }
+        } opencl: { d in
+            try d.device.run("activation", "activation_backward", [.int(n), .buffer(d[0]), .buffer(d[1]), .buffer(d[2])],
+                             global: [n], options: f.options)
+        }
+        return out
+    }
+
+    /// A layer's bias and activation in one pass. Self (x·w, [rows, cols]) becomes the pre-activation x·w + bias
+    /// **in place**, and the result is f of it. bias: [cols] → [rows, cols]
+    @discardableResult
+    public func biasActivation(_ bias: Tensor, _ f: Activation, into out: Tensor? = nil) throws -> Tensor {
+        let (rows, cols) = try matrixDims("biasActivation", self)
+        try requireShape("biasActivation (bias)", bias, [cols])
+        let out = try output("biasActivation", out, shape, on: device)
+        try Tensor.run("biasActivation", [self, bias, out]) { m in
+            for i in 0..<rows {
+                for j in 0..<cols {
+                    let v = m[0][i * cols + j] + m[1][j]
+                    m[0][i * cols + j] = v
+                    m[2][i * cols + j] = f(v)
+                }
+            }
+        } opencl: { d in
+            try d.device.run("activation", "bias_activation", [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]),
+                                                               .buffer(d[2])], global: [cols, rows], options: f.options)
+        }
+        return out
+    }
+
+    /// The backward of `biasActivation`, from the pre-activation z: dz = dy · f′(z), and db = Σ_rows dz (or db += when
+    /// `accumulate`). z, dy: [rows, cols]; db: [cols] → dz [rows, cols]
+    @discardableResult
+    public static func biasActivationBackward(_ f: Activation, preActivation z: Tensor, _ dy: Tensor, db: Tensor,
+                                              accumulate: Bool = false, into out: Tensor? = nil) throws -> Tensor {
+        let (rows, cols) = try matrixDims("biasActivationBackward", z)
+        try requireShape("biasActivationBackward (dy)", dy, z.shape)
+        try requireShape("biasActivationBackward (bias gradient)", db, [cols])
+        let dz = try output("biasActivationBackward", out, z.shape, on: z.device)
+        try Tensor.run("biasActivationBackward", [z, dy, dz, db]) { m in
+            var sums = [Float](repeating: 0, count: cols)
+            for i in 0..<rows {
+                for j in 0..<cols {
+                    let k = i * cols + j, v = m[0][k]
+                    let g = m[1][k] * f.derivative(v, f(v))
+                    m[2][k] = g
+                    sums[j] += g
+                }
+            }
+            for j in 0..<cols { m[3][j] = accumulate ? sums[j] + m[3][j] : sums[j] }
+        } opencl: { d in
+            try d.device.run("activation", "bias_activation_backward",
+                             [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]), .buffer(d[2]), .buffer(d[3]),
+                              .float(accumulate ? 1 : 0)], global: [cols], options: f.options)
+        }
+        return dz
+    }
+}

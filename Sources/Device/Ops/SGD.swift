@@ -1,0 +1,29 @@
+// The SGD update (Kernels/sgd.cl), PyTorch's formulation:
+//   g = grad + weightDecay·param; v = momentum·v + g; param −= lr·(momentum > 0 ? v : g)
+
+extension Tensor {
+    /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0.
+    public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
+        try requireShape("sgdStep (grad)", grad, shape)
+        if let velocity { try requireShape("sgdStep (velocity)", velocity, shape) }
+        if momentum > 0 && velocity == nil {
+            throw DeviceError.invalidArgument(op: "sgdStep", "momentum needs a velocity tensor")
+        }
+        let n = count
+        let momentum = velocity == nil ? 0 : momentum
+        try Tensor.run("sgdStep", [self, grad, velocity]) { m in
+            let p = m[0], g = m[1], v = m.optional(2)
+            for i in 0..<n {
+                var step = g[i] + weightDecay * p[i]
+                if momentum > 0, let v {
+                    step = momentum * v[i] + step
+                    v[i] = step
+                }
+                p[i] -= lr * step
+            }
+        } opencl: { d in
+            try d.device.run("sgd", "sgd_step", [.int(n), .buffer(d[0]), .buffer(d[1]), .buffer(try d.orPlaceholder(2)),
+                                                 .float(lr), .float(momentum), .float(weightDecay)], global: [n])
+        }
+    }
+}
