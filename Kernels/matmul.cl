@@ -274,71 +274,47 @@ __kernel void matmul_backward_weight_columns(const int M, const int N, const int
     matmul_columns(M, N, K, A, B, C, beta, true);
 }
 
-// DOTS(X) expands X(r, c) for every r < DM, c < DN (DM, DN ≤ 4).
-#define D_C(X, r) X(r, 0) D_C1(X, r) D_C2(X, r) D_C3(X, r)
-#if DN > 1
-#define D_C1(X, r) X(r, 1)
-#else
-#define D_C1(X, r)
-#endif
-#if DN > 2
-#define D_C2(X, r) X(r, 2)
-#else
-#define D_C2(X, r)
-#endif
-#if DN > 3
-#define D_C3(X, r) X(r, 3)
-#else
-#define D_C3(X, r)
-#endif
+// One ladder per bound: DOT_ROWS_(X, a) expands X(r, a) for every r < DM, DOT_COLS_(X, a) expands X(a, c) for
+// every c < DN (DM, DN ≤ 4). The three forms the kernel uses are built from them.
 #if DM > 1
-#define D_R1(X) D_C(X, 1)
+#define DR1(X, a) X(1, a)
 #else
-#define D_R1(X)
+#define DR1(X, a)
 #endif
 #if DM > 2
-#define D_R2(X) D_C(X, 2)
+#define DR2(X, a) X(2, a)
 #else
-#define D_R2(X)
+#define DR2(X, a)
 #endif
 #if DM > 3
-#define D_R3(X) D_C(X, 3)
+#define DR3(X, a) X(3, a)
 #else
-#define D_R3(X)
+#define DR3(X, a)
 #endif
-#define DOTS(X) D_C(X, 0) D_R1(X) D_R2(X) D_R3(X)
-#define DOT_ROWS(X) X(0) DOT_R1(X) DOT_R2(X) DOT_R3(X)
-#if DM > 1
-#define DOT_R1(X) X(1)
-#else
-#define DOT_R1(X)
-#endif
-#if DM > 2
-#define DOT_R2(X) X(2)
-#else
-#define DOT_R2(X)
-#endif
-#if DM > 3
-#define DOT_R3(X) X(3)
-#else
-#define DOT_R3(X)
-#endif
-#define DOT_COLS(X) X(0) DOT_C1(X) DOT_C2(X) DOT_C3(X)
 #if DN > 1
-#define DOT_C1(X) X(1)
+#define DC1(X, a) X(a, 1)
 #else
-#define DOT_C1(X)
+#define DC1(X, a)
 #endif
 #if DN > 2
-#define DOT_C2(X) X(2)
+#define DC2(X, a) X(a, 2)
 #else
-#define DOT_C2(X)
+#define DC2(X, a)
 #endif
 #if DN > 3
-#define DOT_C3(X) X(3)
+#define DC3(X, a) X(a, 3)
 #else
-#define DOT_C3(X)
+#define DC3(X, a)
 #endif
+#define DOT_ROWS_(X, a) X(0, a) DR1(X, a) DR2(X, a) DR3(X, a)
+#define DOT_COLS_(X, a) X(a, 0) DC1(X, a) DC2(X, a) DC3(X, a)
+#define DOT_CALL_ROW(r, X) X(r)
+#define DOT_CALL_COL(X, c) X(c)
+#define DOT_ROW_COLS(r, X) DOT_COLS_(X, r)
+// DOT_ROWS(X): X(r) for r < DM. DOT_COLS(X): X(c) for c < DN. DOTS(X): X(r, c) for both.
+#define DOT_ROWS(X) DOT_ROWS_(DOT_CALL_ROW, X)
+#define DOT_COLS(X) DOT_COLS_(DOT_CALL_COL, X)
+#define DOTS(X) DOT_ROWS_(DOT_ROW_COLS, X)
 
 #define DOT_PTR_A(r) __global const float* a##r = A + (size_t)min(i0 + r, M - 1) * K;
 #define DOT_PTR_B(c) __global const float* b##c = B + (size_t)min(j0 + c, N - 1) * K;

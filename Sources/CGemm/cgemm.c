@@ -51,8 +51,6 @@ static int has_avx2(void)
 #endif
 }
 
-int clnn_sgemm_uses_avx2(void) { return has_avx2(); }
-
 void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end)

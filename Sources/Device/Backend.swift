@@ -1,3 +1,5 @@
+import Foundation
+
 // The device seam: the only file that asks which kind of device a tensor lives on. It owns memory (allocate,
 // upload, download, copy), synchronisation and warm-up, and hands each op the typed memory of its operands after
 // checking that they share a device. Ops (Sources/Device/Ops) bring a CPU loop and an OpenCL launch; they never
@@ -142,4 +144,29 @@ extension DeviceTag {
 
     /// Waits until every command queued on this device has finished (a no-op on cpu). For timing.
     public func synchronize() throws { try Backend(self).synchronize() }
+}
+
+extension DeviceTag {
+    /// One line naming the device: `cpu`, or `opencl:0 (its name, its platform)`.
+    public var summary: String {
+        switch kind {
+        case .cpu: return "cpu"
+        case .opencl:
+            guard let info = OpenCLRuntime.shared.devices.indices.contains(index) ? OpenCLRuntime.shared.devices[index] : nil
+            else { return description }
+            return "\(self) (\(info.name), \(info.platform))"
+        }
+    }
+
+    /// The largest single buffer and the whole memory of the device, in bytes (for cpu: no buffer limit, and the
+    /// machine's physical memory).
+    public var memoryLimits: (maxBuffer: Int, total: Int) {
+        switch kind {
+        case .cpu: return (Int.max, Int(clamping: ProcessInfo.processInfo.physicalMemory))
+        case .opencl:
+            guard OpenCLRuntime.shared.devices.indices.contains(index) else { return (0, 0) }
+            let info = OpenCLRuntime.shared.devices[index]
+            return (info.maxAllocation > 0 ? info.maxAllocation : Int.max, info.globalMemory)
+        }
+    }
 }

@@ -185,8 +185,6 @@ public struct BatchSampler: Sendable {
         self.seed = seed
     }
 
-    public var batchesPerEpoch: Int { (count + batchSize - 1) / batchSize }
-
     /// A Fisher–Yates permutation of 0..<count for `epoch`.
     public func order(epoch: Int) -> [Int] {
         var rng = SeededGenerator(seed: seed &+ 0x5EED &+ UInt64(epoch) &* 0x9E37_79B9)
@@ -232,3 +230,42 @@ extension Normalization {
     }
 }
 
+/// A dataset resident on one device: uploaded once, so that training gathers its minibatches there.
+public final class DeviceDataset {
+    /// [count, features]
+    public let images: Tensor
+    /// [count]
+    public let labels: Tensor
+    /// The labels on the host, for accuracy.
+    public let hostLabels: [Float]
+    public let count: Int
+    public let features: Int
+
+    public init(_ data: Dataset, on device: DeviceTag) throws {
+        images = try Tensor(data.images, shape: [data.count, data.features], on: device)
+        labels = try Tensor(data.labels, shape: [data.count], on: device)
+        hostLabels = data.labels
+        count = data.count
+        features = data.features
+    }
+
+    /// Uploads byte images normalised with `normalization`, converting a chunk at a time, so the host never holds
+    /// the float copy.
+    public init(_ data: RawDataset, normalization: Normalization, on device: DeviceTag) throws {
+        let images = try Tensor.empty([data.count, data.features], on: device)
+        self.images = images
+        let table = RawDataset.table(normalization)
+        var chunk = [Float](repeating: 0, count: 1 << 20)
+        var start = 0
+        while start < data.pixels.count {
+            let n = min(chunk.count, data.pixels.count - start)
+            for i in 0..<n { chunk[i] = table[Int(data.pixels[start + i])] }
+            try chunk.withUnsafeBufferPointer { try images.upload(UnsafeBufferPointer(rebasing: $0[0..<n]), at: start) }
+            start += n
+        }
+        labels = try Tensor(data.labels, shape: [data.count], on: device)
+        hostLabels = data.labels
+        count = data.count
+        features = data.features
+    }
+}

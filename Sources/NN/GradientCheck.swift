@@ -1,5 +1,5 @@
 /// Compares hand-written backward passes with central finite differences of a Double-precision reference, as the
-/// seeds compared theirs with autograd.
+/// fast.ai lessons compared theirs with autograd.
 public enum GradientCheck {
     /// One compared gradient: its name, the analytic values from backward, and the numeric ones.
     public struct Result {

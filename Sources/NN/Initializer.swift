@@ -4,13 +4,13 @@ import Foundation
 public enum Initializer: Sendable, Equatable {
     public enum FanMode: Sendable, Equatable { case fanIn, fanOut }
 
-    /// Plain N(0, std²): the seeds' first attempt, `randn`.
+    /// Plain N(0, std²): the lessons' first attempt, `randn`.
     case normal(std: Float = 1)
     /// Glorot/Xavier normal: std = gain·√(2 / (fanIn + fanOut)).
     case xavierNormal(gain: Float = 1)
     /// Glorot/Xavier uniform: U(−a, a), a = gain·√(6 / (fanIn + fanOut)).
     case xavierUniform(gain: Float = 1)
-    /// The seeds' "Xavier": N(0, 1/fanIn), i.e. randn / √fanIn (LeCun normal).
+    /// The lessons' "Xavier": N(0, 1/fanIn), i.e. randn / √fanIn (LeCun normal).
     case scaledByFanIn
     /// Kaiming/He normal: std = gain / √fan, gain √2 for relu.
     case kaimingNormal(mode: FanMode = .fanIn, gain: Float = Float(2).squareRoot())

@@ -27,10 +27,9 @@ extension MLP {
         guard sizes.count >= 2, sizes.allSatisfy({ $0 > 0 }) else {
             throw DeviceError.invalidArgument(op: "MLP", "layer sizes must be ≥ 2 positive numbers, got \(sizes)")
         }
-        let info = device.isOpenCL && OpenCLRuntime.shared.devices.indices.contains(device.index)
-            ? OpenCLRuntime.shared.devices[device.index] : nil
-        let maxElements = min(Int(Int32.max), info.map { $0.maxAllocation > 0 ? $0.maxAllocation / 4 : Int(Int32.max) } ?? Int(Int32.max))
-        let memory = info.map { Double($0.globalMemory) } ?? Double(ProcessInfo.processInfo.physicalMemory)
+        let limits = device.memoryLimits
+        let maxElements = min(Int(Int32.max), limits.maxBuffer / 4)
+        let memory = Double(limits.total)
         var bytes = 0.0
         for i in 0..<(sizes.count - 1) {
             let weights = Double(sizes[i]) * Double(sizes[i + 1])

@@ -25,8 +25,4 @@ public final class SGD {
                                 lr: lr, momentum: momentum, weightDecay: weightDecay)
         }
     }
-
-    public func zeroGrad() throws {
-        for p in parameters { p.zeroGrad() }
-    }
 }

@@ -64,7 +64,7 @@ func tripleLoop(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -> [Fl
     return c
 }
 
-/// The seeds' second step: the k loop becomes one elementwise product of a row and a column, then a sum, done
+/// The lessons' second step: the k loop becomes one elementwise product of a row and a column, then a sum, done
 /// eight lanes at a time (the column is strided, so its lanes are gathered).
 func innerVectorised(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -> [Float] {
     var c = [Float](repeating: 0, count: m * n)
@@ -92,7 +92,7 @@ func innerVectorised(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -
     return c
 }
 
-/// The seeds' broadcast step: row i of c is Σ_k a[i][k] · (row k of b), a scalar broadcast over a whole row.
+/// The lessons' broadcast step: row i of c is Σ_k a[i][k] · (row k of b), a scalar broadcast over a whole row.
 func rowBroadcast(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -> [Float] {
     var c = [Float](repeating: 0, count: m * n)
     c.withUnsafeMutableBufferPointer { c in

@@ -7,7 +7,7 @@ extension Bench {
     struct TrainBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "train",
-            abstract: "Epoch time (784-50-10, cross-entropy, SGD lr 0.1, batch 64) and the seeds' full-batch "
+            abstract: "Epoch time (784-50-10, cross-entropy, SGD lr 0.1, batch 64) and the fast.ai lessons' full-batch "
                 + "forward+backward (784-50-1, MSE, all training images), on every device.")
 
         @Option(help: "A folder in the MNIST layout.")
@@ -45,7 +45,7 @@ extension Bench {
                     epochTimes.append(secondsSince(start))
                 }
 
-                // The seeds' workload: every training image at once through 784-50-1 with MSE on the label.
+                // The lessons' workload: every training image at once through 784-50-1 with MSE on the label.
                 let x = try Tensor(train.images, shape: [train.count, train.features], on: tag)
                 let y = try Tensor(train.labels, shape: [train.count], on: tag)
                 let seedModel = try MLP.make(sizes: [train.features, 50, 1], seed: 1, on: tag)
@@ -59,7 +59,7 @@ extension Bench {
                     forward.append(secondsSince(start))
                     start = DispatchTime.now().uptimeNanoseconds
                     try seedModel.zeroGrad()
-                    _ = try seedModel.backward(grad)  // with the input gradient, as the seeds (and numpy anchor) do
+                    _ = try seedModel.backward(grad)  // with the input gradient, as the lessons (and the numpy anchor) do
                     try tag.synchronize()
                     backward.append(secondsSince(start))
                 }

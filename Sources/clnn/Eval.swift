@@ -32,7 +32,7 @@ struct Eval: ParsableCommand {
         let trainer = try Trainer(model: network, loss: loss, classes: checkpoint.classes, options: options, device: device)
         try trainer.validateLabels(test, source: try folder.file(MNISTFolder.testLabels))
         let (testLoss, accuracy) = try trainer.evaluate(test)
-        print("model \(model): \(checkpoint.sizes.map(String.init).joined(separator: "-")) \(checkpoint.activation), \(checkpoint.loss), on \(DataDeviceOptions.describe(device))")
+        print("model \(model): \(checkpoint.sizes.map(String.init).joined(separator: "-")) \(checkpoint.activation), \(checkpoint.loss), on \(device.summary)")
         print(String(format: "test loss %.4f  test acc %.4f  (%d examples)", testLoss, accuracy, test.count))
     }
 }

@@ -5,7 +5,7 @@ import NN
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The seeds' walk-through on real data: sizes, normalisation, and activation statistics per init.")
+        abstract: "The fast.ai lessons' walk-through on real data: sizes, normalisation, and activation statistics per init.")
 
     @OptionGroup var common: DataDeviceOptions
 
@@ -23,7 +23,7 @@ struct Inspect: ParsableCommand {
         let device = try common.resolveDevice()
         let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
         let (n, m, c) = (rawTrain.count, rawTrain.features, rawTrain.classCount)
-        print("data \(common.data) on \(DataDeviceOptions.describe(device))")
+        print("data \(common.data) on \(device.summary)")
         print("n = \(n) training images, m = \(m) pixels each, c = \(c) classes (\(rawTest.count) test images)")
 
         let before = try statistics(try Tensor(rawTrain.images, shape: [n, m], on: device))
@@ -40,7 +40,7 @@ struct Inspect: ParsableCommand {
         print("init".padding(toLength: 38, withPad: " ", startingAt: 0) + "  linear mean   std    relu mean   std")
         let rows: [(String, Initializer, Float)] = [
             ("randn", .normal(std: 1), 0),
-            ("xavier (seeds: randn / sqrt(m))", .scaledByFanIn, 0),
+            ("xavier (lessons: randn / sqrt(m))", .scaledByFanIn, 0),
             ("xavier (glorot normal)", .xavierNormal(), 0),
             ("kaiming (randn * sqrt(2 / m))", .kaimingNormal(), 0),
             ("kaiming + shifted relu (relu - 0.5)", .kaimingNormal(), -0.5),

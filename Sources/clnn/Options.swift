@@ -22,13 +22,6 @@ struct DataDeviceOptions: ParsableArguments {
         }
         return try DeviceTag(parsing: device)
     }
-
-    /// A one-line description of `tag`.
-    static func describe(_ tag: DeviceTag) -> String {
-        guard tag.isOpenCL, OpenCLRuntime.shared.devices.indices.contains(tag.index) else { return "cpu" }
-        let info = OpenCLRuntime.shared.devices[tag.index]
-        return "\(tag) (\(info.name), \(info.platform))"
-    }
 }
 
 /// Stops training cleanly on Ctrl-C or SIGTERM (as sent by systemd, docker, `timeout`): the first signal sets a

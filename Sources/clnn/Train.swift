@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
         let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
         let checkpoint = Checkpoint(sizes: sizes, loss: loss, classes: plan.classes, normalization: normalization,
                                     imageShape: train.imageShape, activation: activation)
-        print("device \(DataDeviceOptions.describe(device)); model \(sizes.map(String.init).joined(separator: "-")) \(activation), "
+        print("device \(device.summary); model \(sizes.map(String.init).joined(separator: "-")) \(activation), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
         // The data goes to the device once; every minibatch is gathered there.

@@ -9,7 +9,4 @@
 void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end);
-
-/// 1 when the AVX2+FMA micro-kernel is in use.
-int clnn_sgemm_uses_avx2(void);
 #endif
