@@ -12,10 +12,13 @@ data = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/datasets/fashion-mnist"
 with safe_open(path, "pt") as f:
     meta = f.metadata()
 sizes = [int(s) for s in meta["clnn.sizes"].split(",")]
+activations = {"relu": torch.nn.ReLU, "leaky-relu": torch.nn.LeakyReLU, "tanh": torch.nn.Tanh,
+               "sigmoid": torch.nn.Sigmoid, "gelu": torch.nn.GELU}
+activation = activations[meta.get("clnn.activation", "relu")]
 layers = []
 for i in range(len(sizes) - 1):
     if i:
-        layers.append(torch.nn.ReLU())
+        layers.append(activation())
     layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
 model = torch.nn.Sequential(*layers)
 model.load_state_dict(load_file(path))  # strict: every name and shape must match
