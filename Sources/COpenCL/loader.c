@@ -1,6 +1,7 @@
 // Run-time loading of the OpenCL ICD loader, so that the binary starts on machines without one.
 // Each entry point CLNN uses is defined here with OpenCL's own signature and forwards to the symbol of the same name
 // in the library found by dlopen. CLNN_OPENCL_LIBRARY names the one library to use instead of the defaults.
+#define _GNU_SOURCE  // RTLD_NEXT
 #include "COpenCL.h"
 #include <dlfcn.h>
 #include <pthread.h>
@@ -11,7 +12,7 @@
 #define CL_PLATFORM_NOT_FOUND_KHR -1001
 #endif
 
-static void *library;
+static void *library;       // a dlopen handle, or RTLD_NEXT when the process already had an OpenCL
 static const char *library_name;
 static char load_error[512];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -31,6 +32,13 @@ static void load(void) {
     if (chosen && chosen[0]) {
         candidates = &chosen;
         count = 1;
+    } else if (dlsym(RTLD_NEXT, "clGetPlatformIDs")) {
+        // NOTE: an OpenCL already in the process wins, as it would for a linked binary: a tool such as oclgrind
+        // preloads its own (LD_PRELOAD), and loading the ICD loader beside it would mix two implementations (a
+        // driver's internal cl* calls would land in the preloaded one and crash).
+        library = RTLD_NEXT;
+        library_name = "(already loaded in the process)";
+        return;
     }
     const char *last = "no library name to try";
     for (size_t i = 0; i < count; i++) {
@@ -57,6 +65,7 @@ const char *clnn_opencl_library(void) {
 
 static void *symbol(const char *name) {
     pthread_once(&once, load);
+    if (library == RTLD_NEXT) return dlsym(RTLD_NEXT, name);  // the next definition after ours
     return library ? dlsym(library, name) : NULL;
 }
 

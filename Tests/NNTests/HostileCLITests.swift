@@ -243,6 +243,17 @@ final class HostileCLITests: CLITestCase {
         XCTAssertTrue(r.stderr.contains("train-images-idx3-ubyte.gz: holds no images"), r.stderr)
     }
 
+    func testAnUnsearchableDataFolderSaysPermissionDenied() throws {
+        // NOTE: root reads any folder whatever its mode, so only a normal user can see this case.
+        guard geteuid() != 0 else { throw XCTSkip("running as root: folder permissions do not apply") }
+        let data = try dataFolder()
+        XCTAssertEqual(chmod(data.path, 0o000), 0)
+        defer { chmod(data.path, 0o755) }
+        let r = try run(trainArgs(data, []))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("permission denied") || r.stderr.contains("Permission denied"), r.stderr)
+    }
+
     func testBadKernelsFolderIsAnError() throws {
         try requireOpenCL()
         let data = try dataFolder(), folder = try temporaryFolder(self)
