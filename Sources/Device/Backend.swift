@@ -54,7 +54,7 @@ enum Backend {
     func warmUp() throws {
         guard case .opencl(let device) = self else { return }
         _ = try device.buildAllPrograms()
-        _ = try GemmPlans.shared.plan(for: device)
+        _ = try GemmPlans.shared.launches(for: device)
     }
 }
 
@@ -95,44 +95,63 @@ extension Storage {
     }
 }
 
-/// The host memory of an op's operands, in the order they were given (nil for an absent optional operand).
+/// The host memory of an op's operands (up to four), in the order they were given; nil for an absent optional one.
 struct HostOperands {
-    fileprivate let pointers: [UnsafeMutablePointer<Float>?]
+    fileprivate let p0, p1, p2, p3: UnsafeMutablePointer<Float>?
     /// Operand `i`, which the op passed (an internal invariant of the op's own code).
-    subscript(i: Int) -> UnsafeMutablePointer<Float> { pointers[i]! }
-    func optional(_ i: Int) -> UnsafeMutablePointer<Float>? { pointers[i] }
+    subscript(i: Int) -> UnsafeMutablePointer<Float> { optional(i)! }
+    func optional(_ i: Int) -> UnsafeMutablePointer<Float>? {
+        switch i {
+        case 0: return p0
+        case 1: return p1
+        case 2: return p2
+        default: return p3
+        }
+    }
 }
 
-/// The device buffers of an op's operands, in the order they were given.
+/// The device buffers of an op's operands (up to four), in the order they were given.
 struct DeviceOperands {
-    fileprivate let buffers: [CLBuffer?]
+    fileprivate let b0, b1, b2, b3: CLBuffer?
     let device: OpenCLDevice
-    subscript(i: Int) -> CLBuffer { buffers[i]! }
+    subscript(i: Int) -> CLBuffer { optional(i)! }
+    func optional(_ i: Int) -> CLBuffer? {
+        switch i {
+        case 0: return b0
+        case 1: return b1
+        case 2: return b2
+        default: return b3
+        }
+    }
     /// Operand `i`, or the device's placeholder for an absent one (kernel arguments must be valid and unaliased).
-    func orPlaceholder(_ i: Int) throws -> CLBuffer { try buffers[i] ?? device.placeholder() }
+    func orPlaceholder(_ i: Int) throws -> CLBuffer { try optional(i) ?? device.placeholder() }
 }
 
 extension Tensor {
     /// Runs op `name` where its operands live: `cpu` receives their host memory, `opencl` their device buffers.
+    /// Nothing is allocated on the way (this runs for every op of every training step).
     /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one.
-    static func run(_ name: String, _ operands: [Tensor?], cpu: (HostOperands) throws -> Void,
-                    opencl: (DeviceOperands) throws -> Void) throws {
-        let present = operands.compactMap { $0 }
-        guard let first = present.first else { return }
-        for t in present.dropFirst() where t.device != first.device {
-            throw DeviceError.deviceMismatch(op: name, first.device, t.device)
+    static func run(_ name: String, _ a: Tensor, _ b: Tensor? = nil, _ c: Tensor? = nil, _ d: Tensor? = nil,
+                    cpu: (HostOperands) throws -> Void, opencl: (DeviceOperands) throws -> Void) throws {
+        func sameDevice(_ t: Tensor?) throws {
+            if let t, t.device != a.device { throw DeviceError.deviceMismatch(op: name, a.device, t.device) }
         }
-        switch first.storage {
+        try sameDevice(b)
+        try sameDevice(c)
+        try sameDevice(d)
+        switch a.storage {
         case .cpu:
-            try cpu(HostOperands(pointers: operands.map { t in
+            func host(_ t: Tensor?) -> UnsafeMutablePointer<Float>? {
                 guard let t, case .cpu(let buffer) = t.storage else { return nil }
                 return buffer.pointer
-            }))
+            }
+            try cpu(HostOperands(p0: host(a), p1: host(b), p2: host(c), p3: host(d)))
         case .opencl(let buffer):
-            try opencl(DeviceOperands(buffers: operands.map { t in
+            func device(_ t: Tensor?) -> CLBuffer? {
                 guard let t, case .opencl(let b) = t.storage else { return nil }
                 return b
-            }, device: buffer.device))
+            }
+            try opencl(DeviceOperands(b0: buffer, b1: device(b), b2: device(c), b3: device(d), device: buffer.device))
         }
     }
 }

@@ -1,15 +1,6 @@
 import COpenCL
 import Foundation
 
-/// An argument to a kernel launch.
-enum KernelArg {
-    case buffer(CLBuffer)
-    case int(Int)
-    case float(Float)
-    /// `floats` floats of work-group local memory.
-    case local(floats: Int)
-}
-
 /// One opened OpenCL device: its context, an in-order queue, its memory, kernel launches, and the cache of its
 /// programs and kernels (built by `ProgramBuilder`).
 ///
@@ -24,6 +15,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     private let lock = NSLock()
     private var programs: [String: CLProgram] = [:]
     private var kernels: [String: CLKernel] = [:]
+    /// Kernels by `KernelSource.slot`: the launch path's lookup.
+    private var slots: [CLKernel?] = []
     /// Buffers used by commands that may not have finished yet, kept alive until the next point where the queue is
     /// known to be drained.
     /// NOTE: the OpenCL spec defers deleting a released buffer until its commands finish, but not every driver
@@ -96,48 +89,60 @@ public final class OpenCLDevice: @unchecked Sendable {
 
     // MARK: Launching
 
-    /// Enqueues `kernel` over `global` work-items (rounded up to a multiple of `local` when given).
-    /// A launch with zero work-items does nothing.
-    /// `cost` (flops, bytes moved) feeds the profiler's GFLOP/s and GB/s columns.
-    func launch(_ kernel: CLKernel, _ args: [KernelArg], global: [Int], local: [Int]? = nil,
-                cost: (flops: Double, bytes: Double) = (0, 0)) throws {
-        if global.contains(0) { return }
-        var globalSize = global
-        if let local {
-            for d in globalSize.indices { globalSize[d] = (globalSize[d] + local[d] - 1) / local[d] * local[d] }
+    /// The kernel `source` names, built for this device on first use and found by its slot afterwards.
+    func kernel(_ source: KernelSource) throws -> CLKernel {
+        lock.lock()
+        if source.slot < slots.count, let cached = slots[source.slot] {
+            lock.unlock()
+            return cached
         }
+        lock.unlock()
+        let built = try kernel(source.file, source.name, options: source.options)
         lock.lock()
         defer { lock.unlock() }
-        for (i, arg) in args.enumerated() {
-            let status: cl_int
-            switch arg {
-            case .buffer(let buffer):
-                var mem: cl_mem? = buffer.handle
-                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<cl_mem>.size, &mem)
-            case .int(let value):
-                var v = cl_int(truncatingIfNeeded: value)
-                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<cl_int>.size, &v)
-            case .float(let value):
-                var v = value
-                status = clSetKernelArg(kernel.handle, cl_uint(i), MemoryLayout<Float>.size, &v)
-            case .local(let floats):
-                status = clSetKernelArg(kernel.handle, cl_uint(i), floats * MemoryLayout<Float>.size, nil)
-            }
-            try check(status, "clSetKernelArg(\(kernel.name), arg \(i))")
-        }
+        if slots.count <= source.slot { slots += Array(repeating: nil, count: source.slot + 1 - slots.count) }
+        slots[source.slot] = built
+        return built
+    }
+
+    /// Enqueues `kernel` over `global` work-items (rounded up to a multiple of `local` when given), its arguments set
+    /// in order by `arguments`.
+    /// NOTE: `arguments` runs with the device's lock held: it must not call back into the device (allocate, fetch a
+    /// kernel or the placeholder) — resolve those before the launch. A launch with zero work-items does nothing. `flops` feeds the profiler's GFLOP/s;
+    /// its GB/s column counts the bytes of the buffer arguments.
+    func launch(_ kernel: CLKernel, global: WorkSize, local: WorkSize? = nil, flops: Double = 0,
+                _ arguments: (inout KernelArguments) throws -> Void) throws {
+        if global.isEmpty { return }
+        let size = local.map { global.rounded(up: $0) } ?? global
+        lock.lock()
+        defer { lock.unlock() }
+        var args = KernelArguments(kernel: kernel, device: self)
+        try arguments(&args)
         var event: cl_event?
         let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
-            clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil, globalSize, local, 0, nil,
-                                   Profiler.enabled ? eventPointer : nil)
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { sizes in
+                sizes[0] = size.x
+                sizes[1] = size.y
+                sizes[2] = local?.x ?? 1
+                sizes[3] = local?.y ?? 1
+                return clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(size.dimensions), nil,
+                                              sizes.baseAddress!, local == nil ? nil : sizes.baseAddress! + 2, 0, nil,
+                                              Profiler.enabled ? eventPointer : nil)
+            }
         }
-        try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local ?? []))")
-        if let event { Profiler.shared.record(kernel.name, CLEvent(event), cost: cost) }
-        for case .buffer(let buffer) in args { inFlight.append(buffer) }
+        if status != CL_SUCCESS {
+            throw OpenCLError.call("clEnqueueNDRangeKernel(\(kernel.name), global \(size), local \(local.map { "\($0)" } ?? "none"))",
+                                   status: status)
+        }
+        if let event { Profiler.shared.record(kernel.name, CLEvent(event), cost: (flops, args.bytes)) }
         if inFlight.count > Self.maxInFlight {
             try check(clFinish(queue.handle), "clFinish(\(info.name))")
             inFlight.removeAll(keepingCapacity: true)
         }
     }
+
+    /// Keeps `buffer` alive until the queue next drains (called with the lock held).
+    fileprivate func holdInFlight(_ buffer: CLBuffer) { inFlight.append(buffer) }
 
     /// Called after a blocking command: everything queued before it has finished.
     private func drained() {
@@ -206,5 +211,48 @@ public final class OpenCLDevice: @unchecked Sendable {
     public func finish() throws {
         try check(clFinish(queue.handle), "clFinish(\(info.name))")
         drained()
+    }
+}
+
+/// Sets a kernel's arguments in order, during `OpenCLDevice.launch` (the device's lock is held).
+struct KernelArguments {
+    fileprivate let kernel: CLKernel
+    fileprivate let device: OpenCLDevice
+    private var index: cl_uint = 0
+    /// Bytes of the buffer arguments, for the profiler.
+    fileprivate private(set) var bytes = 0.0
+
+    fileprivate init(kernel: CLKernel, device: OpenCLDevice) {
+        self.kernel = kernel
+        self.device = device
+    }
+
+    private mutating func set(_ size: Int, _ value: UnsafeRawPointer?) throws {
+        let status = clSetKernelArg(kernel.handle, index, size, value)
+        if status != CL_SUCCESS { throw OpenCLError.call("clSetKernelArg(\(kernel.name), arg \(index))", status: status) }
+        index += 1
+    }
+
+    /// A buffer argument; the buffer is kept alive until the queue drains.
+    mutating func buffer(_ buffer: CLBuffer) throws {
+        var mem: cl_mem? = buffer.handle
+        try set(MemoryLayout<cl_mem>.size, &mem)
+        device.holdInFlight(buffer)
+        bytes += Double(buffer.count * 4)
+    }
+
+    mutating func int(_ value: Int) throws {
+        var v = cl_int(truncatingIfNeeded: value)
+        try set(MemoryLayout<cl_int>.size, &v)
+    }
+
+    mutating func float(_ value: Float) throws {
+        var v = value
+        try set(MemoryLayout<Float>.size, &v)
+    }
+
+    /// `floats` floats of work-group local memory.
+    mutating func local(floats: Int) throws {
+        try set(floats * MemoryLayout<Float>.size, nil)
     }
 }

@@ -11,7 +11,8 @@ public final class Linear: Module {
     private var input: Tensor?
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
     private var preActivation: Tensor?
-    private let workspace = Workspace()
+    private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
+    private let workspace = Workspace<Buffer>()
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -36,12 +37,12 @@ public final class Linear: Module {
     /// x: [batch, in] → [batch, out]
     public func forward(_ x: Tensor) throws -> Tensor {
         input = x
-        let z = try workspace.tensor("z", [x.shape.first ?? 0, outFeatures], on: x.device)
+        let z = try workspace.tensor(.z, [x.shape.first ?? 0, outFeatures], on: x.device)
         try x.matmul(weight.value, into: z)
         guard let activation else { return try z.addBias(bias.value, into: z) }
         // z becomes the pre-activation x·w + b (kept for backward); y = f(z).
         preActivation = z
-        return try z.biasActivation(bias.value, activation, into: try workspace.tensor("y", z.shape, on: x.device))
+        return try z.biasActivation(bias.value, activation, into: try workspace.tensor(.y, z.shape, on: x.device))
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
@@ -52,14 +53,14 @@ public final class Linear: Module {
         if let activation {
             guard let z = preActivation else { throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward") }
             dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor, accumulate: db.accumulate,
-                                                   into: try workspace.tensor("dz", dy.shape, on: dy.device))
+                                                   into: try workspace.tensor(.dz, dy.shape, on: dy.device))
         } else {
             try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate)
         }
         let dw = weight.gradForBackward()
         try x.matmul(dz, transposeSelf: true, accumulate: dw.accumulate, into: dw.tensor)
         guard needsInputGradient else { return nil }
-        return try dz.matmul(weight.value, transposeOther: true, into: try workspace.tensor("dx", x.shape, on: x.device))
+        return try dz.matmul(weight.value, transposeOther: true, into: try workspace.tensor(.dx, x.shape, on: x.device))
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -80,20 +81,21 @@ public final class Linear: Module {
 public final class ActivationLayer: Module {
     public let function: Activation
     private var input: Tensor?
-    private let workspace = Workspace()
+    private enum Buffer: Int, CaseIterable { case y, dx }
+    private let workspace = Workspace<Buffer>()
 
     public init(_ function: Activation) { self.function = function }
     public var parameters: [Parameter] { [] }
 
     public func forward(_ x: Tensor) throws -> Tensor {
         input = x
-        return try x.activation(function, into: try workspace.tensor("y", x.shape, on: x.device))
+        return try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         guard let x = input else { throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward") }
         guard needsInputGradient else { return nil }
-        return try x.activationBackward(function, dy, into: try workspace.tensor("dx", x.shape, on: x.device))
+        return try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {

@@ -85,7 +85,8 @@ public final class Trainer {
     /// Input and label tensors reused across steps, one pair per batch size seen.
     private var batchTensors: [Int: (x: Tensor, y: Tensor)] = [:]
     /// The loss's buffers, reused across steps.
-    private let workspace = Workspace()
+    private enum Buffer: Int, CaseIterable { case pending, grad, losses }
+    private let workspace = Workspace<Buffer>()
 
     public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
         self.model = model
@@ -130,7 +131,7 @@ public final class Trainer {
         // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
         let totalSteps = Double(options.epochs) * Double(ranges.count)
         let start = Date()
-        let pending = try workspace.tensor("pending", [1], on: device)  // device-side loss sum since the last report
+        let pending = try workspace.tensor(.pending, [1], on: device)  // device-side loss sum since the last report
         try pending.fill(0)
         let stepLosses = try stepLossTensors(reportEvery)  // each step's loss since the last report, to find the first bad one
         var pendingSteps = 0
@@ -140,9 +141,9 @@ public final class Trainer {
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
             let (x, y) = try batch(data, order: order, range)
             let pred = try model.forward(x)
-            let grad = try workspace.tensor("grad", pred.shape, on: device)
+            let grad = try workspace.tensor(.grad, pred.shape, on: device)
             let batchLoss = stepLosses[pendingSteps]
-            try loss.compute(pred, y, grad: grad, losses: try workspace.tensor("losses", [range.count], on: device),
+            try loss.compute(pred, y, grad: grad, losses: try workspace.tensor(.losses, [range.count], on: device),
                              into: batchLoss)
             try model.zeroGrad()
             _ = try model.backward(grad, needsInputGradient: false)

@@ -5,7 +5,7 @@ import NN
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self])
+        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self, Launch.self])
 }
 
 /// Seconds since `start` (a DispatchTime uptime in ns).
@@ -110,6 +110,38 @@ extension Bench {
                     }
                 }
             }
+        }
+    }
+}
+
+extension Bench {
+    struct Launch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Host time per kernel launch through CLNN's op path, beside the same kernel through the bare OpenCL API.",
+            discussion: "A trivial kernel (fill one float) launched back to back on one queue; median of 5 batches.")
+
+        @Option(help: "opencl or opencl:N.")
+        var device: String = "opencl"
+
+        @Option(help: "Launches per batch.")
+        var launches: Int = 5000
+
+        func validate() throws {
+            guard (1...10_000_000).contains(launches) else { throw ValidationError("--launches must be in 1...10000000, got \(launches)") }
+        }
+
+        func run() throws {
+            let tag = try DeviceTag(parsing: device)
+            try tag.warmUp()
+            let (clnn, raw) = try LaunchProbe.measure(on: tag, launches: launches)
+            print("device \(tag.summary), \(launches) launches of a trivial kernel")
+            print("path                          enqueue µs/launch   enqueue+finish µs/launch")
+            for (name, t) in [("raw OpenCL C API", raw), ("CLNN op (Tensor.fill)", clnn)] {
+                print(name.padding(toLength: 30, withPad: " ", startingAt: 0)
+                      + String(format: "%17.2f %26.2f", t.enqueue * 1e6, t.total * 1e6))
+            }
+            print(String(format: "ratio CLNN / raw: enqueue %.2fx, enqueue+finish %.2fx (goal ≤ 2x)",
+                         clnn.enqueue / raw.enqueue, clnn.total / raw.total))
         }
     }
 }

@@ -11,14 +11,15 @@ final class GemmKernelTests: XCTestCase {
             let device = try OpenCLRuntime.shared.device(tag.index)
             for variant in GemmVariant.allCases {
                 for kernel in GemmPlan.candidates(variant) {
+                    let launch = GemmLaunch(kernel, variant)
                     for (m, k, n) in shapes {
                         let av = testValues(m * k, seed: 5), bv = testValues(k * n, seed: 6), cv = testValues(m * n, seed: 7)
                         let a = try Tensor(av, shape: variant == .tn ? [k, m] : [m, k], on: tag)
                         let b = try Tensor(bv, shape: variant == .nt ? [n, k] : [k, n], on: tag)
                         let c = try Tensor(cv, shape: [m, n], on: tag)
-                        try Tensor.run("matmul", [a, b, c]) { _ in } opencl: { d in
+                        try Tensor.run("matmul", a, b, c) { _ in } opencl: { d in
                             try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
-                                             transB: variant == .nt, kernel: kernel, beta: 1)
+                                             transB: variant == .nt, kernel: launch, beta: 1)
                         }
                         let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt)
                         assertClose(try c.toArray(), zip(product, cv).map { $0 + Double($1) }, rtol: 1e-4, atol: 1e-4,

@@ -165,4 +165,12 @@ final class CLITests: CLITestCase {
         XCTAssertTrue(r.stderr.contains("interrupted at epoch"), r.stderr)
         XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu), "the checkpoint written before Ctrl-C is intact")
     }
+
+    func testBenchLaunchComparesCLNNWithTheRawDriver() throws {
+        try requireOpenCL()
+        let r = try run(["bench", "launch", "--launches", "200"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("raw OpenCL C API"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ratio CLNN / raw"), r.stdout)
+    }
 }

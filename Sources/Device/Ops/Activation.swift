@@ -40,6 +40,31 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
 
     /// The build option that selects this activation in activation.cl.
     var options: String { "-D ACTIVATION_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
+
+    /// This activation's four kernels, made once.
+    fileprivate var kernels: ActivationKernels {
+        switch self {
+        case .relu: return ActivationKernels.relu
+        case .leakyReLU: return ActivationKernels.leakyReLU
+        case .tanh: return ActivationKernels.tanh
+        case .sigmoid: return ActivationKernels.sigmoid
+        case .gelu: return ActivationKernels.gelu
+        }
+    }
+}
+
+/// The kernels of activation.cl for one activation.
+private struct ActivationKernels {
+    let forward, backward, biasForward, biasBackward: KernelSource
+    init(_ f: Activation) {
+        let options = f.options
+        forward = KernelSource("activation", "activation", options: options)
+        backward = KernelSource("activation", "activation_backward", options: options)
+        biasForward = KernelSource("activation", "bias_activation", options: options)
+        biasBackward = KernelSource("activation", "bias_activation_backward", options: options)
+    }
+    static let relu = ActivationKernels(.relu), leakyReLU = ActivationKernels(.leakyReLU), tanh = ActivationKernels(.tanh)
+    static let sigmoid = ActivationKernels(.sigmoid), gelu = ActivationKernels(.gelu)
 }
 
 extension Tensor {
@@ -48,10 +73,12 @@ extension Tensor {
     public func activation(_ f: Activation, into out: Tensor? = nil) throws -> Tensor {
         let out = try output("activation", out, shape, on: device)
         let n = count
-        try Tensor.run("activation", [self, out]) { m in
+        try Tensor.run("activation", self, out) { m in
             for i in 0..<n { m[1][i] = f(m[0][i]) }
         } opencl: { d in
-            try d.device.run("activation", "activation", [.int(n), .buffer(d[0]), .buffer(d[1])], global: [n], options: f.options)
+            try d.device.run(f.kernels.forward, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1])
+            }
         }
         return out
     }
@@ -62,14 +89,15 @@ extension Tensor {
         try requireShape("activationBackward (dy)", dy, shape)
         let out = try output("activationBackward", out, shape, on: device)
         let n = count
-        try Tensor.run("activationBackward", [self, dy, out]) { m in
+        try Tensor.run("activationBackward", self, dy, out) { m in
             for i in 0..<n {
                 let x = m[0][i]
                 m[2][i] = m[1][i] * f.derivative(x, f(x))
             }
         } opencl: { d in
-            try d.device.run("activation", "activation_backward", [.int(n), .buffer(d[0]), .buffer(d[1]), .buffer(d[2])],
-                             global: [n], options: f.options)
+            try d.device.run(f.kernels.backward, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+            }
         }
         return out
     }
@@ -81,7 +109,7 @@ extension Tensor {
         let (rows, cols) = try matrixDims("biasActivation", self)
         try requireShape("biasActivation (bias)", bias, [cols])
         let out = try output("biasActivation", out, shape, on: device)
-        try Tensor.run("biasActivation", [self, bias, out]) { m in
+        try Tensor.run("biasActivation", self, bias, out) { m in
             for i in 0..<rows {
                 for j in 0..<cols {
                     let v = m[0][i * cols + j] + m[1][j]
@@ -90,8 +118,9 @@ extension Tensor {
                 }
             }
         } opencl: { d in
-            try d.device.run("activation", "bias_activation", [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]),
-                                                               .buffer(d[2])], global: [cols, rows], options: f.options)
+            try d.device.run(f.kernels.biasForward, global: WorkSize(cols, rows)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+            }
         }
         return out
     }
@@ -105,7 +134,7 @@ extension Tensor {
         try requireShape("biasActivationBackward (dy)", dy, z.shape)
         try requireShape("biasActivationBackward (bias gradient)", db, [cols])
         let dz = try output("biasActivationBackward", out, z.shape, on: z.device)
-        try Tensor.run("biasActivationBackward", [z, dy, dz, db]) { m in
+        try Tensor.run("biasActivationBackward", z, dy, dz, db) { m in
             var sums = [Float](repeating: 0, count: cols)
             for i in 0..<rows {
                 for j in 0..<cols {
@@ -117,9 +146,10 @@ extension Tensor {
             }
             for j in 0..<cols { m[3][j] = accumulate ? sums[j] + m[3][j] : sums[j] }
         } opencl: { d in
-            try d.device.run("activation", "bias_activation_backward",
-                             [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]), .buffer(d[2]), .buffer(d[3]),
-                              .float(accumulate ? 1 : 0)], global: [cols], options: f.options)
+            try d.device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+                try a.buffer(d[3]); try a.float(accumulate ? 1 : 0)
+            }
         }
         return dz
     }

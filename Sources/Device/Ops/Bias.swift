@@ -1,5 +1,10 @@
 // Row-broadcast bias (Kernels/bias.cl): add_bias and add_bias_backward.
 
+private enum BiasKernels {
+    static let addBias = KernelSource("bias", "add_bias")
+    static let addBiasBackward = KernelSource("bias", "add_bias_backward")
+}
+
 extension Tensor {
     /// self + bias on every row. self: [rows, cols], bias: [cols] → [rows, cols]. `out` may be self (in place).
     @discardableResult
@@ -7,13 +12,14 @@ extension Tensor {
         let (rows, cols) = try matrixDims("addBias", self)
         try requireShape("addBias (bias)", bias, [cols])
         let out = try output("addBias", out, shape, on: device)
-        try Tensor.run("addBias", [self, bias, out]) { m in
+        try Tensor.run("addBias", self, bias, out) { m in
             for i in 0..<rows {
                 for j in 0..<cols { m[2][i * cols + j] = m[0][i * cols + j] + m[1][j] }
             }
         } opencl: { d in
-            try d.device.run("bias", "add_bias", [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]), .buffer(d[2])],
-                             global: [cols, rows])
+            try d.device.run(BiasKernels.addBias, global: WorkSize(cols, rows)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+            }
         }
         return out
     }
@@ -22,15 +28,16 @@ extension Tensor {
     public static func addBiasBackward(_ dy: Tensor, into db: Tensor, accumulate: Bool = false) throws {
         let (rows, cols) = try matrixDims("addBiasBackward", dy)
         try requireShape("addBiasBackward (bias gradient)", db, [cols])
-        try Tensor.run("addBiasBackward", [dy, db]) { m in
+        try Tensor.run("addBiasBackward", dy, db) { m in
             for j in 0..<cols {
                 var acc: Float = 0
                 for i in 0..<rows { acc += m[0][i * cols + j] }
                 m[1][j] = accumulate ? acc + m[1][j] : acc
             }
         } opencl: { d in
-            try d.device.run("bias", "add_bias_backward", [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]),
-                                                           .float(accumulate ? 1 : 0)], global: [cols])
+            try d.device.run(BiasKernels.addBiasBackward, global: WorkSize(cols)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.float(accumulate ? 1 : 0)
+            }
         }
     }
 }

@@ -17,10 +17,8 @@ func output(_ op: String, _ out: Tensor?, _ shape: [Int], on device: DeviceTag) 
 }
 
 extension OpenCLDevice {
-    /// Launches kernel `name` of file `file`; its profiler cost is the bytes of its buffer arguments.
-    func run(_ file: String, _ name: String, _ args: [KernelArg], global: [Int], options: String = "") throws {
-        var bytes = 0.0
-        for case .buffer(let buffer) in args { bytes += Double(buffer.count * 4) }
-        try launch(try kernel(file, name, options: options), args, global: global, cost: (0, bytes))
+    /// Launches the kernel `source` names over `global` work-items, its arguments set by `arguments`.
+    func run(_ source: KernelSource, global: WorkSize, _ arguments: (inout KernelArguments) throws -> Void) throws {
+        try launch(try kernel(source), global: global, arguments)
     }
 }

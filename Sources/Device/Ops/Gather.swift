@@ -1,5 +1,7 @@
 // Minibatch gathering (Kernels/gather.cl): rows of a resident dataset picked by a shuffled order.
 
+private let gatherRowsKernel = KernelSource("gather", "gather_rows")
+
 extension Tensor {
     /// Gathers rows of `source` in the order `order[offset..<offset + rows]` into self, on their common device.
     /// An index outside the source's rows (or NaN) is clamped, so a bad order never reads outside `source`.
@@ -14,17 +16,17 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) exceed an order of \(order.count)")
         }
         let sourceRows = source.count / max(cols, 1)
-        try Tensor.run("gatherRows", [source, order, self]) { m in
+        try Tensor.run("gatherRows", source, order, self) { m in
             for r in 0..<rows {
                 let v = m[1][offset + r]  // clamped as in the kernel (NaN reads row 0)
                 let from = v >= Float(sourceRows - 1) ? sourceRows - 1 : (v > 0 ? Int(v) : 0)
                 (m[2] + r * cols).update(from: m[0] + from * cols, count: cols)
             }
         } opencl: { d in
-            try d.device.launch(try d.device.kernel("gather", "gather_rows"),
-                                [.int(rows), .int(cols), .buffer(d[0]), .int(sourceRows), .buffer(d[1]), .int(offset),
-                                 .buffer(d[2])],
-                                global: [cols, rows], cost: (0, Double(2 * rows * cols * 4)))
+            try d.device.run(gatherRowsKernel, global: WorkSize(cols, rows)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.int(sourceRows); try a.buffer(d[1])
+                try a.int(offset); try a.buffer(d[2])
+            }
         }
     }
 }

@@ -6,12 +6,12 @@ struct GemmConfig: Hashable, Codable, Sendable {
 
     var options: String { "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" }
     /// The work-group shape (N direction, M direction).
-    var local: [Int] { [tsN / wptN, tsM / wptM] }
-    var workGroupSize: Int { local[0] * local[1] }
+    var local: WorkSize { WorkSize(tsN / wptN, tsM / wptM) }
+    var workGroupSize: Int { local.x * local.y }
     var localMemoryBytes: Int { tsK * (tsM + tsN) * MemoryLayout<Float>.size }
 
-    func global(m: Int, n: Int) -> [Int] {
-        [(n + tsN - 1) / tsN * local[0], (m + tsM - 1) / tsM * local[1]]
+    func global(m: Int, n: Int) -> WorkSize {
+        WorkSize((n + tsN - 1) / tsN * local.x, (m + tsM - 1) / tsM * local.y)
     }
 }
 
@@ -70,21 +70,26 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
         }
     }
 
-    func global(m: Int, n: Int) -> [Int] {
+    func global(m: Int, n: Int) -> WorkSize {
         switch self {
         case .tiled(let c): return c.global(m: m, n: n)
-        case let .columns(vw, rm, rn): return [(m + rm - 1) / rm, (n + rn * vw - 1) / (rn * vw)]
-        case let .dots(_, dm, dn): return [(m + dm - 1) / dm, (n + dn - 1) / dn]
+        case let .columns(vw, rm, rn): return WorkSize((m + rm - 1) / rm, (n + rn * vw - 1) / (rn * vw))
+        case let .dots(_, dm, dn): return WorkSize((m + dm - 1) / dm, (n + dn - 1) / dn)
         }
     }
 
-    var local: [Int]? {
+    var local: WorkSize? {
         switch self {
         case .tiled(let c): return c.local
         // NOTE: one work-item per work-group keeps CPU drivers (POCL) from vectorising across work-items, which
         // fights the kernels' own vectors; these kernels have no local memory to share anyway.
-        case .columns, .dots: return [1, 1]
+        case .columns, .dots: return WorkSize(1, 1)
         }
+    }
+
+    /// This kernel of matmul.cl for `variant`, as a launchable source (make it once and keep it).
+    func source(_ variant: GemmVariant) -> KernelSource {
+        KernelSource("matmul", kernelName(variant), options: options)
     }
 
     var description: String {
@@ -93,6 +98,16 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
         case let .columns(vw, rm, rn): return "columns \(rm)x\(rn)xfloat\(vw)"
         case let .dots(vw, dm, dn): return "dots \(dm)x\(dn)xfloat\(vw)"
         }
+    }
+}
+
+/// A GEMM kernel choice with its source made once, ready to launch.
+struct GemmLaunch: Sendable {
+    let kernel: GemmKernel
+    let source: KernelSource
+    init(_ kernel: GemmKernel, _ variant: GemmVariant) {
+        self.kernel = kernel
+        source = kernel.source(variant)
     }
 }
 

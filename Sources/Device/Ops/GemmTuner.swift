@@ -79,12 +79,13 @@ enum GemmTuner {
         let a = try Tensor.randn(variant == .tn ? [k, m] : [m, k], seed: 1, on: tag)
         let b = try Tensor.randn(variant == .nt ? [n, k] : [k, n], seed: 2, on: tag)
         let c = try Tensor.empty([m, n], on: tag)
+        let launch = GemmLaunch(kernel, variant)
         func run(_ times: Int) throws -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<times {
-                try Tensor.run("matmul", [a, b, c]) { _ in } opencl: { d in
+                try Tensor.run("matmul", a, b, c) { _ in } opencl: { d in
                     try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
-                                     transB: variant == .nt, kernel: kernel, beta: 0)
+                                     transB: variant == .nt, kernel: launch, beta: 0)
                 }
             }
             try device.finish()
@@ -105,18 +106,37 @@ enum GemmTuner {
     }
 }
 
-/// The GEMM plan of each opened device: tuned (or read from the tuner's cache) on the device's first product.
+/// The GEMM plan of each opened device: tuned (or read from the tuner's cache) on the device's first product, and
+/// kept with its kernel sources made, so a product looks up nothing by name.
 final class GemmPlans: @unchecked Sendable {
     static let shared = GemmPlans()
-    private let lock = NSLock()
-    private var plans: [ObjectIdentifier: GemmPlan] = [:]
 
-    func plan(for device: OpenCLDevice) throws -> GemmPlan {
+    /// One device's launches, by variant.
+    struct Launches: Sendable {
+        let plan: GemmPlan
+        let nn, nt, tn: GemmLaunch
+        init(_ plan: GemmPlan) {
+            self.plan = plan
+            (nn, nt, tn) = (GemmLaunch(plan.nn, .nn), GemmLaunch(plan.nt, .nt), GemmLaunch(plan.tn, .tn))
+        }
+        subscript(variant: GemmVariant) -> GemmLaunch {
+            switch variant {
+            case .nn: return nn
+            case .nt: return nt
+            case .tn: return tn
+            }
+        }
+    }
+
+    private let lock = NSLock()
+    private var launches: [ObjectIdentifier: Launches] = [:]
+
+    func launches(for device: OpenCLDevice) throws -> Launches {
         lock.lock()
         defer { lock.unlock() }
-        if let plan = plans[ObjectIdentifier(device)] { return plan }
-        let plan = try GemmTuner.plan(for: device)
-        plans[ObjectIdentifier(device)] = plan
-        return plan
+        if let known = launches[ObjectIdentifier(device)] { return known }
+        let made = Launches(try GemmTuner.plan(for: device))
+        launches[ObjectIdentifier(device)] = made
+        return made
     }
 }

@@ -1,6 +1,11 @@
 // Losses with their gradients fused into the same pass (Kernels/loss.cl): softmax_cross_entropy, squared_error.
 import Foundation
 
+private enum LossKernels {
+    static let softmaxCrossEntropy = KernelSource("loss", "softmax_cross_entropy")
+    static let squaredError = KernelSource("loss", "squared_error")
+}
+
 extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
@@ -13,7 +18,7 @@ extension Tensor {
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
         if let grad { try requireShape("softmaxCrossEntropy (grad)", grad, shape) }
         let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device)
-        try Tensor.run("softmaxCrossEntropy", [self, labels, losses, grad]) { m in
+        try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { m in
             for i in 0..<rows {
                 let z = m[0] + i * cols
                 var top = z[0]
@@ -28,10 +33,11 @@ extension Tensor {
                 }
             }
         } opencl: { d in
-            try d.device.run("loss", "softmax_cross_entropy",
-                             [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1]), .buffer(d[2]),
-                              .buffer(try d.orPlaceholder(3)), .float(gradScale), .int(grad == nil ? 0 : 1)],
-                             global: [rows])
+            let g = try d.orPlaceholder(3)
+            try d.device.run(LossKernels.softmaxCrossEntropy, global: WorkSize(rows)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+                try a.buffer(g); try a.float(gradScale); try a.int(grad == nil ? 0 : 1)
+            }
         }
         return losses
     }
@@ -45,16 +51,18 @@ extension Tensor {
         if let grad { try requireShape("squaredError (grad)", grad, shape) }
         let losses = try output("squaredError (losses)", losses, [count], on: device)
         let n = count
-        try Tensor.run("squaredError", [self, target, losses, grad]) { m in
+        try Tensor.run("squaredError", self, target, losses, grad) { m in
             for i in 0..<n {
                 let d = m[0][i] - m[1][i]
                 m[2][i] = d * d
                 m.optional(3)?[i] = gradScale * 2 * d
             }
         } opencl: { d in
-            try d.device.run("loss", "squared_error", [.int(n), .buffer(d[0]), .buffer(d[1]), .buffer(d[2]),
-                                                       .buffer(try d.orPlaceholder(3)), .float(gradScale),
-                                                       .int(grad == nil ? 0 : 1)], global: [n])
+            let g = try d.orPlaceholder(3)
+            try d.device.run(LossKernels.squaredError, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+                try a.buffer(g); try a.float(gradScale); try a.int(grad == nil ? 0 : 1)
+            }
         }
         return losses
     }

@@ -30,7 +30,7 @@ extension Tensor {
         if accumulate && out == nil { throw DeviceError.invalidArgument(op: "matmul", "accumulate needs an output to add to") }
         let c = try output("matmul", out, [m, n], on: a.device)
         let beta: Float = accumulate ? 1 : 0
-        try Tensor.run("matmul", [a, b, c]) { h in
+        try Tensor.run("matmul", a, b, c) { h in
             if naive {
                 matmulNaive(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
             } else {
@@ -38,7 +38,7 @@ extension Tensor {
             }
         } opencl: { d in
             let variant = GemmVariant(transA: transA, transB: transB)
-            let kernel = try naive ? nil : variant.map { try GemmPlans.shared.plan(for: d.device)[$0] }
+            let kernel = try naive ? nil : variant.map { try GemmPlans.shared.launches(for: d.device)[$0] }
             try launchMatmul(d.device, d[0], d[1], d[2], m: m, n: n, k: k, transA: transA, transB: transB,
                              kernel: kernel, beta: beta)
         }
@@ -46,28 +46,30 @@ extension Tensor {
     }
 }
 
+private let matmulNaiveKernel = KernelSource("matmul", "matmul_naive")
+
 /// C = op(A)·op(B) + beta·C through `kernel` of matmul.cl, or matmul_naive when it is nil (both transposes, the
 /// reference) or when the device cannot hold the kernel's tile (work-group size, local memory).
 func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLBuffer, m: Int, n: Int, k: Int,
-                  transA: Bool, transB: Bool, kernel choice: GemmKernel?, beta: Float) throws {
-    let cost = (2 * Double(m) * Double(n) * Double(k), 4 * Double(m * k + k * n + m * n))
-    if let choice, let variant = GemmVariant(transA: transA, transB: transB) {
-        let kernel = try device.kernel("matmul", choice.kernelName(variant), options: choice.options)
-        let fits: Bool
-        if case .tiled(let config) = choice {
+                  transA: Bool, transB: Bool, kernel choice: GemmLaunch?, beta: Float) throws {
+    let flops = 2 * Double(m) * Double(n) * Double(k)
+    if let choice {
+        let kernel = try device.kernel(choice.source)
+        var fits = true
+        if case .tiled(let config) = choice.kernel {
             fits = kernel.maxWorkGroupSize >= config.workGroupSize && device.info.localMemory >= config.localMemoryBytes
-        } else {
-            fits = true
         }
         if fits {
-            try device.launch(kernel, [.int(m), .int(n), .int(k), .buffer(a), .buffer(b), .buffer(c), .float(beta)],
-                              global: choice.global(m: m, n: n), local: choice.local, cost: cost)
+            try device.launch(kernel, global: choice.kernel.global(m: m, n: n), local: choice.kernel.local, flops: flops) { x in
+                try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c); try x.float(beta)
+            }
             return
         }
     }
-    try device.launch(try device.kernel("matmul", "matmul_naive"),
-                      [.int(m), .int(n), .int(k), .buffer(a), .buffer(b), .buffer(c), .int(transA ? 1 : 0),
-                       .int(transB ? 1 : 0), .float(beta)], global: [n, m], cost: cost)
+    try device.launch(try device.kernel(matmulNaiveKernel), global: WorkSize(n, m), flops: flops) { x in
+        try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c)
+        try x.int(transA ? 1 : 0); try x.int(transB ? 1 : 0); try x.float(beta)
+    }
 }
 
 /// The fast CPU product: cache-blocked, packed, SIMD micro-kernel (CGemm), rows split across all cores.

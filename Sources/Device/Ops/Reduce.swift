@@ -1,23 +1,29 @@
 // Reductions (Kernels/reduce.cl): sum, argmax_rows.
 
+private enum ReduceKernels {
+    static let sum = KernelSource("reduce", "sum")
+    static let argmaxRows = KernelSource("reduce", "argmax_rows")
+}
+
 extension Tensor {
     /// The sum of all elements, accumulated in Double on cpu and Kahan-compensated on OpenCL. → [1]
     @discardableResult
     public func sum(into out: Tensor? = nil) throws -> Tensor {
         let out = try output("sum", out, [1], on: device)
         let n = count
-        try Tensor.run("sum", [self, out]) { m in
+        try Tensor.run("sum", self, out) { m in
             var acc: Double = 0
             for i in 0..<n { acc += Double(m[0][i]) }
             m[1][0] = Float(acc)
         } opencl: { d in
-            let kernel = try d.device.kernel("reduce", "sum")
+            let kernel = try d.device.kernel(ReduceKernels.sum)
             // One work-group of the largest power of two the kernel and the local memory allow (at most 256).
             let limit = min(256, kernel.maxWorkGroupSize, d.device.info.localMemory / MemoryLayout<Float>.size)
             var size = 1
             while size * 2 <= limit { size *= 2 }
-            try d.device.launch(kernel, [.int(n), .buffer(d[0]), .buffer(d[1]), .local(floats: size)],
-                                global: [size], local: [size])
+            try d.device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.local(floats: size)
+            }
         }
         return out
     }
@@ -28,14 +34,16 @@ extension Tensor {
         let (rows, cols) = try matrixDims("argmaxRows", self)
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "argmaxRows", "rows have no entries") }
         let out = try output("argmaxRows", out, [rows], on: device)
-        try Tensor.run("argmaxRows", [self, out]) { m in
+        try Tensor.run("argmaxRows", self, out) { m in
             for i in 0..<rows {
                 var best = 0
                 for j in 1..<cols where m[0][i * cols + j] > m[0][i * cols + best] { best = j }
                 m[1][i] = Float(best)
             }
         } opencl: { d in
-            try d.device.run("reduce", "argmax_rows", [.int(rows), .int(cols), .buffer(d[0]), .buffer(d[1])], global: [rows])
+            try d.device.run(ReduceKernels.argmaxRows, global: WorkSize(rows)) { a in
+                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1])
+            }
         }
         return out
     }

@@ -1,6 +1,8 @@
 // The SGD update (Kernels/sgd.cl), PyTorch's formulation:
 //   g = grad + weightDecay·param; v = momentum·v + g; param −= lr·(momentum > 0 ? v : g)
 
+private let sgdStepKernel = KernelSource("sgd", "sgd_step")
+
 extension Tensor {
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0.
     public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
@@ -11,7 +13,7 @@ extension Tensor {
         }
         let n = count
         let momentum = velocity == nil ? 0 : momentum
-        try Tensor.run("sgdStep", [self, grad, velocity]) { m in
+        try Tensor.run("sgdStep", self, grad, velocity) { m in
             let p = m[0], g = m[1], v = m.optional(2)
             for i in 0..<n {
                 var step = g[i] + weightDecay * p[i]
@@ -22,8 +24,11 @@ extension Tensor {
                 p[i] -= lr * step
             }
         } opencl: { d in
-            try d.device.run("sgd", "sgd_step", [.int(n), .buffer(d[0]), .buffer(d[1]), .buffer(try d.orPlaceholder(2)),
-                                                 .float(lr), .float(momentum), .float(weightDecay)], global: [n])
+            let v = try d.orPlaceholder(2)
+            try d.device.run(sgdStepKernel, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(v)
+                try a.float(lr); try a.float(momentum); try a.float(weightDecay)
+            }
         }
     }
 }
