@@ -23,7 +23,7 @@ extension Tensor {
                 (m[2] + r * cols).update(from: m[0] + from * cols, count: cols)
             }
         } opencl: { d in
-            try d.device.run(gatherRowsKernel, global: WorkSize(cols, rows)) { a in
+            try d.device.run(gatherRowsKernel, global: WorkSize(rows)) { a in
                 try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.int(sourceRows); try a.buffer(d[1])
                 try a.int(offset); try a.buffer(d[2])
             }
