@@ -22,19 +22,36 @@ extension Bench {
         @Option(help: "Full-batch passes timed per device (the median is printed).")
         var runs: Int = 5
 
+        @Option(parsing: .upToNextOption, help: "Hidden layer sizes of the timed epoch's model (e.g. 512 256 for the wide anchor).")
+        var hidden: [Int] = [50]
+
+        @Option(help: "Minibatch size of the timed epoch.")
+        var batchSize: Int = 64
+
+        @Option(help: "Learning rate of the timed epoch (constant).")
+        var lr: Float = 0.1
+
         func validate() throws {
-            guard epochs > 0, runs > 0 else { throw ValidationError("--epochs and --runs must be at least 1") }
+            guard (1...1000).contains(epochs), (1...1000).contains(runs) else {
+                throw ValidationError("--epochs and --runs must be in 1...1000")
+            }
+            guard hidden.allSatisfy({ (1...65536).contains($0) }), (1...(1 << 16)).contains(batchSize), lr.isFinite, lr > 0 else {
+                throw ValidationError("--hidden sizes and --batch-size must be in 1...65536 and --lr a finite number > 0")
+            }
         }
 
         func run() throws {
             let (rawTrain, _) = try MNISTFolder(data).load()
             let train = Normalization.fit(rawTrain).apply(rawTrain)
+            let sizes = [train.features] + hidden + [10]
+            print("epoch: \(sizes.map(String.init).joined(separator: "-")), cross-entropy, SGD lr \(lr), batch \(batchSize); "
+                  + "full batch: \(train.features)-50-1, MSE, \(train.count) images")
             print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
             for tag in try benchDevices(device) {
                 try tag.warmUp()
                 var options = TrainingOptions()
-                (options.lr, options.schedule, options.batchSize, options.epochs) = (0.1, .constant, 64, epochs)
-                let model = try MLP.make(sizes: [train.features, 50, 10], seed: 1, on: tag)
+                (options.lr, options.schedule, options.batchSize, options.epochs) = (lr, .constant, batchSize, epochs)
+                let model = try MLP.make(sizes: sizes, seed: 1, on: tag)
                 let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: tag)
                 let deviceTrain = try DeviceDataset(train, on: tag)
                 var epochTimes: [Double] = []
