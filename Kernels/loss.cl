@@ -38,3 +38,45 @@ __kernel void squared_error(const int n, __global const float* pred, __global co
     losses[i] = d * d;
     if (want_grad) grad[i] = grad_scale * 2.0f * d;
 }
+
+// The batch's mean loss, fused with its gradient, written to out[slot]; one work-group of any power-of-two size
+// (scratch: one float per work-item). kind 0: softmax cross-entropy over rows of cols logits; kind 1: squared error
+// of one output per row (cols = 1). grad (when want_grad) receives (1/rows) · d(sum of losses)/dpred.
+// global = local = (work-group size).
+__kernel void mean_loss(const int kind, const int rows, const int cols, __global const float* pred,
+                        __global const float* labels, __global float* grad, const int want_grad,
+                        __global float* out, const int slot, __local float* scratch)
+{
+    const int lid = get_local_id(0);
+    const int size = get_local_size(0);
+    const float scale = 1.0f / (float)max(rows, 1);
+    float acc = 0.0f;
+    for (int i = lid; i < rows; i += size) {
+        __global const float* z = pred + (size_t)i * cols;
+        if (kind == 0) {
+            float m = z[0];
+            for (int j = 1; j < cols; j++) m = fmax(m, z[j]);
+            float s = 0.0f;
+            for (int j = 0; j < cols; j++) s += exp(z[j] - m);
+            const float lse = m + log(s);
+            const int label = (int)labels[i];
+            const bool valid = label >= 0 && label < cols;
+            acc += valid ? lse - z[label] : NAN;
+            if (want_grad) {
+                __global float* g = grad + (size_t)i * cols;
+                for (int j = 0; j < cols; j++) g[j] = scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
+            }
+        } else {
+            const float d = z[0] - labels[i];
+            acc += d * d;
+            if (want_grad) grad[i] = scale * 2.0f * d;
+        }
+    }
+    scratch[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = size / 2; stride > 0; stride /= 2) {
+        if (lid < stride) scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) out[slot] = scratch[0] * scale;
+}

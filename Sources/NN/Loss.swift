@@ -6,9 +6,9 @@ public protocol Loss: Sendable {
     var name: String { get }
     /// How many model outputs the loss needs for `classes` classes.
     func outputs(classes: Int) -> Int
-    /// Each example's loss into `losses` [batch]; when `grad` (pred's shape) is given it receives gradScale times the
-    /// gradient of the summed loss. pred: [batch, outputs], labels: [batch] (class indices as floats).
-    func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws
+    /// The batch's mean loss into element `slot` of `out`; when `grad` (pred's shape) is given it receives
+    /// dL/dpred of that mean. pred: [batch, outputs], labels: [batch] (class indices as floats). One kernel.
+    func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws
     /// The predicted class of each row. pred: [batch, outputs] → host array of class indices.
     func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int]
     /// The mean loss in Double on the host: the reference the gradient check differentiates.
@@ -16,18 +16,10 @@ public protocol Loss: Sendable {
 }
 
 extension Loss {
-    /// Mean loss over the batch into `out` [1], with `losses` [batch] as scratch; `grad` receives dL/dpred of the mean.
-    public func compute(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, losses: Tensor, into out: Tensor) throws {
-        let scale = 1 / Float(max(pred.shape.first ?? 1, 1))
-        try perExample(pred, labels, grad: grad, gradScale: scale, into: losses)
-        try losses.sum(into: out)
-        try out.affine(scale: scale, into: out)
-    }
-
-    /// Mean loss over the batch → [1] on the predictions' device; `grad` as in `compute`.
+    /// Mean loss over the batch → [1] on the predictions' device; `grad` receives dL/dpred of the mean.
     public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor? = nil) throws -> Tensor {
         let out = try Tensor.empty([1], on: pred.device)
-        try compute(pred, labels, grad: grad, losses: try Tensor.empty([pred.shape.first ?? 0], on: pred.device), into: out)
+        try mean(pred, labels, grad: grad, into: out, at: 0)
         return out
     }
 }
@@ -38,8 +30,8 @@ public struct CrossEntropyLoss: Loss {
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
 
-    public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
-        try pred.softmaxCrossEntropy(labels: labels, grad: grad, gradScale: gradScale, into: losses)
+    public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
+        try pred.meanLoss(.softmaxCrossEntropy, labels: labels, grad: grad, into: out, at: slot)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
@@ -65,8 +57,8 @@ public struct MSELoss: Loss {
     public var name: String { "mse" }
     public func outputs(classes: Int) -> Int { 1 }
 
-    public func perExample(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, gradScale: Float, into losses: Tensor) throws {
-        try pred.squaredError(target: labels, grad: grad, gradScale: gradScale, into: losses)
+    public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
+        try pred.meanLoss(.squaredError, labels: labels, grad: grad, into: out, at: slot)
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {

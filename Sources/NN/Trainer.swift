@@ -85,7 +85,7 @@ public final class Trainer {
     /// Input and label tensors reused across steps, one pair per batch size seen.
     private var batchTensors: [Int: (x: Tensor, y: Tensor)] = [:]
     /// The loss's buffers, reused across steps.
-    private enum Buffer: Int, CaseIterable { case pending, grad, losses }
+    private enum Buffer: Int, CaseIterable { case stepLosses, grad }
     private let workspace = Workspace<Buffer>()
 
     public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
@@ -131,9 +131,8 @@ public final class Trainer {
         // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
         let totalSteps = Double(options.epochs) * Double(ranges.count)
         let start = Date()
-        let pending = try workspace.tensor(.pending, [1], on: device)  // device-side loss sum since the last report
-        try pending.fill(0)
-        let stepLosses = try stepLossTensors(reportEvery)  // each step's loss since the last report, to find the first bad one
+        // Each step's mean loss goes to its own element; a report reads them back at once (and finds the first bad one).
+        let stepLosses = try workspace.tensor(.stepLosses, [reportEvery], on: device)
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
@@ -142,28 +141,28 @@ public final class Trainer {
             let (x, y) = try batch(data, order: order, range)
             let pred = try model.forward(x)
             let grad = try workspace.tensor(.grad, pred.shape, on: device)
-            let batchLoss = stepLosses[pendingSteps]
-            try loss.compute(pred, y, grad: grad, losses: try workspace.tensor(.losses, [range.count], on: device),
-                             into: batchLoss)
+            try loss.mean(pred, y, grad: grad, into: stepLosses, at: pendingSteps)
             try model.zeroGrad()
             _ = try model.backward(grad, needsInputGradient: false)
             try optimizer.step()
 
-            try pending.elementwise(.add, batchLoss, into: pending)
             pendingSteps += 1
             if pendingSteps == reportEvery || step + 1 == ranges.count {
-                // The only host synchronisation inside an epoch: one loss read per report.
-                let mean = try pending.item() / Float(pendingSteps)
-                guard mean.isFinite else {
-                    let (offset, value) = try firstNonFinite(stepLosses.prefix(pendingSteps)) ?? (pendingSteps - 1, mean)
-                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - pendingSteps + offset, value: value,
+                // The only host synchronisation inside an epoch: one read of the losses per report.
+                let losses = try stepLosses.toArray().prefix(pendingSteps)
+                if let bad = losses.firstIndex(where: { !$0.isFinite }) {
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - pendingSteps + bad, value: losses[bad],
                                                       hint: divergenceHint)
                 }
-                total += Double(mean) * Double(pendingSteps)
+                let sum = losses.reduce(0.0) { $0 + Double($1) }
+                let mean = Float(sum / Double(pendingSteps))
+                guard mean.isFinite else {
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, value: mean, hint: divergenceHint)
+                }
+                total += sum
                 let elapsed = Date().timeIntervalSince(start)
                 progress(StepReport(epoch: epoch, step: step + 1, steps: ranges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
-                try pending.fill(0)
                 pendingSteps = 0
                 if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
             }
@@ -191,23 +190,6 @@ public final class Trainer {
                 + "(lr × weight decay = \(decay) makes every update overshoot); lower --weight-decay"
         }
         return "the learning rate \(options.lr) is too large for this model and data; try a smaller --lr"
-    }
-
-    /// The offset and value of the first non-finite one-element tensor (read only after a failed report).
-    private func firstNonFinite(_ tensors: ArraySlice<Tensor>) throws -> (Int, Float)? {
-        for (i, t) in tensors.enumerated() {
-            let v = try t.item()
-            if !v.isFinite { return (i, v) }
-        }
-        return nil
-    }
-
-    private var stepLossStore: [Tensor] = []
-    private func stepLossTensors(_ n: Int) throws -> [Tensor] {
-        if stepLossStore.count != n || stepLossStore.first?.device != device {
-            stepLossStore = try (0..<n).map { _ in try Tensor.empty([1], on: device) }
-        }
-        return stepLossStore
     }
 
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).

@@ -100,6 +100,39 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testFusedMeanLossMatchesReferenceOnEveryDevice() throws {
+        for (rows, cols) in rowShapes + [(300, 10), (1000, 3)] where rows > 0 {
+            let zv = testValues(rows * cols, seed: 61).map { $0 * 8 }
+            let pv = testValues(rows, seed: 62).map { $0 * 3 }
+            var rng = SeededGenerator(seed: 63)
+            let labels = (0..<rows).map { _ in Float(rng.next() % UInt64(cols)) }
+            try compareOnEveryDevice("mean loss \(rows)x\(cols)", rtol: 1e-4, atol: 1e-5) { d in
+                let out = try Tensor.zeros([3], on: d)
+                let z = try Tensor(zv, shape: [rows, cols], on: d), p = try Tensor(pv, shape: [rows, 1], on: d)
+                let y = try Tensor(labels, shape: [rows], on: d)
+                let gz = try Tensor.zeros([rows, cols], on: d), gp = try Tensor.zeros([rows, 1], on: d)
+                try z.meanLoss(.softmaxCrossEntropy, labels: y, grad: gz, into: out, at: 1)
+                try p.meanLoss(.squaredError, labels: y, grad: gp, into: out, at: 2)
+                return [out, gz, gp]
+            } check: { r in
+                var ce = 0.0, se = 0.0, gz = [Double](), gp = [Double]()
+                for i in 0..<rows {
+                    let z = (0..<cols).map { Double(zv[i * cols + $0]) }
+                    let m = z.max()!
+                    let lse = m + log(z.reduce(0) { $0 + exp($1 - m) })
+                    ce += lse - z[Int(labels[i])]
+                    gz += (0..<cols).map { (exp(z[$0] - lse) - ($0 == Int(labels[i]) ? 1 : 0)) / Double(rows) }
+                    let d = Double(pv[i]) - Double(labels[i])
+                    se += d * d
+                    gp.append(2 * d / Double(rows))
+                }
+                assertClose(r[0], [0, ce / Double(rows), se / Double(rows)], rtol: 1e-5, atol: 1e-5, "mean losses")
+                assertClose(r[1], gz, rtol: 1e-4, atol: 1e-6, "cross-entropy gradient")
+                assertClose(r[2], gp, rtol: 1e-5, atol: 1e-6, "squared-error gradient")
+            }
+        }
+    }
+
     func testSoftmaxCrossEntropyMatchesReferenceOnEveryDevice() throws {
         for (rows, cols) in rowShapes where cols > 1 {
             let zv = testValues(rows * cols, seed: 51).map { $0 * 20 }  // large logits exercise log-sum-exp

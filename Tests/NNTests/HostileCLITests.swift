@@ -254,6 +254,20 @@ final class HostileCLITests: CLITestCase {
         XCTAssertTrue(r.stderr.contains("permission denied") || r.stderr.contains("Permission denied"), r.stderr)
     }
 
+    func testBrokenOverrideKernelFailsWithItsBuildLog() throws {
+        try requireOpenCL()
+        let data = try dataFolder(), folder = try temporaryFolder(self)
+        try "__kernel void activation(int n, __global float* x) { this is not C }\n"
+            .write(to: folder.appendingPathComponent("activation.cl"), atomically: true, encoding: .utf8)
+        let r = try run(["train", "--data", data.path, "--device", "opencl", "--epochs", "1", "--hidden", "4"],
+                        env: ["CLNN_KERNELS_DIR": folder.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("building OpenCL program 'activation.cl'"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("CL_BUILD_PROGRAM_FAILURE"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("build log:"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("build log:\n(empty)"), "the driver's log says what is wrong: \(r.stderr)")
+    }
+
     func testBadKernelsFolderIsAnError() throws {
         try requireOpenCL()
         let data = try dataFolder(), folder = try temporaryFolder(self)

@@ -1,9 +1,19 @@
-// Losses with their gradients fused into the same pass (Kernels/loss.cl): softmax_cross_entropy, squared_error.
+// Losses with their gradients fused into the same pass (Kernels/loss.cl): softmax_cross_entropy and squared_error
+// per example, and mean_loss: a batch's mean loss and its gradient in one kernel, as a training step uses it.
 import Foundation
 
 private enum LossKernels {
     static let softmaxCrossEntropy = KernelSource("loss", "softmax_cross_entropy")
     static let squaredError = KernelSource("loss", "squared_error")
+    static let meanLoss = KernelSource("loss", "mean_loss")
+}
+
+/// The losses `meanLoss` computes.
+public enum LossKind: Int, Sendable {
+    /// Softmax cross-entropy of logit rows against class indices.
+    case softmaxCrossEntropy = 0
+    /// Squared error of a single output per row against a target.
+    case squaredError = 1
 }
 
 extension Tensor {
@@ -65,5 +75,56 @@ extension Tensor {
             }
         }
         return losses
+    }
+
+    /// The mean over the batch of `kind`'s loss of self (predictions [rows, cols]; cols = 1 for squared error) against
+    /// `labels` [rows], written to element `slot` of `out`; when `grad` (self's shape) is given it receives the
+    /// gradient of that mean. One kernel: what a training step runs instead of per-example losses, a sum and a scale.
+    public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor, at slot: Int = 0) throws {
+        let (rows, cols) = try matrixDims("meanLoss", self)
+        guard cols > 0, kind == .softmaxCrossEntropy || cols == 1 else {
+            throw DeviceError.invalidArgument(op: "meanLoss", "\(kind) needs \(kind == .squaredError ? "one output" : "at least one class") per row, got \(cols)")
+        }
+        try requireShape("meanLoss (labels)", labels, [rows])
+        if let grad { try requireShape("meanLoss (grad)", grad, shape) }
+        guard slot >= 0, slot < out.count else {
+            throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of \(out.count) elements")
+        }
+        try Tensor.run("meanLoss", self, labels, grad, out) { m in
+            let scale = 1 / Float(max(rows, 1))
+            var total: Float = 0
+            for i in 0..<rows {
+                let z = m[0] + i * cols
+                if kind == .squaredError {
+                    let d = z[0] - m[1][i]
+                    total += d * d
+                    m.optional(2)?[i] = scale * 2 * d
+                    continue
+                }
+                var top = z[0]
+                for j in 1..<cols { top = max(top, z[j]) }
+                var s: Float = 0
+                for j in 0..<cols { s += expf(z[j] - top) }
+                let lse = top + logf(s)
+                let label = Int(exactly: m[1][i].rounded(.towardZero)) ?? -1
+                total += label >= 0 && label < cols ? lse - z[label] : .nan
+                if let g = m.optional(2) {
+                    for j in 0..<cols { g[i * cols + j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
+                }
+            }
+            m[3][slot] = total * scale
+        } opencl: { d in
+            let kernel = try d.device.kernel(LossKernels.meanLoss)
+            let g = try d.orPlaceholder(2)
+            // One work-group of the largest power of two the kernel, the local memory and the rows call for.
+            let limit = min(256, kernel.maxWorkGroupSize, d.device.info.localMemory / MemoryLayout<Float>.size)
+            var size = 1
+            while size * 2 <= limit && size < rows { size *= 2 }
+            try d.device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
+                try a.int(kind.rawValue); try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1])
+                try a.buffer(g); try a.int(grad == nil ? 0 : 1); try a.buffer(d[3]); try a.int(slot)
+                try a.local(floats: size)
+            }
+        }
     }
 }
