@@ -9,13 +9,22 @@ import Foundation
 final class HostBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
+    /// For a view: the buffer whose memory it shows (kept alive; only an owner frees).
+    private let parent: HostBuffer?
     init(count: Int) {
         self.count = count
+        parent = nil
         // At least one element so the pointer is always valid.
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
-    deinit { pointer.deallocate() }
+    /// Elements offset..<offset + count of `parent`.
+    init(viewOf parent: HostBuffer, offset: Int, count: Int) {
+        self.parent = parent
+        self.count = count
+        pointer = parent.pointer + offset
+    }
+    deinit { if parent == nil { pointer.deallocate() } }
 }
 
 /// A tensor's memory: on the host, or in one OpenCL device's buffer (which knows its device).
@@ -41,6 +50,22 @@ enum Backend {
         switch self {
         case .cpu: return .cpu(HostBuffer(count: count))
         case .opencl(let device): return .opencl(try device.makeBuffer(count: count))
+        }
+    }
+
+    /// Where a view into a flat buffer may start, in floats (a sub-buffer's base address alignment on OpenCL).
+    var viewAlignment: Int {
+        switch self {
+        case .cpu: return 16
+        case .opencl(let device): return max(device.info.baseAddressAlignment / MemoryLayout<Float>.size, 1)
+        }
+    }
+
+    /// Elements offset..<offset + count of `storage` as storage of their own, sharing its memory.
+    func view(of storage: Storage, offset: Int, count: Int) throws -> Storage {
+        switch storage {
+        case .cpu(let buffer): return .cpu(HostBuffer(viewOf: buffer, offset: offset, count: count))
+        case .opencl(let buffer): return .opencl(try buffer.device.makeSubBuffer(of: buffer, offset: offset, count: count))
         }
     }
 
@@ -153,6 +178,32 @@ extension Tensor {
             }
             try opencl(DeviceOperands(b0: buffer, b1: device(b), b2: device(c), b3: device(d), device: buffer.device))
         }
+    }
+}
+
+extension Tensor {
+    /// Tensors of `shapes` laid out in one flat, zero-filled buffer on `device`, each starting where the device lets a
+    /// view start, and the flat tensor itself: an op on the flat tensor (an SGD step) covers every view in one launch.
+    /// The views share the flat tensor's memory; the gaps between them stay zero unless written through `flat`.
+    public static func arena(_ shapes: [[Int]], on device: DeviceTag) throws -> (flat: Tensor, views: [Tensor]) {
+        let backend = try Backend(device)
+        let align = backend.viewAlignment
+        var offsets: [Int] = []
+        var end = 0
+        for shape in shapes {
+            offsets.append(end)
+            let (next, overflow) = end.addingReportingOverflow(try checkedCount(shape))
+            guard !overflow else { throw DeviceError.invalidArgument(op: "arena", "shapes \(shapes) have too many elements") }
+            end = (next + align - 1) / align * align
+        }
+        // A zero-sized view still names one float (a buffer region cannot be empty): keep it inside the buffer.
+        if shapes.contains(where: { $0.contains(0) }) { end += 1 }
+        let flat = try Tensor.empty([end], on: device)
+        try flat.fill(0)
+        let views = try zip(shapes, offsets).map { shape, offset in
+            Tensor(shape: shape, device: device, storage: try backend.view(of: flat.storage, offset: offset, count: shape.reduce(1, *)))
+        }
+        return (flat, views)
     }
 }
 

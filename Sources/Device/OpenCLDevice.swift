@@ -179,6 +179,19 @@ public final class OpenCLDevice: @unchecked Sendable {
         return CLBuffer(mem, count: count, device: self)
     }
 
+    /// Floats `offset..<offset + count` of `buffer` as a buffer of their own (a sub-buffer sharing its memory).
+    /// `offset` must be a multiple of `info.baseAddressAlignment` bytes.
+    func makeSubBuffer(of buffer: CLBuffer, offset: Int, count: Int) throws -> CLBuffer {
+        var region = cl_buffer_region(origin: offset * MemoryLayout<Float>.size, size: max(count, 1) * MemoryLayout<Float>.size)
+        var status: cl_int = CL_SUCCESS
+        guard let mem = clCreateSubBuffer(buffer.handle, cl_mem_flags(CL_MEM_READ_WRITE),
+                                          cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status),
+              status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateSubBuffer(\(count) floats at \(offset) on \(info.name))", status: status)
+        }
+        return CLBuffer(mem, count: count, device: self, parent: buffer)
+    }
+
     /// Copies `count` floats from host memory into `buffer` (blocking: the host memory may be reused at once).
     func write(_ buffer: CLBuffer, from source: UnsafeRawPointer, count: Int, at offset: Int = 0) throws {
         guard count > 0 else { return }

@@ -49,10 +49,13 @@ final class CLBuffer: @unchecked Sendable {
     let owned: CLOwned<MemoryKind>
     let count: Int
     let device: OpenCLDevice
+    /// For a sub-buffer: the buffer it is a region of (kept alive as long as the region).
+    let parent: CLBuffer?
     var handle: OpaquePointer { owned.handle }
-    init(_ handle: OpaquePointer, count: Int, device: OpenCLDevice) {
+    init(_ handle: OpaquePointer, count: Int, device: OpenCLDevice, parent: CLBuffer? = nil) {
         owned = CLOwned(handle)
         self.count = count
         self.device = device
+        self.parent = parent
     }
 }

@@ -15,6 +15,8 @@ public struct OpenCLDeviceInfo: Sendable {
     public let localMemory: Int
     public let maxWorkGroupSize: Int
     public let isCPU: Bool
+    /// CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: where a sub-buffer may start.
+    public var baseAddressAlignment: Int = 128
 }
 
 func deviceString(_ device: cl_device_id, _ param: Int32) -> String {

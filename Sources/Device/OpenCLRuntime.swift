@@ -55,7 +55,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     private static func describe(_ id: cl_device_id, index: Int, platform: String) -> OpenCLDeviceInfo {
         var type: cl_device_type = 0
         clGetDeviceInfo(id, cl_device_info(CL_DEVICE_TYPE), MemoryLayout<cl_device_type>.size, &type, nil)
-        return OpenCLDeviceInfo(
+        var info = OpenCLDeviceInfo(
             index: index,
             name: deviceString(id, CL_DEVICE_NAME),
             platform: platform,
@@ -69,6 +69,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
             maxWorkGroupSize: deviceInteger(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
             isCPU: type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0
         )
+        let alignBits = deviceInteger(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, as: cl_uint.self)
+        if alignBits >= 32 { info.baseAddressAlignment = alignBits / 8 }
+        return info
     }
 
     /// Waits for the queued work of every opened device (errors ignored): call before the process exits, so that

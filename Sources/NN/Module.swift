@@ -51,6 +51,24 @@ public final class Parameter {
     public func load(_ source: Tensor) throws {
         try value.copy(from: source)
     }
+
+    /// Moves the value, gradient and (when given) velocity into `value`, `grad` and `velocity` — views into an
+    /// optimiser's flat buffers — keeping their contents.
+    func adopt(value newValue: Tensor, grad newGrad: Tensor, velocity newVelocity: Tensor?) throws {
+        try newValue.copy(from: value)
+        try newGrad.copy(from: gradStorage)
+        if let newVelocity, let velocity { try newVelocity.copy(from: velocity) }
+        (value, gradStorage) = (newValue, newGrad)
+        if newVelocity != nil { velocity = newVelocity }
+    }
+
+    /// Whether this parameter's value, gradient and velocity are exactly these tensors.
+    func lives(in value: Tensor, _ grad: Tensor, _ velocity: Tensor?) -> Bool {
+        self.value === value && gradStorage === grad && (velocity == nil || self.velocity === velocity)
+    }
+
+    /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.
+    func materialiseGrad() throws { _ = try grad }
 }
 
 /// A layer in the fast.ai lessons' pattern: `forward` keeps what `backward` needs; `backward` accumulates the
