@@ -82,7 +82,7 @@ private func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutableP
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
     let cores = ProcessInfo.processInfo.activeProcessorCount
     // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
-    let chunks = m * n * k < 1 << 18 ? 1 : min(cores, (m + 5) / 6)
+    let chunks = m * n * k < 1 << 22 ? 1 : min(cores, (m + 5) / 6)
     let rowsPerChunk = ((m + chunks - 1) / chunks + 5) / 6 * 6
     DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
         let begin = chunk * rowsPerChunk, end = min(m, begin + rowsPerChunk)

@@ -14,14 +14,16 @@ extension Tensor {
         let n = count
         let momentum = velocity == nil ? 0 : momentum
         try Tensor.run("sgdStep", self, grad, velocity) { m in
-            let p = m[0], g = m[1], v = m.optional(2)
-            for i in 0..<n {
-                var step = g[i] + weightDecay * p[i]
-                if momentum > 0, let v {
-                    step = momentum * v[i] + step
+            let p = m[0], g = m[1]
+            if let v = m.optional(2), momentum > 0 {
+                for i in 0..<n {
+                    let step = momentum * v[i] + (g[i] + weightDecay * p[i])
                     v[i] = step
+                    p[i] -= lr * step
                 }
-                p[i] -= lr * step
+            } else {
+                // NOTE: a loop of its own, so the compiler vectorises it (the common case: no momentum).
+                for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
             }
         } opencl: { d in
             let v = try d.orPlaceholder(2)
