@@ -87,7 +87,8 @@ struct Train: ParsableCommand {
 
     func run() throws {
         Interrupt.install()
-        let device = try common.resolveDevice()
+        // An explicit device is checked at once; `auto` is decided once the model's shape is known.
+        let explicitDevice = common.device.lowercased() == "auto" ? nil : try common.resolveDevice()
         let lossFunction = makeLoss(named: loss)!
         let folder = MNISTFolder(common.data)
         // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
@@ -106,6 +107,7 @@ struct Train: ParsableCommand {
                                  testSource: try folder.file(MNISTFolder.testLabels))
         for warning in plan.warnings { warn("clnn: warning: \(warning)") }
         let sizes = [train.features] + hidden + [lossFunction.outputs(classes: plan.classes)]
+        let device = try explicitDevice ?? common.resolveDevice(sizes: sizes, batchSize: batchSize)
         do {
             try MLP.checkFits(sizes: sizes, rows: max(batchSize, Trainer.evaluationChunk), on: device)
         } catch let error as DeviceError {

@@ -146,4 +146,21 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 50, totalSteps: 100), 0.05, accuracy: 1e-7)
         XCTAssertEqual(LearningRateSchedule.cosine.rate(base: 0.1, step: 100, totalSteps: 100), 0, accuracy: 1e-7)
     }
+
+    func testAutoDevicePrefersAGPUElseMeasuresCPUAgainstCPUTypeOpenCL() throws {
+        let decision = try DeviceChoice.fastest(sizes: [20, 8, 3], batchSize: 16, steps: 3)
+        let devices = OpenCLRuntime.shared.devices
+        if let gpu = devices.first(where: { !$0.isCPU }) {
+            XCTAssertEqual(decision.device, .opencl(gpu.index))
+            XCTAssertTrue(decision.stepSeconds.isEmpty)
+        } else if devices.isEmpty {
+            XCTAssertEqual(decision.device, .cpu)
+            XCTAssertTrue(decision.reason.contains("no OpenCL device"), decision.reason)
+        } else {
+            XCTAssertEqual(decision.stepSeconds.map(\.device), [.cpu, .opencl(0)])
+            XCTAssertTrue(decision.stepSeconds.allSatisfy { $0.seconds > 0 })
+            let fastest = decision.stepSeconds.min { $0.seconds < $1.seconds }!.device
+            XCTAssertEqual(decision.device, fastest, "the faster measured device wins: \(decision.reason)")
+        }
+    }
 }
