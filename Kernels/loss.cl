@@ -1,30 +1,31 @@
 // Losses with their gradients fused into the same pass. Labels are class indices (or regression targets) in fp32.
 
-// Softmax cross-entropy over each row of logits[rows, cols], log-sum-exp stable.
-// losses[i] = logsumexp(logits[i,:]) - logits[i, label[i]]
-// if want_grad: grad[i,j] = grad_scale · (softmax(logits[i,:])[j] - [j == label[i]])
-// global = (rows).
+// One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) - z[label]; with want_grad, g[j] receives
+// grad_scale · (softmax(z)[j] - [j == label]).
+// NOTE: the host validates labels; an out-of-range one still must not read out of bounds, so it gives NaN.
+float softmax_cross_entropy_row(__global const float* z, const int cols, const float label_value,
+                                __global float* g, const float grad_scale, const int want_grad)
+{
+    float m = z[0];
+    for (int j = 1; j < cols; j++) m = fmax(m, z[j]);
+    float s = 0.0f;
+    for (int j = 0; j < cols; j++) s += exp(z[j] - m);
+    const float lse = m + log(s);
+    const int label = (int)label_value;
+    if (want_grad)
+        for (int j = 0; j < cols; j++) g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
+    return label >= 0 && label < cols ? lse - z[label] : NAN;
+}
+
+// Softmax cross-entropy over each row of logits[rows, cols]: losses[i] = the row's loss (above). global = (rows).
 __kernel void softmax_cross_entropy(const int rows, const int cols,
                            __global const float* logits, __global const float* labels,
                            __global float* losses, __global float* grad, const float grad_scale, const int want_grad)
 {
     const int i = get_global_id(0);
     if (i >= rows) return;
-    __global const float* z = logits + (size_t)i * cols;
-    float m = z[0];
-    for (int j = 1; j < cols; j++) m = fmax(m, z[j]);
-    float s = 0.0f;
-    for (int j = 0; j < cols; j++) s += exp(z[j] - m);
-    const float lse = m + log(s);
-    const int label = (int)labels[i];
-    // NOTE: the host validates labels; an out-of-range one still must not read out of bounds, so it gives NaN.
-    const bool valid = label >= 0 && label < cols;
-    losses[i] = valid ? lse - z[label] : NAN;
-    if (want_grad) {
-        __global float* g = grad + (size_t)i * cols;
-        for (int j = 0; j < cols; j++)
-            g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
-    }
+    losses[i] = softmax_cross_entropy_row(logits + (size_t)i * cols, cols, labels[i], grad + (size_t)i * cols,
+                                          grad_scale, want_grad);
 }
 
 // Squared error of a single-output regression: losses[i] = (pred[i] - target[i])²;
@@ -54,18 +55,7 @@ __kernel void mean_loss(const int kind, const int rows, const int cols, __global
     for (int i = lid; i < rows; i += size) {
         __global const float* z = pred + (size_t)i * cols;
         if (kind == 0) {
-            float m = z[0];
-            for (int j = 1; j < cols; j++) m = fmax(m, z[j]);
-            float s = 0.0f;
-            for (int j = 0; j < cols; j++) s += exp(z[j] - m);
-            const float lse = m + log(s);
-            const int label = (int)labels[i];
-            const bool valid = label >= 0 && label < cols;
-            acc += valid ? lse - z[label] : NAN;
-            if (want_grad) {
-                __global float* g = grad + (size_t)i * cols;
-                for (int j = 0; j < cols; j++) g[j] = scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
-            }
+            acc += softmax_cross_entropy_row(z, cols, labels[i], grad + (size_t)i * cols, scale, want_grad);
         } else {
             const float d = z[0] - labels[i];
             acc += d * d;

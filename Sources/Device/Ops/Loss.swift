@@ -30,17 +30,8 @@ extension Tensor {
         let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device)
         try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { m in
             for i in 0..<rows {
-                let z = m[0] + i * cols
-                var top = z[0]
-                for j in 1..<cols { top = max(top, z[j]) }
-                var s: Float = 0
-                for j in 0..<cols { s += expf(z[j] - top) }
-                let lse = top + logf(s)
-                let label = Int(exactly: m[1][i].rounded(.towardZero)) ?? -1
-                m[2][i] = label >= 0 && label < cols ? lse - z[label] : .nan
-                if let g = m.optional(3) {
-                    for j in 0..<cols { g[i * cols + j] = gradScale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
-                }
+                m[2][i] = softmaxCrossEntropyRow(m[0] + i * cols, cols, label: m[1][i], grad: m.optional(3).map { $0 + i * cols },
+                                                 scale: gradScale)
             }
         } opencl: { d in
             let g = try d.orPlaceholder(3)
@@ -101,16 +92,7 @@ extension Tensor {
                     m.optional(2)?[i] = scale * 2 * d
                     continue
                 }
-                var top = z[0]
-                for j in 1..<cols { top = max(top, z[j]) }
-                var s: Float = 0
-                for j in 0..<cols { s += expf(z[j] - top) }
-                let lse = top + logf(s)
-                let label = Int(exactly: m[1][i].rounded(.towardZero)) ?? -1
-                total += label >= 0 && label < cols ? lse - z[label] : .nan
-                if let g = m.optional(2) {
-                    for j in 0..<cols { g[i * cols + j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
-                }
+                total += softmaxCrossEntropyRow(z, cols, label: m[1][i], grad: m.optional(2).map { $0 + i * cols }, scale: scale)
             }
             m[3][slot] = total * scale
         } opencl: { d in
@@ -127,4 +109,20 @@ extension Tensor {
             }
         }
     }
+}
+
+/// One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) − z[label]; `grad` (when given) receives
+/// scale · (softmax(z) − one-hot). An out-of-range or NaN label gives NaN, as in the kernel.
+private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: Int, label value: Float,
+                                    grad: UnsafeMutablePointer<Float>?, scale: Float) -> Float {
+    var top = z[0]
+    for j in 1..<cols { top = max(top, z[j]) }
+    var s: Float = 0
+    for j in 0..<cols { s += expf(z[j] - top) }
+    let lse = top + logf(s)
+    let label = Int(exactly: value.rounded(.towardZero)) ?? -1
+    if let grad {
+        for j in 0..<cols { grad[j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
+    }
+    return label >= 0 && label < cols ? lse - z[label] : .nan
 }
