@@ -37,5 +37,15 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return count
     }
 
-    public var description: String { "Tensor(\(shape), \(device))" }
+    /// `Tensor([2, 3], opencl:0: 0.5, -1.25, 2, 0, 1, 3)`: the shape, the device and the first values (at most six,
+    /// read back from the device; waits for queued work).
+    public var description: String {
+        let shown = min(count, 6)
+        var values = [Float](repeating: 0, count: shown)
+        let read: Bool = shown > 0 && values.withUnsafeMutableBufferPointer { buffer in
+            (try? storage.download(into: buffer.baseAddress!, count: shown)) != nil
+        }
+        let text = read ? values.map { "\($0)" }.joined(separator: ", ") + (count > shown ? ", …" : "") : ""
+        return "Tensor(\(shape), \(device)\(text.isEmpty ? "" : ": " + text))"
+    }
 }

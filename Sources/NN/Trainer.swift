@@ -113,14 +113,26 @@ public final class Trainer {
         }
     }
 
-    /// One pass over `data` in the order `sampler` gives for `epoch` (1-based). Returns the mean training loss.
-    /// `progress` is called every `reportEvery` steps and at the end; `shouldStop` is polled at each report.
+    /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
+    /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
+    /// `progress` — the trailing closure — is called every `reportEvery` steps and at the end; `shouldStop` is polled
+    /// at each report.
+    ///
+    /// ```swift
+    /// for epoch in 1...options.epochs {
+    ///     let loss = try trainer.trainEpoch(data, epoch: epoch) { report in print(report.step, report.runningLoss) }
+    /// }
+    /// ```
     /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
     ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
     ///   saved. `DataError` for a label the model cannot predict.
     public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
                            shouldStop: () -> Bool = { false },
-                           progress: (StepReport) -> Void = { _ in }) throws -> Float {
+                           progress: (StepReport) -> Void) throws -> Float {
+        guard (1...max(options.epochs, 1)).contains(epoch) else {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
+                + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
+        }
         try requireDevice(data)
         try validateLabels(data.hostLabels, source: "training data")
         let reportEvery = max(reportEvery, 1)
@@ -195,9 +207,21 @@ public final class Trainer {
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
     public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
                            shouldStop: () -> Bool = { false },
-                           progress: (StepReport) -> Void = { _ in }) throws -> Float {
+                           progress: (StepReport) -> Void) throws -> Float {
         try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, reportEvery: reportEvery,
                        shouldStop: shouldStop, progress: progress)
+    }
+
+    /// `trainEpoch` without a progress callback.
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
+                           shouldStop: () -> Bool = { false }) throws -> Float {
+        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, shouldStop: shouldStop, progress: { _ in })
+    }
+
+    /// `trainEpoch` of a host dataset without a progress callback.
+    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+                           shouldStop: () -> Bool = { false }) throws -> Float {
+        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, shouldStop: shouldStop, progress: { _ in })
     }
 
     /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.

@@ -85,3 +85,13 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual("\(OpenCLError.call("clFoo", status: -54))", "clFoo failed: CL_INVALID_WORK_GROUP_SIZE (-54)")
     }
 }
+
+final class TensorDescriptionTests: XCTestCase {
+    func testDescriptionShowsShapeDeviceAndFirstValuesOnEveryDevice() throws {
+        for device in testDevices {
+            let t = try Tensor([0.5, -1.25, 2, 0, 1, 3, 7, 8], shape: [2, 4], on: device)
+            XCTAssertEqual("\(t)", "Tensor([2, 4], \(device): 0.5, -1.25, 2.0, 0.0, 1.0, 3.0, …)")
+            XCTAssertEqual("\(try Tensor.empty([0, 3], on: device))", "Tensor([0, 3], \(device))")
+        }
+    }
+}

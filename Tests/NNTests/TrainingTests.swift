@@ -163,4 +163,19 @@ final class TrainingTests: XCTestCase {
             XCTAssertEqual(decision.device, fastest, "the faster measured device wins: \(decision.reason)")
         }
     }
+
+    func testEpochsCountFromOneAndProgressIsTheTrailingClosure() throws {
+        let data = Dataset(images: (0..<32).map { Float($0 % 5) / 5 }, labels: (0..<16).map { Float($0 % 2) }, features: 2)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize) = (2, 4)
+        let trainer = try Trainer(model: try MLP.make(sizes: [2, 3, 2], seed: 1, on: .cpu), loss: CrossEntropyLoss(),
+                                  classes: 2, options: options, device: .cpu)
+        // A loop from 0 would run the cosine schedule backwards: it is an error naming the rule, not a silent result.
+        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 0)) { XCTAssertTrue("\($0)".contains("counts from 1"), "\($0)") }
+        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 3))
+        var steps: [Int] = []
+        _ = try trainer.trainEpoch(data, epoch: 1, reportEvery: 1) { report in steps.append(report.step) }
+        XCTAssertEqual(steps, [1, 2, 3, 4], "the trailing closure is the progress callback")
+        XCTAssertNoThrow(try trainer.trainEpoch(data, epoch: 2))
+    }
 }
