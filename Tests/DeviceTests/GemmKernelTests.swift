@@ -47,10 +47,10 @@ final class GemmTunerCacheTests: XCTestCase {
                                 driverVersion: "1.0", computeUnits: 2, globalMemory: 1 << 30, maxAllocation: 1 << 28,
                                 localMemory: 32768, maxWorkGroupSize: 256, isCPU: true)
 
-    private func entry(_ plan: String) -> [UInt8] {
+    private func entry(_ plan: String, small: String? = nil) -> [UInt8] {
         Array("""
         {"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {},
-         "plan": \(plan)}
+         "plan": \(plan), "small": \(small ?? plan)}
         """.utf8)
     }
 
@@ -58,7 +58,8 @@ final class GemmTunerCacheTests: XCTestCase {
     func testCachedPlansWithUnknownKernelConfigurationsAreDiscarded() throws {
         let good = GemmPlan.defaults(for: info)
         let encoded = String(decoding: try JSONEncoder().encode(good), as: UTF8.self)
-        XCTAssertEqual(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "abc"), good)
+        XCTAssertEqual(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "abc")?.large, good)
+        XCTAssertEqual(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "abc")?.small, good)
         XCTAssertNil(GemmTuner.cachedPlan(entry(encoded), for: info, sourceHash: "other"), "another matmul.cl")
 
         var zeroRows = good
@@ -71,7 +72,10 @@ final class GemmTunerCacheTests: XCTestCase {
             XCTAssertFalse(bad.isKnown(for: info))
             let text = String(decoding: try JSONEncoder().encode(bad), as: UTF8.self)
             XCTAssertNil(GemmTuner.cachedPlan(entry(text), for: info, sourceHash: "abc"), text)
+            XCTAssertNil(GemmTuner.cachedPlan(entry(encoded, small: text), for: info, sourceHash: "abc"), "small: \(text)")
         }
         XCTAssertNil(GemmTuner.cachedPlan(Array("{ not json".utf8), for: info, sourceHash: "abc"))
+        let withoutSmall = Array(#"{"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {}, "plan": \#(encoded)}"#.utf8)
+        XCTAssertNil(GemmTuner.cachedPlan(withoutSmall, for: info, sourceHash: "abc"), "an entry of the one-plan format is retuned")
     }
 }

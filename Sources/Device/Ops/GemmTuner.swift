@@ -2,6 +2,8 @@ import Foundation
 
 /// Picks the fastest GEMM kernel for each variant on a device, on the device's first GEMM, and caches the choice on
 /// disk keyed by device name, driver version and matmul.cl's source hash, so later processes reuse it at once.
+/// Two plans are tuned: one on batch-sized products (a training step's) and one on large ones (full-batch passes,
+/// 1024³): the winners differ (on POCL/AVX-512 the TN winner at batch size runs 70 GFLOP/s there but loses at 784×64×1024).
 ///
 /// `CLNN_GEMM_TUNE=0` skips tuning and uses `GemmPlan.defaults` (e.g. under oclgrind, where timing is meaningless).
 /// `CLNN_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`).
@@ -10,30 +12,50 @@ enum GemmTuner {
         var device: String
         var driver: String
         var sourceHash: String
+        /// The plan for large products.
         var plan: GemmPlan
-        /// GFLOP/s of every candidate tried, per variant, for the curious.
+        /// The plan for products of at most `smallProduct` multiply-adds.
+        var small: GemmPlan
+        /// GFLOP/s of every candidate tried, per variant and size ("nn", "nn-small", ...), for the curious.
         var measurements: [String: [String: Double]]
     }
 
     /// Seconds of tuning per variant after which the best candidate so far is kept.
     static let variantBudget = 6.0
 
-    /// The representative shape each variant is timed on (m, n, k): about 0.1 GFLOP each, so that tuning (mostly program builds) takes seconds, once per device and driver.
+    /// The representative shape each variant is timed on (m, n, k) for large products: about 0.1 GFLOP each, so
+    /// that tuning (mostly program builds) takes seconds, once per device and driver.
     static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32), .tn: (784, 64, 1024)]
+    /// The same for batch-sized products: the default model's layer at batch 64 (forward, input and weight gradient).
+    static let smallShapes: [GemmVariant: (Int, Int, Int)] = [.nn: (64, 50, 784), .nt: (64, 784, 50), .tn: (784, 50, 64)]
+    /// Products of at most this many multiply-adds use the small plan.
+    static let smallProduct = 1 << 23
 
-    static func plan(for device: OpenCLDevice) throws -> GemmPlan {
+    /// The large and the small plan of `device`.
+    static func plan(for device: OpenCLDevice) throws -> (large: GemmPlan, small: GemmPlan) {
         let environment = ProcessInfo.processInfo.environment
-        if environment["CLNN_GEMM_TUNE"] == "0" { return .defaults(for: device.info) }
+        if environment["CLNN_GEMM_TUNE"] == "0" { return (.defaults(for: device.info), .defaults(for: device.info)) }
         let source = try KernelLibrary.source("matmul")
         let hash = fnv1a(source)
         let file = clnnCacheFolder(environment).appendingPathComponent(
-            "gemm-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
-        if let bytes = readRegularFile(file.path), let plan = cachedPlan(bytes, for: device.info, sourceHash: hash) {
-            return plan
+            "gemm2-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
+        if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash) {
+            return plans
         }
         FileHandle.standardError.write(Data("clnn: tuning GEMM kernels for \(device.info.name) (once; cached in \(file.path))\n".utf8))
-        var plan = GemmPlan.defaults(for: device.info)
         var measurements: [String: [String: Double]] = [:]
+        let large = tune(device, shapes: shapes, label: "", into: &measurements)
+        let small = tune(device, shapes: smallShapes, label: "-small", into: &measurements)
+        let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
+                               plan: large, small: small, measurements: measurements)
+        writeCache(entry, to: file)
+        return (large, small)
+    }
+
+    /// The fastest candidate of each variant on `shapes`, within the time budget.
+    private static func tune(_ device: OpenCLDevice, shapes: [GemmVariant: (Int, Int, Int)], label: String,
+                             into measurements: inout [String: [String: Double]]) -> GemmPlan {
+        var plan = GemmPlan.defaults(for: device.info)
         for variant in GemmVariant.allCases {
             var best: (GemmKernel, Double)?
             let start = DispatchTime.now().uptimeNanoseconds
@@ -42,8 +64,8 @@ enum GemmTuner {
                 // `variantBudget` seconds the best kernel so far wins.
                 if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > variantBudget { break }
                 // NOTE: a candidate this device cannot build or run (limits, driver bugs) is simply skipped.
-                guard let gflops = try? measure(candidate, variant, on: device) else { continue }
-                measurements[variant.rawValue, default: [:]][candidate.description] = gflops
+                guard let gflops = try? measure(candidate, variant, shape: shapes[variant]!, on: device) else { continue }
+                measurements[variant.rawValue + label, default: [:]][candidate.description] = gflops
                 if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
             }
             if let (kernel, _) = best {
@@ -54,9 +76,6 @@ enum GemmTuner {
                 }
             }
         }
-        let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
-                               plan: plan, measurements: measurements)
-        writeCache(entry, to: file)
         return plan
     }
 
@@ -64,17 +83,18 @@ enum GemmTuner {
     /// names only kernel configurations the tuner could have chosen.
     /// NOTE: anything else (rm: 0, wptM: 3, ... from a damaged or edited file) is discarded and the device tuned
     /// again: such values would divide by zero or compute garbage.
-    static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo, sourceHash: String) -> GemmPlan? {
+    static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo, sourceHash: String) -> (large: GemmPlan, small: GemmPlan)? {
         guard let entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)),
               entry.sourceHash == sourceHash, entry.device == info.name, entry.driver == info.driverVersion,
-              entry.plan.isKnown(for: info) else { return nil }
-        return entry.plan
+              entry.plan.isKnown(for: info), entry.small.isKnown(for: info) else { return nil }
+        return (entry.plan, entry.small)
     }
 
     /// GFLOP/s of `kernel` for `variant` on its tuning shape: the best of 3 samples after a warm-up, each sample
     /// repeating the product for at least 20 ms (the best, not the median: noise on a shared machine only slows).
-    static func measure(_ kernel: GemmKernel, _ variant: GemmVariant, on device: OpenCLDevice) throws -> Double {
-        let (m, n, k) = shapes[variant]!
+    static func measure(_ kernel: GemmKernel, _ variant: GemmVariant, shape: (Int, Int, Int),
+                        on device: OpenCLDevice) throws -> Double {
+        let (m, n, k) = shape
         let tag = DeviceTag.opencl(device.info.index)
         let a = try Tensor.randn(variant == .tn ? [k, m] : [m, k], seed: 1, on: tag)
         let b = try Tensor.randn(variant == .nt ? [n, k] : [k, n], seed: 2, on: tag)
@@ -111,19 +131,21 @@ enum GemmTuner {
 final class GemmPlans: @unchecked Sendable {
     static let shared = GemmPlans()
 
-    /// One device's launches, by variant.
+    /// One device's launches, by variant, for large and for batch-sized products.
     struct Launches: Sendable {
-        let plan: GemmPlan
         let nn, nt, tn: GemmLaunch
-        init(_ plan: GemmPlan) {
-            self.plan = plan
-            (nn, nt, tn) = (GemmLaunch(plan.nn, .nn), GemmLaunch(plan.nt, .nt), GemmLaunch(plan.tn, .tn))
+        let smallNN, smallNT, smallTN: GemmLaunch
+        init(large: GemmPlan, small: GemmPlan) {
+            (nn, nt, tn) = (GemmLaunch(large.nn, .nn), GemmLaunch(large.nt, .nt), GemmLaunch(large.tn, .tn))
+            (smallNN, smallNT, smallTN) = (GemmLaunch(small.nn, .nn), GemmLaunch(small.nt, .nt), GemmLaunch(small.tn, .tn))
         }
-        subscript(variant: GemmVariant) -> GemmLaunch {
+        /// The launch for a product of `variant` with `m·n·k` multiply-adds.
+        func pick(_ variant: GemmVariant, multiplyAdds: Int) -> GemmLaunch {
+            let small = multiplyAdds <= GemmTuner.smallProduct
             switch variant {
-            case .nn: return nn
-            case .nt: return nt
-            case .tn: return tn
+            case .nn: return small ? smallNN : nn
+            case .nt: return small ? smallNT : nt
+            case .tn: return small ? smallTN : tn
             }
         }
     }
@@ -135,7 +157,8 @@ final class GemmPlans: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let known = launches[ObjectIdentifier(device)] { return known }
-        let made = Launches(try GemmTuner.plan(for: device))
+        let (large, small) = try GemmTuner.plan(for: device)
+        let made = Launches(large: large, small: small)
         launches[ObjectIdentifier(device)] = made
         return made
     }

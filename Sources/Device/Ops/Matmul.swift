@@ -38,7 +38,9 @@ extension Tensor {
             }
         } opencl: { d in
             let variant = GemmVariant(transA: transA, transB: transB)
-            let kernel = try naive ? nil : variant.map { try GemmPlans.shared.launches(for: d.device)[$0] }
+            let kernel = try naive ? nil : variant.map {
+                try GemmPlans.shared.launches(for: d.device).pick($0, multiplyAdds: m * n * k)
+            }
             try launchMatmul(d.device, d[0], d[1], d[2], m: m, n: n, k: k, transA: transA, transB: transB,
                              kernel: kernel, beta: beta)
         }
