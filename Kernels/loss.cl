@@ -43,11 +43,14 @@ __kernel void squared_error(const int n, __global const float* pred, __global co
 // The batch's mean loss, fused with its gradient, written to out[slot]; one work-group of any power-of-two size
 // (scratch: one float per work-item). kind 0: softmax cross-entropy over rows of cols logits; kind 1: squared error
 // of one output per row (cols = 1). grad (when want_grad) receives (1/rows) · d(sum of losses)/dpred.
-// global = local = (work-group size).
+// Row i's label is labels[i], or with gathered != 0 labels[order[offset + i]] (clamped to label_rows): the batch's
+// labels read in place from the resident dataset. global = local = (work-group size).
 __kernel void mean_loss(const int kind, const int rows, const int cols, __global const float* pred,
                         __global const float* labels, __global float* grad, const int want_grad,
-                        __global float* out, const int slot, __local float* scratch)
+                        __global float* out, const int slot, __local float* scratch,
+                        const int gathered, __global const float* order, const int offset, const int label_rows)
 {
+#define LABEL(i) labels[gathered ? clamp((int)order[offset + (i)], 0, label_rows - 1) : (i)]
     const int lid = get_local_id(0);
     const int size = get_local_size(0);
     const float scale = 1.0f / (float)max(rows, 1);
@@ -55,9 +58,9 @@ __kernel void mean_loss(const int kind, const int rows, const int cols, __global
     for (int i = lid; i < rows; i += size) {
         __global const float* z = pred + (size_t)i * cols;
         if (kind == 0) {
-            acc += softmax_cross_entropy_row(z, cols, labels[i], grad + (size_t)i * cols, scale, want_grad);
+            acc += softmax_cross_entropy_row(z, cols, LABEL(i), grad + (size_t)i * cols, scale, want_grad);
         } else {
-            const float d = z[0] - labels[i];
+            const float d = z[0] - LABEL(i);
             acc += d * d;
             if (want_grad) grad[i] = scale * 2.0f * d;
         }

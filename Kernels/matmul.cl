@@ -9,6 +9,62 @@
 // Tuning knobs (-D): TS_M, TS_N tile of C per work-group; TS_K depth of a tile step; WPT_M, WPT_N outputs per
 // work-item in each direction. The work-group is (TS_N/WPT_N, TS_M/WPT_M). Edges are handled by zero-filled tile
 // loads and guarded stores, so every shape is correct.
+//
+// Fusions for a linear layer's training step (-D; each adds kernel arguments after beta, in this order):
+//   GATHER_A        A's stored rows are picked through an index list: stored row s is order[offset + s], clamped to
+//                   0..<a_rows — the rows of A for A·B, the columns of Aᵀ for Aᵀ·B. The first layer reads its batch
+//                   straight from the resident dataset. Arguments: order, offset, a_rows.
+//   BIAS_EPILOGUE   C = A·B + beta·C + bias[j]. Argument: bias.
+//   ACTIVATION_EPILOGUE (with BIAS_EPILOGUE and activation.cl's -D ACTIVATION_<NAME>, its text before this file)
+//                   also Y = F(C), C keeping the pre-activation for the backward pass. Argument: Y.
+//   BIAS_GRADIENT   (Aᵀ·B) db[j] = beta·db[j] + Σ_k B[k][j]: the bias gradient beside the weight gradient. Argument: db.
+#ifdef GATHER_A
+#define GATHER_PARAMS , __global const float* order, const int offset, const int a_rows
+#define GATHER_ARGS , order, offset, a_rows
+#define A_ROW(s) ((size_t)clamp((int)order[offset + (s)], 0, a_rows - 1))
+#else
+#define GATHER_PARAMS
+#define GATHER_ARGS
+#define A_ROW(s) ((size_t)(s))
+#endif
+#ifdef BIAS_EPILOGUE
+#define BIAS_PARAMS , __global const float* bias
+#define BIAS_ARGS , bias
+#define PLUS_BIAS(j) + bias[j]
+#else
+#define BIAS_PARAMS
+#define BIAS_ARGS
+#define PLUS_BIAS(j)
+#endif
+#ifdef ACTIVATION_EPILOGUE
+#define Y_PARAMS , __global float* Y
+#define Y_ARGS , Y
+#define STORE_Y(o, v) Y[o] = F(v);
+#else
+#define Y_PARAMS
+#define Y_ARGS
+#define STORE_Y(o, v)
+#endif
+#ifdef BIAS_GRADIENT
+#define DB_PARAMS , __global float* db
+#define DB_ARGS , db
+#else
+#define DB_PARAMS
+#define DB_ARGS
+#endif
+#define FUSION_PARAMS GATHER_PARAMS BIAS_PARAMS Y_PARAMS DB_PARAMS
+#define FUSION_ARGS GATHER_ARGS BIAS_ARGS Y_ARGS DB_ARGS
+#if defined(BIAS_EPILOGUE) || defined(ACTIVATION_EPILOGUE)
+#define EPILOGUE 1
+#else
+#define EPILOGUE 0
+#endif
+// C[o] (column j) = acc + beta·C[o], then the epilogue.
+#define STORE_C(o, j, acc) { \
+        const float v_ = (beta == 0.0f ? (acc) : (acc) + beta * C[o]) PLUS_BIAS(j); \
+        C[o] = v_; \
+        STORE_Y(o, v_) \
+    }
 
 #ifndef TS_M
 #define TS_M 32
@@ -28,9 +84,10 @@
 #define RTS_M (TS_M / WPT_M)
 #define RTS_N (TS_N / WPT_N)
 
-// op(A)[i,k] and op(B)[k,j] for the two storage orders.
-#define A_AT(i, k) (TRANS_A ? A[(size_t)(k) * M + (i)] : A[(size_t)(i) * K + (k)])
+// op(A)[i,k] and op(B)[k,j] for the two storage orders (A's stored rows through the index list with GATHER_A).
+#define A_AT(i, k) (TRANS_A ? A[A_ROW(k) * M + (i)] : A[A_ROW(i) * K + (k)])
 #define B_AT(k, j) (TRANS_B ? B[(size_t)(j) * K + (k)] : B[(size_t)(k) * N + (j)])
+#define NAIVE_A_AT(i, k) (TRANS_A ? A[(size_t)(k) * M + (i)] : A[(size_t)(i) * K + (k)])
 
 // The readable reference: one work-item per output, any transposition. global = (N, M).
 __kernel void matmul_naive(const int M, const int N, const int K,
@@ -41,7 +98,7 @@ __kernel void matmul_naive(const int M, const int N, const int K,
     const int i = get_global_id(1);
     if (i >= M || j >= N) return;
     float acc = 0.0f;
-    for (int k = 0; k < K; k++) acc += A_AT(i, k) * B_AT(k, j);
+    for (int k = 0; k < K; k++) acc += NAIVE_A_AT(i, k) * B_AT(k, j);
     const size_t c = (size_t)i * N + j;
     C[c] = beta == 0.0f ? acc : acc + beta * C[c];
 }
@@ -51,7 +108,7 @@ __kernel void matmul_naive(const int M, const int N, const int K,
 void matmul_tiled(const int M, const int N, const int K,
                   __global const float* A, __global const float* B, __global float* C, const float beta,
                   const bool TRANS_A, const bool TRANS_B,
-                  __local float* Asub, __local float* Bsub)
+                  __local float* Asub, __local float* Bsub FUSION_PARAMS)
 {
     const int tn = get_local_id(0);
     const int tm = get_local_id(1);
@@ -63,6 +120,12 @@ void matmul_tiled(const int M, const int N, const int K,
     float acc[WPT_M][WPT_N];
     for (int wm = 0; wm < WPT_M; wm++)
         for (int wn = 0; wn < WPT_N; wn++) acc[wm][wn] = 0.0f;
+#ifdef BIAS_GRADIENT
+    // The first row of work-items of the first row of groups also sums B's columns (all of K passes through it).
+    const bool sums = offM == 0 && tm == 0;
+    float bsum[WPT_N];
+    for (int wn = 0; wn < WPT_N; wn++) bsum[wn] = 0.0f;
+#endif
 
     for (int k0 = 0; k0 < K; k0 += TS_K) {
         // Load the A tile [TS_K][TS_M], walking the stored matrix's contiguous direction.
@@ -84,6 +147,10 @@ void matmul_tiled(const int M, const int N, const int K,
         for (int kk = 0; kk < TS_K; kk++) {
             float breg[WPT_N];
             for (int wn = 0; wn < WPT_N; wn++) breg[wn] = Bsub[kk * TS_N + tn + wn * RTS_N];
+#ifdef BIAS_GRADIENT
+            if (sums)
+                for (int wn = 0; wn < WPT_N; wn++) bsum[wn] += breg[wn];
+#endif
             for (int wm = 0; wm < WPT_M; wm++) {
                 const float a = Asub[kk * TS_M + tm + wm * RTS_M];
                 for (int wn = 0; wn < WPT_N; wn++) acc[wm][wn] = fma(a, breg[wn], acc[wm][wn]);
@@ -99,36 +166,47 @@ void matmul_tiled(const int M, const int N, const int K,
             const int j = offN + tn + wn * RTS_N;
             if (j >= N) continue;
             const size_t c = (size_t)i * N + j;
-            C[c] = beta == 0.0f ? acc[wm][wn] : acc[wm][wn] + beta * C[c];
+            STORE_C(c, j, acc[wm][wn])
         }
     }
+#ifdef BIAS_GRADIENT
+    if (sums) {
+        for (int wn = 0; wn < WPT_N; wn++) {
+            const int j = offN + tn + wn * RTS_N;
+            if (j < N) db[j] = beta == 0.0f ? bsum[wn] : bsum[wn] + beta * db[j];
+        }
+    }
+#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(RTS_N, RTS_M, 1)))
 void matmul_forward(const int M, const int N, const int K,
-                    __global const float* A, __global const float* B, __global float* C, const float beta)
+                    __global const float* A, __global const float* B, __global float* C, const float beta
+                    FUSION_PARAMS)
 {
     __local float Asub[TS_K * TS_M];
     __local float Bsub[TS_K * TS_N];
-    matmul_tiled(M, N, K, A, B, C, beta, false, false, Asub, Bsub);
+    matmul_tiled(M, N, K, A, B, C, beta, false, false, Asub, Bsub FUSION_ARGS);
 }
 
 __kernel __attribute__((reqd_work_group_size(RTS_N, RTS_M, 1)))
 void matmul_backward_input(const int M, const int N, const int K,
-                           __global const float* A, __global const float* B, __global float* C, const float beta)
+                           __global const float* A, __global const float* B, __global float* C, const float beta
+                    FUSION_PARAMS)
 {
     __local float Asub[TS_K * TS_M];
     __local float Bsub[TS_K * TS_N];
-    matmul_tiled(M, N, K, A, B, C, beta, false, true, Asub, Bsub);
+    matmul_tiled(M, N, K, A, B, C, beta, false, true, Asub, Bsub FUSION_ARGS);
 }
 
 __kernel __attribute__((reqd_work_group_size(RTS_N, RTS_M, 1)))
 void matmul_backward_weight(const int M, const int N, const int K,
-                            __global const float* A, __global const float* B, __global float* C, const float beta)
+                            __global const float* A, __global const float* B, __global float* C, const float beta
+                    FUSION_PARAMS)
 {
     __local float Asub[TS_K * TS_M];
     __local float Bsub[TS_K * TS_N];
-    matmul_tiled(M, N, K, A, B, C, beta, true, false, Asub, Bsub);
+    matmul_tiled(M, N, K, A, B, C, beta, true, false, Asub, Bsub FUSION_ARGS);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -224,16 +302,25 @@ floatV load_columns(__global const float* p, const int valid)
     return vloadV(0, lanes);
 }
 
-// Writes the first `valid` lanes of v to p (accumulating with beta).
-void store_columns(__global float* p, const int valid, const floatV v, const float beta)
+// Writes the first `valid` lanes of v to C at offset o, column j (accumulating with beta), through the epilogue.
+void store_columns(__global float* C, const size_t o, const int j, const int valid, const floatV v, const float beta
+                   FUSION_PARAMS)
 {
-    if (valid >= VW) {
-        vstoreV(beta == 0.0f ? v : v + beta * vloadV(0, p), 0, p);
+    if (!EPILOGUE && valid >= VW) {
+        vstoreV(beta == 0.0f ? v : v + beta * vloadV(0, C + o), 0, C + o);
         return;
     }
     float lanes[VW];
     vstoreV(v, 0, lanes);
-    for (int e = 0; e < valid; e++) p[e] = beta == 0.0f ? lanes[e] : lanes[e] + beta * p[e];
+    for (int e = 0; e < min(valid, VW); e++) STORE_C(o + e, j + e, lanes[e])
+}
+
+// db[j..j+valid) = beta·db + the lanes of s (the bias gradient's column sums).
+void store_sums(__global float* db, const int valid, const floatV s, const float beta)
+{
+    float lanes[VW];
+    vstoreV(s, 0, lanes);
+    for (int e = 0; e < min(valid, VW); e++) db[e] = beta == 0.0f ? lanes[e] : lanes[e] + beta * db[e];
 }
 
 #define COL_DECL(r, v) floatV c##r##_##v = (floatV)(0.0f);
@@ -241,20 +328,38 @@ void store_columns(__global float* p, const int valid, const floatV v, const flo
 #define COL_LOAD_B(r, v) const floatV b##v = load_columns(B + (size_t)k * N + j0 + v * VW, N - j0 - v * VW);
 #define COL_FMA(r, v) c##r##_##v = fma(a##r, b##v, c##r##_##v);
 #define COL_FMA_ROW(r) const floatV a##r = (floatV)(A_AT(row##r, k)); VECS(COL_FMA, r)
-#define COL_STORE(r, v) store_columns(C + (size_t)(i0 + r) * N + j0 + v * VW, N - j0 - v * VW, c##r##_##v, beta);
+#define COL_STORE(r, v) store_columns(C, (size_t)(i0 + r) * N + j0 + v * VW, j0 + v * VW, N - j0 - v * VW, c##r##_##v, \
+                                      beta FUSION_ARGS);
 #define COL_STORE_ROW(r) if (i0 + r < M) { VECS(COL_STORE, r) }
+#define COL_SUM_DECL(r, v) floatV s##v = (floatV)(0.0f);
+#define COL_SUM(r, v) s##v += b##v;
+#define COL_SUM_STORE(r, v) store_sums(db + j0 + v * VW, N - j0 - v * VW, s##v, beta);
 
 // C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns. global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
 // Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored; columns past N read as 0.
 void matmul_columns(const int M, const int N, const int K,
                     __global const float* A, __global const float* B, __global float* C, const float beta,
-                    const bool TRANS_A)
+                    const bool TRANS_A FUSION_PARAMS)
 {
     const bool TRANS_B = false;
     const int i0 = get_global_id(0) * RM;
     const int j0 = get_global_id(1) * (RN * VW);
     if (i0 >= M || j0 >= N) return;
     ROWS(COL_DECL_ROW)
+#ifdef BIAS_GRADIENT
+    // The first row block also sums B's columns: the bias gradient, from the loads it makes anyway.
+    if (i0 == 0) {
+        VECS(COL_SUM_DECL, 0)
+        for (int k = 0; k < K; k++) {
+            VECS(COL_LOAD_B, 0)
+            VECS(COL_SUM, 0)
+            ROWS(COL_FMA_ROW)
+        }
+        ROWS(COL_STORE_ROW)
+        VECS(COL_SUM_STORE, 0)
+        return;
+    }
+#endif
     for (int k = 0; k < K; k++) {
         VECS(COL_LOAD_B, 0)
         ROWS(COL_FMA_ROW)
@@ -263,15 +368,16 @@ void matmul_columns(const int M, const int N, const int K,
 }
 
 __kernel void matmul_forward_columns(const int M, const int N, const int K, __global const float* A,
-                                     __global const float* B, __global float* C, const float beta)
+                                     __global const float* B, __global float* C, const float beta FUSION_PARAMS)
 {
-    matmul_columns(M, N, K, A, B, C, beta, false);
+    matmul_columns(M, N, K, A, B, C, beta, false FUSION_ARGS);
 }
 
 __kernel void matmul_backward_weight_columns(const int M, const int N, const int K, __global const float* A,
-                                             __global const float* B, __global float* C, const float beta)
+                                             __global const float* B, __global float* C, const float beta
+                                             FUSION_PARAMS)
 {
-    matmul_columns(M, N, K, A, B, C, beta, true);
+    matmul_columns(M, N, K, A, B, C, beta, true FUSION_ARGS);
 }
 
 // One ladder per bound: DOT_ROWS_(X, a) expands X(r, a) for every r < DM, DOT_COLS_(X, a) expands X(a, c) for
@@ -316,7 +422,7 @@ __kernel void matmul_backward_weight_columns(const int M, const int N, const int
 #define DOT_COLS(X) DOT_COLS_(DOT_CALL_COL, X)
 #define DOTS(X) DOT_ROWS_(DOT_ROW_COLS, X)
 
-#define DOT_PTR_A(r) __global const float* a##r = A + (size_t)min(i0 + r, M - 1) * K;
+#define DOT_PTR_A(r) __global const float* a##r = A + A_ROW(min(i0 + r, M - 1)) * K;
 #define DOT_PTR_B(c) __global const float* b##c = B + (size_t)min(j0 + c, N - 1) * K;
 #define DOT_DECL(r, c) floatV d##r##_##c = (floatV)(0.0f);
 #define DOT_LOAD_B(c) const floatV bv##c = vloadV(0, b##c + k);
@@ -329,14 +435,14 @@ __kernel void matmul_backward_weight_columns(const int M, const int N, const int
         for (int e = 0; e < VW; e++) s += lanes[e]; \
         for (int k = kv; k < K; k++) s = fma(a##r[k], b##c[k], s); \
         const size_t o = (size_t)(i0 + r) * N + j0 + c; \
-        C[o] = beta == 0.0f ? s : s + beta * C[o]; \
+        STORE_C(o, j0 + c, s) \
     }
 
 // C = A·Bᵀ with A [M,K] and B stored [N,K]: both operands are contiguous along K, so each output is a vector dot
 // product. Each work-item computes DM × DN outputs; rows and columns past the edge are clamped for loading and
 // never stored. global = (⌈M/DM⌉, ⌈N/DN⌉).
 __kernel void matmul_backward_input_dots(const int M, const int N, const int K, __global const float* A,
-                                         __global const float* B, __global float* C, const float beta)
+                                         __global const float* B, __global float* C, const float beta FUSION_PARAMS)
 {
     const int i0 = get_global_id(0) * DM;
     const int j0 = get_global_id(1) * DN;

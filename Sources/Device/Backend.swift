@@ -120,9 +120,9 @@ extension Storage {
     }
 }
 
-/// The host memory of an op's operands (up to four), in the order they were given; nil for an absent optional one.
+/// The host memory of an op's operands (up to six), in the order they were given; nil for an absent optional one.
 struct HostOperands {
-    fileprivate let p0, p1, p2, p3: UnsafeMutablePointer<Float>?
+    fileprivate let p0, p1, p2, p3, p4, p5: UnsafeMutablePointer<Float>?
     /// Operand `i`, which the op passed (an internal invariant of the op's own code).
     subscript(i: Int) -> UnsafeMutablePointer<Float> { optional(i)! }
     func optional(_ i: Int) -> UnsafeMutablePointer<Float>? {
@@ -130,14 +130,16 @@ struct HostOperands {
         case 0: return p0
         case 1: return p1
         case 2: return p2
-        default: return p3
+        case 3: return p3
+        case 4: return p4
+        default: return p5
         }
     }
 }
 
-/// The device buffers of an op's operands (up to four), in the order they were given.
+/// The device buffers of an op's operands (up to six), in the order they were given.
 struct DeviceOperands {
-    fileprivate let b0, b1, b2, b3: CLBuffer?
+    fileprivate let b0, b1, b2, b3, b4, b5: CLBuffer?
     let device: OpenCLDevice
     subscript(i: Int) -> CLBuffer { optional(i)! }
     func optional(_ i: Int) -> CLBuffer? {
@@ -145,7 +147,9 @@ struct DeviceOperands {
         case 0: return b0
         case 1: return b1
         case 2: return b2
-        default: return b3
+        case 3: return b3
+        case 4: return b4
+        default: return b5
         }
     }
     /// Operand `i`, or the device's placeholder for an absent one (kernel arguments must be valid and unaliased).
@@ -157,26 +161,28 @@ extension Tensor {
     /// Nothing is allocated on the way (this runs for every op of every training step).
     /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one.
     static func run(_ name: String, _ a: Tensor, _ b: Tensor? = nil, _ c: Tensor? = nil, _ d: Tensor? = nil,
-                    cpu: (HostOperands) throws -> Void, opencl: (DeviceOperands) throws -> Void) throws {
+                    _ e: Tensor? = nil, _ f: Tensor? = nil, cpu: (HostOperands) throws -> Void, opencl: (DeviceOperands) throws -> Void) throws {
         func sameDevice(_ t: Tensor?) throws {
             if let t, t.device != a.device { throw DeviceError.deviceMismatch(op: name, a.device, t.device) }
         }
         try sameDevice(b)
         try sameDevice(c)
         try sameDevice(d)
+        try sameDevice(e)
+        try sameDevice(f)
         switch a.storage {
         case .cpu:
             func host(_ t: Tensor?) -> UnsafeMutablePointer<Float>? {
                 guard let t, case .cpu(let buffer) = t.storage else { return nil }
                 return buffer.pointer
             }
-            try cpu(HostOperands(p0: host(a), p1: host(b), p2: host(c), p3: host(d)))
+            try cpu(HostOperands(p0: host(a), p1: host(b), p2: host(c), p3: host(d), p4: host(e), p5: host(f)))
         case .opencl(let buffer):
             func device(_ t: Tensor?) -> CLBuffer? {
                 guard let t, case .opencl(let b) = t.storage else { return nil }
                 return b
             }
-            try opencl(DeviceOperands(b0: buffer, b1: device(b), b2: device(c), b3: device(d), device: buffer.device))
+            try opencl(DeviceOperands(b0: buffer, b1: device(b), b2: device(c), b3: device(d), b4: device(e), b5: device(f), device: buffer.device))
         }
     }
 }

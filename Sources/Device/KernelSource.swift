@@ -7,16 +7,22 @@ struct KernelSource: Sendable, CustomStringConvertible {
     let file: String
     let name: String
     let options: String
+    /// A kernel file whose text goes before `file`'s in the same program, for definitions it shares (the matmul
+    /// epilogue applies activation.cl's F).
+    let prelude: String?
     let slot: Int
 
-    init(_ file: String, _ name: String, options: String = "") {
+    init(_ file: String, _ name: String, options: String = "", prelude: String? = nil) {
         self.file = file
         self.name = name
         self.options = options
+        self.prelude = prelude
         slot = KernelSource.slots.take()
     }
 
-    var description: String { "\(name) (\(file).cl\(options.isEmpty ? "" : " " + options))" }
+    var description: String {
+        "\(name) (\(prelude.map { $0 + ".cl + " } ?? "")\(file).cl\(options.isEmpty ? "" : " " + options))"
+    }
 
     private static let slots = SlotCounter()
 }

@@ -42,10 +42,11 @@ public final class OpenCLDevice: @unchecked Sendable {
 
     // MARK: Programs and kernels
 
-    /// The program built from kernel file `name` with `options`, built once per (device, source, options).
-    func program(_ name: String, options: String = "") throws -> CLProgram {
-        let source = try KernelLibrary.source(name)
-        let key = "\(name)|\(options)|\(source.hashValue)"
+    /// The program built from kernel file `name` (after `prelude`'s text, when given) with `options`, built once per
+    /// (device, source, options).
+    func program(_ name: String, options: String = "", prelude: String? = nil) throws -> CLProgram {
+        let source = try (prelude.map { try KernelLibrary.source($0) + "\n" } ?? "") + KernelLibrary.source(name)
+        let key = "\(prelude ?? "")+\(name)|\(options)|\(source.hashValue)"
         lock.lock()
         defer { lock.unlock() }
         if let cached = programs[key] { return cached }
@@ -65,8 +66,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     }
 
     /// Kernel `kernel` from file `file` built with `options`, cached per device.
-    func kernel(_ file: String, _ kernel: String, options: String = "") throws -> CLKernel {
-        let program = try self.program(file, options: options)
+    func kernel(_ file: String, _ kernel: String, options: String = "", prelude: String? = nil) throws -> CLKernel {
+        let program = try self.program(file, options: options, prelude: prelude)
         let key = "\(ObjectIdentifier(program))|\(kernel)"
         lock.lock()
         defer { lock.unlock() }
@@ -97,7 +98,7 @@ public final class OpenCLDevice: @unchecked Sendable {
             return cached
         }
         lock.unlock()
-        let built = try kernel(source.file, source.name, options: source.options)
+        let built = try kernel(source.file, source.name, options: source.options, prelude: source.prelude)
         lock.lock()
         defer { lock.unlock() }
         if slots.count <= source.slot { slots += Array(repeating: nil, count: source.slot + 1 - slots.count) }

@@ -37,8 +37,13 @@ public enum DeviceChoice {
         try device.warmUp()
         let model = try MLP.make(sizes: sizes, seed: 1, on: device)
         let sgd = try SGD(model.parameters, lr: 1e-3)
-        let x = try Tensor.randn([batchSize, sizes[0]], seed: 2, on: device)
-        let y = try Tensor((0..<batchSize).map { Float($0 % max(sizes.last!, 1)) }, shape: [batchSize], on: device)
+        // Batches picked from a resident set through an order, as training reads them.
+        let examples = 4 * batchSize
+        let order = try Tensor((0..<examples).map { Float($0 * 7 % examples) }, shape: [examples], on: device)
+        let x = try Rows(try Tensor.randn([examples, sizes[0]], seed: 2, on: device), order: order, offset: batchSize,
+                         count: batchSize)
+        let labels = try Tensor((0..<examples).map { Float($0 % max(sizes.last!, 1)) }, shape: [examples], on: device)
+        let y = try Rows(labels, order: order, offset: batchSize, count: batchSize)
         let grad = try Tensor.empty([batchSize, sizes.last!], on: device), loss = try Tensor.empty([1], on: device)
         let lossFunction: any Loss = sizes.last! == 1 ? MSELoss() : CrossEntropyLoss()
         func step() throws {

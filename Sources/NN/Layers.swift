@@ -1,6 +1,7 @@
 /// A fully connected layer, y = f(x·w + b), with w stored [in, out] as in the fast.ai lessons, and an optional
-/// activation f fused into it: one kernel adds the bias and applies f on the way forward, and one applies f′ and
-/// sums the bias gradient on the way back.
+/// activation f fused into it. Forward is one kernel: the product with the bias and f as its epilogue, reading the
+/// first layer's rows in place through the batch's index list. Backward is one kernel for the weight and bias
+/// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's product.
 public final class Linear: Module {
     public let inFeatures: Int
     public let outFeatures: Int
@@ -8,7 +9,7 @@ public final class Linear: Module {
     public let activation: Activation?
     public let weight: Parameter
     public let bias: Parameter
-    private var input: Tensor?
+    private var input: Rows?
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
     private var preActivation: Tensor?
     private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
@@ -36,31 +37,39 @@ public final class Linear: Module {
 
     /// x: [batch, in] → [batch, out]
     public func forward(_ x: Tensor) throws -> Tensor {
+        try forward(Rows(x))
+    }
+
+    /// The rows x (read in place): [batch, in] → [batch, out]
+    public func forward(_ x: Rows) throws -> Tensor {
         input = x
-        let z = try workspace.tensor(.z, [x.shape.first ?? 0, outFeatures], on: x.device)
-        try x.matmul(weight.value, into: z)
-        guard let activation else { return try z.addBias(bias.value, into: z) }
-        // z becomes the pre-activation x·w + b (kept for backward); y = f(z).
+        // z is the pre-activation x·w + b (kept for backward); y = f(z).
+        let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
+        let y = try activation.map { _ in try workspace.tensor(.y, z.shape, on: x.device) }
+        try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z, output: y)
         preActivation = z
-        return try z.biasActivation(bias.value, activation, into: try workspace.tensor(.y, z.shape, on: x.device))
+        return y ?? z
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let x = input else { throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward") }
-        let db = bias.gradForBackward()
+        guard let x = input, let z = preActivation else {
+            throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward")
+        }
+        let (dw, db) = (weight.gradForBackward(), bias.gradForBackward())
         var dz = dy
         if let activation {
-            guard let z = preActivation else { throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward") }
             dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor, accumulate: db.accumulate,
                                                    into: try workspace.tensor(.dz, dy.shape, on: dy.device))
-        } else {
-            try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate)
         }
-        let dw = weight.gradForBackward()
-        try x.matmul(dz, transposeSelf: true, accumulate: dw.accumulate, into: dw.tensor)
+        // Without an activation the bias gradient comes from the weight gradient's kernel (dy's column sums).
+        let fusedBias = activation == nil && db.accumulate == dw.accumulate
+        if activation == nil && !fusedBias { try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate) }
+        try Tensor.linearBackward(x, dz, weightGradient: dw.tensor, biasGradient: fusedBias ? db.tensor : nil,
+                                  accumulate: dw.accumulate)
         guard needsInputGradient else { return nil }
-        return try dz.matmul(weight.value, transposeOther: true, into: try workspace.tensor(.dx, x.shape, on: x.device))
+        return try dz.matmul(weight.value, transposeOther: true,
+                             into: try workspace.tensor(.dx, [x.count, inFeatures], on: dy.device))
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -124,6 +133,12 @@ public final class Sequential: Module {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         try layers.reduce(x) { try $1.forward($0) }
+    }
+
+    /// The first layer reads the rows in place (when it can); the rest take the tensor before them.
+    public func forward(_ x: Rows) throws -> Tensor {
+        guard let first = layers.first else { return try x.gathered() }
+        return try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {

@@ -7,8 +7,9 @@ public protocol Loss: Sendable {
     /// How many model outputs the loss needs for `classes` classes.
     func outputs(classes: Int) -> Int
     /// The batch's mean loss into element `slot` of `out`; when `grad` (pred's shape) is given it receives
-    /// dL/dpred of that mean. pred: [batch, outputs], labels: [batch] (class indices as floats). One kernel.
-    func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws
+    /// dL/dpred of that mean. pred: [batch, outputs], labels: [batch] (class indices as floats), read in place
+    /// through the batch's index list. One kernel.
+    func mean(_ pred: Tensor, _ labels: Rows, grad: Tensor?, into out: Tensor, at slot: Int) throws
     /// The predicted class of each row. pred: [batch, outputs] → host array of class indices.
     func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int]
     /// The mean loss in Double on the host: the reference the gradient check differentiates.
@@ -16,6 +17,11 @@ public protocol Loss: Sendable {
 }
 
 extension Loss {
+    /// `mean` with the labels as a tensor of their own. labels: [batch]
+    public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
+        try mean(pred, Rows(labels), grad: grad, into: out, at: slot)
+    }
+
     /// Mean loss over the batch → [1] on the predictions' device; `grad` receives dL/dpred of the mean.
     public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor? = nil) throws -> Tensor {
         let out = try Tensor.empty([1], on: pred.device)
@@ -30,7 +36,7 @@ public struct CrossEntropyLoss: Loss {
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
 
-    public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
+    public func mean(_ pred: Tensor, _ labels: Rows, grad: Tensor?, into out: Tensor, at slot: Int) throws {
         try pred.meanLoss(.softmaxCrossEntropy, labels: labels, grad: grad, into: out, at: slot)
     }
 
@@ -57,7 +63,7 @@ public struct MSELoss: Loss {
     public var name: String { "mse" }
     public func outputs(classes: Int) -> Int { 1 }
 
-    public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
+    public func mean(_ pred: Tensor, _ labels: Rows, grad: Tensor?, into out: Tensor, at slot: Int) throws {
         try pred.meanLoss(.squaredError, labels: labels, grad: grad, into: out, at: slot)
     }
 

@@ -76,6 +76,9 @@ public final class Parameter {
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     func forward(_ x: Tensor) throws -> Tensor
+    /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
+    /// the module can (`Linear` can; the default gathers them into a new tensor first, then calls `forward`).
+    func forward(_ rows: Rows) throws -> Tensor
     /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input.
     func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
     /// The trainable parameters, in a fixed order.
@@ -89,6 +92,10 @@ public protocol Module: AnyObject {
 
 extension Module {
     public var sequentialWidth: Int { 1 }
+
+    public func forward(_ rows: Rows) throws -> Tensor {
+        try forward(rows.order == nil ? rows.source : try rows.gathered())
+    }
 
     /// dy → dx.
     public func backward(_ dy: Tensor) throws -> Tensor {

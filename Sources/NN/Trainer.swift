@@ -82,10 +82,8 @@ public final class Trainer {
     public let classes: Int
     public let options: TrainingOptions
 
-    /// Input and label tensors reused across steps, one pair per batch size seen.
-    private var batchTensors: [Int: (x: Tensor, y: Tensor)] = [:]
     /// The loss's buffers, reused across steps.
-    private enum Buffer: Int, CaseIterable { case stepLosses, grad }
+    private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss }
     private let workspace = Workspace<Buffer>()
 
     public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
@@ -150,7 +148,9 @@ public final class Trainer {
         for (step, range) in ranges.enumerated() {
             let progressSoFar = (Double(epoch - 1) * Double(ranges.count) + Double(step)) / max(totalSteps, 1)
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
-            let (x, y) = try batch(data, order: order, range)
+            // The batch's rows and labels are read in place through the epoch's order: no gather, no copy.
+            let x = try Rows(data.images, order: order, offset: range.lowerBound, count: range.count)
+            let y = try Rows(data.labels, order: order, offset: range.lowerBound, count: range.count)
             let pred = try model.forward(x)
             let grad = try workspace.tensor(.grad, pred.shape, on: device)
             try loss.mean(pred, y, grad: grad, into: stepLosses, at: pendingSteps)
@@ -236,9 +236,12 @@ public final class Trainer {
         var correct = 0
         for start in stride(from: 0, to: data.count, by: chunk) {
             let range = start..<min(start + chunk, data.count)
-            let (x, y) = try batch(data, order: identity, range)
+            let x = try Rows(data.images, order: identity, offset: range.lowerBound, count: range.count)
+            let y = try Rows(data.labels, order: identity, offset: range.lowerBound, count: range.count)
             let pred = try model.forward(x)
-            lossSum += Double(try loss(pred, y).item()) * Double(range.count)
+            let meanLoss = try workspace.tensor(.evaluationLoss, [1], on: device)
+            try loss.mean(pred, y, grad: nil, into: meanLoss, at: 0)
+            lossSum += Double(try meanLoss.item()) * Double(range.count)
             let predicted = try loss.predictedClasses(pred, classes: classes)
             correct += zip(predicted, data.hostLabels[range]).filter { $0 == Int($1) }.count
         }
@@ -254,17 +257,5 @@ public final class Trainer {
         guard data.images.device == device else {
             throw DeviceError.deviceMismatch(op: "Trainer", device, data.images.device)
         }
-    }
-
-    /// The rows `order[range]` of `data`, gathered on the device into input and label tensors reused across steps.
-    private func batch(_ data: DeviceDataset, order: Tensor, _ range: Range<Int>) throws -> (Tensor, Tensor) {
-        let n = range.count
-        if batchTensors[n] == nil {
-            batchTensors[n] = (try Tensor.empty([n, data.features], on: device), try Tensor.empty([n], on: device))
-        }
-        let (x, y) = batchTensors[n]!
-        try x.gatherRows(from: data.images, order: order, offset: range.lowerBound)
-        try y.gatherRows(from: data.labels, order: order, offset: range.lowerBound)
-        return (x, y)
     }
 }

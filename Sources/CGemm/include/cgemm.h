@@ -9,4 +9,12 @@
 void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end);
+
+/// The small-product path: the same product for op(B) row-major (b_col = 1), unpacked and on the calling thread,
+/// for batch-sized shapes. When `order` is not NULL, A's stored rows are picked through it: stored row s is
+/// order[offset + s] (a float index, clamped to 0..<index_rows) — the rows of op(A) for A·B (a_col = 1), the
+/// columns of op(A) for Aᵀ·B. Returns 0 (and computes nothing) when the shape is outside this path (k > 2048).
+int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+                     const float *order, int offset, int index_rows,
+                     const float *B, ptrdiff_t b_row, float *C, float beta);
 #endif

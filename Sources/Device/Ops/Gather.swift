@@ -30,3 +30,54 @@ extension Tensor {
         }
     }
 }
+
+/// Rows `order[offset..<offset + count]` of `source` (a minibatch of a resident dataset), read in place by the ops
+/// that take them — the first layer's products and the loss — so no gathered copy is made. `Rows(tensor)` is all
+/// of a tensor's rows, in order.
+public struct Rows {
+    public let source: Tensor
+    /// Row indices as floats; nil for the source's own rows in order.
+    public let order: Tensor?
+    public let offset: Int
+    public let count: Int
+
+    /// All rows of `tensor`, in order. tensor: [rows, columns] (or [rows])
+    public init(_ tensor: Tensor) {
+        (source, order, offset, count) = (tensor, nil, 0, tensor.shape.first ?? 0)
+    }
+
+    /// Rows `order[offset..<offset + count]` of `source`. An index outside source's rows (or NaN) is clamped by every
+    /// op that reads them, so a bad order never reads outside `source`.
+    /// source: [n, columns] (or [n]), order: [m] row indices as floats on source's device.
+    public init(_ source: Tensor, order: Tensor, offset: Int, count: Int) throws {
+        guard source.shape.count == 1 || source.shape.count == 2 else {
+            throw DeviceError.invalidArgument(op: "Rows", "expects a matrix or a vector, got shape \(source.shape)")
+        }
+        guard order.device == source.device else { throw DeviceError.deviceMismatch(op: "Rows", source.device, order.device) }
+        guard count >= 0, offset >= 0, offset + count <= order.count else {
+            throw DeviceError.invalidArgument(op: "Rows", "rows \(offset)..<\(offset + count) exceed an order of \(order.count)")
+        }
+        guard count == 0 || source.count > 0 else {
+            throw DeviceError.invalidArgument(op: "Rows", "cannot pick \(count) rows of an empty tensor")
+        }
+        (self.source, self.order, self.offset, self.count) = (source, order, offset, count)
+    }
+
+    public var columns: Int { source.shape.count == 2 ? source.shape[1] : 1 }
+    public var device: DeviceTag { source.device }
+    /// [count, columns], or [count] for rows of a vector.
+    public var shape: [Int] { source.shape.count == 2 ? [count, columns] : [count] }
+    /// How many rows the source has (what an index is clamped to).
+    var sourceRows: Int { source.shape.first ?? 0 }
+
+    /// The rows as a tensor of their own (a copy when picked through an order).
+    public func gathered(into out: Tensor? = nil) throws -> Tensor {
+        let out = try output("Rows.gathered", out, shape, on: device)
+        if let order {
+            try out.gatherRows(from: source, order: order, offset: offset)
+        } else {
+            try out.copy(from: source)
+        }
+        return out
+    }
+}

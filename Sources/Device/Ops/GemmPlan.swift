@@ -101,13 +101,56 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A GEMM kernel choice with its source made once, ready to launch.
+/// What a GEMM launch computes beside the product (matmul.cl's fusion defines).
+struct GemmFusion: Sendable, Equatable {
+    /// A's stored rows come through an index list (GATHER_A).
+    var gatherA = false
+    /// C gets + bias[j] (BIAS_EPILOGUE).
+    var bias = false
+    /// With `bias`: also Y = f(C) (ACTIVATION_EPILOGUE).
+    var activation: Activation?
+    /// Aᵀ·B also writes B's column sums, the bias gradient (BIAS_GRADIENT).
+    var biasGradient = false
+
+    static let none = GemmFusion()
+
+    /// This fusion's place among all of them (0 is none), so a launch finds its source by array index.
+    var index: Int {
+        let epilogue = bias ? 1 + (activation.map { Activation.allCases.firstIndex(of: $0)! + 1 } ?? 0) : 0
+        return (gatherA ? 1 : 0) + 2 * epilogue + 2 * GemmFusion.epilogues * (biasGradient ? 1 : 0)
+    }
+    /// None, bias, and bias with each activation.
+    static let epilogues = 2 + Activation.allCases.count
+    static let count = 2 * epilogues * 2
+    static let all: [GemmFusion] = (0..<count).map { i in
+        let epilogue = (i / 2) % epilogues
+        return GemmFusion(gatherA: i % 2 == 1, bias: epilogue > 0,
+                          activation: epilogue > 1 ? Activation.allCases[epilogue - 2] : nil, biasGradient: i >= count / 2)
+    }
+
+    var options: String {
+        var out: [String] = []
+        if gatherA { out.append("-D GATHER_A") }
+        if bias { out.append("-D BIAS_EPILOGUE") }
+        if let activation { out += ["-D ACTIVATION_EPILOGUE", activation.options] }
+        if biasGradient { out.append("-D BIAS_GRADIENT") }
+        return out.joined(separator: " ")
+    }
+}
+
+/// A GEMM kernel choice with its sources made once (plain and for every fusion), ready to launch.
 struct GemmLaunch: Sendable {
     let kernel: GemmKernel
-    let source: KernelSource
+    /// By `GemmFusion.index`; the first is the plain product.
+    let sources: [KernelSource]
+    var source: KernelSource { sources[0] }
     init(_ kernel: GemmKernel, _ variant: GemmVariant) {
         self.kernel = kernel
-        source = kernel.source(variant)
+        sources = GemmFusion.all.map { fusion in
+            fusion == .none ? kernel.source(variant) : KernelSource(
+                "matmul", kernel.kernelName(variant), options: kernel.options + " " + fusion.options,
+                prelude: fusion.activation == nil ? nil : "activation")
+        }
     }
 }
 

@@ -72,32 +72,41 @@ extension Tensor {
     /// `labels` [rows], written to element `slot` of `out`; when `grad` (self's shape) is given it receives the
     /// gradient of that mean. One kernel: what a training step runs instead of per-example losses, a sum and a scale.
     public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor, at slot: Int = 0) throws {
+        try meanLoss(kind, labels: Rows(labels), grad: grad, into: out, at: slot)
+    }
+
+    /// The same with the labels read in place through the batch's index list (no gathered copy).
+    public func meanLoss(_ kind: LossKind, labels: Rows, grad: Tensor? = nil, into out: Tensor, at slot: Int = 0) throws {
         let (rows, cols) = try matrixDims("meanLoss", self)
         guard cols > 0, kind == .softmaxCrossEntropy || cols == 1 else {
             throw DeviceError.invalidArgument(op: "meanLoss", "\(kind) needs \(kind == .squaredError ? "one output" : "at least one class") per row, got \(cols)")
         }
-        try requireShape("meanLoss (labels)", labels, [rows])
+        guard labels.shape == [rows] else { throw DeviceError.shapeMismatch(op: "meanLoss (labels)", labels.shape, [rows]) }
         if let grad { try requireShape("meanLoss (grad)", grad, shape) }
         guard slot >= 0, slot < out.count else {
             throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of \(out.count) elements")
         }
-        try Tensor.run("meanLoss", self, labels, grad, out) { m in
+        let (offset, labelRows) = (labels.offset, labels.sourceRows)
+        try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { m in
             let scale = 1 / Float(max(rows, 1))
+            let order = m.optional(4).map { HostRowOrder(order: $0, offset: offset, rows: labelRows) }
             var total: Float = 0
             for i in 0..<rows {
                 let z = m[0] + i * cols
+                let label = m[1][order?.row(i) ?? i]
                 if kind == .squaredError {
-                    let d = z[0] - m[1][i]
+                    let d = z[0] - label
                     total += d * d
                     m.optional(2)?[i] = scale * 2 * d
                     continue
                 }
-                total += softmaxCrossEntropyRow(z, cols, label: m[1][i], grad: m.optional(2).map { $0 + i * cols }, scale: scale)
+                total += softmaxCrossEntropyRow(z, cols, label: label, grad: m.optional(2).map { $0 + i * cols }, scale: scale)
             }
             m[3][slot] = total * scale
         } opencl: { d in
             let kernel = try d.device.kernel(LossKernels.meanLoss)
             let g = try d.orPlaceholder(2)
+            let order = try d.orPlaceholder(4)
             // One work-group of the largest power of two the kernel, the local memory and the rows call for.
             let limit = min(256, kernel.maxWorkGroupSize, d.device.info.localMemory / MemoryLayout<Float>.size)
             var size = 1
@@ -106,6 +115,7 @@ extension Tensor {
                 try a.int(kind.rawValue); try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1])
                 try a.buffer(g); try a.int(grad == nil ? 0 : 1); try a.buffer(d[3]); try a.int(slot)
                 try a.local(floats: size)
+                try a.int(d.optional(4) == nil ? 0 : 1); try a.buffer(order); try a.int(offset); try a.int(labelRows)
             }
         }
     }

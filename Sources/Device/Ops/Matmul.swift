@@ -50,41 +50,99 @@ extension Tensor {
 
 private let matmulNaiveKernel = KernelSource("matmul", "matmul_naive")
 
+/// The buffers a fused GEMM launch reads and writes beside A, B and C (see `GemmFusion`).
+struct GemmFusionOperands {
+    var order: CLBuffer?
+    var offset = 0
+    var aRows = 0
+    var bias: CLBuffer?
+    var y: CLBuffer?
+    var db: CLBuffer?
+}
+
+/// Vector kernels that fit every device (one work-item per group, no local memory): what a fused product runs on
+/// when the tuned kernel does not fit the device.
+private enum PortableGemm {
+    static let nn = GemmLaunch(.columns(vw: 8, rm: 6, rn: 2), .nn)
+    static let nt = GemmLaunch(.dots(vw: 8, dm: 3, dn: 4), .nt)
+    static let tn = GemmLaunch(.columns(vw: 8, rm: 6, rn: 2), .tn)
+}
+
 /// C = op(A)·op(B) + beta·C through `kernel` of matmul.cl, or matmul_naive when it is nil (both transposes, the
-/// reference) or when the device cannot hold the kernel's tile (work-group size, local memory).
+/// reference) or when the device cannot hold the kernel's tile (work-group size, local memory). A `fusion` always
+/// runs a fast kernel (the portable one when the tuned one does not fit), with `extra`'s buffers.
 func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLBuffer, m: Int, n: Int, k: Int,
-                  transA: Bool, transB: Bool, kernel choice: GemmLaunch?, beta: Float) throws {
+                  transA: Bool, transB: Bool, kernel choice: GemmLaunch?, beta: Float,
+                  fusion: GemmFusion = .none, extra: GemmFusionOperands = GemmFusionOperands()) throws {
     let flops = 2 * Double(m) * Double(n) * Double(k)
-    if let choice {
-        let kernel = try device.kernel(choice.source)
-        var fits = true
-        if case .tiled(let config) = choice.kernel {
-            fits = kernel.maxWorkGroupSize >= config.workGroupSize && device.info.localMemory >= config.localMemoryBytes
-        }
-        if fits {
-            try device.launch(kernel, global: choice.kernel.global(m: m, n: n), local: choice.kernel.local, flops: flops) { x in
-                try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c); try x.float(beta)
-            }
-            return
-        }
+    func fits(_ launch: GemmLaunch, _ kernel: CLKernel) -> Bool {
+        guard case .tiled(let config) = launch.kernel else { return true }
+        return kernel.maxWorkGroupSize >= config.workGroupSize && device.info.localMemory >= config.localMemoryBytes
     }
+    var launch = choice
+    var kernel = try launch.map { try device.kernel($0.sources[fusion.index]) }
+    if fusion != .none, launch == nil || !fits(launch!, kernel!), let variant = GemmVariant(transA: transA, transB: transB) {
+        launch = variant == .nn ? PortableGemm.nn : variant == .nt ? PortableGemm.nt : PortableGemm.tn
+        kernel = try device.kernel(launch!.sources[fusion.index])
+    }
+    if let launch, let kernel, fits(launch, kernel) {
+        try device.launch(kernel, global: launch.kernel.global(m: m, n: n), local: launch.kernel.local, flops: flops) { x in
+            try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c); try x.float(beta)
+            if fusion.gatherA { try x.buffer(extra.order!); try x.int(extra.offset); try x.int(extra.aRows) }
+            if fusion.bias { try x.buffer(extra.bias!) }
+            if fusion.activation != nil { try x.buffer(extra.y!) }
+            if fusion.biasGradient { try x.buffer(extra.db!) }
+        }
+        return
+    }
+    precondition(fusion == .none, "a fused product has no naive form")
     try device.launch(try device.kernel(matmulNaiveKernel), global: WorkSize(n, m), flops: flops) { x in
         try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c)
         try x.int(transA ? 1 : 0); try x.int(transB ? 1 : 0); try x.float(beta)
     }
 }
 
-/// The fast CPU product: cache-blocked, packed, SIMD micro-kernel (CGemm), rows split across all cores.
-private func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
-                           m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float) {
+/// An index list over A's stored rows on the host: stored row s is order[offset + s], clamped to 0..<rows.
+struct HostRowOrder {
+    let order: UnsafeMutablePointer<Float>
+    let offset: Int
+    let rows: Int
+
+    func row(_ s: Int) -> Int {
+        let v = order[offset + s]  // clamped as in the kernels (NaN reads row 0)
+        return v >= Float(rows - 1) ? rows - 1 : (v > 0 ? Int(v) : 0)
+    }
+}
+
+/// The fast CPU product: batch-sized products with B row-major run unpacked on the calling thread (CGemm's small
+/// path, which also reads A's rows through `order`); the rest cache-blocked, packed, rows split across all cores.
+func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
+                   m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float, order: HostRowOrder? = nil) {
     guard m > 0, n > 0 else { return }
+    let (aRow, aCol) = transA ? (1, m) : (k, 1)
+    let small = m * n * k < 1 << 22
+    if !transB && (small || order != nil), clnn_sgemm_small(
+        Int32(m), Int32(n), Int32(k), A, aRow, aCol, order?.order, Int32(order?.offset ?? 0), Int32(order?.rows ?? 0),
+        B, n, C, beta) != 0 {
+        return
+    }
+    if let order {
+        // Outside the small path: gather A's stored rows into a copy first.
+        let (stored, width) = transA ? (k, m) : (m, k)
+        let gathered = HostBuffer(count: stored * width)
+        for s in 0..<stored { (gathered.pointer + s * width).update(from: A + order.row(s) * width, count: width) }
+        matmulBlocked(gathered.pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        return
+    }
+    let (bRow, bCol) = transB ? (1, k) : (n, 1)
+    // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
+    let chunks = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, (m + 5) / 6)
+    if chunks == 1 {
+        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m))
+        return
+    }
     // NOTE: the threads write disjoint rows of C and only read A and B.
     nonisolated(unsafe) let (A, B, C) = (A, B, C)
-    let (aRow, aCol) = transA ? (1, m) : (k, 1)
-    let (bRow, bCol) = transB ? (1, k) : (n, 1)
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
-    let chunks = m * n * k < 1 << 22 ? 1 : min(cores, (m + 5) / 6)
     let rowsPerChunk = ((m + chunks - 1) / chunks + 5) / 6 * 6
     DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
         let begin = chunk * rowsPerChunk, end = min(m, begin + rowsPerChunk)
