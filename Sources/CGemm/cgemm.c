@@ -69,13 +69,14 @@ static micro_kernel pick_micro(void)
     return micro_portable;
 }
 
-/// Pack buffers of the calling thread, kept across calls: a fresh ~640 KB allocation per product cost page faults
-/// that dominated batch-sized products.
-static _Thread_local float *bpack_tls, *apack_tls;
+size_t clnn_sgemm_pack_floats(void)
+{
+    return (size_t)KC * (NC + NR) + (size_t)KC * (MC + MR);
+}
 
 void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
-                     int row_begin, int row_end)
+                     int row_begin, int row_end, float *pack)
 {
     (void)m;
     if (row_begin >= row_end || n <= 0) return;
@@ -86,10 +87,7 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
             for (int j = 0; j < n; j++) C[(size_t)i * n + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * n + j];
         return;
     }
-    if (!bpack_tls) bpack_tls = aligned_alloc(64, sizeof(float) * KC * (NC + NR));
-    if (!apack_tls) apack_tls = aligned_alloc(64, sizeof(float) * KC * (MC + MR));
-    float *bpack = bpack_tls, *apack = apack_tls;
-    if (!bpack || !apack) abort();  // a few hundred KB per thread: out of memory is not recoverable here
+    float *bpack = pack, *apack = pack + (size_t)KC * (NC + NR);
     float tile[MR * NR];
     for (int jc = 0; jc < n; jc += NC) {
         const int nc = n - jc < NC ? n - jc : NC;

@@ -186,6 +186,24 @@ public final class Trainer {
         return Float(total / Double(max(ranges.count, 1)))
     }
 
+    /// Builds every kernel a training step of this model uses on the device — one forward, loss and backward on the
+    /// first batch of `data`, after which the gradients are zeroed and the parameters are as they were — so that the
+    /// first epoch's time is training, not kernel compilation.
+    public func prepare(_ data: DeviceDataset) throws {
+        try requireDevice(data)
+        let n = min(options.batchSize, data.count)
+        guard n > 0 else { return }
+        let order = try Tensor((0..<n).map(Float.init), shape: [n], on: device)
+        let pred = try model.forward(try Rows(data.images, order: order, offset: 0, count: n))
+        let grad = try workspace.tensor(.grad, pred.shape, on: device)
+        try loss.mean(pred, try Rows(data.labels, order: order, offset: 0, count: n), grad: grad,
+                      into: try workspace.tensor(.evaluationLoss, [1], on: device), at: 0)
+        try model.zeroGrad()
+        _ = try model.backward(grad, needsInputGradient: false)
+        try model.zeroGrad()
+        try device.synchronize()
+    }
+
     /// The name of the first parameter holding a NaN or an infinity, or nil when all are finite.
     public func firstNonFiniteParameter() throws -> String? {
         for (name, p) in model.namedParameters where try !p.value.toArray().allSatisfy(\.isFinite) { return name }

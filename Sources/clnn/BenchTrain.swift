@@ -54,6 +54,7 @@ extension Bench {
                 let model = try MLP.make(sizes: sizes, seed: 1, on: tag)
                 let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: tag)
                 let deviceTrain = try DeviceDataset(train, on: tag)
+                try trainer.prepare(deviceTrain)
                 var epochTimes: [Double] = []
                 for epoch in 1...epochs {
                     let start = DispatchTime.now().uptimeNanoseconds

@@ -128,10 +128,11 @@ struct Train: ParsableCommand {
         print("device \(device.summary); model \(sizes.map(String.init).joined(separator: "-")) \(activation), "
               + "\(loss), SGD lr \(lr) (\(lrSchedule)) momentum \(momentum), batch \(batchSize), \(epochs) epochs, seed \(seed)")
 
-        // The data goes to the device once; every minibatch is gathered there.
+        // The data goes to the device once; every minibatch is read there through the epoch's order.
         try device.warmUp()
         let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
         let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
+        try trainer.prepare(deviceTrain)
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(loss) on \(device)"
         let bar = ProgressBar()

@@ -137,16 +137,43 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
     // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
     let chunks = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, (m + 5) / 6)
+    let packs = PackBuffers.shared.take(chunks)
+    defer { PackBuffers.shared.give(packs) }
     if chunks == 1 {
-        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m))
+        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m), packs[0].pointer)
         return
     }
-    // NOTE: the threads write disjoint rows of C and only read A and B.
+    // NOTE: the threads write disjoint rows of C and only read A and B; each packs into its own buffer.
     nonisolated(unsafe) let (A, B, C) = (A, B, C)
     let rowsPerChunk = ((m + chunks - 1) / chunks + 5) / 6 * 6
     DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
         let begin = chunk * rowsPerChunk, end = min(m, begin + rowsPerChunk)
-        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, Int32(begin), Int32(end))
+        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, Int32(begin), Int32(end),
+                        packs[chunk].pointer)
+    }
+}
+
+/// The blocked product's pack buffers, one per concurrent chunk, kept across products: a fresh ~640 KB per product
+/// (or per worker thread, and GCD retires idle ones) costs page faults that dominated batch-sized and full-batch
+/// products.
+private final class PackBuffers: @unchecked Sendable {
+    static let shared = PackBuffers()
+    private let lock = NSLock()
+    private var idle: [HostBuffer] = []
+
+    /// `count` buffers for the caller alone until it gives them back.
+    func take(_ count: Int) -> [HostBuffer] {
+        lock.lock()
+        let reused = idle.suffix(count)
+        idle.removeLast(reused.count)
+        lock.unlock()
+        return Array(reused) + (reused.count..<count).map { _ in HostBuffer(count: clnn_sgemm_pack_floats()) }
+    }
+
+    func give(_ buffers: [HostBuffer]) {
+        lock.lock()
+        defer { lock.unlock() }
+        idle += buffers
     }
 }
 
