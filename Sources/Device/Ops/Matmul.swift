@@ -121,24 +121,25 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     guard m > 0, n > 0 else { return }
     let (aRow, aCol) = transA ? (1, m) : (k, 1)
     let small = m * n * k < 1 << 22
-    if !transB && (small || order != nil), clnn_sgemm_small(
+    if !transB && small, clnn_sgemm_small(
         Int32(m), Int32(n), Int32(k), A, aRow, aCol, order?.order, Int32(order?.offset ?? 0), Int32(order?.rows ?? 0),
         B, n, C, beta) != 0 {
         return
     }
     if let order {
-        // Outside the small path: gather A's stored rows into a copy first.
+        // Outside the small path: gather A's stored rows into a (reused) copy, then the threaded product.
         let (stored, width) = transA ? (k, m) : (m, k)
-        let gathered = HostBuffer(count: stored * width)
-        for s in 0..<stored { (gathered.pointer + s * width).update(from: A + order.row(s) * width, count: width) }
-        matmulBlocked(gathered.pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        let gathered = ScratchBuffers.gathered.take(1, floats: stored * width)
+        defer { ScratchBuffers.gathered.give(gathered) }
+        for s in 0..<stored { (gathered[0].pointer + s * width).update(from: A + order.row(s) * width, count: width) }
+        matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
         return
     }
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
     // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
     let chunks = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, (m + 5) / 6)
-    let packs = PackBuffers.shared.take(chunks)
-    defer { PackBuffers.shared.give(packs) }
+    let packs = ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
+    defer { ScratchBuffers.packs.give(packs) }
     if chunks == 1 {
         clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m), packs[0].pointer)
         return
@@ -153,27 +154,32 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     }
 }
 
-/// The blocked product's pack buffers, one per concurrent chunk, kept across products: a fresh ~640 KB per product
-/// (or per worker thread, and GCD retires idle ones) costs page faults that dominated batch-sized and full-batch
-/// products.
-private final class PackBuffers: @unchecked Sendable {
-    static let shared = PackBuffers()
+/// Host scratch buffers kept across products — the blocked product's pack buffers (one per concurrent chunk) and
+/// gathered copies of A: fresh ones per product (or per worker thread, and GCD retires idle ones) cost page faults
+/// that dominated batch-sized and full-batch products.
+private final class ScratchBuffers: @unchecked Sendable {
+    static let packs = ScratchBuffers(), gathered = ScratchBuffers()
     private let lock = NSLock()
     private var idle: [HostBuffer] = []
 
-    /// `count` buffers for the caller alone until it gives them back.
-    func take(_ count: Int) -> [HostBuffer] {
+    /// `count` buffers of at least `floats` floats, the caller's alone until it gives them back.
+    func take(_ count: Int, floats: Int) -> [HostBuffer] {
         lock.lock()
-        let reused = idle.suffix(count)
-        idle.removeLast(reused.count)
+        var taken: [HostBuffer] = []
+        while taken.count < count, let i = idle.lastIndex(where: { $0.count >= floats }) { taken.append(idle.remove(at: i)) }
         lock.unlock()
-        return Array(reused) + (reused.count..<count).map { _ in HostBuffer(count: clnn_sgemm_pack_floats()) }
+        return taken + (taken.count..<count).map { _ in HostBuffer(count: floats) }
     }
 
     func give(_ buffers: [HostBuffer]) {
         lock.lock()
         defer { lock.unlock() }
         idle += buffers
+        // NOTE: keep the largest few; a smaller buffer than every caller needs would only pile up.
+        if idle.count > 2 * ProcessInfo.processInfo.activeProcessorCount {
+            idle.sort { $0.count > $1.count }
+            idle.removeLast(idle.count - 2 * ProcessInfo.processInfo.activeProcessorCount)
+        }
     }
 }
 
