@@ -5,6 +5,8 @@ let package = Package(
     name: "CLNN",
     platforms: [.macOS(.v13)],
     products: [
+        // `import CLNN`: the whole library (Device and NN). The command line's dependencies stay out of it.
+        .library(name: "CLNN", targets: ["CLNN"]),
         .library(name: "Device", targets: ["Device"]),
         .library(name: "NN", targets: ["NN"]),
         .executable(name: "clnn", targets: ["clnn"]),
@@ -28,14 +30,16 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["EmbedKernels"]
         ),
-        // The CPU fallback's fast GEMM; always optimised, since debug builds run the test suite's CPU training too.
-        .target(name: "CGemm", cSettings: [.unsafeFlags(["-O2"])]),
+        // The CPU fallback's fast GEMM. No unsafe flags (they would keep users from depending on CLNN by version):
+        // its kernels are vector code that stays fast enough at -O0 for the debug test suite.
+        .target(name: "CGemm"),
         .target(
             name: "Device",
             dependencies: ["COpenCL", "CGemm", .product(name: "RealModule", package: "swift-numerics")],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(name: "NN", dependencies: ["Device", "CZlib"]),
+        .target(name: "CLNN", dependencies: ["Device", "NN"]),
         .executableTarget(
             name: "clnn",
             dependencies: [

@@ -1,0 +1,41 @@
+// A custom 784-128-64-10 model trained with CLNN's Trainer, then evaluated on the test set.
+//   swift run custom-model [FOLDER [DEVICE [EPOCHS]]]    e.g. swift run custom-model /usr/share/datasets/fashion-mnist opencl:0 2
+import CLNN
+import Foundation
+
+func run() throws {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    let folder = arguments.first ?? MNISTFolder.defaultPath
+    let device = try arguments.count > 1 ? DeviceTag(parsing: arguments[1]) : .cpu
+    let epochs = arguments.count > 2 ? Int(arguments[2]) ?? 2 : 2
+
+    // Data: IDX files, normalised with the training set's own mean and standard deviation, then put on the device.
+    let (rawTrain, rawTest) = try MNISTFolder(folder).loadRaw()
+    let normalization = rawTrain.normalization
+    let train = try DeviceDataset(rawTrain, normalization: normalization, on: device)
+    let test = try DeviceDataset(rawTest, normalization: normalization, on: device)
+
+    // The model: Linear layers with their activation fused in, as PyTorch's nn.Sequential of Linear and ReLU.
+    let model = Sequential([
+        try Linear(rawTrain.features, 128, activation: .relu, seed: 1, on: device),
+        try Linear(128, 64, activation: .relu, seed: 2, on: device),
+        try Linear(64, 10, seed: 3, on: device),
+    ])
+    var options = TrainingOptions()
+    (options.epochs, options.batchSize, options.lr) = (epochs, 64, 0.1)
+    let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+    for epoch in 1...options.epochs {
+        let loss = try trainer.trainEpoch(train, epoch: epoch) { report in
+            if report.step % 500 == 0 { print("  step \(report.step)/\(report.steps) loss \(report.runningLoss)") }
+        }
+        let (testLoss, accuracy) = try trainer.evaluate(test)
+        print("epoch \(epoch): train loss \(loss), test loss \(testLoss), test accuracy \(accuracy)")
+    }
+}
+
+do {
+    try run()
+} catch {
+    print("custom-model: \(error)")
+    exit(1)
+}
