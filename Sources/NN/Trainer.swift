@@ -151,11 +151,7 @@ public final class Trainer {
             // The batch's rows and labels are read in place through the epoch's order: no gather, no copy.
             let x = try Rows(data.images, order: order, offset: range.lowerBound, count: range.count)
             let y = try Rows(data.labels, order: order, offset: range.lowerBound, count: range.count)
-            let pred = try model.forward(x)
-            let grad = try workspace.tensor(.grad, pred.shape, on: device)
-            try loss.mean(pred, y, grad: grad, into: stepLosses, at: pendingSteps)
-            try model.zeroGrad()
-            _ = try model.backward(grad, needsInputGradient: false)
+            try forwardBackward(x, y, lossInto: stepLosses, at: pendingSteps)
             try optimizer.step()
 
             pendingSteps += 1
@@ -194,14 +190,20 @@ public final class Trainer {
         let n = min(options.batchSize, data.count)
         guard n > 0 else { return }
         let order = try Tensor((0..<n).map(Float.init), shape: [n], on: device)
-        let pred = try model.forward(try Rows(data.images, order: order, offset: 0, count: n))
-        let grad = try workspace.tensor(.grad, pred.shape, on: device)
-        try loss.mean(pred, try Rows(data.labels, order: order, offset: 0, count: n), grad: grad,
-                      into: try workspace.tensor(.evaluationLoss, [1], on: device), at: 0)
-        try model.zeroGrad()
-        _ = try model.backward(grad, needsInputGradient: false)
+        try forwardBackward(try Rows(data.images, order: order, offset: 0, count: n),
+                            try Rows(data.labels, order: order, offset: 0, count: n),
+                            lossInto: try workspace.tensor(.evaluationLoss, [1], on: device), at: 0)
         try model.zeroGrad()
         try device.synchronize()
+    }
+
+    /// A step without the update: forward, the mean loss into `out[slot]` with its gradient, zeroGrad, backward.
+    private func forwardBackward(_ x: Rows, _ y: Rows, lossInto out: Tensor, at slot: Int) throws {
+        let pred = try model.forward(x)
+        let grad = try workspace.tensor(.grad, pred.shape, on: device)
+        try loss.mean(pred, y, grad: grad, into: out, at: slot)
+        try model.zeroGrad()
+        _ = try model.backward(grad, needsInputGradient: false)
     }
 
     /// The name of the first parameter holding a NaN or an infinity, or nil when all are finite.

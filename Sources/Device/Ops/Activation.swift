@@ -135,16 +135,15 @@ extension Tensor {
         try requireShape("biasActivationBackward (bias gradient)", db, [cols])
         let dz = try output("biasActivationBackward", out, z.shape, on: z.device)
         try Tensor.run("biasActivationBackward", z, dy, dz, db) { m in
-            var sums = [Float](repeating: 0, count: cols)
+            if !accumulate { m[3].update(repeating: 0, count: cols) }
             for i in 0..<rows {
                 for j in 0..<cols {
                     let k = i * cols + j, v = m[0][k]
                     let g = m[1][k] * f.derivative(v, f(v))
                     m[2][k] = g
-                    sums[j] += g
+                    m[3][j] += g
                 }
             }
-            for j in 0..<cols { m[3][j] = accumulate ? sums[j] + m[3][j] : sums[j] }
         } opencl: { d in
             try d.device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
                 try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
