@@ -6,26 +6,25 @@ extension Checkpoint {
                                               activations: Set(Activation.allCases.map(\.rawValue)))
 
     /// Writes `model` with this metadata to `path`, atomically: a failed write leaves any earlier file intact.
-    /// - Throws: `DataError` when a parameter holds a NaN or an infinity (nothing is written), or the write fails.
+    /// - Throws: `DataError`, with nothing written, when the metadata does not describe `model` (its architecture
+    ///   differs, the loss is unknown, the class count disagrees with the outputs, the statistics are out of range)
+    ///   or a parameter holds a NaN or an infinity; or when the write fails.
     public func save(_ model: Sequential, to path: String) throws {
+        try checkDescribes(model, path: path)
+        // The metadata must read back as itself: the same checks a reader makes.
+        _ = try Checkpoint.parse(metadata, path: path, vocabulary: Checkpoint.vocabulary)
         var tensors: [String: SafeTensors.Entry] = [:]
         for (name, p) in model.namedParameters {
             let values = try p.value.toArray()
             guard values.allSatisfy(\.isFinite) else {
                 throw DataError(path, "not written: parameter '\(name)' holds NaN or infinite values")
             }
-            if p.value.shape.count == 2 {
-                // CLNN keeps w as [in, out] (x·w); PyTorch's Linear keeps [out, in].
-                let (rows, cols) = (p.value.shape[0], p.value.shape[1])
-                tensors[name] = SafeTensors.Entry(shape: [cols, rows], values: transpose(values, rows: rows, cols: cols))
-            } else {
-                tensors[name] = SafeTensors.Entry(shape: p.value.shape, values: values)
-            }
+            tensors[name] = SafeTensors.Entry(pyTorchLayoutOf: values, shape: p.value.shape)
         }
         try AtomicFile.write(try SafeTensors.encode(tensors, metadata: metadata), to: path)
     }
 
-    /// Reads a checkpoint and rebuilds its model on `device`.
+    /// Reads a checkpoint and rebuilds its model on `device`, module by module as its architecture records.
     public static func load(_ path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
         try decode(try readFileBytes(path, what: "checkpoint file"), path: path, on: device)
     }
@@ -34,17 +33,84 @@ extension Checkpoint {
     /// present with its shape before anything is allocated, so the memory used is bounded by the file's size.
     public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
         let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary)
-        let model = try MLP.make(sizes: checkpoint.sizes, activation: Activation(rawValue: checkpoint.activation) ?? .relu,
-                                 seed: 0, on: device)
-        for (name, p) in model.namedParameters {
-            let entry = tensors[name]!
-            let values = entry.shape.count == 2
-                ? transpose(entry.values, rows: entry.shape[0], cols: entry.shape[1])  // [out, in] → [in, out]
-                : entry.values
-            try p.load(try Tensor(values, shape: p.value.shape))
-        }
+        let model = try LayerSpec.modules(checkpoint.layers, seed: 0, on: device)
+        try model.assign(tensors, path: path)
         return (checkpoint, model)
     }
+
+    /// Throws unless `model` is the architecture this metadata records.
+    func checkDescribes(_ model: Sequential, path: String) throws {
+        guard let specs = model.layerSpecs else {
+            let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
+            throw DataError(path, "the model holds \(custom), which a checkpoint cannot describe (it records Linear and "
+                + "activation layers)")
+        }
+        if let difference = LayerSpec.difference(file: layers, model: specs) {
+            throw DataError(path, "the checkpoint describes \(LayerSpec.text(layers)) but the model is "
+                + "\(LayerSpec.text(specs)): \(difference)")
+        }
+    }
+}
+
+extension Sequential {
+    /// Loads a checkpoint's weights into this model, which must have the architecture the checkpoint records (any
+    /// `Sequential` of `Linear` and `ActivationLayer` modules that adds up to it: a fused `Linear(…, activation:)` and
+    /// a `Linear` followed by an `ActivationLayer` are the same two entries). Returns the checkpoint's metadata.
+    /// - Throws: `DataError` naming the first entry that differs; nothing is loaded then.
+    @discardableResult
+    public func load(from path: String) throws -> Checkpoint {
+        let (checkpoint, tensors) = try Checkpoint.verified(try readFileBytes(path, what: "checkpoint file"), path: path,
+                                                            vocabulary: Checkpoint.vocabulary)
+        try checkpoint.checkDescribes(self, path: path)
+        try assign(tensors, path: path)
+        return checkpoint
+    }
+
+    /// Overwrites every parameter from `tensors` (state-dict names, PyTorch layouts), all checked before any is written.
+    func assign(_ tensors: [String: SafeTensors.Entry], path: String) throws {
+        let named = namedParameters
+        for (name, p) in named {
+            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
+            guard entry.shape == SafeTensors.Entry.pyTorchShape(p.value.shape) else {
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the model's needs "
+                    + "\(SafeTensors.Entry.pyTorchShape(p.value.shape))")
+            }
+        }
+        for (name, p) in named {
+            try p.load(try Tensor(tensors[name]!.clnnLayout, shape: p.value.shape))
+        }
+    }
+}
+
+extension LayerSpec {
+    /// Where two architectures first differ, in words; nil when they are the same.
+    static func difference(file: [LayerSpec], model: [LayerSpec]) -> String? {
+        for (i, (a, b)) in zip(file, model).enumerated() where a != b {
+            return "entry \(i) is \(a) in the checkpoint and \(b) in the model"
+        }
+        if file.count != model.count {
+            return "the checkpoint has \(file.count) entries and the model \(model.count)"
+        }
+        return nil
+    }
+}
+
+extension SafeTensors.Entry {
+    /// A CLNN parameter as PyTorch stores it: a matrix transposed (CLNN keeps w as [in, out], for x·w; PyTorch's
+    /// Linear keeps [out, in]); anything else as is.
+    init(pyTorchLayoutOf values: [Float], shape: [Int]) {
+        if shape.count == 2 {
+            self.init(shape: [shape[1], shape[0]], values: transpose(values, rows: shape[0], cols: shape[1]))
+        } else {
+            self.init(shape: shape, values: values)
+        }
+    }
+
+    /// The PyTorch shape of a CLNN parameter of `shape`.
+    static func pyTorchShape(_ shape: [Int]) -> [Int] { shape.count == 2 ? [shape[1], shape[0]] : shape }
+
+    /// The values in CLNN's layout (a matrix transposed back).
+    var clnnLayout: [Float] { shape.count == 2 ? transpose(values, rows: shape[0], cols: shape[1]) : values }
 }
 
 /// The transpose of a row-major rows×cols matrix.

@@ -3,31 +3,78 @@ import Foundation
 /// A trained MLP on disk, as safetensors with PyTorch `nn.Sequential` state-dict names and layouts
 /// (`0.weight` [out, in], `0.bias` [out], `2.weight`, ...), plus the metadata needed to rebuild and use it.
 public struct Checkpoint: Equatable, Sendable {
-    /// [inputs, hidden..., outputs]
-    public var sizes: [Int]
+    /// The model, one entry per `nn.Sequential` index (`linear(784,50)`, `relu`, ...).
+    public var layers: [LayerSpec]
     public var loss: String
     public var classes: Int
     public var normalization: Normalization
     /// [rows, cols] of the images the model was trained on, when known (older checkpoints lack it).
     public var imageShape: [Int]?
-    /// The hidden layers' activation by name (`relu`, `tanh`, ...); checkpoints without it are ReLU models.
-    public var activation: String
+    /// The epochs completed by the run that wrote it, when known (a training state beside it must agree).
+    public var epoch: Int?
 
-    public init(sizes: [Int], loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
-                activation: String = "relu") {
-        self.activation = activation
-        self.sizes = sizes
+    /// The metadata of a model of known modules: its architecture is read from the model.
+    /// - Throws: `DataError` when the model holds a module a checkpoint cannot describe.
+    public init(model: Sequential, loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
+                epoch: Int? = nil) throws {
+        guard let layers = model.layerSpecs else {
+            let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
+            throw DataError("checkpoint", "the model holds \(custom), which a checkpoint cannot describe "
+                + "(it records Linear and activation layers)")
+        }
+        self.init(layers: layers, loss: loss, classes: classes, normalization: normalization, imageShape: imageShape,
+                  epoch: epoch)
+    }
+
+    public init(layers: [LayerSpec], loss: String, classes: Int, normalization: Normalization,
+                imageShape: [Int]? = nil, epoch: Int? = nil) {
+        self.layers = layers
         self.loss = loss
         self.classes = classes
         self.normalization = normalization
         self.imageShape = imageShape
+        self.epoch = epoch
+    }
+
+    /// The metadata of an MLP made by `MLP.make(sizes:activation:)`.
+    public init(sizes: [Int], loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
+                activation: Activation = .relu, epoch: Int? = nil) {
+        self.init(layers: LayerSpec.mlp(sizes: sizes, activation: activation), loss: loss, classes: classes,
+                  normalization: normalization, imageShape: imageShape, epoch: epoch)
+    }
+
+    /// [inputs, hidden..., outputs]: the linear layers' sizes.
+    public var sizes: [Int] { LayerSpec.sizes(layers) }
+
+    /// The activation's name when every activation entry is the same one; `none` without any; else `mixed`.
+    public var activation: String {
+        let names = Set(layers.compactMap { spec -> String? in
+            if case let .activation(f) = spec { return f.rawValue }
+            return nil
+        })
+        return names.count == 1 ? names.first! : names.isEmpty ? "none" : "mixed"
+    }
+
+    /// The state-dict names and PyTorch shapes of the parameters: `N.weight` [out, in] and `N.bias` [out] for
+    /// each linear entry N.
+    public var tensorShapes: [(name: String, shape: [Int])] {
+        layers.enumerated().flatMap { index, spec -> [(name: String, shape: [Int])] in
+            guard case let .linear(i, o) = spec else { return [] }
+            return [("\(index).weight", [o, i]), ("\(index).bias", [o])]
+        }
     }
 
     var metadata: [String: String] {
-        var out = ["format": "pt", "clnn.sizes": sizes.map(String.init).joined(separator: ","), "clnn.loss": loss,
+        var out = ["format": "pt", "clnn.architecture": LayerSpec.text(layers),
+                   "clnn.sizes": sizes.map(String.init).joined(separator: ","), "clnn.loss": loss,
                    "clnn.classes": String(classes), "clnn.mean": String(normalization.mean), "clnn.std": String(normalization.std)]
-        out["clnn.activation"] = activation
+        // NOTE: older readers (and tools/check_checkpoint.py before clnn.architecture) build an MLP from
+        // sizes + activation: write the activation only when that MLP is this model.
+        if let f = Activation(rawValue: activation), layers == LayerSpec.mlp(sizes: sizes, activation: f) {
+            out["clnn.activation"] = activation
+        }
         if let imageShape { out["clnn.image"] = imageShape.map(String.init).joined(separator: ",") }
+        if let epoch { out["clnn.epoch"] = String(epoch) }
         return out
     }
 
@@ -47,18 +94,15 @@ public struct Checkpoint: Equatable, Sendable {
         throws -> (checkpoint: Checkpoint, tensors: [String: SafeTensors.Entry]) {
         let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
         let checkpoint = try parse(metadata, path: path, vocabulary: vocabulary)
-        let sizes = checkpoint.sizes
-        var expected: [(name: String, shape: [Int])] = []  // PyTorch layout: weight [out, in], bias [out]
-        for i in 0..<(sizes.count - 1) {
-            expected += [("\(2 * i).weight", [sizes[i + 1], sizes[i]]), ("\(2 * i).bias", [sizes[i + 1]])]
-        }
+        let expected = checkpoint.tensorShapes  // PyTorch layout: weight [out, in], bias [out]
+        let model = LayerSpec.text(checkpoint.layers)
         if let extra = Set(tensors.keys).subtracting(expected.map(\.name)).sorted().first {
-            throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for layer sizes \(sizes)")
+            throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for the architecture \(model)")
         }
         for (name, shape) in expected {
-            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)' for layer sizes \(sizes)") }
+            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)' for the architecture \(model)") }
             guard entry.shape == shape else {
-                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but layer sizes \(sizes) need \(shape)")
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) needs \(shape)")
             }
         }
         return (checkpoint, tensors)
@@ -79,6 +123,14 @@ public struct Checkpoint: Equatable, Sendable {
             return values
         }
         let sizes = try sizeList("clnn.sizes", try field("clnn.sizes"), count: 2...64)
+        let activationName = metadata["clnn.activation"] ?? "relu"
+        guard vocabulary.activations.contains(activationName), let activation = Activation(rawValue: activationName) else {
+            throw DataError(path, "metadata names an unknown activation '\(activationName.prefix(80))' (known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
+        }
+        var layers = LayerSpec.mlp(sizes: sizes, activation: activation)
+        if let text = metadata["clnn.architecture"] {
+            layers = try architecture(text, sizes: sizes, path: path)
+        }
         let loss = try field("clnn.loss")
         guard lossOutputs(loss, 1) != nil else { throw DataError(path, "metadata names an unknown loss '\(loss.prefix(80))'") }
         guard let classes = Int(try field("clnn.classes")), classes > 0, classes <= 1 << 16,
@@ -98,12 +150,53 @@ public struct Checkpoint: Equatable, Sendable {
             }
             imageShape = shape
         }
-        let activation = metadata["clnn.activation"] ?? "relu"
-        guard vocabulary.activations.contains(activation) else {
-            throw DataError(path, "metadata names an unknown activation '\(activation.prefix(80))' (known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
+        var epoch: Int?
+        if let text = metadata["clnn.epoch"] {
+            guard let value = Int(text), value >= 1, value <= 1_000_000 else {
+                throw DataError(path, "metadata 'clnn.epoch' is not an epoch count in 1...1000000: '\(text.prefix(80))'")
+            }
+            epoch = value
         }
-        return Checkpoint(sizes: sizes, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
-                          imageShape: imageShape, activation: activation)
+        return Checkpoint(layers: layers, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
+                          imageShape: imageShape, epoch: epoch)
+    }
+
+    /// Parses `clnn.architecture`: known entries, linear sizes that chain, the same sizes as `clnn.sizes`.
+    static func architecture(_ text: String, sizes: [Int], path: String) throws -> [LayerSpec] {
+        let entries = text.split(separator: ",", omittingEmptySubsequences: false)
+        // `linear(a,b)` holds a comma: join each "linear(a" with the part after it.
+        var parts: [Substring] = []
+        var index = 0
+        while index < entries.count {
+            if entries[index].hasPrefix("linear("), index + 1 < entries.count {
+                parts.append(text[entries[index].startIndex..<entries[index + 1].endIndex])
+                index += 2
+            } else {
+                parts.append(entries[index])
+                index += 1
+            }
+        }
+        guard parts.count <= 256 else { throw DataError(path, "metadata 'clnn.architecture' has \(parts.count) entries; at most 256") }
+        var layers: [LayerSpec] = []
+        for (i, part) in parts.enumerated() {
+            guard let spec = LayerSpec(parsing: part) else {
+                throw DataError(path, "metadata 'clnn.architecture' entry \(i) '\(part.prefix(80))' is not linear(IN,OUT) "
+                    + "or an activation (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            layers.append(spec)
+        }
+        guard LayerSpec.sizes(layers) == sizes else {
+            throw DataError(path, "metadata 'clnn.architecture' (\(text.prefix(120))) disagrees with 'clnn.sizes' \(sizes)")
+        }
+        var width: Int?
+        for (i, spec) in layers.enumerated() {
+            guard case let .linear(inputs, outputs) = spec else { continue }
+            if let width, width != inputs {
+                throw DataError(path, "metadata 'clnn.architecture' entry \(i) \(spec) takes \(inputs) inputs but the layer before gives \(width)")
+            }
+            width = outputs
+        }
+        return layers
     }
 }
 

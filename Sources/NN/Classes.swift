@@ -40,3 +40,11 @@ public struct ClassPlan: Equatable, Sendable {
         self.warnings = warnings
     }
 }
+
+extension ClassPlan {
+    /// Checks that every label is a class in 0..<classes.
+    /// - Throws: `DataError` naming `source`, the example and the label.
+    public static func check(_ labels: [Float], classes: Int, source: String) throws {
+        try Evaluator.validateLabels(labels, classes: classes, source: source)
+    }
+}

@@ -13,7 +13,7 @@ public final class Linear: Module {
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
     private var preActivation: Tensor?
     private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
-    private let workspace = Workspace<Buffer>()
+    private let workspace = Workspace<Buffer>(reuse: false)
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -32,8 +32,14 @@ public final class Linear: Module {
 
     public var parameters: [Parameter] { [weight, bias] }
 
-    /// In PyTorch's `nn.Sequential` the activation is a module of its own: `Linear`, then the activation.
-    public var sequentialWidth: Int { activation == nil ? 1 : 2 }
+    /// `linear(in,out)`, then the activation when there is one: in PyTorch's `nn.Sequential` the activation is a
+    /// module of its own.
+    public var layerSpecs: [LayerSpec]? {
+        [.linear(inFeatures: inFeatures, outFeatures: outFeatures)] + (activation.map { [.activation($0)] } ?? [])
+    }
+    public var outputFeatures: Int? { outFeatures }
+    public func setBufferReuse(_ enabled: Bool) { workspace.reuse = enabled }
+    public var reusesBuffers: Bool { workspace.reuse }
 
     /// x: [batch, in] → [batch, out]
     public func forward(_ x: Tensor) throws -> Tensor {
@@ -56,7 +62,7 @@ public final class Linear: Module {
         guard let x = input, let z = preActivation else {
             throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward")
         }
-        let (dw, db) = (weight.gradForBackward(), bias.gradForBackward())
+        let (dw, db) = (weight.gradientForBackward(), bias.gradientForBackward())
         var dz = dy
         if let activation {
             dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor, accumulate: db.accumulate,
@@ -91,10 +97,13 @@ public final class ActivationLayer: Module {
     public let function: Activation
     private var input: Tensor?
     private enum Buffer: Int, CaseIterable { case y, dx }
-    private let workspace = Workspace<Buffer>()
+    private let workspace = Workspace<Buffer>(reuse: false)
 
     public init(_ function: Activation) { self.function = function }
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.activation(function)] }
+    public func setBufferReuse(_ enabled: Bool) { workspace.reuse = enabled }
+    public var reusesBuffers: Bool { workspace.reuse }
 
     public func forward(_ x: Tensor) throws -> Tensor {
         input = x
@@ -118,6 +127,21 @@ public final class Sequential: Module {
     public init(_ layers: [any Module]) { self.layers = layers }
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+    /// The children's entries in order; nil when a child has none (a custom module).
+    public var layerSpecs: [LayerSpec]? {
+        var specs: [LayerSpec] = []
+        for layer in layers {
+            guard let own = layer.layerSpecs else { return nil }
+            specs += own
+        }
+        return specs
+    }
+    /// The last child's output width that is known.
+    public var outputFeatures: Int? { layers.lazy.reversed().compactMap(\.outputFeatures).first }
+    /// Sets every child's buffer reuse.
+    public func setBufferReuse(_ enabled: Bool) { for layer in layers { layer.setBufferReuse(enabled) } }
+    /// Whether any child reuses its buffers.
+    public var reusesBuffers: Bool { layers.contains(where: \.reusesBuffers) }
 
     /// Parameters with PyTorch `nn.Sequential` state-dict names: `0.weight`, `0.bias`, `2.weight`, ... A layer
     /// counts as many indices as its `sequentialWidth` (a Linear with a fused activation is two, as in PyTorch).

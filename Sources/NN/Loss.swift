@@ -6,6 +6,9 @@ public protocol Loss: Sendable {
     var name: String { get }
     /// How many model outputs the loss needs for `classes` classes.
     func outputs(classes: Int) -> Int
+    /// The class count a model with `outputs` outputs predicts, when the outputs say it (nil: they do not, as for
+    /// a single regressed output).
+    func classes(outputs: Int) -> Int?
     /// The batch's mean loss into element `slot` of `out`; when `grad` (pred's shape) is given it receives
     /// dL/dpred of that mean. pred: [batch, outputs], labels: [batch] (class indices as floats), read in place
     /// through the batch's index list. One kernel.
@@ -17,6 +20,9 @@ public protocol Loss: Sendable {
 }
 
 extension Loss {
+    /// None by default.
+    public func classes(outputs: Int) -> Int? { nil }
+
     /// `mean` with the labels as a tensor of their own. labels: [batch]
     public func mean(_ pred: Tensor, _ labels: Tensor, grad: Tensor?, into out: Tensor, at slot: Int) throws {
         try mean(pred, Rows(labels), grad: grad, into: out, at: slot)
@@ -35,6 +41,8 @@ public struct CrossEntropyLoss: Loss {
     public init() {}
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
+    /// One output per class.
+    public func classes(outputs: Int) -> Int? { outputs }
 
     public func mean(_ pred: Tensor, _ labels: Rows, grad: Tensor?, into out: Tensor, at slot: Int) throws {
         try pred.meanLoss(.softmaxCrossEntropy, labels: labels, grad: grad, into: out, at: slot)

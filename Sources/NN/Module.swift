@@ -1,76 +1,3 @@
-/// A trainable tensor with its gradient (and, once an optimiser with momentum has used it, its velocity).
-public final class Parameter {
-    /// The name within its layer, e.g. `weight`.
-    public let name: String
-    public private(set) var value: Tensor
-    /// Optimiser state, kept on the parameter's device.
-    var velocity: Tensor?
-    private var gradStorage: Tensor
-    /// Set by `zeroGrad`: the stored gradient is to be read as zero. The next backward then overwrites instead of
-    /// accumulating, which saves a fill kernel per parameter per step.
-    private var gradIsZero = false
-
-    public init(name: String, value: Tensor) throws {
-        self.name = name
-        self.value = value
-        self.gradStorage = try Tensor.zeros(value.shape, on: value.device)
-    }
-
-    /// dL/dvalue, accumulated by backward until `zeroGrad`.
-    public var grad: Tensor {
-        get throws {
-            if gradIsZero {
-                try gradStorage.fill(0)
-                gradIsZero = false
-            }
-            return gradStorage
-        }
-    }
-
-    /// Makes the gradient zero (lazily: see `gradForBackward`).
-    public func zeroGrad() { gradIsZero = true }
-
-    /// For a backward pass: the gradient tensor, and whether to add to it (false right after `zeroGrad`, when the
-    /// backward should overwrite it).
-    func gradForBackward() -> (tensor: Tensor, accumulate: Bool) {
-        defer { gradIsZero = false }
-        return (gradStorage, !gradIsZero)
-    }
-
-    public var device: DeviceTag { value.device }
-
-    /// Moves the value, gradient and optimiser state to `device`.
-    public func to(_ device: DeviceTag) throws {
-        guard device != value.device else { return }
-        value = try value.to(device)
-        gradStorage = try gradStorage.to(device)
-        velocity = try velocity?.to(device)
-    }
-
-    /// Overwrites the value (same element count), from any device.
-    public func load(_ source: Tensor) throws {
-        try value.copy(from: source)
-    }
-
-    /// Moves the value, gradient and (when given) velocity into `value`, `grad` and `velocity` — views into an
-    /// optimiser's flat buffers — keeping their contents.
-    func adopt(value newValue: Tensor, grad newGrad: Tensor, velocity newVelocity: Tensor?) throws {
-        try newValue.copy(from: value)
-        try newGrad.copy(from: gradStorage)
-        if let newVelocity, let velocity { try newVelocity.copy(from: velocity) }
-        (value, gradStorage) = (newValue, newGrad)
-        if newVelocity != nil { velocity = newVelocity }
-    }
-
-    /// Whether this parameter's value, gradient and velocity are exactly these tensors.
-    func lives(in value: Tensor, _ grad: Tensor, _ velocity: Tensor?) -> Bool {
-        self.value === value && gradStorage === grad && (velocity == nil || self.velocity === velocity)
-    }
-
-    /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.
-    func materialiseGrad() throws { _ = try grad }
-}
-
 /// A layer in the fast.ai lessons' pattern: `forward` keeps what `backward` needs; `backward` accumulates the
 /// parameters' gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
 public protocol Module: AnyObject {
@@ -86,12 +13,30 @@ public protocol Module: AnyObject {
     /// The same forward computed in Double on the host, with `params` in `parameters` order: the reference the
     /// gradient check differentiates numerically.
     func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix
-    /// How many entries of a PyTorch `nn.Sequential` this module stands for, for state-dict names (1 by default).
+    /// How many entries of a PyTorch `nn.Sequential` this module stands for, for state-dict names (by default the
+    /// count of `layerSpecs`, or 1).
     var sequentialWidth: Int { get }
+    /// The module as checkpoint entries (one per `nn.Sequential` index), or nil for a module a checkpoint cannot
+    /// describe (the default: a custom module still saves and loads by parameter names and shapes).
+    var layerSpecs: [LayerSpec]? { get }
+    /// The width of the output when the module fixes it (a `Linear`'s `outFeatures`); nil when it keeps its input's
+    /// width or cannot say (the default).
+    var outputFeatures: Int? { get }
+    /// Opt-in buffer reuse: while enabled, `forward` and `backward` write their results into buffers the module
+    /// keeps, valid only until its next call of the same kind (a training step then allocates nothing). Off by
+    /// default — results belong to the caller. `Trainer` enables it for the length of its steps and restores it.
+    /// Modules without such buffers ignore it (the default).
+    func setBufferReuse(_ enabled: Bool)
+    /// Whether buffer reuse is on (see `setBufferReuse`).
+    var reusesBuffers: Bool { get }
 }
 
 extension Module {
-    public var sequentialWidth: Int { 1 }
+    public var sequentialWidth: Int { layerSpecs?.count ?? 1 }
+    public var layerSpecs: [LayerSpec]? { nil }
+    public var outputFeatures: Int? { nil }
+    public func setBufferReuse(_ enabled: Bool) {}
+    public var reusesBuffers: Bool { false }
 
     public func forward(_ rows: Rows) throws -> Tensor {
         try forward(rows.order == nil ? rows.source : try rows.gathered())

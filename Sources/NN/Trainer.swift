@@ -1,114 +1,49 @@
 import Foundation
 
-/// Hyper-parameters of a training run.
-public struct TrainingOptions: Sendable {
-    public var epochs = 5
-    public var batchSize = 64
-    public var lr: Float = 0.1
-    public var momentum: Float = 0
-    public var weightDecay: Float = 0
-    public var seed: UInt64 = 42
-    public var schedule: LearningRateSchedule = .cosine
-    public init() {}
-}
-
-/// How the learning rate moves over a run.
-public enum LearningRateSchedule: String, Sendable, CaseIterable {
-    /// The same rate throughout.
-    case constant
-    /// Cosine decay from the base rate at the first step to 0 after the last: lr·½(1 + cos(π·t/T)).
-    case cosine
-
-    /// The rate at `step` (0-based) of `totalSteps`.
-    public func rate(base: Float, step: Int, totalSteps: Int) -> Float {
-        rate(base: base, progress: Double(step) / Double(max(totalSteps, 1)))
-    }
-
-    /// The rate at `progress` (0 at the first step, 1 after the last) of the run.
-    public func rate(base: Float, progress t: Double) -> Float {
-        switch self {
-        case .constant: return base
-        case .cosine:
-            return Float(Double(base) * 0.5 * (1 + cos(Double.pi * t)))
-        }
-    }
-}
-
-/// Where training stands, handed to the progress callback every few steps.
-public struct StepReport: Sendable {
-    public let epoch: Int
-    public let step: Int
-    public let steps: Int
-    /// Mean loss of the batches since the previous report.
-    public let runningLoss: Float
-    public let itemsPerSecond: Double
-    public let elapsed: Double
-    public var eta: Double { step > 0 ? elapsed / Double(step) * Double(steps - step) : 0 }
-}
-
-/// Why training stopped early.
-public enum TrainingError: Error, CustomStringConvertible, Equatable {
-    /// The loss of the batch at `step` (1-based, the first such step of the epoch) was `value`. `hint` names the
-    /// likely cause.
-    case nonFiniteLoss(epoch: Int, step: Int, value: Float, hint: String)
-    /// The update at `step` (the epoch's last, after which no loss was computed) made `parameter` non-finite.
-    case nonFiniteParameters(epoch: Int, step: Int, parameter: String, hint: String)
-    /// The weights are finite but evaluating them after `epoch` gave a loss of `value` (the forward pass overflows).
-    case nonFiniteEvaluation(epoch: Int, value: Double, hint: String)
-    /// `shouldStop` asked to stop (e.g. Ctrl-C or SIGTERM) after `step`.
-    case interrupted(epoch: Int, step: Int)
-
-    public var description: String {
-        switch self {
-        case let .nonFiniteLoss(epoch, step, value, hint):
-            return "loss became \(value) at epoch \(epoch), step \(step); stopped: \(hint)"
-        case let .nonFiniteParameters(epoch, step, parameter, hint):
-            return "the update at epoch \(epoch), step \(step) (the epoch's last) made \(parameter) non-finite; stopped: \(hint)"
-        case let .nonFiniteEvaluation(epoch, value, hint):
-            return "the test loss after epoch \(epoch) is \(value): the weights are so large that the forward pass "
-                + "overflows; stopped: \(hint)"
-        case let .interrupted(epoch, step):
-            return "interrupted at epoch \(epoch), step \(step)"
-        }
-    }
-}
-
-/// Trains a model with minibatch SGD: batch → forward → loss → backward → step.
+/// Trains a model: batch → forward → loss → backward → step, with an `Optimizer` (SGD or Adam).
+///
+/// A `Trainer` and its model belong to one task at a time (they hold mutable state and device buffers, so they are
+/// not `Sendable`): create and use them inside one `Task`, or keep them in an actor of your own. Different trainers
+/// may run in different tasks at once; the OpenCL runtime under them is shared safely.
 public final class Trainer {
     public let model: Sequential
     public let loss: any Loss
-    public let optimizer: SGD
+    public let optimizer: any Optimizer
     public let device: DeviceTag
     public let classes: Int
     public let options: TrainingOptions
+    private let evaluator: Evaluator
 
     /// The loss's buffers, reused across steps.
     private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss }
     private let workspace = Workspace<Buffer>()
 
-    public init(model: Sequential, loss: any Loss, classes: Int, options: TrainingOptions, device: DeviceTag) throws {
+    /// - Parameters:
+    ///   - classes: by default the model's output width says it (`loss.classes(outputs:)`); a single-output
+    ///     regression (`MSELoss`) needs it stated.
+    ///   - device: by default the model's device; when given, the model must already be there.
+    ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`).
+    /// - Throws: `DeviceError.invalidArgument` when the model's parameters are not all on `device`, or the class
+    ///   count is unknown or disagrees with the model's outputs — here, not at the first step.
+    public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
+                device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil) throws {
         self.model = model
         self.loss = loss
-        self.classes = classes
         self.options = options
-        self.device = device
-        optimizer = try SGD(model.parameters, lr: options.lr, momentum: options.momentum, weightDecay: options.weightDecay)
+        self.device = try Evaluator.device(of: model, expected: device, op: "Trainer")
+        self.classes = try Evaluator.classes(of: model, loss: loss, explicit: classes, op: "Trainer")
+        self.optimizer = try optimizer ?? options.makeOptimizer(model.parameters)
+        evaluator = try Evaluator(model: model, loss: loss, classes: self.classes, device: self.device)
     }
 
     /// Checks that every label of `data` is a class the model can predict.
     public func validateLabels(_ data: RawDataset, source: String) throws {
-        try validateLabels(Dataset(images: [], labels: data.labels, features: 0), source: source)
+        try Evaluator.validateLabels(data.labels, classes: classes, source: source)
     }
 
     /// Checks that every label of `data` is a class the model can predict.
     public func validateLabels(_ data: Dataset, source: String) throws {
-        try validateLabels(data.labels, source: source)
-    }
-
-    private func validateLabels(_ labels: [Float], source: String) throws {
-        if let bad = labels.firstIndex(where: { !($0 >= 0 && $0 < Float(classes)) || $0 != $0.rounded() }) {
-            throw DataError(source, "label \(labels[bad]) of example \(bad) is out of range for a model of \(classes) classes")
-        }
+        try Evaluator.validateLabels(data.labels, classes: classes, source: source)
     }
 
     /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
@@ -132,7 +67,10 @@ public final class Trainer {
                 + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
         }
         try requireDevice(data)
-        try validateLabels(data.hostLabels, source: "training data")
+        try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
+        let reused = model.reusesBuffers
+        model.setBufferReuse(true)
+        defer { model.setBufferReuse(reused) }
         let reportEvery = max(reportEvery, 1)
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
         // The epoch's order goes to the device once; each step gathers its rows there.
@@ -189,6 +127,9 @@ public final class Trainer {
         try requireDevice(data)
         let n = min(options.batchSize, data.count)
         guard n > 0 else { return }
+        let reused = model.reusesBuffers
+        model.setBufferReuse(true)
+        defer { model.setBufferReuse(reused) }
         let order = try Tensor((0..<n).map(Float.init), shape: [n], on: device)
         try forwardBackward(try Rows(data.images, order: order, offset: 0, count: n),
                             try Rows(data.labels, order: order, offset: 0, count: n),
@@ -200,6 +141,7 @@ public final class Trainer {
     /// A step without the update: forward, the mean loss into `out[slot]` with its gradient, zeroGrad, backward.
     private func forwardBackward(_ x: Rows, _ y: Rows, lossInto out: Tensor, at slot: Int) throws {
         let pred = try model.forward(x)
+        try Evaluator.checkOutputs(pred, loss: loss, classes: classes, op: "Trainer")
         let grad = try workspace.tensor(.grad, pred.shape, on: device)
         try loss.mean(pred, y, grad: grad, into: out, at: slot)
         try model.zeroGrad()
@@ -244,33 +186,17 @@ public final class Trainer {
         try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, shouldStop: shouldStop, progress: { _ in })
     }
 
-    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
     /// Rows per forward pass in `evaluate`.
-    public static let evaluationChunk = 1000
+    public static let evaluationChunk = Evaluator.defaultChunk
 
+    /// The mean loss and the accuracy of the model on `data` (see `Evaluator`, which needs no optimiser).
     public func evaluate(_ data: DeviceDataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
-        try requireDevice(data)
-        try validateLabels(data.hostLabels, source: "evaluation data")
-        let identity = try Tensor((0..<data.count).map(Float.init), shape: [data.count], on: device)
-        var lossSum = 0.0
-        var correct = 0
-        for start in stride(from: 0, to: data.count, by: chunk) {
-            let range = start..<min(start + chunk, data.count)
-            let x = try Rows(data.images, order: identity, offset: range.lowerBound, count: range.count)
-            let y = try Rows(data.labels, order: identity, offset: range.lowerBound, count: range.count)
-            let pred = try model.forward(x)
-            let meanLoss = try workspace.tensor(.evaluationLoss, [1], on: device)
-            try loss.mean(pred, y, grad: nil, into: meanLoss, at: 0)
-            lossSum += Double(try meanLoss.item()) * Double(range.count)
-            let predicted = try loss.predictedClasses(pred, classes: classes)
-            correct += zip(predicted, data.hostLabels[range]).filter { $0 == Int($1) }.count
-        }
-        let n = Double(max(data.count, 1))
-        return (lossSum / n, Double(correct) / n)
+        try evaluator.evaluate(data, chunk: chunk)
     }
 
+    /// The same for a host dataset (uploaded first).
     public func evaluate(_ data: Dataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
-        try evaluate(try DeviceDataset(data, on: device), chunk: chunk)
+        try evaluator.evaluate(data, chunk: chunk)
     }
 
     private func requireDevice(_ data: DeviceDataset) throws {

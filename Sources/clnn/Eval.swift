@@ -27,12 +27,10 @@ struct Eval: ParsableCommand {
         }
         let test = raw.dataset(checkpoint.normalization)
         let loss = makeLoss(named: checkpoint.loss)!
-        var options = TrainingOptions()
-        options.lr = 1
-        let trainer = try Trainer(model: network, loss: loss, classes: checkpoint.classes, options: options, device: device)
-        try trainer.validateLabels(test, source: try folder.file(MNISTFolder.testLabels))
-        let (testLoss, accuracy) = try trainer.evaluate(test)
-        print("model \(model): \(checkpoint.sizes.map(String.init).joined(separator: "-")) \(checkpoint.activation), \(checkpoint.loss), on \(device.summary)")
+        let evaluator = try Evaluator(model: network, loss: loss, classes: checkpoint.classes, device: device)
+        try ClassPlan.check(test.labels, classes: checkpoint.classes, source: try folder.file(MNISTFolder.testLabels))
+        let (testLoss, accuracy) = try evaluator.evaluate(test)
+        print("model \(model): \(LayerSpec.text(checkpoint.layers)), \(checkpoint.loss), on \(device.summary)")
         print(String(format: "test loss %.4f  test acc %.4f  (%d examples)", testLoss, accuracy, test.count))
     }
 }

@@ -1,0 +1,85 @@
+// The optimisers' updates (Kernels/optimizer.cl), in PyTorch's formulation. Each updates a parameter (or a whole
+// flat arena of them) in place, reading its gradient and updating its optimiser state.
+import Foundation
+
+private let sgdStepKernel = KernelSource("optimizer", "sgd_step")
+private let adamStepKernel = KernelSource("optimizer", "adam_step")
+
+/// Adam's hyper-parameters (PyTorch's names and defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
+public struct AdamHyperparameters: Sendable, Equatable {
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 0
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0) {
+        (self.beta1, self.beta2, self.eps, self.weightDecay) = (beta1, beta2, eps, weightDecay)
+    }
+}
+
+extension Tensor {
+    /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0:
+    /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g).
+    public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
+        try requireShape("sgdStep (grad)", grad, shape)
+        if let velocity { try requireShape("sgdStep (velocity)", velocity, shape) }
+        if momentum > 0 && velocity == nil {
+            throw DeviceError.invalidArgument(op: "sgdStep", "momentum needs a velocity tensor")
+        }
+        let n = count
+        let momentum = velocity == nil ? 0 : momentum
+        try Tensor.run("sgdStep", self, grad, velocity) { m in
+            let p = m[0], g = m[1]
+            if let v = m.optional(2), momentum > 0 {
+                for i in 0..<n {
+                    let step = momentum * v[i] + (g[i] + weightDecay * p[i])
+                    v[i] = step
+                    p[i] -= lr * step
+                }
+            } else {
+                // NOTE: a loop of its own, so the compiler vectorises it (the common case: no momentum).
+                for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
+            }
+        } opencl: { d in
+            let v = try d.orPlaceholder(2)
+            try d.device.run(sgdStepKernel, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(v)
+                try a.float(lr); try a.float(momentum); try a.float(weightDecay)
+            }
+        }
+    }
+
+    /// Adam's update number `step` (counting from 1) of self (a parameter), in place, with its first and second
+    /// moments `m` and `v` (self's shape, zero before the first step), as `torch.optim.Adam` does it:
+    /// g = grad + weightDecay·self; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
+    /// self −= lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps).
+    public func adamStep(grad: Tensor, m: Tensor, v: Tensor, step: Int, lr: Float,
+                         _ h: AdamHyperparameters = AdamHyperparameters()) throws {
+        try requireShape("adamStep (grad)", grad, shape)
+        try requireShape("adamStep (m)", m, shape)
+        try requireShape("adamStep (v)", v, shape)
+        guard step >= 1 else { throw DeviceError.invalidArgument(op: "adamStep", "step counts from 1, got \(step)") }
+        // NOTE: the bias corrections in Double (PyTorch computes them in Python floats), so a long run's β^t
+        // does not drift.
+        let stepSize = Float(Double(lr) / (1 - pow(Double(h.beta1), Double(step))))
+        let bias2Sqrt = Float((1 - pow(Double(h.beta2), Double(step))).squareRoot())
+        let n = count
+        let (beta1, beta2, eps, decay) = (h.beta1, h.beta2, h.eps, h.weightDecay)
+        try Tensor.run("adamStep", self, grad, m, v) { o in
+            let p = o[0], g = o[1], m = o[2], v = o[3]
+            for i in 0..<n {
+                let gi = g[i] + decay * p[i]
+                let mi = beta1 * m[i] + (1 - beta1) * gi
+                let vi = beta2 * v[i] + (1 - beta2) * gi * gi
+                m[i] = mi
+                v[i] = vi
+                p[i] -= stepSize * mi / (vi.squareRoot() / bias2Sqrt + eps)
+            }
+        } opencl: { d in
+            try d.device.run(adamStepKernel, global: WorkSize(n)) { a in
+                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2]); try a.buffer(d[3])
+                try a.float(stepSize); try a.float(beta1); try a.float(beta2); try a.float(eps); try a.float(decay)
+                try a.float(bias2Sqrt)
+            }
+        }
+    }
+}

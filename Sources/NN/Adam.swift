@@ -1,0 +1,46 @@
+/// Adam (PyTorch's `torch.optim.Adam` with its defaults: betas (0.9, 0.999), eps 1e-8, L2 weight decay added to the
+/// gradient, no amsgrad):
+/// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; param −= lr·m̂ / (√v̂ + eps), with the
+/// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at step t.
+///
+/// Like ``SGD``, it steps the whole model in one kernel when the parameters share a device.
+public final class Adam: Optimizer {
+    public let parameters: [Parameter]
+    public var lr: Float
+    public let hyperparameters: AdamHyperparameters
+    public var stepCount = 0
+    public var name: String { "adam" }
+    /// The moments, by PyTorch's names.
+    public var stateNames: [String] { ["exp_avg", "exp_avg_sq"] }
+    private var arena = ArenaSlot()
+
+    /// - Throws: `DeviceError.invalidArgument` for a rate outside PyTorch's accepted ranges
+    ///   (lr ≥ 0, 0 ≤ β < 1, eps ≥ 0, weight decay ≥ 0).
+    public init(_ parameters: [Parameter], lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+                eps: Float = 1e-8, weightDecay: Float = 0) throws {
+        for (name, value, limit) in [("lr", lr, Float.infinity), ("beta1", beta1, 1), ("beta2", beta2, 1),
+                                     ("eps", eps, .infinity), ("weight decay", weightDecay, .infinity)]
+        where !value.isFinite || value < 0 || value >= limit {
+            throw DeviceError.invalidArgument(op: "Adam", "\(name) must be a finite number ≥ 0"
+                + (limit < .infinity ? " and < \(limit)" : "") + ", got \(value)")
+        }
+        self.parameters = parameters
+        self.lr = lr
+        hyperparameters = AdamHyperparameters(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
+        _ = try arena.current(parameters, stateSlots: 2)
+    }
+
+    public func step() throws {
+        let t = stepCount + 1
+        if let flat = try arena.current(parameters, stateSlots: 2) {
+            try flat.values.adamStep(grad: flat.grads, m: flat.states[0], v: flat.states[1], step: t, lr: lr,
+                                     hyperparameters)
+        } else {
+            for p in parameters {
+                try p.ensureState(2)
+                try p.value.adamStep(grad: try p.grad, m: p.state[0], v: p.state[1], step: t, lr: lr, hyperparameters)
+            }
+        }
+        stepCount = t
+    }
+}

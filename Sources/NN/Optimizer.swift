@@ -1,0 +1,74 @@
+/// Updates a model's parameters from their gradients. ``SGD`` and ``Adam`` follow PyTorch's update rules.
+///
+/// An optimiser owns per-parameter state (named as PyTorch names it: `momentum_buffer`, `exp_avg`, `exp_avg_sq`),
+/// which a training checkpoint saves so that a resumed run continues exactly (see ``TrainingState``).
+public protocol Optimizer: AnyObject {
+    /// The parameters it updates, in a fixed order.
+    var parameters: [Parameter] { get }
+    /// The learning rate of the next step (a schedule sets it before each step).
+    var lr: Float { get set }
+    /// The name `--optimizer` and checkpoints use: `sgd` or `adam`.
+    var name: String { get }
+    /// The names of the state tensors each parameter carries (empty for plain SGD).
+    var stateNames: [String] { get }
+    /// Steps taken so far (Adam's bias correction depends on it).
+    var stepCount: Int { get set }
+    /// Updates every parameter in place, on its own device.
+    func step() throws
+}
+
+extension Optimizer {
+    /// Parameter `index`'s state tensors, in `stateNames` order, created (zero) when the optimiser has not stepped yet.
+    func state(of index: Int) throws -> [Tensor] {
+        let p = parameters[index]
+        try p.ensureState(stateNames.count)
+        return p.state
+    }
+}
+
+/// The flat buffers an optimiser steps in one launch: values, gradients and each state slot, one arena each, the
+/// parameters becoming views into them (as llm.c does). Only when every parameter lives on one device.
+final class ParameterArena {
+    let values, grads: Tensor
+    let states: [Tensor]
+    private let views: [(value: Tensor, grad: Tensor, state: [Tensor])]
+
+    /// Nil when the parameters do not share a device (the optimiser then steps each on its own).
+    init?(_ parameters: [Parameter], stateSlots: Int) throws {
+        guard let device = parameters.first?.device, parameters.allSatisfy({ $0.device == device }) else { return nil }
+        let shapes = parameters.map(\.value.shape)
+        let values = try Tensor.arena(shapes, on: device), grads = try Tensor.arena(shapes, on: device)
+        let states = try (0..<stateSlots).map { _ in try Tensor.arena(shapes, on: device) }
+        var views: [(Tensor, Tensor, [Tensor])] = []
+        for (i, p) in parameters.enumerated() {
+            try p.ensureState(stateSlots)
+            let state = states.map { $0.views[i] }
+            try p.adopt(value: values.views[i], grad: grads.views[i], state: state)
+            views.append((values.views[i], grads.views[i], state))
+        }
+        (self.values, self.grads, self.states, self.views) = (values.flat, grads.flat, states.map(\.flat), views)
+    }
+
+    /// Whether every parameter still lives in this arena (one moved with `to(_:)` does not).
+    func holds(_ parameters: [Parameter]) -> Bool {
+        parameters.count == views.count
+            && zip(parameters, views).allSatisfy { $0.lives(in: $1.value, $1.grad, $1.state) }
+    }
+}
+
+/// The arena an optimiser keeps, rebuilt when a parameter has moved since.
+struct ArenaSlot {
+    private var arena: ParameterArena?
+
+    /// The arena over `parameters` (nil when they do not share a device), with every pending zero gradient made real.
+    mutating func current(_ parameters: [Parameter], stateSlots: Int) throws -> ParameterArena? {
+        if arena == nil || !arena!.holds(parameters) {
+            // NOTE: drop the old arena first, so its memory is free before the new one is made.
+            arena = nil
+            arena = try ParameterArena(parameters, stateSlots: stateSlots)
+        }
+        guard let arena else { return nil }
+        for p in parameters { try p.materialiseGrad() }
+        return arena
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+
+/// Hyper-parameters of a training run.
+public struct TrainingOptions: Sendable {
+    public var epochs = 5
+    public var batchSize = 64
+    public var lr: Float = 0.1
+    public var momentum: Float = 0
+    public var weightDecay: Float = 0
+    public var seed: UInt64 = 42
+    public var schedule: LearningRateSchedule = .cosine
+    /// SGD (with `momentum`) or Adam (with PyTorch's betas and eps); `lr` and `weightDecay` apply to both.
+    public var optimizer: OptimizerKind = .sgd
+    public init() {}
+
+    /// The optimiser these options describe, over `parameters`.
+    public func makeOptimizer(_ parameters: [Parameter]) throws -> any Optimizer {
+        switch optimizer {
+        case .sgd: return try SGD(parameters, lr: lr, momentum: momentum, weightDecay: weightDecay)
+        case .adam:
+            guard momentum == 0 else {
+                throw DeviceError.invalidArgument(op: "TrainingOptions", "momentum applies to SGD; Adam uses its betas")
+            }
+            return try Adam(parameters, lr: lr, weightDecay: weightDecay)
+        }
+    }
+}
+
+/// The optimisers `TrainingOptions` (and `--optimizer`) can name.
+public enum OptimizerKind: String, Sendable, CaseIterable {
+    case sgd, adam
+}
+
+/// How the learning rate moves over a run.
+public enum LearningRateSchedule: String, Sendable, CaseIterable {
+    /// The same rate throughout.
+    case constant
+    /// Cosine decay from the base rate at the first step to 0 after the last: lr·½(1 + cos(π·t/T)).
+    case cosine
+
+    /// The rate at `step` (0-based) of `totalSteps`.
+    public func rate(base: Float, step: Int, totalSteps: Int) -> Float {
+        rate(base: base, progress: Double(step) / Double(max(totalSteps, 1)))
+    }
+
+    /// The rate at `progress` (0 at the first step, 1 after the last) of the run.
+    public func rate(base: Float, progress t: Double) -> Float {
+        switch self {
+        case .constant: return base
+        case .cosine:
+            return Float(Double(base) * 0.5 * (1 + cos(Double.pi * t)))
+        }
+    }
+}
+
+/// Where training stands, handed to the progress callback every few steps.
+public struct StepReport: Sendable {
+    public let epoch: Int
+    public let step: Int
+    public let steps: Int
+    /// Mean loss of the batches since the previous report.
+    public let runningLoss: Float
+    public let itemsPerSecond: Double
+    public let elapsed: Double
+    public var eta: Double { step > 0 ? elapsed / Double(step) * Double(steps - step) : 0 }
+}
+
+/// Why training stopped early.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// The loss of the batch at `step` (1-based, the first such step of the epoch) was `value`. `hint` names the
+    /// likely cause.
+    case nonFiniteLoss(epoch: Int, step: Int, value: Float, hint: String)
+    /// The update at `step` (the epoch's last, after which no loss was computed) made `parameter` non-finite.
+    case nonFiniteParameters(epoch: Int, step: Int, parameter: String, hint: String)
+    /// The weights are finite but evaluating them after `epoch` gave a loss of `value` (the forward pass overflows).
+    case nonFiniteEvaluation(epoch: Int, value: Double, hint: String)
+    /// `shouldStop` asked to stop (e.g. Ctrl-C or SIGTERM) after `step`.
+    case interrupted(epoch: Int, step: Int)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(epoch, step, value, hint):
+            return "loss became \(value) at epoch \(epoch), step \(step); stopped: \(hint)"
+        case let .nonFiniteParameters(epoch, step, parameter, hint):
+            return "the update at epoch \(epoch), step \(step) (the epoch's last) made \(parameter) non-finite; stopped: \(hint)"
+        case let .nonFiniteEvaluation(epoch, value, hint):
+            return "the test loss after epoch \(epoch) is \(value): the weights are so large that the forward pass "
+                + "overflows; stopped: \(hint)"
+        case let .interrupted(epoch, step):
+            return "interrupted at epoch \(epoch), step \(step)"
+        }
+    }
+}
+

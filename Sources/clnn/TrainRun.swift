@@ -1,0 +1,230 @@
+import ArgumentParser
+import Device
+import Foundation
+import NN
+
+/// A training run as `clnn train`'s options decide it — and, with `--resume` or `--init-from`, the checkpoint it
+/// starts from, read and checked against the options before any data is loaded.
+struct RunStart {
+    /// The checkpoint to start from (its bytes are parsed again on the chosen device).
+    let source: (path: String, bytes: [UInt8], checkpoint: Checkpoint)?
+    /// With `--resume`: the saved run's state, and its file.
+    let state: (path: String, value: TrainingState)?
+    let options: TrainingOptions
+    let activation: Activation
+    let lossName: String
+    /// Where the model and its training state go after each epoch.
+    let save: String?
+
+    init(_ command: Train) throws {
+        var source: (String, [UInt8], Checkpoint)?
+        if let path = command.resume ?? command.initFrom {
+            let bytes = try readFileBytes(path, what: "checkpoint file")
+            source = (path, bytes, try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary).checkpoint)
+        }
+        self.source = source
+        var state: (String, TrainingState)?
+        if let resume = command.resume, let checkpoint = source?.2 {
+            let statePath = TrainingState.path(besides: resume)
+            guard FileManager.default.fileExists(atPath: statePath) else {
+                throw ValidationError("--resume \(resume): no training state beside it (\(statePath)), so the run cannot "
+                    + "continue exactly; --init-from \(resume) starts a new run from its weights")
+            }
+            let value = try TrainingState.load(statePath)
+            guard checkpoint.epoch == value.epoch else {
+                throw ValidationError("--resume \(resume): the checkpoint is from epoch \(checkpoint.epoch.map(String.init) ?? "unknown") "
+                    + "but \(statePath) from epoch \(value.epoch) (a save was cut short?); --init-from \(resume) starts afresh from the weights")
+            }
+            state = (statePath, value)
+        }
+        self.state = state
+
+        // The model's shape: from the checkpoint, which options may repeat but not contradict.
+        let checkpoint = source?.2
+        let option = command.resume != nil ? "--resume" : "--init-from"
+        func agree<T: Equatable>(_ name: String, _ given: T?, _ recorded: T, _ shown: String) throws {
+            if let given, given != recorded {
+                throw ValidationError("\(name) \(given) contradicts \(option) \(source!.0), which records \(shown)")
+            }
+        }
+        if let checkpoint {
+            try agree("--hidden", command.hidden.isEmpty ? nil : command.hidden, Array(checkpoint.sizes.dropFirst().dropLast()),
+                      "hidden sizes \(checkpoint.sizes.dropFirst().dropLast().map(String.init).joined(separator: " "))")
+            try agree("--activation", command.activation, checkpoint.activation, "activation \(checkpoint.activation)")
+            try agree("--loss", command.loss, checkpoint.loss, "loss \(checkpoint.loss)")
+            try agree("--classes", command.classes, checkpoint.classes, "\(checkpoint.classes) classes")
+        }
+        activation = Activation(rawValue: checkpoint?.activation ?? command.activation ?? "relu") ?? .relu
+        lossName = checkpoint?.loss ?? command.loss ?? "cross-entropy"
+
+        var options = TrainingOptions()
+        if let (_, saved) = state {
+            let o = saved.options
+            try agree("--optimizer", command.optimizer, o.optimizer.rawValue, "optimizer \(o.optimizer.rawValue)")
+            try agree("--lr", command.lr, o.lr, "lr \(o.lr)")
+            try agree("--lr-schedule", command.lrSchedule, o.schedule.rawValue, "schedule \(o.schedule.rawValue)")
+            try agree("--momentum", command.momentum, o.momentum, "momentum \(o.momentum)")
+            try agree("--weight-decay", command.weightDecay, o.weightDecay, "weight decay \(o.weightDecay)")
+            try agree("--batch-size", command.batchSize, o.batchSize, "batch size \(o.batchSize)")
+            try agree("--seed", command.seed, o.seed, "seed \(o.seed)")
+            options = o
+            if let epochs = command.epochs {
+                guard epochs > saved.epoch else {
+                    throw ValidationError("--epochs \(epochs): the run being resumed has completed \(saved.epoch) epochs already")
+                }
+                if epochs != o.epochs && o.schedule != .constant {
+                    warn("clnn: note: --epochs \(epochs) (the run planned \(o.epochs)) lays the \(o.schedule.rawValue) schedule over "
+                         + "the new length from here on; the result differs from a run planned for \(epochs)")
+                }
+                options.epochs = epochs
+            }
+            guard saved.epoch < options.epochs else {
+                throw ValidationError("--resume \(command.resume!): the run completed all \(options.epochs) epochs; "
+                    + "pass --epochs N (more than \(options.epochs)) to train it further")
+            }
+        } else {
+            options.optimizer = OptimizerKind(rawValue: command.optimizer ?? "sgd")!
+            options.epochs = command.epochs ?? 5
+            options.batchSize = command.batchSize ?? 64
+            options.lr = command.lr ?? (options.optimizer == .adam ? 1e-3 : 0.1)
+            options.schedule = LearningRateSchedule(rawValue: command.lrSchedule ?? "cosine")!
+            options.momentum = command.momentum ?? 0
+            options.weightDecay = command.weightDecay ?? 0
+            options.seed = command.seed ?? 42
+        }
+        if let stop = command.stopAfter, stop > options.epochs {
+            throw ValidationError("--stop-after \(stop) is beyond the run's last epoch (\(options.epochs))")
+        }
+        if let stop = command.stopAfter, let (_, saved) = state, stop <= saved.epoch {
+            throw ValidationError("--stop-after \(stop): the run being resumed has completed \(saved.epoch) epochs already")
+        }
+        self.options = options
+        save = command.save ?? command.resume
+    }
+
+    /// The first epoch this run trains.
+    var firstEpoch: Int { (state?.value.epoch ?? 0) + 1 }
+}
+
+extension RunStart {
+    func train(_ command: Train) throws {
+        let common = command.common
+        // An explicit device is checked at once; `auto` is decided once the model's shape is known.
+        let explicitDevice = common.device.lowercased() == "auto" ? nil : try common.resolveDevice()
+        let lossFunction = makeLoss(named: lossName)!
+        let folder = MNISTFolder(common.data)
+        // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
+        var outputs: [(option: String, path: String)] = []
+        if let save { outputs += [("--save", save), ("--save (its training state)", TrainingState.path(besides: save))] }
+        if let plot = command.plot { outputs.append(("--plot", plot)) }
+        do {
+            // NOTE: --resume's own files are rewritten in place (they are read in full already); --init-from's are inputs.
+            try OutputFiles.check(outputs, inputs: try folder.files() + (command.initFrom.map { [$0] } ?? []))
+        } catch let conflict as OutputFiles.Conflict {
+            throw ValidationError(conflict.description)
+        }
+        let loadStart = Date()
+        // Images stay bytes on the host; the normalised float copy is made only on the device.
+        let (train, test) = try folder.loadRaw()
+        let checkpoint = source?.checkpoint
+        // A model from a checkpoint keeps the input statistics it was trained with.
+        let normalization = checkpoint?.normalization ?? train.normalization
+        let plan = try ClassPlan(train: train.labels, test: test.labels, explicit: checkpoint?.classes ?? command.classes,
+                                 trainSource: try folder.file(MNISTFolder.trainLabels),
+                                 testSource: try folder.file(MNISTFolder.testLabels))
+        for warning in plan.warnings { warn("clnn: warning: \(warning)") }
+        let sizes = checkpoint?.sizes
+            ?? [train.features] + (command.hidden.isEmpty ? [50] : command.hidden) + [lossFunction.outputs(classes: plan.classes)]
+        if let checkpoint, let source {
+            let imagesFile = try folder.file(MNISTFolder.trainImages)
+            guard train.features == checkpoint.sizes[0] else {
+                throw DataError(imagesFile, "images have \(train.features) pixels but the model \(source.path) expects \(checkpoint.sizes[0])")
+            }
+            if let trained = checkpoint.imageShape, let shape = train.imageShape, trained != shape {
+                throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(source.path) was trained on "
+                                + "\(trained[0])×\(trained[1]) images")
+            }
+        }
+        let device = try explicitDevice ?? common.resolveDevice(sizes: sizes, batchSize: options.batchSize)
+        do {
+            try MLP.checkFits(sizes: sizes, rows: max(options.batchSize, Trainer.evaluationChunk), on: device)
+        } catch let error as DeviceError {
+            throw ValidationError("a model of sizes \(sizes) with --batch-size \(options.batchSize): \(error)")
+        }
+        print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(plan.classes) classes "
+              + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean, normalization.std,
+                       Date().timeIntervalSince(loadStart)))
+
+        let model = try source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device).1 }
+            ?? MLP.make(sizes: sizes, activation: activation, seed: options.seed, on: device)
+        let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
+        if let state { try state.value.restore(into: trainer, path: state.path) }
+        let o = options
+        let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
+            : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"
+        print("device \(device.summary); model \(sizes.map(String.init).joined(separator: "-")) "
+              + "\(checkpoint?.activation ?? activation.rawValue), \(lossName), \(optimizerText)"
+              + (o.weightDecay > 0 ? " weight decay \(o.weightDecay)" : "")
+              + ", batch \(o.batchSize), \(o.epochs) epochs, seed \(o.seed)")
+        if let source {
+            print(state != nil ? "resuming \(source.path) after epoch \(firstEpoch - 1) of \(o.epochs)"
+                               : "starting from the weights of \(source.path)")
+        }
+
+        // The data goes to the device once; every minibatch is read there through the epoch's order.
+        try device.warmUp()
+        let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
+        let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
+        try trainer.prepare(deviceTrain)
+        var curves = TrainingCurves()
+        curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(lossName) on \(device)"
+        let bar = ProgressBar()
+        var savedEpoch: Int?
+        let lastEpoch = min(command.stopAfter ?? o.epochs, o.epochs)
+        do {
+            for epoch in firstEpoch...lastEpoch {
+                if Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
+                let start = Date()
+                let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25,
+                                                       shouldStop: { Interrupt.requested }) { report in
+                    curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
+                                            Double(report.runningLoss)))
+                    bar.show(report, epochs: o.epochs)
+                }
+                let seconds = Date().timeIntervalSince(start)
+                let (testLoss, accuracy) = try trainer.evaluate(deviceTest)
+                bar.finish()
+                guard testLoss.isFinite else {
+                    throw TrainingError.nonFiniteEvaluation(epoch: epoch, value: testLoss, hint: trainer.divergenceHint)
+                }
+                curves.epochs.append((epoch, testLoss, accuracy))
+                print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
+                             epoch, o.epochs, trainLoss, testLoss, accuracy, seconds))
+                if let save {
+                    let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
+                                                  imageShape: checkpoint?.imageShape ?? train.imageShape, epoch: epoch)
+                    try metadata.save(model, to: save)
+                    try TrainingState.save(trainer, epoch: epoch, to: TrainingState.path(besides: save))
+                    savedEpoch = epoch
+                }
+                if let plot = command.plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            }
+        } catch let error as TrainingError {
+            bar.finish()
+            if let plot = command.plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            var kept = ""
+            if let save {
+                // NOTE: name the file only when this run wrote a good model into it.
+                kept = savedEpoch.map { "; the last good checkpoint (epoch \($0)) is kept in \(save) (--resume \(save) continues it)" }
+                    ?? "; no checkpoint was written"
+            }
+            warn("clnn: \(error)\(kept)")
+            if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
+            throw ExitCode(1)
+        }
+        if let save {
+            print("saved \(save)" + (lastEpoch < o.epochs ? " after epoch \(lastEpoch) of \(o.epochs) (--resume \(save) continues)" : ""))
+        }
+        if let plot = command.plot { print("plotted \(plot)") }
+    }
+}
