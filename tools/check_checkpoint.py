@@ -1,7 +1,7 @@
 """Loads a clnn checkpoint into the equivalent torch.nn.Sequential with safetensors + load_state_dict and prints its
 Fashion-MNIST (or any MNIST-format) test accuracy, to compare with `clnn eval`.
 Usage: python3 tools/check_checkpoint.py MODEL.safetensors [DATA_DIR]   (needs: pip install torch safetensors numpy)"""
-import gzip, os, sys
+import gzip, os, re, sys
 import numpy as np
 import torch
 from safetensors import safe_open
@@ -14,12 +14,18 @@ with safe_open(path, "pt") as f:
 sizes = [int(s) for s in meta["clnn.sizes"].split(",")]
 activations = {"relu": torch.nn.ReLU, "leaky-relu": torch.nn.LeakyReLU, "tanh": torch.nn.Tanh,
                "sigmoid": torch.nn.Sigmoid, "gelu": torch.nn.GELU}
-activation = activations[meta.get("clnn.activation", "relu")]
+if "clnn.architecture" in meta:
+    # One entry per nn.Sequential index: linear(IN,OUT) or an activation's name.
+    entries = re.findall(r"linear\(\d+,\d+\)|[a-z-]+", meta["clnn.architecture"])
+else:  # older checkpoints: an MLP of the sizes with one hidden activation
+    act = meta.get("clnn.activation", "relu")
+    entries = []
+    for i in range(len(sizes) - 1):
+        entries += ([act] if i else []) + [f"linear({sizes[i]},{sizes[i + 1]})"]
 layers = []
-for i in range(len(sizes) - 1):
-    if i:
-        layers.append(activation())
-    layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+for entry in entries:
+    m = re.fullmatch(r"linear\((\d+),(\d+)\)", entry)
+    layers.append(torch.nn.Linear(int(m[1]), int(m[2])) if m else activations[entry]())
 model = torch.nn.Sequential(*layers)
 model.load_state_dict(load_file(path))  # strict: every name and shape must match
 
@@ -41,5 +47,5 @@ if meta["clnn.loss"] == "cross-entropy":
 else:
     pred = out[:, 0].round().clamp(0, int(meta["clnn.classes"]) - 1).long().numpy()
     loss = ((out[:, 0] - torch.from_numpy(y).float()) ** 2).mean().item()
-print(f"torch {torch.__version__}: {' '.join(map(str, sizes))} {meta['clnn.loss']}: "
+print(f"torch {torch.__version__}: {','.join(entries)} {meta['clnn.loss']}: "
       f"test loss {loss:.4f}  test acc {(pred == y).mean():.4f}  ({len(y)} examples)")

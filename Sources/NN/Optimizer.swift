@@ -19,10 +19,20 @@ public protocol Optimizer: AnyObject {
 
 extension Optimizer {
     /// Parameter `index`'s state tensors, in `stateNames` order, created (zero) when the optimiser has not stepped yet.
-    func state(of index: Int) throws -> [Tensor] {
+    func stateTensors(of index: Int) throws -> [Tensor] {
         let p = parameters[index]
         try p.ensureState(stateNames.count)
         return p.state
+    }
+
+    /// The optimiser's state of `parameter` by name (`exp_avg`, `exp_avg_sq`; `momentum_buffer`), zero before the
+    /// first step. The tensors are the live state: writing them changes the next step.
+    /// - Throws: `DeviceError.invalidArgument` when `parameter` is not one this optimiser updates.
+    public func state(of parameter: Parameter) throws -> [String: Tensor] {
+        guard let index = parameters.firstIndex(where: { $0 === parameter }) else {
+            throw DeviceError.invalidArgument(op: name, "parameter '\(parameter.name)' is not one this optimizer updates")
+        }
+        return Dictionary(uniqueKeysWithValues: zip(stateNames, try stateTensors(of: index)))
     }
 }
 

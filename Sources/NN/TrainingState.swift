@@ -24,7 +24,7 @@ public struct TrainingState: Sendable {
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
         for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
-            for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.state(of: index)) {
+            for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {
                 tensors["\(name).\(stateName)"] = SafeTensors.Entry(pyTorchLayoutOf: try tensor.toArray(), shape: p.value.shape)
             }
         }
@@ -100,7 +100,7 @@ public struct TrainingState: Sendable {
             guard entry.shape == shape else { throw DataError(path, "tensor '\(name)' has shape \(entry.shape), not \(shape)") }
         }
         for (index, (name, _)) in named.enumerated() {
-            for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.state(of: index)) {
+            for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {
                 let entry = tensors["\(name).\(stateName)"]!
                 try tensor.copy(from: try Tensor(entry.clnnLayout, shape: tensor.shape))
             }

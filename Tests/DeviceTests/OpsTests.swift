@@ -225,6 +225,36 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// Adam's kernel against the same update written the textbook way in Double (m̂ / (√v̂ + eps)), over several steps.
+    func testAdamStepMatchesReferenceOnEveryDevice() throws {
+        let n = 37
+        let pv = testValues(n, seed: 94), gv = testValues(n, seed: 96)
+        let (lr, b1, b2, eps, wd) = (0.01, 0.9, 0.999, 1e-8, 0.05)
+        try compareOnEveryDevice("adam", rtol: 1e-5, atol: 1e-6) { d in
+            let p = try Tensor(pv, shape: [n], on: d), g = try Tensor(gv, shape: [n], on: d)
+            let m = try Tensor.zeros([n], on: d), v = try Tensor.zeros([n], on: d)
+            for t in 1...3 {
+                try p.adamStep(grad: g, m: m, v: v, step: t, lr: Float(lr),
+                               AdamHyperparameters(beta1: Float(b1), beta2: Float(b2), eps: Float(eps), weightDecay: Float(wd)))
+            }
+            return [p, m, v]
+        } check: { r in
+            var p = pv.map(Double.init), m = [Double](repeating: 0, count: n), v = m
+            for t in 1...3 {
+                for i in 0..<n {
+                    let g = Double(gv[i]) + wd * p[i]
+                    m[i] = b1 * m[i] + (1 - b1) * g
+                    v[i] = b2 * v[i] + (1 - b2) * g * g
+                    let mHat = m[i] / (1 - pow(b1, Double(t))), vHat = v[i] / (1 - pow(b2, Double(t)))
+                    p[i] -= lr * mHat / (vHat.squareRoot() + eps)
+                }
+            }
+            assertClose(r[0], p, rtol: 1e-5, atol: 1e-6, "param")
+            assertClose(r[1], m, rtol: 1e-5, atol: 1e-7, "exp_avg")
+            assertClose(r[2], v, rtol: 1e-4, atol: 1e-9, "exp_avg_sq")
+        }
+    }
+
     func testGatherRowsMatchesReferenceOnEveryDevice() throws {
         let (n, cols) = (37, 13)
         let src = testValues(n * cols, seed: 95)

@@ -53,12 +53,21 @@ final class CheckpointTests: XCTestCase {
         try expect(garbled, "corrupt safetensors header")
         try expect(Array(bytes.dropLast(10)), "truncated file")
 
-        // Tensor shapes that disagree with the metadata's layer sizes.
+        // Saving refuses metadata that does not describe the model; nothing is written.
         let other = try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu)
         let wrong = folder.appendingPathComponent("wrong.safetensors").path
-        try meta.save(other, to: wrong)
+        XCTAssertThrowsError(try meta.save(other, to: wrong)) { error in
+            XCTAssertTrue("\(error)".contains("entry 0 is linear(6,4) in the checkpoint and linear(6,5) in the model"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: wrong))
+        // A file whose tensors disagree with its metadata (written by another tool).
+        let (tensors, _) = try SafeTensors.decode(Array(try Data(contentsOf: URL(fileURLWithPath: good))), path: good)
+        var swapped = tensors
+        swapped["0.weight"] = SafeTensors.Entry(shape: [5, 6], values: .init(repeating: 0, count: 30))
+        try Data(try SafeTensors.encode(swapped, metadata: ["clnn.sizes": "6,4,3", "clnn.loss": "cross-entropy",
+            "clnn.classes": "3", "clnn.mean": "0.25", "clnn.std": "0.5"])).write(to: URL(fileURLWithPath: wrong))
         XCTAssertThrowsError(try Checkpoint.load(wrong, on: .cpu)) { error in
-            XCTAssertTrue("\(error)".contains("tensor '0.weight' has shape [5, 6] but layer sizes [6, 4, 3] need [4, 6]"), "\(error)")
+            XCTAssertTrue("\(error)".contains("tensor '0.weight' has shape [5, 6] but the architecture linear(6,4),relu,linear(4,3) needs [4, 6]"), "\(error)")
         }
         XCTAssertThrowsError(try Checkpoint.load(folder.appendingPathComponent("none").path, on: .cpu)) {
             XCTAssertTrue("\($0)".contains("no such checkpoint file"), "\($0)")
@@ -103,7 +112,7 @@ final class HostileCheckpointTests: XCTestCase {
         let meta = #"{"__metadata__": {"clnn.sizes": "46000,46000,10", "clnn.loss": "cross-entropy", "clnn.classes": "10", "clnn.mean": "0.2", "clnn.std": "0.3"}}"#
         let start = Date()
         XCTAssertThrowsError(try Checkpoint.decode(file(meta), path: "m.safetensors", on: .cpu)) { error in
-            XCTAssertTrue("\(error)".contains("missing tensor '0.weight' for layer sizes [46000, 46000, 10]"), "\(error)")
+            XCTAssertTrue("\(error)".contains("missing tensor '0.weight' for the architecture linear(46000,46000),relu,linear(46000,10)"), "\(error)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 1, "nothing metadata-sized was built")
         for (sizes, fragment) in [("784,-1,10", "clnn.sizes"), ("784,50,", "clnn.sizes"), ("99999999999999999999,1", "clnn.sizes"),

@@ -1,0 +1,106 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+final class OptimizerTests: XCTestCase {
+    /// torch.optim.Adam([p], lr=0.01, weight_decay=0.1) from p = [0.5, -1, 2, 0], three steps with the gradients
+    /// below; the figures were printed by PyTorch 2.x (torch.float32) and are copied here.
+    func testAdamMatchesPyTorchOnEveryDevice() throws {
+        let expected: [[Float]] = [[0.49000001, -0.99000001, 1.99000001, -0.00999989919],
+                                   [0.4801687, -0.980000913, 1.98024583, -0.0167004615],
+                                   [0.470394582, -0.970003247, 1.97066569, -0.0174437407]]
+        let expAvg: [Float] = [0.0693616942, -0.0810100138, 0.101712465, 1.3996294e-05]
+        let expAvgSq: [Float] = [0.000205509787, 0.000267935771, 0.000459998148, 1.4469631e-09]
+        for device in testDevices {
+            let p = try Parameter(name: "p", value: try Tensor([0.5, -1, 2, 0], shape: [4], on: device))
+            let adam = try Adam([p], lr: 0.01, weightDecay: 0.1)
+            for t in 1...3 {
+                let g: [Float] = [0.1 * Float(t), -0.2, 0.3 / Float(t), 1e-3]
+                p.zeroGrad()
+                let (grad, _) = p.gradientForBackward()
+                try grad.copy(from: try Tensor(g, shape: [4], on: device))
+                try adam.step()
+                assertClose(try p.value.toArray(), expected[t - 1], rtol: 2e-6, atol: 1e-7, "Adam step \(t) on \(device)")
+            }
+            XCTAssertEqual(adam.stepCount, 3)
+            let state = try adam.state(of: p)
+            assertClose(try state["exp_avg"]!.toArray(), expAvg, rtol: 1e-5, atol: 1e-9, "exp_avg on \(device)")
+            assertClose(try state["exp_avg_sq"]!.toArray(), expAvgSq, rtol: 1e-4, atol: 1e-12, "exp_avg_sq on \(device)")
+        }
+    }
+
+    /// One launch over the arena (the model's parameters share a device) gives the per-parameter update.
+    func testAdamArenaStepEqualsStepsOfSeparateParameters() throws {
+        for device in testDevices {
+            let model = try MLP.make(sizes: [5, 7, 3], seed: 4, on: device)
+            let copy = try MLP.make(sizes: [5, 7, 3], seed: 4, on: device)
+            let arena = try Adam(model.parameters, lr: 0.01)
+            // One optimiser per parameter: no arena (each sees a single tensor), the same rule.
+            let separate = try copy.parameters.map { try Adam([$0], lr: 0.01) }
+            let x = try Tensor(testValues(4 * 5, seed: 8), shape: [4, 5], on: device)
+            let dy = try Tensor(testValues(4 * 3, seed: 9), shape: [4, 3], on: device)
+            for _ in 0..<3 {
+                for (m, optimizers) in [(model, [arena as any Optimizer]), (copy, separate)] {
+                    _ = try m.forward(x)
+                    try m.zeroGrad()
+                    _ = try m.backward(dy)
+                    for o in optimizers { try o.step() }
+                }
+            }
+            for (a, b) in zip(model.parameters, copy.parameters) {
+                assertClose(try a.value.toArray(), try b.value.toArray(), rtol: 1e-6, atol: 1e-7, "\(a.name) on \(device)")
+            }
+        }
+    }
+
+    func testBadHyperparametersAreErrors() throws {
+        let p = try Parameter(name: "p", value: try Tensor.zeros([2], on: .cpu))
+        XCTAssertThrowsError(try Adam([p], beta1: 1)) { XCTAssertTrue("\($0)".contains("beta1"), "\($0)") }
+        XCTAssertThrowsError(try Adam([p], lr: -.infinity)) { XCTAssertTrue("\($0)".contains("lr"), "\($0)") }
+        XCTAssertThrowsError(try SGD([p], lr: .nan)) { XCTAssertTrue("\($0)".contains("lr"), "\($0)") }
+        var options = TrainingOptions()
+        (options.optimizer, options.momentum) = (.adam, 0.9)
+        XCTAssertThrowsError(try options.makeOptimizer([p])) { XCTAssertTrue("\($0)".contains("momentum"), "\($0)") }
+    }
+
+    /// Training 2 epochs, or 1 epoch, a save of model and training state, a fresh trainer restored from them and
+    /// the 2nd epoch, give the same weights — for SGD with momentum and for Adam, on every device.
+    func testResumedTrainingEqualsAnUninterruptedRunOnEveryDevice() throws {
+        let (train, _) = try fashionSlice(train: 640, test: 1)
+        let folder = try temporaryFolder(self)
+        for device in testDevices {
+            for kind in OptimizerKind.allCases {
+                var options = TrainingOptions()
+                (options.epochs, options.batchSize, options.seed, options.optimizer) = (2, 64, 3, kind)
+                (options.lr, options.momentum) = kind == .adam ? (0.002, 0) : (0.05, 0.9)
+                let data = try DeviceDataset(train, on: device)
+                func trainer(_ model: Sequential) throws -> Trainer {
+                    try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
+                }
+                let whole = try trainer(try MLP.make(sizes: [784, 16, 10], activation: .tanh, seed: 3, on: device))
+                for epoch in 1...2 { _ = try whole.trainEpoch(data, epoch: epoch) }
+
+                let first = try trainer(try MLP.make(sizes: [784, 16, 10], activation: .tanh, seed: 3, on: device))
+                _ = try first.trainEpoch(data, epoch: 1)
+                let path = folder.appendingPathComponent("\(kind)-\(device).safetensors").path
+                try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
+                               normalization: Normalization(mean: 0, std: 1), epoch: 1).save(first.model, to: path)
+                try TrainingState.save(first, epoch: 1, to: TrainingState.path(besides: path))
+
+                let (checkpoint, model) = try Checkpoint.load(path, on: device)
+                let state = try TrainingState.load(TrainingState.path(besides: path))
+                XCTAssertEqual(checkpoint.epoch, 1)
+                XCTAssertEqual(state.epoch, 1)
+                XCTAssertEqual(state.options.optimizer, kind)
+                let resumed = try Trainer(model: model, loss: CrossEntropyLoss(), options: state.options)
+                try state.restore(into: resumed, path: path)
+                XCTAssertEqual(resumed.optimizer.stepCount, 10)
+                _ = try resumed.trainEpoch(data, epoch: 2)
+                for (a, b) in zip(whole.model.parameters, resumed.model.parameters) {
+                    XCTAssertEqual(try a.value.toArray(), try b.value.toArray(), "\(kind) on \(device): \(a.name)")
+                }
+            }
+        }
+    }
+}

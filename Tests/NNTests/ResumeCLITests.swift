@@ -1,0 +1,79 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+final class ResumeCLITests: CLITestCase {
+    func testResumeContinuesToTheSameBytesAsAnUninterruptedRunOnEveryDevice() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        for device in testDevices.map(\.description) {
+            let common = ["--data", data.path, "--device", device, "--epochs", "3", "--batch-size", "8", "--hidden", "5",
+                          "--activation", "tanh", "--optimizer", "adam", "--lr", "0.01"]
+            let whole = out.appendingPathComponent("whole-\(device).safetensors").path
+            let part = out.appendingPathComponent("part-\(device).safetensors").path
+            let a = try run(["train"] + common + ["--save", whole])
+            XCTAssertEqual(a.status, 0, a.stderr)
+            let b = try run(["train"] + common + ["--save", part, "--stop-after", "1"])
+            XCTAssertEqual(b.status, 0, b.stderr)
+            XCTAssertTrue(b.stdout.contains("after epoch 1 of 3 (--resume"), b.stdout)
+            XCTAssertFalse(b.stdout.contains("epoch 2/3"), b.stdout)
+            let c = try run(["train", "--resume", part, "--data", data.path, "--device", device])
+            XCTAssertEqual(c.status, 0, c.stderr)
+            XCTAssertTrue(c.stdout.contains("resuming \(part) after epoch 1 of 3"), c.stdout)
+            XCTAssertTrue(c.stdout.contains("Adam lr 0.01"), c.stdout)
+            XCTAssertFalse(c.stdout.contains("epoch 1/3"), c.stdout)
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)), try Data(contentsOf: URL(fileURLWithPath: whole)),
+                           "the resumed run's model is byte for byte the uninterrupted run's on \(device)")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: part))),
+                           try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))), "and its optimiser state")
+            let eval = try run(["eval", "--model", part, "--data", data.path, "--device", device])
+            XCTAssertEqual(eval.status, 0, eval.stderr)
+            XCTAssertTrue(eval.stdout.contains("linear(6,5),tanh,linear(5,"), eval.stdout)
+        }
+    }
+
+    func testResumeAndInitFromRefuseWhatWouldNotContinueTheRun() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 40, testCount: 10)
+        let save = out.appendingPathComponent("m.safetensors").path
+        let base = ["--data", data.path, "--device", "cpu"]
+        XCTAssertEqual(try run(["train"] + base + ["--epochs", "2", "--hidden", "4", "--save", save]).status, 0)
+
+        for (args, fragment) in [
+            (["--resume", save, "--lr", "0.5"], "--lr 0.5 contradicts --resume \(save), which records lr 0.1"),
+            (["--resume", save, "--hidden", "7"], "--hidden [7] contradicts"),
+            (["--resume", save, "--optimizer", "adam"], "which records optimizer sgd"),
+            (["--resume", save], "the run completed all 2 epochs; pass --epochs N"),
+            (["--resume", save, "--init-from", save], "give one"),
+            (["--init-from", save, "--activation", "gelu"], "--activation gelu contradicts --init-from"),
+            (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to sgd"),
+            (["--epochs", "2", "--stop-after", "3"], "--stop-after 3 is beyond the run's last epoch (2)"),
+        ] {
+            let r = try run(["train"] + base + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(fragment), "\(args): \(r.stderr)")
+        }
+
+        // Training further: more epochs than planned.
+        let more = try run(["train"] + base + ["--resume", save, "--epochs", "3"])
+        XCTAssertEqual(more.status, 0, more.stderr)
+        XCTAssertTrue(more.stdout.contains("epoch 3/3"), more.stdout)
+        XCTAssertTrue(more.stderr.contains("lays the cosine schedule over the new length"), more.stderr)
+
+        // A checkpoint without its training state resumes nothing, but starts a new run.
+        try FileManager.default.removeItem(atPath: TrainingState.path(besides: save))
+        let lost = try run(["train"] + base + ["--resume", save, "--epochs", "4"])
+        XCTAssertNotEqual(lost.status, 0)
+        XCTAssertTrue(lost.stderr.contains("no training state beside it"), lost.stderr)
+        XCTAssertTrue(lost.stderr.contains("--init-from \(save)"), lost.stderr)
+        let fresh = out.appendingPathComponent("fresh.safetensors").path
+        let started = try run(["train"] + base + ["--init-from", save, "--epochs", "1", "--optimizer", "adam", "--save", fresh])
+        XCTAssertEqual(started.status, 0, started.stderr)
+        XCTAssertTrue(started.stdout.contains("starting from the weights of \(save)"), started.stdout)
+        XCTAssertTrue(started.stdout.contains("epoch 1/1"), started.stdout)
+        let overwrite = try run(["train"] + base + ["--init-from", save, "--save", save])
+        XCTAssertNotEqual(overwrite.status, 0)
+        XCTAssertTrue(overwrite.stderr.contains("is the input file"), overwrite.stderr)
+    }
+}
