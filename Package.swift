@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // OpenCL's C API, loaded at run time (dlopen): the binary runs on cpu where no OpenCL is installed.
@@ -35,7 +36,8 @@ let package = Package(
         .target(name: "CGemm"),
         .target(
             name: "Device",
-            dependencies: ["COpenCL", "CGemm", .product(name: "RealModule", package: "swift-numerics")],
+            dependencies: ["COpenCL", "CGemm", .product(name: "RealModule", package: "swift-numerics"),
+                           .product(name: "Logging", package: "swift-log")],
             plugins: ["EmbedKernelsPlugin"]
         ),
         .target(name: "NN", dependencies: ["Device", "CZlib"]),
@@ -45,6 +47,7 @@ let package = Package(
             dependencies: [
                 "Device", "NN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(name: "TestSupport", dependencies: ["Device", "NN"], path: "Tests/TestSupport"),

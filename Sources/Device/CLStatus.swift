@@ -1,5 +1,5 @@
 /// The name of an OpenCL status code, e.g. `CL_INVALID_WORK_GROUP_SIZE` for -54.
-public func openCLStatusName(_ status: Int32) -> String {
+func openCLStatusName(_ status: Int32) -> String {
     switch status {
         case 0: return "CL_SUCCESS"
         case -1: return "CL_DEVICE_NOT_FOUND"

@@ -5,18 +5,18 @@ import Foundation
 /// They are compiled into the binary from `Kernels/*.cl`. Setting `CLNN_KERNELS_DIR` to a folder makes any
 /// `NAME.cl` found there replace the built-in `NAME` source, without a rebuild: handy while developing kernels.
 /// A `CLNN_KERNELS_DIR` that is not a readable folder is an error, never silently ignored.
-public enum KernelLibrary {
-    public static let overrideVariable = "CLNN_KERNELS_DIR"
+enum KernelLibrary {
+    static let overrideVariable = "CLNN_KERNELS_DIR"
 
     /// The names of the built-in kernel files.
-    public static var names: [String] { EmbeddedKernels.sources.keys.sorted() }
+    static var names: [String] { EmbeddedKernels.sources.keys.sorted() }
 
     /// The build options a file needs to compile at all, used when every program is built ahead (warm-up):
     /// activation.cl is built once per activation, and ReLU is the default model's.
     static let defaultOptions = ["activation": Activation.relu.options]
 
     /// The source of `name`: the override folder's copy if there is one, else the built-in one.
-    public static func source(_ name: String) throws -> String {
+    static func source(_ name: String) throws -> String {
         if let folder = ProcessInfo.processInfo.environment[overrideVariable], !folder.isEmpty {
             try checkOverrideFolder(folder)
             let path = URL(fileURLWithPath: folder).appendingPathComponent("\(name).cl").path

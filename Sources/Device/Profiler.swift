@@ -5,9 +5,9 @@ import Foundation
 ///
 /// Every kernel launch then records an event; `report()` totals the device time per kernel name, with GFLOP/s for
 /// products and GB/s for the rest (from each launch's stated cost).
-public final class Profiler: @unchecked Sendable {
-    public static let enabled = ProcessInfo.processInfo.environment["CLNN_PROFILE"].map { $0 != "" && $0 != "0" } ?? false
-    public static let shared = Profiler()
+final class Profiler: @unchecked Sendable {
+    static let enabled = ProcessInfo.processInfo.environment["CLNN_PROFILE"].map { $0 != "" && $0 != "0" } ?? false
+    static let shared = Profiler()
 
     struct Totals { var calls = 0; var seconds = 0.0; var flops = 0.0; var bytes = 0.0 }
 
@@ -52,7 +52,7 @@ public final class Profiler: @unchecked Sendable {
     }
 
     /// The table of kernels by total device time, or nil when profiling is off or nothing ran.
-    public func report() -> String? {
+    func report() -> String? {
         guard Self.enabled else { return nil }
         resolve()
         lock.lock()
@@ -68,4 +68,10 @@ public final class Profiler: @unchecked Sendable {
         }
         return out + String(format: "total device time %.2f ms\n", all * 1e3)
     }
+}
+
+extension OpenCLRuntime {
+    /// With `CLNN_PROFILE=1` in the environment: the device time of every kernel launched so far, totalled per
+    /// kernel name (calls, milliseconds, GFLOP/s or GB/s), after waiting for the queued work. Nil without it.
+    public func profileReport() -> String? { Profiler.shared.report() }
 }

@@ -13,7 +13,7 @@ import Foundation
 ///
 /// The temporary file is `.NAME.tmp-PID` beside the target. It is removed when a write fails; a process that is
 /// killed mid-write leaves one behind, which the next write to the same target removes once that PID is gone.
-public enum AtomicFile {
+@_spi(CLI) public enum AtomicFile {
     /// Test hook: when set to N, a write fails after N bytes, as if the process died mid-write.
     public static let failAfterVariable = "CLNN_FAIL_WRITE_AFTER_BYTES"
 

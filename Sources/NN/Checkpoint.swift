@@ -2,7 +2,7 @@ import Foundation
 
 extension Checkpoint {
     /// The losses and activations this library knows.
-    public static let vocabulary = Vocabulary(lossOutputs: { makeLoss(named: $0)?.outputs(classes: $1) },
+    public static let vocabulary = Vocabulary(lossOutputs: { Losses.named($0)?.outputs(classes: $1) },
                                               activations: Set(Activation.allCases.map(\.rawValue)))
 
     /// Writes `model` with this metadata to `path`, atomically: a failed write leaves any earlier file intact.

@@ -2,7 +2,7 @@ import Foundation
 
 /// The whole content of the regular file at `path`. A FIFO, device or folder given by mistake is an error at once
 /// (never a hang); each failure names the real problem.
-public func readFileBytes(_ path: String, what: String = "file") throws -> [UInt8] {
+@_spi(CLI) public func readFileBytes(_ path: String, what: String = "file") throws -> [UInt8] {
     guard !path.isEmpty else { throw DataError(path, "empty path: no \(what) named") }
     do {
         return try RegularFile.read(path)

@@ -89,11 +89,11 @@ public struct MSELoss: Loss {
     }
 }
 
-/// The loss named `name` (`cross-entropy` or `mse`).
-public func makeLoss(named name: String) -> (any Loss)? {
-    switch name {
-    case "cross-entropy": return CrossEntropyLoss()
-    case "mse": return MSELoss()
-    default: return nil
-    }
+/// The losses this library knows, by the names the command line and checkpoints use.
+public enum Losses {
+    /// Every known loss.
+    public static let all: [any Loss] = [CrossEntropyLoss(), MSELoss()]
+
+    /// The loss named `name` (`cross-entropy` or `mse`), or nil.
+    public static func named(_ name: String) -> (any Loss)? { all.first { $0.name == name } }
 }

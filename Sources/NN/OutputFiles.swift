@@ -1,6 +1,6 @@
 /// The files one run will write, checked together before any work: each must be writable (`AtomicFile`'s rules),
 /// no two may be the same file, and none may be one of the run's inputs.
-public enum OutputFiles {
+@_spi(CLI) public enum OutputFiles {
     /// A problem with the set of outputs as a whole (the same file twice, an output that is an input).
     public struct Conflict: Error, CustomStringConvertible, Equatable {
         public let description: String

@@ -1,7 +1,7 @@
 import ArgumentParser
 @_spi(Reference) import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 extension Bench {
     struct TrainBench: ParsableCommand {

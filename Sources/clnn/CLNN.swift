@@ -1,6 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
+import Logging
 
 @main
 struct CLNN: ParsableCommand {
@@ -15,6 +16,7 @@ struct CLNN: ParsableCommand {
     static func main() {
         // Each line reaches a redirected stdout (a log file, systemd, docker) at once, so a kill loses nothing printed.
         setLineBuffered()
+        CLNNLog.logger = Logger(label: "clnn") { _ in PlainStderrLogHandler() }
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
@@ -27,7 +29,7 @@ struct CLNN: ParsableCommand {
 
     static func finish() {
         OpenCLRuntime.shared.finishAll()
-        if let report = Profiler.shared.report() { warn("\nOpenCL profile (CLNN_PROFILE=1):\n" + report) }
+        if let report = OpenCLRuntime.shared.profileReport() { warn("\nOpenCL profile (CLNN_PROFILE=1):\n" + report) }
         fflush(nil)
     }
 

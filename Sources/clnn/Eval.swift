@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,7 +26,7 @@ struct Eval: ParsableCommand {
                             + "\(trained[0])×\(trained[1]) images (the same pixel count, laid out differently)")
         }
         let test = raw.dataset(checkpoint.normalization)
-        let loss = makeLoss(named: checkpoint.loss)!
+        let loss = Losses.named(checkpoint.loss)!
         let evaluator = try Evaluator(model: network, loss: loss, classes: checkpoint.classes, device: device)
         try ClassPlan.check(test.labels, classes: checkpoint.classes, source: try folder.file(MNISTFolder.testLabels))
         let (testLoss, accuracy) = try evaluator.evaluate(test)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,12 +26,12 @@ struct Inspect: ParsableCommand {
         print("data \(common.data) on \(device.summary)")
         print("n = \(n) training images, m = \(m) pixels each, c = \(c) classes (\(rawTest.count) test images)")
 
-        let before = try statistics(try Tensor(rawTrain.images, shape: [n, m], on: device))
+        let before = try (try Tensor(rawTrain.images, shape: [n, m], on: device)).statistics()
         let norm = Normalization.fit(rawTrain)
         let train = norm.apply(rawTrain), test = norm.apply(rawTest)
-        let after = try statistics(try Tensor(train.images, shape: [n, m], on: device))
+        let after = try (try Tensor(train.images, shape: [n, m], on: device)).statistics()
         let x = try Tensor(test.images, shape: [test.count, m], on: device)
-        let testAfter = try statistics(x)
+        let testAfter = try x.statistics()
         print(String(format: "train mean %.4f std %.4f before normalisation", before.mean, before.std))
         print(String(format: "train mean %.4f std %.4f after  (test, with the train statistics: mean %.4f std %.4f)",
                      after.mean, after.std, testAfter.mean, testAfter.std))
@@ -49,7 +49,7 @@ struct Inspect: ParsableCommand {
             let layer = try Linear(m, hidden, initializer: initializer, seed: seed, on: device)
             let linear = try layer.forward(x)
             let relu = try linear.activation(.relu).affine(scale: 1, shift: shift)
-            let (l, r) = (try statistics(linear), try statistics(relu))
+            let (l, r) = (try linear.statistics(), try relu.statistics())
             print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
                   + String(format: "  %9.4f %7.4f  %9.4f %7.4f", l.mean, l.std, r.mean, r.std))
         }

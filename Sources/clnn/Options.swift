@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 /// `--data` and `--device`, shared by the commands that load data and run a model.
 struct DataDeviceOptions: ParsableArguments {

@@ -1,5 +1,5 @@
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 /// A live progress line on a terminal; a few plain lines per epoch otherwise.
 final class ProgressBar {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -100,7 +100,7 @@ struct Train: ParsableCommand {
         if let activation, Activation(rawValue: activation) == nil {
             throw ValidationError("--activation must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
         }
-        if let loss, makeLoss(named: loss) == nil { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
+        if let loss, Losses.named(loss) == nil { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
         if let classes, !(1...(1 << 16)).contains(classes) {
             throw ValidationError("--classes must be in 1...65536, got \(classes)")
         }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Device
 import Foundation
-import NN
+@_spi(CLI) import NN
 
 /// A training run as `clnn train`'s options decide it — and, with `--resume` or `--init-from`, the checkpoint it
 /// starts from, read and checked against the options before any data is loaded.
@@ -111,7 +111,7 @@ extension RunStart {
         let common = command.common
         // An explicit device is checked at once; `auto` is decided once the model's shape is known.
         let explicitDevice = common.device.lowercased() == "auto" ? nil : try common.resolveDevice()
-        let lossFunction = makeLoss(named: lossName)!
+        let lossFunction = Losses.named(lossName)!
         let folder = MNISTFolder(common.data)
         // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
         var outputs: [(option: String, path: String)] = []

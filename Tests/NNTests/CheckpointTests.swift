@@ -1,5 +1,5 @@
 import Foundation
-import NN
+@_spi(CLI) import NN
 import TestSupport
 import XCTest
 
