@@ -1,4 +1,5 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -55,3 +56,9 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Device", "TestSupport"]),
     ]
 )
+
+// The documentation plugin (`swift package generate-documentation`) only when asked for, so that packages depending
+// on CLNN never fetch it: CLNN_DOCS=1 swift package generate-documentation --target CLNN (scripts/build-docs).
+if ProcessInfo.processInfo.environment["CLNN_DOCS"] == "1" {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

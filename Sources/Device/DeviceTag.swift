@@ -3,18 +3,28 @@
 ///
 /// A tag is a plain value: it holds no handles. It prints and parses as `cpu`, `opencl` (index 0) or `opencl:N`.
 public struct DeviceTag: Hashable, Sendable, CustomStringConvertible {
-    public enum Kind: Hashable, Sendable { case cpu, opencl }
+    /// What kind of device a tag names.
+    public enum Kind: Hashable, Sendable {
+        /// The host, with the CPU fallbacks.
+        case cpu
+        /// An OpenCL device.
+        case opencl
+    }
 
+    /// Host or OpenCL.
     public let kind: Kind
     /// The OpenCL device index; 0 for `cpu`.
     public let index: Int
 
+    /// A tag of `kind`; `index` is the OpenCL device index (0 for cpu). Existence is checked when the device is used.
     public init(kind: Kind, index: Int) {
         self.kind = kind
         self.index = index
     }
 
+    /// The host.
     public static let cpu = DeviceTag(kind: .cpu, index: 0)
+    /// OpenCL device `index` in the list of all OpenCL devices.
     public static func opencl(_ index: Int = 0) -> DeviceTag { DeviceTag(kind: .opencl, index: index) }
 
     public var description: String {
@@ -24,6 +34,7 @@ public struct DeviceTag: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the tag names an OpenCL device.
     public var isOpenCL: Bool { kind == .opencl }
 
     /// Parses `cpu`, `opencl` or `opencl:N` and checks that the device exists.

@@ -30,10 +30,15 @@ public enum OpenCLError: Error, CustomStringConvertible, Equatable {
 
 /// Errors from device selection and device-tagged tensor operations.
 public enum DeviceError: Error, CustomStringConvertible, Equatable {
+    /// A device name that does not parse or names no device; `available` lists those there are.
     case unknownDevice(String, available: [DeviceTag])
+    /// The operands of `op` live on two devices.
     case deviceMismatch(op: String, DeviceTag, DeviceTag)
+    /// The operands of `op` have shapes it cannot combine.
     case shapeMismatch(op: String, [Int], [Int])
+    /// An argument of `op` is out of range; the text says which and why.
     case invalidArgument(op: String, String)
+    /// A tensor of `bytes` exceeds what `device` can allocate at once (`limit`).
     case allocationTooLarge(device: DeviceTag, bytes: Int, limit: Int)
 
     public var description: String {

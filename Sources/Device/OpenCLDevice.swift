@@ -7,6 +7,7 @@ import Foundation
 /// Every tensor on this device uses this one queue, so commands run in the order they were issued and a read-back
 /// sees every earlier write.
 public final class OpenCLDevice: @unchecked Sendable {
+    /// What the driver reports about the device.
     public let info: OpenCLDeviceInfo
     let id: cl_device_id
     let context: CLContext

@@ -3,17 +3,29 @@ import Foundation
 
 /// What CLNN knows about one OpenCL device.
 public struct OpenCLDeviceInfo: Sendable {
+    /// The index in `DeviceTag.opencl(_:)` terms.
     public let index: Int
+    /// CL_DEVICE_NAME.
     public let name: String
+    /// The platform’s CL_PLATFORM_NAME.
     public let platform: String
+    /// CL_DEVICE_VENDOR.
     public let vendor: String
+    /// CL_DEVICE_VERSION, e.g. `OpenCL 3.0 PoCL ...`.
     public let version: String
+    /// CL_DRIVER_VERSION.
     public let driverVersion: String
+    /// CL_DEVICE_MAX_COMPUTE_UNITS.
     public let computeUnits: Int
+    /// CL_DEVICE_GLOBAL_MEM_SIZE, in bytes.
     public let globalMemory: Int
+    /// CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer, in bytes.
     public let maxAllocation: Int
+    /// CL_DEVICE_LOCAL_MEM_SIZE, in bytes.
     public let localMemory: Int
+    /// CL_DEVICE_MAX_WORK_GROUP_SIZE.
     public let maxWorkGroupSize: Int
+    /// Whether the device type is CL_DEVICE_TYPE_CPU (POCL, rusticl on llvmpipe).
     public let isCPU: Bool
     /// CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: where a sub-buffer may start.
     public var baseAddressAlignment: Int = 128

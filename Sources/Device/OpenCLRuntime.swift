@@ -5,6 +5,7 @@ import Foundation
 ///
 /// No ICD, no platform or no device is a normal state: `devices` is then empty and CLNN runs on `cpu`.
 public final class OpenCLRuntime: @unchecked Sendable {
+    /// The process’s runtime: discovers the devices once; opens each device’s context and queue on first use.
     public static let shared = OpenCLRuntime()
 
     /// Every OpenCL device, in platform order then device order. `opencl:N` is `devices[N]`.

@@ -4,7 +4,9 @@
 /// Move a tensor with `to(_:)`. The reference is immutable but its contents are not: optimisers update
 /// parameters in place, and training reuses buffers between steps.
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
+    /// The sizes of each dimension, outermost first (row-major).
     public let shape: [Int]
+    /// Where the elements live; every op runs there.
     public let device: DeviceTag
     let storage: Storage
 

@@ -7,6 +7,7 @@
 public final class Adam: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
+    /// The betas, eps and weight decay.
     public let hyperparameters: AdamHyperparameters
     public var stepCount = 0
     public var name: String { "adam" }

@@ -5,8 +5,11 @@ import Foundation
 public struct Checkpoint: Equatable, Sendable {
     /// The model, one entry per `nn.Sequential` index (`linear(784,50)`, `relu`, ...).
     public var layers: [LayerSpec]
+    /// The loss’s name (`cross-entropy`, `mse`).
     public var loss: String
+    /// The classes the model predicts.
     public var classes: Int
+    /// The input statistics the model was trained with; inputs must be normalised with them.
     public var normalization: Normalization
     /// [rows, cols] of the images the model was trained on, when known (older checkpoints lack it).
     public var imageShape: [Int]?
@@ -26,6 +29,7 @@ public struct Checkpoint: Equatable, Sendable {
                   epoch: epoch)
     }
 
+    /// The metadata of a model of `layers`; `save` checks it against the model and itself.
     public init(layers: [LayerSpec], loss: String, classes: Int, normalization: Normalization,
                 imageShape: [Int]? = nil, epoch: Int? = nil) {
         self.layers = layers
@@ -80,8 +84,11 @@ public struct Checkpoint: Equatable, Sendable {
 
     /// The names `clnn.loss` and `clnn.activation` may take, given by the caller (the format knows no modules).
     public struct Vocabulary: Sendable {
+        /// The outputs a loss of that name needs for a class count; nil for an unknown name.
         public var lossOutputs: @Sendable (_ name: String, _ classes: Int) -> Int?
+        /// The activation names a checkpoint may record.
         public var activations: Set<String>
+        /// A vocabulary of these losses and activations.
         public init(lossOutputs: @escaping @Sendable (String, Int) -> Int?, activations: Set<String>) {
             self.lossOutputs = lossOutputs
             self.activations = activations

@@ -5,6 +5,7 @@
 /// - A class with no training example is a warning: the model can never learn to predict it. That includes a class
 ///   the test set holds but the training set lacks, when the explicit count covers it.
 public struct ClassPlan: Equatable, Sendable {
+    /// The class count of the run.
     public let classes: Int
     /// Human-readable warnings (empty when every class has training examples).
     public let warnings: [String]

@@ -6,9 +6,12 @@ public struct Dataset: Sendable {
     public var images: [Float]
     /// Class indices as floats, [count].
     public let labels: [Float]
+    /// Examples.
     public let count: Int
+    /// Values per example (pixels).
     public let features: Int
 
+    /// `images` holds `labels.count` rows of `features` values.
     public init(images: [Float], labels: [Float], features: Int) {
         precondition(images.count == labels.count * features, "Dataset: images and labels disagree")
         self.images = images
@@ -32,12 +35,16 @@ public struct Dataset: Sendable {
 public struct RawDataset: Sendable {
     /// [count, features] pixel bytes.
     public let pixels: [UInt8]
+    /// Class indices as floats, [count].
     public let labels: [Float]
+    /// Examples.
     public let count: Int
+    /// Values per example (pixels).
     public let features: Int
     /// [rows, cols] of one image, when the data came from image files (rows · cols = features).
     public let imageShape: [Int]?
 
+    /// `pixels` holds `labels.count` rows of `features` bytes.
     public init(pixels: [UInt8], labels: [Float], features: Int, imageShape: [Int]? = nil) {
         precondition(pixels.count == labels.count * features, "RawDataset: pixels and labels disagree")
         precondition(imageShape.map { $0.reduce(1, *) == features } ?? true, "RawDataset: image shape and features disagree")
@@ -76,6 +83,7 @@ public struct RawDataset: Sendable {
         return Normalization(mean: Float(mean), std: Float(max(sumSquares / total - mean * mean, 0).squareRoot()))
     }
 
+    /// The largest label + 1.
     public var classCount: Int { Int(labels.max() ?? -1) + 1 }
 }
 
@@ -83,10 +91,18 @@ public struct RawDataset: Sendable {
 public struct MNISTFolder: Sendable {
     /// Debian's `dataset-fashion-mnist`.
     public static let defaultPath = "/usr/share/datasets/fashion-mnist"
-    public static let trainImages = "train-images-idx3-ubyte", trainLabels = "train-labels-idx1-ubyte"
-    public static let testImages = "t10k-images-idx3-ubyte", testLabels = "t10k-labels-idx1-ubyte"
+    /// The training images file’s name (without `.gz`).
+    public static let trainImages = "train-images-idx3-ubyte"
+    /// The training labels file’s name (without `.gz`).
+    public static let trainLabels = "train-labels-idx1-ubyte"
+    /// The test images file’s name (without `.gz`).
+    public static let testImages = "t10k-images-idx3-ubyte"
+    /// The test labels file’s name (without `.gz`).
+    public static let testLabels = "t10k-labels-idx1-ubyte"
 
+    /// The folder.
     public let path: String
+    /// The folder at `path` (nothing is read yet).
     public init(_ path: String = MNISTFolder.defaultPath) { self.path = path }
 
     /// Pixels scaled to [0, 1]; no normalisation yet.
@@ -175,10 +191,14 @@ public struct MNISTFolder: Sendable {
 
 /// Seeded shuffling into minibatches: epoch e visits every example once, in an order fixed by (seed, e).
 public struct BatchSampler: Sendable {
+    /// Examples.
     public let count: Int
+    /// Examples per batch (the last may be smaller).
     public let batchSize: Int
+    /// With the epoch, fixes each epoch’s order.
     public let seed: UInt64
 
+    /// Batches of `batchSize` over `count` examples.
     public init(count: Int, batchSize: Int, seed: UInt64) {
         self.count = count
         self.batchSize = batchSize
@@ -215,6 +235,7 @@ extension Normalization {
         return Normalization(mean: Float(mean), std: Float(variance.squareRoot()))
     }
 
+    /// `data` with every value mapped to (x − mean) / std.
     public func apply(_ data: Dataset) -> Dataset {
         var out = data
         apply(inPlace: &out)
@@ -238,9 +259,12 @@ public final class DeviceDataset {
     public let labels: Tensor
     /// The labels on the host, for accuracy.
     public let hostLabels: [Float]
+    /// Examples.
     public let count: Int
+    /// Values per example (pixels).
     public let features: Int
 
+    /// Uploads `data` to `device`.
     public init(_ data: Dataset, on device: DeviceTag) throws {
         images = try Tensor(data.images, shape: [data.count, data.features], on: device)
         labels = try Tensor(data.labels, shape: [data.count], on: device)

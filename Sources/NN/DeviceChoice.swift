@@ -4,9 +4,11 @@ import Foundation
 public enum DeviceChoice {
     /// Why a device was picked, for a one-line report.
     public struct Decision: Sendable {
+        /// The device chosen.
         public let device: DeviceTag
         /// Seconds per training step measured on each candidate (empty when no measurement was needed).
         public let stepSeconds: [(device: DeviceTag, seconds: Double)]
+        /// Why, in words (with the timings when it measured).
         public let reason: String
     }
 

@@ -4,7 +4,9 @@
 /// let (loss, accuracy) = try Evaluator(model: model, loss: CrossEntropyLoss()).evaluate(test)
 /// ```
 public final class Evaluator {
+    /// The model evaluated.
     public let model: Sequential
+    /// The loss it reports, and how it reads predictions as classes.
     public let loss: any Loss
     /// The classes the model predicts.
     public let classes: Int

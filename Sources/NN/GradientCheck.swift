@@ -4,7 +4,9 @@ public enum GradientCheck {
     /// One compared gradient: its name, the analytic values from backward, and the numeric ones.
     public struct Result {
         public let name: String
+        /// The gradient from the module’s backward.
         public let analytic: [Double]
+        /// The gradient by central finite differences of the Double reference.
         public let numeric: [Double]
 
         /// The largest |analytic − numeric| / (atol + rtol·|numeric|); ≤ 1 passes.

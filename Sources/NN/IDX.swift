@@ -3,9 +3,12 @@ import Foundation
 
 /// An array read from an IDX file (the MNIST format): unsigned bytes with their dimensions.
 public struct IDXArray: Equatable, Sendable {
+    /// The sizes of each dimension, outermost first.
     public let dims: [Int]
+    /// The elements (unsigned bytes), row-major.
     public let bytes: [UInt8]
 
+    /// An array of `dims` holding `bytes`.
     public init(dims: [Int], bytes: [UInt8]) {
         self.dims = dims
         self.bytes = bytes
@@ -18,6 +21,7 @@ public enum IDX {
     /// The largest decompressed file accepted, so a corrupt or hostile `.gz` cannot exhaust memory.
     public static let maxBytes = 1 << 31
 
+    /// Reads an IDX file, gzipped (`.gz`) or plain.
     public static func read(_ path: String) throws -> IDXArray {
         try decode(try readFileBytes(path), path: path)
     }

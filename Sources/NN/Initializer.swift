@@ -2,7 +2,13 @@ import Foundation
 
 /// How a layer's weights start. `fanIn`/`fanOut` are a weight's input and output sizes.
 public enum Initializer: Sendable, Equatable {
-    public enum FanMode: Sendable, Equatable { case fanIn, fanOut }
+    /// Which of a weight's sizes scales its variance (PyTorch's `mode`).
+    public enum FanMode: Sendable, Equatable {
+        /// The input size: keeps the forward activations’ variance.
+        case fanIn
+        /// The output size: keeps the backward gradients’ variance.
+        case fanOut
+    }
 
     /// Plain N(0, std²): the lessons' first attempt, `randn`.
     case normal(std: Float = 1)

@@ -3,11 +3,15 @@
 /// first layer's rows in place through the batch's index list. Backward is one kernel for the weight and bias
 /// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's product.
 public final class Linear: Module {
+    /// Input width.
     public let inFeatures: Int
+    /// Output width.
     public let outFeatures: Int
     /// The activation applied after the bias, or nil for a plain affine layer.
     public let activation: Activation?
+    /// w: [in, out].
     public let weight: Parameter
+    /// b: [out].
     public let bias: Parameter
     private var input: Rows?
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
@@ -94,11 +98,13 @@ public final class Linear: Module {
 
 /// An activation on its own, as a layer: y = f(x), elementwise.
 public final class ActivationLayer: Module {
+    /// The activation applied.
     public let function: Activation
     private var input: Tensor?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
 
+    /// A layer applying `function`.
     public init(_ function: Activation) { self.function = function }
     public var parameters: [Parameter] { [] }
     public var layerSpecs: [LayerSpec]? { [.activation(function)] }
@@ -123,7 +129,9 @@ public final class ActivationLayer: Module {
 
 /// Layers applied in order; backward runs them in reverse. It knows nothing of its children's types.
 public final class Sequential: Module {
+    /// The children, in forward order.
     public let layers: [any Module]
+    /// `layers` applied in order.
     public init(_ layers: [any Module]) { self.layers = layers }
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }

@@ -38,6 +38,7 @@ extension Loss {
 
 /// Softmax cross-entropy, log-sum-exp stable, with its gradient (softmax − one-hot) / batch fused in.
 public struct CrossEntropyLoss: Loss {
+    /// The loss (it has no settings).
     public init() {}
     public var name: String { "cross-entropy" }
     public func outputs(classes: Int) -> Int { classes }
@@ -67,6 +68,7 @@ public struct CrossEntropyLoss: Loss {
 /// The fast.ai lessons' mean squared error: a single output regressed on the class label, mean((pred − label)²).
 /// Its predicted class is the output rounded to the nearest valid label.
 public struct MSELoss: Loss {
+    /// The loss (it has no settings).
     public init() {}
     public var name: String { "mse" }
     public func outputs(classes: Int) -> Int { 1 }

@@ -60,15 +60,20 @@ extension Module {
         for p in parameters { try p.to(device) }
     }
 
+    /// `forward(x)`: `model(x)`.
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
 }
 
 /// A row-major matrix of Doubles, for reference computations.
 public struct DoubleMatrix: Equatable, Sendable {
+    /// Rows.
     public var rows: Int
+    /// Columns.
     public var cols: Int
+    /// rows × cols values, row-major.
     public var values: [Double]
 
+    /// A matrix of `values` (rows × cols of them).
     public init(rows: Int, cols: Int, values: [Double]) {
         precondition(values.count == rows * cols, "DoubleMatrix: \(values.count) values for \(rows)x\(cols)")
         self.rows = rows
@@ -76,6 +81,7 @@ public struct DoubleMatrix: Equatable, Sendable {
         self.values = values
     }
 
+    /// A matrix tensor’s values, read from its device.
     public init(_ tensor: Tensor) throws {
         guard tensor.shape.count == 2 else {
             throw DeviceError.invalidArgument(op: "DoubleMatrix", "expects a matrix, got shape \(tensor.shape)")
@@ -83,6 +89,7 @@ public struct DoubleMatrix: Equatable, Sendable {
         self.init(rows: tensor.shape[0], cols: tensor.shape[1], values: try tensor.toArray().map(Double.init))
     }
 
+    /// Element (i, j).
     public subscript(i: Int, j: Int) -> Double {
         get { values[i * cols + j] }
         set { values[i * cols + j] = newValue }

@@ -6,10 +6,13 @@ public struct TrainingCurves: Sendable {
     public var stepLoss: [(Double, Double)] = []
     /// (epoch, test loss, test accuracy)
     public var epochs: [(Int, Double, Double)] = []
+    /// The plot’s heading.
     public var title = "clnn training"
 
+    /// Empty curves.
     public init() {}
 
+    /// The curves as a standalone SVG document.
     public func svg() -> String {
         let width = 960.0, height = 400.0
         var out = """

@@ -7,7 +7,9 @@
 public final class SGD: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
+    /// Momentum (0: plain SGD).
     public let momentum: Float
+    /// L2 penalty, added to the gradient as weightDecay·param.
     public let weightDecay: Float
     public var stepCount = 0
     public var name: String { "sgd" }

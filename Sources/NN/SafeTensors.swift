@@ -3,9 +3,13 @@ import Foundation
 /// Reads and writes the safetensors format (F32 tensors only): an 8-byte little-endian header length, a JSON
 /// header naming each tensor's dtype, shape and byte range, then the raw little-endian data.
 public enum SafeTensors {
+    /// One F32 tensor of a file.
     public struct Entry: Equatable, Sendable {
+        /// Its shape.
         public let shape: [Int]
+        /// Its elements, row-major.
         public let values: [Float]
+        /// A tensor of `shape` holding `values`.
         public init(shape: [Int], values: [Float]) {
             self.shape = shape
             self.values = values

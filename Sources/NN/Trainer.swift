@@ -6,11 +6,17 @@ import Foundation
 /// not `Sendable`): create and use them inside one `Task`, or keep them in an actor of your own. Different trainers
 /// may run in different tasks at once; the OpenCL runtime under them is shared safely.
 public final class Trainer {
+    /// The model trained.
     public let model: Sequential
+    /// The loss minimised.
     public let loss: any Loss
+    /// The optimiser that steps the model’s parameters.
     public let optimizer: any Optimizer
+    /// Where the model lives; data must be there too.
     public let device: DeviceTag
+    /// The classes the model predicts.
     public let classes: Int
+    /// The run’s settings.
     public let options: TrainingOptions
     private let evaluator: Evaluator
 

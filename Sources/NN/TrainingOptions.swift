@@ -2,15 +2,22 @@ import Foundation
 
 /// Hyper-parameters of a training run.
 public struct TrainingOptions: Sendable {
+    /// Passes over the training data.
     public var epochs = 5
+    /// Examples per step.
     public var batchSize = 64
     public var lr: Float = 0.1
+    /// SGD momentum (0: none).
     public var momentum: Float = 0
+    /// L2 penalty, for either optimiser.
     public var weightDecay: Float = 0
+    /// Fixes the initial weights and every epoch’s order.
     public var seed: UInt64 = 42
+    /// How `lr` moves over the run.
     public var schedule: LearningRateSchedule = .cosine
     /// SGD (with `momentum`) or Adam (with PyTorch's betas and eps); `lr` and `weightDecay` apply to both.
     public var optimizer: OptimizerKind = .sgd
+    /// The defaults: 5 epochs, batch 64, SGD lr 0.1 with cosine decay, no momentum or decay, seed 42.
     public init() {}
 
     /// The optimiser these options describe, over `parameters`.
@@ -28,7 +35,10 @@ public struct TrainingOptions: Sendable {
 
 /// The optimisers `TrainingOptions` (and `--optimizer`) can name.
 public enum OptimizerKind: String, Sendable, CaseIterable {
-    case sgd, adam
+    /// `SGD`, with `momentum`.
+    case sgd
+    /// `Adam`, with PyTorch’s betas and eps.
+    case adam
 }
 
 /// How the learning rate moves over a run.
@@ -55,13 +65,19 @@ public enum LearningRateSchedule: String, Sendable, CaseIterable {
 
 /// Where training stands, handed to the progress callback every few steps.
 public struct StepReport: Sendable {
+    /// The epoch, from 1.
     public let epoch: Int
+    /// Steps done in the epoch.
     public let step: Int
+    /// Steps in the epoch.
     public let steps: Int
     /// Mean loss of the batches since the previous report.
     public let runningLoss: Float
+    /// Examples per second since the epoch began.
     public let itemsPerSecond: Double
+    /// Seconds since the epoch began.
     public let elapsed: Double
+    /// Seconds left in the epoch, at the rate so far.
     public var eta: Double { step > 0 ? elapsed / Double(step) * Double(steps - step) : 0 }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 /// It lives in a file of its own beside the checkpoint (`TrainingState.path(besides:)`), so the checkpoint stays a
 /// plain state dict that PyTorch's `load_state_dict` takes.
 public struct TrainingState: Sendable {
+    /// The run’s options, as it started.
     public var options: TrainingOptions
     /// Epochs completed; the run continues at `epoch + 1`.
     public var epoch: Int

@@ -8,10 +8,13 @@ import RealModule
 /// of `Kernels/activation.cl` selected by `-D ACTIVATION_<NAME>`. Every op below and `Linear(…, activation:)` work
 /// for all of them.
 public enum Activation: String, CaseIterable, Sendable, Codable {
+    /// max(x, 0).
     case relu
     /// max(x, 0.01·x), PyTorch's default slope.
     case leakyReLU = "leaky-relu"
+    /// tanh(x).
     case tanh
+    /// 1 / (1 + e⁻ˣ).
     case sigmoid
     /// x·Φ(x), the exact (erf) form, as PyTorch's default `nn.GELU()`.
     case gelu

@@ -2,7 +2,12 @@
 
 /// Elementwise binary operations; the raw value is the kernel's name.
 public enum BinaryOp: String, Sendable {
-    case add, sub, mul
+    /// x + y
+    case add
+    /// x − y
+    case sub
+    /// x · y
+    case mul
 
     func apply(_ x: Float, _ y: Float) -> Float {
         switch self {

@@ -35,10 +35,13 @@ extension Tensor {
 /// that take them — the first layer's products and the loss — so no gathered copy is made. `Rows(tensor)` is all
 /// of a tensor's rows, in order.
 public struct Rows {
+    /// The stored rows: [rows, columns] (or [rows] for labels).
     public let source: Tensor
     /// Row indices as floats; nil for the source's own rows in order.
     public let order: Tensor?
+    /// The first entry of `order` this batch uses.
     public let offset: Int
+    /// Rows in the batch.
     public let count: Int
 
     /// All rows of `tensor`, in order. tensor: [rows, columns] (or [rows])
@@ -63,7 +66,9 @@ public struct Rows {
         (self.source, self.order, self.offset, self.count) = (source, order, offset, count)
     }
 
+    /// Columns per row (1 for a vector of labels).
     public var columns: Int { source.shape.count == 2 ? source.shape[1] : 1 }
+    /// The source’s device.
     public var device: DeviceTag { source.device }
     /// [count, columns], or [count] for rows of a vector.
     public var shape: [Int] { source.shape.count == 2 ? [count, columns] : [count] }

@@ -7,10 +7,15 @@ private let adamStepKernel = KernelSource("optimizer", "adam_step")
 
 /// Adam's hyper-parameters (PyTorch's names and defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
 public struct AdamHyperparameters: Sendable, Equatable {
+    /// Decay of the first moment (the gradient’s running mean).
     public var beta1: Float = 0.9
+    /// Decay of the second moment (the squared gradient’s running mean).
     public var beta2: Float = 0.999
+    /// Added to the second moment’s square root, against division by zero.
     public var eps: Float = 1e-8
+    /// L2 penalty, added to the gradient as weightDecay·param.
     public var weightDecay: Float = 0
+    /// PyTorch’s defaults unless given.
     public init(beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0) {
         (self.beta1, self.beta2, self.eps, self.weightDecay) = (beta1, beta2, eps, weightDecay)
     }
