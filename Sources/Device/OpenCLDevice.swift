@@ -89,6 +89,35 @@ public final class OpenCLDevice: @unchecked Sendable {
         return wrapped
     }
 
+    /// Kernel `name` of a caller's OpenCL C `source` built with `options`: built once per (device, source, options)
+    /// — through the on-disk program cache like the built-in kernels — and kept.
+    func customKernel(name: String, source: String, options: String) throws -> CLKernel {
+        let key = "custom|\(name)|\(options)|\(fnv1a(source))|\(source.utf8.count)"
+        lock.lock()
+        if let cached = kernels[key] {
+            lock.unlock()
+            return cached
+        }
+        lock.unlock()
+        let program = try ProgramBuilder(device: self).build(name: "custom kernel \(name)", source: source, options: options)
+        var status: cl_int = CL_SUCCESS
+        guard let handle = clCreateKernel(program.handle, name, &status), status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateKernel(\(name)) (no __kernel of that name in the source?)", status: status)
+        }
+        var wgSize = 0
+        status = clGetKernelWorkGroupInfo(handle, id, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
+                                          MemoryLayout<Int>.size, &wgSize, nil)
+        if status != CL_SUCCESS {
+            clReleaseKernel(handle)
+            throw OpenCLError.call("clGetKernelWorkGroupInfo(\(name))", status: status)
+        }
+        let wrapped = CLKernel(handle, name: name, maxWorkGroupSize: wgSize)  // a kernel keeps its program alive
+        lock.lock()
+        defer { lock.unlock() }
+        kernels[key] = kernels[key] ?? wrapped
+        return kernels[key]!
+    }
+
     // MARK: Launching
 
     /// The kernel `source` names, built for this device on first use and found by its slot afterwards.

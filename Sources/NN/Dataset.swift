@@ -252,7 +252,9 @@ extension Normalization {
 }
 
 /// A dataset resident on one device: uploaded once, so that training gathers its minibatches there.
-public final class DeviceDataset {
+///
+/// It is immutable and `Sendable`: trainers in several tasks may read one dataset at once.
+public final class DeviceDataset: Sendable {
     /// [count, features]
     public let images: Tensor
     /// [count]

@@ -1,5 +1,9 @@
 /// A layer in the fast.ai lessons' pattern: `forward` keeps what `backward` needs; `backward` accumulates the
 /// parameters' gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
+///
+/// Modules hold mutable state (the last input, gradients), so they are not `Sendable`: a model belongs to one task at
+/// a time — build it inside the `Task` that trains it, or keep it in an actor. Models in different tasks may run at
+/// once, on the same device or different ones.
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     func forward(_ x: Tensor) throws -> Tensor
