@@ -10,9 +10,13 @@ public struct ClassPlan: Equatable, Sendable {
     /// Human-readable warnings (empty when every class has training examples).
     public let warnings: [String]
 
+    /// Decides the class count and checks every label of both splits against it.
     /// - Parameters:
+    ///   - train: the training labels.
+    ///   - test: the test labels.
     ///   - explicit: the class count stated by the user (`--classes`), or nil to take it from the training labels.
-    ///   - trainSource, testSource: the label files, for messages.
+    ///   - trainSource: the training label file, for messages.
+    ///   - testSource: the test label file, for messages.
     public init(train: [Float], test: [Float], explicit: Int?, trainSource: String, testSource: String) throws {
         let observed = Int(train.max() ?? -1) + 1
         let classes = explicit ?? observed

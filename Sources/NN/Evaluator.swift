@@ -19,6 +19,8 @@ public final class Evaluator {
     public static let defaultChunk = 1000
 
     /// - Parameters:
+    ///   - model: the model to measure.
+    ///   - loss: the loss to report (it also reads predictions as classes).
     ///   - classes: the class count; by default taken from the model's output width (`loss.classes(outputs:)`),
     ///     which a single-output regression (`MSELoss`) cannot give.
     ///   - device: where to run; by default the model's device.

@@ -3,6 +3,7 @@
 public enum GradientCheck {
     /// One compared gradient: its name, the analytic values from backward, and the numeric ones.
     public struct Result {
+        /// What was compared: `input`, or a parameter's name.
         public let name: String
         /// The gradient from the module’s backward.
         public let analytic: [Double]

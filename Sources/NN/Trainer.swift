@@ -25,6 +25,9 @@ public final class Trainer {
     private let workspace = Workspace<Buffer>()
 
     /// - Parameters:
+    ///   - model: the model to train, on one device.
+    ///   - loss: the loss to minimise.
+    ///   - options: epochs, batch size, optimiser and rates.
     ///   - classes: by default the model's output width says it (`loss.classes(outputs:)`); a single-output
     ///     regression (`MSELoss`) needs it stated.
     ///   - device: by default the model's device; when given, the model must already be there.

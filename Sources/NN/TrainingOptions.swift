@@ -6,6 +6,7 @@ public struct TrainingOptions: Sendable {
     public var epochs = 5
     /// Examples per step.
     public var batchSize = 64
+    /// The learning rate (the peak rate with the cosine schedule).
     public var lr: Float = 0.1
     /// SGD momentum (0: none).
     public var momentum: Float = 0
