@@ -73,20 +73,25 @@ public final class OpenCLDevice: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let cached = kernels[key] { return cached }
+        let wrapped = try makeKernel(program, kernel, what: "\(kernel) in \(file).cl")
+        kernels[key] = wrapped
+        return wrapped
+    }
+
+    /// Kernel `name` of a built program, with its largest work-group size on this device.
+    private func makeKernel(_ program: CLProgram, _ name: String, what: String) throws -> CLKernel {
         var status: cl_int = CL_SUCCESS
-        guard let handle = clCreateKernel(program.handle, kernel, &status), status == CL_SUCCESS else {
-            throw OpenCLError.call("clCreateKernel(\(kernel) in \(file).cl)", status: status)
+        guard let handle = clCreateKernel(program.handle, name, &status), status == CL_SUCCESS else {
+            throw OpenCLError.call("clCreateKernel(\(what))", status: status)
         }
         var wgSize = 0
         status = clGetKernelWorkGroupInfo(handle, id, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
                                           MemoryLayout<Int>.size, &wgSize, nil)
         if status != CL_SUCCESS {
             clReleaseKernel(handle)
-            throw OpenCLError.call("clGetKernelWorkGroupInfo(\(kernel))", status: status)
+            throw OpenCLError.call("clGetKernelWorkGroupInfo(\(name))", status: status)
         }
-        let wrapped = CLKernel(handle, name: kernel, maxWorkGroupSize: wgSize)
-        kernels[key] = wrapped
-        return wrapped
+        return CLKernel(handle, name: name, maxWorkGroupSize: wgSize)  // a kernel keeps its program alive
     }
 
     /// Kernel `name` of a caller's OpenCL C `source` built with `options`: built once per (device, source, options)
@@ -100,18 +105,7 @@ public final class OpenCLDevice: @unchecked Sendable {
         }
         lock.unlock()
         let program = try ProgramBuilder(device: self).build(name: "custom kernel \(name)", source: source, options: options)
-        var status: cl_int = CL_SUCCESS
-        guard let handle = clCreateKernel(program.handle, name, &status), status == CL_SUCCESS else {
-            throw OpenCLError.call("clCreateKernel(\(name)) (no __kernel of that name in the source?)", status: status)
-        }
-        var wgSize = 0
-        status = clGetKernelWorkGroupInfo(handle, id, cl_kernel_work_group_info(CL_KERNEL_WORK_GROUP_SIZE),
-                                          MemoryLayout<Int>.size, &wgSize, nil)
-        if status != CL_SUCCESS {
-            clReleaseKernel(handle)
-            throw OpenCLError.call("clGetKernelWorkGroupInfo(\(name))", status: status)
-        }
-        let wrapped = CLKernel(handle, name: name, maxWorkGroupSize: wgSize)  // a kernel keeps its program alive
+        let wrapped = try makeKernel(program, name, what: "\(name), no __kernel of that name in the source?")
         lock.lock()
         defer { lock.unlock() }
         kernels[key] = kernels[key] ?? wrapped

@@ -38,6 +38,19 @@ extension Checkpoint {
         return (checkpoint, model)
     }
 
+    /// Checks that `data` fits the model: as many pixels per image as its inputs and, when both are known, the image
+    /// shape it was trained on. `imagesFile` and `model` name the two in the error.
+    /// - Throws: `DataError` naming `imagesFile`.
+    public func checkInputs(_ data: RawDataset, imagesFile: String, model: String) throws {
+        guard data.features == sizes[0] else {
+            throw DataError(imagesFile, "images have \(data.features) pixels but the model \(model) expects \(sizes[0])")
+        }
+        if let trained = imageShape, let shape = data.imageShape, trained != shape {
+            throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
+                            + "\(trained[0])×\(trained[1]) images (the same pixel count, laid out differently)")
+        }
+    }
+
     /// Throws unless `model` is the architecture this metadata records.
     func checkDescribes(_ model: Sequential, path: String) throws {
         guard let specs = model.layerSpecs else {

@@ -17,14 +17,7 @@ struct Eval: ParsableCommand {
         let (checkpoint, network) = try Checkpoint.load(model, on: device)
         let folder = MNISTFolder(common.data)
         let raw = try folder.loadTestRaw()
-        let imagesFile = try folder.file(MNISTFolder.testImages)
-        guard raw.features == checkpoint.sizes[0] else {
-            throw DataError(imagesFile, "images have \(raw.features) pixels but the model \(model) expects \(checkpoint.sizes[0])")
-        }
-        if let trained = checkpoint.imageShape, let shape = raw.imageShape, trained != shape {
-            throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
-                            + "\(trained[0])×\(trained[1]) images (the same pixel count, laid out differently)")
-        }
+        try checkpoint.checkInputs(raw, imagesFile: try folder.file(MNISTFolder.testImages), model: model)
         let test = raw.dataset(checkpoint.normalization)
         let loss = Losses.named(checkpoint.loss)!
         let evaluator = try Evaluator(model: network, loss: loss, classes: checkpoint.classes, device: device)

@@ -136,14 +136,7 @@ extension RunStart {
         let sizes = checkpoint?.sizes
             ?? [train.features] + (command.hidden.isEmpty ? [50] : command.hidden) + [lossFunction.outputs(classes: plan.classes)]
         if let checkpoint, let source {
-            let imagesFile = try folder.file(MNISTFolder.trainImages)
-            guard train.features == checkpoint.sizes[0] else {
-                throw DataError(imagesFile, "images have \(train.features) pixels but the model \(source.path) expects \(checkpoint.sizes[0])")
-            }
-            if let trained = checkpoint.imageShape, let shape = train.imageShape, trained != shape {
-                throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(source.path) was trained on "
-                                + "\(trained[0])×\(trained[1]) images")
-            }
+            try checkpoint.checkInputs(train, imagesFile: try folder.file(MNISTFolder.trainImages), model: source.path)
         }
         let device = try explicitDevice ?? common.resolveDevice(sizes: sizes, batchSize: options.batchSize)
         do {
