@@ -22,8 +22,9 @@ func run() throws {
         try Linear(64, 10, seed: 3, on: device),
     ])
     var options = TrainingOptions()
-    (options.epochs, options.batchSize, options.lr) = (epochs, 64, 0.1)
-    let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+    (options.epochs, options.batchSize, options.optimizer, options.lr) = (epochs, 64, .adam, 1e-3)
+    // The class count comes from the model's 10 outputs; the device is the model's.
+    let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
     for epoch in 1...options.epochs {
         let loss = try trainer.trainEpoch(train, epoch: epoch) { report in
             if report.step % 500 == 0 { print("  step \(report.step)/\(report.steps) loss \(report.runningLoss)") }
@@ -31,6 +32,20 @@ func run() throws {
         let (testLoss, accuracy) = try trainer.evaluate(test)
         print("epoch \(epoch): train loss \(loss), test loss \(testLoss), test accuracy \(accuracy)")
     }
+
+    // Save (a PyTorch state dict with the architecture recorded), then load into a model built the same way and
+    // measure it without an optimiser.
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("custom-model-\(getpid()).safetensors").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: normalization).save(model, to: path)
+    let copy = Sequential([
+        try Linear(rawTrain.features, 128, activation: .relu, seed: 7, on: device),
+        try Linear(128, 64, activation: .relu, seed: 8, on: device),
+        try Linear(64, 10, seed: 9, on: device),
+    ])
+    try copy.load(from: path)
+    let (_, reloaded) = try Evaluator(model: copy, loss: CrossEntropyLoss()).evaluate(test)
+    print("reloaded from \(path): test accuracy \(reloaded)")
 }
 
 do {
