@@ -1,6 +1,19 @@
 import Foundation
 
 extension Checkpoint {
+    /// The metadata of a model of known modules: its architecture is read from the model.
+    /// - Throws: `DataError` when the model holds a module a checkpoint cannot describe.
+    public init(model: Sequential, loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
+                epoch: Int? = nil) throws {
+        guard let layers = model.layerSpecs else {
+            let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
+            throw DataError("checkpoint", "the model holds \(custom), which a checkpoint cannot describe "
+                + "(it records Linear and activation layers)")
+        }
+        self.init(layers: layers, loss: loss, classes: classes, normalization: normalization, imageShape: imageShape,
+                  epoch: epoch)
+    }
+
     /// The losses and activations this library knows.
     public static let vocabulary = Vocabulary(lossOutputs: { Losses.named($0)?.outputs(classes: $1) },
                                               activations: Set(Activation.allCases.map(\.rawValue)))

@@ -16,19 +16,6 @@ public struct Checkpoint: Equatable, Sendable {
     /// The epochs completed by the run that wrote it, when known (a training state beside it must agree).
     public var epoch: Int?
 
-    /// The metadata of a model of known modules: its architecture is read from the model.
-    /// - Throws: `DataError` when the model holds a module a checkpoint cannot describe.
-    public init(model: Sequential, loss: String, classes: Int, normalization: Normalization, imageShape: [Int]? = nil,
-                epoch: Int? = nil) throws {
-        guard let layers = model.layerSpecs else {
-            let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
-            throw DataError("checkpoint", "the model holds \(custom), which a checkpoint cannot describe "
-                + "(it records Linear and activation layers)")
-        }
-        self.init(layers: layers, loss: loss, classes: classes, normalization: normalization, imageShape: imageShape,
-                  epoch: epoch)
-    }
-
     /// The metadata of a model of `layers`; `save` checks it against the model and itself.
     public init(layers: [LayerSpec], loss: String, classes: Int, normalization: Normalization,
                 imageShape: [Int]? = nil, epoch: Int? = nil) {

@@ -1,6 +1,9 @@
 /// One entry of a model's architecture, as one index of PyTorch's `nn.Sequential`: a linear layer or an
 /// activation. A checkpoint records the list (`clnn.architecture`, e.g. `linear(784,50),relu,linear(50,10)`), so a
 /// model is rebuilt exactly as it was trained, or a mismatch is named.
+///
+/// NOTE: this file and CheckpointFormat.swift need nothing but `Activation`, so the fuzzer builds them alone
+/// (Fuzz/run, with Fuzz/ActivationNames.swift standing in for Device's enum).
 public enum LayerSpec: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// `nn.Linear(inFeatures, outFeatures)`; the weight and bias are `N.weight` [out, in] and `N.bias` [out].
     case linear(inFeatures: Int, outFeatures: Int)
@@ -29,30 +32,6 @@ public enum LayerSpec: Equatable, Hashable, Sendable, CustomStringConvertible {
 
     /// An architecture as a checkpoint writes it: the entries' descriptions joined by commas.
     public static func text(_ specs: [LayerSpec]) -> String { specs.map(\.description).joined(separator: ",") }
-
-    /// The modules for `specs`: each linear entry followed by an activation becomes one `Linear` with that activation
-    /// fused (the same two indices, as PyTorch counts them); any other activation becomes an `ActivationLayer`.
-    /// Weights come from `seed + i` for the i-th linear layer, as `MLP.make` draws them.
-    public static func modules(_ specs: [LayerSpec], initializer: Initializer = .kaimingNormal(), seed: UInt64,
-                               on device: DeviceTag) throws -> Sequential {
-        var layers: [any Module] = []
-        var index = 0, linears = 0
-        while index < specs.count {
-            switch specs[index] {
-            case let .linear(i, o):
-                var fused: Activation?
-                if index + 1 < specs.count, case let .activation(f) = specs[index + 1] { fused = f }
-                layers.append(try Linear(i, o, activation: fused, initializer: initializer, seed: seed &+ UInt64(linears),
-                                         on: device))
-                linears += 1
-                index += fused == nil ? 1 : 2
-            case let .activation(f):
-                layers.append(ActivationLayer(f))
-                index += 1
-            }
-        }
-        return Sequential(layers)
-    }
 
     /// The layer sizes of an MLP's architecture: `[inputs, hidden..., outputs]`, from its linear entries.
     public static func sizes(_ specs: [LayerSpec]) -> [Int] {

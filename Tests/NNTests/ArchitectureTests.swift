@@ -171,3 +171,17 @@ final class APIContractTests: XCTestCase {
         }
     }
 }
+
+final class FuzzShimTests: XCTestCase {
+    /// Fuzz/ActivationNames.swift stands in for Device's `Activation` when the fuzzer builds the checkpoint reader.
+    func testTheFuzzersActivationNamesAreDevices() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("Fuzz/ActivationNames.swift"), encoding: .utf8)
+        let names = text.split(separator: "\n").compactMap { line -> String? in
+            let parts = line.trimmingCharacters(in: .whitespaces).split(separator: " ")
+            guard parts.first == "case", parts.count >= 2 else { return nil }
+            return parts.count >= 4 ? String(parts[3].dropFirst().dropLast()) : String(parts[1])
+        }
+        XCTAssertEqual(names, Activation.allCases.map(\.rawValue))
+    }
+}
