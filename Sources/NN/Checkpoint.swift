@@ -37,15 +37,19 @@ extension Checkpoint {
         try AtomicFile.write(try SafeTensors.encode(tensors, metadata: metadata), to: path)
     }
 
-    /// Reads a checkpoint and rebuilds its model on `device`, module by module as its architecture records.
-    public static func load(_ path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
-        try decode(try readFileBytes(path, what: "checkpoint file"), path: path, on: device)
+    /// Reads a checkpoint and rebuilds its model on `device`, module by module as its architecture records. A plain
+    /// PyTorch state dict (no clnn metadata) is read with `assumptions` (see `verified`; the checkpoint's `note`
+    /// says what was inferred).
+    public static func load(_ path: String, on device: DeviceTag,
+                            assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
+        try decode(try readFileBytes(path, what: "checkpoint file"), path: path, on: device, assuming: assumptions)
     }
 
     /// Parses a checkpoint's bytes and rebuilds its model on `device`. Every tensor the metadata implies must be
     /// present with its shape before anything is allocated, so the memory used is bounded by the file's size.
-    public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag) throws -> (Checkpoint, Sequential) {
-        let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary)
+    public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag,
+                              assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
+        let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary, assuming: assumptions)
         let model = try LayerSpec.modules(checkpoint.layers, seed: 0, on: device)
         try model.assign(tensors, path: path)
         return (checkpoint, model)
@@ -71,7 +75,8 @@ extension Checkpoint {
             throw DataError(path, "the model holds \(custom), which a checkpoint cannot describe (it records Linear and "
                 + "activation layers)")
         }
-        if let difference = LayerSpec.difference(file: layers, model: specs) {
+        // A plain state dict cannot say which activation sits between two Linears: the model's own is taken.
+        if let difference = LayerSpec.difference(file: layers, model: specs, anyActivation: inferredFromShapes) {
             throw DataError(path, "the checkpoint describes \(LayerSpec.text(layers)) but the model is "
                 + "\(LayerSpec.text(specs)): \(difference)")
         }
@@ -83,10 +88,11 @@ extension Sequential {
     /// `Sequential` of `Linear` and `ActivationLayer` modules that adds up to it: a fused `Linear(…, activation:)` and
     /// a `Linear` followed by an `ActivationLayer` are the same two entries). Returns the checkpoint's metadata.
     /// - Throws: `DataError` naming the first entry that differs; nothing is loaded then.
+    /// A plain PyTorch state dict is read with `assumptions` (its activation matters here: it must be the model's).
     @discardableResult
-    public func load(from path: String) throws -> Checkpoint {
+    public func load(from path: String, assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> Checkpoint {
         let (checkpoint, tensors) = try Checkpoint.verified(try readFileBytes(path, what: "checkpoint file"), path: path,
-                                                            vocabulary: Checkpoint.vocabulary)
+                                                            vocabulary: Checkpoint.vocabulary, assuming: assumptions)
         try checkpoint.checkDescribes(self, path: path)
         try assign(tensors, path: path)
         return checkpoint
@@ -110,8 +116,9 @@ extension Sequential {
 
 extension LayerSpec {
     /// Where two architectures first differ, in words; nil when they are the same.
-    static func difference(file: [LayerSpec], model: [LayerSpec]) -> String? {
+    static func difference(file: [LayerSpec], model: [LayerSpec], anyActivation: Bool = false) -> String? {
         for (i, (a, b)) in zip(file, model).enumerated() where a != b {
+            if anyActivation, case .activation = a, case .activation = b { continue }
             return "entry \(i) is \(a) in the checkpoint and \(b) in the model"
         }
         if file.count != model.count {

@@ -15,6 +15,12 @@ public struct Checkpoint: Equatable, Sendable {
     public var imageShape: [Int]?
     /// The epochs completed by the run that wrote it, when known (a training state beside it must agree).
     public var epoch: Int?
+    /// How this metadata was obtained when the file did not hold it all — a plain PyTorch state dict's architecture
+    /// inferred from its tensor shapes, what was assumed, tensors converted from F16/BF16/F64 — in one line; nil for
+    /// a clnn checkpoint read as written.
+    public var note: String?
+    /// Whether the architecture was inferred from a plain state dict's tensor shapes (its activations then assumed).
+    public internal(set) var inferredFromShapes = false
 
     /// The metadata of a model of `layers`; `save` checks it against the model and itself.
     public init(layers: [LayerSpec], loss: String, classes: Int, normalization: Normalization,
@@ -84,10 +90,25 @@ public struct Checkpoint: Equatable, Sendable {
 
     /// Parses a checkpoint's bytes: its metadata, and every tensor the metadata implies, present with its shape
     /// (PyTorch layout). Nothing is allocated beyond the file's own size, whatever the metadata claims.
-    public static func verified(_ bytes: [UInt8], path: String, vocabulary: Vocabulary)
+    ///
+    /// A file with no clnn metadata is read as a plain PyTorch `nn.Sequential` state dict of Linear layers (what
+    /// `save_file(model.state_dict(), …)` writes): the architecture comes from the tensor shapes, and what they
+    /// cannot say from `assumptions`; `note` then says what was inferred and assumed.
+    public static func verified(_ bytes: [UInt8], path: String, vocabulary: Vocabulary,
+                                assuming assumptions: StateDictAssumptions = StateDictAssumptions())
         throws -> (checkpoint: Checkpoint, tensors: [String: SafeTensors.Entry]) {
-        let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
-        let checkpoint = try parse(metadata, path: path, vocabulary: vocabulary)
+        var (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
+        var checkpoint: Checkpoint
+        if isPlainStateDict(metadata) {
+            (checkpoint, tensors) = try inferred(tensors, path: path, vocabulary: vocabulary, assuming: assumptions)
+        } else {
+            checkpoint = try parse(metadata, path: path, vocabulary: vocabulary)
+        }
+        let converted = Dictionary(grouping: tensors.values.filter { $0.storedAs != "F32" }, by: \.storedAs)
+        if !converted.isEmpty {
+            let what = converted.keys.sorted().map { "\(converted[$0]!.count) \($0)" }.joined(separator: " and ")
+            checkpoint.note = (checkpoint.note.map { $0 + "; " } ?? "") + "converted \(what) tensors to F32 on load"
+        }
         let expected = checkpoint.tensorShapes  // PyTorch layout: weight [out, in], bias [out]
         let model = LayerSpec.text(checkpoint.layers)
         if let extra = Set(tensors.keys).subtracting(expected.map(\.name)).sorted().first {
@@ -192,5 +213,135 @@ public struct Checkpoint: Equatable, Sendable {
         }
         return layers
     }
+
+    /// Whether `metadata` (a safetensors header's) holds no clnn fields: a state dict saved by another tool.
+    public static func isPlainStateDict(_ metadata: [String: String]) -> Bool {
+        !metadata.keys.contains { $0.hasPrefix("clnn.") }
+    }
+
+    /// A plain `nn.Sequential` state dict's checkpoint: `N.weight` [out, in] and `N.bias` [out] for each Linear,
+    /// one activation (`assumptions.activation`) for each single index without parameters between two of them,
+    /// parameterless modules before the first Linear (`nn.Flatten`) read as identity. Returns the tensors renamed to
+    /// the indices of the architecture read (the same names unless such leading modules were dropped).
+    static func inferred(_ tensors: [String: SafeTensors.Entry], path: String, vocabulary: Vocabulary,
+                         assuming assumptions: StateDictAssumptions)
+        throws -> (Checkpoint, [String: SafeTensors.Entry]) {
+        var byIndex: [Int: (weight: SafeTensors.Entry?, bias: SafeTensors.Entry?)] = [:]
+        for name in tensors.keys.sorted() {
+            let entry = tensors[name]!
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 2, let index = Int(parts[0]), index >= 0, index < 1 << 16,
+                  parts[1] == "weight" || parts[1] == "bias" else {
+                throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: CLNN reads "
+                    + "stacks of nn.Linear and activations" + (name.hasSuffix("running_mean") || name.hasSuffix("num_batches_tracked")
+                        ? " (this is a BatchNorm's)" : ""))
+            }
+            if parts[1] == "weight" {
+                guard entry.shape.count == 2 else {
+                    let kind = entry.shape.count == 1 ? "a normalisation layer's (LayerNorm, BatchNorm)"
+                        : entry.shape.count >= 3 ? "a convolution's" : "not a Linear's"
+                    throw DataError(path, "tensor '\(name)' has shape \(entry.shape): a \(entry.shape.count)-D weight is \(kind); "
+                        + "CLNN reads stacks of nn.Linear [out, in] weights")
+                }
+                byIndex[index, default: (nil, nil)].weight = entry
+            } else {
+                byIndex[index, default: (nil, nil)].bias = entry
+            }
+        }
+        let indices = byIndex.keys.sorted()
+        guard !indices.isEmpty else { throw DataError(path, "holds no tensors: not a model") }
+        guard indices.count <= 64 else { throw DataError(path, "holds \(indices.count) layers; CLNN reads at most 64") }
+        var layers: [LayerSpec] = []
+        var renamed: [String: SafeTensors.Entry] = [:]
+        var width: Int?
+        var leading = ""
+        for (k, index) in indices.enumerated() {
+            guard let weight = byIndex[index]!.weight else {
+                throw DataError(path, "tensor '\(index).bias' has no '\(index).weight' beside it: not an nn.Linear")
+            }
+            guard let bias = byIndex[index]!.bias else {
+                throw DataError(path, "tensor '\(index).weight' has no '\(index).bias': a Linear without bias (bias=False) is not supported")
+            }
+            let (outputs, inputs) = (weight.shape[0], weight.shape[1])
+            guard (1..<(1 << 20)).contains(outputs), (1..<(1 << 20)).contains(inputs) else {
+                throw DataError(path, "tensor '\(index).weight' has shape \(weight.shape); each size must be in 1...\((1 << 20) - 1)")
+            }
+            guard bias.shape == [outputs] else {
+                throw DataError(path, "tensor '\(index).bias' has shape \(bias.shape) but '\(index).weight' \(weight.shape) needs [\(outputs)]")
+            }
+            if k == 0 {
+                if index > 0 {
+                    leading = "; \(index == 1 ? "index 0" : "indices 0...\(index - 1)") before the first Linear "
+                        + "\(index == 1 ? "holds" : "hold") no parameters (nn.Flatten?): read as identity"
+                }
+            } else {
+                let gap = index - indices[k - 1] - 1
+                guard gap <= 1 else {
+                    throw DataError(path, "indices \(indices[k - 1]) and \(index) have \(gap) modules without parameters between them; "
+                        + "CLNN reads exactly one there, as the activation (a Dropout beside it cannot be told apart)")
+                }
+                if gap == 1 { layers.append(.activation(assumptions.activation)) }
+                if let width, width != inputs {
+                    throw DataError(path, "tensor '\(index).weight' takes \(inputs) inputs but the layer before gives \(width)")
+                }
+            }
+            renamed["\(layers.count).weight"] = weight
+            renamed["\(layers.count).bias"] = bias
+            layers.append(.linear(inFeatures: inputs, outFeatures: outputs))
+            width = outputs
+        }
+        let outputs = width!
+        let loss = assumptions.loss, lossOutputs = vocabulary.lossOutputs
+        guard lossOutputs(loss, 1) != nil else {
+            throw DataError(path, "unknown loss '\(loss.prefix(40))' assumed for a plain state dict")
+        }
+        let classes: Int
+        if let explicit = assumptions.classes {
+            classes = explicit
+        } else if lossOutputs(loss, 2) == 2, lossOutputs(loss, 3) == 3 {  // one output per class
+            classes = outputs
+        } else {
+            throw DataError(path, "a plain state dict with \(outputs) output(s) and loss \(loss): its class count cannot be read "
+                + "from the shapes; state it (--classes)")
+        }
+        guard lossOutputs(loss, classes) == outputs else {
+            throw DataError(path, "the last Linear gives \(outputs) outputs but \(loss) over \(classes) classes needs \(lossOutputs(loss, classes) ?? 0)")
+        }
+        let normalization = assumptions.normalization ?? Normalization(mean: 0, std: 1)
+        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: normalization)
+        // The same checks as for a clnn checkpoint's metadata.
+        _ = try parse(checkpoint.metadata, path: path, vocabulary: vocabulary)
+        let activations = layers.contains { if case .activation = $0 { return true } else { return false } }
+        checkpoint.inferredFromShapes = true
+        checkpoint.note = "a plain PyTorch state dict (no clnn metadata): inferred \(LayerSpec.text(layers)) from the tensor "
+            + "shapes\(leading); assumed " + (activations ? "activation \(assumptions.activation.rawValue), " : "")
+            + "loss \(loss), \(classes) classes" + (assumptions.classes == nil ? " (the output width)" : "")
+            + String(format: ", input normalisation mean %.4f std %.4f", normalization.mean, normalization.std)
+            + (assumptions.normalizationOrigin.map { " (\($0))" } ?? (assumptions.normalization == nil ? " (none)" : ""))
+        return (checkpoint, renamed)
+    }
 }
 
+/// What a plain PyTorch state dict's tensors cannot say, to be assumed when reading one.
+public struct StateDictAssumptions: Sendable, Equatable {
+    /// The activation of each single parameterless index between two Linear layers.
+    public var activation: Activation
+    /// The loss the model was trained with (`cross-entropy` or `mse`).
+    public var loss: String
+    /// The class count; by default the output width (cross-entropy). An `mse` model needs it.
+    public var classes: Int?
+    /// The input normalisation the model expects; by default none (mean 0, std 1).
+    public var normalization: Normalization?
+    /// Where `normalization` came from, for the note (e.g. `the training set's statistics`).
+    public var normalizationOrigin: String?
+
+    /// ReLU and cross-entropy (PyTorch's usual), classes from the output width, no normalisation unless given.
+    public init(activation: Activation = .relu, loss: String = "cross-entropy", classes: Int? = nil,
+                normalization: Normalization? = nil, normalizationOrigin: String? = nil) {
+        self.activation = activation
+        self.loss = loss
+        self.classes = classes
+        self.normalization = normalization
+        self.normalizationOrigin = normalizationOrigin
+    }
+}

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Reads and writes the safetensors format (F32 tensors only): an 8-byte little-endian header length, a JSON
-/// header naming each tensor's dtype, shape and byte range, then the raw little-endian data.
+/// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming each tensor's
+/// dtype, shape and byte range, then the raw little-endian data. It writes F32; it reads F32 as is and converts F16,
+/// BF16 and F64 (what PyTorch saves for a half or double model) to F32, recording the tensor's original dtype.
 public enum SafeTensors {
     /// One F32 tensor of a file.
     public struct Entry: Equatable, Sendable {
@@ -9,10 +10,13 @@ public enum SafeTensors {
         public let shape: [Int]
         /// Its elements, row-major.
         public let values: [Float]
+        /// The dtype it was stored as (`F32`, or `F16`, `BF16`, `F64` converted on reading).
+        public let storedAs: String
         /// A tensor of `shape` holding `values`.
-        public init(shape: [Int], values: [Float]) {
+        public init(shape: [Int], values: [Float], storedAs: String = "F32") {
             self.shape = shape
             self.values = values
+            self.storedAs = storedAs
         }
     }
 
@@ -68,12 +72,14 @@ public enum SafeTensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw DataError(path, "corrupt safetensors header: tensor '\(name)' lacks dtype, shape or data_offsets")
             }
-            guard dtype == "F32" else { throw DataError(path, "tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            guard let width = elementBytes[dtype] else {
+                throw DataError(path, "tensor '\(name)' has dtype \(dtype.prefix(20)); CLNN reads F32, F16, BF16 and F64")
+            }
             guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8 else {
                 throw DataError(path, "tensor '\(name)' has an invalid shape \(shape)")
             }
             // NOTE: sizes come from the file: every product is checked (a shape of [2^61] must not trap).
-            var byteCount: Int? = 4
+            var byteCount: Int? = width
             for d in shape {
                 guard let b = byteCount else { break }
                 let (product, overflow) = b.multipliedReportingOverflow(by: d)
@@ -87,14 +93,32 @@ public enum SafeTensors {
                 let needs = byteCount.map { "\($0) bytes" } ?? "more bytes than any file can hold"
                 throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(needs) but spans \(end - begin)")
             }
-            let count = byteCount / 4
-            var values = [Float](repeating: 0, count: count)
-            values.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)])) }
-            }
             // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
-            tensors[name] = Entry(shape: shape, values: values)
+            let values = bytes.withUnsafeBytes { src in
+                floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)]), dtype: dtype)
+            }
+            tensors[name] = Entry(shape: shape, values: values, storedAs: dtype)
         }
         return (tensors, metadata)
+    }
+
+    /// Bytes per element of the dtypes CLNN reads.
+    static let elementBytes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8]
+
+    /// The elements of `raw` (little-endian `dtype`) as Float: F16 and BF16 exactly, F64 rounded to nearest.
+    static func floats(_ raw: UnsafeRawBufferPointer, dtype: String) -> [Float] {
+        switch dtype {
+        case "F16":
+            return (0..<raw.count / 2).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        case "BF16":
+            // bfloat16 is the top half of a float32.
+            return (0..<raw.count / 2).map { Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) }
+        case "F64":
+            return (0..<raw.count / 8).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
+        default:
+            var values = [Float](repeating: 0, count: raw.count / 4)
+            values.withUnsafeMutableBytes { $0.copyMemory(from: raw) }
+            return values
+        }
     }
 }

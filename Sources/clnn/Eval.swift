@@ -7,15 +7,48 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a saved model's test loss and accuracy.")
 
-    @Option(help: "A checkpoint written by `clnn train --save`.")
+    @Option(help: "A checkpoint written by `clnn train --save`, or a plain PyTorch nn.Sequential state dict saved with safetensors' save_file (its Linear sizes read from the tensor shapes).")
     var model: String
 
     @OptionGroup var common: DataDeviceOptions
 
+    @Option(help: "For a plain state dict: the activation between its Linear layers (default relu).")
+    var activation: String?
+
+    @Option(help: "For a plain state dict: cross-entropy or mse (default cross-entropy).")
+    var loss: String?
+
+    @Option(help: "For a plain state dict: the class count (default: the output width).")
+    var classes: Int?
+
+    @Option(help: "For a plain state dict: the input normalisation, MEAN,STD or none (default: the training set's statistics).")
+    var normalization: String?
+
+    func validate() throws {
+        if let activation, Activation(rawValue: activation) == nil {
+            throw ValidationError("--activation must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
+        }
+        if let loss, Losses.named(loss) == nil { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
+        if let classes, !(1...(1 << 16)).contains(classes) { throw ValidationError("--classes must be in 1...65536, got \(classes)") }
+        _ = try parseNormalization(normalization)
+    }
+
     func run() throws {
         let device = try common.resolveDevice()
-        let (checkpoint, network) = try Checkpoint.load(model, on: device)
         let folder = MNISTFolder(common.data)
+        let bytes = try readFileBytes(model, what: "checkpoint file")
+        let plain = Checkpoint.isPlainStateDict(try SafeTensors.decode(bytes, path: model).metadata)
+        var assumptions = StateDictAssumptions()
+        if plain {
+            assumptions = try StateDictAssumptions(activation: activation, loss: loss, classes: classes, normalization: normalization) {
+                try folder.loadRaw().train.normalization
+            }
+        } else if let given = [("--activation", activation), ("--loss", loss), ("--normalization", normalization),
+                               ("--classes", classes.map(String.init))].first(where: { $0.1 != nil }) {
+            throw ValidationError("\(given.0) is for a plain PyTorch state dict; \(model) is a clnn checkpoint that records its own")
+        }
+        let (checkpoint, network) = try Checkpoint.decode(bytes, path: model, on: device, assuming: assumptions)
+        if let note = checkpoint.note { warn("clnn: \(model): \(note)") }
         let raw = try folder.loadTestRaw()
         try checkpoint.checkInputs(raw, imagesFile: try folder.file(MNISTFolder.testImages), model: model)
         let test = raw.dataset(checkpoint.normalization)

@@ -60,8 +60,11 @@ struct Train: ParsableCommand {
     @Option(help: "Continue the run saved in this checkpoint (and its .state.safetensors) from its last epoch: model, optimiser state, options and schedule as they were.")
     var resume: String?
 
-    @Option(help: "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1).")
+    @Option(help: "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1). A plain PyTorch nn.Sequential state dict works too: Linear sizes from its shapes, --activation and --loss as given.")
     var initFrom: String?
+
+    @Option(help: "Input normalisation MEAN,STD or none (default: the training set's statistics; a clnn checkpoint's own with --resume/--init-from).")
+    var normalization: String?
 
     @Option(help: "Stop after this epoch (the run continues later with --resume).")
     var stopAfter: Int?
@@ -111,6 +114,7 @@ struct Train: ParsableCommand {
         if resume != nil && initFrom != nil {
             throw ValidationError("--resume continues a run and --init-from starts a new one from its weights: give one")
         }
+        _ = try parseNormalization(normalization)
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be ≥ 1, got \(stopAfter)") }
     }
 

@@ -20,7 +20,12 @@ struct RunStart {
         var source: (String, [UInt8], Checkpoint)?
         if let path = command.resume ?? command.initFrom {
             let bytes = try readFileBytes(path, what: "checkpoint file")
-            source = (path, bytes, try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary).checkpoint)
+            // A plain PyTorch state dict's activation, loss and classes come from the options (its normalisation is
+            // settled once the data is loaded, in `train`).
+            let assumptions = StateDictAssumptions(activation: Activation(rawValue: command.activation ?? "relu") ?? .relu,
+                                                   loss: command.loss ?? "cross-entropy", classes: command.classes)
+            source = (path, bytes, try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary,
+                                                           assuming: assumptions).checkpoint)
         }
         self.source = source
         var state: (String, TrainingState)?
@@ -50,6 +55,9 @@ struct RunStart {
         if let checkpoint {
             try agree("--hidden", command.hidden.isEmpty ? nil : command.hidden, Array(checkpoint.sizes.dropFirst().dropLast()),
                       "hidden sizes \(checkpoint.sizes.dropFirst().dropLast().map(String.init).joined(separator: " "))")
+        }
+        if let checkpoint, !checkpoint.inferredFromShapes {
+            try agree("--normalization", command.normalization, "", "its own input normalisation")
             try agree("--activation", command.activation, checkpoint.activation, "activation \(checkpoint.activation)")
             try agree("--loss", command.loss, checkpoint.loss, "loss \(checkpoint.loss)")
             try agree("--classes", command.classes, checkpoint.classes, "\(checkpoint.classes) classes")
@@ -126,9 +134,18 @@ extension RunStart {
         let loadStart = Date()
         // Images stay bytes on the host; the normalised float copy is made only on the device.
         let (train, test) = try folder.loadRaw()
-        let checkpoint = source?.checkpoint
+        var checkpoint = source?.checkpoint
+        var assumptions = StateDictAssumptions()
+        if let source, source.checkpoint.inferredFromShapes {
+            // A plain PyTorch state dict: read again with the normalisation settled now that the data is here.
+            assumptions = try StateDictAssumptions(activation: command.activation, loss: command.loss, classes: command.classes,
+                                                   normalization: command.normalization) { train.normalization }
+            checkpoint = try Checkpoint.verified(source.bytes, path: source.path, vocabulary: Checkpoint.vocabulary,
+                                                 assuming: assumptions).checkpoint
+        }
+        if let source, let note = checkpoint?.note { warn("clnn: \(source.path): \(note)") }
         // A model from a checkpoint keeps the input statistics it was trained with.
-        let normalization = checkpoint?.normalization ?? train.normalization
+        let normalization = try checkpoint?.normalization ?? parseNormalization(command.normalization) ?? train.normalization
         let plan = try ClassPlan(train: train.labels, test: test.labels, explicit: checkpoint?.classes ?? command.classes,
                                  trainSource: try folder.file(MNISTFolder.trainLabels),
                                  testSource: try folder.file(MNISTFolder.testLabels))
@@ -148,7 +165,7 @@ extension RunStart {
               + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean, normalization.std,
                        Date().timeIntervalSince(loadStart)))
 
-        let model = try source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device).1 }
+        let model = try source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1 }
             ?? MLP.make(sizes: sizes, activation: activation, seed: options.seed, on: device)
         let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
         if let state { try state.value.restore(into: trainer, path: state.path) }
