@@ -43,17 +43,20 @@ let package = Package(
         ),
         .target(name: "NN", dependencies: ["Device", "CZlib"]),
         .target(name: "CLNN", dependencies: ["Device", "NN"]),
+        // Compiler-derived gradients of the reference forward passes (Swift's differentiable programming), for the
+        // tests and `clnn inspect --gradients`; empty where the toolchain lacks _Differentiation. Not in any product.
+        .target(name: "AutogradReference", dependencies: ["Device"]),
         .executableTarget(
             name: "clnn",
             dependencies: [
-                "Device", "NN",
+                "Device", "NN", "AutogradReference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(name: "TestSupport", dependencies: ["Device", "NN"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceTests", dependencies: ["Device", "TestSupport"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Device", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Device", "TestSupport", "AutogradReference"]),
     ]
 )
 
