@@ -1,4 +1,5 @@
 import ArgumentParser
+import AutogradReference
 import Device
 import Foundation
 @_spi(CLI) import NN
@@ -15,8 +16,15 @@ struct Inspect: ParsableCommand {
     @Option(help: "Seed for the weights.")
     var seed: UInt64 = 42
 
+    @Flag(help: "Also check the gradients of the lessons' 784-50-1 MSE model on a real batch: the hand-written backward on the device against Swift's autograd and finite differences.")
+    var gradients = false
+
+    @Option(help: "Training images in the --gradients batch.")
+    var batch: Int = 64
+
     func validate() throws {
         guard hidden > 0, hidden <= 1 << 16 else { throw ValidationError("--hidden must be in 1...65536, got \(hidden)") }
+        guard (1...4096).contains(batch) else { throw ValidationError("--batch must be in 1...4096, got \(batch)") }
     }
 
     func run() throws {
@@ -53,5 +61,7 @@ struct Inspect: ParsableCommand {
             print(name.padding(toLength: 38, withPad: " ", startingAt: 0)
                   + String(format: "  %9.4f %7.4f  %9.4f %7.4f", l.mean, l.std, r.mean, r.std))
         }
+        if gradients { try checkGradients(train: train, device: device) }
     }
 }
+
