@@ -31,11 +31,16 @@ extension Bench {
                 time("inner loop vectorised", runs: slowRuns) { innerVectorised(a, b, m, k, n) }
                 time("row broadcast", runs: runs) { rowBroadcast(a, b, m, k, n) }
                 let ca = try Tensor(a, shape: [m, k]), cb = try Tensor(b, shape: [k, n])
+                try time("einsum \"ik,kj->ij\" (cpu)", runs: runs) { try Tensor.einsum("ik,kj->ij", ca, cb).toArray() }
                 try time("CPU fallback (CPUBackend)", runs: runs) { try ca.matmul(cb).toArray() }
                 if let tag = DeviceTag.available.first(where: \.isOpenCL) {
                     let ga = try ca.to(tag), gb = try cb.to(tag), gc = try Tensor.empty([m, n], on: tag)
                     try time("naive OpenCL kernel (\(tag))", runs: runs) {
                         try Tensor.matmul(ga, gb, transA: false, transB: false, accumulate: false, into: gc, naive: true)
+                        return try gc.toArray()
+                    }
+                    try time("einsum \"ik,kj->ij\" (\(tag))", runs: runs) {
+                        try Tensor.einsum("ik,kj->ij", ga, gb, into: gc)
                         return try gc.toArray()
                     }
                     try time("tuned OpenCL kernel (\(tag))", runs: runs) {
