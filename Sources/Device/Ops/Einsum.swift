@@ -2,6 +2,7 @@
 // "bi,ij->bj", "ij,kj->ik", "ji,jk->ik", ... and their transposed outputs) runs as `matmul` with the transposes read
 // through the GEMM kernels' forms — never copied; any other contraction ("ij,ij->", "i,j->ij", "bij,jk->bik", ...)
 // is a plain loop on the host, the reference the product forms are tested against.
+import Foundation
 
 /// A parsed two-operand einsum spec: each operand's subscripts (one letter per dimension) and the output's.
 public struct EinsumSpec: Equatable, Sendable, CustomStringConvertible {
@@ -47,6 +48,17 @@ public struct EinsumSpec: Equatable, Sendable, CustomStringConvertible {
         self.output = output
     }
 
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var parsed: [String: EinsumSpec] = [:]
+
+    /// The parsed spec, parsed once per distinct text (a few microseconds that a small product would notice).
+    static func cached(_ spec: String) throws -> EinsumSpec {
+        if let hit = lock.withLock({ parsed[spec] }) { return hit }
+        let value = try EinsumSpec(spec)
+        lock.withLock { if parsed.count < 256 { parsed[spec] = value } }
+        return value
+    }
+
     /// `ik,kj->ij`
     public var description: String { inputs.map { String($0) }.joined(separator: ",") + "->" + String(output) }
 
@@ -74,7 +86,7 @@ extension Tensor {
     /// - Throws: `DeviceError.invalidArgument` for a bad spec (naming the subscript) or a subscript whose sizes
     ///   differ between the operands; `DeviceError.deviceMismatch` when the operands live on different devices.
     public static func einsum(_ spec: String, _ a: Tensor, _ b: Tensor, into out: Tensor? = nil) throws -> Tensor {
-        let parsed = try EinsumSpec(spec)
+        let parsed = try EinsumSpec.cached(spec)
         guard a.device == b.device else { throw DeviceError.deviceMismatch(op: "einsum", a.device, b.device) }
         var sizes: [Character: Int] = [:]
         for (n, (subscripts, tensor)) in zip(parsed.inputs, [a, b]).enumerated() {
