@@ -191,9 +191,15 @@ extension Tensor {
     /// Tensors of `shapes` laid out in one flat, zero-filled buffer on `device`, each starting where the device lets a
     /// view start, and the flat tensor itself: an op on the flat tensor (an SGD step) covers every view in one launch.
     /// The views share the flat tensor's memory; the gaps between them stay zero unless written through `flat`.
-    public static func arena(_ shapes: [[Int]], on device: DeviceTag) throws -> (flat: Tensor, views: [Tensor]) {
+    ///
+    /// `alignment` (in floats) raises the views' alignment, so that arenas of the same shapes on several devices have
+    /// the same layout and copy into each other in one piece (see `arenaAlignment(on:)`).
+    public static func arena(_ shapes: [[Int]], on device: DeviceTag, alignment: Int = 1) throws -> (flat: Tensor, views: [Tensor]) {
         let backend = try Backend(device)
-        let align = backend.viewAlignment
+        let align = max(backend.viewAlignment, alignment)
+        guard align % backend.viewAlignment == 0 else {
+            throw DeviceError.invalidArgument(op: "arena", "alignment \(alignment) is not a multiple of \(device)'s \(backend.viewAlignment)")
+        }
         var offsets: [Int] = []
         var end = 0
         for shape in shapes {
@@ -245,4 +251,9 @@ extension DeviceTag {
             return (info.maxAllocation > 0 ? info.maxAllocation : Int.max, info.globalMemory)
         }
     }
+}
+
+extension Tensor {
+    /// Where a view into an arena on `device` may start, in floats: the device's sub-buffer alignment (16 on cpu).
+    public static func arenaAlignment(on device: DeviceTag) throws -> Int { try Backend(device).viewAlignment }
 }

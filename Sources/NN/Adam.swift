@@ -13,7 +13,7 @@ public final class Adam: Optimizer {
     public var name: String { "adam" }
     /// The moments, by PyTorch's names.
     public var stateNames: [String] { ["exp_avg", "exp_avg_sq"] }
-    private var arena = ArenaSlot()
+    var arena = ArenaSlot()
 
     /// - Throws: `DeviceError.invalidArgument` for a rate outside PyTorch's accepted ranges
     ///   (lr ≥ 0, 0 ≤ β < 1, eps ≥ 0, weight decay ≥ 0).
@@ -44,4 +44,9 @@ public final class Adam: Optimizer {
         }
         stepCount = t
     }
+}
+
+extension Adam: FlatOptimizer {
+    func flatBuffers() throws -> ParameterArena? { try arena.current(parameters, stateSlots: 2) }
+    func align(to floats: Int) { arena.alignment = floats }
 }

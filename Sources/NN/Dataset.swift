@@ -266,6 +266,15 @@ public final class DeviceDataset: Sendable {
     /// Values per example (pixels).
     public let features: Int
 
+    /// A copy of `other` on `device` (through the host when both are OpenCL devices of different contexts).
+    public init(copying other: DeviceDataset, to device: DeviceTag) throws {
+        images = try other.images.to(device)
+        labels = try other.labels.to(device)
+        hostLabels = other.hostLabels
+        count = other.count
+        features = other.features
+    }
+
     /// Uploads `data` to `device`.
     public init(_ data: Dataset, on device: DeviceTag) throws {
         images = try Tensor(data.images, shape: [data.count, data.features], on: device)

@@ -43,12 +43,14 @@ final class ParameterArena {
     let states: [Tensor]
     private let views: [(value: Tensor, grad: Tensor, state: [Tensor])]
 
-    /// Nil when the parameters do not share a device (the optimiser then steps each on its own).
-    init?(_ parameters: [Parameter], stateSlots: Int) throws {
+    /// Nil when the parameters do not share a device (the optimiser then steps each on its own). `alignment` (floats)
+    /// fixes the layout across devices (see `Tensor.arena`).
+    init?(_ parameters: [Parameter], stateSlots: Int, alignment: Int = 1) throws {
         guard let device = parameters.first?.device, parameters.allSatisfy({ $0.device == device }) else { return nil }
         let shapes = parameters.map(\.value.shape)
-        let values = try Tensor.arena(shapes, on: device), grads = try Tensor.arena(shapes, on: device)
-        let states = try (0..<stateSlots).map { _ in try Tensor.arena(shapes, on: device) }
+        let values = try Tensor.arena(shapes, on: device, alignment: alignment)
+        let grads = try Tensor.arena(shapes, on: device, alignment: alignment)
+        let states = try (0..<stateSlots).map { _ in try Tensor.arena(shapes, on: device, alignment: alignment) }
         var views: [(Tensor, Tensor, [Tensor])] = []
         for (i, p) in parameters.enumerated() {
             try p.ensureState(stateSlots)
@@ -69,16 +71,31 @@ final class ParameterArena {
 /// The arena an optimiser keeps, rebuilt when a parameter has moved since.
 struct ArenaSlot {
     private var arena: ParameterArena?
+    /// The views' alignment in floats (raised by a data-parallel trainer to the largest of its devices'); changing
+    /// it rebuilds the arena at the next step.
+    var alignment = 1 {
+        didSet { if alignment != oldValue { arena = nil } }
+    }
 
     /// The arena over `parameters` (nil when they do not share a device), with every pending zero gradient made real.
     mutating func current(_ parameters: [Parameter], stateSlots: Int) throws -> ParameterArena? {
         if arena == nil || !arena!.holds(parameters) {
             // NOTE: drop the old arena first, so its memory is free before the new one is made.
             arena = nil
-            arena = try ParameterArena(parameters, stateSlots: stateSlots)
+            arena = try ParameterArena(parameters, stateSlots: stateSlots, alignment: alignment)
         }
         guard let arena else { return nil }
         for p in parameters { try p.materialiseGrad() }
         return arena
     }
+}
+
+/// An optimiser that keeps its parameters in flat buffers: a data-parallel trainer sums replicas' gradients into
+/// them and copies the updated values out of them, one copy per replica.
+protocol FlatOptimizer {
+    /// The flat value and gradient buffers (pending zero gradients made real), or nil when the parameters do not share
+    /// a device.
+    func flatBuffers() throws -> ParameterArena?
+    /// Lays the flat buffers out with views aligned to `floats` (rebuilt at the next step).
+    func align(to floats: Int)
 }

@@ -15,7 +15,7 @@ public final class SGD: Optimizer {
     public var name: String { "sgd" }
     /// `momentum_buffer` (PyTorch's name) with momentum, else nothing.
     public var stateNames: [String] { momentum > 0 ? ["momentum_buffer"] : [] }
-    private var arena = ArenaSlot()
+    var arena = ArenaSlot()
 
     /// - Throws: `DeviceError.invalidArgument` when a rate is negative or not finite.
     public init(_ parameters: [Parameter], lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
@@ -44,4 +44,9 @@ public final class SGD: Optimizer {
         }
         stepCount += 1
     }
+}
+
+extension SGD: FlatOptimizer {
+    func flatBuffers() throws -> ParameterArena? { try arena.current(parameters, stateSlots: stateNames.count) }
+    func align(to floats: Int) { arena.alignment = floats }
 }

@@ -19,9 +19,13 @@ public final class Trainer {
     /// The run’s settings.
     public let options: TrainingOptions
     private let evaluator: Evaluator
+    /// Every device a step runs on: the model's first, then one per replica (data parallelism).
+    public let devices: [DeviceTag]
+    /// The model's copies on `devices.dropFirst()`.
+    private let replicas: [Replica]
 
     /// The loss's buffers, reused across steps.
-    private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss }
+    private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss, staging }
     private let workspace = Workspace<Buffer>()
 
     /// - Parameters:
@@ -32,10 +36,16 @@ public final class Trainer {
     ///     regression (`MSELoss`) needs it stated.
     ///   - device: by default the model's device; when given, the model must already be there.
     ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`).
+    ///   - replicas: more devices (any, `cpu` and the model's own included) to train data-parallel on: each holds a
+    ///     copy of the model; a step splits the global batch (`options.batchSize`) evenly across the model and its
+    ///     copies, sums their gradients into the optimiser's flat buffer (one copy per replica), steps once, and
+    ///     copies the new weights back (one copy per replica) — the same update a single device makes, to float
+    ///     rounding.
     /// - Throws: `DeviceError.invalidArgument` when the model's parameters are not all on `device`, or the class
-    ///   count is unknown or disagrees with the model's outputs — here, not at the first step.
+    ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
+    ///   here, not at the first step.
     public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
-                device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil) throws {
+                device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil, replicas: [DeviceTag] = []) throws {
         self.model = model
         self.loss = loss
         self.options = options
@@ -43,6 +53,22 @@ public final class Trainer {
         self.classes = try Evaluator.classes(of: model, loss: loss, explicit: classes, op: "Trainer")
         self.optimizer = try optimizer ?? options.makeOptimizer(model.parameters)
         evaluator = try Evaluator(model: model, loss: loss, classes: self.classes, device: self.device)
+        devices = [self.device] + replicas
+        if !replicas.isEmpty {
+            guard options.batchSize % devices.count == 0 else {
+                throw DeviceError.invalidArgument(op: "Trainer", "the batch size \(options.batchSize) cannot be split evenly "
+                    + "across \(devices.count) devices (\(devices.map(\.description).joined(separator: ", "))): make it a multiple of \(devices.count)")
+            }
+            guard let flat = self.optimizer as? FlatOptimizer else {
+                throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs an optimizer with flat buffers (SGD, Adam)")
+            }
+            // One layout for every device's flat buffers, so each exchange is one copy.
+            let alignment = try devices.map { try Tensor.arenaAlignment(on: $0) }.max() ?? 1
+            flat.align(to: alignment)
+            self.replicas = try replicas.map { try Replica(of: model, on: $0, alignment: alignment) }
+        } else {
+            self.replicas = []
+        }
     }
 
     /// Checks that every label of `data` is a class the model can predict.
@@ -68,7 +94,7 @@ public final class Trainer {
     /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
     ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
     ///   saved. `DataError` for a label the model cannot predict.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void) throws -> Float {
         guard (1...max(options.epochs, 1)).contains(epoch) else {
@@ -77,34 +103,62 @@ public final class Trainer {
         }
         try requireDevice(data)
         try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
+        let models = [model] + replicas.map(\.model)
         let reused = model.reusesBuffers
-        model.setBufferReuse(true)
-        defer { model.setBufferReuse(reused) }
+        for m in models { m.setBufferReuse(true) }
+        defer { for m in models { m.setBufferReuse(reused) } }
         let reportEvery = max(reportEvery, 1)
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
         // The epoch's order goes to the device once; each step gathers its rows there.
-        let order = try Tensor(sampler.order(epoch: epoch).map(Float.init), shape: [data.count], on: device)
-        let ranges = sampler.batchRanges
+        let hostOrder = sampler.order(epoch: epoch).map(Float.init)
+        let order = try Tensor(hostOrder, shape: [data.count], on: device)
+        let replicaData = try replicas.map { ($0, try $0.dataset(data), try Tensor(hostOrder, shape: [data.count], on: $0.device)) }
+        let ranges = Array(sampler.batchRanges.prefix(max(maxSteps ?? .max, 0)))
         // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
         let totalSteps = Double(options.epochs) * Double(ranges.count)
         let start = Date()
         // Each step's mean loss goes to its own element; a report reads them back at once (and finds the first bad one).
         let stepLosses = try workspace.tensor(.stepLosses, [reportEvery], on: device)
+        let replicaLosses = try replicas.map { try $0.workspace.tensor(.stepLosses, [reportEvery], on: $0.device) }
+        // Each device's share of each pending step's batch, to weigh its mean loss.
+        var weights: [[Double]] = []
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
             let progressSoFar = (Double(epoch - 1) * Double(ranges.count) + Double(step)) / max(totalSteps, 1)
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
-            // The batch's rows and labels are read in place through the epoch's order: no gather, no copy.
-            let x = try Rows(data.images, order: order, offset: range.lowerBound, count: range.count)
-            let y = try Rows(data.labels, order: order, offset: range.lowerBound, count: range.count)
-            try forwardBackward(x, y, lossInto: stepLosses, at: pendingSteps)
+            // The batch's rows and labels are read in place through the epoch's order: no gather, no copy. With
+            // replicas, each device takes its share of the batch.
+            let parts = shares(of: range, parts: devices.count)
+            let x = try Rows(data.images, order: order, offset: parts[0].lowerBound, count: parts[0].count)
+            let y = try Rows(data.labels, order: order, offset: parts[0].lowerBound, count: parts[0].count)
+            try forwardBackward(model, x, y, lossInto: stepLosses, at: pendingSteps) { [workspace, device] in
+                try workspace.tensor(.grad, $0, on: device)
+            }
+            for (r, (replica, copy, replicaOrder)) in replicaData.enumerated() where !parts[r + 1].isEmpty {
+                let part = parts[r + 1]
+                try forwardBackward(replica.model, try Rows(copy.images, order: replicaOrder, offset: part.lowerBound, count: part.count),
+                                    try Rows(copy.labels, order: replicaOrder, offset: part.lowerBound, count: part.count),
+                                    lossInto: replicaLosses[r], at: pendingSteps) { try replica.workspace.tensor(.grad, $0, on: replica.device) }
+            }
+            weights.append(parts.map { Double($0.count) / Double(range.count) })
+            if !replicas.isEmpty { try sumGradients(weights[weights.count - 1]) }
             try optimizer.step()
+            if !replicas.isEmpty { try copyWeightsToReplicas() }
 
             pendingSteps += 1
             if pendingSteps == reportEvery || step + 1 == ranges.count {
-                // The only host synchronisation inside an epoch: one read of the losses per report.
-                let losses = try stepLosses.toArray().prefix(pendingSteps)
+                // The only host synchronisation inside an epoch: one read of the losses per report (per device).
+                var losses = Array(try stepLosses.toArray().prefix(pendingSteps))
+                if !replicas.isEmpty {
+                    let others = try replicaLosses.map { try $0.toArray() }
+                    for s in 0..<pendingSteps {
+                        var total = weights[s][0] * Double(losses[s])
+                        for (r, values) in others.enumerated() where weights[s][r + 1] > 0 { total += weights[s][r + 1] * Double(values[s]) }
+                        losses[s] = Float(total)
+                    }
+                }
+                weights.removeAll(keepingCapacity: true)
                 if let bad = losses.firstIndex(where: { !$0.isFinite }) {
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - pendingSteps + bad, value: losses[bad],
                                                       hint: divergenceHint)
@@ -116,7 +170,7 @@ public final class Trainer {
                 }
                 total += sum
                 let elapsed = Date().timeIntervalSince(start)
-                progress(StepReport(epoch: epoch, step: step + 1, steps: ranges.count, runningLoss: mean,
+                progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
                 pendingSteps = 0
                 if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
@@ -140,21 +194,58 @@ public final class Trainer {
         model.setBufferReuse(true)
         defer { model.setBufferReuse(reused) }
         let order = try Tensor((0..<n).map(Float.init), shape: [n], on: device)
-        try forwardBackward(try Rows(data.images, order: order, offset: 0, count: n),
+        try forwardBackward(model, try Rows(data.images, order: order, offset: 0, count: n),
                             try Rows(data.labels, order: order, offset: 0, count: n),
-                            lossInto: try workspace.tensor(.evaluationLoss, [1], on: device), at: 0)
+                            lossInto: try workspace.tensor(.evaluationLoss, [1], on: device), at: 0) { [workspace, device] in
+            try workspace.tensor(.grad, $0, on: device)
+        }
         try model.zeroGrad()
+        for replica in replicas {
+            let copy = try replica.dataset(data)
+            let order = try Tensor((0..<n).map(Float.init), shape: [n], on: replica.device)
+            try forwardBackward(replica.model, try Rows(copy.images, order: order, offset: 0, count: n),
+                                try Rows(copy.labels, order: order, offset: 0, count: n),
+                                lossInto: try replica.workspace.tensor(.stepLosses, [1], on: replica.device), at: 0) {
+                try replica.workspace.tensor(.grad, $0, on: replica.device)
+            }
+            try replica.model.zeroGrad()
+            try replica.device.synchronize()
+        }
         try device.synchronize()
     }
 
-    /// A step without the update: forward, the mean loss into `out[slot]` with its gradient, zeroGrad, backward.
-    private func forwardBackward(_ x: Rows, _ y: Rows, lossInto out: Tensor, at slot: Int) throws {
+    /// A step without the update on one device's model: forward, the mean loss into `out[slot]` with its gradient
+    /// (into `gradBuffer(shape)`), zeroGrad, backward.
+    private func forwardBackward(_ model: Sequential, _ x: Rows, _ y: Rows, lossInto out: Tensor, at slot: Int,
+                                 gradBuffer: ([Int]) throws -> Tensor) throws {
         let pred = try model.forward(x)
         try Evaluator.checkOutputs(pred, loss: loss, classes: classes, op: "Trainer")
-        let grad = try workspace.tensor(.grad, pred.shape, on: device)
+        let grad = try gradBuffer(pred.shape)
         try loss.mean(pred, y, grad: grad, into: out, at: slot)
         try model.zeroGrad()
         _ = try model.backward(grad, needsInputGradient: false)
+    }
+
+    /// Makes the optimiser's flat gradient buffer the batch's gradient: Σ over devices of share · that device's
+    /// gradient of its own mean loss. One copy per replica (device to device, through the host between contexts).
+    private func sumGradients(_ shares: [Double]) throws {
+        guard let primary = try (optimizer as? FlatOptimizer)?.flatBuffers() else {
+            throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters on one device")
+        }
+        if shares[0] != 1 { try primary.grads.affine(scale: Float(shares[0]), into: primary.grads) }
+        for (r, replica) in replicas.enumerated() where shares[r + 1] > 0 {
+            for p in replica.model.parameters { try p.materialiseGrad() }
+            let staging = try workspace.tensor(.staging, primary.grads.shape, on: device)
+            try staging.copy(from: replica.arena.grads)
+            try staging.affine(scale: Float(shares[r + 1]), into: staging)
+            try primary.grads.elementwise(.add, staging, into: primary.grads)
+        }
+    }
+
+    /// Copies the updated weights to every replica: one copy each.
+    private func copyWeightsToReplicas() throws {
+        guard let primary = try (optimizer as? FlatOptimizer)?.flatBuffers() else { return }
+        for replica in replicas { try replica.arena.values.copy(from: primary.values) }
     }
 
     /// The name of the first parameter holding a NaN or an infinity, or nil when all are finite.
@@ -176,23 +267,23 @@ public final class Trainer {
     }
 
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
-    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void) throws -> Float {
-        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, reportEvery: reportEvery,
+        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps,
                        shouldStop: shouldStop, progress: progress)
     }
 
     /// `trainEpoch` without a progress callback.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false }) throws -> Float {
-        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, shouldStop: shouldStop, progress: { _ in })
+        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps, shouldStop: shouldStop, progress: { _ in })
     }
 
     /// `trainEpoch` of a host dataset without a progress callback.
-    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50,
+    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false }) throws -> Float {
-        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, shouldStop: shouldStop, progress: { _ in })
+        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps, shouldStop: shouldStop, progress: { _ in })
     }
 
     /// Rows per forward pass in `evaluate`.
