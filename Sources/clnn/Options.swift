@@ -11,6 +11,17 @@ struct DataDeviceOptions: ParsableArguments {
     @Option(help: "auto, cpu, opencl or opencl:N. auto = an OpenCL GPU if there is one; with only CPU-type OpenCL (POCL), whichever of cpu and it trains this model faster (measured); else cpu.")
     var device: String = "auto"
 
+    /// The devices of a comma-separated `--device` list (`opencl:0,opencl:1`, `cpu,opencl`), for data-parallel
+    /// training; nil for a single device (see `resolveDevice`).
+    func deviceList() throws -> [DeviceTag]? {
+        guard device.contains(",") else { return nil }
+        let parts = device.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.contains(where: { $0.isEmpty || $0.lowercased() == "auto" }) {
+            throw ValidationError("--device \(device): a list names each device (cpu, opencl, opencl:N); auto is for one device")
+        }
+        return try parts.map { try DeviceTag(parsing: $0) }
+    }
+
     /// The chosen device. `auto` with a model to measure (`sizes`, `batchSize`) decides as `DeviceChoice.fastest`
     /// and says why on stderr; without one it takes the first OpenCL device, else cpu with a notice.
     func resolveDevice(sizes: [Int]? = nil, batchSize: Int = 64) throws -> DeviceTag {

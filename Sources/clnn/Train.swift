@@ -13,7 +13,8 @@ struct Train: ParsableCommand {
             run from a checkpoint's weights.
             """)
 
-    @OptionGroup var common: DataDeviceOptions
+    @OptionGroup(title: "Data and device (a list, --device opencl:0,opencl:1, trains data-parallel: one model copy per device, the global --batch-size split evenly)")
+    var common: DataDeviceOptions
 
     @Option(help: "Number of passes over the training set (default 5; with --resume, the run's own).")
     var epochs: Int?
@@ -69,6 +70,9 @@ struct Train: ParsableCommand {
     @Option(help: "Stop after this epoch (the run continues later with --resume).")
     var stopAfter: Int?
 
+    @Option(help: "Stop after this many steps in all, evaluating and saving the model as at an epoch's end (quick checks; no training state is saved for the partial epoch).")
+    var maxSteps: Int?
+
     /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).
     static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24, maxLayers = 64
 
@@ -115,6 +119,7 @@ struct Train: ParsableCommand {
             throw ValidationError("--resume continues a run and --init-from starts a new one from its weights: give one")
         }
         _ = try parseNormalization(normalization)
+        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1, got \(maxSteps)") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be ≥ 1, got \(stopAfter)") }
     }
 

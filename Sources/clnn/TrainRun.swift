@@ -118,7 +118,12 @@ extension RunStart {
     func train(_ command: Train) throws {
         let common = command.common
         // An explicit device is checked at once; `auto` is decided once the model's shape is known.
-        let explicitDevice = common.device.lowercased() == "auto" ? nil : try common.resolveDevice()
+        let deviceList = try common.deviceList()
+        let explicitDevice = try deviceList?.first ?? (common.device.lowercased() == "auto" ? nil : common.resolveDevice())
+        if let deviceList, options.batchSize % deviceList.count != 0 {
+            throw ValidationError("--batch-size \(options.batchSize) cannot be split evenly across the \(deviceList.count) devices of "
+                + "--device \(common.device): make it a multiple of \(deviceList.count)")
+        }
         let lossFunction = Losses.named(lossName)!
         let folder = MNISTFolder(common.data)
         // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
@@ -157,7 +162,9 @@ extension RunStart {
         }
         let device = try explicitDevice ?? common.resolveDevice(sizes: sizes, batchSize: options.batchSize)
         do {
-            try MLP.checkFits(sizes: sizes, rows: max(options.batchSize, Trainer.evaluationChunk), on: device)
+            for d in deviceList ?? [device] {
+                try MLP.checkFits(sizes: sizes, rows: max(options.batchSize, Trainer.evaluationChunk), on: d)
+            }
         } catch let error as DeviceError {
             throw ValidationError("a model of sizes \(sizes) with --batch-size \(options.batchSize): \(error)")
         }
@@ -167,12 +174,15 @@ extension RunStart {
 
         let model = try source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1 }
             ?? MLP.make(sizes: sizes, activation: activation, seed: options.seed, on: device)
-        let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device)
+        let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device,
+                                  replicas: Array((deviceList ?? []).dropFirst()))
         if let state { try state.value.restore(into: trainer, path: state.path) }
         let o = options
         let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
             : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"
-        print("device \(device.summary); model \(sizes.map(String.init).joined(separator: "-")) "
+        let devicesText = deviceList.map { "devices \($0.map(\.description).joined(separator: ", ")) (data-parallel, \(o.batchSize / $0.count) examples each per step)" }
+            ?? "device \(device.summary)"
+        print("\(devicesText); model \(sizes.map(String.init).joined(separator: "-")) "
               + "\(checkpoint?.activation ?? activation.rawValue), \(lossName), \(optimizerText)"
               + (o.weightDecay > 0 ? " weight decay \(o.weightDecay)" : "")
               + ", batch \(o.batchSize), \(o.epochs) epochs, seed \(o.seed)")
@@ -182,7 +192,7 @@ extension RunStart {
         }
 
         // The data goes to the device once; every minibatch is read there through the epoch's order.
-        try device.warmUp()
+        for d in deviceList ?? [device] { try d.warmUp() }
         let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
         let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
         try trainer.prepare(deviceTrain)
@@ -190,12 +200,18 @@ extension RunStart {
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(lossName) on \(device)"
         let bar = ProgressBar()
         var savedEpoch: Int?
-        let lastEpoch = min(command.stopAfter ?? o.epochs, o.epochs)
+        var lastEpoch = min(command.stopAfter ?? o.epochs, o.epochs)
+        let stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchRanges.count
+        var stepsLeft = command.maxSteps
+        var partialEpoch = false
         do {
             for epoch in firstEpoch...lastEpoch {
                 if Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
                 let start = Date()
-                let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25,
+                let steps = min(stepsLeft ?? stepsPerEpoch, stepsPerEpoch)
+                stepsLeft = stepsLeft.map { $0 - steps }
+                partialEpoch = steps < stepsPerEpoch
+                let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25, maxSteps: steps,
                                                        shouldStop: { Interrupt.requested }) { report in
                     curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
                                             Double(report.runningLoss)))
@@ -209,15 +225,26 @@ extension RunStart {
                 }
                 curves.epochs.append((epoch, testLoss, accuracy))
                 print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
-                             epoch, o.epochs, trainLoss, testLoss, accuracy, seconds))
+                             epoch, o.epochs, trainLoss, testLoss, accuracy, seconds)
+                      + (partialEpoch ? " after \(steps) of \(stepsPerEpoch) steps (--max-steps)" : ""))
                 if let save {
                     let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
                                                   imageShape: checkpoint?.imageShape ?? train.imageShape, epoch: epoch)
                     try metadata.save(model, to: save)
-                    try TrainingState.save(trainer, epoch: epoch, to: TrainingState.path(besides: save))
+                    let statePath = TrainingState.path(besides: save)
+                    if partialEpoch {
+                        // NOTE: a resumed run continues from whole epochs: no state for a partial one, and none stale.
+                        try? FileManager.default.removeItem(atPath: statePath)
+                    } else {
+                        try TrainingState.save(trainer, epoch: epoch, to: statePath)
+                    }
                     savedEpoch = epoch
                 }
                 if let plot = command.plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+                if stepsLeft == 0 {
+                    lastEpoch = epoch
+                    break
+                }
             }
         } catch let error as TrainingError {
             bar.finish()
@@ -233,7 +260,8 @@ extension RunStart {
             throw ExitCode(1)
         }
         if let save {
-            print("saved \(save)" + (lastEpoch < o.epochs ? " after epoch \(lastEpoch) of \(o.epochs) (--resume \(save) continues)" : ""))
+            print("saved \(save)" + (partialEpoch ? " after \(command.maxSteps!) steps (--max-steps; no training state for a partial epoch)"
+                : lastEpoch < o.epochs ? " after epoch \(lastEpoch) of \(o.epochs) (--resume \(save) continues)" : ""))
         }
         if let plot = command.plot { print("plotted \(plot)") }
     }
