@@ -26,6 +26,8 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Open MPI's C API, loaded at run time (dlopen): multi-process training under mpirun; nothing without it.
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .executableTarget(name: "EmbedKernels"),
         .plugin(
             name: "EmbedKernelsPlugin",
@@ -41,7 +43,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             plugins: ["EmbedKernelsPlugin"]
         ),
-        .target(name: "NN", dependencies: ["Device", "CZlib"]),
+        .target(name: "NN", dependencies: ["Device", "CZlib", "CMPI"]),
         .target(name: "CLNN", dependencies: ["Device", "NN"]),
         // Compiler-derived gradients of the reference forward passes (Swift's differentiable programming), for the
         // tests and `clnn inspect --gradients`; empty where the toolchain lacks _Differentiation. Not in any product.

@@ -23,6 +23,8 @@ public final class Trainer {
     public let devices: [DeviceTag]
     /// The model's copies on `devices.dropFirst()`.
     private let replicas: [Replica]
+    /// The processes training together under mpirun, or nil.
+    public let processGroup: ProcessGroup?
 
     /// The loss's buffers, reused across steps.
     private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss, staging }
@@ -45,7 +47,8 @@ public final class Trainer {
     ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
     ///   here, not at the first step.
     public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
-                device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil, replicas: [DeviceTag] = []) throws {
+                device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil, replicas: [DeviceTag] = [],
+                processGroup: ProcessGroup? = nil) throws {
         self.model = model
         self.loss = loss
         self.options = options
@@ -54,10 +57,13 @@ public final class Trainer {
         self.optimizer = try optimizer ?? options.makeOptimizer(model.parameters)
         evaluator = try Evaluator(model: model, loss: loss, classes: self.classes, device: self.device)
         devices = [self.device] + replicas
-        if !replicas.isEmpty {
-            guard options.batchSize % devices.count == 0 else {
+        self.processGroup = processGroup
+        if !replicas.isEmpty || processGroup != nil {
+            let parts = devices.count * (processGroup?.size ?? 1)
+            guard options.batchSize % parts == 0 else {
+                let ranks = processGroup.map { " on each of \($0.size) processes" } ?? ""
                 throw DeviceError.invalidArgument(op: "Trainer", "the batch size \(options.batchSize) cannot be split evenly "
-                    + "across \(devices.count) devices (\(devices.map(\.description).joined(separator: ", "))): make it a multiple of \(devices.count)")
+                    + "across \(devices.count) devices (\(devices.map(\.description).joined(separator: ", ")))\(ranks): make it a multiple of \(parts)")
             }
             guard let flat = self.optimizer as? FlatOptimizer else {
                 throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs an optimizer with flat buffers (SGD, Adam)")
@@ -65,6 +71,12 @@ public final class Trainer {
             // One layout for every device's flat buffers, so each exchange is one copy.
             let alignment = try devices.map { try Tensor.arenaAlignment(on: $0) }.max() ?? 1
             flat.align(to: alignment)
+            if let processGroup, let primary = try flat.flatBuffers() {
+                // Every rank starts from rank 0's weights.
+                var values = try primary.values.toArray()
+                try processGroup.broadcast(&values, from: 0)
+                try primary.values.upload(values)
+            }
             self.replicas = try replicas.map { try Replica(of: model, on: $0, alignment: alignment) }
         } else {
             self.replicas = []
@@ -129,11 +141,15 @@ public final class Trainer {
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
             // The batch's rows and labels are read in place through the epoch's order: no gather, no copy. With
             // replicas, each device takes its share of the batch.
-            let parts = shares(of: range, parts: devices.count)
-            let x = try Rows(data.images, order: order, offset: parts[0].lowerBound, count: parts[0].count)
-            let y = try Rows(data.labels, order: order, offset: parts[0].lowerBound, count: parts[0].count)
-            try forwardBackward(model, x, y, lossInto: stepLosses, at: pendingSteps) { [workspace, device] in
-                try workspace.tensor(.grad, $0, on: device)
+            let rank = processGroup?.rank ?? 0
+            let parts = Array(shares(of: range, parts: devices.count * (processGroup?.size ?? 1))
+                .dropFirst(rank * devices.count).prefix(devices.count))
+            if !parts[0].isEmpty {
+                let x = try Rows(data.images, order: order, offset: parts[0].lowerBound, count: parts[0].count)
+                let y = try Rows(data.labels, order: order, offset: parts[0].lowerBound, count: parts[0].count)
+                try forwardBackward(model, x, y, lossInto: stepLosses, at: pendingSteps) { [workspace, device] in
+                    try workspace.tensor(.grad, $0, on: device)
+                }
             }
             for (r, (replica, copy, replicaOrder)) in replicaData.enumerated() where !parts[r + 1].isEmpty {
                 let part = parts[r + 1]
@@ -142,7 +158,7 @@ public final class Trainer {
                                     lossInto: replicaLosses[r], at: pendingSteps) { try replica.workspace.tensor(.grad, $0, on: replica.device) }
             }
             weights.append(parts.map { Double($0.count) / Double(range.count) })
-            if !replicas.isEmpty { try sumGradients(weights[weights.count - 1]) }
+            if !replicas.isEmpty || processGroup != nil { try sumGradients(weights[weights.count - 1]) }
             try optimizer.step()
             if !replicas.isEmpty { try copyWeightsToReplicas() }
 
@@ -150,13 +166,16 @@ public final class Trainer {
             if pendingSteps == reportEvery || step + 1 == ranges.count {
                 // The only host synchronisation inside an epoch: one read of the losses per report (per device).
                 var losses = Array(try stepLosses.toArray().prefix(pendingSteps))
-                if !replicas.isEmpty {
+                if !replicas.isEmpty || processGroup != nil {
                     let others = try replicaLosses.map { try $0.toArray() }
-                    for s in 0..<pendingSteps {
-                        var total = weights[s][0] * Double(losses[s])
+                    var totals = (0..<pendingSteps).map { s in
+                        var total = weights[s][0] > 0 ? weights[s][0] * Double(losses[s]) : 0
                         for (r, values) in others.enumerated() where weights[s][r + 1] > 0 { total += weights[s][r + 1] * Double(values[s]) }
-                        losses[s] = Float(total)
+                        return total
                     }
+                    // Each process holds its shares' part of every step's mean loss: the sum over processes is the mean.
+                    if let processGroup { totals = try processGroup.allreduceSum(totals) }
+                    losses = totals.map(Float.init)
                 }
                 weights.removeAll(keepingCapacity: true)
                 if let bad = losses.firstIndex(where: { !$0.isFinite }) {
@@ -176,6 +195,7 @@ public final class Trainer {
                 if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
             }
         }
+        if let processGroup { try checkProcessesAgree(processGroup) }
         // The last update has no loss after it: check the weights themselves (one read per epoch).
         if let bad = try firstNonFiniteParameter() {
             throw TrainingError.nonFiniteParameters(epoch: epoch, step: ranges.count, parameter: bad, hint: divergenceHint)
@@ -232,13 +252,35 @@ public final class Trainer {
         guard let primary = try (optimizer as? FlatOptimizer)?.flatBuffers() else {
             throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters on one device")
         }
-        if shares[0] != 1 { try primary.grads.affine(scale: Float(shares[0]), into: primary.grads) }
+        if shares[0] == 0 {
+            try primary.grads.fill(0)  // this device had no rows this step (its buffer holds the last step's)
+        } else if shares[0] != 1 {
+            try primary.grads.affine(scale: Float(shares[0]), into: primary.grads)
+        }
         for (r, replica) in replicas.enumerated() where shares[r + 1] > 0 {
             for p in replica.model.parameters { try p.materialiseGrad() }
             let staging = try workspace.tensor(.staging, primary.grads.shape, on: device)
             try staging.copy(from: replica.arena.grads)
             try staging.affine(scale: Float(shares[r + 1]), into: staging)
             try primary.grads.elementwise(.add, staging, into: primary.grads)
+        }
+        if let processGroup {
+            // The gradient exchange between processes: one allreduce of the flat buffer per step.
+            var values = try primary.grads.toArray()
+            try processGroup.allreduceSum(&values)
+            try primary.grads.upload(values)
+        }
+    }
+
+    /// Checks, once an epoch, that every process holds the same weights (they all apply the same summed gradient).
+    private func checkProcessesAgree(_ group: ProcessGroup) throws {
+        guard let primary = try (optimizer as? FlatOptimizer)?.flatBuffers() else { return }
+        let values = try primary.values.toArray()
+        let digest = values.enumerated().reduce(0.0) { $0 + Double($1.element) * Double($1.offset % 251 + 1) }
+        let all = try group.allgather([digest])
+        if let other = all.firstIndex(where: { $0[0] != all[0][0] }) {
+            throw DeviceError.invalidArgument(op: "Trainer", "the weights of process \(other) differ from process 0's "
+                + "(\(all[other][0]) against \(all[0][0])): the processes no longer train one model")
         }
     }
 

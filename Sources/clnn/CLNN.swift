@@ -2,6 +2,7 @@ import ArgumentParser
 import Device
 import Foundation
 import Logging
+import NN
 
 @main
 struct CLNN: ParsableCommand {
@@ -22,6 +23,12 @@ struct CLNN: ParsableCommand {
             try command.run()
             finish()
         } catch {
+            if let group = ProcessGroup.current {
+                // NOTE: one process stopping alone would leave the others waiting in the next allreduce forever.
+                warn("clnn (process \(group.rank) of \(group.size)): " + fullMessage(for: error))
+                OpenCLRuntime.shared.finishAll()
+                group.abort(exitCode(for: error).rawValue == 0 ? 1 : exitCode(for: error).rawValue)
+            }
             finish()
             exit(withError: error)
         }
@@ -29,6 +36,7 @@ struct CLNN: ParsableCommand {
 
     static func finish() {
         OpenCLRuntime.shared.finishAll()
+        ProcessGroup.current?.finalize()
         if let report = OpenCLRuntime.shared.profileReport() { warn("\nOpenCL profile (CLNN_PROFILE=1):\n" + report) }
         fflush(nil)
     }

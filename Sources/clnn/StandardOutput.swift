@@ -8,3 +8,8 @@
 func setLineBuffered() {
     setvbuf(stdout, nil, _IOLBF, 0)
 }
+
+/// Sends what `print` writes to /dev/null (every process but the first under mpirun).
+func silenceStandardOutput() {
+    _ = freopen("/dev/null", "w", stdout)
+}

@@ -125,7 +125,10 @@ struct Train: ParsableCommand {
 
     func run() throws {
         Interrupt.install()
-        let start = try RunStart(self)
+        // Under mpirun with several ranks: one replica per process; only process 0 prints and writes files.
+        let group = try ProcessGroup.join()
+        if let group, group.rank != 0 { silenceStandardOutput() }
+        let start = try RunStart(self, group: group)
         try start.train(self)
     }
 }

@@ -13,10 +13,15 @@ struct RunStart {
     let options: TrainingOptions
     let activation: Activation
     let lossName: String
-    /// Where the model and its training state go after each epoch.
+    /// Where the model and its training state go after each epoch (process 0 only under mpirun).
     let save: String?
+    /// The SVG plot's file (process 0 only under mpirun).
+    let plot: String?
+    /// The processes training together under mpirun, or nil.
+    let group: ProcessGroup?
 
-    init(_ command: Train) throws {
+    init(_ command: Train, group: ProcessGroup? = nil) throws {
+        self.group = group
         var source: (String, [UInt8], Checkpoint)?
         if let path = command.resume ?? command.initFrom {
             let bytes = try readFileBytes(path, what: "checkpoint file")
@@ -107,7 +112,9 @@ struct RunStart {
             throw ValidationError("--stop-after \(stop): the run being resumed has completed \(saved.epoch) epochs already")
         }
         self.options = options
-        save = command.save ?? command.resume
+        let writes = (group?.rank ?? 0) == 0
+        save = writes ? command.save ?? command.resume : nil
+        plot = writes ? command.plot : nil
     }
 
     /// The first epoch this run trains.
@@ -119,7 +126,16 @@ extension RunStart {
         let common = command.common
         // An explicit device is checked at once; `auto` is decided once the model's shape is known.
         let deviceList = try common.deviceList()
-        let explicitDevice = try deviceList?.first ?? (common.device.lowercased() == "auto" ? nil : common.resolveDevice())
+        var explicitDevice = try deviceList?.first ?? (common.device.lowercased() == "auto" ? nil : common.resolveDevice())
+        if let group, deviceList == nil {
+            // Each process takes a device by its rank on the host: `opencl` means opencl:(local rank mod count).
+            let openCL = DeviceTag.available.filter(\.isOpenCL)
+            switch common.device.lowercased() {
+            case "opencl" where !openCL.isEmpty: explicitDevice = openCL[group.localRank % openCL.count]
+            case "auto": explicitDevice = DeviceTag.preferred
+            default: break
+            }
+        }
         if let deviceList, options.batchSize % deviceList.count != 0 {
             throw ValidationError("--batch-size \(options.batchSize) cannot be split evenly across the \(deviceList.count) devices of "
                 + "--device \(common.device): make it a multiple of \(deviceList.count)")
@@ -129,7 +145,7 @@ extension RunStart {
         // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
         var outputs: [(option: String, path: String)] = []
         if let save { outputs += [("--save", save), ("--save (its training state)", TrainingState.path(besides: save))] }
-        if let plot = command.plot { outputs.append(("--plot", plot)) }
+        if let plot = plot { outputs.append(("--plot", plot)) }
         do {
             // NOTE: --resume's own files are rewritten in place (they are read in full already); --init-from's are inputs.
             try OutputFiles.check(outputs, inputs: try folder.files() + (command.initFrom.map { [$0] } ?? []))
@@ -139,6 +155,7 @@ extension RunStart {
         let loadStart = Date()
         // Images stay bytes on the host; the normalised float copy is made only on the device.
         let (train, test) = try folder.loadRaw()
+        if let group { try checkSameData(train, test, group: group, folder: common.data) }
         var checkpoint = source?.checkpoint
         var assumptions = StateDictAssumptions()
         if let source, source.checkpoint.inferredFromShapes {
@@ -175,14 +192,15 @@ extension RunStart {
         let model = try source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1 }
             ?? MLP.make(sizes: sizes, activation: activation, seed: options.seed, on: device)
         let trainer = try Trainer(model: model, loss: lossFunction, classes: plan.classes, options: options, device: device,
-                                  replicas: Array((deviceList ?? []).dropFirst()))
+                                  replicas: Array((deviceList ?? []).dropFirst()), processGroup: group)
         if let state { try state.value.restore(into: trainer, path: state.path) }
         let o = options
         let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
             : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"
         let devicesText = deviceList.map { "devices \($0.map(\.description).joined(separator: ", ")) (data-parallel, \(o.batchSize / $0.count) examples each per step)" }
             ?? "device \(device.summary)"
-        print("\(devicesText); model \(sizes.map(String.init).joined(separator: "-")) "
+        let processText = group.map { "\($0.size) processes (mpirun; process 0's devices shown), global batch split across all; " } ?? ""
+        print("\(processText)\(devicesText); model \(sizes.map(String.init).joined(separator: "-")) "
               + "\(checkpoint?.activation ?? activation.rawValue), \(lossName), \(optimizerText)"
               + (o.weightDecay > 0 ? " weight decay \(o.weightDecay)" : "")
               + ", batch \(o.batchSize), \(o.epochs) epochs, seed \(o.seed)")
@@ -240,7 +258,7 @@ extension RunStart {
                     }
                     savedEpoch = epoch
                 }
-                if let plot = command.plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+                if let plot = plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
                 if stepsLeft == 0 {
                     lastEpoch = epoch
                     break
@@ -248,7 +266,7 @@ extension RunStart {
             }
         } catch let error as TrainingError {
             bar.finish()
-            if let plot = command.plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            if let plot = plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
             var kept = ""
             if let save {
                 // NOTE: name the file only when this run wrote a good model into it.
@@ -263,6 +281,27 @@ extension RunStart {
             print("saved \(save)" + (partialEpoch ? " after \(command.maxSteps!) steps (--max-steps; no training state for a partial epoch)"
                 : lastEpoch < o.epochs ? " after epoch \(lastEpoch) of \(o.epochs) (--resume \(save) continues)" : ""))
         }
-        if let plot = command.plot { print("plotted \(plot)") }
+        if let plot = plot { print("plotted \(plot)") }
+    }
+}
+
+extension RunStart {
+    /// Every process must train on the same data: compares each one's example counts and a checksum of its pixels and
+    /// labels with process 0's.
+    /// - Throws: `DataError` naming this process's folder and the process that differs.
+    func checkSameData(_ train: RawDataset, _ test: RawDataset, group: ProcessGroup, folder: String) throws {
+        func digest(_ data: RawDataset) -> [Double] {
+            var sum = 0.0
+            for (i, p) in data.pixels.enumerated() { sum += Double(p) * Double(i % 251 + 1) }
+            for (i, l) in data.labels.enumerated() { sum += Double(l) * Double(i % 13 + 1) }
+            return [Double(data.count), sum]
+        }
+        let all = try group.allgather(digest(train) + digest(test))
+        guard let other = all.firstIndex(where: { $0 != all[0] }) else { return }
+        func describe(_ d: [Double]) -> String {
+            "\(Int(d[0])) training and \(Int(d[2])) test examples (checksums \(Int(d[1])), \(Int(d[3])))"
+        }
+        throw DataError(folder, "process \(group.rank)'s data folder; process \(other) read \(describe(all[other])) but process 0 "
+            + "read \(describe(all[0])): every process must train on the same data")
     }
 }

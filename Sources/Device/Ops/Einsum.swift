@@ -85,6 +85,7 @@ extension Tensor {
     /// read back and the result uploaded).
     /// - Throws: `DeviceError.invalidArgument` for a bad spec (naming the subscript) or a subscript whose sizes
     ///   differ between the operands; `DeviceError.deviceMismatch` when the operands live on different devices.
+    @discardableResult
     public static func einsum(_ spec: String, _ a: Tensor, _ b: Tensor, into out: Tensor? = nil) throws -> Tensor {
         let parsed = try EinsumSpec.cached(spec)
         guard a.device == b.device else { throw DeviceError.deviceMismatch(op: "einsum", a.device, b.device) }

@@ -1,0 +1,113 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// `mpirun -np 2 clnn train …` (Open MPI): the same model as one process, over shared memory and over TCP; a killed
+/// process ends the job; processes with different data refuse to start. Skips where Open MPI is not installed.
+final class MPICLITests: CLITestCase {
+    private var mpirun: URL {
+        get throws {
+            for folder in ["/usr/bin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: folder + "/mpirun") {
+                return URL(fileURLWithPath: folder + "/mpirun")
+            }
+            throw XCTSkip("Open MPI's mpirun is not installed (apt-get install openmpi-bin)")
+        }
+    }
+
+    /// Runs `mpirun <mpiArgs> -np 2 clnn <args>` (or an MPMD line), with a time limit; `whenRunning` may act on it.
+    private func mpi(_ arguments: [String], timeout: Double = 120, whenRunning: ((Process) -> Bool)? = nil) throws
+        -> (status: Int32, stdout: String, stderr: String, seconds: Double) {
+        let process = Process()
+        process.executableURL = try mpirun
+        process.arguments = ["--allow-run-as-root", "--oversubscribe"] + arguments
+        let out = Pipe(), err = Pipe()
+        (process.standardOutput, process.standardError) = (out, err)
+        nonisolated(unsafe) var stdoutData = Data(), stderrData = Data()
+        let group = DispatchGroup()
+        try process.run()
+        DispatchQueue.global().async(group: group) { stdoutData = out.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { stderrData = err.fileHandleForReading.readDataToEndOfFile() }
+        let start = Date()
+        var acted = false
+        while process.isRunning && Date().timeIntervalSince(start) < timeout {
+            if let whenRunning, !acted { acted = whenRunning(process) }
+            usleep(20_000)
+        }
+        if process.isRunning {
+            process.terminate()
+            XCTFail("mpirun \(arguments) still running after \(timeout) s")
+        }
+        process.waitUntilExit()
+        group.wait()
+        return (process.terminationStatus, String(decoding: stdoutData, as: UTF8.self), String(decoding: stderrData, as: UTF8.self),
+                Date().timeIntervalSince(start))
+    }
+
+    func testTwoProcessesTrainTheModelOneProcessTrainsOverSharedMemoryAndTCP() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        let clnn = try self.clnn.path
+        let common = ["train", "--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "5", "--epochs", "3",
+                      "--max-steps", "20", "--momentum", "0.9"]
+        let single = out.appendingPathComponent("single.safetensors").path
+        XCTAssertEqual(try run(common + ["--save", single]).status, 0)
+        let expected = try Checkpoint.load(single, on: .cpu).1.parameters.map { try $0.value.toArray() }
+        for (transport, mca) in [("shared memory", ["--mca", "btl", "self,vader"]), ("TCP", ["--mca", "btl", "tcp,self"])] {
+            let save = out.appendingPathComponent("\(transport).safetensors").path
+            let r = try mpi(mca + ["-np", "2", clnn] + common + ["--save", save])
+            XCTAssertEqual(r.status, 0, "\(transport): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("2 processes (mpirun"), r.stdout)
+            XCTAssertEqual(r.stdout.components(separatedBy: "saved \(save)").count - 1, 1, "only process 0 prints and saves: \(r.stdout)")
+            let got = try Checkpoint.load(save, on: .cpu).1.parameters.map { try $0.value.toArray() }
+            let worst = zip(expected, got).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1e-5, "mpirun -np 2 over \(transport) against one process")
+            print("mpirun -np 2 over \(transport): max |Δw| after 20 steps = \(worst)")
+        }
+    }
+
+    func testAKilledProcessEndsTheJobAndTheCheckpointStays() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 200, testCount: 10)
+        let save = out.appendingPathComponent("m.safetensors").path
+        var killedAt: Date?
+        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu", "--epochs", "100000",
+                         "--batch-size", "4", "--hidden", "4", "--save", save], timeout: 120) { _ in
+            // Once a checkpoint exists, kill -9 one of the two training processes.
+            guard FileManager.default.fileExists(atPath: save) else { return false }
+            let pids = self.trainingPids(data.path)
+            guard let victim = pids.last else { return false }
+            kill(victim, SIGKILL)
+            killedAt = Date()
+            return true
+        }
+        XCTAssertNotNil(killedAt, "a process was killed")
+        XCTAssertNotEqual(r.status, 0, "the job fails")
+        if let killedAt { XCTAssertLessThan(Date().timeIntervalSince(killedAt), 30, "within seconds") }
+        XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu), "the last checkpoint on disk stays loadable")
+        XCTAssertTrue(trainingPids(data.path).isEmpty, "no training process is left running")
+    }
+
+    func testProcessesWithDifferentDataRefuseToStart() throws {
+        let a = try temporaryFolder(self), b = try temporaryFolder(self)
+        try writeMNISTFolder(a, trainCount: 60, testCount: 20)
+        try writeMNISTFolder(b, trainCount: 59, testCount: 20)
+        let clnn = try self.clnn.path
+        let train = ["train", "--device", "cpu", "--batch-size", "8", "--hidden", "4", "--epochs", "1"]
+        let r = try mpi(["-np", "1", clnn] + train + ["--data", a.path, ":", "-np", "1", clnn] + train + ["--data", b.path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("process 1 read 59 training and 20 test examples"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("every process must train on the same data"), r.stderr)
+    }
+
+    /// The pids of `clnn train` processes reading `folder`.
+    private func trainingPids(_ folder: String) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), pid != getpid(),
+                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.first?.hasSuffix("/clnn") == true && args.contains(folder) ? pid : nil
+        }.sorted()
+    }
+}
