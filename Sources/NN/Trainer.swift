@@ -25,6 +25,11 @@ public final class Trainer {
     private let replicas: [Replica]
     /// The processes training together under mpirun, or nil.
     public let processGroup: ProcessGroup?
+    /// Seconds spent so far in the gradient exchange (summing replicas' and processes' gradients, copying weights
+    /// back), host time including the waits it causes; 0 on one device.
+    public private(set) var exchangeSeconds = 0.0
+    /// Steps that made an exchange.
+    public private(set) var exchangeSteps = 0
 
     /// The loss's buffers, reused across steps.
     private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss, staging }
@@ -43,6 +48,9 @@ public final class Trainer {
     ///     copies, sums their gradients into the optimiser's flat buffer (one copy per replica), steps once, and
     ///     copies the new weights back (one copy per replica) — the same update a single device makes, to float
     ///     rounding.
+    ///   - processGroup: the processes of an mpirun job (`ProcessGroup.join()`): each trains its own share of every
+    ///     global batch, and the flat gradient buffer is summed across them with one `MPI_Allreduce` per step; the
+    ///     initial weights are process 0's.
     /// - Throws: `DeviceError.invalidArgument` when the model's parameters are not all on `device`, or the class
     ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
     ///   here, not at the first step.
@@ -158,9 +166,17 @@ public final class Trainer {
                                     lossInto: replicaLosses[r], at: pendingSteps) { try replica.workspace.tensor(.grad, $0, on: replica.device) }
             }
             weights.append(parts.map { Double($0.count) / Double(range.count) })
-            if !replicas.isEmpty || processGroup != nil { try sumGradients(weights[weights.count - 1]) }
+            let exchanging = !replicas.isEmpty || processGroup != nil
+            var exchangeStart = DispatchTime.now().uptimeNanoseconds
+            if exchanging { try sumGradients(weights[weights.count - 1]) }
+            var exchangeTime = Double(DispatchTime.now().uptimeNanoseconds - exchangeStart) / 1e9
             try optimizer.step()
-            if !replicas.isEmpty { try copyWeightsToReplicas() }
+            if !replicas.isEmpty {
+                exchangeStart = DispatchTime.now().uptimeNanoseconds
+                try copyWeightsToReplicas()
+                exchangeTime += Double(DispatchTime.now().uptimeNanoseconds - exchangeStart) / 1e9
+            }
+            if exchanging { (exchangeSeconds, exchangeSteps) = (exchangeSeconds + exchangeTime, exchangeSteps + 1) }
 
             pendingSteps += 1
             if pendingSteps == reportEvery || step + 1 == ranges.count {

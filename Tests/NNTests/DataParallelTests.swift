@@ -14,6 +14,8 @@ final class DataParallelTests: XCTestCase {
         let device = try DeviceDataset(data, on: devices[0])
         try trainer.prepare(device)
         _ = try trainer.trainEpoch(device, epoch: 1, maxSteps: steps)
+        XCTAssertEqual(trainer.exchangeSteps, devices.count > 1 ? steps : 0, "one exchange per step with replicas")
+        XCTAssertEqual(trainer.exchangeSeconds > 0, devices.count > 1)
         return try model.parameters.map { try $0.value.toArray() }
     }
 

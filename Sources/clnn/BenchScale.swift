@@ -1,0 +1,59 @@
+import ArgumentParser
+import Device
+import Foundation
+@_spi(CLI) import NN
+
+extension Bench {
+    struct Scale: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Data-parallel scaling: epoch time and the gradient exchange per step for 1 and 2 replicas (and, under mpirun, per process).",
+            discussion: "Under mpirun (e.g. mpirun -np 2 --mca btl tcp,self clnn bench scale --layouts cpu) every layout runs on every process and the exchange includes the MPI_Allreduce; process 0 prints.")
+
+        @Option(help: "A folder in the MNIST layout.")
+        var data: String = MNISTFolder.defaultPath
+
+        @Option(help: "Device lists to time, separated by ';' (default: cpu; cpu,cpu; and with OpenCL opencl:0; opencl:0,opencl:1 when there are two devices).")
+        var layouts: String?
+
+        @Option(help: "Global minibatch size.")
+        var batchSize: Int = 64
+
+        func run() throws {
+            let group = try ProcessGroup.join()
+            if let group, group.rank != 0 { silenceStandardOutput() }
+            var lists = [[DeviceTag.cpu], [.cpu, .cpu]]
+            let openCL = DeviceTag.available.filter(\.isOpenCL)
+            if let first = openCL.first { lists += [[first]] + (openCL.count >= 2 ? [Array(openCL.prefix(2))] : [[first, first]]) }
+            if let layouts {
+                lists = try layouts.split(separator: ";").map { item in
+                    try item.split(separator: ",").map { try DeviceTag(parsing: $0.trimmingCharacters(in: .whitespaces)) }
+                }
+            }
+            let (rawTrain, _) = try MNISTFolder(data).load()
+            let train = Normalization.fit(rawTrain).apply(rawTrain)
+            let processes = group?.size ?? 1
+            print("784-50-10, cross-entropy, SGD lr 0.1, global batch \(batchSize), one epoch per layout, \(processes) process(es)"
+                  + (group == nil ? "" : " (mpirun)"))
+            print("devices per process        epoch s   steps   exchange ms/step   exchange share")
+            for devices in lists {
+                for d in devices { try d.warmUp() }
+                var options = TrainingOptions()
+                (options.schedule, options.batchSize, options.epochs) = (.constant, batchSize, 1)
+                let model = try MLP.make(sizes: [train.features, 50, 10], seed: 1, on: devices[0])
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                          replicas: Array(devices.dropFirst()), processGroup: group)
+                let data = try DeviceDataset(train, on: devices[0])
+                try trainer.prepare(data)
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try trainer.trainEpoch(data, epoch: 1, reportEvery: 100)
+                for d in devices { try d.synchronize() }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                let perStep = trainer.exchangeSteps > 0 ? trainer.exchangeSeconds / Double(trainer.exchangeSteps) * 1e3 : 0
+                print(devices.map(\.description).joined(separator: ",").padding(toLength: 24, withPad: " ", startingAt: 0)
+                      + String(format: "%9.3f %7d %18.3f %15.1f%%", seconds, BatchSampler(count: train.count, batchSize: batchSize,
+                                                                                         seed: 42).batchRanges.count,
+                               perStep, trainer.exchangeSeconds / seconds * 100))
+            }
+        }
+    }
+}
