@@ -158,3 +158,9 @@ FORWARD(cl_int, clWaitForEvents, CL_INVALID_EVENT, (cl_uint n, const cl_event *e
 FORWARD(cl_int, clGetEventProfilingInfo, CL_INVALID_EVENT,
         (cl_event e, cl_profiling_info param, size_t size, void *value, size_t *ret), (e, param, size, value, ret))
 FORWARD(cl_int, clReleaseEvent, CL_INVALID_EVENT, (cl_event e), (e))
+FORWARD(cl_int, clFlush, CL_INVALID_COMMAND_QUEUE, (cl_command_queue q), (q))
+FORWARD_OBJECT(cl_event, clCreateUserEvent, (cl_context c, cl_int *err), (c, err), err)
+FORWARD(cl_int, clSetUserEventStatus, CL_INVALID_EVENT, (cl_event e, cl_int status), (e, status))
+FORWARD(cl_int, clSetEventCallback, CL_INVALID_EVENT,
+        (cl_event e, cl_int type, void (CL_CALLBACK *notify)(cl_event, cl_int, void *), void *user),
+        (e, type, notify, user))

@@ -102,7 +102,8 @@ extension Storage {
         }
     }
 
-    /// Copies `count` floats into `destination`, which may live on another device (then through the host).
+    /// Copies `count` floats into `destination`, which may live on another device (then through the host; between two
+    /// OpenCL devices without blocking the host, see `OpenCLDevice.copyAcross`).
     func copy(to destination: Storage, count: Int) throws {
         guard count > 0 else { return }
         switch (self, destination) {
@@ -112,10 +113,8 @@ extension Storage {
             try from.device.read(from, into: to.pointer, count: count)
         case let (.opencl(from), .opencl(to)) where from.device === to.device:
             try from.device.copy(from, to: to, count: count)
-        case let (.opencl(from), .opencl):
-            let staging = HostBuffer(count: count)
-            try from.device.read(from, into: staging.pointer, count: count)
-            try destination.upload(staging.pointer, count: count, at: 0)
+        case let (.opencl(from), .opencl(to)):
+            try to.device.copyAcross(from: from, to: to, count: count)
         }
     }
 }

@@ -22,7 +22,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// known to be drained.
     /// NOTE: the OpenCL spec defers deleting a released buffer until its commands finish, but not every driver
     /// does (oclgrind frees at once and then reports reads of "uninitialised" memory), so we never rely on it.
-    private var inFlight: [CLBuffer] = []
+    /// Host staging memory of a cross-device copy waits here too, until its write has run.
+    private var inFlight: [AnyObject] = []
     private static let maxInFlight = 4096
 
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
@@ -245,11 +246,78 @@ public final class OpenCLDevice: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Copies `count` floats from `source`, a buffer of another device (another context), into `destination` of
+    /// this device without blocking the host: `source`'s device reads into host staging memory, and the write into
+    /// `destination` waits in this device's queue for that read (a user event completed by the read's callback).
+    /// Commands queued later on either device are ordered after the copy as usual, and neither queue drains.
+    /// Falls back to a blocking copy where the driver refuses a step.
+    func copyAcross(from source: CLBuffer, to destination: CLBuffer, count: Int) throws {
+        guard count > 0 else { return }
+        let bytes = count * MemoryLayout<Float>.size
+        let staging = HostBuffer(count: count)
+        let from = source.device
+        var readEvent: cl_event?
+        try check(clEnqueueReadBuffer(from.queue.handle, source.handle, cl_bool(CL_FALSE), 0, bytes, staging.pointer,
+                                      0, nil, &readEvent), "clEnqueueReadBuffer(\(count) floats, non-blocking)")
+        from.lock.lock()
+        from.inFlight += [source, staging]
+        from.lock.unlock()
+        guard let readEvent else { throw OpenCLError.call("clEnqueueReadBuffer (no event)", status: CL_INVALID_EVENT) }
+        // The read must start without a later finish on its device, or the write would wait forever.
+        try check(clFlush(from.queue.handle), "clFlush(\(from.info.name))")
+        var status: cl_int = CL_SUCCESS
+        guard let gate = clCreateUserEvent(context.handle, &status), status == CL_SUCCESS else {
+            defer { clReleaseEvent(readEvent) }
+            var wait: cl_event? = readEvent
+            try check(clWaitForEvents(1, &wait), "clWaitForEvents(read from \(from.info.name))")
+            return try write(destination, from: staging.pointer, count: count)
+        }
+        var gateList: cl_event? = gate
+        status = clEnqueueWriteBuffer(queue.handle, destination.handle, cl_bool(CL_FALSE), 0, bytes, staging.pointer,
+                                      1, &gateList, nil)
+        guard status == CL_SUCCESS else {
+            clReleaseEvent(gate)
+            var wait: cl_event? = readEvent
+            clWaitForEvents(1, &wait)
+            clReleaseEvent(readEvent)
+            throw OpenCLError.call("clEnqueueWriteBuffer(\(count) floats, after a read on \(from.info.name))", status: status)
+        }
+        lock.lock()
+        inFlight += [destination, staging]
+        lock.unlock()
+        // The callback owns both events from here: it opens the gate (or fails it with the read's error status).
+        let events = Unmanaged.passRetained(CrossDeviceGate(read: readEvent, gate: gate)).toOpaque()
+        status = clSetEventCallback(readEvent, CL_COMPLETE, { _, readStatus, userData in
+            guard let userData else { return }
+            let events = Unmanaged<CrossDeviceGate>.fromOpaque(userData).takeRetainedValue()
+            clSetUserEventStatus(events.gate, readStatus < 0 ? readStatus : CL_COMPLETE)
+            clReleaseEvent(events.gate)
+            clReleaseEvent(events.read)
+        }, events)
+        if status != CL_SUCCESS {
+            // No callback will come: wait for the read here and open the gate ourselves.
+            Unmanaged<CrossDeviceGate>.fromOpaque(events).release()
+            var wait: cl_event? = readEvent
+            let waited = clWaitForEvents(1, &wait)
+            clSetUserEventStatus(gate, waited == CL_SUCCESS ? CL_COMPLETE : waited)
+            clReleaseEvent(gate)
+            clReleaseEvent(readEvent)
+            try check(waited, "clWaitForEvents(read from \(from.info.name))")
+        }
+    }
+
     /// Waits for every queued command to finish.
     public func finish() throws {
         try check(clFinish(queue.handle), "clFinish(\(info.name))")
         drained()
     }
+}
+
+/// The two events of one cross-device copy, handed to the read's completion callback.
+private final class CrossDeviceGate {
+    let read: cl_event
+    let gate: cl_event
+    init(read: cl_event, gate: cl_event) { (self.read, self.gate) = (read, gate) }
 }
 
 /// Sets a kernel's arguments in order, during `OpenCLDevice.launch` (the device's lock is held).

@@ -9,6 +9,10 @@ extension Tensor {
 
     /// Overwrites this tensor with `source`'s values. The two may live on different devices; their element
     /// counts must agree.
+    ///
+    /// Between two OpenCL devices the copy goes through host memory but does not block the host: it is queued after
+    /// everything already queued on `source`'s device, and work queued afterwards on this tensor's device runs after
+    /// it, as for any op. A copy to or from `cpu` completes before it returns.
     public func copy(from source: Tensor) throws {
         guard source.count == count else { throw DeviceError.shapeMismatch(op: "copy", source.shape, shape) }
         try source.storage.copy(to: storage, count: count)

@@ -26,7 +26,8 @@ public final class Trainer {
     /// The processes training together under mpirun, or nil.
     public let processGroup: ProcessGroup?
     /// Seconds spent so far in the gradient exchange (summing replicas' and processes' gradients, copying weights
-    /// back), host time including the waits it causes; 0 on one device.
+    /// back): host time, including any wait it causes — copies between OpenCL devices are queued without a wait, so
+    /// their device time shows in the epoch instead; the read-back before an allreduce waits. 0 on one device.
     public private(set) var exchangeSeconds = 0.0
     /// Steps that made an exchange.
     public private(set) var exchangeSteps = 0
@@ -263,7 +264,8 @@ public final class Trainer {
     }
 
     /// Makes the optimiser's flat gradient buffer the batch's gradient: Σ over devices of share · that device's
-    /// gradient of its own mean loss. One copy per replica (device to device, through the host between contexts).
+    /// gradient of its own mean loss. One copy per replica (device to device, through the host between contexts,
+    /// queued without blocking the host: see `Tensor.copy(from:)`).
     private func sumGradients(_ shares: [Double]) throws {
         guard let primary = try (optimizer as? FlatOptimizer)?.flatBuffers() else {
             throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters on one device")

@@ -7,7 +7,7 @@ extension Bench {
     struct Scale: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Data-parallel scaling: epoch time and the gradient exchange per step for 1 and 2 replicas (and, under mpirun, per process).",
-            discussion: "Under mpirun (e.g. mpirun -np 2 --mca btl tcp,self clnn bench scale --layouts cpu) every layout runs on every process and the exchange includes the MPI_Allreduce; process 0 prints.")
+            discussion: "The exchange column is host time spent in the exchange per step: on cpu the copies and sums themselves; between OpenCL devices the copies are queued without waiting (their device time shows in the epoch, not here); under mpirun (e.g. mpirun -np 2 --mca btl tcp,self clnn bench scale --layouts cpu) it includes the MPI_Allreduce and the read-back before it. Every layout runs on every process; process 0 prints.")
 
         @Option(help: "A folder in the MNIST layout.")
         var data: String = MNISTFolder.defaultPath

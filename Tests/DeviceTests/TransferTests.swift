@@ -30,6 +30,41 @@ final class TransferTests: XCTestCase {
         assertClose(try path.activation(.relu).toArray(), values.map { max($0, 0) })
     }
 
+    func testCopiesBetweenOpenCLDevicesKeepEachQueuesOrderWithoutHostWaits() throws {
+        // A copy between two contexts does not block the host: the read is queued on the source device, and the
+        // write waits for it in the destination's queue. Kernels queued right after on either side must see the
+        // copy in order: the source overwritten at once must not leak into the copy, and the destination's next
+        // kernel must see the copied values. Integer values keep every sum exact.
+        try requireOpenCL(count: 2)
+        let n = 40_003
+        let start = (0..<n).map { Float($0 % 1000) }
+        let a = try Tensor(start, shape: [n], on: .opencl(0))
+        let b = try Tensor.zeros([n], on: .opencl(1))
+        for round in 0..<40 {
+            try b.copy(from: a)                                     // opencl:0 → opencl:1
+            _ = try a.affine(scale: 0, shift: -7, into: a)          // the source overwritten right after
+            _ = try b.affine(scale: 1, shift: Float(round), into: b)  // must see the copied values
+            try a.copy(from: b)                                     // opencl:1 → opencl:0
+            try b.fill(-5)
+        }
+        let added = Float((0..<40).reduce(0, +))
+        assertEqualValues(try a.toArray(), start.map { $0 + added }, "after 40 round trips")
+        assertEqualValues(try b.toArray(), [Float](repeating: -5, count: n), "the source overwritten after a copy")
+        // A source released at once (a temporary) still arrives.
+        try b.copy(from: try Tensor(start, shape: [n], on: .opencl(0)))
+        assertEqualValues(try b.toArray(), start, "a temporary source")
+    }
+
+    /// Equal arrays, reported as the number of differing elements and the first one (not two 40,000-value dumps).
+    private func assertEqualValues(_ actual: [Float], _ expected: [Float], _ what: String, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, what, line: line)
+        let differing = zip(actual, expected).enumerated().filter { $0.element.0 != $0.element.1 }
+        if let first = differing.first {
+            XCTFail("\(what): \(differing.count) of \(expected.count) elements differ, the first at \(first.offset): "
+                    + "\(first.element.0) instead of \(first.element.1)", line: line)
+        }
+    }
+
     func testRandnIsTheSameOnEveryDevice() throws {
         let reference = try Tensor.randn([17, 9], seed: 7).toArray()
         for device in testDevices {
