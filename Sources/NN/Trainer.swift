@@ -105,7 +105,8 @@ public final class Trainer {
     /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
     /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
     /// `progress` — the trailing closure — is called every `reportEvery` steps and at the end; `shouldStop` is polled
-    /// at each report.
+    /// at each report. `maxSteps` ends the epoch after that many steps; the learning rate still follows the whole
+    /// run's schedule, so those are exactly the first steps of the full epoch.
     ///
     /// ```swift
     /// for epoch in 1...options.epochs {
@@ -136,7 +137,10 @@ public final class Trainer {
         let replicaData = try replicas.map { ($0, try $0.dataset(data), try Tensor(hostOrder, shape: [data.count], on: $0.device)) }
         let ranges = Array(sampler.batchRanges.prefix(max(maxSteps ?? .max, 0)))
         // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
-        let totalSteps = Double(options.epochs) * Double(ranges.count)
+        // The schedule is laid over whole epochs, so that a run cut short by `maxSteps` takes exactly the first steps
+        // of the full run.
+        let stepsPerEpoch = Double(sampler.batchRanges.count)
+        let totalSteps = Double(options.epochs) * stepsPerEpoch
         let start = Date()
         // Each step's mean loss goes to its own element; a report reads them back at once (and finds the first bad one).
         let stepLosses = try workspace.tensor(.stepLosses, [reportEvery], on: device)
@@ -146,7 +150,7 @@ public final class Trainer {
         var pendingSteps = 0
         var total = 0.0
         for (step, range) in ranges.enumerated() {
-            let progressSoFar = (Double(epoch - 1) * Double(ranges.count) + Double(step)) / max(totalSteps, 1)
+            let progressSoFar = (Double(epoch - 1) * stepsPerEpoch + Double(step)) / max(totalSteps, 1)
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
             // The batch's rows and labels are read in place through the epoch's order: no gather, no copy. With
             // replicas, each device takes its share of the batch.

@@ -70,7 +70,7 @@ struct Train: ParsableCommand {
     @Option(help: "Stop after this epoch (the run continues later with --resume).")
     var stopAfter: Int?
 
-    @Option(help: "Stop after this many steps in all, evaluating and saving the model as at an epoch's end (quick checks; no training state is saved for the partial epoch).")
+    @Option(help: "Stop after this many steps in all, evaluating and saving the model as at an epoch's end: the first steps of the full run, learning rates included (quick checks; no training state is saved for the partial epoch).")
     var maxSteps: Int?
 
     /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).

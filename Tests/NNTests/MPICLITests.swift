@@ -4,7 +4,7 @@ import TestSupport
 import XCTest
 
 /// `mpirun -np 2 clnn train …` (Open MPI): the same model as one process, over shared memory and over TCP; a killed
-/// process ends the job; processes with different data refuse to start. Skips where Open MPI is not installed.
+/// process ends the job; processes with different data, options or starting files refuse to start. Skips where Open MPI is not installed.
 final class MPICLITests: CLITestCase {
     private var mpirun: URL {
         get throws {
@@ -98,6 +98,30 @@ final class MPICLITests: CLITestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("process 1 read 59 training and 20 test examples"), r.stderr)
         XCTAssertTrue(r.stderr.contains("every process must train on the same data"), r.stderr)
+    }
+
+    func testProcessesWithDifferentOptionsOrStartingFilesRefuseToStart() throws {
+        // Each process parses its own command line and reads its own files (on several hosts, its own copies): the
+        // first setting that differs is named before any step, not found as drifted weights at an epoch's end.
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        let clnn = try self.clnn.path
+        let train = ["train", "--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "4", "--epochs", "2"]
+        var r = try mpi(["-np", "1", clnn] + train + ["--lr", "0.1", ":", "-np", "1", clnn] + train + ["--lr", "0.05"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("process 1 runs with --lr 0.05 but process 0 with 0.1"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("every process must start the same run"), r.stderr)
+
+        // Two checkpoints of the same shape whose weights differ.
+        let a = out.appendingPathComponent("a.safetensors").path, b = out.appendingPathComponent("b.safetensors").path
+        XCTAssertEqual(try run(train + ["--epochs", "1", "--seed", "1", "--save", a]).status, 0)
+        XCTAssertEqual(try run(train + ["--epochs", "1", "--seed", "1", "--lr", "0.2", "--save", b]).status, 0)
+        let next = out.appendingPathComponent("next.safetensors").path
+        r = try mpi(["-np", "1", clnn] + train + ["--init-from", a, "--save", next, ":", "-np", "1", clnn] + train
+                    + ["--init-from", b, "--save", next])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("process 1 runs with --init-from file's content"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: next), "nothing trained, nothing written")
     }
 
     /// The pids of `clnn train` processes reading `folder`.

@@ -36,6 +36,35 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    func testMaxStepsTakesExactlyTheFirstStepsOfTheFullRunOnEveryDevice() throws {
+        // The cosine schedule is laid over the whole run: an epoch cut short by maxSteps must take the same learning
+        // rates as the full epoch's first steps (here the full epoch is stopped after step 7 by its progress callback).
+        let (train, _) = try fashionSlice(train: 32 * 20, test: 1)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.lr, options.seed, options.schedule) = (3, 32, 0.2, 9, .cosine)
+        for device in testDevices {
+            func weights(maxSteps: Int?) throws -> [[Float]] {
+                let model = try MLP.make(sizes: [784, 16, 10], seed: 9, on: device)
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, device: device)
+                let data = try DeviceDataset(train, on: device)
+                if let maxSteps {
+                    _ = try trainer.trainEpoch(data, epoch: 2, maxSteps: maxSteps, progress: { _ in })
+                } else {
+                    var stop = false
+                    XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 2, reportEvery: 7, shouldStop: { stop },
+                                                                progress: { stop = $0.step == 7 }))
+                }
+                return try model.parameters.map { try $0.value.toArray() }
+            }
+            func largestDifference(_ a: [[Float]], _ b: [[Float]]) -> Float {
+                zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
+            }
+            let seven = try weights(maxSteps: 7)
+            XCTAssertEqual(largestDifference(seven, try weights(maxSteps: nil)), 0, "\(device): max |Δw| against the full epoch's first 7 steps")
+            XCTAssertGreaterThan(largestDifference(seven, try weights(maxSteps: 6)), 0, "\(device): the check can tell steps apart")
+        }
+    }
+
     func testSameSeedGivesTheSameLossesOnCPUAndOpenCL() throws {
         try requireOpenCL()
         let (train, _) = try fashionSlice(train: 640, test: 1)
