@@ -132,7 +132,11 @@ extension RunStart {
             let openCL = DeviceTag.available.filter(\.isOpenCL)
             switch common.device.lowercased() {
             case "opencl" where !openCL.isEmpty: explicitDevice = openCL[group.localRank % openCL.count]
-            case "auto": explicitDevice = DeviceTag.preferred
+            case "auto":
+                // GPUs are shared out by local rank as `opencl` would; with none, every process measures below (at
+                // once, sharing the cores as they will in training) and all take process 0's choice.
+                let gpus = OpenCLRuntime.shared.devices.filter { !$0.isCPU }
+                if !gpus.isEmpty { explicitDevice = .opencl(gpus[group.localRank % gpus.count].index) }
             default: break
             }
         }
@@ -177,7 +181,18 @@ extension RunStart {
         if let checkpoint, let source {
             try checkpoint.checkInputs(train, imagesFile: try folder.file(MNISTFolder.trainImages), model: source.path)
         }
-        let device = try explicitDevice ?? common.resolveDevice(sizes: sizes, batchSize: options.batchSize)
+        var device: DeviceTag
+        if let explicitDevice {
+            device = explicitDevice
+        } else if let group {
+            // Each process's share of the batch, measured on every process at once; process 0's choice wins.
+            let decision = try DeviceChoice.fastest(sizes: sizes, batchSize: max(options.batchSize / group.size, 1))
+            let choices = try group.allgather([decision.device.isOpenCL ? Double(decision.device.index) : -1])
+            device = choices[0][0] < 0 ? .cpu : .opencl(Int(choices[0][0]))
+            if group.rank == 0 { warn("clnn: --device auto picked \(device) for every process: \(decision.reason)") }
+        } else {
+            device = try common.resolveDevice(sizes: sizes, batchSize: options.batchSize)
+        }
         do {
             for d in deviceList ?? [device] {
                 try MLP.checkFits(sizes: sizes, rows: max(options.batchSize, Trainer.evaluationChunk), on: d)

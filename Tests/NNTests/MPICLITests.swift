@@ -124,6 +124,19 @@ final class MPICLITests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: next), "nothing trained, nothing written")
     }
 
+    func testAutoDeviceIsOneChoiceForEveryProcess() throws {
+        // No GPU here: every process measures, process 0's choice is taken and named once.
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        let save = out.appendingPathComponent("m.safetensors").path
+        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--batch-size", "8", "--hidden", "4",
+                         "--epochs", "1", "--save", save])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "--device auto picked").count - 1, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("for every process"), r.stderr)
+        XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu))
+    }
+
     /// The pids of `clnn train` processes reading `folder`.
     private func trainingPids(_ folder: String) -> [pid_t] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
