@@ -216,7 +216,7 @@ extension RunStart {
         let o = options
         let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
             : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"
-        let devicesText = deviceList.map { "devices \($0.map(\.description).joined(separator: ", ")) (data-parallel, \(o.batchSize / $0.count) examples each per step)" }
+        let devicesText = deviceList.map { "devices \($0.map(\.description).joined(separator: ", ")) (data-parallel, \(o.batchSize / ($0.count * (group?.size ?? 1))) examples each per step)" }
             ?? "device \(device.summary)"
         let processText = group.map { "\($0.size) processes (mpirun; process 0's devices shown), global batch split across all; " } ?? ""
         print("\(processText)\(devicesText); model \(sizes.map(String.init).joined(separator: "-")) "

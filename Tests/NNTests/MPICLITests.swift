@@ -48,16 +48,20 @@ final class MPICLITests: CLITestCase {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 60, testCount: 20)
         let clnn = try self.clnn.path
-        let common = ["train", "--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "5", "--epochs", "3",
+        let common = ["train", "--data", data.path, "--batch-size", "8", "--hidden", "5", "--epochs", "3",
                       "--max-steps", "20", "--momentum", "0.9"]
         let single = out.appendingPathComponent("single.safetensors").path
-        XCTAssertEqual(try run(common + ["--save", single]).status, 0)
+        XCTAssertEqual(try run(common + ["--device", "cpu", "--save", single]).status, 0)
         let expected = try Checkpoint.load(single, on: .cpu).1.parameters.map { try $0.value.toArray() }
-        for (transport, mca) in [("shared memory", ["--mca", "btl", "self,vader"]), ("TCP", ["--mca", "btl", "tcp,self"])] {
+        let sharedMemory = ["--mca", "btl", "self,vader"], tcp = ["--mca", "btl", "tcp,self"]
+        // The last layout: two processes of two devices each, the batch of 8 in four shares.
+        for (transport, mca, devices) in [("shared memory", sharedMemory, "cpu"), ("TCP", tcp, "cpu"),
+                                          ("shared memory, 2 devices each", sharedMemory, "cpu,cpu")] {
             let save = out.appendingPathComponent("\(transport).safetensors").path
-            let r = try mpi(mca + ["-np", "2", clnn] + common + ["--save", save])
+            let r = try mpi(mca + ["-np", "2", clnn] + common + ["--device", devices, "--save", save])
             XCTAssertEqual(r.status, 0, "\(transport): \(r.stderr)")
             XCTAssertTrue(r.stdout.contains("2 processes (mpirun"), r.stdout)
+            if devices == "cpu,cpu" { XCTAssertTrue(r.stdout.contains("(data-parallel, 2 examples each per step)"), r.stdout) }
             XCTAssertEqual(r.stdout.components(separatedBy: "saved \(save)").count - 1, 1, "only process 0 prints and saves: \(r.stdout)")
             let got = try Checkpoint.load(save, on: .cpu).1.parameters.map { try $0.value.toArray() }
             let worst = zip(expected, got).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
