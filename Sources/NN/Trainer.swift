@@ -105,7 +105,8 @@ public final class Trainer {
     /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
     /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
     /// `progress` — the trailing closure — is called every `reportEvery` steps and at the end; `shouldStop` is polled
-    /// at each report. `maxSteps` ends the epoch after that many steps; the learning rate still follows the whole
+    /// at each report — with a process group, on every process, and any one's request stops all at the same step.
+    /// `maxSteps` ends the epoch after that many steps; the learning rate still follows the whole
     /// run's schedule, so those are exactly the first steps of the full epoch.
     ///
     /// ```swift
@@ -213,7 +214,11 @@ public final class Trainer {
                 progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
                 pendingSteps = 0
-                if shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
+                // Under a process group the stop is agreed: any process's request stops every one at this step (one
+                // stopping alone would leave the others waiting in the next allreduce).
+                var stop = shouldStop()
+                if let processGroup { stop = try processGroup.allreduceSum([stop ? 1 : 0])[0] > 0 }
+                if stop { throw TrainingError.interrupted(epoch: epoch, step: step + 1) }
             }
         }
         if let processGroup { try checkProcessesAgree(processGroup) }

@@ -22,6 +22,10 @@ struct CLNN: ParsableCommand {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             try command.run()
             finish()
+        } catch let stop as AgreedStop {
+            // Every process stops at the same step and leaves the group in order: no abort, the signal's status.
+            finish()
+            Foundation.exit(stop.status)
         } catch {
             if let group = ProcessGroup.current {
                 // NOTE: one process stopping alone would leave the others waiting in the next allreduce forever.
@@ -64,6 +68,11 @@ struct CLNN: ParsableCommand {
         text.count > 1 && text.hasPrefix("-") && Double(text) != nil
     }
 
+}
+
+/// A stop every process of an mpirun job agreed on (an interrupt), already reported: they end together with `status`.
+struct AgreedStop: Error {
+    let status: Int32
 }
 
 /// Writes a line to standard error.

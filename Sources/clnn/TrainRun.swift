@@ -243,7 +243,9 @@ extension RunStart {
         var partialEpoch = false
         do {
             for epoch in firstEpoch...lastEpoch {
-                if Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
+                // NOTE: under mpirun the stop is agreed at the epoch's reports instead (the processes would not see
+                // a signal at the same moment here).
+                if group == nil && Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
                 let start = Date()
                 let steps = min(stepsLeft ?? stepsPerEpoch, stepsPerEpoch)
                 stepsLeft = stepsLeft.map { $0 - steps }
@@ -291,6 +293,12 @@ extension RunStart {
                 // NOTE: name the file only when this run wrote a good model into it.
                 kept = savedEpoch.map { "; the last good checkpoint (epoch \($0)) is kept in \(save) (--resume \(save) continues it)" }
                     ?? "; no checkpoint was written"
+            }
+            if case .interrupted = error, let group {
+                // Every process stopped at the same step: leave together with the signal's status, no abort.
+                let signal = try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0
+                if group.rank == 0 { warn("clnn: \(error)\(kept)") }
+                throw AgreedStop(status: 128 + Int32(signal == 0 ? Double(SIGTERM) : signal))
             }
             warn("clnn: \(error)\(kept)")
             if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }

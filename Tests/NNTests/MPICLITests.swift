@@ -92,6 +92,28 @@ final class MPICLITests: CLITestCase {
         XCTAssertTrue(trainingPids(data.path).isEmpty, "no training process is left running")
     }
 
+    func testASignalToOneProcessStopsEveryProcessAtTheSameStep() throws {
+        // SIGTERM (a scheduler's stop) reaching one process only: the stop is agreed at the next report, every
+        // process leaves in order with the signal's status — no abort — and process 0 alone says where it stopped.
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 200, testCount: 10)
+        let save = out.appendingPathComponent("m.safetensors").path
+        var signalled = false
+        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu", "--epochs", "100000",
+                         "--batch-size", "4", "--hidden", "4", "--save", save], timeout: 120) { _ in
+            guard FileManager.default.fileExists(atPath: save), let one = self.trainingPids(data.path).last else { return false }
+            kill(one, SIGTERM)
+            signalled = true
+            return true
+        }
+        XCTAssertTrue(signalled)
+        XCTAssertEqual(r.status, 128 + SIGTERM, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "clnn: interrupted at epoch").count - 1, 1, r.stderr)
+        XCTAssertFalse(r.stderr.contains("MPI_ABORT"), r.stderr)
+        XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu), "the last checkpoint stays loadable")
+        XCTAssertTrue(trainingPids(data.path).isEmpty, "no training process is left running")
+    }
+
     func testProcessesWithDifferentDataRefuseToStart() throws {
         let a = try temporaryFolder(self), b = try temporaryFolder(self)
         try writeMNISTFolder(a, trainCount: 60, testCount: 20)
