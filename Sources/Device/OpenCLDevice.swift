@@ -25,6 +25,9 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// Host staging memory of a cross-device copy waits here too, until its write has run.
     private var inFlight: [AnyObject] = []
     private static let maxInFlight = 4096
+    /// Bytes of host staging memory among `inFlight` (cross-device copies), bounded like the count.
+    private var inFlightStagingBytes = 0
+    private static let maxInFlightStagingBytes = 256 << 20
 
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
         self.id = id
@@ -174,7 +177,19 @@ public final class OpenCLDevice: @unchecked Sendable {
     private func drained() {
         lock.lock()
         inFlight.removeAll(keepingCapacity: true)
+        inFlightStagingBytes = 0
         lock.unlock()
+    }
+
+    /// Keeps the objects of a cross-device copy alive until the queue next drains; when too many (or too much staging
+    /// memory) are held — a loop of copies with nothing that waits — waits for the queue first.
+    private func holdCopy(_ objects: [AnyObject], stagingBytes: Int) throws {
+        lock.lock()
+        inFlight += objects
+        inFlightStagingBytes += stagingBytes
+        let full = inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
+        lock.unlock()
+        if full { try finish() }
     }
 
     // MARK: Memory
@@ -259,12 +274,15 @@ public final class OpenCLDevice: @unchecked Sendable {
         var readEvent: cl_event?
         try check(clEnqueueReadBuffer(from.queue.handle, source.handle, cl_bool(CL_FALSE), 0, bytes, staging.pointer,
                                       0, nil, &readEvent), "clEnqueueReadBuffer(\(count) floats, non-blocking)")
-        from.lock.lock()
-        from.inFlight += [source, staging]
-        from.lock.unlock()
         guard let readEvent else { throw OpenCLError.call("clEnqueueReadBuffer (no event)", status: CL_INVALID_EVENT) }
         // The read must start without a later finish on its device, or the write would wait forever.
         try check(clFlush(from.queue.handle), "clFlush(\(from.info.name))")
+        do {
+            try from.holdCopy([source, staging], stagingBytes: bytes)
+        } catch {
+            clReleaseEvent(readEvent)
+            throw error
+        }
         var status: cl_int = CL_SUCCESS
         guard let gate = clCreateUserEvent(context.handle, &status), status == CL_SUCCESS else {
             defer { clReleaseEvent(readEvent) }
@@ -284,6 +302,8 @@ public final class OpenCLDevice: @unchecked Sendable {
         }
         lock.lock()
         inFlight += [destination, staging]
+        inFlightStagingBytes += bytes
+        let full = inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
         lock.unlock()
         // The callback owns both events from here: it opens the gate (or fails it with the read's error status).
         let events = Unmanaged.passRetained(CrossDeviceGate(read: readEvent, gate: gate)).toOpaque()
@@ -304,6 +324,8 @@ public final class OpenCLDevice: @unchecked Sendable {
             clReleaseEvent(readEvent)
             try check(waited, "clWaitForEvents(read from \(from.info.name))")
         }
+        // Only now, with the gate's opener in place, may this queue be waited for.
+        if full { try finish() }
     }
 
     /// Waits for every queued command to finish.

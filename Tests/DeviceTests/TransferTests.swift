@@ -55,6 +55,31 @@ final class TransferTests: XCTestCase {
         assertEqualValues(try b.toArray(), start, "a temporary source")
     }
 
+    func testCopiesBetweenOpenCLDevicesWithNothingThatWaitsHoldBoundedMemory() throws {
+        // Each queued copy holds host staging memory until its write has run; a loop of copies with no read in
+        // between must not hold them all (300 copies of 4 MB would be 1.2 GB): past 256 MB the queue is waited for.
+        try requireOpenCL(count: 2)
+        guard let before = mappedBytes() else { throw XCTSkip("no /proc/self/statm") }
+        let n = 1 << 20
+        let a = try Tensor((0..<n).map { Float($0 % 97) }, shape: [n], on: .opencl(0))
+        let b = try Tensor.zeros([n], on: .opencl(1))
+        var peak = before
+        for _ in 0..<300 {
+            try b.copy(from: a)
+            peak = max(peak, mappedBytes() ?? 0)
+        }
+        XCTAssertLessThan(peak - before, 700 << 20, "the process's memory grew by \((peak - before) >> 20) MB")
+        XCTAssertEqual(try b.toArray().prefix(100).map { $0 }, (0..<100).map { Float($0 % 97) })
+    }
+
+    /// The memory this process has mapped (Linux; allocated staging counts at once, touched or not), in bytes.
+    private func mappedBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard let pages = fields.first.flatMap({ Int($0) }) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     /// Equal arrays, reported as the number of differing elements and the first one (not two 40,000-value dumps).
     private func assertEqualValues(_ actual: [Float], _ expected: [Float], _ what: String, line: UInt = #line) {
         XCTAssertEqual(actual.count, expected.count, what, line: line)
