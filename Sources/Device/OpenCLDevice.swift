@@ -181,15 +181,14 @@ public final class OpenCLDevice: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Keeps the objects of a cross-device copy alive until the queue next drains; when too many (or too much staging
-    /// memory) are held — a loop of copies with nothing that waits — waits for the queue first.
-    private func holdCopy(_ objects: [AnyObject], stagingBytes: Int) throws {
+    /// Keeps the objects of a cross-device copy alive until the queue next drains. Returns whether too many (or too
+    /// much staging memory) are held — a loop of copies with nothing that waits —, when the caller must `finish()`.
+    private func holdCopy(_ objects: [AnyObject], stagingBytes: Int) -> Bool {
         lock.lock()
+        defer { lock.unlock() }
         inFlight += objects
         inFlightStagingBytes += stagingBytes
-        let full = inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
-        lock.unlock()
-        if full { try finish() }
+        return inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
     }
 
     // MARK: Memory
@@ -277,11 +276,11 @@ public final class OpenCLDevice: @unchecked Sendable {
         guard let readEvent else { throw OpenCLError.call("clEnqueueReadBuffer (no event)", status: CL_INVALID_EVENT) }
         // The read must start without a later finish on its device, or the write would wait forever.
         try check(clFlush(from.queue.handle), "clFlush(\(from.info.name))")
-        do {
-            try from.holdCopy([source, staging], stagingBytes: bytes)
-        } catch {
-            clReleaseEvent(readEvent)
-            throw error
+        if from.holdCopy([source, staging], stagingBytes: bytes) {
+            do { try from.finish() } catch {
+                clReleaseEvent(readEvent)
+                throw error
+            }
         }
         var status: cl_int = CL_SUCCESS
         guard let gate = clCreateUserEvent(context.handle, &status), status == CL_SUCCESS else {
@@ -300,11 +299,7 @@ public final class OpenCLDevice: @unchecked Sendable {
             clReleaseEvent(readEvent)
             throw OpenCLError.call("clEnqueueWriteBuffer(\(count) floats, after a read on \(from.info.name))", status: status)
         }
-        lock.lock()
-        inFlight += [destination, staging]
-        inFlightStagingBytes += bytes
-        let full = inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
-        lock.unlock()
+        let full = holdCopy([destination, staging], stagingBytes: bytes)
         // The callback owns both events from here: it opens the gate (or fails it with the read's error status).
         let events = Unmanaged.passRetained(CrossDeviceGate(read: readEvent, gate: gate)).toOpaque()
         status = clSetEventCallback(readEvent, CL_COMPLETE, { _, readStatus, userData in

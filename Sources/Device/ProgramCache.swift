@@ -19,7 +19,7 @@ func writeCacheFile(_ data: Data, to file: URL) {
 }
 
 /// A stable 64-bit FNV-1a hash of bytes (Swift's hashValue changes between processes).
-func fnv1a<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
+@_spi(CLI) public func fnv1a<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
     return hash

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Device
+@_spi(CLI) import Device
 import Foundation
 @_spi(CLI) import NN
 
@@ -296,9 +296,10 @@ extension RunStart {
             }
             if case .interrupted = error, let group {
                 // Every process stopped at the same step: leave together with the signal's status, no abort.
-                let signal = try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0
+                // A process the signal did not reach takes the status of one it did.
+                let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
                 if group.rank == 0 { warn("clnn: \(error)\(kept)") }
-                throw AgreedStop(status: 128 + Int32(signal == 0 ? Double(SIGTERM) : signal))
+                throw AgreedStop(status: 128 + (signal == 0 ? SIGTERM : signal))
             }
             warn("clnn: \(error)\(kept)")
             if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
@@ -374,11 +375,7 @@ extension RunStart {
     }
 
     /// FNV-1a of `bytes`, to 53 bits (exact in a Double).
-    private func digest(_ bytes: [UInt8]) -> Double {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return Double(h >> 11)
-    }
+    private func digest(_ bytes: [UInt8]) -> Double { Double(fnv1a(bytes) >> 11) }
 
     func checkSameData(_ train: RawDataset, _ test: RawDataset, group: ProcessGroup, folder: String) throws {
         func digest(_ data: RawDataset) -> [Double] {
