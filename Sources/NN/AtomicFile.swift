@@ -40,10 +40,24 @@ import Foundation
         let target = try resolve(path)
         let probe = temporaryPath(for: target.resolved) + "-probe"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw DataError(path, "cannot write in folder \(folder(of: target.resolved)): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw cannotWrite(path, in: target.resolved, errno) }
         close(fd)
         unlink(probe)
         return target
+    }
+
+    /// The error for a file that cannot be created beside `resolved`; `code` is the errno, taken at once (building
+    /// the message makes system calls that overwrite errno).
+    private static func cannotWrite(_ path: String, in resolved: String, _ code: Int32) -> DataError {
+        let why = code == EROFS ? "the file system is read-only" : String(cString: strerror(code))
+        return DataError(path, "cannot write in folder \(folder(of: resolved)): \(why)")
+    }
+
+    /// Whether writing `a` and writing `b` would write the same file (links followed; a name not created yet
+    /// compared by its folder and name).
+    public static func sameTarget(_ a: String, _ b: String) -> Bool {
+        guard let x = try? resolve(a), let y = try? resolve(b) else { return false }
+        return x == y
     }
 
     public static func write(_ bytes: [UInt8], to path: String) throws {
@@ -51,7 +65,7 @@ import Foundation
         removeStaleTemporaries(of: target.resolved)
         let temp = temporaryPath(for: target.resolved)
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, target.mode ?? 0o666)
-        guard fd >= 0 else { throw DataError(path, "cannot write in folder \(folder(of: target.resolved)): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw cannotWrite(path, in: target.resolved, errno) }
         PendingTemporary.set(temp)
         var ok = false
         defer {
@@ -65,21 +79,25 @@ import Foundation
         }
         let limit = ProcessInfo.processInfo.environment[failAfterVariable].flatMap(Int.init)
         do {
+            FileSteps.reached()
             try writeAll(fd, bytes, limit: limit, path: path)
         } catch {
             close(fd)
             throw error
         }
+        FileSteps.reached()
         guard fsync(fd) == 0 else {
             let why = String(cString: strerror(errno))
             close(fd)
             throw DataError(path, "cannot flush to disk: \(why)")
         }
         guard close(fd) == 0 else { throw DataError(path, "cannot flush to disk: \(String(cString: strerror(errno)))") }
+        FileSteps.reached()
         guard rename(temp, target.resolved) == 0 else {
             throw DataError(path, "cannot replace: \(String(cString: strerror(errno)))")
         }
         ok = true
+        FileSteps.reached()
         syncFolder(of: target.resolved)
     }
 
@@ -163,7 +181,7 @@ import Foundation
     }
 
     /// Makes the rename itself durable (best effort: not every file system can sync a folder).
-    private static func syncFolder(of path: String) {
+    static func syncFolder(of path: String) {
         let fd = open(folder(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         fsync(fd)
@@ -238,4 +256,19 @@ func realPath(_ path: String, allowMissingLast: Bool) -> String? {
     guard let dir = realpath(url.deletingLastPathComponent().path, nil) else { return nil }
     defer { free(dir) }
     return String(cString: dir) + "/" + url.lastPathComponent
+}
+
+/// Test hook for crash safety: with `CLNN_KILL_AT_FILE_STEP=N` in the environment, the process kills itself
+/// (SIGKILL, as `kill -9` or the OOM killer would) at the N-th step of its file writes — before each write, fsync and
+/// rename of `AtomicFile` and between the steps of `SavedRun.save` — so a test can stop a save at every instant and
+/// check what is left on disk.
+enum FileSteps {
+    static let variable = "CLNN_KILL_AT_FILE_STEP"
+    nonisolated(unsafe) private static var remaining: Int? = ProcessInfo.processInfo.environment[variable].flatMap(Int.init)
+
+    static func reached() {
+        guard let left = remaining else { return }
+        if left <= 1 { kill(getpid(), SIGKILL) }
+        remaining = left - 1
+    }
 }

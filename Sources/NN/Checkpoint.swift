@@ -22,7 +22,18 @@ extension Checkpoint {
     /// - Throws: `DataError`, with nothing written, when the metadata does not describe `model` (its architecture
     ///   differs, the loss is unknown, the class count disagrees with the outputs, the statistics are out of range)
     ///   or a parameter holds a NaN or an infinity; or when the write fails.
+    ///
+    /// This writes the model alone: a training state beside `path` no longer belongs to it (`SavedRun.save` writes
+    /// both as one).
     public func save(_ model: Sequential, to path: String) throws {
+        var plain = self
+        plain.trainingStateDigest = nil
+        try AtomicFile.write(try plain.encode(tensors: try tensors(of: model, path: path)), to: path)
+    }
+
+    /// The state-dict tensors of `model` (PyTorch layout), after checking that this metadata describes it, reads
+    /// back as itself, and that every value is finite.
+    func tensors(of model: Sequential, path: String) throws -> [String: SafeTensors.Entry] {
         try checkDescribes(model, path: path)
         // The metadata must read back as itself: the same checks a reader makes.
         _ = try Checkpoint.parse(metadata, path: path, vocabulary: Checkpoint.vocabulary)
@@ -34,7 +45,12 @@ extension Checkpoint {
             }
             tensors[name] = SafeTensors.Entry(pyTorchLayoutOf: values, shape: p.value.shape)
         }
-        try AtomicFile.write(try SafeTensors.encode(tensors, metadata: metadata), to: path)
+        return tensors
+    }
+
+    /// The checkpoint file's bytes: `tensors` with this metadata.
+    func encode(tensors: [String: SafeTensors.Entry]) throws -> [UInt8] {
+        try SafeTensors.encode(tensors, metadata: metadata)
     }
 
     /// Reads a checkpoint and rebuilds its model on `device`, module by module as its architecture records. A plain

@@ -21,6 +21,9 @@ public struct Checkpoint: Equatable, Sendable {
     public var note: String?
     /// Whether the architecture was inferred from a plain state dict's tensor shapes (its activations then assumed).
     public internal(set) var inferredFromShapes = false
+    /// The FNV-1a digest of the training state file saved with these weights (`SavedRun`), nil when none was: a
+    /// state file beside the checkpoint belongs to it only when its bytes have this digest.
+    public internal(set) var trainingStateDigest: UInt64?
 
     /// The metadata of a model of `layers`; `save` checks it against the model and itself.
     public init(layers: [LayerSpec], loss: String, classes: Int, normalization: Normalization,
@@ -72,6 +75,7 @@ public struct Checkpoint: Equatable, Sendable {
         }
         if let imageShape { out["clnn.image"] = imageShape.map(String.init).joined(separator: ",") }
         if let epoch { out["clnn.epoch"] = String(epoch) }
+        if let trainingStateDigest { out["clnn.training-state"] = String(trainingStateDigest, radix: 16) }
         return out
     }
 
@@ -120,6 +124,7 @@ public struct Checkpoint: Equatable, Sendable {
                 throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) needs \(shape)")
             }
         }
+        try SafeTensors.requireFinite(tensors, path: path, what: "a model")
         return (checkpoint, tensors)
     }
 
@@ -145,6 +150,12 @@ public struct Checkpoint: Equatable, Sendable {
         var layers = LayerSpec.mlp(sizes: sizes, activation: activation)
         if let text = metadata["clnn.architecture"] {
             layers = try architecture(text, sizes: sizes, path: path)
+            // clnn writes 'clnn.activation' only for the MLP of its sizes and that activation (for older readers):
+            // both present and describing different models is a file edited by hand, or another tool's.
+            if metadata["clnn.activation"] != nil, layers != LayerSpec.mlp(sizes: sizes, activation: activation) {
+                throw DataError(path, "metadata 'clnn.activation' \(activationName) contradicts 'clnn.architecture' "
+                    + "\(text.prefix(120)) (which is not that MLP): the file describes two models; remove one field")
+            }
         }
         let loss = try field("clnn.loss")
         guard lossOutputs(loss, 1) != nil else { throw DataError(path, "metadata names an unknown loss '\(loss.prefix(80))'") }
@@ -172,8 +183,15 @@ public struct Checkpoint: Equatable, Sendable {
             }
             epoch = value
         }
-        return Checkpoint(layers: layers, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
-                          imageShape: imageShape, epoch: epoch)
+        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
+                                    imageShape: imageShape, epoch: epoch)
+        if let text = metadata["clnn.training-state"] {
+            guard let digest = UInt64(text, radix: 16) else {
+                throw DataError(path, "metadata 'clnn.training-state' is '\(text.prefix(40))', not a digest")
+            }
+            checkpoint.trainingStateDigest = digest
+        }
+        return checkpoint
     }
 
     /// Parses `clnn.architecture`: known entries, linear sizes that chain, the same sizes as `clnn.sizes`.
@@ -230,6 +248,12 @@ public struct Checkpoint: Equatable, Sendable {
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
             let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            if parts.count == 2, let index = Int(parts[0]), String(index) != parts[0] {
+                // NOTE: "02" and "2" would both be index 2: one layer's tensors silently replaced by another's.
+                throw DataError(path, "tensor '\(name.prefix(80))' has index '\(parts[0].prefix(20))', which nn.Sequential never "
+                    + "writes (it would be read as \(index)\(tensors["\(index).\(parts[1])"] != nil ? ", which '\(index).\(parts[1])' names too" : "")); "
+                    + "PyTorch's strict load refuses it as well")
+            }
             guard parts.count == 2, let index = Int(parts[0]), index >= 0, index < 1 << 16,
                   parts[1] == "weight" || parts[1] == "bias" else {
                 throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: CLNN reads "

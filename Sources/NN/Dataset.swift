@@ -160,12 +160,20 @@ public struct MNISTFolder: Sendable {
     /// The file `name` or `name.gz` in the folder.
     public func file(_ name: String) throws -> String {
         let base = URL(fileURLWithPath: path).appendingPathComponent(name).path
+        var found: [String] = []
         for candidate in [base + ".gz", base] {
             var info = stat()
-            if lstat(candidate, &info) == 0 { return candidate }  // whatever it is: reading it says what is wrong
+            if lstat(candidate, &info) == 0 { found.append(candidate); continue }  // whatever it is: reading it says what is wrong
             if errno != ENOENT { throw DataError(candidate, openFailure(errno, what: "file")) }
         }
-        throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")
+        guard found.count < 2 else {
+            // NOTE: either could be stale; picking one silently could train on other data than the user thinks.
+            throw DataError(base, "both \(name).gz and \(name) are in the data folder and may differ: remove or move one")
+        }
+        guard let file = found.first else {
+            throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")
+        }
+        return file
     }
 
     private func split(_ imagesName: String, _ labelsName: String) throws -> RawDataset {

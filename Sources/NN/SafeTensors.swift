@@ -1,8 +1,9 @@
+@_spi(CLI) import Device
 import Foundation
 
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming each tensor's
 /// dtype, shape and byte range, then the raw little-endian data. It writes F32; it reads F32 as is and converts F16,
-/// BF16 and F64 (what PyTorch saves for a half or double model) to F32, recording the tensor's original dtype.
+/// BF16, F64 and I64 (what PyTorch saves for a half or double model) to F32, recording the tensor's original dtype.
 public enum SafeTensors {
     /// One F32 tensor of a file.
     public struct Entry: Equatable, Sendable {
@@ -60,6 +61,7 @@ public enum SafeTensors {
         let dataSize = bytes.count - headerEnd
         var metadata: [String: String] = [:]
         var tensors: [String: Entry] = [:]
+        var spans: [(begin: Int, end: Int, name: String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let dict = value as? [String: String] else {
@@ -73,7 +75,7 @@ public enum SafeTensors {
                 throw DataError(path, "corrupt safetensors header: tensor '\(name)' lacks dtype, shape or data_offsets")
             }
             guard let width = elementBytes[dtype] else {
-                throw DataError(path, "tensor '\(name)' has dtype \(dtype.prefix(20)); CLNN reads F32, F16, BF16 and F64")
+                throw DataError(path, "tensor '\(name)' has dtype \(dtype.prefix(20)); CLNN reads F32, F16, BF16, F64 and I64")
             }
             guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8 else {
                 throw DataError(path, "tensor '\(name)' has an invalid shape \(shape)")
@@ -93,17 +95,79 @@ public enum SafeTensors {
                 let needs = byteCount.map { "\($0) bytes" } ?? "more bytes than any file can hold"
                 throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(needs) but spans \(end - begin)")
             }
+            spans.append((begin, end, name))
             // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
             let values = bytes.withUnsafeBytes { src in
                 floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)]), dtype: dtype)
             }
             tensors[name] = Entry(shape: shape, values: values, storedAs: dtype)
         }
+        try checkLayout(spans, dataSize: dataSize, path: path)
         return (tensors, metadata)
     }
 
+    /// The safetensors library's rule: the tensors' byte ranges tile the data section exactly, in order of their
+    /// offsets — no overlap (two tensors reading the same bytes), no gap, nothing after the last.
+    static func checkLayout(_ spans: [(begin: Int, end: Int, name: String)], dataSize: Int, path: String) throws {
+        var position = 0
+        var previous: String?
+        for span in spans.sorted(by: { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }) {
+            if span.begin < position, let previous {
+                throw DataError(path, "tensors '\(previous)' and '\(span.name)' overlap (bytes \(span.begin)..<\(position) "
+                    + "belong to both): a corrupt or hand-made file (the safetensors library refuses it too)")
+            }
+            if span.begin > position {
+                throw DataError(path, "bytes \(position)..<\(span.begin) of the data section belong to no tensor (before '\(span.name)'): "
+                    + "a corrupt file (the safetensors library refuses it too)")
+            }
+            position = span.end
+            previous = span.name
+        }
+        if position != dataSize {
+            throw DataError(path, "the data section has \(dataSize) bytes but the tensors cover \(position): "
+                + "trailing bytes belong to no tensor (a corrupt file; the safetensors library refuses it too)")
+        }
+    }
+
+    /// The position of the first NaN or infinity of each tensor that holds one, by name order: `(name, flat index,
+    /// index per axis)`; nil when every value is finite.
+    public static func firstNonFinite(_ tensors: [String: Entry]) -> (name: String, index: Int, position: [Int], value: Float)? {
+        for name in tensors.keys.sorted() {
+            let entry = tensors[name]!
+            guard let i = entry.values.firstIndex(where: { !$0.isFinite }) else { continue }
+            var position = [Int](repeating: 0, count: entry.shape.count)
+            var rest = i
+            for axis in entry.shape.indices.reversed() where entry.shape[axis] > 0 {
+                position[axis] = rest % entry.shape[axis]
+                rest /= entry.shape[axis]
+            }
+            return (name, i, position, entry.values[i])
+        }
+        return nil
+    }
+
+    /// Throws unless every value of every tensor is finite, naming the first tensor and element that is not.
+    static func requireFinite(_ tensors: [String: Entry], path: String, what: String) throws {
+        guard let bad = firstNonFinite(tensors) else { return }
+        throw DataError(path, "tensor '\(bad.name)' holds \(bad.value) at \(bad.position) (element \(bad.index)): \(what) with "
+            + "NaN or infinite values is diverged or corrupt, and would give meaningless results")
+    }
+
+    /// FNV-1a over the tensors' names, shapes and F32 values in name order: what binds a training state to the
+    /// weights it was saved with (the same value however the file's header is laid out).
+    public static func digest(_ tensors: [String: Entry]) -> UInt64 {
+        var bytes: [UInt8] = []
+        for name in tensors.keys.sorted() {
+            let entry = tensors[name]!
+            bytes += Array(name.utf8) + [0]
+            for d in entry.shape { withUnsafeBytes(of: UInt64(d).littleEndian) { bytes += $0 } }
+            entry.values.withUnsafeBytes { bytes += $0 }
+        }
+        return fnv1a(bytes)
+    }
+
     /// Bytes per element of the dtypes CLNN reads.
-    static let elementBytes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8]
+    static let elementBytes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8]
 
     /// The elements of `raw` (little-endian `dtype`) as Float: F16 and BF16 exactly, F64 rounded to nearest.
     static func floats(_ raw: UnsafeRawBufferPointer, dtype: String) -> [Float] {
@@ -115,6 +179,10 @@ public enum SafeTensors {
             return (0..<raw.count / 2).map { Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) }
         case "F64":
             return (0..<raw.count / 8).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
+        case "I64":
+            // A counter such as BatchNorm's num_batches_tracked: read as a number, so the model's reader can say
+            // what the tensor is.
+            return (0..<raw.count / 8).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
         default:
             var values = [Float](repeating: 0, count: raw.count / 4)
             values.withUnsafeMutableBytes { $0.copyMemory(from: raw) }

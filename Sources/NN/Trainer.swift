@@ -31,6 +31,8 @@ public final class Trainer {
     public private(set) var exchangeSeconds = 0.0
     /// Steps that made an exchange.
     public private(set) var exchangeSteps = 0
+    /// The sum of the step losses of the last `trainEpoch` call (its result is this over the steps it took).
+    public private(set) var lastLossSum = 0.0
 
     /// The loss's buffers, reused across steps.
     private enum Buffer: Int, CaseIterable { case stepLosses, grad, evaluationLoss, staging }
@@ -106,8 +108,9 @@ public final class Trainer {
     /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
     /// `progress` — the trailing closure — is called every `reportEvery` steps and at the end; `shouldStop` is polled
     /// at each report — with a process group, on every process, and any one's request stops all at the same step.
-    /// `maxSteps` ends the epoch after that many steps; the learning rate still follows the whole
-    /// run's schedule, so those are exactly the first steps of the full epoch.
+    /// `firstStep` starts the epoch there (a run resumed mid-epoch: the same order, the steps before it skipped);
+    /// `maxSteps` ends it after that many steps; the learning rate follows the whole run's schedule either way, so
+    /// the steps taken are exactly those of the full epoch.
     ///
     /// ```swift
     /// for epoch in 1...options.epochs {
@@ -117,9 +120,10 @@ public final class Trainer {
     /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
     ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
     ///   saved. `DataError` for a label the model cannot predict.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void) throws -> Float {
+        lastLossSum = 0
         guard (1...max(options.epochs, 1)).contains(epoch) else {
             throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
                 + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
@@ -136,7 +140,11 @@ public final class Trainer {
         let hostOrder = sampler.order(epoch: epoch).map(Float.init)
         let order = try Tensor(hostOrder, shape: [data.count], on: device)
         let replicaData = try replicas.map { ($0, try $0.dataset(data), try Tensor(hostOrder, shape: [data.count], on: $0.device)) }
-        let ranges = Array(sampler.batchRanges.prefix(max(maxSteps ?? .max, 0)))
+        guard (0...sampler.batchRanges.count).contains(firstStep) else {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "firstStep \(firstStep) is outside the epoch's "
+                + "\(sampler.batchRanges.count) steps")
+        }
+        let ranges = Array(sampler.batchRanges.dropFirst(firstStep).prefix(max(maxSteps ?? .max, 0)))
         // NOTE: in Double, so that no epoch count can overflow the step arithmetic.
         // The schedule is laid over whole epochs, so that a run cut short by `maxSteps` takes exactly the first steps
         // of the full run.
@@ -150,7 +158,8 @@ public final class Trainer {
         var weights: [[Double]] = []
         var pendingSteps = 0
         var total = 0.0
-        for (step, range) in ranges.enumerated() {
+        for (taken, range) in ranges.enumerated() {
+            let step = firstStep + taken
             let progressSoFar = (Double(epoch - 1) * stepsPerEpoch + Double(step)) / max(totalSteps, 1)
             optimizer.lr = options.schedule.rate(base: options.lr, progress: progressSoFar)
             // The batch's rows and labels are read in place through the epoch's order: no gather, no copy. With
@@ -185,7 +194,7 @@ public final class Trainer {
             if exchanging { (exchangeSeconds, exchangeSteps) = (exchangeSeconds + exchangeTime, exchangeSteps + 1) }
 
             pendingSteps += 1
-            if pendingSteps == reportEvery || step + 1 == ranges.count {
+            if pendingSteps == reportEvery || taken + 1 == ranges.count {
                 // The only host synchronisation inside an epoch: one read of the losses per report (per device).
                 var losses = Array(try stepLosses.toArray().prefix(pendingSteps))
                 if !replicas.isEmpty || processGroup != nil {
@@ -210,9 +219,11 @@ public final class Trainer {
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1, value: mean, hint: divergenceHint)
                 }
                 total += sum
+                lastLossSum = total
                 let elapsed = Date().timeIntervalSince(start)
                 progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
-                                    itemsPerSecond: Double(range.upperBound) / max(elapsed, 1e-9), elapsed: elapsed))
+                                    itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound) / max(elapsed, 1e-9),
+                                    elapsed: elapsed))
                 pendingSteps = 0
                 // Under a process group the stop is agreed: any process's request stops every one at this step (one
                 // stopping alone would leave the others waiting in the next allreduce).
@@ -224,7 +235,7 @@ public final class Trainer {
         if let processGroup { try checkProcessesAgree(processGroup) }
         // The last update has no loss after it: check the weights themselves (one read per epoch).
         if let bad = try firstNonFiniteParameter() {
-            throw TrainingError.nonFiniteParameters(epoch: epoch, step: ranges.count, parameter: bad, hint: divergenceHint)
+            throw TrainingError.nonFiniteParameters(epoch: epoch, step: firstStep + ranges.count, parameter: bad, hint: divergenceHint)
         }
         return Float(total / Double(max(ranges.count, 1)))
     }
@@ -336,23 +347,25 @@ public final class Trainer {
     }
 
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
-    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: Dataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) -> Void) throws -> Float {
-        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps,
-                       shouldStop: shouldStop, progress: progress)
+        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, firstStep: firstStep, reportEvery: reportEvery,
+                       maxSteps: maxSteps, shouldStop: shouldStop, progress: progress)
     }
 
     /// `trainEpoch` without a progress callback.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false }) throws -> Float {
-        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps, shouldStop: shouldStop, progress: { _ in })
+        try trainEpoch(data, epoch: epoch, firstStep: firstStep, reportEvery: reportEvery, maxSteps: maxSteps,
+                       shouldStop: shouldStop, progress: { _ in })
     }
 
     /// `trainEpoch` of a host dataset without a progress callback.
-    public func trainEpoch(_ data: Dataset, epoch: Int, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: Dataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false }) throws -> Float {
-        try trainEpoch(data, epoch: epoch, reportEvery: reportEvery, maxSteps: maxSteps, shouldStop: shouldStop, progress: { _ in })
+        try trainEpoch(data, epoch: epoch, firstStep: firstStep, reportEvery: reportEvery, maxSteps: maxSteps,
+                       shouldStop: shouldStop, progress: { _ in })
     }
 
     /// Rows per forward pass in `evaluate`.

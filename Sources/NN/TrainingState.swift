@@ -1,27 +1,34 @@
 import Foundation
 
-/// What a resumed run needs beyond the model's weights: the run's options, the epochs completed, the optimiser's
-/// step count and its per-parameter state (`0.weight.exp_avg`, `0.weight.momentum_buffer`, ... in PyTorch layout).
-/// It lives in a file of its own beside the checkpoint (`TrainingState.path(besides:)`), so the checkpoint stays a
-/// plain state dict that PyTorch's `load_state_dict` takes.
+/// What a resumed run needs beyond the model's weights: the run's options, where it stands (epochs completed, and
+/// steps into the next one when it stopped mid-epoch), the optimiser's step count and its per-parameter state
+/// (`0.weight.exp_avg`, `0.weight.momentum_buffer`, ... in PyTorch layout). It lives in a file of its own beside the
+/// checkpoint (`TrainingState.path(besides:)`), so the checkpoint stays a plain state dict that PyTorch's
+/// `load_state_dict` takes; the two are bound to each other by digests and written as one (`SavedRun`).
 public struct TrainingState: Sendable {
     /// The run’s options, as it started.
     public var options: TrainingOptions
-    /// Epochs completed; the run continues at `epoch + 1`.
-    public var epoch: Int
+    /// Where the run stands: epochs completed, and steps taken into the next one.
+    public var position: RunPosition
+    /// Epochs completed; the run continues in epoch `epoch + 1` (at step `position.step`).
+    public var epoch: Int { position.epoch }
     /// The optimiser's step count (Adam's bias correction).
     public var optimizerSteps: Int
+    /// The digest (`SafeTensors.digest`) of the weights this state was saved with; nil in a state written before
+    /// states were bound to their models.
+    public var modelDigest: UInt64?
     /// The optimiser state tensors by name, PyTorch layout.
     var tensors: [String: SafeTensors.Entry]
 
-    /// The training state's file for checkpoint `path`: `m.safetensors` → `m.state.safetensors`.
+    /// The training state's file for checkpoint `path`: `m.safetensors` → `m.state.safetensors`. (`SavedRun` puts it
+    /// beside the real file when `path` is a symbolic link.)
     public static func path(besides checkpoint: String) -> String {
         let base = checkpoint.hasSuffix(".safetensors") ? String(checkpoint.dropLast(".safetensors".count)) : checkpoint
         return base + ".state.safetensors"
     }
 
-    /// Writes the state of `trainer` after `epoch` completed epochs, atomically.
-    public static func save(_ trainer: Trainer, epoch: Int, to path: String) throws {
+    /// The file's bytes for the state of `trainer` at `position`, bound to the weights of digest `modelDigest`.
+    static func encode(_ trainer: Trainer, at position: RunPosition, modelDigest: UInt64) throws -> [UInt8] {
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
         for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
@@ -30,18 +37,29 @@ public struct TrainingState: Sendable {
             }
         }
         let o = trainer.options
-        let metadata = ["clnn.state": "1", "clnn.optimizer": optimizer.name, "clnn.epoch": String(epoch),
+        var metadata = ["clnn.state": "2", "clnn.optimizer": optimizer.name, "clnn.epoch": String(position.epoch),
                         "clnn.optimizer-steps": String(optimizer.stepCount), "clnn.epochs": String(o.epochs),
                         "clnn.batch-size": String(o.batchSize), "clnn.lr": String(o.lr), "clnn.momentum": String(o.momentum),
                         "clnn.weight-decay": String(o.weightDecay), "clnn.seed": String(o.seed),
-                        "clnn.schedule": o.schedule.rawValue]
-        try AtomicFile.write(try SafeTensors.encode(tensors, metadata: metadata), to: path)
+                        "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16)]
+        if position.step > 0 {
+            metadata["clnn.step"] = String(position.step)
+            // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
+            // never stopped would print it.
+            metadata["clnn.epoch-loss-sum"] = String(position.lossSum)
+        }
+        return try SafeTensors.encode(tensors, metadata: metadata)
     }
 
     /// Reads a training state file.
     /// - Throws: `DataError` naming the file and the field that is missing or out of range.
     public static func load(_ path: String) throws -> TrainingState {
-        let (tensors, metadata) = try SafeTensors.decode(try readFileBytes(path, what: "training state file"), path: path)
+        try decode(try readFileBytes(path, what: "training state file"), path: path)
+    }
+
+    /// Parses a training state file's bytes; `path` names it in errors.
+    static func decode(_ bytes: [UInt8], path: String) throws -> TrainingState {
+        let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
         func field(_ key: String) throws -> String {
             guard let value = metadata[key] else {
                 throw DataError(path, "metadata lacks '\(key)': not a clnn training state (written beside a checkpoint by clnn train --save)")
@@ -73,9 +91,23 @@ public struct TrainingState: Sendable {
             throw DataError(path, "metadata names an unknown schedule '\(schedule.prefix(40))'")
         }
         options.schedule = parsed
-        let epoch: Int = try number("clnn.epoch", 1...options.epochs)
+        let step: Int = metadata["clnn.step"] == nil ? 0 : try number("clnn.step", 1...(1 << 40))
+        let epoch: Int = try number("clnn.epoch", (step > 0 ? 0 : 1)...options.epochs)
+        if step > 0 && epoch == options.epochs {
+            throw DataError(path, "metadata 'clnn.step' \(step) is a step into epoch \(epoch + 1) of a run of \(options.epochs)")
+        }
+        let lossSum: Double = step > 0 ? try number("clnn.epoch-loss-sum", 0...Double.greatestFiniteMagnitude) : 0
         let steps: Int = try number("clnn.optimizer-steps", 0...Int(Int32.max) * 1024)
-        return TrainingState(options: options, epoch: epoch, optimizerSteps: steps, tensors: tensors)
+        var modelDigest: UInt64?
+        if let text = metadata["clnn.model"] {
+            guard let value = UInt64(text, radix: 16) else {
+                throw DataError(path, "metadata 'clnn.model' is '\(text.prefix(40))', not a digest")
+            }
+            modelDigest = value
+        }
+        try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
+        return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
+                             optimizerSteps: steps, modelDigest: modelDigest, tensors: tensors)
     }
 
     /// Puts the optimiser state and step count into `trainer`, whose model holds the checkpoint's weights.

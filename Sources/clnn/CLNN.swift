@@ -29,11 +29,17 @@ struct CLNN: ParsableCommand {
         } catch {
             if let group = ProcessGroup.current {
                 // NOTE: one process stopping alone would leave the others waiting in the next allreduce forever.
-                warn("clnn (process \(group.rank) of \(group.size)): " + fullMessage(for: error))
+                let message = fullMessage(for: error)
+                if !message.isEmpty { warn("clnn (process \(group.rank) of \(group.size)): " + message) }
                 OpenCLRuntime.shared.finishAll()
                 group.abort(exitCode(for: error).rawValue == 0 ? 1 : exitCode(for: error).rawValue)
             }
             finish()
+            if Interrupt.requested, !(error is ExitCode) {
+                // A signal arrived and then something failed (a read cut short, say): the signal is the cause.
+                warn("clnn: stopped by signal \(Interrupt.signal): \(fullMessage(for: error))")
+                Foundation.exit(Interrupt.exitStatus)
+            }
             exit(withError: error)
         }
     }

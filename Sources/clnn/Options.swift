@@ -16,7 +16,11 @@ struct DataDeviceOptions: ParsableArguments {
     func deviceList() throws -> [DeviceTag]? {
         guard device.contains(",") else { return nil }
         let parts = device.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        if parts.contains(where: { $0.isEmpty || $0.lowercased() == "auto" }) {
+        if let empty = parts.firstIndex(where: \.isEmpty) {
+            throw ValidationError("--device \(device): entry \(empty + 1) of the list is empty (a stray comma?); "
+                + "a list names each device: cpu, opencl, opencl:N")
+        }
+        if parts.contains(where: { $0.lowercased() == "auto" }) {
             throw ValidationError("--device \(device): a list names each device (cpu, opencl, opencl:N); auto is for one device")
         }
         return try parts.map { try DeviceTag(parsing: $0) }
@@ -41,10 +45,13 @@ struct DataDeviceOptions: ParsableArguments {
 
 /// Stops training cleanly on Ctrl-C or SIGTERM (as sent by systemd, docker, `timeout`): the first signal sets a
 /// flag the training loop polls at each progress report, so the step finishes and the last checkpoint stays; a
-/// second signal exits at once (128 + signal), removing a checkpoint's temporary file if one is being written.
+/// second signal exits at once (128 + signal), removing a checkpoint's temporary file if one is being written —
+/// except during a save (`whileSaving`), which it lets finish: the run then stops as for the first signal.
 enum Interrupt {
     /// The signal received, or 0.
     nonisolated(unsafe) static var signal: sig_atomic_t = 0
+    /// Non-zero while a checkpoint is being saved.
+    nonisolated(unsafe) private static var saving: sig_atomic_t = 0
 
     static var requested: Bool { signal != 0 }
     /// The conventional exit status for the signal received (130 for SIGINT, 143 for SIGTERM).
@@ -53,13 +60,22 @@ enum Interrupt {
     static func install() {
         for number in [SIGINT, SIGTERM] {
             Foundation.signal(number) { received in
-                if Interrupt.signal != 0 {
+                if Interrupt.signal != 0 && Interrupt.saving == 0 {
                     AtomicFile.removePendingTemporaryFromSignalHandler()
+                    let text = "\nclnn: a second signal: stopped at once (the last saved checkpoint is intact)\n"
+                    _ = text.withCString { write(2, $0, strlen($0)) }
                     _exit(128 + received)
                 }
-                Interrupt.signal = received
+                if Interrupt.signal == 0 { Interrupt.signal = received }
             }
         }
+    }
+
+    /// Runs `save` with a second signal held off until it returns: a checkpoint is never cut short by Ctrl-C twice.
+    static func whileSaving<T>(_ save: () throws -> T) rethrows -> T {
+        saving = 1
+        defer { saving = 0 }
+        return try save()
     }
 }
 

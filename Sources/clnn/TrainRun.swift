@@ -15,15 +15,46 @@ struct RunStart {
     let lossName: String
     /// Where the model and its training state go after each epoch (process 0 only under mpirun).
     let save: String?
+    /// The training state's file beside `save`'s real file.
+    let saveState: String?
     /// The SVG plot's file (process 0 only under mpirun).
     let plot: String?
     /// The processes training together under mpirun, or nil.
     let group: ProcessGroup?
+    /// The locks this run holds on the files it writes and resumes, until it ends.
+    let locks: [FileLock]
 
     init(_ command: Train, group: ProcessGroup? = nil) throws {
         self.group = group
+        let writes = (group?.rank ?? 0) == 0
+        let save = writes ? command.save ?? command.resume : nil
+        let plot = writes ? command.plot : nil
+        (self.save, self.plot) = (save, plot)
+        saveState = try save.map { try SavedRun.Files($0).state }
+        // A run owns its files before it reads any: every output is checked against every input (through links),
+        // then the checkpoint written (and the one resumed) is locked against another clnn.
+        if writes { try Self.checkOutputs(command, save: save, plot: plot) }
+        var locks: [FileLock] = []
+        if let save { locks.append(try FileLock(save, exclusive: true, purpose: "clnn train --save \(save)")) }
+        if writes, let resume = command.resume, !AtomicFile.sameTarget(resume, save ?? "") {
+            locks.append(try FileLock(resume, exclusive: false, purpose: "clnn train --resume \(resume)"))
+        }
+        self.locks = locks
+
         var source: (String, [UInt8], Checkpoint)?
-        if let path = command.resume ?? command.initFrom {
+        var state: (String, TrainingState)?
+        if let resume = command.resume {
+            let saved: SavedRun.Loaded
+            do {
+                saved = try SavedRun.load(resume)
+            } catch let error as DataError {
+                throw DataError(error.path, error.problem + "; the run cannot continue exactly (--init-from \(resume) starts "
+                    + "a new run from its weights)")
+            }
+            if let note = saved.note, writes { warn("clnn: note: \(note)") }
+            source = (resume, saved.bytes, saved.checkpoint)
+            state = (saved.files.state, saved.state)
+        } else if let path = command.initFrom {
             let bytes = try readFileBytes(path, what: "checkpoint file")
             // A plain PyTorch state dict's activation, loss and classes come from the options (its normalisation is
             // settled once the data is loaded, in `train`).
@@ -33,20 +64,6 @@ struct RunStart {
                                                            assuming: assumptions).checkpoint)
         }
         self.source = source
-        var state: (String, TrainingState)?
-        if let resume = command.resume, let checkpoint = source?.2 {
-            let statePath = TrainingState.path(besides: resume)
-            guard FileManager.default.fileExists(atPath: statePath) else {
-                throw ValidationError("--resume \(resume): no training state beside it (\(statePath)), so the run cannot "
-                    + "continue exactly; --init-from \(resume) starts a new run from its weights")
-            }
-            let value = try TrainingState.load(statePath)
-            guard checkpoint.epoch == value.epoch else {
-                throw ValidationError("--resume \(resume): the checkpoint is from epoch \(checkpoint.epoch.map(String.init) ?? "unknown") "
-                    + "but \(statePath) from epoch \(value.epoch) (a save was cut short?); --init-from \(resume) starts afresh from the weights")
-            }
-            state = (statePath, value)
-        }
         self.state = state
 
         // The model's shape: from the checkpoint, which options may repeat but not contradict.
@@ -95,6 +112,9 @@ struct RunStart {
                 throw ValidationError("--resume \(command.resume!): the run completed all \(options.epochs) epochs; "
                     + "pass --epochs N (more than \(options.epochs)) to train it further")
             }
+            if command.epochs != nil && saved.position.step > 0 && options.epochs <= saved.epoch {
+                throw ValidationError("--epochs \(options.epochs): the run being resumed is in epoch \(saved.epoch + 1) already")
+            }
         } else {
             options.optimizer = OptimizerKind(rawValue: command.optimizer ?? "sgd")!
             options.epochs = command.epochs ?? 5
@@ -112,13 +132,43 @@ struct RunStart {
             throw ValidationError("--stop-after \(stop): the run being resumed has completed \(saved.epoch) epochs already")
         }
         self.options = options
-        let writes = (group?.rank ?? 0) == 0
-        save = writes ? command.save ?? command.resume : nil
-        plot = writes ? command.plot : nil
     }
 
+    /// Every output against every other and every input: the data, `--resume` and `--init-from` and their training
+    /// states. Only `--save` may be `--resume`'s own file (the run saved back in place), with its state.
+    static func checkOutputs(_ command: Train, save: String?, plot: String?) throws {
+        var inputs = try MNISTFolder(command.common.data).files().map { (what: "a data file", path: $0) }
+        var saveState: String?
+        if let save { saveState = try? SavedRun.Files(save).state }
+        var resumeFiles: SavedRun.Files?
+        if let resume = command.resume {
+            resumeFiles = try? SavedRun.Files(resume)
+            inputs += [("the --resume checkpoint", resume)]
+            if let files = resumeFiles { inputs += [("--resume's training state", files.state), ("--resume's training state", files.staged)] }
+        }
+        if let initFrom = command.initFrom {
+            inputs.append(("the --init-from checkpoint", initFrom))
+            if let files = try? SavedRun.Files(initFrom) {
+                inputs += [("--init-from's training state", files.state), ("--init-from's training state", files.staged)]
+            }
+        }
+        var outputs: [OutputFiles.Output] = []
+        if let save {
+            outputs.append(.init("--save", save, replaces: command.resume))
+            if let saveState { outputs.append(.init("--save's training state", saveState, replaces: resumeFiles?.state)) }
+        }
+        if let plot { outputs.append(.init("--plot", plot)) }
+        do {
+            try OutputFiles.check(outputs, inputs: inputs)
+        } catch let conflict as OutputFiles.Conflict {
+            throw ValidationError(conflict.description)
+        }
+    }
+
+    /// Where the run starts: epochs completed and steps into the next.
+    var start: RunPosition { state?.value.position ?? RunPosition(epoch: 0) }
     /// The first epoch this run trains.
-    var firstEpoch: Int { (state?.value.epoch ?? 0) + 1 }
+    var firstEpoch: Int { start.epoch + 1 }
 }
 
 extension RunStart {
@@ -146,32 +196,27 @@ extension RunStart {
         }
         let lossFunction = Losses.named(lossName)!
         let folder = MNISTFolder(common.data)
-        // Every output is checked before any data is read or any work done: a bad --plot must not cost a good --save.
-        var outputs: [(option: String, path: String)] = []
-        if let save { outputs += [("--save", save), ("--save (its training state)", TrainingState.path(besides: save))] }
-        if let plot = plot { outputs.append(("--plot", plot)) }
-        do {
-            // NOTE: --resume's own files are rewritten in place (they are read in full already); --init-from's are inputs.
-            try OutputFiles.check(outputs, inputs: try folder.files() + (command.initFrom.map { [$0] } ?? []))
-        } catch let conflict as OutputFiles.Conflict {
-            throw ValidationError(conflict.description)
-        }
         let loadStart = Date()
         // Images stay bytes on the host; the normalised float copy is made only on the device.
         let (train, test) = try folder.loadRaw()
+        if group == nil && Interrupt.requested {
+            warn("clnn: interrupted while loading the data, before training; nothing was written")
+            throw ExitCode(Interrupt.exitStatus)
+        }
         if let group { try checkSameData(train, test, group: group, folder: common.data) }
         var checkpoint = source?.checkpoint
         var assumptions = StateDictAssumptions()
         if let source, source.checkpoint.inferredFromShapes {
             // A plain PyTorch state dict: read again with the normalisation settled now that the data is here.
             assumptions = try StateDictAssumptions(activation: command.activation, loss: command.loss, classes: command.classes,
-                                                   normalization: command.normalization) { train.normalization }
+                                                   normalization: command.normalization) { try trainingStatistics(train, folder) }
             checkpoint = try Checkpoint.verified(source.bytes, path: source.path, vocabulary: Checkpoint.vocabulary,
                                                  assuming: assumptions).checkpoint
         }
         if let source, let note = checkpoint?.note { warn("clnn: \(source.path): \(note)") }
         // A model from a checkpoint keeps the input statistics it was trained with.
-        let normalization = try checkpoint?.normalization ?? parseNormalization(command.normalization) ?? train.normalization
+        let normalization = try checkpoint?.normalization ?? parseNormalization(command.normalization)
+            ?? trainingStatistics(train, folder)
         let plan = try ClassPlan(train: train.labels, test: test.labels, explicit: checkpoint?.classes ?? command.classes,
                                  trainSource: try folder.file(MNISTFolder.trainLabels),
                                  testSource: try folder.file(MNISTFolder.testLabels))
@@ -224,8 +269,9 @@ extension RunStart {
               + (o.weightDecay > 0 ? " weight decay \(o.weightDecay)" : "")
               + ", batch \(o.batchSize), \(o.epochs) epochs, seed \(o.seed)")
         if let source {
-            print(state != nil ? "resuming \(source.path) after epoch \(firstEpoch - 1) of \(o.epochs)"
-                               : "starting from the weights of \(source.path)")
+            print(state == nil ? "starting from the weights of \(source.path)"
+                  : start.step == 0 ? "resuming \(source.path) after epoch \(firstEpoch - 1) of \(o.epochs)"
+                  : "resuming \(source.path) at step \(start.step) of epoch \(firstEpoch) of \(o.epochs)")
         }
 
         // The data goes to the device once; every minibatch is read there through the epoch's order.
@@ -236,27 +282,38 @@ extension RunStart {
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(lossName) on \(device)"
         let bar = ProgressBar()
-        var savedEpoch: Int?
-        var lastEpoch = min(command.stopAfter ?? o.epochs, o.epochs)
+        var saved: RunPosition?
         let stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchRanges.count
-        var stepsLeft = command.maxSteps
-        var partialEpoch = false
+        // --max-steps counts the run's steps in all, a resumed run's earlier ones included.
+        let startStep = start.epoch * stepsPerEpoch + start.step
+        var lastStep = min(command.stopAfter ?? o.epochs, o.epochs) * stepsPerEpoch
+        if let maxSteps = command.maxSteps {
+            guard maxSteps > startStep else {
+                throw ValidationError("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has taken "
+                    + "\(startStep) (\(stepsPerEpoch) per epoch): give more")
+            }
+            lastStep = min(lastStep, maxSteps)
+        }
+        var position = start
         do {
-            for epoch in firstEpoch...lastEpoch {
+            while position.epoch * stepsPerEpoch + position.step < lastStep {
+                let epoch = position.epoch + 1
                 // NOTE: under mpirun the stop is agreed at the epoch's reports instead (the processes would not see
                 // a signal at the same moment here).
-                if group == nil && Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: 0) }
-                let start = Date()
-                let steps = min(stepsLeft ?? stepsPerEpoch, stepsPerEpoch)
-                stepsLeft = stepsLeft.map { $0 - steps }
-                partialEpoch = steps < stepsPerEpoch
-                let trainLoss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 25, maxSteps: steps,
-                                                       shouldStop: { Interrupt.requested }) { report in
+                if group == nil && Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: position.step) }
+                let began = Date()
+                let steps = min(lastStep - (position.epoch * stepsPerEpoch + position.step), stepsPerEpoch - position.step)
+                _ = try trainer.trainEpoch(deviceTrain, epoch: epoch, firstStep: position.step, reportEvery: 25, maxSteps: steps,
+                                           shouldStop: { Interrupt.requested }) { report in
                     curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
                                             Double(report.runningLoss)))
                     bar.show(report, epochs: o.epochs)
                 }
-                let seconds = Date().timeIntervalSince(start)
+                position.step += steps
+                position.lossSum += trainer.lastLossSum
+                let trainLoss = Float(position.lossSum / Double(max(position.step, 1)))
+                if position.step == stepsPerEpoch { position = RunPosition(epoch: epoch) }
+                let seconds = Date().timeIntervalSince(began)
                 let (testLoss, accuracy) = try trainer.evaluate(deviceTest)
                 bar.finish()
                 guard testLoss.isFinite else {
@@ -265,40 +322,52 @@ extension RunStart {
                 curves.epochs.append((epoch, testLoss, accuracy))
                 print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
                              epoch, o.epochs, trainLoss, testLoss, accuracy, seconds)
-                      + (partialEpoch ? " after \(steps) of \(stepsPerEpoch) steps (--max-steps)" : ""))
+                      + (position.step > 0 ? " after \(position.step) of \(stepsPerEpoch) steps (--max-steps)" : ""))
                 if let save {
                     let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
-                                                  imageShape: checkpoint?.imageShape ?? train.imageShape, epoch: epoch)
-                    try metadata.save(model, to: save)
-                    let statePath = TrainingState.path(besides: save)
-                    if partialEpoch {
-                        // NOTE: a resumed run continues from whole epochs: no state for a partial one, and none stale.
-                        try? FileManager.default.removeItem(atPath: statePath)
-                    } else {
-                        try TrainingState.save(trainer, epoch: epoch, to: statePath)
-                    }
-                    savedEpoch = epoch
+                                                  imageShape: checkpoint?.imageShape ?? train.imageShape,
+                                                  epoch: position.epoch > 0 ? position.epoch : nil)
+                    try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: position, to: save) }
+                    saved = position
                 }
                 if let plot = plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
-                if stepsLeft == 0 {
-                    lastEpoch = epoch
-                    break
-                }
             }
         } catch let error as TrainingError {
             bar.finish()
             if let plot = plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
+            if case let .interrupted(epoch, step) = error, let save, epoch == position.epoch + 1, step > position.step {
+                // Stopped mid-epoch after `step` whole steps: those are saved with the state that continues them, so
+                // a signal costs no training (nothing is saved when the last update made a weight non-finite).
+                var reached = RunPosition(epoch: position.epoch, step: step, lossSum: position.lossSum + trainer.lastLossSum)
+                if step == stepsPerEpoch { reached = RunPosition(epoch: epoch) }
+                do {
+                    let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
+                                                  imageShape: checkpoint?.imageShape ?? train.imageShape,
+                                                  epoch: reached.epoch > 0 ? reached.epoch : nil)
+                    try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: reached, to: save) }
+                    saved = reached
+                } catch {
+                    warn("clnn: the model at the stop was not saved: \(error)")
+                }
+            }
             var kept = ""
             if let save {
                 // NOTE: name the file only when this run wrote a good model into it.
-                kept = savedEpoch.map { "; the last good checkpoint (epoch \($0)) is kept in \(save) (--resume \(save) continues it)" }
-                    ?? "; no checkpoint was written"
+                if case .interrupted = error, let saved {
+                    kept = "; the run so far (\(describe(saved, stepsPerEpoch: stepsPerEpoch))) is saved in \(save) with its "
+                        + "training state (--resume \(save) continues from there)"
+                } else {
+                    kept = saved.map { "; the last good checkpoint (\(describe($0, stepsPerEpoch: stepsPerEpoch))) is kept in \(save) "
+                        + "(--resume \(save) continues it)" } ?? "; no checkpoint was written"
+                }
             }
-            if case .interrupted = error, let group {
-                // Every process stopped at the same step: leave together with the signal's status, no abort.
-                // A process the signal did not reach takes the status of one it did.
-                let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
+            if let group {
+                // Every process stopped at the same step (a stop is agreed; a diverging loss is the summed one, the
+                // weights are the same everywhere): process 0 reports, all leave together, no abort. A process the
+                // signal did not reach takes the status of one it did.
                 if group.rank == 0 { warn("clnn: \(error)\(kept)") }
+                guard case .interrupted = error else { throw AgreedStop(status: 1) }
+                let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
                 throw AgreedStop(status: 128 + (signal == 0 ? SIGTERM : signal))
             }
             warn("clnn: \(error)\(kept)")
@@ -306,10 +375,31 @@ extension RunStart {
             throw ExitCode(1)
         }
         if let save {
-            print("saved \(save)" + (partialEpoch ? " after \(command.maxSteps!) steps (--max-steps; no training state for a partial epoch)"
-                : lastEpoch < o.epochs ? " after epoch \(lastEpoch) of \(o.epochs) (--resume \(save) continues)" : ""))
+            print("saved \(save)" + (position.step > 0 || position.epoch < o.epochs
+                ? " at \(describe(position, stepsPerEpoch: stepsPerEpoch)) of \(o.epochs) epochs"
+                  + (command.maxSteps != nil && position.epoch * stepsPerEpoch + position.step == command.maxSteps ? " (--max-steps)" : "")
+                  + " with its training state (--resume \(save) continues)"
+                : ""))
         }
         if let plot = plot { print("plotted \(plot)") }
+        for lock in locks { lock.release() }
+    }
+
+    /// The training set's pixel statistics, to normalise with.
+    /// - Throws: `DataError` naming the images file when every pixel is the same (std 0: nothing to normalise by).
+    private func trainingStatistics(_ train: RawDataset, _ folder: MNISTFolder) throws -> Normalization {
+        let statistics = train.normalization
+        guard statistics.std >= 1e-6 else {
+            throw DataError(try folder.file(MNISTFolder.trainImages), String(format: "every training pixel has the same value "
+                + "(mean %.4f, std 0): the images hold nothing to learn and cannot be normalised; check the file, or pass "
+                + "--normalization none", statistics.mean))
+        }
+        return statistics
+    }
+
+    /// "epoch 2", or "step 40 of epoch 3".
+    private func describe(_ position: RunPosition, stepsPerEpoch: Int) -> String {
+        position.step == 0 ? "epoch \(position.epoch)" : "step \(position.step) of epoch \(position.epoch + 1)"
     }
 }
 

@@ -81,24 +81,31 @@ final class OptimizerTests: XCTestCase {
                 let whole = try trainer(try MLP.make(sizes: [784, 16, 10], activation: .tanh, seed: 3, on: device))
                 for epoch in 1...2 { _ = try whole.trainEpoch(data, epoch: epoch) }
 
-                let first = try trainer(try MLP.make(sizes: [784, 16, 10], activation: .tanh, seed: 3, on: device))
-                _ = try first.trainEpoch(data, epoch: 1)
-                let path = folder.appendingPathComponent("\(kind)-\(device).safetensors").path
-                try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
-                               normalization: Normalization(mean: 0, std: 1), epoch: 1).save(first.model, to: path)
-                try TrainingState.save(first, epoch: 1, to: TrainingState.path(besides: path))
+                // Saved at an epoch's end, and 4 steps into the first epoch (10 steps each).
+                for stop in [RunPosition(epoch: 1), RunPosition(epoch: 0, step: 4)] {
+                    let first = try trainer(try MLP.make(sizes: [784, 16, 10], activation: .tanh, seed: 3, on: device))
+                    _ = try first.trainEpoch(data, epoch: 1, maxSteps: stop.step == 0 ? nil : stop.step)
+                    var at = stop
+                    at.lossSum = stop.step == 0 ? 0 : first.lastLossSum
+                    let path = folder.appendingPathComponent("\(kind)-\(device)-\(stop.step).safetensors").path
+                    try SavedRun.save(first, checkpoint: try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
+                                      normalization: Normalization(mean: 0, std: 1), epoch: stop.epoch > 0 ? stop.epoch : nil),
+                                      at: at, to: path)
 
-                let (checkpoint, model) = try Checkpoint.load(path, on: device)
-                let state = try TrainingState.load(TrainingState.path(besides: path))
-                XCTAssertEqual(checkpoint.epoch, 1)
-                XCTAssertEqual(state.epoch, 1)
-                XCTAssertEqual(state.options.optimizer, kind)
-                let resumed = try Trainer(model: model, loss: CrossEntropyLoss(), options: state.options)
-                try state.restore(into: resumed, path: path)
-                XCTAssertEqual(resumed.optimizer.stepCount, 10)
-                _ = try resumed.trainEpoch(data, epoch: 2)
-                for (a, b) in zip(whole.model.parameters, resumed.model.parameters) {
-                    XCTAssertEqual(try a.value.toArray(), try b.value.toArray(), "\(kind) on \(device): \(a.name)")
+                    let loaded = try SavedRun.load(path)
+                    let (checkpoint, model) = try Checkpoint.decode(loaded.bytes, path: path, on: device)
+                    let state = loaded.state
+                    XCTAssertEqual(checkpoint.epoch, stop.epoch > 0 ? stop.epoch : nil)
+                    XCTAssertEqual(state.position, at)
+                    XCTAssertEqual(state.options.optimizer, kind)
+                    let resumed = try Trainer(model: model, loss: CrossEntropyLoss(), options: state.options)
+                    try state.restore(into: resumed, path: path)
+                    XCTAssertEqual(resumed.optimizer.stepCount, stop.step == 0 ? 10 : stop.step)
+                    if stop.step > 0 { _ = try resumed.trainEpoch(data, epoch: 1, firstStep: stop.step) }
+                    _ = try resumed.trainEpoch(data, epoch: 2)
+                    for (a, b) in zip(whole.model.parameters, resumed.model.parameters) {
+                        XCTAssertEqual(try a.value.toArray(), try b.value.toArray(), "\(kind) on \(device) from \(stop): \(a.name)")
+                    }
                 }
             }
         }

@@ -1,0 +1,148 @@
+@_spi(CLI) import Device
+import Foundation
+
+/// Where a training run stands: `epoch` epochs completed and `step` steps taken into the next one (0 at an epoch's
+/// end), with the sum of those steps' losses (so the epoch's mean loss comes out as in a run never stopped).
+public struct RunPosition: Sendable, Equatable {
+    /// Epochs completed.
+    public var epoch: Int
+    /// Steps taken into epoch `epoch + 1`.
+    public var step: Int
+    /// The sum of those steps' mean losses.
+    public var lossSum: Double
+
+    /// At the end of epoch `epoch` (`step` 0), or `step` steps into the next.
+    public init(epoch: Int, step: Int = 0, lossSum: Double = 0) {
+        self.epoch = epoch
+        self.step = step
+        self.lossSum = lossSum
+    }
+}
+
+/// A training run on disk: the model checkpoint (a plain PyTorch state dict, `m.safetensors`) and the training
+/// state that continues it (`m.state.safetensors`), written and read as one.
+///
+/// The checkpoint records the digest of its state file and the state the digest of the weights it was saved with,
+/// so a state from another run, or from another save of this one, is refused. A save writes the state first under a
+/// staging name (`.m.state.safetensors.pending`), then replaces the checkpoint — that rename is the commit — and
+/// then renames the state into place: a process killed at any instant leaves either the previous pair or the new
+/// one (`load` finds the state the checkpoint names in either place). Both files sit beside the real checkpoint
+/// file when `path` is a symbolic link.
+public enum SavedRun {
+    /// The files of a run saved at `path`.
+    public struct Files: Sendable {
+        /// The checkpoint's path as given.
+        public let model: String
+        /// The file written (symbolic links resolved).
+        public let resolved: String
+        /// The training state's file, beside `resolved`.
+        public let state: String
+        /// Where a save stages the new state before its commit.
+        public let staged: String
+
+        /// The files for a checkpoint at `path` (which need not exist yet).
+        public init(_ path: String) throws {
+            model = path
+            resolved = try AtomicFile.resolve(path).resolved
+            state = TrainingState.path(besides: resolved)
+            let url = URL(fileURLWithPath: state)
+            staged = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).pending").path
+        }
+    }
+
+    /// Saves `trainer`'s model with `checkpoint`'s metadata and its training state at `position` to `path` and
+    /// beside it, as one commit (see `SavedRun`).
+    /// - Throws: `DataError` with the previous pair intact: the metadata does not describe the model, a weight is
+    ///   not finite, or a write fails.
+    public static func save(_ trainer: Trainer, checkpoint: Checkpoint, at position: RunPosition, to path: String) throws {
+        let files = try Files(path)
+        let tensors = try checkpoint.tensors(of: trainer.model, path: path)
+        let state = try TrainingState.encode(trainer, at: position, modelDigest: SafeTensors.digest(tensors))
+        var bound = checkpoint
+        bound.trainingStateDigest = fnv1a(state)
+        let model = try bound.encode(tensors: tensors)
+        try AtomicFile.write(state, to: files.staged)
+        try AtomicFile.write(model, to: files.resolved)  // the commit
+        FileSteps.reached()
+        guard rename(files.staged, files.state) == 0 else {
+            // NOTE: the pair is committed already (`load` reads the staged state); say why it stays staged.
+            throw DataError(files.state, "the model was saved but its training state stays at \(files.staged): "
+                + "cannot rename it into place: \(String(cString: strerror(errno)))")
+        }
+        FileSteps.reached()
+        AtomicFile.syncFolder(of: files.state)
+    }
+
+    /// A run read back: the checkpoint's bytes and metadata, and the state that belongs to it.
+    public struct Loaded {
+        /// The checkpoint file's bytes (to build the model on a device: `Checkpoint.decode`).
+        public let bytes: [UInt8]
+        /// Its metadata.
+        public let checkpoint: Checkpoint
+        /// The training state saved with it.
+        public let state: TrainingState
+        /// The files.
+        public let files: Files
+        /// A remark for the user (a state recovered from an interrupted save, an unverifiable older pair), or nil.
+        public let note: String?
+    }
+
+    /// Reads the run saved at `path`: its checkpoint and the training state bound to it. A save interrupted after
+    /// its commit left the state staged: it is moved into place.
+    /// - Throws: `DataError` naming both files when there is no state, or the state does not belong to the checkpoint.
+    public static func load(_ path: String) throws -> Loaded {
+        let files = try Files(path)
+        let bytes = try readFileBytes(path, what: "checkpoint file")
+        let (checkpoint, tensors) = try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary)
+        guard !checkpoint.inferredFromShapes else {
+            throw DataError(path, "is a plain state dict without clnn metadata: it holds weights, not a run to continue")
+        }
+        let exists = { (p: String) in FileManager.default.fileExists(atPath: p) }
+        guard let digest = checkpoint.trainingStateDigest else {
+            // Written by `Checkpoint.save` (the model alone), or by clnn before states were bound to their models.
+            guard exists(files.state) else {
+                throw DataError(path, "no training state beside it (\(files.state)): it was saved without one")
+            }
+            let state = try TrainingState.load(files.state)
+            guard state.modelDigest == nil, checkpoint.epoch == state.epoch, state.position.step == 0 else {
+                throw DataError(files.state, "does not belong to \(path), which was saved without a training state "
+                    + "(the model alone, by Checkpoint.save or an older clnn)")
+            }
+            return Loaded(bytes: bytes, checkpoint: checkpoint, state: state, files: files,
+                          note: "\(files.state) is from an older clnn, which did not bind a state to its model: it was "
+                              + "matched by its epoch (\(state.epoch)) only")
+        }
+        var seen: [(path: String, digest: UInt64)] = []
+        for (candidate, staged) in [(files.state, false), (files.staged, true)] where exists(candidate) {
+            let stateBytes = try readFileBytes(candidate, what: "training state file")
+            let found = fnv1a(stateBytes)
+            guard found == digest else {
+                seen.append((candidate, found))
+                continue
+            }
+            let state = try TrainingState.decode(stateBytes, path: candidate)
+            guard state.modelDigest == SafeTensors.digest(tensors) else {
+                throw DataError(candidate, "was saved with other weights than \(path)'s (its model digest "
+                    + "\(state.modelDigest.map { String($0, radix: 16) } ?? "none") against \(String(SafeTensors.digest(tensors), radix: 16)))")
+            }
+            var note: String?
+            if staged {
+                if rename(files.staged, files.state) == 0 {
+                    AtomicFile.syncFolder(of: files.state)
+                    note = "recovered the training state of the last save (cut short after its commit) into \(files.state)"
+                    return Loaded(bytes: bytes, checkpoint: checkpoint, state: state,
+                                  files: files, note: note)
+                }
+                note = "the training state of the last save is still at \(files.staged) (cannot move it into place: "
+                    + "\(String(cString: strerror(errno))))"
+            }
+            return Loaded(bytes: bytes, checkpoint: checkpoint, state: state, files: files, note: note)
+        }
+        guard let other = seen.first else {
+            throw DataError(path, "no training state beside it (\(files.state))")
+        }
+        throw DataError(other.path, "does not belong to \(path): the checkpoint was saved with a training state of "
+            + "digest \(String(digest, radix: 16)) but this file's is \(String(other.digest, radix: 16)) (a state of another "
+            + "run, or of another save of this one)")
+    }
+}
