@@ -11,11 +11,18 @@ final class HostBuffer: @unchecked Sendable {
     let count: Int
     /// For a view: the buffer whose memory it shows (kept alive; only an owner frees).
     private let parent: HostBuffer?
-    init(count: Int) {
+    init(count: Int) throws {
         self.count = count
         parent = nil
-        // At least one element so the pointer is always valid.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        // At least one element so the pointer is always valid. NOTE: posix_memalign, not Swift's allocate: a
+        // failed allocation is an error to report, not a trap.
+        var raw: UnsafeMutableRawPointer?
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !overflow, posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            throw DeviceError.outOfMemory(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4,
+                                          available: HostMemory.available().bytes, limit: "the allocator's refusal; "
+                                              + HostMemory.available().limit)
+        }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
     /// Elements offset..<offset + count of `parent`.
@@ -24,7 +31,7 @@ final class HostBuffer: @unchecked Sendable {
         self.count = count
         pointer = parent.pointer + offset
     }
-    deinit { if parent == nil { pointer.deallocate() } }
+    deinit { if parent == nil { free(pointer) } }
 }
 
 /// A tensor's memory: on the host, or in one OpenCL device's buffer (which knows its device).
@@ -48,7 +55,7 @@ enum Backend {
     /// `count` uninitialised floats.
     func allocate(_ count: Int) throws -> Storage {
         switch self {
-        case .cpu: return .cpu(HostBuffer(count: count))
+        case .cpu: return .cpu(try HostBuffer(count: count))
         case .opencl(let device): return .opencl(try device.makeBuffer(count: count))
         }
     }
@@ -239,15 +246,17 @@ extension DeviceTag {
         }
     }
 
-    /// The largest single buffer and the whole memory of the device, in bytes (for cpu: no buffer limit, and the
-    /// machine's physical memory).
+    /// The largest single buffer and the memory the device can still give this process, in bytes (for cpu and
+    /// CPU-type OpenCL devices: what `HostMemory.available()` reports; for a GPU, its global memory).
     public var memoryLimits: (maxBuffer: Int, total: Int) {
         switch kind {
-        case .cpu: return (Int.max, Int(clamping: ProcessInfo.processInfo.physicalMemory))
+        case .cpu: return (Int.max, HostMemory.available().bytes)
         case .opencl:
             guard OpenCLRuntime.shared.devices.indices.contains(index) else { return (0, 0) }
             let info = OpenCLRuntime.shared.devices[index]
-            return (info.maxAllocation > 0 ? info.maxAllocation : Int.max, info.globalMemory)
+            // A CPU-type device (POCL) allocates the process's own memory: its limits apply too.
+            let total = info.isCPU ? min(info.globalMemory, HostMemory.available().bytes) : info.globalMemory
+            return (info.maxAllocation > 0 ? info.maxAllocation : Int.max, total)
         }
     }
 }

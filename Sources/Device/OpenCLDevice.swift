@@ -268,7 +268,7 @@ public final class OpenCLDevice: @unchecked Sendable {
     func copyAcross(from source: CLBuffer, to destination: CLBuffer, count: Int) throws {
         guard count > 0 else { return }
         let bytes = count * MemoryLayout<Float>.size
-        let staging = HostBuffer(count: count)
+        let staging = try HostBuffer(count: count)
         let from = source.device
         var readEvent: cl_event?
         try check(clEnqueueReadBuffer(from.queue.handle, source.handle, cl_bool(CL_FALSE), 0, bytes, staging.pointer,

@@ -11,9 +11,12 @@ package enum RegularFile {
         case notRegular(FileKind)
         case read(errno: Int32)
         case shrank
+        /// The file is larger than the memory this process can still get (`HostMemory`).
+        case tooLarge(bytes: Int, available: Int, limit: String)
     }
 
-    package static func read(_ path: String) throws(Failure) -> [UInt8] {
+    /// The file's bytes; refused before reading when `copies` times its size does not fit in `HostMemory.available()`.
+    package static func read(_ path: String, holding copies: Int = 1) throws(Failure) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .open(errno: errno) }
         defer { close(fd) }
@@ -21,6 +24,10 @@ package enum RegularFile {
         guard fstat(fd, &info) == 0 else { throw .read(errno: errno) }
         let kind = FileKind(mode: info.st_mode)
         guard kind == .regular else { throw .notRegular(kind) }
+        // NOTE: the whole file is read into memory: a file (perhaps sparse: large but nearly empty on disk) larger
+        // than what the process can get would make the allocation trap.
+        let (available, limit) = HostMemory.available()
+        guard Double(info.st_size) * Double(copies) <= Double(available) else { throw .tooLarge(bytes: Int(info.st_size), available: available, limit: limit) }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var done = 0
         while done < bytes.count {

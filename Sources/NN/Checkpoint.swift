@@ -58,7 +58,7 @@ extension Checkpoint {
     /// says what was inferred).
     public static func load(_ path: String, on device: DeviceTag,
                             assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
-        try decode(try readFileBytes(path, what: "checkpoint file"), path: path, on: device, assuming: assumptions)
+        try decode(try readFileBytes(path, what: "checkpoint file", holding: 4), path: path, on: device, assuming: assumptions)
     }
 
     /// Parses a checkpoint's bytes and rebuilds its model on `device`. Every tensor the metadata implies must be
@@ -66,6 +66,14 @@ extension Checkpoint {
     public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag,
                               assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
         let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary, assuming: assumptions)
+        // The model and the transposed host copies made while loading must fit (sizes come from the file).
+        let parameters = checkpoint.tensorShapes.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
+        do {
+            try MLP.checkFits(sizes: checkpoint.sizes, rows: 1, on: device, training: false)
+        } catch let error as DeviceError {
+            throw DataError(path, "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+        }
+        try HostMemory.require(4 * parameters * (device == .cpu ? 2 : 1), for: "loading the \(Int(parameters)) parameters of \(path)")
         let model = try LayerSpec.modules(checkpoint.layers, seed: 0, on: device)
         try model.assign(tensors, path: path)
         return (checkpoint, model)
@@ -107,7 +115,7 @@ extension Sequential {
     /// A plain PyTorch state dict is read with `assumptions` (its activation matters here: it must be the model's).
     @discardableResult
     public func load(from path: String, assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> Checkpoint {
-        let (checkpoint, tensors) = try Checkpoint.verified(try readFileBytes(path, what: "checkpoint file"), path: path,
+        let (checkpoint, tensors) = try Checkpoint.verified(try readFileBytes(path, what: "checkpoint file", holding: 4), path: path,
                                                             vocabulary: Checkpoint.vocabulary, assuming: assumptions)
         try checkpoint.checkDescribes(self, path: path)
         try assign(tensors, path: path)

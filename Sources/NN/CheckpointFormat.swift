@@ -101,7 +101,8 @@ public struct Checkpoint: Equatable, Sendable {
     public static func verified(_ bytes: [UInt8], path: String, vocabulary: Vocabulary,
                                 assuming assumptions: StateDictAssumptions = StateDictAssumptions())
         throws -> (checkpoint: Checkpoint, tensors: [String: SafeTensors.Entry]) {
-        var (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
+        // Held at once while a model loads: the decoded values, their clnn layout, the model's own copy on cpu.
+        var (tensors, metadata) = try SafeTensors.decode(bytes, path: path, copies: 3)
         var checkpoint: Checkpoint
         if isPlainStateDict(metadata) {
             (checkpoint, tensors) = try inferred(tensors, path: path, vocabulary: vocabulary, assuming: assumptions)

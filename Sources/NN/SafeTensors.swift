@@ -46,8 +46,10 @@ public enum SafeTensors {
         return out
     }
 
-    /// Parses a safetensors file's bytes; `path` names the file in errors.
-    public static func decode(_ bytes: [UInt8], path: String) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+    /// Parses a safetensors file's bytes; `path` names the file in errors. `copies` is how many float copies of the
+    /// tensors the caller will hold at once (its layouts, the model it builds): their memory is checked against what
+    /// the process can get (`HostMemory`) before any is made, from the header's shapes alone.
+    public static func decode(_ bytes: [UInt8], path: String, copies: Int = 1) throws -> (tensors: [String: Entry], metadata: [String: String]) {
         guard bytes.count >= 8 else { throw DataError(path, "truncated safetensors file: \(bytes.count) bytes, no header length") }
         let headerLength = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard headerLength <= UInt64(maxHeaderBytes), Int(headerLength) <= bytes.count - 8 else {
@@ -62,6 +64,7 @@ public enum SafeTensors {
         var metadata: [String: String] = [:]
         var tensors: [String: Entry] = [:]
         var spans: [(begin: Int, end: Int, name: String)] = []
+        var pending: [(name: String, dtype: String, shape: [Int], begin: Int, end: Int, elements: Int)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let dict = value as? [String: String] else {
@@ -96,14 +99,29 @@ public enum SafeTensors {
                 throw DataError(path, "tensor '\(name)' of shape \(shape) needs \(needs) but spans \(end - begin)")
             }
             spans.append((begin, end, name))
-            // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
-            let values = bytes.withUnsafeBytes { src in
-                floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + begin)..<(headerEnd + end)]), dtype: dtype)
-            }
-            tensors[name] = Entry(shape: shape, values: values, storedAs: dtype)
+            pending.append((name, dtype, shape, begin, end, (end - begin) / width))
         }
         try checkLayout(spans, dataSize: dataSize, path: path)
+        // Only now, with every size checked against the file, are the values made.
+        try requireMemory(elements: pending.reduce(0.0) { $0 + Double($1.elements) }, copies: copies, path: path)
+        for t in pending {
+            // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
+            let values = bytes.withUnsafeBytes { src in
+                floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + t.begin)..<(headerEnd + t.end)]), dtype: t.dtype)
+            }
+            tensors[t.name] = Entry(shape: t.shape, values: values, storedAs: t.dtype)
+        }
         return (tensors, metadata)
+    }
+
+    /// Throws unless `copies` float copies of `elements` values fit in the memory this process can still get.
+    static func requireMemory(elements: Double, copies: Int, path: String) throws {
+        do {
+            try HostMemory.require(4 * elements * Double(copies), for: "reading its \(Int(elements)) values"
+                                   + (copies > 1 ? " (\(copies) copies while loading)" : ""))
+        } catch let error as DeviceError {
+            throw DataError(path, "\(error)")
+        }
     }
 
     /// The safetensors library's rule: the tensors' byte ranges tile the data section exactly, in order of their

@@ -92,7 +92,7 @@ public enum SavedRun {
     /// - Throws: `DataError` naming both files when there is no state, or the state does not belong to the checkpoint.
     public static func load(_ path: String) throws -> Loaded {
         let files = try Files(path)
-        let bytes = try readFileBytes(path, what: "checkpoint file")
+        let bytes = try readFileBytes(path, what: "checkpoint file", holding: 4)
         let (checkpoint, tensors) = try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary)
         guard !checkpoint.inferredFromShapes else {
             throw DataError(path, "is a plain state dict without clnn metadata: it holds weights, not a run to continue")

@@ -36,7 +36,12 @@ struct Eval: ParsableCommand {
     func run() throws {
         let device = try common.resolveDevice()
         let folder = MNISTFolder(common.data)
-        let bytes = try readFileBytes(model, what: "checkpoint file")
+        let bytes = try readFileBytes(model, what: "checkpoint file", holding: 4)
+        if bytes.count > 256 << 20 {
+            // NOTE: a model this large takes a while to load and a long while to evaluate: say so before the wait.
+            warn("clnn: \(model) is \(HostMemory.gib(bytes.count)) (about \(bytes.count / 4) parameters): loading and "
+                 + "evaluating it take a while")
+        }
         let plain = Checkpoint.isPlainStateDict(try SafeTensors.decode(bytes, path: model).metadata)
         var assumptions = StateDictAssumptions()
         if plain {
@@ -49,6 +54,12 @@ struct Eval: ParsableCommand {
         }
         let (checkpoint, network) = try Checkpoint.decode(bytes, path: model, on: device, assuming: assumptions)
         if let note = checkpoint.note { warn("clnn: \(model): \(note)") }
+        print("model \(model): \(LayerSpec.text(checkpoint.layers)), \(checkpoint.loss), on \(device.summary)")
+        do {
+            try MLP.checkFits(sizes: checkpoint.sizes, rows: Evaluator.defaultChunk, on: device, training: false)
+        } catch let error as DeviceError {
+            throw DataError(model, "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+        }
         let raw = try folder.loadTestRaw()
         try checkpoint.checkInputs(raw, imagesFile: try folder.file(MNISTFolder.testImages), model: model)
         let test = raw.dataset(checkpoint.normalization)
@@ -56,7 +67,6 @@ struct Eval: ParsableCommand {
         let evaluator = try Evaluator(model: network, loss: loss, classes: checkpoint.classes, device: device)
         try ClassPlan.check(test.labels, classes: checkpoint.classes, source: try folder.file(MNISTFolder.testLabels))
         let (testLoss, accuracy) = try evaluator.evaluate(test)
-        print("model \(model): \(LayerSpec.text(checkpoint.layers)), \(checkpoint.loss), on \(device.summary)")
         print(String(format: "test loss %.4f  test acc %.4f  (%d examples)", testLoss, accuracy, test.count))
     }
 }

@@ -55,7 +55,7 @@ struct RunStart {
             source = (resume, saved.bytes, saved.checkpoint)
             state = (saved.files.state, saved.state)
         } else if let path = command.initFrom {
-            let bytes = try readFileBytes(path, what: "checkpoint file")
+            let bytes = try readFileBytes(path, what: "checkpoint file", holding: 4)
             // A plain PyTorch state dict's activation, loss and classes come from the options (its normalisation is
             // settled once the data is loaded, in `train`).
             let assumptions = StateDictAssumptions(activation: Activation(rawValue: command.activation ?? "relu") ?? .relu,
@@ -240,10 +240,11 @@ extension RunStart {
         }
         do {
             for d in deviceList ?? [device] {
-                try MLP.checkFits(sizes: sizes, rows: max(options.batchSize, Trainer.evaluationChunk), on: d)
+                // NOTE: a batch larger than the training set is the training set.
+                try MLP.checkFits(sizes: sizes, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk), on: d)
             }
         } catch let error as DeviceError {
-            throw ValidationError("a model of sizes \(sizes) with --batch-size \(options.batchSize): \(error)")
+            throw ValidationError("--batch-size \(options.batchSize): " + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
         }
         print("data \(common.data): \(train.count) train, \(test.count) test, \(train.features) features, \(plan.classes) classes "
               + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean, normalization.std,

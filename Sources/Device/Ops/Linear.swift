@@ -24,7 +24,7 @@ extension Tensor {
         let (batch, order) = (x.count, x.order)
         try Tensor.run("linear", x.source, order, weight, bias, z, activation == nil ? nil : y) { m in
             let rows = m.optional(1).map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
-            matmulBlocked(m[0], m[2], m[4], m: batch, n: outputs, k: inputs,
+            try matmulBlocked(m[0], m[2], m[4], m: batch, n: outputs, k: inputs,
                           transA: false, transB: false, beta: 0, order: rows)
             let (b, z) = (m[3], m[4])
             for i in 0..<batch {
@@ -61,7 +61,7 @@ extension Tensor {
         let (order, beta): (Tensor?, Float) = (x.order, accumulate ? 1 : 0)
         try Tensor.run("linearBackward", x.source, order, dz, dw, db) { m in
             let rows = m.optional(1).map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
-            matmulBlocked(m[0], m[2], m[3], m: inputs, n: outputs, k: batch,
+            try matmulBlocked(m[0], m[2], m[3], m: inputs, n: outputs, k: batch,
                           transA: true, transB: false, beta: beta, order: rows)
             guard let sums = m.optional(4) else { return }
             if !accumulate { sums.update(repeating: 0, count: outputs) }

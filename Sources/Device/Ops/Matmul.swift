@@ -34,7 +34,7 @@ extension Tensor {
             if naive {
                 matmulNaive(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
             } else {
-                matmulBlocked(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+                try matmulBlocked(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
             }
         } opencl: { d in
             let variant = GemmVariant(transA: transA, transB: transB)
@@ -117,7 +117,7 @@ struct HostRowOrder {
 /// The fast CPU product: batch-sized products with B row-major run unpacked on the calling thread (CGemm's small
 /// path, which also reads A's rows through `order`); the rest cache-blocked, packed, rows split across all cores.
 func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
-                   m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float, order: HostRowOrder? = nil) {
+                   m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float, order: HostRowOrder? = nil) throws {
     guard m > 0, n > 0 else { return }
     let (aRow, aCol) = transA ? (1, m) : (k, 1)
     let small = m * n * k < 1 << 22
@@ -129,16 +129,16 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     if let order {
         // Outside the small path: gather A's stored rows into a (reused) copy, then the threaded product.
         let (stored, width) = transA ? (k, m) : (m, k)
-        let gathered = ScratchBuffers.gathered.take(1, floats: stored * width)
+        let gathered = try ScratchBuffers.gathered.take(1, floats: stored * width)
         defer { ScratchBuffers.gathered.give(gathered) }
         for s in 0..<stored { (gathered[0].pointer + s * width).update(from: A + order.row(s) * width, count: width) }
-        matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        try matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
         return
     }
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
     // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
     let chunks = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, (m + 5) / 6)
-    let packs = ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
+    let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
     defer { ScratchBuffers.packs.give(packs) }
     if chunks == 1 {
         clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m), packs[0].pointer)
@@ -163,12 +163,12 @@ private final class ScratchBuffers: @unchecked Sendable {
     private var idle: [HostBuffer] = []
 
     /// `count` buffers of at least `floats` floats, the caller's alone until it gives them back.
-    func take(_ count: Int, floats: Int) -> [HostBuffer] {
+    func take(_ count: Int, floats: Int) throws -> [HostBuffer] {
         lock.lock()
         var taken: [HostBuffer] = []
         while taken.count < count, let i = idle.lastIndex(where: { $0.count >= floats }) { taken.append(idle.remove(at: i)) }
         lock.unlock()
-        return taken + (taken.count..<count).map { _ in HostBuffer(count: floats) }
+        return taken + (try (taken.count..<count).map { _ in try HostBuffer(count: floats) })
     }
 
     func give(_ buffers: [HostBuffer]) {
