@@ -63,10 +63,16 @@ const char *clnn_opencl_library(void) {
     return library_name;
 }
 
+static const char *missing;  // the first entry point the library lacks
+
+const char *clnn_opencl_missing_symbol(void) { return missing; }
+
 static void *symbol(const char *name) {
     pthread_once(&once, load);
-    if (library == RTLD_NEXT) return dlsym(RTLD_NEXT, name);  // the next definition after ours
-    return library ? dlsym(library, name) : NULL;
+    void *found = library == RTLD_NEXT ? dlsym(RTLD_NEXT, name)  // the next definition after ours
+                : library ? dlsym(library, name) : NULL;
+    if (!found && library && !missing) missing = name;
+    return found;
 }
 
 // FORWARD(return type, name, value when unavailable, (parameters), (arguments))

@@ -25,6 +25,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
         if let why = clnn_opencl_load_error() {
             note = "no OpenCL library could be loaded (\(String(cString: why))); install an OpenCL driver "
                 + "(Debian: ocl-icd-libopencl1 and e.g. pocl-opencl-icd)"
+        } else if let symbol = clnn_opencl_missing_symbol() {
+            note = "the OpenCL library \(String(cString: clnn_opencl_library())) lacks \(String(cString: symbol)): it is not an "
+                + "OpenCL ICD loader (check CLNN_OPENCL_LIBRARY, or install ocl-icd-libopencl1)"
         } else if status != CL_SUCCESS {
             note = OpenCLError.call("clGetPlatformIDs", status: status).description
         } else if platformCount == 0 {

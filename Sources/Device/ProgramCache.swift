@@ -9,13 +9,44 @@ func clnnCacheFolder(_ environment: [String: String] = ProcessInfo.processInfo.e
 }
 
 /// Writes `data` to `file` through a temporary file and a rename. Best effort: a cache that cannot be written
-/// only means doing the work again next time.
+/// only means doing the work again next time — which is said once per process, with the reason, so a user whose
+/// cache folder is unwritable learns why every run tunes and compiles again.
 func writeCacheFile(_ data: Data, to file: URL) {
     let folder = file.deletingLastPathComponent()
     try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid())")
-    guard (try? data.write(to: temp)) != nil else { return }
-    if rename(temp.path, file.path) != 0 { unlink(temp.path) }
+    let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+        var code = errno
+        // The folder could not be made: its own reason (a read-only file system, say) is the one to give.
+        if code == ENOENT, mkdir(folder.path, 0o755) != 0 { code = errno }
+        return cacheNotWritten(folder, code)
+    }
+    let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    let code = errno
+    close(fd)
+    guard written == data.count else {
+        unlink(temp.path)
+        return cacheNotWritten(folder, written < 0 ? code : ENOSPC)
+    }
+    if rename(temp.path, file.path) != 0 {
+        let code = errno
+        unlink(temp.path)
+        cacheNotWritten(folder, code)
+    }
+}
+
+nonisolated(unsafe) private var cacheWarned = false
+private let cacheWarnLock = NSLock()
+
+/// Says once per process that the cache folder cannot be written, and why.
+private func cacheNotWritten(_ folder: URL, _ code: Int32) {
+    cacheWarnLock.lock()
+    defer { cacheWarnLock.unlock() }
+    guard !cacheWarned else { return }
+    cacheWarned = true
+    let why = String(cString: strerror(code))
+    CLNNLog.logger.warning("cannot write the cache folder \(folder.path) (\(why)): GEMM tuning and kernel builds are redone in every run; set CLNN_CACHE_DIR to a writable folder")
 }
 
 /// A stable 64-bit FNV-1a hash of bytes (Swift's hashValue changes between processes).

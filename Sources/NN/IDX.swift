@@ -85,7 +85,15 @@ public enum IDX {
         guard data.count >= 4 else { throw DataError(path, "too short for an IDX header (\(data.count) bytes)") }
         let magic = data[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         guard magic == 0x0000_0801 || magic == 0x0000_0803 else {
-            throw DataError(path, String(format: "not an unsigned-byte IDX file: magic 0x%08X, expected 0x00000801 or 0x00000803", magic))
+            let types: [UInt32: String] = [0x08: "unsigned-byte", 0x09: "signed-byte", 0x0B: "16-bit integer",
+                                           0x0C: "32-bit integer", 0x0D: "float", 0x0E: "double"]
+            if magic >> 16 == 0, let type = types[(magic >> 8) & 0xFF] {
+                // An IDX file, but not one CLNN reads: say which part differs.
+                let rank = Int(magic & 0xFF)
+                throw DataError(path, "an IDX file of \(type) values with \(rank) dimension\(rank == 1 ? "" : "s"); CLNN reads "
+                    + "unsigned-byte images of 3 dimensions (count, rows, columns) and labels of 1")
+            }
+            throw DataError(path, String(format: "not an IDX file: magic 0x%08X, expected 0x00000801 (labels) or 0x00000803 (images)", magic))
         }
         let rank = Int(magic & 0xFF)
         let headerSize = 4 + 4 * rank

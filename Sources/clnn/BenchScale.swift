@@ -18,6 +18,23 @@ extension Bench {
         @Option(help: "Global minibatch size.")
         var batchSize: Int = 64
 
+        func validate() throws {
+            guard (1...(1 << 16)).contains(batchSize) else { throw ValidationError("--batch-size must be in 1...65536, got \(batchSize)") }
+            if let layouts {
+                let items = layouts.split(separator: ";", omittingEmptySubsequences: false)
+                if let empty = items.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                    throw ValidationError("--layouts '\(layouts)': layout \(empty + 1) is empty; give device lists such as "
+                        + "'cpu;cpu,cpu;opencl:0'")
+                }
+                for item in items {
+                    let devices = item.split(separator: ",", omittingEmptySubsequences: false)
+                    if devices.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                        throw ValidationError("--layouts: layout '\(item)' has an empty device (a stray comma?)")
+                    }
+                }
+            }
+        }
+
         func run() throws {
             let group = try ProcessGroup.join()
             if let group, group.rank != 0 { silenceStandardOutput() }

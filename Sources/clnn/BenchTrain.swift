@@ -32,12 +32,13 @@ extension Bench {
         var lr: Float = 0.1
 
         func validate() throws {
-            guard (1...1000).contains(epochs), (1...1000).contains(runs) else {
-                throw ValidationError("--epochs and --runs must be in 1...1000")
+            guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be in 1...1000, got \(epochs)") }
+            guard (1...1000).contains(runs) else { throw ValidationError("--runs must be in 1...1000, got \(runs)") }
+            guard hidden.allSatisfy({ (1...65536).contains($0) }) else {
+                throw ValidationError("--hidden sizes must be in 1...65536, got \(hidden)")
             }
-            guard hidden.allSatisfy({ (1...65536).contains($0) }), (1...(1 << 16)).contains(batchSize), lr.isFinite, lr > 0 else {
-                throw ValidationError("--hidden sizes and --batch-size must be in 1...65536 and --lr a finite number > 0")
-            }
+            guard (1...(1 << 16)).contains(batchSize) else { throw ValidationError("--batch-size must be in 1...65536, got \(batchSize)") }
+            guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
         }
 
         func run() throws {
@@ -47,7 +48,17 @@ extension Bench {
             print("epoch: \(sizes.map(String.init).joined(separator: "-")), cross-entropy, SGD lr \(lr), batch \(batchSize); "
                   + "full batch: \(train.features)-50-1, MSE, \(train.count) images")
             print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
-            for tag in try benchDevices(device) {
+            let tags = try benchDevices(device)
+            for tag in tags {
+                do {
+                    try MLP.checkFits(sizes: sizes, rows: max(min(batchSize, train.count), Evaluator.defaultChunk), on: tag)
+                    try MLP.checkFits(sizes: [train.features, 50, 1], rows: train.count, on: tag)
+                } catch let error as DeviceError {
+                    throw ValidationError("--hidden \(hidden) --batch-size \(batchSize): "
+                        + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+                }
+            }
+            for tag in tags {
                 try tag.warmUp()
                 var options = TrainingOptions()
                 (options.lr, options.schedule, options.batchSize, options.epochs) = (lr, .constant, batchSize, epochs)

@@ -31,6 +31,12 @@ struct Inspect: ParsableCommand {
         let device = try common.resolveDevice()
         let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
         let (n, m, c) = (rawTrain.count, rawTrain.features, rawTrain.classCount)
+        do {
+            // The statistics run every training image through a [m, hidden] layer at once.
+            try MLP.checkFits(sizes: [m, hidden, max(c, 1)], rows: n, on: device, training: false)
+        } catch let error as DeviceError {
+            throw ValidationError("--hidden \(hidden): " + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+        }
         print("data \(common.data) on \(device.summary)")
         print("n = \(n) training images, m = \(m) pixels each, c = \(c) classes (\(rawTest.count) test images)")
 

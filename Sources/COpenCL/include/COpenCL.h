@@ -19,4 +19,7 @@ const char *clnn_opencl_load_error(void);
 /// The library that was loaded (its name as given to dlopen), or NULL.
 const char *clnn_opencl_library(void);
 
+/// The first OpenCL entry point the loaded library lacked (a library that is not an OpenCL ICD loader), or NULL.
+const char *clnn_opencl_missing_symbol(void);
+
 #endif

@@ -42,7 +42,7 @@ enum GemmTuner {
         if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash) {
             return plans
         }
-        CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; cached in \(file.path))")
+        CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; to be cached in \(file.path))")
         var measurements: [String: [String: Double]] = [:]
         let large = tune(device, shapes: shapes, label: "", into: &measurements)
         let small = tune(device, shapes: smallShapes, label: "-small", into: &measurements)
