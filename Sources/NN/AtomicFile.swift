@@ -261,14 +261,17 @@ func realPath(_ path: String, allowMissingLast: Bool) -> String? {
 /// Test hook for crash safety: with `CLNN_KILL_AT_FILE_STEP=N` in the environment, the process kills itself
 /// (SIGKILL, as `kill -9` or the OOM killer would) at the N-th step of its file writes — before each write, fsync and
 /// rename of `AtomicFile` and between the steps of `SavedRun.save` — so a test can stop a save at every instant and
-/// check what is left on disk.
+/// check what is left on disk. `CLNN_KILL_WITH=TERM,TERM` sends those signals instead (Ctrl-C twice during a save).
 enum FileSteps {
     static let variable = "CLNN_KILL_AT_FILE_STEP"
     nonisolated(unsafe) private static var remaining: Int? = ProcessInfo.processInfo.environment[variable].flatMap(Int.init)
 
     static func reached() {
         guard let left = remaining else { return }
-        if left <= 1 { kill(getpid(), SIGKILL) }
         remaining = left - 1
+        guard left == 1 else { return }
+        let names = ProcessInfo.processInfo.environment["CLNN_KILL_WITH"]?.split(separator: ",") ?? ["KILL"]
+        let numbers = ["KILL": SIGKILL, "TERM": SIGTERM, "INT": SIGINT]
+        for name in names { kill(getpid(), numbers[String(name)] ?? SIGKILL) }
     }
 }

@@ -103,6 +103,8 @@ public struct Checkpoint: Equatable, Sendable {
         throws -> (checkpoint: Checkpoint, tensors: [String: SafeTensors.Entry]) {
         // Held at once while a model loads: the decoded values, their clnn layout, the model's own copy on cpu.
         var (tensors, metadata) = try SafeTensors.decode(bytes, path: path, copies: 3)
+        // Checked under the file's own names (a plain state dict's may be renumbered below).
+        try SafeTensors.requireFinite(tensors, path: path, what: "a model")
         var checkpoint: Checkpoint
         if isPlainStateDict(metadata) {
             (checkpoint, tensors) = try inferred(tensors, path: path, vocabulary: vocabulary, assuming: assumptions)
@@ -125,7 +127,6 @@ public struct Checkpoint: Equatable, Sendable {
                 throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) needs \(shape)")
             }
         }
-        try SafeTensors.requireFinite(tensors, path: path, what: "a model")
         return (checkpoint, tensors)
     }
 

@@ -90,8 +90,8 @@ public enum IDX {
             if magic >> 16 == 0, let type = types[(magic >> 8) & 0xFF] {
                 // An IDX file, but not one CLNN reads: say which part differs.
                 let rank = Int(magic & 0xFF)
-                throw DataError(path, "an IDX file of \(type) values with \(rank) dimension\(rank == 1 ? "" : "s"); CLNN reads "
-                    + "unsigned-byte images of 3 dimensions (count, rows, columns) and labels of 1")
+                throw DataError(path, String(format: "an IDX file (magic 0x%08X) of ", magic) + "\(type) values with \(rank) "
+                    + "dimension\(rank == 1 ? "" : "s"); CLNN reads unsigned-byte images of 3 dimensions (count, rows, columns) and labels of 1")
             }
             throw DataError(path, String(format: "not an IDX file: magic 0x%08X, expected 0x00000801 (labels) or 0x00000803 (images)", magic))
         }

@@ -71,6 +71,16 @@ enum Interrupt {
         }
     }
 
+    /// Test hook: with `CLNN_SIGNAL_AT_STEP=N`, SIGINT is raised at the first progress report at or after step N of
+    /// an epoch (a Ctrl-C that lands mid-epoch, at a known step).
+    static func testHook(step: Int) {
+        guard !hookFired, let at = hookStep, step >= at else { return }
+        hookFired = true
+        raise(SIGINT)
+    }
+    nonisolated(unsafe) private static var hookFired = false
+    private static let hookStep = ProcessInfo.processInfo.environment["CLNN_SIGNAL_AT_STEP"].flatMap(Int.init)
+
     /// Runs `save` with a second signal held off until it returns: a checkpoint is never cut short by Ctrl-C twice.
     static func whileSaving<T>(_ save: () throws -> T) rethrows -> T {
         saving = 1

@@ -30,10 +30,10 @@ struct RunStart {
         let save = writes ? command.save ?? command.resume : nil
         let plot = writes ? command.plot : nil
         (self.save, self.plot) = (save, plot)
-        saveState = try save.map { try SavedRun.Files($0).state }
         // A run owns its files before it reads any: every output is checked against every input (through links),
         // then the checkpoint written (and the one resumed) is locked against another clnn.
         if writes { try Self.checkOutputs(command, save: save, plot: plot) }
+        saveState = try save.map { try SavedRun.Files($0).state }
         var locks: [FileLock] = []
         if let save { locks.append(try FileLock(save, exclusive: true, purpose: "clnn train --save \(save)")) }
         if writes, let resume = command.resume, !AtomicFile.sameTarget(resume, save ?? "") {
@@ -155,7 +155,9 @@ struct RunStart {
         var outputs: [OutputFiles.Output] = []
         if let save {
             outputs.append(.init("--save", save, replaces: command.resume))
-            if let saveState { outputs.append(.init("--save's training state", saveState, replaces: resumeFiles?.state)) }
+            // Its state may replace the resumed run's only when the model does (saved back in place).
+            let inPlace = command.resume.map { AtomicFile.sameTarget($0, save) } ?? false
+            if let saveState { outputs.append(.init("--save's training state", saveState, replaces: inPlace ? resumeFiles?.state : nil)) }
         }
         if let plot { outputs.append(.init("--plot", plot)) }
         do {
@@ -306,6 +308,7 @@ extension RunStart {
                 let steps = min(lastStep - (position.epoch * stepsPerEpoch + position.step), stepsPerEpoch - position.step)
                 _ = try trainer.trainEpoch(deviceTrain, epoch: epoch, firstStep: position.step, reportEvery: 25, maxSteps: steps,
                                            shouldStop: { Interrupt.requested }) { report in
+                    Interrupt.testHook(step: report.step)
                     curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
                                             Double(report.runningLoss)))
                     bar.show(report, epochs: o.epochs)
@@ -376,11 +379,9 @@ extension RunStart {
             throw ExitCode(1)
         }
         if let save {
-            print("saved \(save)" + (position.step > 0 || position.epoch < o.epochs
-                ? " at \(describe(position, stepsPerEpoch: stepsPerEpoch)) of \(o.epochs) epochs"
-                  + (command.maxSteps != nil && position.epoch * stepsPerEpoch + position.step == command.maxSteps ? " (--max-steps)" : "")
-                  + " with its training state (--resume \(save) continues)"
-                : ""))
+            let continues = "--resume \(save) continues"
+            print("saved \(save)" + (position.step > 0 ? " at step \(position.step) of epoch \(position.epoch + 1) of \(o.epochs) (--max-steps; \(continues))"
+                : position.epoch < o.epochs ? " after epoch \(position.epoch) of \(o.epochs) (\(continues))" : ""))
         }
         if let plot = plot { print("plotted \(plot)") }
         for lock in locks { lock.release() }

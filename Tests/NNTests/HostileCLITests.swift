@@ -138,7 +138,7 @@ final class HostileCLITests: CLITestCase {
         let data = try dataFolder()
         for (args, fragment) in [(["--epochs", "9223372036854775807"], "--epochs must be in 1...1000000"),
                                  (["--batch-size", "9223372036854775807"], "--batch-size must be in"),
-                                 (["--hidden", "65536", "65536"], "[6, 4, 65536, 65536, 3] with --batch-size 8: MLP: layer 3"),
+                                 (["--hidden", "65536", "65536"], "--batch-size 8: layer 3 (65536→65536) needs a weight matrix of"),
                                  (["--classes", "0"], "--classes must be in"),
                                  (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
                                  (["--hidden", "-5"], "--hidden sizes must be at least 1")] {

@@ -92,8 +92,11 @@ final class PyTorchStateDictTests: XCTestCase {
             XCTAssertEqual(try loaded.parameters.map { try $0.value.toArray() }, try model.parameters.map { try $0.value.toArray() }, dtype)
         }
         let odd = pyTorchSaveFile([("0.weight", "I64", [1, 1], [UInt8](repeating: 0, count: 8)), ("0.bias", "F32", [1], bytes([0], "F32"))])
-        XCTAssertThrowsError(try Checkpoint.decode(odd, path: "ints", on: .cpu)) {
-            XCTAssertTrue("\($0)".contains("tensor '0.weight' has dtype I64; CLNN reads F32, F16, BF16 and F64"), "\($0)")
+        // Integers are converted as PyTorch's load_state_dict copies them into float parameters; other dtypes are refused.
+        XCTAssertTrue(try Checkpoint.decode(odd, path: "ints", on: .cpu).0.note?.contains("converted 1 I64 tensors to F32") == true)
+        let bools = pyTorchSaveFile([("0.weight", "BOOL", [1, 1], [0]), ("0.bias", "F32", [1], bytes([0], "F32"))])
+        XCTAssertThrowsError(try Checkpoint.decode(bools, path: "bools", on: .cpu)) {
+            XCTAssertTrue("\($0)".contains("tensor '0.weight' has dtype BOOL; CLNN reads F32, F16, BF16, F64 and I64"), "\($0)")
         }
     }
 
