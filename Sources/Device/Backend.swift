@@ -19,9 +19,9 @@ final class HostBuffer: @unchecked Sendable {
         var raw: UnsafeMutableRawPointer?
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         guard !overflow, posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            throw DeviceError.outOfMemory(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4,
-                                          available: HostMemory.available().bytes, limit: "the allocator's refusal; "
-                                              + HostMemory.available().limit)
+            let (available, limit) = HostMemory.available()
+            throw HostMemory.Shortfall(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4, available: available,
+                                       limit: "the allocator's refusal; " + limit)
         }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }

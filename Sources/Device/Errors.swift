@@ -40,8 +40,6 @@ public enum DeviceError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(op: String, String)
     /// A tensor of `bytes` exceeds what `device` can allocate at once (`limit`).
     case allocationTooLarge(device: DeviceTag, bytes: Int, limit: Int)
-    /// `what` needs `bytes` of host memory but the process can get only `available` (`limit` says which limit).
-    case outOfMemory(what: String, bytes: Double, available: Int, limit: String)
 
     public var description: String {
         switch self {
@@ -55,9 +53,6 @@ public enum DeviceError: Error, CustomStringConvertible, Equatable {
             return "\(op): \(why)"
         case let .allocationTooLarge(device, bytes, limit):
             return "cannot allocate \(bytes) bytes on \(device): the device allows at most \(limit) bytes per buffer"
-        case let .outOfMemory(what, bytes, available, limit):
-            return "\(what) needs \(HostMemory.gib(bytes)) but this process can get \(HostMemory.gib(available)) more "
-                + "(limited by \(limit))"
         }
     }
 }

@@ -27,13 +27,25 @@ public enum HostMemory {
         return best
     }
 
+    /// More host memory asked for than the process can get.
+    public struct Shortfall: Error, CustomStringConvertible, Equatable {
+        /// What the memory is for.
+        public let what: String
+        /// Bytes asked for, and bytes the process can still get.
+        public let bytes: Double, available: Int
+        /// The limit that says so, in words.
+        public let limit: String
+
+        public var description: String {
+            "\(what) needs \(HostMemory.gib(bytes)) but this process can get \(HostMemory.gib(available)) more (limited by \(limit))"
+        }
+    }
+
     /// Throws unless `bytes` more fit in what `available()` reports; `what` says what they are for.
-    /// - Throws: `DeviceError.outOfMemory` naming the request and the limit.
+    /// - Throws: `Shortfall` naming the request and the limit.
     public static func require(_ bytes: Double, for what: String) throws {
         let (free, limit) = available()
-        if bytes > Double(free) {
-            throw DeviceError.outOfMemory(what: what, bytes: bytes, available: free, limit: limit)
-        }
+        if bytes > Double(free) { throw Shortfall(what: what, bytes: bytes, available: free, limit: limit) }
     }
 
     /// `n` bytes in GiB, for messages.

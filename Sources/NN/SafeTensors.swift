@@ -1,4 +1,6 @@
-@_spi(CLI) import Device
+#if canImport(Device)
+@_spi(CLI) import Device  // fnv1a (the fuzz builds compile this file and Device's FNV1a.swift as one module)
+#endif
 import Foundation
 
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming each tensor's
@@ -119,7 +121,7 @@ public enum SafeTensors {
         do {
             try HostMemory.require(4 * elements * Double(copies), for: "reading its \(Int(elements)) values"
                                    + (copies > 1 ? " (\(copies) copies while loading)" : ""))
-        } catch let error as DeviceError {
+        } catch let error as HostMemory.Shortfall {
             throw DataError(path, "\(error)")
         }
     }

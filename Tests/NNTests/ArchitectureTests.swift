@@ -185,3 +185,27 @@ final class FuzzShimTests: XCTestCase {
         XCTAssertEqual(names, Activation.allCases.map(\.rawValue))
     }
 }
+
+extension FuzzShimTests {
+    /// The fuzzers start from seeds that reach each check of the readers (issue "Reliability III"): each seed here
+    /// is refused, or read, as its name says.
+    func testTheFuzzSeedsReachTheReadersChecks() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        func seed(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: root.appendingPathComponent("Fuzz/seeds/" + name))) }
+        for (name, fragment) in [("checkpoint/nonfinite.safetensors", "tensor '0.weight' holds nan at [0, 5]"),
+                                 ("checkpoint/overlap.safetensors", "tensors '0.bias' and '2.bias' overlap"),
+                                 ("checkpoint/contradiction.safetensors", "'clnn.activation' relu contradicts 'clnn.architecture'"),
+                                 ("checkpoint/leading-zero.safetensors", "has index '02', which nn.Sequential never writes"),
+                                 ("checkpoint/batchnorm-counter.safetensors", "(this is a BatchNorm's)"),
+                                 ("safetensors/gap.safetensors", "belong to no tensor")] {
+            XCTAssertThrowsError(try Checkpoint.verified(try seed(name), path: name, vocabulary: Checkpoint.vocabulary), name) {
+                XCTAssertTrue("\($0)".contains(fragment), "\(name): \($0)")
+            }
+        }
+        let bound = try Checkpoint.verified(try seed("checkpoint/bound-state.safetensors"), path: "bound", vocabulary: Checkpoint.vocabulary)
+        XCTAssertEqual(bound.checkpoint.trainingStateDigest, 0x9c2e51fa0b3d7e11)
+        let (tensors, metadata) = try SafeTensors.decode(try seed("safetensors/training-state.safetensors"), path: "state")
+        XCTAssertEqual(metadata["clnn.step"], "5")
+        XCTAssertEqual(tensors.count, 2)
+    }
+}
