@@ -8,9 +8,10 @@ struct Train: ParsableCommand {
         abstract: "Train an MLP on an MNIST-format dataset (default: Fashion-MNIST) on cpu or an OpenCL device.",
         discussion: """
             --save FILE writes the model after every epoch (a PyTorch state dict in safetensors) and the run's \
-            training state beside it (FILE without .safetensors + .state.safetensors). --resume FILE continues \
-            that run where it stopped, to the same weights as a run never stopped; --init-from FILE starts a new \
-            run from a checkpoint's weights.
+            training state beside it (FILE without .safetensors + .state.safetensors), committed as one; FILE is \
+            locked while the run lasts. --resume FILE continues that run where it stopped (after an epoch, or \
+            mid-epoch after --max-steps or Ctrl-C), to the same weights as a run never stopped; --init-from FILE \
+            starts a new run from a checkpoint's weights.
             """)
 
     @OptionGroup(title: "Data and device (a list, --device opencl:0,opencl:1, trains data-parallel: one model copy per device, the global --batch-size split evenly)")
@@ -58,7 +59,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write the training curves here as SVG (same rules as --save).")
     var plot: String?
 
-    @Option(help: "Continue the run saved in this checkpoint (and its .state.safetensors) from its last epoch: model, optimiser state, options and schedule as they were.")
+    @Option(help: "Continue the run saved in this checkpoint (and its .state.safetensors) where it stopped: model, optimiser state, options and schedule as they were.")
     var resume: String?
 
     @Option(help: "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1). A plain PyTorch nn.Sequential state dict works too: Linear sizes from its shapes, --activation and --loss as given.")
@@ -70,7 +71,7 @@ struct Train: ParsableCommand {
     @Option(help: "Stop after this epoch (the run continues later with --resume).")
     var stopAfter: Int?
 
-    @Option(help: "Stop after this many steps in all, evaluating and saving the model as at an epoch's end: the first steps of the full run, learning rates included (quick checks; no training state is saved for the partial epoch).")
+    @Option(help: "Stop once the run has taken this many steps in all (a resumed run's earlier steps count), evaluating and saving the model and its training state as at an epoch's end: the first steps of the full run, learning rates included; --resume continues from that step.")
     var maxSteps: Int?
 
     /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).

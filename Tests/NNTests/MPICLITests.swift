@@ -173,4 +173,15 @@ final class MPICLITests: CLITestCase {
             return args.first?.hasSuffix("/clnn") == true && args.contains(folder) ? pid : nil
         }.sorted()
     }
+    func testADivergingRunUnderMpirunIsReportedOnceAndEveryProcessLeavesWithStatusOne() throws {
+        let data = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 60, testCount: 20)
+        let r = try mpi(["--mca", "btl", "self,vader", "-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu",
+                         "--batch-size", "8", "--hidden", "5", "--lr", "1e30", "--lr-schedule", "constant"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "loss became").count - 1 + r.stderr.components(separatedBy: "non-finite").count - 1,
+                       1, "one report of the divergence: \(r.stderr)")
+        XCTAssertFalse(r.stderr.contains("of 2): \n"), "no empty per-process lines: \(r.stderr)")
+        XCTAssertFalse(r.stderr.contains("MPI_ABORT"), "the processes leave together, no abort: \(r.stderr)")
+    }
 }
