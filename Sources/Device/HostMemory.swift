@@ -31,11 +31,14 @@ public enum HostMemory {
     public struct Shortfall: Error, CustomStringConvertible, Equatable {
         /// What the memory is for.
         public let what: String
-        /// Bytes asked for, and bytes the process can still get.
-        public let bytes: Double, available: Int
+        /// Bytes asked for.
+        public let bytes: Double
+        /// Bytes the process can still get.
+        public let available: Int
         /// The limit that says so, in words.
         public let limit: String
 
+        /// The request and the limit, in one line.
         public var description: String {
             "\(what) needs \(HostMemory.gib(bytes)) but this process can get \(HostMemory.gib(available)) more (limited by \(limit))"
         }

@@ -298,6 +298,13 @@ extension RunStart {
             lastStep = min(lastStep, maxSteps)
         }
         var position = start
+        /// The model and its training state at `position`, as one commit; a second signal waits for it.
+        func saveRun(_ position: RunPosition, _ path: String) throws {
+            let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
+                                          imageShape: checkpoint?.imageShape ?? train.imageShape,
+                                          epoch: position.epoch > 0 ? position.epoch : nil)
+            try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: position, to: path) }
+        }
         do {
             while position.epoch * stepsPerEpoch + position.step < lastStep {
                 let epoch = position.epoch + 1
@@ -328,10 +335,7 @@ extension RunStart {
                              epoch, o.epochs, trainLoss, testLoss, accuracy, seconds)
                       + (position.step > 0 ? " after \(position.step) of \(stepsPerEpoch) steps (--max-steps)" : ""))
                 if let save {
-                    let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
-                                                  imageShape: checkpoint?.imageShape ?? train.imageShape,
-                                                  epoch: position.epoch > 0 ? position.epoch : nil)
-                    try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: position, to: save) }
+                    try saveRun(position, save)
                     saved = position
                 }
                 if let plot = plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
@@ -345,10 +349,7 @@ extension RunStart {
                 var reached = RunPosition(epoch: position.epoch, step: step, lossSum: position.lossSum + trainer.lastLossSum)
                 if step == stepsPerEpoch { reached = RunPosition(epoch: epoch) }
                 do {
-                    let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
-                                                  imageShape: checkpoint?.imageShape ?? train.imageShape,
-                                                  epoch: reached.epoch > 0 ? reached.epoch : nil)
-                    try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: reached, to: save) }
+                    try saveRun(reached, save)
                     saved = reached
                 } catch {
                     warn("clnn: the model at the stop was not saved: \(error)")
