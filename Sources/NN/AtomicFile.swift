@@ -189,9 +189,15 @@ import Foundation
     }
 
     /// Call from a signal handler that is about to `_exit`: removes the temporary file of a write in progress.
-    /// Async-signal-safe (one `unlink` of a path prepared in advance).
+    /// Async-signal-safe (one `unlink` of a path prepared in advance) once `prepareForSignalHandlers` has run.
     public static func removePendingTemporaryFromSignalHandler() {
         PendingTemporary.unlinkFromSignalHandler()
+    }
+
+    /// Call before installing a signal handler that uses `removePendingTemporaryFromSignalHandler`: makes the memory
+    /// it reads (lazily made statics, whose first use takes a lock) ready outside the handler.
+    public static func prepareForSignalHandlers() {
+        PendingTemporary.prepare()
     }
 }
 
@@ -210,6 +216,12 @@ enum PendingTemporary {
     }
 
     static func clear() { active = 0 }
+
+    /// Makes both statics now (their first use is not async-signal-safe).
+    static func prepare() {
+        _ = buffer
+        active = 0
+    }
 
     static func unlinkFromSignalHandler() {
         if active != 0 { unlink(buffer) }

@@ -9,20 +9,25 @@ import Foundation
     public let path: String
     private var fd: Int32
 
-    /// Takes the lock for `file` at once, or throws.
+    /// Takes the lock on `lockedPath` at once, or throws; `file` names what is locked in messages.
     /// - Parameters:
-    ///   - exclusive: a writer's lock (no other holder), else a reader's (no writer).
+    ///   - exclusive: a writer's lock (no other holder), else a reader's (no writer). A reader in a folder it cannot
+    ///     write (a read-only mount) takes an existing lock file read-only, or goes without: no one writes there.
     ///   - purpose: what this process does with the file, for the message of a process refused later.
     /// - Throws: `DataError` naming `file` and the process that holds it (its PID and command line) when it is in
     ///   use; or why the lock file cannot be made.
-    public init(_ file: String, exclusive: Bool, purpose: String) throws {
-        let resolved = try AtomicFile.resolve(file).resolved
+    public init(_ lockedPath: String, for file: String, exclusive: Bool, purpose: String) throws {
+        let resolved = try AtomicFile.resolve(lockedPath).resolved
         let url = URL(fileURLWithPath: resolved)
         path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
         fd = -1
         // NOTE: a holder that releases removes the file; one opened just before is then stale: retry on a new one.
         for _ in 0..<100 {
-            let opened = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            var opened = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if opened < 0, !exclusive, errno == EROFS || errno == EACCES {
+                opened = open(path, O_RDONLY | O_CLOEXEC)
+                if opened < 0 { return }  // nothing to lock against: no clnn can write in this folder either
+            }
             guard opened >= 0 else {
                 throw DataError(file, "cannot create its lock file \(path): \(String(cString: strerror(errno)))")
             }

@@ -174,16 +174,35 @@ public enum SafeTensors {
     }
 
     /// FNV-1a over the tensors' names, shapes and F32 values in name order: what binds a training state to the
-    /// weights it was saved with (the same value however the file's header is laid out).
+    /// weights it was saved with (the same value however the file's header is laid out). Streamed: no copy.
     public static func digest(_ tensors: [String: Entry]) -> UInt64 {
-        var bytes: [UInt8] = []
+        var hash = fnv1a([UInt8]())
+        func mix<C: Collection<UInt8>>(_ bytes: C) {
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
-            bytes += Array(name.utf8) + [0]
-            for d in entry.shape { withUnsafeBytes(of: UInt64(d).littleEndian) { bytes += $0 } }
-            entry.values.withUnsafeBytes { bytes += $0 }
+            mix(name.utf8)
+            mix([0])
+            for d in entry.shape { withUnsafeBytes(of: UInt64(d).littleEndian) { mix($0) } }
+            entry.values.withUnsafeBytes { mix($0) }
         }
-        return fnv1a(bytes)
+        return hash
+    }
+
+    /// The `__metadata__` of the safetensors file at `path`, reading its header only.
+    public static func metadata(ofFileAt path: String) throws -> [String: String] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw DataError(path, "cannot open") }
+        defer { try? handle.close() }
+        guard let lengthBytes = try handle.read(upToCount: 8), lengthBytes.count == 8 else {
+            throw DataError(path, "truncated safetensors file: no header length")
+        }
+        let length = lengthBytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard length <= UInt64(maxHeaderBytes), let header = try handle.read(upToCount: Int(length)), header.count == Int(length),
+              let object = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
+            throw DataError(path, "corrupt safetensors header")
+        }
+        return object["__metadata__"] as? [String: String] ?? [:]
     }
 
     /// Bytes per element of the dtypes CLNN reads.

@@ -54,23 +54,49 @@ public enum SavedRun {
     /// beside it, as one commit (see `SavedRun`).
     /// - Throws: `DataError` with the previous pair intact: the metadata does not describe the model, a weight is
     ///   not finite, or a write fails.
-    public static func save(_ trainer: Trainer, checkpoint: Checkpoint, at position: RunPosition, to path: String) throws {
+    /// `stepsPerEpoch` is recorded with a position inside an epoch, so a resume on other data is refused.
+    /// - Returns: a remark when the pair is committed but its state could not be moved into place (it stays staged,
+    ///   where `load` finds it), else nil.
+    @discardableResult
+    public static func save(_ trainer: Trainer, checkpoint: Checkpoint, at position: RunPosition, stepsPerEpoch: Int? = nil,
+                            to path: String) throws -> String? {
         let files = try Files(path)
+        // NOTE: a save cut short after its commit left the committed state staged: put it in place before staging
+        // another over it, or that pair would be lost should this save be cut short too.
+        settle(files)
         let tensors = try checkpoint.tensors(of: trainer.model, path: path)
-        let state = try TrainingState.encode(trainer, at: position, modelDigest: SafeTensors.digest(tensors))
+        let state = try TrainingState.encode(trainer, at: position, stepsPerEpoch: stepsPerEpoch,
+                                             modelDigest: SafeTensors.digest(tensors))
         var bound = checkpoint
         bound.trainingStateDigest = fnv1a(state)
         let model = try bound.encode(tensors: tensors)
         try AtomicFile.write(state, to: files.staged)
+        // The state keeps the permission bits of the file it replaces, as the model does.
+        var info = stat()
+        if stat(files.state, &info) == 0 { chmod(files.staged, info.st_mode & 0o7777) }
         try AtomicFile.write(model, to: files.resolved)  // the commit
         FileSteps.reached()
         guard rename(files.staged, files.state) == 0 else {
-            // NOTE: the pair is committed already (`load` reads the staged state); say why it stays staged.
-            throw DataError(files.state, "the model was saved but its training state stays at \(files.staged): "
-                + "cannot rename it into place: \(String(cString: strerror(errno)))")
+            return "the model was saved but its training state stays at \(files.staged) (cannot rename it into place: "
+                + "\(String(cString: strerror(errno)))); --resume finds it there"
         }
         FileSteps.reached()
         AtomicFile.syncFolder(of: files.state)
+        return nil
+    }
+
+    /// Moves a staged state into place when it is the one the checkpoint names (a save cut short after its commit).
+    private static func settle(_ files: Files) {
+        guard FileManager.default.fileExists(atPath: files.staged),
+              let digest = stateDigest(ofCheckpointAt: files.resolved),
+              let staged = try? readFileBytes(files.staged, what: "training state file"), fnv1a(staged) == digest else { return }
+        if rename(files.staged, files.state) == 0 { AtomicFile.syncFolder(of: files.state) }
+    }
+
+    /// The `clnn.training-state` digest in the header of the checkpoint at `path`, read without its tensors.
+    private static func stateDigest(ofCheckpointAt path: String) -> UInt64? {
+        guard let metadata = try? SafeTensors.metadata(ofFileAt: path), let text = metadata["clnn.training-state"] else { return nil }
+        return UInt64(text, radix: 16)
     }
 
     /// A run read back: the checkpoint's bytes and metadata, and the state that belongs to it.
@@ -88,9 +114,10 @@ public enum SavedRun {
     }
 
     /// Reads the run saved at `path`: its checkpoint and the training state bound to it. A save interrupted after
-    /// its commit left the state staged: it is moved into place.
+    /// its commit left the state staged: it is read there, and moved into place when `settle` is true (give it
+    /// only while holding the file's lock: several readers must not move files).
     /// - Throws: `DataError` naming both files when there is no state, or the state does not belong to the checkpoint.
-    public static func load(_ path: String) throws -> Loaded {
+    public static func load(_ path: String, settle: Bool = false) throws -> Loaded {
         let files = try Files(path)
         let bytes = try readFileBytes(path, what: "checkpoint file", holding: 4)
         let (checkpoint, tensors) = try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary)
@@ -99,21 +126,23 @@ public enum SavedRun {
         }
         let exists = { (p: String) in FileManager.default.fileExists(atPath: p) }
         guard let digest = checkpoint.trainingStateDigest else {
-            // Written by `Checkpoint.save` (the model alone), or by clnn before states were bound to their models.
-            guard exists(files.state) else {
+            // Written by `Checkpoint.save` (the model alone), or by clnn before states were bound to their models
+            // (which put the state beside a symbolic link, not its target).
+            guard let legacy = [files.state, TrainingState.path(besides: path)].first(where: exists) else {
                 throw DataError(path, "no training state beside it (\(files.state)): it was saved without one")
             }
-            let state = try TrainingState.load(files.state)
+            let state = try TrainingState.load(legacy)
             guard state.modelDigest == nil, checkpoint.epoch == state.epoch, state.position.step == 0 else {
-                throw DataError(files.state, "does not belong to \(path), which was saved without a training state "
+                throw DataError(legacy, "does not belong to \(path), which was saved without a training state "
                     + "(the model alone, by Checkpoint.save or an older clnn)")
             }
             return Loaded(bytes: bytes, checkpoint: checkpoint, state: state, files: files,
-                          note: "\(files.state) is from an older clnn, which did not bind a state to its model: it was "
+                          note: "\(legacy) is from an older clnn, which did not bind a state to its model: it was "
                               + "matched by its epoch (\(state.epoch)) only")
         }
         var seen: [(path: String, digest: UInt64)] = []
-        for (candidate, staged) in [(files.state, false), (files.staged, true)] where exists(candidate) {
+        // NOTE: twice: a reader that does not settle may see the staged state moved into place between its two reads.
+        for (candidate, staged) in [(files.state, false), (files.staged, true), (files.state, false)] where exists(candidate) {
             let stateBytes = try readFileBytes(candidate, what: "training state file")
             let found = fnv1a(stateBytes)
             guard found == digest else {
@@ -126,7 +155,7 @@ public enum SavedRun {
                     + "\(state.modelDigest.map { String($0, radix: 16) } ?? "none") against \(String(SafeTensors.digest(tensors), radix: 16)))")
             }
             var note: String?
-            if staged {
+            if staged && settle {
                 if rename(files.staged, files.state) == 0 {
                     AtomicFile.syncFolder(of: files.state)
                     note = "recovered the training state of the last save (cut short after its commit) into \(files.state)"
@@ -135,6 +164,8 @@ public enum SavedRun {
                 }
                 note = "the training state of the last save is still at \(files.staged) (cannot move it into place: "
                     + "\(String(cString: strerror(errno))))"
+            } else if staged {
+                note = "read the training state of the last save from \(files.staged) (a save cut short after its commit)"
             }
             return Loaded(bytes: bytes, checkpoint: checkpoint, state: state, files: files, note: note)
         }

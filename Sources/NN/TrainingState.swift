@@ -17,6 +17,9 @@ public struct TrainingState: Sendable {
     /// The digest (`SafeTensors.digest`) of the weights this state was saved with; nil in a state written before
     /// states were bound to their models.
     public var modelDigest: UInt64?
+    /// For a position inside an epoch: the epoch's step count when it was saved (a resume on other data must not
+    /// continue that epoch's order), when recorded.
+    public var stepsPerEpoch: Int?
     /// The optimiser state tensors by name, PyTorch layout.
     var tensors: [String: SafeTensors.Entry]
 
@@ -28,7 +31,7 @@ public struct TrainingState: Sendable {
     }
 
     /// The file's bytes for the state of `trainer` at `position`, bound to the weights of digest `modelDigest`.
-    static func encode(_ trainer: Trainer, at position: RunPosition, modelDigest: UInt64) throws -> [UInt8] {
+    static func encode(_ trainer: Trainer, at position: RunPosition, stepsPerEpoch: Int?, modelDigest: UInt64) throws -> [UInt8] {
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
         for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
@@ -47,6 +50,7 @@ public struct TrainingState: Sendable {
             // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
             // never stopped would print it.
             metadata["clnn.epoch-loss-sum"] = String(position.lossSum)
+            if let stepsPerEpoch { metadata["clnn.steps-per-epoch"] = String(stepsPerEpoch) }
         }
         return try SafeTensors.encode(tensors, metadata: metadata)
     }
@@ -105,9 +109,11 @@ public struct TrainingState: Sendable {
             }
             modelDigest = value
         }
+        let stepsPerEpoch: Int? = step > 0 && metadata["clnn.steps-per-epoch"] != nil
+            ? try number("clnn.steps-per-epoch", (step + 1)...(1 << 40)) : nil
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
-                             optimizerSteps: steps, modelDigest: modelDigest, tensors: tensors)
+                             optimizerSteps: steps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch, tensors: tensors)
     }
 
     /// Puts the optimiser state and step count into `trainer`, whose model holds the checkpoint's weights.

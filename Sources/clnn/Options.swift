@@ -58,6 +58,7 @@ enum Interrupt {
     static var exitStatus: Int32 { 128 + Int32(signal) }
 
     static func install() {
+        AtomicFile.prepareForSignalHandlers()
         for number in [SIGINT, SIGTERM] {
             Foundation.signal(number) { received in
                 if Interrupt.signal != 0 && Interrupt.saving == 0 {

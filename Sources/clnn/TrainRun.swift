@@ -34,10 +34,13 @@ struct RunStart {
         // then the checkpoint written (and the one resumed) is locked against another clnn.
         if writes { try Self.checkOutputs(command, save: save, plot: plot) }
         saveState = try save.map { try SavedRun.Files($0).state }
+        // NOTE: the lock is the run's state file's: two names of one run (m and m.safetensors) share it.
         var locks: [FileLock] = []
-        if let save { locks.append(try FileLock(save, exclusive: true, purpose: "clnn train --save \(save)")) }
+        if let save { locks.append(try FileLock(try SavedRun.Files(save).state, for: save, exclusive: true,
+                                                purpose: "clnn train --save \(save)")) }
         if writes, let resume = command.resume, !AtomicFile.sameTarget(resume, save ?? "") {
-            locks.append(try FileLock(resume, exclusive: false, purpose: "clnn train --resume \(resume)"))
+            locks.append(try FileLock(try SavedRun.Files(resume).state, for: resume, exclusive: false,
+                                      purpose: "clnn train --resume \(resume)"))
         }
         self.locks = locks
 
@@ -46,7 +49,8 @@ struct RunStart {
         if let resume = command.resume {
             let saved: SavedRun.Loaded
             do {
-                saved = try SavedRun.load(resume)
+                // Only the holder of the writer's lock (saving back in place) may move a staged state into place.
+                saved = try SavedRun.load(resume, settle: writes && AtomicFile.sameTarget(resume, save ?? ""))
             } catch let error as DataError {
                 throw DataError(error.path, error.problem + "; the run cannot continue exactly (--init-from \(resume) starts "
                     + "a new run from its weights)")
@@ -138,8 +142,7 @@ struct RunStart {
     /// states. Only `--save` may be `--resume`'s own file (the run saved back in place), with its state.
     static func checkOutputs(_ command: Train, save: String?, plot: String?) throws {
         var inputs = try MNISTFolder(command.common.data).files().map { (what: "a data file", path: $0) }
-        var saveState: String?
-        if let save { saveState = try? SavedRun.Files(save).state }
+        let saveFiles = save.flatMap { try? SavedRun.Files($0) }
         var resumeFiles: SavedRun.Files?
         if let resume = command.resume {
             resumeFiles = try? SavedRun.Files(resume)
@@ -157,7 +160,10 @@ struct RunStart {
             outputs.append(.init("--save", save, replaces: command.resume))
             // Its state may replace the resumed run's only when the model does (saved back in place).
             let inPlace = command.resume.map { AtomicFile.sameTarget($0, save) } ?? false
-            if let saveState { outputs.append(.init("--save's training state", saveState, replaces: inPlace ? resumeFiles?.state : nil)) }
+            if let saveFiles {
+                outputs.append(.init("--save's training state", saveFiles.state, replaces: inPlace ? resumeFiles?.state : nil))
+                outputs.append(.init("--save's staged training state", saveFiles.staged, replaces: inPlace ? resumeFiles?.staged : nil))
+            }
         }
         if let plot { outputs.append(.init("--plot", plot)) }
         do {
@@ -289,6 +295,10 @@ extension RunStart {
         let stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchRanges.count
         // --max-steps counts the run's steps in all, a resumed run's earlier ones included.
         let startStep = start.epoch * stepsPerEpoch + start.step
+        if let recorded = state?.value.stepsPerEpoch, start.step > 0, recorded != stepsPerEpoch {
+            throw ValidationError("--resume \(command.resume!): the run stopped at step \(start.step) of an epoch of \(recorded) steps, "
+                + "but this data and --batch-size give \(stepsPerEpoch): it cannot continue that epoch (other data?)")
+        }
         var lastStep = min(command.stopAfter ?? o.epochs, o.epochs) * stepsPerEpoch
         if let maxSteps = command.maxSteps {
             guard maxSteps > startStep else {
@@ -303,7 +313,10 @@ extension RunStart {
             let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
                                           imageShape: checkpoint?.imageShape ?? train.imageShape,
                                           epoch: position.epoch > 0 ? position.epoch : nil)
-            try Interrupt.whileSaving { try SavedRun.save(trainer, checkpoint: metadata, at: position, to: path) }
+            let note = try Interrupt.whileSaving {
+                try SavedRun.save(trainer, checkpoint: metadata, at: position, stepsPerEpoch: stepsPerEpoch, to: path)
+            }
+            if let note { warn("clnn: note: \(note)") }
         }
         do {
             while position.epoch * stepsPerEpoch + position.step < lastStep {
@@ -342,7 +355,6 @@ extension RunStart {
             }
         } catch let error as TrainingError {
             bar.finish()
-            if let plot = plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
             if case let .interrupted(epoch, step) = error, let save, epoch == position.epoch + 1, step > position.step {
                 // Stopped mid-epoch after `step` whole steps: those are saved with the state that continues them, so
                 // a signal costs no training (nothing is saved when the last update made a weight non-finite).
@@ -355,6 +367,7 @@ extension RunStart {
                     warn("clnn: the model at the stop was not saved: \(error)")
                 }
             }
+            if let plot = plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
             var kept = ""
             if let save {
                 // NOTE: name the file only when this run wrote a good model into it.
