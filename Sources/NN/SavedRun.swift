@@ -29,6 +29,20 @@ public struct RunPosition: Sendable, Equatable {
 /// one (`load` finds the state the checkpoint names in either place). Both files sit beside the real checkpoint
 /// file when `path` is a symbolic link.
 public enum SavedRun {
+    /// Non-zero while `whileSaving` runs (a signal handler reads it to hold off an exit until the save commits).
+    nonisolated(unsafe) private static var savingNow: sig_atomic_t = 0
+
+    /// Whether a save is being committed now (`whileSaving`). Async-signal-safe to read: a handler that would end the
+    /// process can wait for the commit instead.
+    public static var isSaving: Bool { savingNow != 0 }
+
+    /// Runs `save` flagged as a save in progress (`isSaving`).
+    public static func whileSaving<T>(_ save: () throws -> T) rethrows -> T {
+        savingNow = 1
+        defer { savingNow = 0 }
+        return try save()
+    }
+
     /// The files of a run saved at `path`.
     public struct Files: Sendable {
         /// The checkpoint's path as given.

@@ -106,7 +106,8 @@ public final class Trainer {
 
     /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
     /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
-    /// `progress` — the trailing closure — is called every `reportEvery` steps and at the end; `shouldStop` is polled
+    /// `progress` — the trailing closure, which may throw (the epoch ends with its error; under a process group the
+    /// others then wait: end the job) — is called every `reportEvery` steps and at the end; `shouldStop` is polled
     /// at each report — with a process group, on every process, and any one's request stops all at the same step.
     /// `firstStep` starts the epoch there (a run resumed mid-epoch: the same order, the steps before it skipped);
     /// `maxSteps` ends it after that many steps; the learning rate follows the whole run's schedule either way, so
@@ -122,7 +123,7 @@ public final class Trainer {
     ///   saved. `DataError` for a label the model cannot predict.
     public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
-                           progress: (StepReport) -> Void) throws -> Float {
+                           progress: (StepReport) throws -> Void) throws -> Float {
         lastLossSum = 0
         guard (1...max(options.epochs, 1)).contains(epoch) else {
             throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
@@ -221,7 +222,7 @@ public final class Trainer {
                 total += sum
                 lastLossSum = total
                 let elapsed = Date().timeIntervalSince(start)
-                progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
+                try progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound) / max(elapsed, 1e-9),
                                     elapsed: elapsed))
                 pendingSteps = 0
@@ -349,7 +350,7 @@ public final class Trainer {
     /// The same, uploading a host dataset first (for one-off use; keep a `DeviceDataset` across epochs).
     public func trainEpoch(_ data: Dataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
-                           progress: (StepReport) -> Void) throws -> Float {
+                           progress: (StepReport) throws -> Void) throws -> Float {
         try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, firstStep: firstStep, reportEvery: reportEvery,
                        maxSteps: maxSteps, shouldStop: shouldStop, progress: progress)
     }

@@ -46,12 +46,10 @@ struct DataDeviceOptions: ParsableArguments {
 /// Stops training cleanly on Ctrl-C or SIGTERM (as sent by systemd, docker, `timeout`): the first signal sets a
 /// flag the training loop polls at each progress report, so the step finishes and the last checkpoint stays; a
 /// second signal exits at once (128 + signal), removing a checkpoint's temporary file if one is being written —
-/// except during a save (`whileSaving`), which it lets finish: the run then stops as for the first signal.
+/// except during a save (`SavedRun.isSaving`), which it lets finish: the run then stops as for the first signal.
 enum Interrupt {
     /// The signal received, or 0.
     nonisolated(unsafe) static var signal: sig_atomic_t = 0
-    /// Non-zero while a checkpoint is being saved.
-    nonisolated(unsafe) private static var saving: sig_atomic_t = 0
 
     static var requested: Bool { signal != 0 }
     /// The conventional exit status for the signal received (130 for SIGINT, 143 for SIGTERM).
@@ -59,9 +57,10 @@ enum Interrupt {
 
     static func install() {
         AtomicFile.prepareForSignalHandlers()
+        _ = SavedRun.isSaving  // made now, not first in the handler
         for number in [SIGINT, SIGTERM] {
             Foundation.signal(number) { received in
-                if Interrupt.signal != 0 && Interrupt.saving == 0 {
+                if Interrupt.signal != 0 && !SavedRun.isSaving {
                     AtomicFile.removePendingTemporaryFromSignalHandler()
                     let text = "\nclnn: a second signal: stopped at once (the last saved checkpoint is intact)\n"
                     _ = text.withCString { write(2, $0, strlen($0)) }
@@ -82,12 +81,6 @@ enum Interrupt {
     nonisolated(unsafe) private static var hookFired = false
     private static let hookStep = ProcessInfo.processInfo.environment["CLNN_SIGNAL_AT_STEP"].flatMap(Int.init)
 
-    /// Runs `save` with a second signal held off until it returns: a checkpoint is never cut short by Ctrl-C twice.
-    static func whileSaving<T>(_ save: () throws -> T) rethrows -> T {
-        saving = 1
-        defer { saving = 0 }
-        return try save()
-    }
 }
 
 func formatDuration(_ seconds: Double) -> String {

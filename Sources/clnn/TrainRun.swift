@@ -291,107 +291,38 @@ extension RunStart {
         var curves = TrainingCurves()
         curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(lossName) on \(device)"
         let bar = ProgressBar()
-        var saved: RunPosition?
-        let stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchRanges.count
-        // --max-steps counts the run's steps in all, a resumed run's earlier ones included.
-        let startStep = start.epoch * stepsPerEpoch + start.step
-        if let recorded = state?.value.stepsPerEpoch, start.step > 0, recorded != stepsPerEpoch {
+        let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
+                                      imageShape: checkpoint?.imageShape ?? train.imageShape)
+        let run = try TrainingRun(trainer: trainer, train: deviceTrain, test: deviceTest, checkpoint: metadata, save: save, from: start)
+        (run.stopAfter, run.maxSteps) = (command.stopAfter, command.maxSteps)
+        if let recorded = state?.value.stepsPerEpoch, start.step > 0, recorded != run.stepsPerEpoch {
             throw ValidationError("--resume \(command.resume!): the run stopped at step \(start.step) of an epoch of \(recorded) steps, "
-                + "but this data and --batch-size give \(stepsPerEpoch): it cannot continue that epoch (other data?)")
+                + "but this data and --batch-size give \(run.stepsPerEpoch): it cannot continue that epoch (other data?)")
         }
-        var lastStep = min(command.stopAfter ?? o.epochs, o.epochs) * stepsPerEpoch
-        if let maxSteps = command.maxSteps {
-            guard maxSteps > startStep else {
-                throw ValidationError("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has taken "
-                    + "\(startStep) (\(stepsPerEpoch) per epoch): give more")
-            }
-            lastStep = min(lastStep, maxSteps)
+        if let maxSteps = command.maxSteps, maxSteps <= run.stepsTaken {
+            throw ValidationError("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has taken "
+                + "\(run.stepsTaken) (\(run.stepsPerEpoch) per epoch): give more")
         }
-        var position = start
-        /// The model and its training state at `position`, as one commit; a second signal waits for it.
-        func saveRun(_ position: RunPosition, _ path: String) throws {
-            let metadata = try Checkpoint(model: model, loss: lossName, classes: plan.classes, normalization: normalization,
-                                          imageShape: checkpoint?.imageShape ?? train.imageShape,
-                                          epoch: position.epoch > 0 ? position.epoch : nil)
-            let note = try Interrupt.whileSaving {
-                try SavedRun.save(trainer, checkpoint: metadata, at: position, stepsPerEpoch: stepsPerEpoch, to: path)
-            }
-            if let note { warn("clnn: note: \(note)") }
-        }
+        func plotCurves() throws { if let plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) } }
         do {
-            while position.epoch * stepsPerEpoch + position.step < lastStep {
-                let epoch = position.epoch + 1
-                // NOTE: under mpirun the stop is agreed at the epoch's reports instead (the processes would not see
-                // a signal at the same moment here).
-                if group == nil && Interrupt.requested { throw TrainingError.interrupted(epoch: epoch, step: position.step) }
-                let began = Date()
-                let steps = min(lastStep - (position.epoch * stepsPerEpoch + position.step), stepsPerEpoch - position.step)
-                _ = try trainer.trainEpoch(deviceTrain, epoch: epoch, firstStep: position.step, reportEvery: 25, maxSteps: steps,
-                                           shouldStop: { Interrupt.requested }) { report in
-                    Interrupt.testHook(step: report.step)
-                    curves.stepLoss.append((Double(epoch - 1) + Double(report.step) / Double(report.steps),
-                                            Double(report.runningLoss)))
-                    bar.show(report, epochs: o.epochs)
-                }
-                position.step += steps
-                position.lossSum += trainer.lastLossSum
-                let trainLoss = Float(position.lossSum / Double(max(position.step, 1)))
-                if position.step == stepsPerEpoch { position = RunPosition(epoch: epoch) }
-                let seconds = Date().timeIntervalSince(began)
-                let (testLoss, accuracy) = try trainer.evaluate(deviceTest)
+            try run.run(shouldStop: { Interrupt.requested }, onStep: { report in
+                Interrupt.testHook(step: report.step)
+                curves.stepLoss.append((Double(report.epoch - 1) + Double(report.step) / Double(report.steps), Double(report.runningLoss)))
+                bar.show(report, epochs: o.epochs)
+            }, onEpoch: { e in
                 bar.finish()
-                guard testLoss.isFinite else {
-                    throw TrainingError.nonFiniteEvaluation(epoch: epoch, value: testLoss, hint: trainer.divergenceHint)
-                }
-                curves.epochs.append((epoch, testLoss, accuracy))
+                curves.epochs.append((e.epoch, e.testLoss, e.accuracy))
                 print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test acc %.4f  (%.2f s)",
-                             epoch, o.epochs, trainLoss, testLoss, accuracy, seconds)
-                      + (position.step > 0 ? " after \(position.step) of \(stepsPerEpoch) steps (--max-steps)" : ""))
-                if let save {
-                    try saveRun(position, save)
-                    saved = position
-                }
-                if let plot = plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
-            }
+                             e.epoch, o.epochs, e.trainLoss, e.testLoss, e.accuracy, e.seconds)
+                      + (e.steps < run.stepsPerEpoch ? " after \(e.steps) of \(run.stepsPerEpoch) steps (--max-steps)" : ""))
+                try plotCurves()
+            })
         } catch let error as TrainingError {
             bar.finish()
-            if case let .interrupted(epoch, step) = error, let save, epoch == position.epoch + 1, step > position.step {
-                // Stopped mid-epoch after `step` whole steps: those are saved with the state that continues them, so
-                // a signal costs no training (nothing is saved when the last update made a weight non-finite).
-                var reached = RunPosition(epoch: position.epoch, step: step, lossSum: position.lossSum + trainer.lastLossSum)
-                if step == stepsPerEpoch { reached = RunPosition(epoch: epoch) }
-                do {
-                    try saveRun(reached, save)
-                    saved = reached
-                } catch {
-                    warn("clnn: the model at the stop was not saved: \(error)")
-                }
-            }
-            if let plot = plot { try? AtomicFile.write(Array(curves.svg().utf8), to: plot) }
-            var kept = ""
-            if let save {
-                // NOTE: name the file only when this run wrote a good model into it.
-                if case .interrupted = error, let saved {
-                    kept = "; the run so far (\(describe(saved, stepsPerEpoch: stepsPerEpoch))) is saved in \(save) with its "
-                        + "training state (--resume \(save) continues from there)"
-                } else {
-                    kept = saved.map { "; the last good checkpoint (\(describe($0, stepsPerEpoch: stepsPerEpoch))) is kept in \(save) "
-                        + "(--resume \(save) continues it)" } ?? "; no checkpoint was written"
-                }
-            }
-            if let group {
-                // Every process stopped at the same step (a stop is agreed; a diverging loss is the summed one, the
-                // weights are the same everywhere): process 0 reports, all leave together, no abort. A process the
-                // signal did not reach takes the status of one it did.
-                if group.rank == 0 { warn("clnn: \(error)\(kept)") }
-                guard case .interrupted = error else { throw AgreedStop(status: 1) }
-                let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
-                throw AgreedStop(status: 128 + (signal == 0 ? SIGTERM : signal))
-            }
-            warn("clnn: \(error)\(kept)")
-            if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
-            throw ExitCode(1)
+            try? plotCurves()
+            try report(error, run)
         }
+        let position = run.position
         if let save {
             let continues = "--resume \(save) continues"
             print("saved \(save)" + (position.step > 0 ? " at step \(position.step) of epoch \(position.epoch + 1) of \(o.epochs) (--max-steps; \(continues))"
@@ -399,6 +330,34 @@ extension RunStart {
         }
         if let plot = plot { print("plotted \(plot)") }
         for lock in locks { lock.release() }
+    }
+
+    /// Says why training stopped and what the checkpoint holds, then ends with the status: the signal's after a stop
+    /// (agreed by every process under mpirun), 1 after divergence.
+    private func report(_ error: TrainingError, _ run: TrainingRun) throws -> Never {
+        var kept = ""
+        if let save {
+            // NOTE: name the file only when this run wrote a good model into it.
+            if case .interrupted = error, let saved = run.saved {
+                kept = "; the run so far (\(describe(saved))) is saved in \(save) with its training state (--resume \(save) "
+                    + "continues from there)"
+            } else {
+                kept = run.saved.map { "; the last good checkpoint (\(describe($0))) is kept in \(save) (--resume \(save) continues it)" }
+                    ?? "; no checkpoint was written"
+            }
+        }
+        if let group {
+            // Every process stopped at the same step (a stop is agreed; a diverging loss is the summed one, the
+            // weights are the same everywhere): process 0 reports, all leave together, no abort. A process the
+            // signal did not reach takes the status of one it did.
+            if group.rank == 0 { warn("clnn: \(error)\(kept)") }
+            guard case .interrupted = error else { throw AgreedStop(status: 1) }
+            let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
+            throw AgreedStop(status: 128 + (signal == 0 ? SIGTERM : signal))
+        }
+        warn("clnn: \(error)\(kept)")
+        if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
+        throw ExitCode(1)
     }
 
     /// The training set's pixel statistics, to normalise with.
@@ -414,7 +373,7 @@ extension RunStart {
     }
 
     /// "epoch 2", or "step 40 of epoch 3".
-    private func describe(_ position: RunPosition, stepsPerEpoch: Int) -> String {
+    private func describe(_ position: RunPosition) -> String {
         position.step == 0 ? "epoch \(position.epoch)" : "step \(position.step) of epoch \(position.epoch + 1)"
     }
 }

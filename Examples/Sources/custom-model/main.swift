@@ -1,4 +1,5 @@
-// A custom 784-128-64-10 model trained with CLNN's Trainer, then evaluated on the test set.
+// A custom 784-128-64-10 model trained with CLNN's TrainingRun (epochs, evaluation, a checkpoint with its training
+// state after each epoch), then loaded into a model built the same way and evaluated on the test set.
 //   swift run custom-model [FOLDER [DEVICE [EPOCHS]]]    e.g. swift run custom-model /usr/share/datasets/fashion-mnist opencl:0 2
 import CLNN
 import Foundation
@@ -25,19 +26,24 @@ func run() throws {
     (options.epochs, options.batchSize, options.optimizer, options.lr) = (epochs, 64, .adam, 1e-3)
     // The class count comes from the model's 10 outputs; the device is the model's.
     let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
-    for epoch in 1...options.epochs {
-        let loss = try trainer.trainEpoch(train, epoch: epoch) { report in
-            if report.step % 500 == 0 { print("  step \(report.step)/\(report.steps) loss \(report.runningLoss)") }
-        }
-        let (testLoss, accuracy) = try trainer.evaluate(test)
-        print("epoch \(epoch): train loss \(loss), test loss \(testLoss), test accuracy \(accuracy)")
-    }
 
-    // Save (a PyTorch state dict with the architecture recorded), then load into a model built the same way and
-    // measure it without an optimiser.
+    // The run saves the model (a PyTorch state dict with the architecture recorded) and its training state after
+    // every epoch; `SavedRun.load` and `TrainingRun(..., from: state.position)` would continue it.
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("custom-model-\(getpid()).safetensors").path
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: normalization).save(model, to: path)
+    defer {
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.removeItem(atPath: TrainingState.path(besides: path))
+    }
+    let run = try TrainingRun(trainer: trainer, train: train, test: test,
+                              checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: normalization),
+                              save: path)
+    try run.run(onStep: { report in
+        if report.step % 500 == 0 { print("  step \(report.step)/\(report.steps) loss \(report.runningLoss)") }
+    }, onEpoch: { epoch in
+        print("epoch \(epoch.epoch): train loss \(epoch.trainLoss), test loss \(epoch.testLoss), test accuracy \(epoch.accuracy)")
+    })
+
+    // Load into a model built the same way and measure it without an optimiser.
     let copy = Sequential([
         try Linear(rawTrain.features, 128, activation: .relu, seed: 7, on: device),
         try Linear(128, 64, activation: .relu, seed: 8, on: device),
