@@ -33,6 +33,8 @@ public protocol Module: AnyObject {
     func setBufferReuse(_ enabled: Bool)
     /// Whether buffer reuse is on (see `setBufferReuse`).
     var reusesBuffers: Bool { get }
+    /// The parameters with their state-dict names (`weight`, `bias`; a `Sequential`'s `0.weight`, ...).
+    var namedParameters: [(name: String, parameter: Parameter)] { get }
 }
 
 extension Module {
@@ -41,6 +43,7 @@ extension Module {
     public var outputFeatures: Int? { nil }
     public func setBufferReuse(_ enabled: Bool) {}
     public var reusesBuffers: Bool { false }
+    public var namedParameters: [(name: String, parameter: Parameter)] { parameters.map { ($0.name, $0) } }
 
     public func forward(_ rows: Rows) throws -> Tensor {
         try forward(rows.order == nil ? rows.source : try rows.gathered())

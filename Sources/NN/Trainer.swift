@@ -222,6 +222,9 @@ public final class Trainer {
                 total += sum
                 lastLossSum = total
                 let elapsed = Date().timeIntervalSince(start)
+                // NOTE: the caller's code runs with the model's own setting: `model(x)` there returns a tensor it owns.
+                for m in models { m.setBufferReuse(reused) }
+                defer { for m in models { m.setBufferReuse(true) } }
                 try progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count, runningLoss: mean,
                                     itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound) / max(elapsed, 1e-9),
                                     elapsed: elapsed))

@@ -6,8 +6,13 @@ public struct TrainingOptions: Sendable {
     public var epochs = 5
     /// Examples per step.
     public var batchSize = 64
-    /// The learning rate (the peak rate with the cosine schedule).
-    public var lr: Float = 0.1
+    /// The learning rate (the peak rate with the cosine schedule). Unless set, the optimiser's own default: 0.1 for
+    /// SGD, 0.001 for Adam (PyTorch's).
+    public var lr: Float {
+        get { explicitLR ?? optimizer.defaultLearningRate }
+        set { explicitLR = newValue }
+    }
+    private var explicitLR: Float?
     /// SGD momentum (0: none).
     public var momentum: Float = 0
     /// L2 penalty, for either optimiser.
@@ -18,7 +23,8 @@ public struct TrainingOptions: Sendable {
     public var schedule: LearningRateSchedule = .cosine
     /// SGD (with `momentum`) or Adam (with PyTorch's betas and eps); `lr` and `weightDecay` apply to both.
     public var optimizer: OptimizerKind = .sgd
-    /// The defaults: 5 epochs, batch 64, SGD lr 0.1 with cosine decay, no momentum or decay, seed 42.
+    /// The defaults: 5 epochs, batch 64, SGD lr 0.1 with cosine decay, no momentum or decay, seed 42 (with
+    /// `optimizer = .adam`, lr 0.001).
     public init() {}
 
     /// The optimiser these options describe, over `parameters`.
@@ -40,6 +46,9 @@ public enum OptimizerKind: String, Sendable, CaseIterable {
     case sgd
     /// `Adam`, with PyTorch’s betas and eps.
     case adam
+
+    /// The learning rate `TrainingOptions` uses unless one is set: 0.1 for SGD, 0.001 for Adam (PyTorch's default).
+    public var defaultLearningRate: Float { self == .adam ? 1e-3 : 0.1 }
 }
 
 /// How the learning rate moves over a run.
