@@ -6,9 +6,10 @@
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// The sizes of each dimension, outermost first (row-major).
     public let shape: [Int]
-    /// Where the elements live; every op runs there.
-    public let device: DeviceTag
-    let storage: Storage
+    /// Where the elements live; every op runs there. (It changes only when a parameter that holds this tensor moves
+    /// to another device: see `rebind(to:)`.)
+    public package(set) var device: DeviceTag
+    var storage: Storage
 
     /// Number of elements.
     public let count: Int
@@ -49,5 +50,27 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         }
         let text = read ? values.map { "\($0)" }.joined(separator: ", ") + (count > shown ? ", …" : "") : ""
         return "Tensor(\(shape), \(device)\(text.isEmpty ? "" : ": " + text))"
+    }
+}
+
+extension Tensor {
+    /// Copies this tensor's contents into `target` (same shape, any device), then makes this tensor show `target`'s
+    /// memory and device: the object callers hold stays the same. How a parameter's value joins its model's flat
+    /// buffer, or follows the parameter to another device, without changing identity (as a PyTorch parameter's
+    /// `.data` does).
+    /// - Throws: `DeviceError.shapeMismatch` when the shapes differ.
+    package func rebind(to target: Tensor) throws {
+        guard target.shape == shape else { throw DeviceError.shapeMismatch(op: "rebind", shape, target.shape) }
+        try target.copy(from: self)
+        (storage, device) = (target.storage, target.device)
+    }
+
+    /// Whether this tensor shows the same memory object as `other` (a view rebound onto it, or itself).
+    package func sharesStorage(with other: Tensor) -> Bool {
+        switch (storage, other.storage) {
+        case let (.cpu(a), .cpu(b)): return a === b
+        case let (.opencl(a), .opencl(b)): return a === b
+        default: return false
+        }
     }
 }

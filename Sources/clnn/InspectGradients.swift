@@ -10,18 +10,20 @@ extension Inspect {
     func checkGradients(train: Dataset, device: DeviceTag) throws {
         let n = min(batch, train.count), m = train.features
         let images = Array(train.images.prefix(n * m)), labels = Array(train.labels.prefix(n))
-        let model = try MLP.make(sizes: [m, hidden, 1], seed: seed, on: device)
+        // The two layers as MLP.make builds them (its seeds), kept typed for the autograd reference below.
+        let linears = [try Linear(m, hidden, activation: .relu, seed: seed, on: device),
+                       try Linear(hidden, 1, seed: seed &+ 1, on: device)]
+        let model = Sequential(linears)
         let x = try Tensor(images, shape: [n, m], on: device)
         let pred = try model.forward(x)
         let grad = try Tensor.empty(pred.shape, on: device)
         let loss = try MSELoss()(pred, try Tensor(labels, shape: [n], on: device), grad: grad).item()
         try model.zeroGrad()
         let dx = try model.backward(grad)
-        let linears = model.layers.map { $0 as! Linear }
+        // The lessons' names: w1, b1, w2, b2 (each Linear's weight, then bias).
         var hand: [(String, [Int], [Float])] = []
-        for (k, layer) in linears.enumerated() {
-            hand.append(("w\(k + 1)", layer.weight.value.shape, try layer.weight.grad.toArray()))
-            hand.append(("b\(k + 1)", layer.bias.value.shape, try layer.bias.grad.toArray()))
+        for (k, p) in model.parameters.enumerated() {
+            hand.append(("\(k % 2 == 0 ? "w" : "b")\(k / 2 + 1)", p.value.shape, try p.grad.toArray()))
         }
         hand.append(("input", [n, m], try dx.toArray()))
 

@@ -86,3 +86,39 @@ final class LibraryDefaultsTests: XCTestCase {
         XCTAssertNil(results.last?.indices, "a tensor smaller than the sample is checked whole")
     }
 }
+
+extension LibraryDefaultsTests {
+    /// The model owns its parameters: the flat buffers are laid out when it is built, and neither an optimiser, nor a
+    /// data-parallel trainer, nor a move to another device changes which tensor a parameter's value is.
+    func testAParameterTensorCapturedBeforeTrainingShowsTheTrainedValues() throws {
+        let (train, _) = try fashionSlice(train: 256, test: 1)
+        for device in testDevices {
+            for replicas in [[], [DeviceTag.cpu]] {
+                var options = TrainingOptions()
+                (options.epochs, options.batchSize, options.optimizer) = (1, 32, .adam)
+                let model = try MLP.make(sizes: [784, 8, 10], seed: 1, on: device)
+                let captured = model.parameters.map(\.value)
+                let before = try captured.map { try $0.toArray() }
+                XCTAssertNotNil(model.parameterBlock, "\(device): laid out when built")
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: replicas)
+                _ = try trainer.trainEpoch(train, epoch: 1)
+                for (i, p) in model.parameters.enumerated() {
+                    XCTAssertTrue(p.value === captured[i], "\(device) \(replicas): the same tensor")
+                    XCTAssertNotEqual(try captured[i].toArray(), before[i], "\(device) \(replicas): showing the trained values")
+                }
+            }
+            // A move keeps the tensors too, and the optimiser's state follows.
+            let model = try MLP.make(sizes: [6, 4, 3], seed: 2, on: device)
+            let captured = model.parameters.map(\.value)
+            let optimizer = try SGD(model.parameters, lr: 0.1, momentum: 0.9)
+            try model.to(.cpu)
+            XCTAssertTrue(zip(model.parameters, captured).allSatisfy { $0.value === $1 })
+            XCTAssertEqual(captured[0].device, .cpu)
+            try model.zeroGrad()
+            _ = try model.forward(try Tensor.randn([2, 6], seed: 4, on: .cpu))
+            _ = try model.backward(try Tensor.randn([2, 3], seed: 3, on: .cpu))
+            try optimizer.step()
+            XCTAssertEqual(try optimizer.state(of: model.parameters[0])["momentum_buffer"]?.device, .cpu)
+        }
+    }
+}

@@ -128,11 +128,41 @@ public final class ActivationLayer: Module {
 }
 
 /// Layers applied in order; backward runs them in reverse. It knows nothing of its children's types.
+///
+/// It owns its parameters' memory: when they share a device they are laid out in one `ParameterBlock` (flat values
+/// and gradients, each parameter a view), made when the model is built and again when it moves (`to(_:)`).
 public final class Sequential: Module {
     /// The children, in forward order.
     public let layers: [any Module]
-    /// `layers` applied in order.
-    public init(_ layers: [any Module]) { self.layers = layers }
+    /// The flat buffers of the parameters, nil when they do not share a device (or the model has none).
+    public private(set) var parameterBlock: ParameterBlock?
+
+    /// `layers` applied in order, their parameters laid out in one block when they share a device (should that
+    /// allocation fail, each keeps its own memory and optimisers step them one by one).
+    public init(_ layers: [any Module]) {
+        self.layers = layers
+        try? layoutParameters()
+    }
+
+    /// Lays the parameters out in one block again (views aligned to `alignment` floats, at least the device's), or
+    /// drops the block when they no longer share a device. The parameters' tensors stay the same objects.
+    public func layoutParameters(alignment: Int = 1) throws {
+        let all = parameters
+        guard !all.isEmpty, all.allSatisfy({ $0.device == all[0].device }) else {
+            parameterBlock = nil
+            return
+        }
+        if let block = parameterBlock, block.holds(all), block.alignment >= alignment,
+           block.alignment % max(alignment, 1) == 0 { return }
+        parameterBlock = nil  // NOTE: its memory goes before the new block's is taken
+        parameterBlock = try ParameterBlock(all, alignment: alignment)
+    }
+
+    /// Moves every parameter to `device` and lays them out there in one block.
+    public func to(_ device: DeviceTag) throws {
+        for p in parameters { try p.to(device) }
+        try layoutParameters(alignment: 1)
+    }
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
     /// The children's entries in order; nil when a child has none (a custom module).

@@ -6,12 +6,13 @@
 public final class Parameter {
     /// The name within its layer, e.g. `weight`.
     public let name: String
-    /// The current value. An optimiser may move it into a flat buffer of its own (the value is kept).
-    public private(set) var value: Tensor
-    /// The optimiser's per-parameter state (velocity; Adam's moments), on the parameter's device, in the order the
-    /// optimiser names them.
-    var state: [Tensor] = []
-    private var gradStorage: Tensor
+    /// The current value. The tensor stays this parameter's for its life: its model's flat buffer (`ParameterBlock`)
+    /// and moves to another device rebind its memory, not the object, so a tensor captured before training shows the
+    /// trained values after it.
+    public let value: Tensor
+    /// The model's flat buffers this parameter lives in, when it does.
+    weak var block: ParameterBlock?
+    private let gradStorage: Tensor
     /// Set by `zeroGrad`: the stored gradient is to be read as zero. The next backward then overwrites instead of
     /// accumulating, which saves a fill kernel per parameter per step.
     private var gradIsZero = false
@@ -56,12 +57,13 @@ public final class Parameter {
     /// The device the value lives on.
     public var device: DeviceTag { value.device }
 
-    /// Moves the value, gradient and optimiser state to `device`.
+    /// Moves the value and gradient to `device` (the same tensor objects; it leaves its model's flat buffer, which
+    /// `Sequential.to(_:)` lays out again there). An optimiser's state follows at its next step.
     public func to(_ device: DeviceTag) throws {
         guard device != value.device else { return }
-        value = try value.to(device)
-        gradStorage = try gradStorage.to(device)
-        state = try state.map { try $0.to(device) }
+        try value.rebind(to: try Tensor.empty(value.shape, on: device))
+        try gradStorage.rebind(to: try Tensor.empty(gradStorage.shape, on: device))
+        block = nil
     }
 
     /// Overwrites the value (same element count), from any device.
@@ -69,25 +71,15 @@ public final class Parameter {
         try value.copy(from: source)
     }
 
-    /// Gives the parameter `count` optimiser state tensors, zero-filled, unless it has that many already.
-    func ensureState(_ count: Int) throws {
-        guard state.count != count else { return }
-        state = try (0..<count).map { _ in try Tensor.zeros(value.shape, on: device) }
+    /// Puts the value and gradient into these views of a block's flat buffers, keeping their contents.
+    func join(value newValue: Tensor, grad newGrad: Tensor) throws {
+        try value.rebind(to: newValue)
+        try gradStorage.rebind(to: newGrad)
     }
 
-    /// Moves the value, gradient and optimiser state into these tensors — views into an optimiser's flat buffers —
-    /// keeping their contents.
-    func adopt(value newValue: Tensor, grad newGrad: Tensor, state newState: [Tensor]) throws {
-        try newValue.copy(from: value)
-        try newGrad.copy(from: gradStorage)
-        for (new, old) in zip(newState, state) { try new.copy(from: old) }
-        (value, gradStorage, state) = (newValue, newGrad, newState)
-    }
-
-    /// Whether this parameter's value, gradient and state are exactly these tensors.
-    func lives(in value: Tensor, _ grad: Tensor, _ state: [Tensor]) -> Bool {
-        self.value === value && gradStorage === grad && self.state.count == state.count
-            && zip(self.state, state).allSatisfy { $0 === $1 }
+    /// Whether the value and gradient show exactly these views' memory.
+    func lives(in value: Tensor, _ grad: Tensor) -> Bool {
+        self.value.sharesStorage(with: value) && gradStorage.sharesStorage(with: grad)
     }
 
     /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.

@@ -3,7 +3,7 @@
 /// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; param −= lr·m̂ / (√v̂ + eps), with the
 /// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at step t.
 ///
-/// Like ``SGD``, it steps the whole model in one kernel when the parameters share a device.
+/// Like ``SGD``, it steps the whole model in one kernel when the parameters are a model's `ParameterBlock`.
 public final class Adam: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
@@ -13,7 +13,7 @@ public final class Adam: Optimizer {
     public var name: String { "adam" }
     /// The moments, by PyTorch's names.
     public var stateNames: [String] { ["exp_avg", "exp_avg_sq"] }
-    var arena = ArenaSlot()
+    private var state = OptimizerState(slots: 2)
 
     /// - Throws: `DeviceError.invalidArgument` for a rate outside PyTorch's accepted ranges
     ///   (lr ≥ 0, 0 ≤ β < 1, eps ≥ 0, weight decay ≥ 0).
@@ -28,25 +28,23 @@ public final class Adam: Optimizer {
         self.parameters = parameters
         self.lr = lr
         hyperparameters = AdamHyperparameters(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
-        _ = try arena.current(parameters, stateSlots: 2)
     }
 
     public func step() throws {
         let t = stepCount + 1
-        if let flat = try arena.current(parameters, stateSlots: 2) {
-            try flat.values.adamStep(grad: flat.grads, m: flat.states[0], v: flat.states[1], step: t, lr: lr,
-                                     hyperparameters)
+        if let block = try state.current(parameters) {
+            try block.materialiseGradients()
+            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t, lr: lr, hyperparameters)
         } else {
-            for p in parameters {
-                try p.ensureState(2)
-                try p.value.adamStep(grad: try p.grad, m: p.state[0], v: p.state[1], step: t, lr: lr, hyperparameters)
+            for (p, moments) in zip(parameters, state.views) {
+                try p.value.adamStep(grad: try p.grad, m: moments[0], v: moments[1], step: t, lr: lr, hyperparameters)
             }
         }
         stepCount = t
     }
-}
 
-extension Adam: FlatOptimizer {
-    func flatBuffers() throws -> ParameterArena? { try arena.current(parameters, stateSlots: 2) }
-    func align(to floats: Int) { arena.alignment = floats }
+    public func stateTensors(of index: Int) throws -> [Tensor] {
+        _ = try state.current(parameters)
+        return state.views[index]
+    }
 }

@@ -1,9 +1,8 @@
 /// Stochastic gradient descent with optional momentum and weight decay (PyTorch's `torch.optim.SGD`):
 /// g = grad + weightDecay·param; v = momentum·v + g; param −= lr·(momentum > 0 ? v : g).
 ///
-/// When every parameter lives on one device, the optimiser moves them into flat buffers (values, gradients and
-/// velocities: one arena each, the parameters becoming views into them, as llm.c does), so a step is one kernel
-/// however many tensors the model has.
+/// When the parameters are a model's `ParameterBlock`, a step is one kernel however many tensors the model has: the
+/// velocities are laid out alike (the optimiser keeps only them; the model owns values and gradients).
 public final class SGD: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
@@ -15,7 +14,7 @@ public final class SGD: Optimizer {
     public var name: String { "sgd" }
     /// `momentum_buffer` (PyTorch's name) with momentum, else nothing.
     public var stateNames: [String] { momentum > 0 ? ["momentum_buffer"] : [] }
-    var arena = ArenaSlot()
+    private var state: OptimizerState
 
     /// - Throws: `DeviceError.invalidArgument` when a rate is negative or not finite.
     public init(_ parameters: [Parameter], lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
@@ -27,26 +26,24 @@ public final class SGD: Optimizer {
         self.lr = lr
         self.momentum = momentum
         self.weightDecay = weightDecay
-        _ = try arena.current(parameters, stateSlots: stateNames.count)
+        state = OptimizerState(slots: momentum > 0 ? 1 : 0)
     }
 
     public func step() throws {
-        let slots = stateNames.count
-        if let flat = try arena.current(parameters, stateSlots: slots) {
-            try flat.values.sgdStep(grad: flat.grads, velocity: flat.states.first, lr: lr, momentum: momentum,
-                                    weightDecay: weightDecay)
+        if let block = try state.current(parameters) {
+            try block.materialiseGradients()
+            try block.values.sgdStep(grad: block.grads, velocity: state.flats.first, lr: lr, momentum: momentum,
+                                     weightDecay: weightDecay)
         } else {
-            for p in parameters {
-                try p.ensureState(slots)
-                try p.value.sgdStep(grad: try p.grad, velocity: p.state.first, lr: lr, momentum: momentum,
-                                    weightDecay: weightDecay)
+            for (p, velocity) in zip(parameters, state.views) {
+                try p.value.sgdStep(grad: try p.grad, velocity: velocity.first, lr: lr, momentum: momentum, weightDecay: weightDecay)
             }
         }
         stepCount += 1
     }
-}
 
-extension SGD: FlatOptimizer {
-    func flatBuffers() throws -> ParameterArena? { try arena.current(parameters, stateSlots: stateNames.count) }
-    func align(to floats: Int) { arena.alignment = floats }
+    public func stateTensors(of index: Int) throws -> [Tensor] {
+        _ = try state.current(parameters)
+        return state.views[index]
+    }
 }
