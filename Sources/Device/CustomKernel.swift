@@ -16,8 +16,10 @@
 /// }
 /// ```
 ///
-/// The tensors (at most six) must share a device; a build failure throws `OpenCLError.buildFailed` with the
-/// driver's full log, a bad kernel name or argument `OpenCLError.call` with the OpenCL status name.
+/// The tensors (at most six) must share a device. Every launch, on every device, is checked against the kernel's own
+/// declaration in `source`: too few or too many arguments, or one of another kind (`.float` for an `int`), is a
+/// `DeviceError.invalidArgument` naming the parameter. A build failure throws `OpenCLError.buildFailed` with the
+/// driver's full log, a bad kernel name `OpenCLError.call` with the OpenCL status name.
 public struct CustomKernel: Sendable {
     /// The `__kernel` function to launch.
     public let name: String
@@ -26,11 +28,52 @@ public struct CustomKernel: Sendable {
     /// Build options, e.g. `-D WIDTH=4`.
     public let options: String
 
+    /// The kernel's parameters as its declaration in `source` gives them (nil when it cannot be read there, e.g.
+    /// behind a macro): every launch is checked against them, on every device.
+    public let parameters: [(name: String, kind: ArgumentKind)]?
+
+    /// What a kernel parameter takes.
+    public enum ArgumentKind: String, Sendable {
+        /// `__global float*` (any qualifiers): a `.tensor`.
+        case tensor
+        /// `int` or `uint`: an `.int`.
+        case int
+        /// `float`: a `.float`.
+        case float
+    }
+
     /// A kernel `name` of `source`; nothing is built until its first launch on a device.
     public init(name: String, source: String, options: String = "") {
         self.name = name
         self.source = source
         self.options = options
+        parameters = Self.declaredParameters(of: name, in: source)
+    }
+
+    /// The parameters of `__kernel void name(...)` in `source`, or nil when the declaration is not there as text.
+    static func declaredParameters(of name: String, in source: String) -> [(name: String, kind: ArgumentKind)]? {
+        // NOTE: a kernel name is a C identifier; anything else cannot be found (nor put in a pattern) safely.
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
+              let pattern = try? Regex("(__kernel|kernel)\\s+void\\s+\(name)\\s*\\(([^)]*)\\)"),
+              let match = source.firstMatch(of: pattern), let list = match.output[2].substring else { return nil }
+        var parameters: [(String, ArgumentKind)] = []
+        for part in list.split(separator: ",") {
+            let words = part.replacingOccurrences(of: "*", with: " * ").split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+            guard let last = words.last else { continue }
+            let type = words.dropLast()
+            let kind: ArgumentKind
+            if type.contains("*") {
+                kind = .tensor
+            } else if type.contains("float") {
+                kind = .float
+            } else if type.contains("int") || type.contains("uint") {
+                kind = .int
+            } else {
+                return nil  // a type CLNN cannot pass (long, half, a struct): the launch's own status will say
+            }
+            parameters.append((String(last), kind))
+        }
+        return parameters
     }
 
     /// One argument of a launch, in the kernel's parameter order.
@@ -62,6 +105,7 @@ public struct CustomKernel: Sendable {
 
     /// The same with the arguments as an array.
     public func launch(global: Int, _ arguments: [Argument], cpu: (HostTensors) throws -> Void) throws {
+        try check(arguments)
         let tensors = arguments.compactMap { argument -> Tensor? in
             if case let .tensor(t) = argument { return t }
             return nil
@@ -86,6 +130,33 @@ public struct CustomKernel: Sendable {
                     case let .float(value): try a.float(value)
                     }
                 }
+            }
+        }
+    }
+
+    /// Checks `arguments` against the kernel's declared parameters: their count, and each one's kind.
+    /// - Throws: `DeviceError.invalidArgument` naming the parameter that is missing, extra or of another kind.
+    func check(_ arguments: [Argument]) throws {
+        guard let parameters else { return }
+        let names = parameters.map(\.name).joined(separator: ", ")
+        if arguments.count != parameters.count {
+            let detail = arguments.count < parameters.count
+                ? "missing \(parameters[arguments.count...].map { "'\($0.name)'" }.joined(separator: ", "))"
+                : "\(arguments.count - parameters.count) more than it declares"
+            throw DeviceError.invalidArgument(op: name, "the kernel takes \(parameters.count) arguments (\(names)) but the launch "
+                + "gave \(arguments.count): \(detail)")
+        }
+        for (i, (argument, parameter)) in zip(arguments, parameters).enumerated() {
+            let given: ArgumentKind
+            switch argument {
+            case .tensor: given = .tensor
+            case .int: given = .int
+            case .float: given = .float
+            }
+            guard given == parameter.kind else {
+                throw DeviceError.invalidArgument(op: name, "argument \(i + 1) is a .\(given.rawValue) but parameter '\(parameter.name)' "
+                    + "is declared \(parameter.kind == .tensor ? "a __global float pointer" : parameter.kind.rawValue): pass "
+                    + ".\(parameter.kind.rawValue)(…)")
             }
         }
     }

@@ -90,9 +90,33 @@ final class CustomKernelTests: XCTestCase {
         XCTAssertThrowsError(try misnamed.launch(global: 1, .tensor(try Tensor.zeros([1], on: device))) { _ in }) {
             XCTAssertTrue("\($0)".contains("CL_INVALID_KERNEL_NAME"), "\($0)")
         }
-        let ok = CustomKernel(name: "k", source: "__kernel void k(__global float* y) { y[0] = 1.0f; }")
+        let ok = CustomKernel(name: "k", source: "__kernel void k(__global float* x, __global float* y) { y[0] = x[0]; }")
         XCTAssertThrowsError(try ok.launch(global: 1, .tensor(x), .tensor(try Tensor.zeros([1], on: device))) { _ in }) {
             XCTAssertTrue("\($0)".contains("k: operands are on different devices (cpu and opencl:0)"), "\($0)")
+        }
+    }
+
+    func testLaunchArgumentsAreCheckedAgainstTheKernelsDeclarationOnEveryDevice() throws {
+        let scale = CustomKernel(name: "scale", source: """
+            __kernel void scale(const int n, const float factor,
+                                __global const float* restrict x, __global float *y) {
+                const int i = get_global_id(0);
+                if (i < n) y[i] = factor * x[i];
+            }
+            """)
+        XCTAssertEqual(scale.parameters?.map(\.name), ["n", "factor", "x", "y"])
+        for device in testDevices {
+            let x = try Tensor([1, 2, 3], shape: [3], on: device), y = try Tensor.zeros([3], on: device)
+            XCTAssertThrowsError(try scale.launch(global: 3, .float(3), .float(2), .tensor(x), .tensor(y)) { _ in }) {
+                XCTAssertTrue("\($0)".contains("argument 1 is a .float but parameter 'n' is declared int: pass .int(…)"), "\($0)")
+            }
+            XCTAssertThrowsError(try scale.launch(global: 3, .int(3), .float(2), .tensor(x)) { _ in }) {
+                XCTAssertTrue("\($0)".contains("takes 4 arguments (n, factor, x, y) but the launch gave 3: missing 'y'"), "\($0)")
+            }
+            try scale.launch(global: 3, .int(3), .float(2), .tensor(x), .tensor(y)) { host in
+                for i in 0..<3 { host[1][i] = 2 * host[0][i] }
+            }
+            XCTAssertEqual(try y.toArray(), [2, 4, 6], "\(device)")
         }
     }
 }
