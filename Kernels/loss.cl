@@ -1,3 +1,6 @@
+#if !defined(LOSS_SOFTMAX_CROSS_ENTROPY) || !defined(LOSS_SQUARED_ERROR)
+#error "loss.cl needs LossKind's -D defines (Ops/Loss.swift)"
+#endif
 // Losses with their gradients fused into the same pass. Labels are class indices (or regression targets) in fp32.
 
 // One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) - z[label]; with want_grad, g[j] receives
@@ -41,8 +44,9 @@ __kernel void squared_error(const int n, __global const float* pred, __global co
 }
 
 // The batch's mean loss, fused with its gradient, written to out[slot]; one work-group of any power-of-two size
-// (scratch: one float per work-item). kind 0: softmax cross-entropy over rows of cols logits; kind 1: squared error
-// of one output per row (cols = 1). grad (when want_grad) receives (1/rows) · d(sum of losses)/dpred.
+// (scratch: one float per work-item). kind LOSS_SOFTMAX_CROSS_ENTROPY: softmax cross-entropy over rows of cols logits;
+// LOSS_SQUARED_ERROR: squared error of one output per row (cols = 1). The numbering comes from Swift's `LossKind` as
+// -D defines (Ops/Loss.swift). grad (when want_grad) receives (1/rows) · d(sum of losses)/dpred.
 // Row i's label is labels[i], or with gathered != 0 labels[order[offset + i]] (clamped to label_rows): the batch's
 // labels read in place from the resident dataset. global = local = (work-group size).
 __kernel void mean_loss(const int kind, const int rows, const int cols, __global const float* pred,
@@ -57,7 +61,7 @@ __kernel void mean_loss(const int kind, const int rows, const int cols, __global
     float acc = 0.0f;
     for (int i = lid; i < rows; i += size) {
         __global const float* z = pred + (size_t)i * cols;
-        if (kind == 0) {
+        if (kind == LOSS_SOFTMAX_CROSS_ENTROPY) {
             acc += softmax_cross_entropy_row(z, cols, LABEL(i), grad + (size_t)i * cols, scale, want_grad);
         } else {
             const float d = z[0] - LABEL(i);

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The OpenCL C sources of CLNN's kernels, one per op family (`matmul`, `relu`, ...).
+/// The OpenCL C sources of CLNN's kernels, one per op family (`matmul`, `activation`, `loss`, ...).
 ///
 /// They are compiled into the binary from `Kernels/*.cl`. Setting `CLNN_KERNELS_DIR` to a folder makes any
 /// `NAME.cl` found there replace the built-in `NAME` source, without a rebuild: handy while developing kernels.
@@ -12,8 +12,8 @@ enum KernelLibrary {
     static var names: [String] { EmbeddedKernels.sources.keys.sorted() }
 
     /// The build options a file needs to compile at all, used when every program is built ahead (warm-up):
-    /// activation.cl is built once per activation, and ReLU is the default model's.
-    static let defaultOptions = ["activation": Activation.relu.options]
+    /// activation.cl is built once per activation, and ReLU is the default model's; loss.cl takes the loss numbering.
+    static let defaultOptions = ["activation": Activation.relu.options, "loss": LossKind.defines]
 
     /// The source of `name`: the override folder's copy if there is one, else the built-in one.
     static func source(_ name: String) throws -> String {

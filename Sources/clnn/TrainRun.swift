@@ -379,9 +379,6 @@ extension RunStart {
 }
 
 extension RunStart {
-    /// Every process must train on the same data: compares each one's example counts and a checksum of its pixels and
-    /// labels with process 0's.
-    /// - Throws: `DataError` naming this process's folder and the process that differs.
     /// Checks, before training, that every process runs the same run: the same options, model, normalisation and
     /// starting files (`--resume`/`--init-from` and the training state, compared by content: on several hosts each
     /// reads its own copy). The first setting that differs is an error on every process, naming it and both values —
@@ -442,6 +439,9 @@ extension RunStart {
     /// FNV-1a of `bytes`, to 53 bits (exact in a Double).
     private func digest(_ bytes: [UInt8]) -> Double { Double(fnv1a(bytes) >> 11) }
 
+    /// Every process must train on the same data: compares each one's example counts and a checksum of its pixels and
+    /// labels with process 0's.
+    /// - Throws: `DataError` naming this process's folder and the process that differs.
     func checkSameData(_ train: RawDataset, _ test: RawDataset, group: ProcessGroup, folder: String) throws {
         func digest(_ data: RawDataset) -> [Double] {
             var sum = 0.0

@@ -3,17 +3,24 @@
 import Foundation
 
 private enum LossKernels {
-    static let softmaxCrossEntropy = KernelSource("loss", "softmax_cross_entropy")
-    static let squaredError = KernelSource("loss", "squared_error")
-    static let meanLoss = KernelSource("loss", "mean_loss")
+    static let softmaxCrossEntropy = KernelSource("loss", "softmax_cross_entropy", options: LossKind.defines)
+    static let squaredError = KernelSource("loss", "squared_error", options: LossKind.defines)
+    static let meanLoss = KernelSource("loss", "mean_loss", options: LossKind.defines)
 }
 
 /// The losses `meanLoss` computes.
-public enum LossKind: Int, Sendable {
+public enum LossKind: Int, Sendable, CaseIterable {
     /// Softmax cross-entropy of logit rows against class indices.
     case softmaxCrossEntropy = 0
     /// Squared error of a single output per row against a target.
     case squaredError = 1
+
+    /// The numbering as loss.cl's `-D` defines (`LOSS_SOFTMAX_CROSS_ENTROPY=0 …`): defined here once, never kept equal by
+    /// hand in the kernel.
+    static let defines = allCases.map { kind in
+        let macro = "\(kind)".reduce(into: "") { out, c in out += c.isUppercase ? "_" + String(c) : String(c).uppercased() }
+        return "-D LOSS_\(macro)=\(kind.rawValue)"
+    }.joined(separator: " ")
 }
 
 extension Tensor {
