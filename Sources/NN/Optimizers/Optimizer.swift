@@ -46,6 +46,7 @@ struct OptimizerState {
     /// The state for `parameters` as they are laid out now, and their block when they are one.
     mutating func current(_ parameters: [Parameter]) throws -> ParameterBlock? {
         let now = ParameterBlock.of(parameters)
+        if let now, now === block { return now }  // the common case, every step: nothing moved
         let placed = views.count == parameters.count
             && zip(parameters, views).allSatisfy { p, v in v.allSatisfy { $0.device == p.device } }
         if placed && now === block && (now != nil || flats.isEmpty) { return now }
