@@ -54,11 +54,15 @@ public struct CustomKernel: Sendable {
     static func declaredParameters(of name: String, in source: String) -> [(name: String, kind: ArgumentKind)]? {
         // NOTE: a kernel name is a C identifier; anything else cannot be found (nor put in a pattern) safely.
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
-              let pattern = try? Regex("(__kernel|kernel)\\s+void\\s+\(name)\\s*\\(([^)]*)\\)"),
-              let match = source.firstMatch(of: pattern), let list = match.output[2].substring else { return nil }
+              let pattern = try? Regex("(__kernel|kernel)\\s+void\\s+\(name)\\s*\\(([^)]*)\\)") else { return nil }
+        // Comments out first (a `*`, `,` or `)` in one is not the code's); a kernel declared twice (#ifdef branches)
+        // cannot be told apart here: no check then.
+        let code = stripComments(source)
+        let matches = code.matches(of: pattern)
+        guard matches.count == 1, let list = matches[0].output[2].substring else { return nil }
         var parameters: [(String, ArgumentKind)] = []
         for part in list.split(separator: ",") {
-            let words = part.replacingOccurrences(of: "*", with: " * ").split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+            let words = part.replacingOccurrences(of: "*", with: " * ").split(whereSeparator: \.isWhitespace)
             guard let last = words.last else { continue }
             let type = words.dropLast()
             let kind: ArgumentKind
@@ -159,5 +163,26 @@ public struct CustomKernel: Sendable {
                     + ".\(parameter.kind.rawValue)(…)")
             }
         }
+    }
+
+    /// `source` with its `//` and `/* */` comments replaced by spaces.
+    static func stripComments(_ source: String) -> String {
+        var out = ""
+        var rest = Substring(source)
+        while let start = rest.firstIndex(of: "/") {
+            out += rest[..<start]
+            let after = rest[start...].dropFirst()
+            if after.first == "/" {
+                rest = after.drop(while: { $0 != "\n" })
+                out += " "
+            } else if after.first == "*", let end = after.dropFirst().range(of: "*/") {
+                rest = after.dropFirst()[end.upperBound...]
+                out += " "
+            } else {
+                out += "/"
+                rest = after
+            }
+        }
+        return out + rest
     }
 }

@@ -105,6 +105,15 @@ final class CustomKernelTests: XCTestCase {
             }
             """)
         XCTAssertEqual(scale.parameters?.map(\.name), ["n", "factor", "x", "y"])
+        // Comments in the declaration are not code; a kernel declared in two #ifdef branches is not checked.
+        let commented = CustomKernel(name: "k", source: """
+            // __kernel void k(__global float* old)
+            __kernel void k(__global float* y, /* count, in floats (y*) */ const int n) { if (get_global_id(0) < n) y[0] = 1.0f; }
+            """)
+        XCTAssertEqual(commented.parameters?.map(\.name), ["y", "n"])
+        XCTAssertEqual(commented.parameters?.map(\.kind), [.tensor, .int])
+        let twice = CustomKernel(name: "k", source: "#ifdef A\n__kernel void k(__global float* y)\n#else\n__kernel void k(__global float* y, const int n)\n#endif\n{}")
+        XCTAssertNil(twice.parameters)
         for device in testDevices {
             let x = try Tensor([1, 2, 3], shape: [3], on: device), y = try Tensor.zeros([3], on: device)
             XCTAssertThrowsError(try scale.launch(global: 3, .float(3), .float(2), .tensor(x), .tensor(y)) { _ in }) {

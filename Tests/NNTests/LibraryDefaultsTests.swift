@@ -122,3 +122,27 @@ extension LibraryDefaultsTests {
         }
     }
 }
+
+extension LibraryDefaultsTests {
+    /// A `Sequential` of part of a model leaves the parameters in the model's block; a parameter moved alone and
+    /// back is laid out again at the next epoch, data-parallel training included.
+    func testTheModelsBlockStaysItsOwn() throws {
+        let (train, _) = try fashionSlice(train: 128, test: 1)
+        let model = try MLP.make(sizes: [784, 8, 10], seed: 1, on: .cpu)
+        let part = Sequential(Array(model.layers.dropLast()))
+        XCTAssertNil(part.parameterBlock, "built over another model's parameters: no block of its own")
+        XCTAssertTrue(try XCTUnwrap(model.parameterBlock).holds(model.parameters))
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize) = (2, 32)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: [.cpu])
+        _ = try trainer.trainEpoch(train, epoch: 1)
+        try part.layoutParameters()  // takes the first layer's parameters into a block of its own
+        XCTAssertFalse(try XCTUnwrap(model.parameterBlock).holds(model.parameters))
+        _ = try trainer.trainEpoch(train, epoch: 2)  // laid out again: still one model's data-parallel step
+        let other = try MLP.make(sizes: [784, 8, 10], seed: 1, on: .cpu)
+        let reference = try Trainer(model: other, loss: CrossEntropyLoss(), options: options, replicas: [.cpu])
+        for epoch in 1...2 { _ = try reference.trainEpoch(train, epoch: epoch) }
+        for (a, b) in zip(model.parameters, other.parameters) { XCTAssertEqual(try a.value.toArray(), try b.value.toArray()) }
+        XCTAssertTrue(try XCTUnwrap(model.parameterBlock).holds(model.parameters))
+    }
+}

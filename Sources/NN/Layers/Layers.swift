@@ -138,10 +138,12 @@ public final class Sequential: Module {
     public private(set) var parameterBlock: ParameterBlock?
 
     /// `layers` applied in order, their parameters laid out in one block when they share a device (should that
-    /// allocation fail, each keeps its own memory and optimisers step them one by one).
+    /// allocation fail, each keeps its own memory and optimisers step them one by one). Layers whose parameters
+    /// already live in another model's block (a `Sequential` of part of a model) leave them there: this model then
+    /// has no block of its own until `layoutParameters()` is called.
     public init(_ layers: [any Module]) {
         self.layers = layers
-        try? layoutParameters()
+        if !parameters.contains(where: { $0.block != nil }) { try? layoutParameters() }
     }
 
     /// Lays the parameters out in one block again (views aligned to `alignment` floats, at least the device's), or
@@ -154,7 +156,8 @@ public final class Sequential: Module {
         }
         if let block = parameterBlock, block.holds(all), block.alignment >= alignment,
            block.alignment % max(alignment, 1) == 0 { return }
-        parameterBlock = nil  // NOTE: its memory goes before the new block's is taken
+        // NOTE: the old buffers live on until every parameter has moved out (the views hold them): at the peak, the
+        // values and gradients are held twice.
         parameterBlock = try ParameterBlock(all, alignment: alignment)
     }
 

@@ -33,6 +33,8 @@ public protocol Module: AnyObject {
     func setBufferReuse(_ enabled: Bool)
     /// Whether buffer reuse is on (see `setBufferReuse`).
     var reusesBuffers: Bool { get }
+    /// Moves every parameter to `device` (a `Sequential` lays them out there in one block again).
+    func to(_ device: DeviceTag) throws
     /// The parameters with their state-dict names (`weight`, `bias`; a `Sequential`'s `0.weight`, ...).
     var namedParameters: [(name: String, parameter: Parameter)] { get }
 }

@@ -7,8 +7,8 @@ final class Worker {
     let device: DeviceTag
     enum Buffer: Int, CaseIterable { case stepLosses, grad, order }
     let workspace = Workspace<Buffer>()
-    /// The datasets copied to this device, by the primary's dataset.
-    private var copies: [ObjectIdentifier: DeviceDataset] = [:]
+    /// The datasets copied to this device, with the primary's dataset (kept, so its identity cannot be reused).
+    private var copies: [ObjectIdentifier: (source: DeviceDataset, copy: DeviceDataset)] = [:]
 
     init(model: Sequential, device: DeviceTag) {
         (self.model, self.device) = (model, device)
@@ -28,11 +28,13 @@ final class Worker {
         self.init(model: copy, device: device)
     }
 
-    /// The model's flat buffers (a model on one device always has them once laid out).
+    /// The model's flat buffers, checked to still hold its parameters (another `Sequential` built over some of its
+    /// layers, or a parameter moved alone, would leave them stale: summing gradients there would be silently wrong).
     var block: ParameterBlock {
         get throws {
-            guard let block = model.parameterBlock else {
-                throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters on one device")
+            guard let block = model.parameterBlock, block.holds(model.parameters) else {
+                throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters in its own "
+                    + "flat buffers on one device; they were moved or laid out elsewhere since (call layoutParameters())")
             }
             return block
         }
@@ -41,9 +43,9 @@ final class Worker {
     /// `data` (on the primary device) as a dataset on this worker's device, copied once.
     func dataset(_ data: DeviceDataset) throws -> DeviceDataset {
         if data.images.device == device { return data }
-        if let copy = copies[ObjectIdentifier(data)] { return copy }
+        if let entry = copies[ObjectIdentifier(data)] { return entry.copy }
         let copy = try DeviceDataset(copying: data, to: device)
-        copies[ObjectIdentifier(data)] = copy
+        copies[ObjectIdentifier(data)] = (data, copy)
         return copy
     }
 }
@@ -127,9 +129,12 @@ final class ReplicaExchange: GradientExchange {
     }
 
     func reduceLosses(_ losses: [[Float]], weights: [[Double]]) throws -> [Float] {
-        weights.indices.map { s in
-            Float(zip(losses, weights[s]).reduce(0.0) { $0 + ($1.1 > 0 ? $1.1 * Double($1.0[s]) : 0) })
-        }
+        partialLosses(losses, weights: weights).map(Float.init)
+    }
+
+    /// Σ over workers of share · mean loss, per pending step, in Double.
+    func partialLosses(_ losses: [[Float]], weights: [[Double]]) -> [Double] {
+        weights.indices.map { s in zip(losses, weights[s]).reduce(0.0) { $0 + ($1.1 > 0 ? $1.1 * Double($1.0[s]) : 0) } }
     }
 
     func agreeToStop(_ request: Bool) throws -> Bool { request }
@@ -173,7 +178,7 @@ final class ProcessExchange: GradientExchange {
 
     /// Each process holds its shares' part of every step's mean loss: the sum over processes is the mean.
     func reduceLosses(_ losses: [[Float]], weights: [[Double]]) throws -> [Float] {
-        try group.allreduceSum(try local.reduceLosses(losses, weights: weights).map(Double.init)).map(Float.init)
+        try group.allreduceSum(local.partialLosses(losses, weights: weights)).map(Float.init)
     }
 
     func agreeToStop(_ request: Bool) throws -> Bool { try group.allreduceSum([request ? 1 : 0])[0] > 0 }

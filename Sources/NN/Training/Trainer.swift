@@ -80,8 +80,9 @@ public final class Trainer {
         // One layout for every device's flat buffers, so each exchange is one copy.
         let alignment = try devices.map { try Tensor.arenaAlignment(on: $0) }.max() ?? 1
         try model.layoutParameters(alignment: alignment)
-        _ = try primary.block
-        let workers = try [primary] + replicas.map { try Worker(copying: model, on: $0, alignment: alignment) }
+        // NOTE: the primary's block may keep a larger alignment it had already: the replicas take the same layout.
+        let layout = try primary.block.alignment
+        let workers = try [primary] + replicas.map { try Worker(copying: model, on: $0, alignment: layout) }
         exchange = try processGroup.map { try ProcessExchange(workers: workers, group: $0) } ?? ReplicaExchange(workers: workers)
     }
 
@@ -128,6 +129,9 @@ public final class Trainer {
                 + "\(sampler.batchRanges.count) steps")
         }
         let workers = exchange.workers, reportEvery = max(reportEvery, 1)
+        // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
+        let alignment = model.parameterBlock?.alignment ?? 1
+        for w in workers { try w.model.layoutParameters(alignment: alignment) }
         let reused = model.reusesBuffers
         func reuseBuffers(_ on: Bool) { for w in workers { w.model.setBufferReuse(on) } }
         reuseBuffers(true)
