@@ -81,12 +81,18 @@ enum Backend {
         if case .opencl(let device) = self { try device.finish() }
     }
 
-    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work does
-    /// not pay for it. Nothing to do on cpu.
-    func warmUp() throws {
-        guard case .opencl(let device) = self else { return }
-        _ = try device.buildAllPrograms()
-        _ = try GemmPlans.shared.launches(for: device)
+    /// The OpenCL device, or nil on cpu: for work above the seam that only OpenCL devices need (warm-up, probes).
+    var openCLDevice: OpenCLDevice? {
+        if case .opencl(let device) = self { return device }
+        return nil
+    }
+}
+
+extension Tensor {
+    /// This tensor's OpenCL device and buffer, or nil on cpu: for a probe that talks to the driver directly.
+    var openCLMemory: (device: OpenCLDevice, buffer: CLBuffer)? {
+        if case .opencl(let buffer) = storage { return (buffer.device, buffer) }
+        return nil
     }
 }
 
@@ -226,10 +232,6 @@ extension Tensor {
 }
 
 extension DeviceTag {
-    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work
-    /// does not pay for it. A no-op on cpu.
-    public func warmUp() throws { try Backend(self).warmUp() }
-
     /// Waits until every command queued on this device has finished (a no-op on cpu). For timing.
     public func synchronize() throws { try Backend(self).synchronize() }
 }

@@ -12,11 +12,10 @@ import Foundation
 
     /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned.
     public static func measure(on tag: DeviceTag, launches: Int, runs: Int = 5) throws -> (clnn: Timing, raw: Timing) {
-        guard case .opencl(let device) = try Backend(tag) else {
+        let t = try Tensor.empty([1], on: tag)
+        guard let (device, buffer) = t.openCLMemory else {
             throw DeviceError.invalidArgument(op: "LaunchProbe", "needs an OpenCL device, got \(tag)")
         }
-        let t = try Tensor.empty([1], on: tag)
-        guard case .opencl(let buffer) = t.storage else { throw DeviceError.invalidArgument(op: "LaunchProbe", "no buffer") }
         let kernel = try device.kernel(KernelSource("elementwise", "fill"))
 
         func time(_ body: () throws -> Void) throws -> Timing {

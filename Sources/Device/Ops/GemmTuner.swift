@@ -163,3 +163,13 @@ final class GemmPlans: @unchecked Sendable {
         return made
     }
 }
+
+extension DeviceTag {
+    /// Builds the kernels and picks (tunes, the first time) the GEMM kernels now, so that the first timed work
+    /// does not pay for it. A no-op on cpu. (Here, beside the tuner, so the device seam need not know the ops.)
+    public func warmUp() throws {
+        guard let device = try Backend(self).openCLDevice else { return }
+        _ = try device.buildAllPrograms()
+        _ = try GemmPlans.shared.launches(for: device)
+    }
+}
