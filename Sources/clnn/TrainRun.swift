@@ -15,8 +15,6 @@ struct RunStart {
     let lossName: String
     /// Where the model and its training state go after each epoch (process 0 only under mpirun).
     let save: String?
-    /// The training state's file beside `save`'s real file.
-    let saveState: String?
     /// The SVG plot's file (process 0 only under mpirun).
     let plot: String?
     /// The processes training together under mpirun, or nil.
@@ -33,7 +31,6 @@ struct RunStart {
         // A run owns its files before it reads any: every output is checked against every input (through links),
         // then the checkpoint written (and the one resumed) is locked against another clnn.
         if writes { try Self.checkOutputs(command, save: save, plot: plot) }
-        saveState = try save.map { try SavedRun.Files($0).state }
         // NOTE: the lock is the run's state file's: two names of one run (m and m.safetensors) share it.
         var locks: [FileLock] = []
         if let save { locks.append(try FileLock(try SavedRun.Files(save).state, for: save, exclusive: true,
