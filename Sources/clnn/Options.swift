@@ -26,6 +26,16 @@ struct DataDeviceOptions: ParsableArguments {
         return try parts.map { try DeviceTag(parsing: $0) }
     }
 
+    /// `--device` as a training run's request.
+    func deviceRequest() throws -> RunRequest.Devices {
+        if let list = try deviceList() { return .list(list) }
+        switch device.lowercased() {
+        case "auto": return .auto
+        case "opencl": return .openCL
+        default: return .one(try DeviceTag(parsing: device))
+        }
+    }
+
     /// The chosen device. `auto` with a model to measure (`sizes`, `batchSize`) decides as `DeviceChoice.fastest`
     /// and says why on stderr; without one it takes the first OpenCL device, else cpu with a notice.
     func resolveDevice(sizes: [Int]? = nil, batchSize: Int = 64) throws -> DeviceTag {

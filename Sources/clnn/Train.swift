@@ -124,12 +124,65 @@ struct Train: ParsableCommand {
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be ≥ 1, got \(stopAfter)") }
     }
 
+    /// The run these options ask for.
+    func request() throws -> RunRequest {
+        var r = RunRequest()
+        (r.data, r.devices) = (common.data, try common.deviceRequest())
+        (r.epochs, r.batchSize, r.lr, r.momentum, r.weightDecay, r.seed) = (epochs, batchSize, lr, momentum, weightDecay, seed)
+        r.optimizer = optimizer.flatMap(OptimizerKind.init(rawValue:))
+        r.schedule = lrSchedule.flatMap(LearningRateSchedule.init(rawValue:))
+        (r.hidden, r.activation, r.loss, r.classes) = (hidden, activation.flatMap(Activation.init(rawValue:)), loss, classes)
+        r.normalization = try parseNormalization(normalization)
+        (r.save, r.plot, r.resume, r.initFrom, r.stopAfter, r.maxSteps) = (save, plot, resume, initFrom, stopAfter, maxSteps)
+        return r
+    }
+
     func run() throws {
         Interrupt.install()
         // Under mpirun with several ranks: one replica per process; only process 0 prints and writes files.
         let group = try ProcessGroup.join()
         if let group, group.rank != 0 { silenceStandardOutput() }
-        let start = try RunStart(self, group: group)
-        try start.train(self)
+        let run: TrainingRun
+        do {
+            run = try TrainingRun.start(try request(), in: group, say: { print($0) }, note: { warn("clnn: " + $0) },
+                                        shouldStop: { Interrupt.requested })
+        } catch let invalid as RunRequest.Invalid {
+            throw ValidationError(invalid.description)
+        } catch TrainingError.interruptedBeforeTraining {
+            warn("clnn: \(TrainingError.interruptedBeforeTraining)")
+            throw ExitCode(Interrupt.exitStatus)
+        }
+        let bar = ProgressBar(), epochs = run.trainer.options.epochs
+        do {
+            try run.run(shouldStop: { Interrupt.requested }, onStep: { report in
+                Interrupt.testHook(step: report.step)
+                bar.show(report, epochs: epochs)
+            }, onEpoch: { report in
+                bar.finish()
+                print(run.summary(report))
+            })
+        } catch let error as TrainingError {
+            bar.finish()
+            try stop(error, run, group)
+        }
+        for line in run.closingLines { print(line) }
+        run.close()
+    }
+
+    /// Says why training stopped and what the checkpoint holds, then ends with the status: the signal's after a stop
+    /// (agreed by every process under mpirun), 1 after divergence.
+    private func stop(_ error: TrainingError, _ run: TrainingRun, _ group: ProcessGroup?) throws -> Never {
+        if let group {
+            // Every process stopped at the same step (a stop is agreed; a diverging loss is the summed one, the
+            // weights are the same everywhere): process 0 reports, all leave together, no abort. A process the
+            // signal did not reach takes the status of one it did.
+            if group.rank == 0 { warn("clnn: " + run.explain(error)) }
+            guard case .interrupted = error else { throw AgreedStop(status: 1) }
+            let signal = Int32(try group.allgather([Double(Interrupt.signal)]).map { $0[0] }.max() ?? 0)
+            throw AgreedStop(status: 128 + (signal == 0 ? SIGTERM : signal))
+        }
+        warn("clnn: " + run.explain(error))
+        if case .interrupted = error { throw ExitCode(Interrupt.exitStatus) }
+        throw ExitCode(1)
     }
 }

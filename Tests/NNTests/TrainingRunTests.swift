@@ -54,4 +54,49 @@ final class TrainingRunTests: XCTestCase {
                 .run(onStep: { _ in throw Stop() })) { XCTAssertTrue($0 is Stop, "\($0)") }
         }
     }
+
+    /// A whole run from a request, as `clnn train` builds it: the library settles the options, saves, plots, resumes
+    /// a stopped run to the same bytes, and names a contradiction of the saved run before any training.
+    func testARunStartedFromARequestTrainsSavesPlotsAndResumes() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 50, testCount: 10)
+        for device in testDevices {
+            var request = RunRequest()
+            (request.data, request.devices, request.hidden, request.epochs, request.batchSize) = (data.path, .one(device), [6], 2, 8)
+            request.optimizer = .adam
+            request.save = out.appendingPathComponent("whole-\(device).safetensors").path
+            request.plot = out.appendingPathComponent("curves-\(device).svg").path
+            var said: [String] = []
+            let whole = try TrainingRun.start(request, say: { said.append($0) }, note: { _ in })
+            XCTAssertEqual(whole.trainer.options.lr, 1e-3, "Adam's own default rate")
+            XCTAssertTrue(said.contains { $0.contains("model 6-6-3 relu, cross-entropy, Adam lr 0.001") }, "\(said)")
+            var epochs: [Int] = []
+            try whole.run(onEpoch: { epochs.append($0.epoch) })
+            XCTAssertEqual(epochs, [1, 2])
+            XCTAssertEqual(whole.curves.epochs.map(\.0), [1, 2])
+            XCTAssertTrue(try String(contentsOfFile: request.plot!, encoding: .utf8).contains("<svg"))
+            XCTAssertEqual(whole.closingLines, ["saved \(request.save!)", "plotted \(request.plot!)"])
+
+            // Stopped after epoch 1, then resumed from its files: the same checkpoint as the whole run's.
+            var first = request
+            (first.save, first.plot, first.stopAfter) = (out.appendingPathComponent("part-\(device).safetensors").path, nil, 1)
+            let stopped = try TrainingRun.start(first, say: { _ in }, note: { _ in })
+            try stopped.run()
+            stopped.close()
+            var resume = RunRequest()
+            (resume.data, resume.devices, resume.resume) = (data.path, .one(device), first.save)
+            let resumed = try TrainingRun.start(resume, say: { _ in }, note: { _ in })
+            XCTAssertEqual(resumed.position, RunPosition(epoch: 1))
+            try resumed.run()
+            resumed.close()
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: first.save!)),
+                           try Data(contentsOf: URL(fileURLWithPath: request.save!)), "\(device)")
+
+            resume.lr = 0.5
+            XCTAssertThrowsError(try TrainingRun.start(resume, say: { _ in }, note: { _ in })) {
+                XCTAssertEqual(($0 as? RunRequest.Invalid)?.description ?? "\($0)",
+                               "--lr 0.5 contradicts --resume \(first.save!), which records lr 0.001")
+            }
+        }
+    }
 }

@@ -102,6 +102,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case nonFiniteEvaluation(epoch: Int, value: Double, hint: String)
     /// `shouldStop` asked to stop (e.g. Ctrl-C or SIGTERM) after `step`.
     case interrupted(epoch: Int, step: Int)
+    /// `shouldStop` asked to stop while `TrainingRun.start` loaded the data: nothing was trained or written.
+    case interruptedBeforeTraining
 
     public var description: String {
         switch self {
@@ -114,6 +116,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
                 + "overflows; stopped: \(hint)"
         case let .interrupted(epoch, step):
             return "interrupted at epoch \(epoch), step \(step)"
+        case .interruptedBeforeTraining:
+            return "interrupted while loading the data, before training; nothing was written"
         }
     }
 }

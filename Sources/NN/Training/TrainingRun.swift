@@ -28,6 +28,19 @@ public final class TrainingRun {
     public var maxSteps: Int?
     /// Steps between progress reports (and stop checks).
     public var reportEvery = 25
+    /// Where the training curves go as SVG after each epoch (and at a stop); nil: not written.
+    public var plot: String?
+    /// The curves so far: the running loss at each progress report, test loss and accuracy after each epoch.
+    public var curves = TrainingCurves()
+    /// The file locks the run holds until `close()` or its end (`start`'s, on the checkpoint it writes and the one
+    /// it resumes: another run of this or another process cannot write them meanwhile).
+    var locks: [FileLock] = []
+
+    /// Releases the run's locks on its files (also done when the run is freed): another run may then write them.
+    public func close() {
+        for lock in locks { lock.release() }
+        locks = []
+    }
     /// Where the run stands: epochs completed, steps into the next.
     public private(set) var position: RunPosition
     /// Where the last save put the run, nil before any save.
@@ -81,8 +94,17 @@ public final class TrainingRun {
     public func run(shouldStop: () -> Bool = { false }, onStep: (StepReport) throws -> Void = { _ in },
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws {
         do {
-            try loop(shouldStop: shouldStop, onStep: onStep, onEpoch: onEpoch)
+            try loop(shouldStop: shouldStop, onStep: { report in
+                let at = Double(report.epoch - 1) + Double(report.step) / Double(report.steps)
+                curves.stepLoss.append((at, Double(report.runningLoss)))
+                try onStep(report)
+            }, onEpoch: { report in
+                curves.epochs.append((report.epoch, report.testLoss, report.accuracy))
+                try onEpoch(report)
+                try writePlot()
+            })
         } catch let error as TrainingError {
+            try? writePlot()
             if case let .interrupted(epoch, step) = error, save != nil, epoch == position.epoch + 1, step > position.step {
                 // Stopped mid-epoch after `step` whole steps: saved with the state that continues them (nothing is
                 // saved when the last update made a weight non-finite: the error says so).
@@ -120,6 +142,11 @@ public final class TrainingRun {
             try onEpoch(EpochReport(epoch: epoch, steps: taken, trainLoss: trainLoss, testLoss: testLoss, accuracy: accuracy,
                                     seconds: seconds, position: position))
         }
+    }
+
+    /// Writes `curves` to `plot`, replacing the file as one step.
+    private func writePlot() throws {
+        if let plot { try AtomicFile.write(Array(curves.svg().utf8), to: plot) }
     }
 
     /// Saves the model and its training state at `position` as one commit (see `SavedRun`); nothing without `save`.

@@ -1,0 +1,95 @@
+import Foundation
+
+/// A training run as a user asks for it — what `clnn train`'s options say — for `TrainingRun.start`, which settles
+/// every choice: each `nil` takes the default or, with `resume`, what the saved run recorded (a value given then must
+/// agree with the record; a model from a checkpoint keeps its own shape, activation, loss, classes and normalisation).
+///
+/// ```swift
+/// var request = RunRequest()
+/// request.hidden = [100]
+/// request.optimizer = .adam
+/// request.save = "model.safetensors"
+/// let run = try TrainingRun.start(request)
+/// try run.run { epoch in print(epoch.epoch, epoch.accuracy) }
+/// ```
+///
+/// Errors name each setting by its `clnn train` option: `batchSize` is `--batch-size`, `initFrom` `--init-from`.
+public struct RunRequest: Sendable {
+    /// Which devices train.
+    public enum Devices: Sendable, Equatable {
+        /// An OpenCL GPU when there is one; with only CPU-type OpenCL (POCL), whichever of it and `cpu` trains this
+        /// model faster (measured); else `cpu`. Under a process group each process takes the GPU of its local rank
+        /// (mod their count); without GPUs, process 0's measured choice.
+        case auto
+        /// The first OpenCL device; under a process group, OpenCL device (local rank mod their count).
+        case openCL
+        /// This device.
+        case one(DeviceTag)
+        /// Data-parallel over these devices: one model copy each, the global batch split evenly.
+        case list([DeviceTag])
+    }
+
+    /// A folder in the MNIST layout (the four IDX files, `.gz` or plain).
+    public var data = MNISTFolder.defaultPath
+    /// The devices (`--device`).
+    public var devices = Devices.auto
+    /// Passes over the training set (default 5; resumed: the run's own, or more).
+    public var epochs: Int?
+    /// Examples per step, over all devices and processes (default 64).
+    public var batchSize: Int?
+    /// Default SGD.
+    public var optimizer: OptimizerKind?
+    /// Default: the optimiser's own (`OptimizerKind.defaultLearningRate`).
+    public var lr: Float?
+    /// Default cosine.
+    public var schedule: LearningRateSchedule?
+    /// SGD momentum (default 0).
+    public var momentum: Float?
+    /// L2 weight decay (default 0).
+    public var weightDecay: Float?
+    /// Initialisation and shuffling (default 42).
+    public var seed: UInt64?
+    /// Hidden layer sizes of a new MLP (default one of 50).
+    public var hidden: [Int] = []
+    /// The hidden layers' activation (default ReLU).
+    public var activation: Activation?
+    /// `cross-entropy` (default) or `mse`.
+    public var loss: String?
+    /// The class count (default: the largest training label + 1).
+    public var classes: Int?
+    /// The input normalisation (default: the training set's statistics; a clnn checkpoint's own).
+    public var normalization: Normalization?
+    /// Write the model and its training state here after every epoch (`SavedRun`); with `resume`, by default the
+    /// resumed file.
+    public var save: String?
+    /// Write the training curves here as SVG after every epoch.
+    public var plot: String?
+    /// Continue the run saved in this checkpoint where it stopped.
+    public var resume: String?
+    /// Start a new run from this checkpoint's weights (a clnn checkpoint, or a plain PyTorch state dict of an MLP).
+    public var initFrom: String?
+    /// Stop after this epoch.
+    public var stopAfter: Int?
+    /// Stop once the run has taken this many steps in all.
+    public var maxSteps: Int?
+
+    /// The defaults: Fashion-MNIST, `--device auto`, a 784-50-10 ReLU MLP, SGD lr 0.1 cosine, 5 epochs of batch 64.
+    public init() {}
+
+    /// A request that cannot be carried out as given: two settings that contradict each other or a saved run, a
+    /// device that cannot hold the model, a file that would overwrite an input. Names the settings.
+    public struct Invalid: Error, CustomStringConvertible, Equatable {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// How `devices` is spelt as `--device`, for messages.
+    var devicesText: String {
+        switch devices {
+        case .auto: "auto"
+        case .openCL: "opencl"
+        case .one(let tag): tag.description
+        case .list(let tags): tags.map(\.description).joined(separator: ",")
+        }
+    }
+}
