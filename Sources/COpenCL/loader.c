@@ -153,6 +153,11 @@ FORWARD_OBJECT(cl_kernel, clCreateKernel, (cl_program p, const char *name, cl_in
 FORWARD(cl_int, clReleaseKernel, CL_INVALID_KERNEL, (cl_kernel k), (k))
 FORWARD(cl_int, clSetKernelArg, CL_INVALID_KERNEL,
         (cl_kernel k, cl_uint index, size_t size, const void *value), (k, index, size, value))
+FORWARD(cl_int, clGetKernelInfo, CL_INVALID_KERNEL,
+        (cl_kernel k, cl_kernel_info param, size_t size, void *value, size_t *ret), (k, param, size, value, ret))
+FORWARD(cl_int, clGetKernelArgInfo, CL_INVALID_KERNEL,
+        (cl_kernel k, cl_uint index, cl_kernel_arg_info param, size_t size, void *value, size_t *ret),
+        (k, index, param, size, value, ret))
 FORWARD(cl_int, clGetKernelWorkGroupInfo, CL_INVALID_KERNEL,
         (cl_kernel k, cl_device_id d, cl_kernel_work_group_info param, size_t size, void *value, size_t *ret),
         (k, d, param, size, value, ret))

@@ -132,69 +132,56 @@ extension Storage {
     }
 }
 
-/// The host memory of an op's operands (up to six), in the order they were given; nil for an absent optional one.
-struct HostOperands {
-    fileprivate let p0, p1, p2, p3, p4, p5: UnsafeMutablePointer<Float>?
-    /// Operand `i`, which the op passed (an internal invariant of the op's own code).
-    subscript(i: Int) -> UnsafeMutablePointer<Float> { optional(i)! }
-    func optional(_ i: Int) -> UnsafeMutablePointer<Float>? {
-        switch i {
-        case 0: return p0
-        case 1: return p1
-        case 2: return p2
-        case 3: return p3
-        case 4: return p4
-        default: return p5
-        }
+/// An op's operand as `Tensor.run` hands it to the op's code: a tensor (its host memory on cpu, its buffer on
+/// OpenCL), or an optional one (nil when absent).
+protocol OpOperand {
+    associatedtype Host
+    associatedtype Buffer
+    /// The operand's device; nil when absent.
+    var operandDevice: DeviceTag? { get }
+    /// Its host memory (on cpu, which `run` has checked).
+    func hostOperand() -> Host
+    /// Its device buffer (on OpenCL, which `run` has checked).
+    func bufferOperand() -> Buffer
+}
+
+extension Tensor: OpOperand {
+    var operandDevice: DeviceTag? { device }
+    func hostOperand() -> UnsafeMutablePointer<Float> {
+        guard case .cpu(let buffer) = storage else { preconditionFailure("Tensor.run checked every operand's device") }
+        return buffer.pointer
+    }
+    func bufferOperand() -> CLBuffer {
+        guard case .opencl(let buffer) = storage else { preconditionFailure("Tensor.run checked every operand's device") }
+        return buffer
     }
 }
 
-/// The device buffers of an op's operands (up to six), in the order they were given.
-struct DeviceOperands {
-    fileprivate let b0, b1, b2, b3, b4, b5: CLBuffer?
-    let device: OpenCLDevice
-    subscript(i: Int) -> CLBuffer { optional(i)! }
-    func optional(_ i: Int) -> CLBuffer? {
-        switch i {
-        case 0: return b0
-        case 1: return b1
-        case 2: return b2
-        case 3: return b3
-        case 4: return b4
-        default: return b5
-        }
-    }
-    /// Operand `i`, or the device's placeholder for an absent one (kernel arguments must be valid and unaliased).
-    func orPlaceholder(_ i: Int) throws -> CLBuffer { try optional(i) ?? device.placeholder() }
+extension Optional: OpOperand where Wrapped == Tensor {
+    var operandDevice: DeviceTag? { self?.device }
+    func hostOperand() -> UnsafeMutablePointer<Float>? { self?.hostOperand() }
+    func bufferOperand() -> CLBuffer? { self?.bufferOperand() }
 }
 
 extension Tensor {
-    /// Runs op `name` where its operands live: `cpu` receives their host memory, `opencl` their device buffers.
+    /// Runs op `name` where its operands live: `cpu` receives their host memory, `opencl` the device and their
+    /// buffers — each operand in its own closure parameter, typed as given (an optional tensor arrives optional), so
+    /// that the op's code names what it reads and a missing or extra operand is a compile error.
     /// Nothing is allocated on the way (this runs for every op of every training step).
     /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one.
-    static func run(_ name: String, _ a: Tensor, _ b: Tensor? = nil, _ c: Tensor? = nil, _ d: Tensor? = nil,
-                    _ e: Tensor? = nil, _ f: Tensor? = nil, cpu: (HostOperands) throws -> Void, opencl: (DeviceOperands) throws -> Void) throws {
-        func sameDevice(_ t: Tensor?) throws {
-            if let t, t.device != a.device { throw DeviceError.deviceMismatch(op: name, a.device, t.device) }
+    static func run<each Operand: OpOperand>(
+        _ name: String, _ first: Tensor, _ rest: repeat each Operand,
+        cpu: (UnsafeMutablePointer<Float>, repeat (each Operand).Host) throws -> Void,
+        opencl: (OpenCLDevice, CLBuffer, repeat (each Operand).Buffer) throws -> Void
+    ) throws {
+        for operand in repeat each rest {
+            if let device = operand.operandDevice, device != first.device {
+                throw DeviceError.deviceMismatch(op: name, first.device, device)
+            }
         }
-        try sameDevice(b)
-        try sameDevice(c)
-        try sameDevice(d)
-        try sameDevice(e)
-        try sameDevice(f)
-        switch a.storage {
-        case .cpu:
-            func host(_ t: Tensor?) -> UnsafeMutablePointer<Float>? {
-                guard let t, case .cpu(let buffer) = t.storage else { return nil }
-                return buffer.pointer
-            }
-            try cpu(HostOperands(p0: host(a), p1: host(b), p2: host(c), p3: host(d), p4: host(e), p5: host(f)))
-        case .opencl(let buffer):
-            func device(_ t: Tensor?) -> CLBuffer? {
-                guard let t, case .opencl(let b) = t.storage else { return nil }
-                return b
-            }
-            try opencl(DeviceOperands(b0: buffer, b1: device(b), b2: device(c), b3: device(d), b4: device(e), b5: device(f), device: buffer.device))
+        switch first.storage {
+        case .cpu(let buffer): try cpu(buffer.pointer, repeat (each rest).hostOperand())
+        case .opencl(let buffer): try opencl(buffer.device, buffer, repeat (each rest).bufferOperand())
         }
     }
 }

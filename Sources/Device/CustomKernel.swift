@@ -119,19 +119,23 @@ public struct CustomKernel: Sendable {
         }
         guard global >= 0 else { throw DeviceError.invalidArgument(op: name, "global size must be ≥ 0, got \(global)") }
         func at(_ i: Int) -> Tensor? { i < tensors.count ? tensors[i] : nil }
-        try Tensor.run(name, first, at(1), at(2), at(3), at(4), at(5)) { host in
-            try cpu(HostTensors(pointers: tensors.indices.map { host[$0] }))
-        } opencl: { d in
-            let kernel = try d.device.customKernel(name: name, source: source, options: options)
-            try d.device.launch(kernel, global: WorkSize(global)) { a in
+        try Tensor.run(name, first, at(1), at(2), at(3), at(4), at(5)) { p0, p1, p2, p3, p4, p5 in
+            let pointers = [p0, p1, p2, p3, p4, p5].prefix(tensors.count).compactMap { $0 }
+            try cpu(HostTensors(pointers: pointers))
+        } opencl: { device, b0, b1, b2, b3, b4, b5 in
+            let buffers = [b0, b1, b2, b3, b4, b5].prefix(tensors.count).compactMap { $0 }
+            let kernel = try device.customKernel(name: name, source: source, options: options)
+            try device.launch(kernel, global: WorkSize(global)) { a in
                 var next = 0
-                for argument in arguments {
+                for (i, argument) in arguments.enumerated() {
+                    // Named as the declaration names it (checked before); unnamed when it cannot be read.
+                    let parameter = parameters.map { $0[i].name } ?? ""
                     switch argument {
                     case .tensor:
-                        try a.buffer(d[next])
+                        try a.buffer(parameter, buffers[next])
                         next += 1
-                    case let .int(value): try a.int(value)
-                    case let .float(value): try a.float(value)
+                    case let .int(value): try a.int(parameter, value)
+                    case let .float(value): try a.float(parameter, value)
                     }
                 }
             }

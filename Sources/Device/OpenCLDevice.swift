@@ -71,6 +71,13 @@ public final class OpenCLDevice: @unchecked Sendable {
     }
 
     /// Kernel `kernel` from file `file` built with `options`, cached per device.
+    /// Every kernel made on this device so far (for the checks of their parameters).
+    var builtKernels: [CLKernel] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array(kernels.values)
+    }
+
     func kernel(_ file: String, _ kernel: String, options: String = "", prelude: String? = nil) throws -> CLKernel {
         let program = try self.program(file, options: options, prelude: prelude)
         let key = "\(ObjectIdentifier(program))|\(kernel)"
@@ -95,7 +102,46 @@ public final class OpenCLDevice: @unchecked Sendable {
             clReleaseKernel(handle)
             throw OpenCLError.call("clGetKernelWorkGroupInfo(\(name))", status: status)
         }
-        return CLKernel(handle, name: name, maxWorkGroupSize: wgSize)  // a kernel keeps its program alive
+        // A kernel keeps its program alive.
+        return CLKernel(handle, name: name, maxWorkGroupSize: wgSize, parameters: Self.parameters(of: handle))
+    }
+
+    /// A kernel's parameters as the driver reports them, or nil when it cannot (no `-cl-kernel-arg-info` in a
+    /// cached binary, an OpenCL 1.1 driver, a type CLNN does not pass).
+    private static func parameters(of kernel: OpaquePointer) -> [KernelParameter]? {
+        var count: cl_uint = 0
+        guard clGetKernelInfo(kernel, cl_kernel_info(CL_KERNEL_NUM_ARGS), MemoryLayout<cl_uint>.size, &count, nil)
+                == CL_SUCCESS else { return nil }
+        func text(_ index: cl_uint, _ what: Int32) -> String? {
+            var size = 0
+            guard clGetKernelArgInfo(kernel, index, cl_kernel_arg_info(what), 0, nil, &size) == CL_SUCCESS, size > 0
+            else { return nil }
+            var bytes = [CChar](repeating: 0, count: size + 1)
+            guard clGetKernelArgInfo(kernel, index, cl_kernel_arg_info(what), size, &bytes, nil) == CL_SUCCESS
+            else { return nil }
+            return String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        var parameters: [KernelParameter] = []
+        for index in 0..<count {
+            var qualifier: cl_kernel_arg_address_qualifier = 0
+            guard clGetKernelArgInfo(kernel, index, cl_kernel_arg_info(CL_KERNEL_ARG_ADDRESS_QUALIFIER),
+                                     MemoryLayout.size(ofValue: qualifier), &qualifier, nil) == CL_SUCCESS,
+                  let name = text(index, CL_KERNEL_ARG_NAME), let type = text(index, CL_KERNEL_ARG_TYPE_NAME)
+            else { return nil }
+            let kind: KernelParameter.Kind
+            switch Int32(qualifier) {
+            case CL_KERNEL_ARG_ADDRESS_LOCAL: kind = .local
+            case CL_KERNEL_ARG_ADDRESS_GLOBAL, CL_KERNEL_ARG_ADDRESS_CONSTANT: kind = .buffer
+            default:
+                switch type.trimmingCharacters(in: .whitespaces) {
+                case "int", "uint", "unsigned int": kind = .int
+                case "float": kind = .float
+                default: return nil
+                }
+            }
+            parameters.append(KernelParameter(name: name, kind: kind))
+        }
+        return parameters
     }
 
     /// Kernel `name` of a caller's OpenCL C `source` built with `options`: built once per (device, source, options)
@@ -147,6 +193,7 @@ public final class OpenCLDevice: @unchecked Sendable {
         defer { lock.unlock() }
         var args = KernelArguments(kernel: kernel, device: self)
         try arguments(&args)
+        try args.finish()
         var event: cl_event?
         let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
             withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { sizes in
@@ -350,32 +397,56 @@ struct KernelArguments {
         self.device = device
     }
 
-    private mutating func set(_ size: Int, _ value: UnsafeRawPointer?) throws {
+    /// Sets the next argument: parameter `name` (empty: any name) of `kind`. Until a launch of the kernel has matched
+    /// them, the name and kind are checked against the kernel's parameters, so an argument in the wrong place is an
+    /// error naming both, not a wrong buffer read.
+    private mutating func set(_ name: String, _ kind: KernelParameter.Kind, _ size: Int, _ value: UnsafeRawPointer?) throws {
+        if !kernel.argumentsChecked, let parameters = kernel.parameters {
+            guard Int(index) < parameters.count else {
+                throw DeviceError.invalidArgument(op: kernel.name, "argument \(index + 1) '\(name)' (\(kind.rawValue)) is one "
+                    + "more than the kernel's \(parameters.count) parameters")
+            }
+            let expected = parameters[Int(index)]
+            guard expected.kind == kind, name.isEmpty || expected.name == name else {
+                throw DeviceError.invalidArgument(op: kernel.name, "argument \(index + 1) is given as "
+                    + "\(KernelParameter(name: name, kind: kind).described) but the kernel declares \(expected.described) there")
+            }
+        }
         let status = clSetKernelArg(kernel.handle, index, size, value)
         if status != CL_SUCCESS { throw OpenCLError.call("clSetKernelArg(\(kernel.name), arg \(index))", status: status) }
         index += 1
     }
 
-    /// A buffer argument; the buffer is kept alive until the queue drains.
-    mutating func buffer(_ buffer: CLBuffer) throws {
+    /// After the last argument: every parameter was given one (checked until a launch has matched).
+    fileprivate func finish() throws {
+        guard !kernel.argumentsChecked else { return }
+        if let parameters = kernel.parameters, Int(index) < parameters.count {
+            throw DeviceError.invalidArgument(op: kernel.name, "the launch gave \(index) arguments but the kernel declares "
+                + "\(parameters.count): missing \(parameters[Int(index)...].map(\.described).joined(separator: ", "))")
+        }
+        kernel.argumentsChecked = true
+    }
+
+    /// A buffer argument for parameter `name`; the buffer is kept alive until the queue drains.
+    mutating func buffer(_ name: String, _ buffer: CLBuffer) throws {
         var mem: cl_mem? = buffer.handle
-        try set(MemoryLayout<cl_mem>.size, &mem)
+        try set(name, .buffer, MemoryLayout<cl_mem>.size, &mem)
         device.holdInFlight(buffer)
         bytes += Double(buffer.count * 4)
     }
 
-    mutating func int(_ value: Int) throws {
+    mutating func int(_ name: String, _ value: Int) throws {
         var v = cl_int(truncatingIfNeeded: value)
-        try set(MemoryLayout<cl_int>.size, &v)
+        try set(name, .int, MemoryLayout<cl_int>.size, &v)
     }
 
-    mutating func float(_ value: Float) throws {
+    mutating func float(_ name: String, _ value: Float) throws {
         var v = value
-        try set(MemoryLayout<Float>.size, &v)
+        try set(name, .float, MemoryLayout<Float>.size, &v)
     }
 
-    /// `floats` floats of work-group local memory.
-    mutating func local(floats: Int) throws {
-        try set(floats * MemoryLayout<Float>.size, nil)
+    /// `floats` floats of work-group local memory for parameter `name`.
+    mutating func local(_ name: String, floats: Int) throws {
+        try set(name, .local, floats * MemoryLayout<Float>.size, nil)
     }
 }

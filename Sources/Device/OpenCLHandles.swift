@@ -33,12 +33,36 @@ final class CLKernel: @unchecked Sendable {
     let owned: CLOwned<KernelKind>
     let name: String
     let maxWorkGroupSize: Int
+    /// Its parameters as the driver reports them (built with `-cl-kernel-arg-info`); nil when it cannot.
+    let parameters: [KernelParameter]?
+    /// Whether a launch has set arguments that matched `parameters` (checked until one does; under the device's lock).
+    var argumentsChecked = false
     var handle: OpaquePointer { owned.handle }
-    init(_ handle: OpaquePointer, name: String, maxWorkGroupSize: Int) {
+    init(_ handle: OpaquePointer, name: String, maxWorkGroupSize: Int, parameters: [KernelParameter]?) {
         owned = CLOwned(handle)
         self.name = name
         self.maxWorkGroupSize = maxWorkGroupSize
+        self.parameters = parameters
     }
+}
+
+/// A kernel parameter: its name and what a launch passes for it.
+struct KernelParameter: Equatable {
+    enum Kind: String {
+        /// A `__global` (or `__constant`) pointer: a buffer.
+        case buffer
+        /// A `__local` pointer: work-group memory, given by size.
+        case local
+        /// `int` or `uint`.
+        case int
+        /// `float`.
+        case float
+    }
+    let name: String
+    let kind: Kind
+
+    /// What a launch calls it: `'rows' (int)`.
+    var described: String { "'\(name)' (\(kind.rawValue))" }
 }
 
 /// A device buffer of `count` floats. It keeps its device (and so its context and queue) alive.

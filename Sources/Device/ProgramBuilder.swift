@@ -7,6 +7,10 @@ import Foundation
 struct ProgramBuilder {
     let device: OpenCLDevice
 
+    /// The options every program is built with, before its own: OpenCL C 1.2, and the kernels' parameter names and
+    /// types kept (`-cl-kernel-arg-info`): launches are checked against them.
+    static let standardOptions = "-cl-std=CL1.2 -cl-kernel-arg-info"
+
     /// A cached binary that fails to load or build is dropped and the source is used.
     func build(name: String, source: String, options: String) throws -> CLProgram {
         guard ProgramCache.enabled(for: device.info) else { return try fromSource(name: name, source: source, options: options) }
@@ -34,7 +38,7 @@ struct ProgramBuilder {
         guard let handle else { return nil }
         let program = CLProgram(handle)  // released on every path below that gives up
         guard status == CL_SUCCESS, binaryStatus == CL_SUCCESS else { return nil }
-        guard clBuildProgram(handle, 1, &deviceID, "-cl-std=CL1.2 " + options, nil, nil) == CL_SUCCESS else { return nil }
+        guard clBuildProgram(handle, 1, &deviceID, Self.standardOptions + " " + options, nil, nil) == CL_SUCCESS else { return nil }
         return program
     }
 
@@ -50,7 +54,7 @@ struct ProgramBuilder {
         }
         let program = CLProgram(handle)
         var deviceID: cl_device_id? = device.id
-        let fullOptions = "-cl-std=CL1.2 " + options
+        let fullOptions = Self.standardOptions + " " + options
         status = clBuildProgram(handle, 1, &deviceID, fullOptions, nil, nil)
         if status != CL_SUCCESS {
             throw OpenCLError.buildFailed(program: "\(name).cl", device: device.info.name, options: fullOptions,

@@ -65,7 +65,7 @@ enum ProgramCache {
     }
 
     static func file(for info: OpenCLDeviceInfo, source: String, options: String) -> URL {
-        let key = fnv1a("\(info.name)|\(info.driverVersion)|\(info.version)|\(options)|\(source)")
+        let key = fnv1a("\(info.name)|\(info.driverVersion)|\(info.version)|\(ProgramBuilder.standardOptions) \(options)|\(source)")
         return clnnCacheFolder().appendingPathComponent("programs/\(key).bin")
     }
 

@@ -17,8 +17,8 @@ final class GemmKernelTests: XCTestCase {
                         let a = try Tensor(av, shape: variant == .tn ? [k, m] : [m, k], on: tag)
                         let b = try Tensor(bv, shape: variant == .nt ? [n, k] : [k, n], on: tag)
                         let c = try Tensor(cv, shape: [m, n], on: tag)
-                        try Tensor.run("matmul", a, b, c) { _ in } opencl: { d in
-                            try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
+                        try Tensor.run("matmul", a, b, c) { _, _, _ in } opencl: { device, a, b, c in
+                            try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn,
                                              transB: variant == .nt, kernel: launch, beta: 1)
                         }
                         let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt)

@@ -91,11 +91,12 @@ final class LinearTests: XCTestCase {
             for kernel in GemmPlan.candidates(.nn) {
                 let launch = GemmLaunch(kernel, .nn)
                 let (zOut, yOut) = (try Tensor.zeros([batch, outputs], on: tag), try Tensor.zeros([batch, outputs], on: tag))
-                try Tensor.run("linear", x.source, x.order!, w, b, zOut, yOut) { _ in } opencl: { d in
-                    try launchMatmul(device, d[0], d[2], d[4], m: batch, n: outputs, k: inputs, transA: false, transB: false,
+                try Tensor.run("linear", x.source, x.order!, w, b, zOut, yOut) { _, _, _, _, _, _ in
+                } opencl: { device, x0, order, w, b, z, y in
+                    try launchMatmul(device, x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false,
                                      kernel: launch, beta: 0, fusion: GemmFusion(gatherA: true, bias: true, activation: .gelu),
-                                     extra: GemmFusionOperands(order: d[1], offset: x.offset, aRows: x.sourceRows,
-                                                               bias: d[3], y: d[5]))
+                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows,
+                                                               bias: b, y: y))
                 }
                 assertClose(try zOut.toArray(), z, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) z")
                 assertClose(try yOut.toArray(), z.map { Activation.gelu($0) }, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) y")
@@ -103,10 +104,11 @@ final class LinearTests: XCTestCase {
             for kernel in GemmPlan.candidates(.tn) {
                 let launch = GemmLaunch(kernel, .tn)
                 let (dw, db) = (try Tensor.zeros([inputs, outputs], on: tag), try Tensor.zeros([outputs], on: tag))
-                try Tensor.run("linearBackward", x.source, x.order!, dz, dw, db) { _ in } opencl: { d in
-                    try launchMatmul(device, d[0], d[2], d[3], m: inputs, n: outputs, k: batch, transA: true, transB: false,
+                try Tensor.run("linearBackward", x.source, x.order!, dz, dw, db) { _, _, _, _, _ in
+                } opencl: { device, x0, order, dz, dw, db in
+                    try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
                                      kernel: launch, beta: 0, fusion: GemmFusion(gatherA: true, biasGradient: true),
-                                     extra: GemmFusionOperands(order: d[1], offset: x.offset, aRows: x.sourceRows, db: d[4]))
+                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db))
                 }
                 assertClose(try dw.toArray(), dwExpected, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) dw")
                 assertClose(try db.toArray(), dbExpected, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) db")

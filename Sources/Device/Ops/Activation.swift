@@ -76,11 +76,11 @@ extension Tensor {
     public func activation(_ f: Activation, into out: Tensor? = nil) throws -> Tensor {
         let out = try output("activation", out, shape, on: device)
         let n = count
-        try Tensor.run("activation", self, out) { m in
-            for i in 0..<n { m[1][i] = f(m[0][i]) }
-        } opencl: { d in
-            try d.device.run(f.kernels.forward, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1])
+        try Tensor.run("activation", self, out) { x, y in
+            for i in 0..<n { y[i] = f(x[i]) }
+        } opencl: { device, x, y in
+            try device.run(f.kernels.forward, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.buffer("y", y)
             }
         }
         return out
@@ -92,14 +92,14 @@ extension Tensor {
         try requireShape("activationBackward (dy)", dy, shape)
         let out = try output("activationBackward", out, shape, on: device)
         let n = count
-        try Tensor.run("activationBackward", self, dy, out) { m in
+        try Tensor.run("activationBackward", self, dy, out) { x, dy, dx in
             for i in 0..<n {
-                let x = m[0][i]
-                m[2][i] = m[1][i] * f.derivative(x, f(x))
+                let v = x[i]
+                dx[i] = dy[i] * f.derivative(v, f(v))
             }
-        } opencl: { d in
-            try d.device.run(f.kernels.backward, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+        } opencl: { device, x, dy, dx in
+            try device.run(f.kernels.backward, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.buffer("dy", dy); try a.buffer("dx", dx)
             }
         }
         return out
@@ -112,17 +112,18 @@ extension Tensor {
         let (rows, cols) = try matrixDims("biasActivation", self)
         try requireShape("biasActivation (bias)", bias, [cols])
         let out = try output("biasActivation", out, shape, on: device)
-        try Tensor.run("biasActivation", self, bias, out) { m in
+        try Tensor.run("biasActivation", self, bias, out) { z, b, y in
             for i in 0..<rows {
                 for j in 0..<cols {
-                    let v = m[0][i * cols + j] + m[1][j]
-                    m[0][i * cols + j] = v
-                    m[2][i * cols + j] = f(v)
+                    let v = z[i * cols + j] + b[j]
+                    z[i * cols + j] = v
+                    y[i * cols + j] = f(v)
                 }
             }
-        } opencl: { d in
-            try d.device.run(f.kernels.biasForward, global: WorkSize(cols, rows)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+        } opencl: { device, z, b, y in
+            try device.run(f.kernels.biasForward, global: WorkSize(cols, rows)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("z", z); try a.buffer("b", b)
+                try a.buffer("y", y)
             }
         }
         return out
@@ -137,20 +138,20 @@ extension Tensor {
         try requireShape("biasActivationBackward (dy)", dy, z.shape)
         try requireShape("biasActivationBackward (bias gradient)", db, [cols])
         let dz = try output("biasActivationBackward", out, z.shape, on: z.device)
-        try Tensor.run("biasActivationBackward", z, dy, dz, db) { m in
-            if !accumulate { m[3].update(repeating: 0, count: cols) }
+        try Tensor.run("biasActivationBackward", z, dy, dz, db) { z, dy, dz, db in
+            if !accumulate { db.update(repeating: 0, count: cols) }
             for i in 0..<rows {
                 for j in 0..<cols {
-                    let k = i * cols + j, v = m[0][k]
-                    let g = m[1][k] * f.derivative(v, f(v))
-                    m[2][k] = g
-                    m[3][j] += g
+                    let k = i * cols + j, v = z[k]
+                    let g = dy[k] * f.derivative(v, f(v))
+                    dz[k] = g
+                    db[j] += g
                 }
             }
-        } opencl: { d in
-            try d.device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
-                try a.buffer(d[3]); try a.float(accumulate ? 1 : 0)
+        } opencl: { device, z, dy, dz, db in
+            try device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("z", z); try a.buffer("dy", dy)
+                try a.buffer("dz", dz); try a.buffer("db", db); try a.float("beta", accumulate ? 1 : 0)
             }
         }
         return dz

@@ -12,13 +12,14 @@ extension Tensor {
         let (rows, cols) = try matrixDims("addBias", self)
         try requireShape("addBias (bias)", bias, [cols])
         let out = try output("addBias", out, shape, on: device)
-        try Tensor.run("addBias", self, bias, out) { m in
+        try Tensor.run("addBias", self, bias, out) { x, b, y in
             for i in 0..<rows {
-                for j in 0..<cols { m[2][i * cols + j] = m[0][i * cols + j] + m[1][j] }
+                for j in 0..<cols { y[i * cols + j] = x[i * cols + j] + b[j] }
             }
-        } opencl: { d in
-            try d.device.run(BiasKernels.addBias, global: WorkSize(cols, rows)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+        } opencl: { device, x, b, y in
+            try device.run(BiasKernels.addBias, global: WorkSize(cols, rows)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("x", x); try a.buffer("b", b)
+                try a.buffer("y", y)
             }
         }
         return out
@@ -28,15 +29,16 @@ extension Tensor {
     public static func addBiasBackward(_ dy: Tensor, into db: Tensor, accumulate: Bool = false) throws {
         let (rows, cols) = try matrixDims("addBiasBackward", dy)
         try requireShape("addBiasBackward (bias gradient)", db, [cols])
-        try Tensor.run("addBiasBackward", dy, db) { m in
+        try Tensor.run("addBiasBackward", dy, db) { dy, db in
             for j in 0..<cols {
                 var acc: Float = 0
-                for i in 0..<rows { acc += m[0][i * cols + j] }
-                m[1][j] = accumulate ? acc + m[1][j] : acc
+                for i in 0..<rows { acc += dy[i * cols + j] }
+                db[j] = accumulate ? acc + db[j] : acc
             }
-        } opencl: { d in
-            try d.device.run(BiasKernels.addBiasBackward, global: WorkSize(cols)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.float(accumulate ? 1 : 0)
+        } opencl: { device, dy, db in
+            try device.run(BiasKernels.addBiasBackward, global: WorkSize(cols)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("dy", dy); try a.buffer("db", db)
+                try a.float("beta", accumulate ? 1 : 0)
             }
         }
     }

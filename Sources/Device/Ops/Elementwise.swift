@@ -41,11 +41,11 @@ extension Tensor {
         try requireShape(op.rawValue, other, shape)
         let out = try output(op.rawValue, out, shape, on: device)
         let n = count
-        try Tensor.run(op.rawValue, self, other, out) { m in
-            for i in 0..<n { m[2][i] = op.apply(m[0][i], m[1][i]) }
-        } opencl: { d in
-            try d.device.run(op.kernel, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
+        try Tensor.run(op.rawValue, self, other, out) { x, y, out in
+            for i in 0..<n { out[i] = op.apply(x[i], y[i]) }
+        } opencl: { device, x, y, out in
+            try device.run(op.kernel, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.buffer("y", y); try a.buffer("out", out)
             }
         }
         return out
@@ -56,11 +56,12 @@ extension Tensor {
     public func affine(scale alpha: Float, shift beta: Float = 0, into out: Tensor? = nil) throws -> Tensor {
         let out = try output("affine", out, shape, on: device)
         let n = count
-        try Tensor.run("affine", self, out) { m in
-            for i in 0..<n { m[1][i] = alpha * m[0][i] + beta }
-        } opencl: { d in
-            try d.device.run(ElementwiseKernels.affine, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.float(alpha); try a.float(beta); try a.buffer(d[1])
+        try Tensor.run("affine", self, out) { x, out in
+            for i in 0..<n { out[i] = alpha * x[i] + beta }
+        } opencl: { device, x, out in
+            try device.run(ElementwiseKernels.affine, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.float("alpha", alpha); try a.float("beta_", beta)
+                try a.buffer("out", out)
             }
         }
         return out
@@ -69,11 +70,11 @@ extension Tensor {
     /// Sets every element to `value`, in place.
     public func fill(_ value: Float) throws {
         let n = count
-        try Tensor.run("fill", self) { m in
-            m[0].update(repeating: value, count: n)
-        } opencl: { d in
-            try d.device.run(ElementwiseKernels.fill, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.float(value)
+        try Tensor.run("fill", self) { x in
+            x.update(repeating: value, count: n)
+        } opencl: { device, x in
+            try device.run(ElementwiseKernels.fill, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.float("value", value)
             }
         }
     }

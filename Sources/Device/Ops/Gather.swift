@@ -16,16 +16,16 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) exceed an order of \(order.count)")
         }
         let sourceRows = source.count / max(cols, 1)
-        try Tensor.run("gatherRows", source, order, self) { m in
+        try Tensor.run("gatherRows", source, order, self) { src, order, dst in
             for r in 0..<rows {
-                let v = m[1][offset + r]  // clamped as in the kernel (NaN reads row 0)
+                let v = order[offset + r]  // clamped as in the kernel (NaN reads row 0)
                 let from = v >= Float(sourceRows - 1) ? sourceRows - 1 : (v > 0 ? Int(v) : 0)
-                (m[2] + r * cols).update(from: m[0] + from * cols, count: cols)
+                (dst + r * cols).update(from: src + from * cols, count: cols)
             }
-        } opencl: { d in
-            try d.device.run(gatherRowsKernel, global: WorkSize(rows)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.int(sourceRows); try a.buffer(d[1])
-                try a.int(offset); try a.buffer(d[2])
+        } opencl: { device, src, order, dst in
+            try device.run(gatherRowsKernel, global: WorkSize(rows)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("src", src); try a.int("src_rows", sourceRows)
+                try a.buffer("order", order); try a.int("offset", offset); try a.buffer("dst", dst)
             }
         }
     }

@@ -103,8 +103,8 @@ enum GemmTuner {
         func run(_ times: Int) throws -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<times {
-                try Tensor.run("matmul", a, b, c) { _ in } opencl: { d in
-                    try launchMatmul(device, d[0], d[1], d[2], m: m, n: n, k: k, transA: variant == .tn,
+                try Tensor.run("matmul", a, b, c) { _, _, _ in } opencl: { device, a, b, c in
+                    try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn,
                                      transB: variant == .nt, kernel: launch, beta: 0)
                 }
             }

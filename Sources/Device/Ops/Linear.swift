@@ -22,25 +22,22 @@ extension Tensor {
             try requireShape("linear (output)", y, [x.count, outputs])
         }
         let (batch, order) = (x.count, x.order)
-        try Tensor.run("linear", x.source, order, weight, bias, z, activation == nil ? nil : y) { m in
-            let rows = m.optional(1).map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
-            try matmulBlocked(m[0], m[2], m[4], m: batch, n: outputs, k: inputs,
-                          transA: false, transB: false, beta: 0, order: rows)
-            let (b, z) = (m[3], m[4])
+        try Tensor.run("linear", x.source, order, weight, bias, z, activation == nil ? nil : y) { x0, order, w, b, z, y in
+            let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
+            try matmulBlocked(x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false, beta: 0, order: rows)
             for i in 0..<batch {
                 let row = z + i * outputs
                 for j in 0..<outputs { row[j] += b[j] }
-                if let activation {
-                    let out = m[5] + i * outputs
+                if let activation, let y {
+                    let out = y + i * outputs
                     for j in 0..<outputs { out[j] = activation(row[j]) }
                 }
             }
-        } opencl: { d in
-            let launch = try GemmPlans.shared.launches(for: d.device).pick(.nn, multiplyAdds: batch * outputs * inputs)
+        } opencl: { device, x0, order, w, b, z, y in
+            let launch = try GemmPlans.shared.launches(for: device).pick(.nn, multiplyAdds: batch * outputs * inputs)
             let fusion = GemmFusion(gatherA: order != nil, bias: true, activation: activation)
-            let extra = GemmFusionOperands(order: d.optional(1), offset: x.offset, aRows: x.sourceRows, bias: d[3],
-                                           y: d.optional(5))
-            try launchMatmul(d.device, d[0], d[2], d[4], m: batch, n: outputs, k: inputs, transA: false, transB: false,
+            let extra = GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, bias: b, y: y)
+            try launchMatmul(device, x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false,
                              kernel: launch, beta: 0, fusion: fusion, extra: extra)
         }
     }
@@ -59,21 +56,21 @@ extension Tensor {
         try requireShape("linearBackward (weight gradient)", dw, [inputs, outputs])
         if let db { try requireShape("linearBackward (bias gradient)", db, [outputs]) }
         let (order, beta): (Tensor?, Float) = (x.order, accumulate ? 1 : 0)
-        try Tensor.run("linearBackward", x.source, order, dz, dw, db) { m in
-            let rows = m.optional(1).map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
-            try matmulBlocked(m[0], m[2], m[3], m: inputs, n: outputs, k: batch,
-                          transA: true, transB: false, beta: beta, order: rows)
-            guard let sums = m.optional(4) else { return }
-            if !accumulate { sums.update(repeating: 0, count: outputs) }
+        try Tensor.run("linearBackward", x.source, order, dz, dw, db) { x0, order, dz, dw, db in
+            let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
+            try matmulBlocked(x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false, beta: beta,
+                              order: rows)
+            guard let db else { return }
+            if !accumulate { db.update(repeating: 0, count: outputs) }
             for i in 0..<batch {
-                let row = m[2] + i * outputs
-                for j in 0..<outputs { sums[j] += row[j] }
+                let row = dz + i * outputs
+                for j in 0..<outputs { db[j] += row[j] }
             }
-        } opencl: { d in
-            let launch = try GemmPlans.shared.launches(for: d.device).pick(.tn, multiplyAdds: batch * outputs * inputs)
+        } opencl: { device, x0, order, dz, dw, db in
+            let launch = try GemmPlans.shared.launches(for: device).pick(.tn, multiplyAdds: batch * outputs * inputs)
             let fusion = GemmFusion(gatherA: order != nil, biasGradient: db != nil)
-            let extra = GemmFusionOperands(order: d.optional(1), offset: x.offset, aRows: x.sourceRows, db: d.optional(4))
-            try launchMatmul(d.device, d[0], d[2], d[3], m: inputs, n: outputs, k: batch, transA: true, transB: false,
+            let extra = GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db)
+            try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
                              kernel: launch, beta: beta, fusion: fusion, extra: extra)
         }
     }

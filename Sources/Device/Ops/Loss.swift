@@ -35,16 +35,17 @@ extension Tensor {
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
         if let grad { try requireShape("softmaxCrossEntropy (grad)", grad, shape) }
         let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device)
-        try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { m in
+        try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { logits, labels, losses, grad in
             for i in 0..<rows {
-                m[2][i] = softmaxCrossEntropyRow(m[0] + i * cols, cols, label: m[1][i], grad: m.optional(3).map { $0 + i * cols },
-                                                 scale: gradScale)
+                losses[i] = softmaxCrossEntropyRow(logits + i * cols, cols, label: labels[i],
+                                                   grad: grad.map { $0 + i * cols }, scale: gradScale)
             }
-        } opencl: { d in
-            let g = try d.orPlaceholder(3)
-            try d.device.run(LossKernels.softmaxCrossEntropy, global: WorkSize(rows)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
-                try a.buffer(g); try a.float(gradScale); try a.int(grad == nil ? 0 : 1)
+        } opencl: { device, logits, labels, losses, grad in
+            let wantGrad = grad != nil, grad = try grad ?? device.placeholder()
+            try device.run(LossKernels.softmaxCrossEntropy, global: WorkSize(rows)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("logits", logits)
+                try a.buffer("labels", labels); try a.buffer("losses", losses); try a.buffer("grad", grad)
+                try a.float("grad_scale", gradScale); try a.int("want_grad", wantGrad ? 1 : 0)
             }
         }
         return losses
@@ -59,17 +60,18 @@ extension Tensor {
         if let grad { try requireShape("squaredError (grad)", grad, shape) }
         let losses = try output("squaredError (losses)", losses, [count], on: device)
         let n = count
-        try Tensor.run("squaredError", self, target, losses, grad) { m in
+        try Tensor.run("squaredError", self, target, losses, grad) { pred, target, losses, grad in
             for i in 0..<n {
-                let d = m[0][i] - m[1][i]
-                m[2][i] = d * d
-                m.optional(3)?[i] = gradScale * 2 * d
+                let d = pred[i] - target[i]
+                losses[i] = d * d
+                grad?[i] = gradScale * 2 * d
             }
-        } opencl: { d in
-            let g = try d.orPlaceholder(3)
-            try d.device.run(LossKernels.squaredError, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2])
-                try a.buffer(g); try a.float(gradScale); try a.int(grad == nil ? 0 : 1)
+        } opencl: { device, pred, target, losses, grad in
+            let wantGrad = grad != nil, grad = try grad ?? device.placeholder()
+            try device.run(LossKernels.squaredError, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("pred", pred); try a.buffer("target", target)
+                try a.buffer("losses", losses); try a.buffer("grad", grad); try a.float("grad_scale", gradScale)
+                try a.int("want_grad", wantGrad ? 1 : 0)
             }
         }
         return losses
@@ -94,35 +96,36 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of \(out.count) elements")
         }
         let (offset, labelRows) = (labels.offset, labels.sourceRows)
-        try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { m in
+        try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { pred, labels, grad, out, order in
             let scale = 1 / Float(max(rows, 1))
-            let order = m.optional(4).map { HostRowOrder(order: $0, offset: offset, rows: labelRows) }
+            let order = order.map { HostRowOrder(order: $0, offset: offset, rows: labelRows) }
             var total: Float = 0
             for i in 0..<rows {
-                let z = m[0] + i * cols
-                let label = m[1][order?.row(i) ?? i]
+                let z = pred + i * cols
+                let label = labels[order?.row(i) ?? i]
                 if kind == .squaredError {
                     let d = z[0] - label
                     total += d * d
-                    m.optional(2)?[i] = scale * 2 * d
+                    grad?[i] = scale * 2 * d
                     continue
                 }
-                total += softmaxCrossEntropyRow(z, cols, label: label, grad: m.optional(2).map { $0 + i * cols }, scale: scale)
+                total += softmaxCrossEntropyRow(z, cols, label: label, grad: grad.map { $0 + i * cols }, scale: scale)
             }
-            m[3][slot] = total * scale
-        } opencl: { d in
-            let kernel = try d.device.kernel(LossKernels.meanLoss)
-            let g = try d.orPlaceholder(2)
-            let order = try d.orPlaceholder(4)
+            out[slot] = total * scale
+        } opencl: { device, pred, labels, grad, out, order in
+            let kernel = try device.kernel(LossKernels.meanLoss)
+            let (wantGrad, gathered) = (grad != nil, order != nil)
+            let grad = try grad ?? device.placeholder(), order = try order ?? device.placeholder()
             // One work-group of the largest power of two the kernel, the local memory and the rows call for.
-            let limit = min(256, kernel.maxWorkGroupSize, d.device.info.localMemory / MemoryLayout<Float>.size)
+            let limit = min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
             var size = 1
             while size * 2 <= limit && size < rows { size *= 2 }
-            try d.device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
-                try a.int(kind.rawValue); try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1])
-                try a.buffer(g); try a.int(grad == nil ? 0 : 1); try a.buffer(d[3]); try a.int(slot)
-                try a.local(floats: size)
-                try a.int(d.optional(4) == nil ? 0 : 1); try a.buffer(order); try a.int(offset); try a.int(labelRows)
+            try device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
+                try a.int("kind", kind.rawValue); try a.int("rows", rows); try a.int("cols", cols)
+                try a.buffer("pred", pred); try a.buffer("labels", labels); try a.buffer("grad", grad)
+                try a.int("want_grad", wantGrad ? 1 : 0); try a.buffer("out", out); try a.int("slot", slot)
+                try a.local("scratch", floats: size); try a.int("gathered", gathered ? 1 : 0)
+                try a.buffer("order", order); try a.int("offset", offset); try a.int("label_rows", labelRows)
             }
         }
     }

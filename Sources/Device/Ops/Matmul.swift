@@ -30,19 +30,18 @@ extension Tensor {
         if accumulate && out == nil { throw DeviceError.invalidArgument(op: "matmul", "accumulate needs an output to add to") }
         let c = try output("matmul", out, [m, n], on: a.device)
         let beta: Float = accumulate ? 1 : 0
-        try Tensor.run("matmul", a, b, c) { h in
+        try Tensor.run("matmul", a, b, c) { a, b, c in
             if naive {
-                matmulNaive(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+                matmulNaive(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
             } else {
-                try matmulBlocked(h[0], h[1], h[2], m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+                try matmulBlocked(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
             }
-        } opencl: { d in
+        } opencl: { device, a, b, c in
             let variant = GemmVariant(transA: transA, transB: transB)
             let kernel = try naive ? nil : variant.map {
-                try GemmPlans.shared.launches(for: d.device).pick($0, multiplyAdds: m * n * k)
+                try GemmPlans.shared.launches(for: device).pick($0, multiplyAdds: m * n * k)
             }
-            try launchMatmul(d.device, d[0], d[1], d[2], m: m, n: n, k: k, transA: transA, transB: transB,
-                             kernel: kernel, beta: beta)
+            try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, kernel: kernel, beta: beta)
         }
         return c
     }
@@ -87,18 +86,22 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
     }
     if let launch, let kernel, fits(launch, kernel) {
         try device.launch(kernel, global: launch.kernel.global(m: m, n: n), local: launch.kernel.local, flops: flops) { x in
-            try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c); try x.float(beta)
-            if fusion.gatherA { try x.buffer(extra.order!); try x.int(extra.offset); try x.int(extra.aRows) }
-            if fusion.bias { try x.buffer(extra.bias!) }
-            if fusion.activation != nil { try x.buffer(extra.y!) }
-            if fusion.biasGradient { try x.buffer(extra.db!) }
+            try x.int("M", m); try x.int("N", n); try x.int("K", k); try x.buffer("A", a); try x.buffer("B", b)
+            try x.buffer("C", c); try x.float("beta", beta)
+            if fusion.gatherA, let order = extra.order {
+                try x.buffer("order", order); try x.int("offset", extra.offset); try x.int("a_rows", extra.aRows)
+            }
+            if fusion.bias, let bias = extra.bias { try x.buffer("bias", bias) }
+            if fusion.activation != nil, let y = extra.y { try x.buffer("Y", y) }
+            if fusion.biasGradient, let db = extra.db { try x.buffer("db", db) }
         }
         return
     }
     precondition(fusion == .none, "a fused product has no naive form")
     try device.launch(try device.kernel(matmulNaiveKernel), global: WorkSize(n, m), flops: flops) { x in
-        try x.int(m); try x.int(n); try x.int(k); try x.buffer(a); try x.buffer(b); try x.buffer(c)
-        try x.int(transA ? 1 : 0); try x.int(transB ? 1 : 0); try x.float(beta)
+        try x.int("M", m); try x.int("N", n); try x.int("K", k); try x.buffer("A", a); try x.buffer("B", b)
+        try x.buffer("C", c); try x.int("TRANS_A", transA ? 1 : 0); try x.int("TRANS_B", transB ? 1 : 0)
+        try x.float("beta", beta)
     }
 }
 

@@ -32,9 +32,8 @@ extension Tensor {
         }
         let n = count
         let momentum = velocity == nil ? 0 : momentum
-        try Tensor.run("sgdStep", self, grad, velocity) { m in
-            let p = m[0], g = m[1]
-            if let v = m.optional(2), momentum > 0 {
+        try Tensor.run("sgdStep", self, grad, velocity) { p, g, v in
+            if let v, momentum > 0 {
                 for i in 0..<n {
                     let step = momentum * v[i] + (g[i] + weightDecay * p[i])
                     v[i] = step
@@ -44,11 +43,11 @@ extension Tensor {
                 // NOTE: a loop of its own, so the compiler vectorises it (the common case: no momentum).
                 for i in 0..<n { p[i] -= lr * (g[i] + weightDecay * p[i]) }
             }
-        } opencl: { d in
-            let v = try d.orPlaceholder(2)
-            try d.device.run(sgdStepKernel, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(v)
-                try a.float(lr); try a.float(momentum); try a.float(weightDecay)
+        } opencl: { device, p, g, v in
+            let v = try v ?? device.placeholder()
+            try device.run(sgdStepKernel, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("param", p); try a.buffer("grad", g); try a.buffer("velocity", v)
+                try a.float("lr", lr); try a.float("momentum", momentum); try a.float("weight_decay", weightDecay)
             }
         }
     }
@@ -69,8 +68,7 @@ extension Tensor {
         let bias2Sqrt = Float((1 - pow(Double(h.beta2), Double(step))).squareRoot())
         let n = count
         let (beta1, beta2, eps, decay) = (h.beta1, h.beta2, h.eps, h.weightDecay)
-        try Tensor.run("adamStep", self, grad, m, v) { o in
-            let p = o[0], g = o[1], m = o[2], v = o[3]
+        try Tensor.run("adamStep", self, grad, m, v) { p, g, m, v in
             for i in 0..<n {
                 let gi = g[i] + decay * p[i]
                 let mi = beta1 * m[i] + (1 - beta1) * gi
@@ -79,11 +77,12 @@ extension Tensor {
                 v[i] = vi
                 p[i] -= stepSize * mi / (vi.squareRoot() / bias2Sqrt + eps)
             }
-        } opencl: { d in
-            try d.device.run(adamStepKernel, global: WorkSize(n)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.buffer(d[2]); try a.buffer(d[3])
-                try a.float(stepSize); try a.float(beta1); try a.float(beta2); try a.float(eps); try a.float(decay)
-                try a.float(bias2Sqrt)
+        } opencl: { device, p, g, m, v in
+            try device.run(adamStepKernel, global: WorkSize(n)) { a in
+                try a.int("n", n); try a.buffer("param", p); try a.buffer("grad", g); try a.buffer("m", m)
+                try a.buffer("v", v); try a.float("step_size", stepSize); try a.float("beta1", beta1)
+                try a.float("beta2", beta2); try a.float("eps", eps); try a.float("weight_decay", decay)
+                try a.float("bias2_sqrt", bias2Sqrt)
             }
         }
     }

@@ -11,18 +11,18 @@ extension Tensor {
     public func sum(into out: Tensor? = nil) throws -> Tensor {
         let out = try output("sum", out, [1], on: device)
         let n = count
-        try Tensor.run("sum", self, out) { m in
+        try Tensor.run("sum", self, out) { x, out in
             var acc: Double = 0
-            for i in 0..<n { acc += Double(m[0][i]) }
-            m[1][0] = Float(acc)
-        } opencl: { d in
-            let kernel = try d.device.kernel(ReduceKernels.sum)
+            for i in 0..<n { acc += Double(x[i]) }
+            out[0] = Float(acc)
+        } opencl: { device, x, out in
+            let kernel = try device.kernel(ReduceKernels.sum)
             // One work-group of the largest power of two the kernel and the local memory allow (at most 256).
-            let limit = min(256, kernel.maxWorkGroupSize, d.device.info.localMemory / MemoryLayout<Float>.size)
+            let limit = min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
             var size = 1
             while size * 2 <= limit { size *= 2 }
-            try d.device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
-                try a.int(n); try a.buffer(d[0]); try a.buffer(d[1]); try a.local(floats: size)
+            try device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in
+                try a.int("n", n); try a.buffer("x", x); try a.buffer("out", out); try a.local("scratch", floats: size)
             }
         }
         return out
@@ -34,15 +34,15 @@ extension Tensor {
         let (rows, cols) = try matrixDims("argmaxRows", self)
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "argmaxRows", "rows have no entries") }
         let out = try output("argmaxRows", out, [rows], on: device)
-        try Tensor.run("argmaxRows", self, out) { m in
+        try Tensor.run("argmaxRows", self, out) { x, out in
             for i in 0..<rows {
                 var best = 0
-                for j in 1..<cols where m[0][i * cols + j] > m[0][i * cols + best] { best = j }
-                m[1][i] = Float(best)
+                for j in 1..<cols where x[i * cols + j] > x[i * cols + best] { best = j }
+                out[i] = Float(best)
             }
-        } opencl: { d in
-            try d.device.run(ReduceKernels.argmaxRows, global: WorkSize(rows)) { a in
-                try a.int(rows); try a.int(cols); try a.buffer(d[0]); try a.buffer(d[1])
+        } opencl: { device, x, out in
+            try device.run(ReduceKernels.argmaxRows, global: WorkSize(rows)) { a in
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("x", x); try a.buffer("out", out)
             }
         }
         return out
