@@ -1,6 +1,8 @@
 #if !defined(LOSS_SOFTMAX_CROSS_ENTROPY) || !defined(LOSS_SQUARED_ERROR)
 #error "loss.cl needs LossKind's -D defines (Ops/Loss.swift)"
 #endif
+#include "rows.cl"
+
 // Losses with their gradients fused into the same pass. Labels are class indices (or regression targets) in fp32.
 
 // One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) - z[label]; with want_grad, g[j] receives
@@ -54,7 +56,7 @@ __kernel void mean_loss(const int kind, const int rows, const int cols, __global
                         __global float* out, const int slot, __local float* scratch,
                         const int gathered, __global const float* order, const int offset, const int label_rows)
 {
-#define LABEL(i) labels[gathered ? clamp((int)order[offset + (i)], 0, label_rows - 1) : (i)]
+#define LABEL(i) labels[gathered ? stored_row(order, offset, (i), label_rows) : (size_t)(i)]
     const int lid = get_local_id(0);
     const int size = get_local_size(0);
     const float scale = 1.0f / (float)max(rows, 1);

@@ -18,10 +18,11 @@
 //   ACTIVATION_EPILOGUE (with BIAS_EPILOGUE and activation.cl's -D ACTIVATION_<NAME>, its text before this file)
 //                   also Y = F(C), C keeping the pre-activation for the backward pass. Argument: Y.
 //   BIAS_GRADIENT   (Aᵀ·B) db[j] = beta·db[j] + Σ_k B[k][j]: the bias gradient beside the weight gradient. Argument: db.
+#include "rows.cl"
 #ifdef GATHER_A
 #define GATHER_PARAMS , __global const float* order, const int offset, const int a_rows
 #define GATHER_ARGS , order, offset, a_rows
-#define A_ROW(s) ((size_t)clamp((int)order[offset + (s)], 0, a_rows - 1))
+#define A_ROW(s) stored_row(order, offset, (s), a_rows)
 #else
 #define GATHER_PARAMS
 #define GATHER_ARGS

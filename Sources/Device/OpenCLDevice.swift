@@ -70,13 +70,14 @@ public final class OpenCLDevice: @unchecked Sendable {
         }
     }
 
-    /// Kernel `kernel` from file `file` built with `options`, cached per device.
     /// Every kernel made on this device so far (for the checks of their parameters).
     var builtKernels: [CLKernel] {
         lock.lock()
         defer { lock.unlock() }
         return Array(kernels.values)
     }
+
+    /// Kernel `kernel` from file `file` built with `options`, cached per device.
 
     func kernel(_ file: String, _ kernel: String, options: String = "", prelude: String? = nil) throws -> CLKernel {
         let program = try self.program(file, options: options, prelude: prelude)

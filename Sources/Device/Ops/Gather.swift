@@ -17,11 +17,8 @@ extension Tensor {
         }
         let sourceRows = source.count / max(cols, 1)
         try Tensor.run("gatherRows", source, order, self) { src, order, dst in
-            for r in 0..<rows {
-                let v = order[offset + r]  // clamped as in the kernel (NaN reads row 0)
-                let from = v >= Float(sourceRows - 1) ? sourceRows - 1 : (v > 0 ? Int(v) : 0)
-                (dst + r * cols).update(from: src + from * cols, count: cols)
-            }
+            let order = HostRowOrder(order: order, offset: offset, rows: sourceRows)
+            for r in 0..<rows { (dst + r * cols).update(from: src + order.row(r) * cols, count: cols) }
         } opencl: { device, src, order, dst in
             try device.run(gatherRowsKernel, global: WorkSize(rows)) { a in
                 try a.int("rows", rows); try a.int("cols", cols); try a.buffer("src", src); try a.int("src_rows", sourceRows)
@@ -84,5 +81,18 @@ public struct Rows {
             try out.copy(from: source)
         }
         return out
+    }
+}
+
+/// An index list over a source's stored rows on the host: stored row s is order[offset + s], clamped to 0..<rows
+/// (NaN reads row 0), as `stored_row` of Kernels/rows.cl does on a device.
+struct HostRowOrder {
+    let order: UnsafeMutablePointer<Float>
+    let offset: Int
+    let rows: Int
+
+    func row(_ s: Int) -> Int {
+        let v = order[offset + s]
+        return v >= Float(rows - 1) ? rows - 1 : (v > 0 ? Int(v) : 0)
     }
 }

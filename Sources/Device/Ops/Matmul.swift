@@ -105,18 +105,6 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
     }
 }
 
-/// An index list over A's stored rows on the host: stored row s is order[offset + s], clamped to 0..<rows.
-struct HostRowOrder {
-    let order: UnsafeMutablePointer<Float>
-    let offset: Int
-    let rows: Int
-
-    func row(_ s: Int) -> Int {
-        let v = order[offset + s]  // clamped as in the kernels (NaN reads row 0)
-        return v >= Float(rows - 1) ? rows - 1 : (v > 0 ? Int(v) : 0)
-    }
-}
-
 /// The fast CPU product: batch-sized products with B row-major run unpacked on the calling thread (CGemm's small
 /// path, which also reads A's rows through `order`); the rest cache-blocked, packed, rows split across all cores.
 func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
