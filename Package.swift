@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import Foundation
 import PackageDescription
 
@@ -11,6 +11,12 @@ let package = Package(
         .library(name: "Device", targets: ["Device"]),
         .library(name: "NN", targets: ["NN"]),
         .executable(name: "clnn", targets: ["clnn"]),
+    ],
+    // The command line is a trait, on by default: a package that uses CLNN as a library depends on it with
+    // `traits: []` and so never fetches (nor builds the plugins of) the command line's argument parser.
+    traits: [
+        .trait(name: "CommandLine", description: "The clnn command line (and its dependency, swift-argument-parser)."),
+        .default(enabledTraits: ["CommandLine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,7 +58,7 @@ let package = Package(
             name: "clnn",
             dependencies: [
                 "Device", "NN", "AutogradReference",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["CommandLine"])),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 // Two programs that use CLNN as a library, to copy from. Build and run from this folder:
 //   swift run custom-model [FOLDER]     (FOLDER: MNIST-format IDX files; default: Debian's Fashion-MNIST)
 //   swift run hand-written-loop
@@ -9,7 +9,8 @@ import PackageDescription
 let package = Package(
     name: "CLNNExamples",
     dependencies: [
-        .package(url: "https://github.com/clnn-project/clnn.git", from: "0.1.0"),
+        // `traits: []`: the library alone, without the command line's dependencies.
+        .package(url: "https://github.com/clnn-project/clnn.git", from: "0.1.0", traits: []),
     ],
     targets: [
         .executableTarget(name: "custom-model", dependencies: [.product(name: "CLNN", package: "clnn")]),
