@@ -8,7 +8,6 @@ final class GemmKernelTests: XCTestCase {
         try requireOpenCL()
         let shapes = [(1, 1, 1), (3, 5, 7), (65, 129, 33), (1, 784, 1), (33, 17, 70), (2, 0, 3), (70, 50, 9)]
         for tag in openCLDevices {
-            let device = try OpenCLRuntime.shared.device(tag.index)
             for variant in GemmVariant.allCases {
                 for kernel in GemmPlan.candidates(variant) {
                     let launch = GemmLaunch(kernel, variant)

@@ -78,7 +78,6 @@ final class LinearTests: XCTestCase {
         try requireOpenCL()
         let (batch, inputs, outputs) = (37, 29, 21)
         for tag in openCLDevices {
-            let device = try OpenCLRuntime.shared.device(tag.index)
             let (x, gathered) = try rowsFixture(batch: batch, inputs: inputs, on: tag)
             let wv = testValues(inputs * outputs, seed: 12), bv = testValues(outputs, seed: 13)
             let dzv = testValues(batch * outputs, seed: 14)
