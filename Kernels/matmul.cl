@@ -12,12 +12,14 @@
 //
 // Fusions for a linear layer's training step (-D; each adds kernel arguments after beta, in this order):
 //   GATHER_A        A's stored rows are picked through an index list: stored row s is order[offset + s], clamped to
-//                   0..<a_rows — the rows of A for A·B, the columns of Aᵀ for Aᵀ·B. The first layer reads its batch
+//                   0..<a_rows — the rows of A for A·B, the columns of Aᵀ for Aᵀ·B.
+//                   The first layer reads its batch
 //                   straight from the resident dataset. Arguments: order, offset, a_rows.
 //   BIAS_EPILOGUE   C = A·B + beta·C + bias[j]. Argument: bias.
 //   ACTIVATION_EPILOGUE (with BIAS_EPILOGUE and activation.cl's -D ACTIVATION_<NAME>, its text before this file)
 //                   also Y = F(C), C keeping the pre-activation for the backward pass. Argument: Y.
-//   BIAS_GRADIENT   (Aᵀ·B) db[j] = beta·db[j] + Σ_k B[k][j]: the bias gradient beside the weight gradient. Argument: db.
+//   BIAS_GRADIENT   (Aᵀ·B) db[j] = beta·db[j] + Σ_k B[k][j]: the bias gradient beside the weight gradient.
+//                   Argument: db.
 #include "rows.cl"
 #ifdef GATHER_A
 #define GATHER_PARAMS , __global const float* order, const int offset, const int a_rows
@@ -336,7 +338,8 @@ void store_sums(__global float* db, const int valid, const floatV s, const float
 #define COL_SUM(r, v) s##v += b##v;
 #define COL_SUM_STORE(r, v) store_sums(db + j0 + v * VW, N - j0 - v * VW, s##v, beta);
 
-// C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns. global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
+// C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns.
+// global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
 // Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored; columns past N read as 0.
 void matmul_columns(const int M, const int N, const int K,
                     __global const float* A, __global const float* B, __global float* C, const float beta,

@@ -25,7 +25,8 @@ public enum Autograd {
         /// The activation after the bias, or nil.
         public let activation: Activation?
         public init(w: [Double], b: [Double], inFeatures: Int, outFeatures: Int, activation: Activation?) {
-            (self.w, self.b, self.inFeatures, self.outFeatures, self.activation) = (w, b, inFeatures, outFeatures, activation)
+            (self.w, self.b, self.inFeatures, self.outFeatures, self.activation)
+                = (w, b, inFeatures, outFeatures, activation)
         }
     }
 
@@ -72,7 +73,8 @@ public enum Autograd {
     }
 
     /// The value and gradient of a loss objective w.r.t. the predictions `pred` ([rows, cols] row-major).
-    public static func lossGradient(pred: [Double], rows: Int, cols: Int, objective: Objective) -> (value: Double, grad: [Double]) {
+    public static func lossGradient(pred: [Double], rows: Int, cols: Int,
+                                    objective: Objective) -> (value: Double, grad: [Double]) {
         let pm = (0..<rows).map { Array(pred[$0 * cols..<($0 + 1) * cols]) }
         let (value, g) = valueWithGradient(at: pm) { p in lossOf(p, objective) }
         return (value, (0..<rows).flatMap { i in
@@ -98,7 +100,8 @@ public enum Autograd {
 
     @derivative(of: pairs)
     static func pairsVJP(_ a: [Double], _ b: [Double])
-        -> (value: [Pair], pullback: (Array<Pair>.TangentVector) -> (Array<Double>.TangentVector, Array<Double>.TangentVector)) {
+        -> (value: [Pair],
+            pullback: (Array<Pair>.TangentVector) -> (Array<Double>.TangentVector, Array<Double>.TangentVector)) {
         (pairs(a, b), { v in
             v.base.isEmpty ? (.zero, .zero)
                 : (Array<Double>.TangentVector(v.base.map(\.a)), Array<Double>.TangentVector(v.base.map(\.b)))

@@ -60,7 +60,8 @@ block_avx512(const int NV, const small_problem *p, const ptrdiff_t *roff, int i0
     }
 }
 
-__attribute__((target("avx512f"))) static void rows_avx512(const small_problem *p, const ptrdiff_t *roff, int i0, int rows)
+__attribute__((target("avx512f")))
+static void rows_avx512(const small_problem *p, const ptrdiff_t *roff, int i0, int rows)
 {
     for (int j0 = 0; j0 < p->n; j0 += 64) {
         const int w = p->n - j0 < 64 ? p->n - j0 : 64;
@@ -119,7 +120,8 @@ static _Thread_local float *edge_tls;
     }
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) static void rows_avx2(const small_problem *p, const ptrdiff_t *roff, int i0, int rows)
+__attribute__((target("avx2,fma")))
+static void rows_avx2(const small_problem *p, const ptrdiff_t *roff, int i0, int rows)
 {
     ROWS_V8_BODY
 }

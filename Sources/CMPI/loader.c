@@ -50,7 +50,9 @@ int clnn_mpi_allreduce_sum_float(float *data, int count) {
 int clnn_mpi_allreduce_sum_double(double *data, int count) {
     return p_allreduce((void *)1, data, count, type_double, op_sum, comm_world);
 }
-int clnn_mpi_bcast_float(float *data, int count, int root) { return p_bcast(data, count, type_float, root, comm_world); }
+int clnn_mpi_bcast_float(float *data, int count, int root) {
+    return p_bcast(data, count, type_float, root, comm_world);
+}
 int clnn_mpi_allgather_double(const double *data, int count, double *out) {
     return p_allgather(data, count, type_double, out, count, type_double, comm_world);
 }

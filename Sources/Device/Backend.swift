@@ -20,7 +20,8 @@ final class HostBuffer: @unchecked Sendable {
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         guard !overflow, posix_memalign(&raw, 64, bytes) == 0, let raw else {
             let (available, limit) = HostMemory.available()
-            throw HostMemory.Shortfall(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4, available: available,
+            throw HostMemory.Shortfall(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4,
+                                       available: available,
                                        limit: "the allocator's refusal; " + limit)
         }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -72,7 +73,8 @@ enum Backend {
     func view(of storage: Storage, offset: Int, count: Int) throws -> Storage {
         switch storage {
         case .cpu(let buffer): return .cpu(HostBuffer(viewOf: buffer, offset: offset, count: count))
-        case .opencl(let buffer): return .opencl(try buffer.device.makeSubBuffer(of: buffer, offset: offset, count: count))
+        case .opencl(let buffer):
+            return .opencl(try buffer.device.makeSubBuffer(of: buffer, offset: offset, count: count))
         }
     }
 
@@ -152,7 +154,9 @@ extension Tensor: OpOperand {
         return buffer.pointer
     }
     func bufferOperand() -> CLBuffer {
-        guard case .opencl(let buffer) = storage else { preconditionFailure("Tensor.run checked every operand's device") }
+        guard case .opencl(let buffer) = storage else {
+            preconditionFailure("Tensor.run checked every operand's device")
+        }
         return buffer
     }
 }
@@ -193,18 +197,22 @@ extension Tensor {
     ///
     /// `alignment` (in floats) raises the views' alignment, so that arenas of the same shapes on several devices have
     /// the same layout and copy into each other in one piece (see `arenaAlignment(on:)`).
-    public static func arena(_ shapes: [[Int]], on device: DeviceTag, alignment: Int = 1) throws -> (flat: Tensor, views: [Tensor]) {
+    public static func arena(_ shapes: [[Int]], on device: DeviceTag,
+                             alignment: Int = 1) throws -> (flat: Tensor, views: [Tensor]) {
         let backend = try Backend(device)
         let align = max(backend.viewAlignment, alignment)
         guard align % backend.viewAlignment == 0 else {
-            throw DeviceError.invalidArgument(op: "arena", "alignment \(alignment) is not a multiple of \(device)'s \(backend.viewAlignment)")
+            throw DeviceError.invalidArgument(op: "arena", "alignment \(alignment) is not a multiple of "
+                + "\(device)'s \(backend.viewAlignment)")
         }
         var offsets: [Int] = []
         var end = 0
         for shape in shapes {
             offsets.append(end)
             let (next, overflow) = end.addingReportingOverflow(try checkedCount(shape))
-            guard !overflow else { throw DeviceError.invalidArgument(op: "arena", "shapes \(shapes) have too many elements") }
+            guard !overflow else {
+                throw DeviceError.invalidArgument(op: "arena", "shapes \(shapes) have too many elements")
+            }
             end = (next + align - 1) / align * align
         }
         // A zero-sized view still names one float (a buffer region cannot be empty): keep it inside the buffer.
@@ -212,7 +220,8 @@ extension Tensor {
         let flat = try Tensor.empty([end], on: device)
         try flat.fill(0)
         let views = try zip(shapes, offsets).map { shape, offset in
-            Tensor(shape: shape, device: device, storage: try backend.view(of: flat.storage, offset: offset, count: shape.reduce(1, *)))
+            Tensor(shape: shape, device: device,
+                   storage: try backend.view(of: flat.storage, offset: offset, count: shape.reduce(1, *)))
         }
         return (flat, views)
     }
@@ -229,7 +238,8 @@ extension DeviceTag {
         switch kind {
         case .cpu: return "cpu"
         case .opencl:
-            guard let info = OpenCLRuntime.shared.devices.indices.contains(index) ? OpenCLRuntime.shared.devices[index] : nil
+            guard let info = OpenCLRuntime.shared.devices.indices.contains(index)
+                ? OpenCLRuntime.shared.devices[index] : nil
             else { return description }
             return "\(self) (\(info.name), \(info.platform))"
         }

@@ -115,9 +115,12 @@ public struct CustomKernel: Sendable {
             return nil
         }
         guard let first = tensors.first, tensors.count <= 6 else {
-            throw DeviceError.invalidArgument(op: name, "a custom kernel launch takes 1...6 tensor arguments, got \(tensors.count)")
+            throw DeviceError.invalidArgument(op: name, "a custom kernel launch takes 1...6 tensor arguments, "
+                + "got \(tensors.count)")
         }
-        guard global >= 0 else { throw DeviceError.invalidArgument(op: name, "global size must be ≥ 0, got \(global)") }
+        guard global >= 0 else {
+            throw DeviceError.invalidArgument(op: name, "global size must be ≥ 0, got \(global)")
+        }
         func at(_ i: Int) -> Tensor? { i < tensors.count ? tensors[i] : nil }
         try Tensor.run(name, first, at(1), at(2), at(3), at(4), at(5)) { p0, p1, p2, p3, p4, p5 in
             let pointers = [p0, p1, p2, p3, p4, p5].prefix(tensors.count).compactMap { $0 }
@@ -151,7 +154,8 @@ public struct CustomKernel: Sendable {
             let detail = arguments.count < parameters.count
                 ? "missing \(parameters[arguments.count...].map { "'\($0.name)'" }.joined(separator: ", "))"
                 : "\(arguments.count - parameters.count) more than it declares"
-            throw DeviceError.invalidArgument(op: name, "the kernel takes \(parameters.count) arguments (\(names)) but the launch "
+            throw DeviceError.invalidArgument(op: name, "the kernel takes \(parameters.count) arguments (\(names)) "
+                + "but the launch "
                 + "gave \(arguments.count): \(detail)")
         }
         for (i, (argument, parameter)) in zip(arguments, parameters).enumerated() {
@@ -162,8 +166,10 @@ public struct CustomKernel: Sendable {
             case .float: given = .float
             }
             guard given == parameter.kind else {
-                throw DeviceError.invalidArgument(op: name, "argument \(i + 1) is a .\(given.rawValue) but parameter '\(parameter.name)' "
-                    + "is declared \(parameter.kind == .tensor ? "a __global float pointer" : parameter.kind.rawValue): pass "
+                throw DeviceError.invalidArgument(op: name, "argument \(i + 1) is a .\(given.rawValue) "
+                    + "but parameter '\(parameter.name)' "
+                    + "is declared \(parameter.kind == .tensor ? "a __global float pointer" : parameter.kind.rawValue)"
+                    + ": pass "
                     + ".\(parameter.kind.rawValue)(…)")
             }
         }

@@ -44,7 +44,8 @@ public enum DeviceError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unknownDevice(text, available):
-            return "unknown device '\(text)'; available devices: \(available.map(\.description).joined(separator: ", "))"
+            return "unknown device '\(text)'; available devices: "
+                + "\(available.map(\.description).joined(separator: ", "))"
         case let .deviceMismatch(op, a, b):
             return "\(op): operands are on different devices (\(a) and \(b)); move one with .to(_:) first"
         case let .shapeMismatch(op, a, b):

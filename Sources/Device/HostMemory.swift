@@ -14,7 +14,8 @@ public enum HostMemory {
         var limit = rlimit()
         if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
             let used = statusField("VmSize:") ?? 0
-            consider(Int(clamping: limit.rlim_cur) - used, "the address-space limit (ulimit -v) of \(gib(Int(clamping: limit.rlim_cur))) "
+            consider(Int(clamping: limit.rlim_cur) - used,
+                     "the address-space limit (ulimit -v) of \(gib(Int(clamping: limit.rlim_cur))) "
                      + "with \(gib(used)) mapped already")
         }
         if let (max, current, path) = cgroupMemory() {
@@ -40,7 +41,8 @@ public enum HostMemory {
 
         /// The request and the limit, in one line.
         public var description: String {
-            "\(what) needs \(HostMemory.gib(bytes)) but this process can get \(HostMemory.gib(available)) more (limited by \(limit))"
+            "\(what) needs \(HostMemory.gib(bytes)) but this process can get \(HostMemory.gib(available)) more "
+                + "(limited by \(limit))"
         }
     }
 

@@ -28,7 +28,8 @@ enum KernelLibrary {
     private static func expandIncludes(_ text: String, in name: String, depth: Int) throws -> String {
         guard text.contains("#include") else { return text }
         guard depth < 8 else {
-            throw OpenCLError.missingSource(name, searched: "includes nested more than 8 deep (a file that includes itself?)")
+            throw OpenCLError.missingSource(name, searched: "includes nested more than 8 deep "
+                + "(a file that includes itself?)")
         }
         return try text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -66,7 +67,8 @@ enum KernelLibrary {
             throw OpenCLError.badKernelsFolder(folder, problem: "not a folder (it should hold NAME.cl files)")
         }
         guard access(folder, R_OK | X_OK) == 0 else {
-            throw OpenCLError.badKernelsFolder(folder, problem: "cannot read the folder: \(String(cString: strerror(errno)))")
+            throw OpenCLError.badKernelsFolder(folder,
+                                               problem: "cannot read the folder: \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -27,10 +27,12 @@ import Foundation
                 let enqueued = DispatchTime.now().uptimeNanoseconds
                 try device.finish()
                 let done = DispatchTime.now().uptimeNanoseconds
-                samples.append((Double(enqueued - start) / 1e9 / Double(launches), Double(done - start) / 1e9 / Double(launches)))
+                samples.append((Double(enqueued - start) / 1e9 / Double(launches),
+                                Double(done - start) / 1e9 / Double(launches)))
             }
             samples.removeFirst()  // warm-up
-            return Timing(enqueue: samples.map(\.0).sorted()[samples.count / 2], total: samples.map(\.1).sorted()[samples.count / 2])
+            return Timing(enqueue: samples.map(\.0).sorted()[samples.count / 2],
+                          total: samples.map(\.1).sorted()[samples.count / 2])
         }
         let clnn = try time {
             for _ in 0..<launches { try t.fill(1) }
@@ -43,7 +45,8 @@ import Foundation
                 clSetKernelArg(kernel.handle, 0, MemoryLayout<cl_int>.size, &n)
                 clSetKernelArg(kernel.handle, 1, MemoryLayout<cl_mem>.size, &mem)
                 clSetKernelArg(kernel.handle, 2, MemoryLayout<Float>.size, &value)
-                let status = clEnqueueNDRangeKernel(device.queue.handle, kernel.handle, 1, nil, &global, nil, 0, nil, nil)
+                let status = clEnqueueNDRangeKernel(device.queue.handle, kernel.handle, 1, nil, &global, nil, 0, nil,
+                                                    nil)
                 try check(status, "clEnqueueNDRangeKernel(fill)")
             }
         }

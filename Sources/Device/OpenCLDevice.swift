@@ -155,7 +155,8 @@ public final class OpenCLDevice: @unchecked Sendable {
             return cached
         }
         lock.unlock()
-        let program = try ProgramBuilder(device: self).build(name: "custom kernel \(name)", source: source, options: options)
+        let program = try ProgramBuilder(device: self).build(name: "custom kernel \(name)", source: source,
+                                                             options: options)
         let wrapped = try makeKernel(program, name, what: "\(name), no __kernel of that name in the source?")
         lock.lock()
         defer { lock.unlock() }
@@ -184,7 +185,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// Enqueues `kernel` over `global` work-items (rounded up to a multiple of `local` when given), its arguments set
     /// in order by `arguments`.
     /// NOTE: `arguments` runs with the device's lock held: it must not call back into the device (allocate, fetch a
-    /// kernel or the placeholder) — resolve those before the launch. A launch with zero work-items does nothing. `flops` feeds the profiler's GFLOP/s;
+    /// kernel or the placeholder) — resolve those before the launch. A launch with zero work-items does nothing.
+    /// `flops` feeds the profiler's GFLOP/s;
     /// its GB/s column counts the bytes of the buffer arguments.
     func launch(_ kernel: CLKernel, global: WorkSize, local: WorkSize? = nil, flops: Double = 0,
                 _ arguments: (inout KernelArguments) throws -> Void) throws {
@@ -208,7 +210,8 @@ public final class OpenCLDevice: @unchecked Sendable {
             }
         }
         if status != CL_SUCCESS {
-            throw OpenCLError.call("clEnqueueNDRangeKernel(\(kernel.name), global \(size), local \(local.map { "\($0)" } ?? "none"))",
+            throw OpenCLError.call("clEnqueueNDRangeKernel(\(kernel.name), global \(size), "
+                                   + "local \(local.map { "\($0)" } ?? "none"))",
                                    status: status)
         }
         if let event { Profiler.shared.record(kernel.name, CLEvent(event), cost: (flops, args.bytes)) }
@@ -270,7 +273,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// Floats `offset..<offset + count` of `buffer` as a buffer of their own (a sub-buffer sharing its memory).
     /// `offset` must be a multiple of `info.baseAddressAlignment` bytes.
     func makeSubBuffer(of buffer: CLBuffer, offset: Int, count: Int) throws -> CLBuffer {
-        var region = cl_buffer_region(origin: offset * MemoryLayout<Float>.size, size: max(count, 1) * MemoryLayout<Float>.size)
+        var region = cl_buffer_region(origin: offset * MemoryLayout<Float>.size,
+                                      size: max(count, 1) * MemoryLayout<Float>.size)
         var status: cl_int = CL_SUCCESS
         guard let mem = clCreateSubBuffer(buffer.handle, cl_mem_flags(CL_MEM_READ_WRITE),
                                           cl_buffer_create_type(CL_BUFFER_CREATE_TYPE_REGION), &region, &status),
@@ -345,7 +349,8 @@ public final class OpenCLDevice: @unchecked Sendable {
             var wait: cl_event? = readEvent
             clWaitForEvents(1, &wait)
             clReleaseEvent(readEvent)
-            throw OpenCLError.call("clEnqueueWriteBuffer(\(count) floats, after a read on \(from.info.name))", status: status)
+            throw OpenCLError.call("clEnqueueWriteBuffer(\(count) floats, after a read on \(from.info.name))",
+                                   status: status)
         }
         let full = holdCopy([destination, staging], stagingBytes: bytes)
         // The callback owns both events from here: it opens the gate (or fails it with the read's error status).
@@ -401,20 +406,25 @@ struct KernelArguments {
     /// Sets the next argument: parameter `name` (empty: any name) of `kind`. Until a launch of the kernel has matched
     /// them, the name and kind are checked against the kernel's parameters, so an argument in the wrong place is an
     /// error naming both, not a wrong buffer read.
-    private mutating func set(_ name: String, _ kind: KernelParameter.Kind, _ size: Int, _ value: UnsafeRawPointer?) throws {
+    private mutating func set(_ name: String, _ kind: KernelParameter.Kind, _ size: Int,
+                              _ value: UnsafeRawPointer?) throws {
         if !kernel.argumentsChecked, let parameters = kernel.parameters {
             guard Int(index) < parameters.count else {
-                throw DeviceError.invalidArgument(op: kernel.name, "argument \(index + 1) '\(name)' (\(kind.rawValue)) is one "
+                throw DeviceError.invalidArgument(op: kernel.name, "argument \(index + 1) '\(name)' (\(kind.rawValue)) "
+                    + "is one "
                     + "more than the kernel's \(parameters.count) parameters")
             }
             let expected = parameters[Int(index)]
             guard expected.kind == kind, name.isEmpty || expected.name == name else {
                 throw DeviceError.invalidArgument(op: kernel.name, "argument \(index + 1) is given as "
-                    + "\(KernelParameter(name: name, kind: kind).described) but the kernel declares \(expected.described) there")
+                    + "\(KernelParameter(name: name, kind: kind).described) but the kernel declares "
+                    + "\(expected.described) there")
             }
         }
         let status = clSetKernelArg(kernel.handle, index, size, value)
-        if status != CL_SUCCESS { throw OpenCLError.call("clSetKernelArg(\(kernel.name), arg \(index))", status: status) }
+        if status != CL_SUCCESS {
+            throw OpenCLError.call("clSetKernelArg(\(kernel.name), arg \(index))", status: status)
+        }
         index += 1
     }
 
@@ -422,7 +432,8 @@ struct KernelArguments {
     fileprivate func finish() throws {
         guard !kernel.argumentsChecked else { return }
         if let parameters = kernel.parameters, Int(index) < parameters.count {
-            throw DeviceError.invalidArgument(op: kernel.name, "the launch gave \(index) arguments but the kernel declares "
+            throw DeviceError.invalidArgument(op: kernel.name, "the launch gave \(index) arguments "
+                + "but the kernel declares "
                 + "\(parameters.count): missing \(parameters[Int(index)...].map(\.described).joined(separator: ", "))")
         }
         kernel.argumentsChecked = true

@@ -26,7 +26,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
             note = "no OpenCL library could be loaded (\(String(cString: why))); install an OpenCL driver "
                 + "(Debian: ocl-icd-libopencl1 and e.g. pocl-opencl-icd)"
         } else if let symbol = clnn_opencl_missing_symbol() {
-            note = "the OpenCL library \(String(cString: clnn_opencl_library())) lacks \(String(cString: symbol)): it is not an "
+            note = "the OpenCL library \(String(cString: clnn_opencl_library())) lacks \(String(cString: symbol)): "
+                + "it is not an "
                 + "OpenCL ICD loader (check CLNN_OPENCL_LIBRARY, or install ocl-icd-libopencl1)"
         } else if status != CL_SUCCESS {
             note = OpenCLError.call("clGetPlatformIDs", status: status).description
@@ -93,7 +94,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
         defer { lock.unlock() }
         if let device = opened[index] { return device }
         guard ids.indices.contains(index) else {
-            throw DeviceError.unknownDevice("opencl:\(index)", available: DeviceTag.availableTags(openCLCount: ids.count))
+            throw DeviceError.unknownDevice("opencl:\(index)",
+                                            available: DeviceTag.availableTags(openCLCount: ids.count))
         }
         let device = try OpenCLDevice(id: ids[index], info: devices[index])
         opened[index] = device

@@ -61,7 +61,9 @@ final class Profiler: @unchecked Sendable {
         let all = totals.values.reduce(0) { $0 + $1.seconds }
         var out = "kernel                              calls    total ms      %   GFLOP/s     GB/s\n"
         for (name, t) in totals.sorted(by: { $0.value.seconds > $1.value.seconds }) {
-            let rate = { (x: Double) in t.seconds > 0 && x > 0 ? String(format: "%9.1f", x / t.seconds / 1e9) : "        -" }
+            let rate = { (x: Double) in
+                t.seconds > 0 && x > 0 ? String(format: "%9.1f", x / t.seconds / 1e9) : "        -"
+            }
             out += name.padding(toLength: 34, withPad: " ", startingAt: 0)
                 + String(format: "%7d %11.2f %6.1f", t.calls, t.seconds * 1e3, all > 0 ? 100 * t.seconds / all : 0)
                 + " " + rate(t.flops) + " " + rate(t.bytes) + "\n"

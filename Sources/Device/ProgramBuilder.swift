@@ -13,7 +13,9 @@ struct ProgramBuilder {
 
     /// A cached binary that fails to load or build is dropped and the source is used.
     func build(name: String, source: String, options: String) throws -> CLProgram {
-        guard ProgramCache.enabled(for: device.info) else { return try fromSource(name: name, source: source, options: options) }
+        guard ProgramCache.enabled(for: device.info) else {
+            return try fromSource(name: name, source: source, options: options)
+        }
         let file = ProgramCache.file(for: device.info, source: source, options: options)
         if let stored = readRegularFile(file.path).map({ Data($0) }) {
             if let binary = ProgramCache.unwrap(stored), let program = fromBinary(binary, options: options) {
@@ -33,12 +35,15 @@ struct ProgramBuilder {
         let handle: cl_program? = binary.withUnsafeBytes { raw in
             var length = raw.count
             var pointer: UnsafePointer<UInt8>? = raw.bindMemory(to: UInt8.self).baseAddress
-            return clCreateProgramWithBinary(device.context.handle, 1, &deviceID, &length, &pointer, &binaryStatus, &status)
+            return clCreateProgramWithBinary(device.context.handle, 1, &deviceID, &length, &pointer, &binaryStatus,
+                                             &status)
         }
         guard let handle else { return nil }
         let program = CLProgram(handle)  // released on every path below that gives up
         guard status == CL_SUCCESS, binaryStatus == CL_SUCCESS else { return nil }
-        guard clBuildProgram(handle, 1, &deviceID, Self.standardOptions + " " + options, nil, nil) == CL_SUCCESS else { return nil }
+        guard clBuildProgram(handle, 1, &deviceID, Self.standardOptions + " " + options, nil, nil) == CL_SUCCESS else {
+            return nil
+        }
         return program
     }
 

@@ -4,7 +4,9 @@ import Foundation
 /// Where CLNN keeps its caches: `CLNN_CACHE_DIR`, else `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`.
 func clnnCacheFolder(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
     if let dir = environment["CLNN_CACHE_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
-    if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return URL(fileURLWithPath: xdg).appendingPathComponent("clnn") }
+    if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty {
+        return URL(fileURLWithPath: xdg).appendingPathComponent("clnn")
+    }
     return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/clnn")
 }
 
@@ -65,7 +67,8 @@ enum ProgramCache {
     }
 
     static func file(for info: OpenCLDeviceInfo, source: String, options: String) -> URL {
-        let key = fnv1a("\(info.name)|\(info.driverVersion)|\(info.version)|\(ProgramBuilder.standardOptions) \(options)|\(source)")
+        let key = fnv1a("\(info.name)|\(info.driverVersion)|\(info.version)|"
+            + "\(ProgramBuilder.standardOptions) \(options)|\(source)")
         return clnnCacheFolder().appendingPathComponent("programs/\(key).bin")
     }
 

@@ -27,7 +27,9 @@ package enum RegularFile {
         // NOTE: the whole file is read into memory: a file (perhaps sparse: large but nearly empty on disk) larger
         // than what the process can get would make the allocation trap.
         let (available, limit) = HostMemory.available()
-        guard Double(info.st_size) * Double(copies) <= Double(available) else { throw .tooLarge(bytes: Int(info.st_size), available: available, limit: limit) }
+        guard Double(info.st_size) * Double(copies) <= Double(available) else {
+            throw .tooLarge(bytes: Int(info.st_size), available: available, limit: limit)
+        }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var done = 0
         while done < bytes.count {

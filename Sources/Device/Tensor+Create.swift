@@ -19,7 +19,8 @@ extension Tensor {
 
     /// A tensor of normal random values with mean 0 and standard deviation `std`, drawn on the host from `seed`,
     /// so the same seed gives the same values on every device.
-    public static func randn(_ shape: [Int], seed: UInt64, std: Float = 1, on device: DeviceTag = .cpu) throws -> Tensor {
+    public static func randn(_ shape: [Int], seed: UInt64, std: Float = 1,
+                             on device: DeviceTag = .cpu) throws -> Tensor {
         var rng = SeededGenerator(seed: seed)
         let count = try checkedCount(shape)
         let values = (0..<count).map { _ in Float(rng.nextNormal()) * std }

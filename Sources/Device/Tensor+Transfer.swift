@@ -22,7 +22,8 @@ extension Tensor {
     /// as many values as elements, the whole tensor. For filling a large tensor in chunks without a full host copy.
     public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int = 0) throws {
         guard offset >= 0, offset + values.count <= count else {
-            throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) exceed \(count)")
+            throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) "
+                + "exceed \(count)")
         }
         guard let base = values.baseAddress else { return }
         try storage.upload(base, count: values.count, at: offset)
@@ -46,7 +47,9 @@ extension Tensor {
 
     /// The single value of a one-element tensor.
     public func item() throws -> Float {
-        guard count == 1 else { throw DeviceError.invalidArgument(op: "item", "tensor of shape \(shape) is not a scalar") }
+        guard count == 1 else {
+            throw DeviceError.invalidArgument(op: "item", "tensor of shape \(shape) is not a scalar")
+        }
         return try toArray()[0]
     }
 }

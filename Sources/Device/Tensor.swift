@@ -30,7 +30,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     static func checkedCount(_ shape: [Int]) throws -> Int {
         var count = 1
         for d in shape {
-            guard d >= 0 else { throw DeviceError.invalidArgument(op: "tensor", "negative dimension in shape \(shape)") }
+            guard d >= 0 else {
+                throw DeviceError.invalidArgument(op: "tensor", "negative dimension in shape \(shape)")
+            }
             let (product, overflow) = count.multipliedReportingOverflow(by: d)
             guard !overflow, product <= Int(Int32.max) else {
                 throw DeviceError.invalidArgument(op: "tensor", "shape \(shape) has too many elements")

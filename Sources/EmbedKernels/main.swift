@@ -27,7 +27,8 @@ func embed(arguments: [String]) throws {
             case "\t": return "\\t"
             case "\r": return "\\r"
             default:
-                return scalar.isASCII && scalar.value >= 0x20 ? String(scalar) : "\\u{\(String(scalar.value, radix: 16))}"
+                return scalar.isASCII && scalar.value >= 0x20 ? String(scalar)
+                    : "\\u{\(String(scalar.value, radix: 16))}"
             }
         }.joined()
         swift += "        \"\(name)\": \"\(escaped)\",\n"

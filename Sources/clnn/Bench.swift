@@ -5,7 +5,8 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: medians of repeated runs.", subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self, Launch.self, Scale.self])
+        abstract: "Benchmarks: medians of repeated runs.",
+        subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self, Launch.self, Scale.self])
 }
 
 /// Seconds since `start` (a DispatchTime uptime in ns).
@@ -15,7 +16,8 @@ extension Bench {
     struct Startup: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time from start-up to the first kernel result, and each kernel file's program build.",
-            discussion: "POCL caches compiled kernels in ~/.cache/pocl; set POCL_CACHE_DIR to an empty folder to time a cold start.")
+            discussion: "POCL caches compiled kernels in ~/.cache/pocl; set POCL_CACHE_DIR to an empty folder "
+                + "to time a cold start.")
 
         @Option(help: "opencl or opencl:N.")
         var device: String = "opencl"
@@ -31,7 +33,8 @@ extension Bench {
             let firstKernel = secondsSince(start)
             precondition(result == [0, 2], "relu on \(tag) returned \(result)")
             print("device \(tag): \(opened.info.name)")
-            print(String(format: "discovery %.3f s, context+queue %.3f s, first kernel result (relu build + run) %.3f s",
+            print(String(format: "discovery %.3f s, context+queue %.3f s, "
+                         + "first kernel result (relu build + run) %.3f s",
                          discovered, contextReady - discovered, firstKernel))
             var total = 0.0
             for (file, seconds) in try opened.buildAllPrograms() {
@@ -99,7 +102,8 @@ extension Bench {
                     let out = try Tensor.empty([c.m, c.n], on: tag)
                     for useNaive in naive ? [false, true] : [false] {
                         let seconds = try medianSeconds(runs: runs) {
-                            try Tensor.matmul(a, b, transA: c.transA, transB: c.transB, accumulate: false, into: out, naive: useNaive)
+                            try Tensor.matmul(a, b, transA: c.transA, transB: c.transB, accumulate: false, into: out,
+                                              naive: useNaive)
                             try tag.synchronize()
                         }
                         let gflops = 2 * Double(c.m) * Double(c.n) * Double(c.k) / seconds / 1e9
@@ -117,7 +121,8 @@ extension Bench {
 extension Bench {
     struct Launch: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Host time per kernel launch through CLNN's op path, beside the same kernel through the bare OpenCL API.",
+            abstract: "Host time per kernel launch through CLNN's op path, beside the same kernel through "
+                + "the bare OpenCL API.",
             discussion: "A trivial kernel (fill one float) launched back to back on one queue; median of 5 batches.")
 
         @Option(help: "opencl or opencl:N.")
@@ -127,7 +132,9 @@ extension Bench {
         var launches: Int = 5000
 
         func validate() throws {
-            guard (1...10_000_000).contains(launches) else { throw ValidationError("--launches must be in 1...10000000, got \(launches)") }
+            guard (1...10_000_000).contains(launches) else {
+                throw ValidationError("--launches must be in 1...10000000, got \(launches)")
+            }
         }
 
         func run() throws {

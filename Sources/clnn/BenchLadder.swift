@@ -5,7 +5,8 @@ import Foundation
 extension Bench {
     struct Ladder: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The fast.ai lessons' matmul ladder: the same product from a triple loop up to the tuned OpenCL kernel.")
+            abstract: "The fast.ai lessons' matmul ladder: the same product from a triple loop up to "
+                + "the tuned OpenCL kernel.")
 
         @Option(help: "Timed runs per step (the median is printed).")
         var runs: Int = 5
@@ -36,7 +37,8 @@ extension Bench {
                 if let tag = DeviceTag.available.first(where: \.isOpenCL) {
                     let ga = try ca.to(tag), gb = try cb.to(tag), gc = try Tensor.empty([m, n], on: tag)
                     try time("naive OpenCL kernel (\(tag))", runs: runs) {
-                        try Tensor.matmul(ga, gb, transA: false, transB: false, accumulate: false, into: gc, naive: true)
+                        try Tensor.matmul(ga, gb, transA: false, transB: false, accumulate: false, into: gc,
+                                          naive: true)
                         return try gc.toArray()
                     }
                     try time("einsum \"ik,kj->ij\" (\(tag))", runs: runs) {
@@ -83,7 +85,8 @@ func innerVectorised(_ a: [Float], _ b: [Float], _ m: Int, _ k: Int, _ n: Int) -
                     while p + 8 <= k {
                         let row = UnsafeRawPointer(a + i * k + p).loadUnaligned(as: SIMD8<Float>.self)
                         let q = b + p * n + j
-                        let column = SIMD8<Float>(q[0], q[n], q[2 * n], q[3 * n], q[4 * n], q[5 * n], q[6 * n], q[7 * n])
+                        let column = SIMD8<Float>(q[0], q[n], q[2 * n], q[3 * n],
+                                                  q[4 * n], q[5 * n], q[6 * n], q[7 * n])
                         acc += row * column
                         p += 8
                     }

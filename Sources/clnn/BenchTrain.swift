@@ -32,12 +32,16 @@ extension Bench {
         var lr: Float = 0.1
 
         func validate() throws {
-            guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be in 1...1000, got \(epochs)") }
+            guard (1...1000).contains(epochs) else {
+                throw ValidationError("--epochs must be in 1...1000, got \(epochs)")
+            }
             guard (1...1000).contains(runs) else { throw ValidationError("--runs must be in 1...1000, got \(runs)") }
             guard hidden.allSatisfy({ (1...65536).contains($0) }) else {
                 throw ValidationError("--hidden sizes must be in 1...65536, got \(hidden)")
             }
-            guard (1...(1 << 16)).contains(batchSize) else { throw ValidationError("--batch-size must be in 1...65536, got \(batchSize)") }
+            guard (1...(1 << 16)).contains(batchSize) else {
+                throw ValidationError("--batch-size must be in 1...65536, got \(batchSize)")
+            }
             guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
         }
 
@@ -45,13 +49,15 @@ extension Bench {
             let (rawTrain, _) = try MNISTFolder(data).load()
             let train = Normalization.fit(rawTrain).apply(rawTrain)
             let sizes = [train.features] + hidden + [10]
-            print("epoch: \(sizes.map(String.init).joined(separator: "-")), cross-entropy, SGD lr \(lr), batch \(batchSize); "
+            print("epoch: \(sizes.map(String.init).joined(separator: "-")), cross-entropy, SGD lr \(lr), "
+                  + "batch \(batchSize); "
                   + "full batch: \(train.features)-50-1, MSE, \(train.count) images")
             print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
             let tags = try benchDevices(device)
             for tag in tags {
                 do {
-                    try MLP.checkFits(sizes: sizes, rows: max(min(batchSize, train.count), Evaluator.defaultChunk), on: tag)
+                    try MLP.checkFits(sizes: sizes, rows: max(min(batchSize, train.count), Evaluator.defaultChunk),
+                                      on: tag)
                     try MLP.checkFits(sizes: [train.features, 50, 1], rows: train.count, on: tag)
                 } catch let error as DeviceError {
                     throw ValidationError("--hidden \(hidden) --batch-size \(batchSize): "
@@ -63,7 +69,8 @@ extension Bench {
                 var options = TrainingOptions()
                 (options.lr, options.schedule, options.batchSize, options.epochs) = (lr, .constant, batchSize, epochs)
                 let model = try MLP.make(sizes: sizes, seed: 1, on: tag)
-                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: tag)
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options,
+                                          device: tag)
                 let deviceTrain = try DeviceDataset(train, on: tag)
                 try trainer.prepare(deviceTrain)
                 var epochTimes: [Double] = []
@@ -88,7 +95,8 @@ extension Bench {
                     forward.append(secondsSince(start))
                     start = DispatchTime.now().uptimeNanoseconds
                     try seedModel.zeroGrad()
-                    _ = try seedModel.backward(grad)  // with the input gradient, as the lessons (and the numpy anchor) do
+                    // with the input gradient, as the lessons (and the numpy anchor) do
+                    _ = try seedModel.backward(grad)
                     try tag.synchronize()
                     backward.append(secondsSince(start))
                 }
@@ -96,7 +104,8 @@ extension Bench {
                 backward.removeFirst()
                 let f = forward.sorted()[forward.count / 2], b = backward.sorted()[backward.count / 2]
                 print(tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
-                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTimes.sorted()[epochs / 2], f * 1e3, b * 1e3, (f + b) * 1e3))
+                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTimes.sorted()[epochs / 2], f * 1e3, b * 1e3,
+                               (f + b) * 1e3))
             }
         }
     }

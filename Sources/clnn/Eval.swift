@@ -26,10 +26,15 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         if let activation, Activation(rawValue: activation) == nil {
-            throw ValidationError("--activation must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
+            throw ValidationError("--activation must be one of "
+                + "\(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
         }
-        if let loss, Losses.named(loss) == nil { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
-        if let classes, !(1...(1 << 16)).contains(classes) { throw ValidationError("--classes must be in 1...65536, got \(classes)") }
+        if let loss, Losses.named(loss) == nil {
+            throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'")
+        }
+        if let classes, !(1...(1 << 16)).contains(classes) {
+            throw ValidationError("--classes must be in 1...65536, got \(classes)")
+        }
         _ = try parseNormalization(normalization)
     }
 
@@ -45,12 +50,14 @@ struct Eval: ParsableCommand {
         let plain = Checkpoint.isPlainStateDict(try SafeTensors.decode(bytes, path: model).metadata)
         var assumptions = StateDictAssumptions()
         if plain {
-            assumptions = try StateDictAssumptions(activation: activation, loss: loss, classes: classes, normalization: normalization) {
+            assumptions = try StateDictAssumptions(activation: activation, loss: loss, classes: classes,
+                                                   normalization: normalization) {
                 try folder.loadRaw().train.normalization
             }
         } else if let given = [("--activation", activation), ("--loss", loss), ("--normalization", normalization),
                                ("--classes", classes.map(String.init))].first(where: { $0.1 != nil }) {
-            throw ValidationError("\(given.0) is for a plain PyTorch state dict; \(model) is a clnn checkpoint that records its own")
+            throw ValidationError("\(given.0) is for a plain PyTorch state dict; \(model) is a clnn checkpoint "
+                + "that records its own")
         }
         let (checkpoint, network) = try Checkpoint.decode(bytes, path: model, on: device, assuming: assumptions)
         if let note = checkpoint.note { warn("clnn: \(model): \(note)") }

@@ -6,7 +6,8 @@ import Foundation
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The fast.ai lessons' walk-through on real data: sizes, normalisation, and activation statistics per init.")
+        abstract: "The fast.ai lessons' walk-through on real data: sizes, normalisation, and activation statistics "
+            + "per init.")
 
     @OptionGroup var common: DataDeviceOptions
 
@@ -23,7 +24,9 @@ struct Inspect: ParsableCommand {
     var batch: Int = 64
 
     func validate() throws {
-        guard hidden > 0, hidden <= 1 << 16 else { throw ValidationError("--hidden must be in 1...65536, got \(hidden)") }
+        guard hidden > 0, hidden <= 1 << 16 else {
+            throw ValidationError("--hidden must be in 1...65536, got \(hidden)")
+        }
         guard (1...4096).contains(batch) else { throw ValidationError("--batch must be in 1...4096, got \(batch)") }
     }
 

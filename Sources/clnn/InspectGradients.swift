@@ -30,7 +30,8 @@ extension Inspect {
         var autograd: [[Double]]?
         #if canImport(_Differentiation) && !CLNN_NO_DIFFERENTIATION
         let reference = try linears.map {
-            Autograd.Layer(w: try $0.weight.value.toArray().map(Double.init), b: try $0.bias.value.toArray().map(Double.init),
+            Autograd.Layer(w: try $0.weight.value.toArray().map(Double.init),
+                           b: try $0.bias.value.toArray().map(Double.init),
                            inFeatures: $0.inFeatures, outFeatures: $0.outFeatures, activation: $0.activation)
         }
         let auto = Autograd.gradients(x: images.map(Double.init), rows: n, layers: reference,
@@ -47,7 +48,8 @@ extension Inspect {
         }
         let samples = 20, h = 1e-6
         var generator = SeededGenerator(seed: seed &+ 1)
-        print(String(format: "\ngradients of the lessons' %d-%d-1 MSE model (relu) on %d training images, loss %.6f, on %@:",
+        print(String(format: "\ngradients of the lessons' %d-%d-1 MSE model (relu) on %d training images, "
+                     + "loss %.6f, on %@:",
                      m, hidden, n, loss, device.description))
         print("tensor  shape        max |hand - autograd|  rel      max |hand - finite diff| (\(samples) entries)  rel")
         for (t, (name, shape, values)) in hand.enumerated() {

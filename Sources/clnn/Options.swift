@@ -15,13 +15,15 @@ struct DataDeviceOptions: ParsableArguments {
     /// training; nil for a single device (see `resolveDevice`).
     func deviceList() throws -> [DeviceTag]? {
         guard device.contains(",") else { return nil }
-        let parts = device.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let parts = device.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
         if let empty = parts.firstIndex(where: \.isEmpty) {
             throw ValidationError("--device \(device): entry \(empty + 1) of the list is empty (a stray comma?); "
                 + "a list names each device: cpu, opencl, opencl:N")
         }
         if parts.contains(where: { $0.lowercased() == "auto" }) {
-            throw ValidationError("--device \(device): a list names each device (cpu, opencl, opencl:N); auto is for one device")
+            throw ValidationError("--device \(device): a list names each device (cpu, opencl, opencl:N); "
+                + "auto is for one device")
         }
         return try parts.map { try DeviceTag(parsing: $0) }
     }
@@ -95,5 +97,6 @@ enum Interrupt {
 
 func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }
-    return seconds < 60 ? String(format: "%.1fs", seconds) : String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60)
+    return seconds < 60 ? String(format: "%.1fs", seconds)
+        : String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60)
 }

@@ -10,7 +10,8 @@ func parseNormalization(_ text: String?) throws -> Normalization? {
     let parts = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
     guard parts.count == 2, let mean = parts[0], let std = parts[1], mean.isFinite, abs(mean) <= 1e6,
           std.isFinite, std >= 1e-6, std <= 1e6 else {
-        throw ValidationError("--normalization must be MEAN,STD (|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6) or none, got '\(text)'")
+        throw ValidationError("--normalization must be MEAN,STD (|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6) or none, "
+            + "got '\(text)'")
     }
     return Normalization(mean: mean, std: std)
 }
@@ -25,7 +26,8 @@ extension StateDictAssumptions {
         if let given = try parseNormalization(normalization) {
             (self.normalization, normalizationOrigin) = (given, "--normalization")
         } else {
-            (self.normalization, normalizationOrigin) = (try training(), "the training set's statistics; --normalization to change")
+            (self.normalization, normalizationOrigin)
+                = (try training(), "the training set's statistics; --normalization to change")
         }
     }
 }

@@ -14,7 +14,8 @@ struct Train: ParsableCommand {
             starts a new run from a checkpoint's weights.
             """)
 
-    @OptionGroup(title: "Data and device (a list, --device opencl:0,opencl:1, trains data-parallel: one model copy per device, the global --batch-size split evenly)")
+    @OptionGroup(title: "Data and device (a list, --device opencl:0,opencl:1, trains data-parallel: one model copy "
+        + "per device, the global --batch-size split evenly)")
     var common: DataDeviceOptions
 
     @Option(help: "Number of passes over the training set (default 5; with --resume, the run's own).")
@@ -87,9 +88,15 @@ struct Train: ParsableCommand {
         guard hidden.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--hidden sizes must be at least 1, got \(hidden)")
         }
-        guard hidden.allSatisfy({ $0 <= 1 << 16 }) else { throw ValidationError("--hidden sizes must be at most 65536, got \(hidden)") }
-        guard hidden.count < Self.maxLayers else { throw ValidationError("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)") }
-        if let lr { guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") } }
+        guard hidden.allSatisfy({ $0 <= 1 << 16 }) else {
+            throw ValidationError("--hidden sizes must be at most 65536, got \(hidden)")
+        }
+        guard hidden.count < Self.maxLayers else {
+            throw ValidationError("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)")
+        }
+        if let lr {
+            guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
+        }
         if let momentum, !(momentum.isFinite && momentum >= 0 && momentum < 1) {
             throw ValidationError("--momentum must be in [0, 1), got \(momentum)")
         }
@@ -106,9 +113,12 @@ struct Train: ParsableCommand {
             throw ValidationError("--momentum applies to sgd; adam has its own moments (betas 0.9, 0.999)")
         }
         if let activation, Activation(rawValue: activation) == nil {
-            throw ValidationError("--activation must be one of \(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
+            throw ValidationError("--activation must be one of "
+                + "\(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
         }
-        if let loss, Losses.named(loss) == nil { throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'") }
+        if let loss, Losses.named(loss) == nil {
+            throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'")
+        }
         if let classes, !(1...(1 << 16)).contains(classes) {
             throw ValidationError("--classes must be in 1...65536, got \(classes)")
         }
@@ -117,7 +127,8 @@ struct Train: ParsableCommand {
             throw ValidationError("\(option) needs a file name, got an empty string")
         }
         if resume != nil && initFrom != nil {
-            throw ValidationError("--resume continues a run and --init-from starts a new one from its weights: give one")
+            throw ValidationError("--resume continues a run and --init-from starts a new one from its weights: "
+                + "give one")
         }
         _ = try parseNormalization(normalization)
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1, got \(maxSteps)") }
@@ -128,12 +139,15 @@ struct Train: ParsableCommand {
     func request() throws -> RunRequest {
         var r = RunRequest()
         (r.data, r.devices) = (common.data, try common.deviceRequest())
-        (r.epochs, r.batchSize, r.lr, r.momentum, r.weightDecay, r.seed) = (epochs, batchSize, lr, momentum, weightDecay, seed)
+        (r.epochs, r.batchSize, r.lr, r.momentum, r.weightDecay, r.seed)
+            = (epochs, batchSize, lr, momentum, weightDecay, seed)
         r.optimizer = optimizer.flatMap(OptimizerKind.init(rawValue:))
         r.schedule = lrSchedule.flatMap(LearningRateSchedule.init(rawValue:))
-        (r.hidden, r.activation, r.loss, r.classes) = (hidden, activation.flatMap(Activation.init(rawValue:)), loss, classes)
+        (r.hidden, r.activation, r.loss, r.classes)
+            = (hidden, activation.flatMap(Activation.init(rawValue:)), loss, classes)
         r.normalization = try parseNormalization(normalization)
-        (r.save, r.plot, r.resume, r.initFrom, r.stopAfter, r.maxSteps) = (save, plot, resume, initFrom, stopAfter, maxSteps)
+        (r.save, r.plot, r.resume, r.initFrom, r.stopAfter, r.maxSteps)
+            = (save, plot, resume, initFrom, stopAfter, maxSteps)
         return r
     }
 

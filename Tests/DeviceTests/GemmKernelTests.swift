@@ -12,7 +12,8 @@ final class GemmKernelTests: XCTestCase {
                 for kernel in GemmPlan.candidates(variant) {
                     let launch = GemmLaunch(kernel, variant)
                     for (m, k, n) in shapes {
-                        let av = testValues(m * k, seed: 5), bv = testValues(k * n, seed: 6), cv = testValues(m * n, seed: 7)
+                        let av = testValues(m * k, seed: 5), bv = testValues(k * n, seed: 6),
+                            cv = testValues(m * n, seed: 7)
                         let a = try Tensor(av, shape: variant == .tn ? [k, m] : [m, k], on: tag)
                         let b = try Tensor(bv, shape: variant == .nt ? [n, k] : [k, n], on: tag)
                         let c = try Tensor(cv, shape: [m, n], on: tag)
@@ -20,7 +21,8 @@ final class GemmKernelTests: XCTestCase {
                             try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn,
                                              transB: variant == .nt, kernel: launch, beta: 1)
                         }
-                        let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt)
+                        let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: variant == .tn,
+                                                      transB: variant == .nt)
                         assertClose(try c.toArray(), zip(product, cv).map { $0 + Double($1) }, rtol: 1e-4, atol: 1e-4,
                                     "\(tag) \(variant) \(kernel) \(m)x\(k)x\(n)")
                     }
@@ -71,10 +73,12 @@ final class GemmTunerCacheTests: XCTestCase {
             XCTAssertFalse(bad.isKnown(for: info))
             let text = String(decoding: try JSONEncoder().encode(bad), as: UTF8.self)
             XCTAssertNil(GemmTuner.cachedPlan(entry(text), for: info, sourceHash: "abc"), text)
-            XCTAssertNil(GemmTuner.cachedPlan(entry(encoded, small: text), for: info, sourceHash: "abc"), "small: \(text)")
+            XCTAssertNil(GemmTuner.cachedPlan(entry(encoded, small: text), for: info, sourceHash: "abc"),
+                         "small: \(text)")
         }
         XCTAssertNil(GemmTuner.cachedPlan(Array("{ not json".utf8), for: info, sourceHash: "abc"))
         let withoutSmall = Array(#"{"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {}, "plan": \#(encoded)}"#.utf8)
-        XCTAssertNil(GemmTuner.cachedPlan(withoutSmall, for: info, sourceHash: "abc"), "an entry of the one-plan format is retuned")
+        XCTAssertNil(GemmTuner.cachedPlan(withoutSmall, for: info, sourceHash: "abc"),
+                     "an entry of the one-plan format is retuned")
     }
 }

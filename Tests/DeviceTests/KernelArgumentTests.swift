@@ -11,7 +11,8 @@ final class KernelArgumentTests: XCTestCase {
             let device = try OpenCLRuntime.shared.device(tag.index)
             // A fresh program (its own options) so that no launch has matched its kernel yet.
             let kernel = try device.kernel("elementwise", "fill", options: "-D CLNN_ARGUMENT_TEST=\(tag.index)")
-            XCTAssertEqual(kernel.parameters, [KernelParameter(name: "n", kind: .int), KernelParameter(name: "x", kind: .buffer),
+            XCTAssertEqual(kernel.parameters, [KernelParameter(name: "n", kind: .int),
+                                               KernelParameter(name: "x", kind: .buffer),
                                                KernelParameter(name: "value", kind: .float)], "\(tag)")
             let x = try Tensor.zeros([5], on: tag)
             guard case .opencl(let buffer) = x.storage else { return XCTFail("\(tag)") }
@@ -33,7 +34,8 @@ final class KernelArgumentTests: XCTestCase {
                 try a.int("n", 5); try a.buffer("x", buffer); try a.float("value", 1); try a.int("extra", 0)
             }.contains("argument 4 'extra' (int) is one more than the kernel's 3 parameters"))
             XCTAssertEqual(try x.toArray(), [0, 0, 0, 0, 0], "\(tag): nothing ran")
-            XCTAssertEqual(launch { a in try a.int("n", 5); try a.buffer("x", buffer); try a.float("value", 2) }, "launched")
+            XCTAssertEqual(launch { a in try a.int("n", 5); try a.buffer("x", buffer); try a.float("value", 2) },
+                           "launched")
             XCTAssertEqual(try x.toArray(), [2, 2, 2, 2, 2], "\(tag)")
         }
     }
@@ -45,11 +47,13 @@ final class KernelArgumentTests: XCTestCase {
         for tag in openCLDevices {
             let device = try OpenCLRuntime.shared.device(tag.index)
             let x = try Tensor.randn([7, 5], seed: 1, on: tag), w = try Tensor.randn([5, 3], seed: 2, on: tag)
-            let b = try Tensor.zeros([3], on: tag), z = try Tensor.empty([7, 3], on: tag), y = try Tensor.empty([7, 3], on: tag)
+            let b = try Tensor.zeros([3], on: tag), z = try Tensor.empty([7, 3], on: tag),
+                y = try Tensor.empty([7, 3], on: tag)
             let order = try Tensor([6, 5, 4, 3, 2, 1, 0], shape: [7], on: tag)
             try Tensor.linear(try Rows(x, order: order, offset: 0, count: 7), weight: w, bias: b, activation: .relu,
                               preActivation: z, output: y)
-            try Tensor.linearBackward(try Rows(x, order: order, offset: 0, count: 7), y, weightGradient: try Tensor.empty([5, 3], on: tag),
+            try Tensor.linearBackward(try Rows(x, order: order, offset: 0, count: 7), y,
+                                      weightGradient: try Tensor.empty([5, 3], on: tag),
                                       biasGradient: b, accumulate: false)
             let labels = try Tensor([0, 1, 2, 0, 1, 2, 0], shape: [7], on: tag), out = try Tensor.empty([1], on: tag)
             try y.meanLoss(.softmaxCrossEntropy, labels: labels, grad: z, into: out)

@@ -6,7 +6,8 @@ import XCTest
 /// against a Double reference that gathers first, on every device and on shapes that are not multiples of any tile.
 final class LinearTests: XCTestCase {
     /// (batch, in, out): tiny, odd, the default model's first and second layer, and K past the CPU small path.
-    let shapes = [(1, 1, 1), (7, 13, 11), (65, 37, 50), (64, 784, 50), (64, 50, 10), (3, 5, 17), (2, 2100, 3), (2100, 3, 2)]
+    let shapes = [(1, 1, 1), (7, 13, 11), (65, 37, 50), (64, 784, 50), (64, 50, 10), (3, 5, 17), (2, 2100, 3),
+                  (2100, 3, 2)]
 
     /// Source rows, and an order over them that repeats rows and holds indices out of range (read as clamped).
     func rowsFixture(batch: Int, inputs: Int, on device: DeviceTag, offset: Int = 2)
@@ -29,16 +30,20 @@ final class LinearTests: XCTestCase {
             for (batch, inputs, outputs) in shapes {
                 let (x, gathered) = try rowsFixture(batch: batch, inputs: inputs, on: device)
                 let wv = testValues(inputs * outputs, seed: 12), bv = testValues(outputs, seed: 13)
-                let w = try Tensor(wv, shape: [inputs, outputs], on: device), b = try Tensor(bv, shape: [outputs], on: device)
-                let product = referenceMatmul(gathered, wv, m: batch, n: outputs, k: inputs, transA: false, transB: false)
+                let w = try Tensor(wv, shape: [inputs, outputs], on: device),
+                    b = try Tensor(bv, shape: [outputs], on: device)
+                let product = referenceMatmul(gathered, wv, m: batch, n: outputs, k: inputs, transA: false,
+                                              transB: false)
                 let zExpected = product.enumerated().map { $0.element + Double(bv[$0.offset % outputs]) }
                 for activation in [nil] + Activation.allCases {
                     let label = "\(device) \(batch)x\(inputs)→\(outputs) \(activation?.rawValue ?? "none")"
-                    let z = try Tensor.zeros([batch, outputs], on: device), y = try Tensor.zeros([batch, outputs], on: device)
+                    let z = try Tensor.zeros([batch, outputs], on: device),
+                        y = try Tensor.zeros([batch, outputs], on: device)
                     try Tensor.linear(x, weight: w, bias: b, activation: activation, preActivation: z, output: y)
                     assertClose(try z.toArray(), zExpected, rtol: 1e-4, atol: 1e-4, "z " + label)
                     if let activation {
-                        assertClose(try y.toArray(), zExpected.map { activation($0) }, rtol: 1e-4, atol: 1e-4, "y " + label)
+                        assertClose(try y.toArray(), zExpected.map { activation($0) }, rtol: 1e-4, atol: 1e-4,
+                                    "y " + label)
                     }
                 }
             }
@@ -51,12 +56,16 @@ final class LinearTests: XCTestCase {
                 let (x, gathered) = try rowsFixture(batch: batch, inputs: inputs, on: device)
                 let dzv = testValues(batch * outputs, seed: 14)
                 let dz = try Tensor(dzv, shape: [batch, outputs], on: device)
-                let dwExpected = referenceMatmul(gathered, dzv, m: inputs, n: outputs, k: batch, transA: true, transB: false)
-                let dbExpected = (0..<outputs).map { j in (0..<batch).reduce(0.0) { $0 + Double(dzv[$1 * outputs + j]) } }
+                let dwExpected = referenceMatmul(gathered, dzv, m: inputs, n: outputs, k: batch, transA: true,
+                                                 transB: false)
+                let dbExpected = (0..<outputs).map { j in
+                    (0..<batch).reduce(0.0) { $0 + Double(dzv[$1 * outputs + j]) }
+                }
                 for accumulate in [false, true] {
                     let label = "\(device) \(batch)x\(inputs)→\(outputs) accumulate \(accumulate)"
                     let dw0 = testValues(inputs * outputs, seed: 15), db0 = testValues(outputs, seed: 16)
-                    let dw = try Tensor(dw0, shape: [inputs, outputs], on: device), db = try Tensor(db0, shape: [outputs], on: device)
+                    let dw = try Tensor(dw0, shape: [inputs, outputs], on: device),
+                        db = try Tensor(db0, shape: [outputs], on: device)
                     try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: accumulate)
                     let base = { (v: [Float], i: Int) in accumulate ? Double(v[i]) : 0 }
                     assertClose(try dw.toArray(), dwExpected.indices.map { dwExpected[$0] + base(dw0, $0) },
@@ -85,20 +94,24 @@ final class LinearTests: XCTestCase {
             let dz = try Tensor(dzv, shape: [batch, outputs], on: tag)
             let z = referenceMatmul(gathered, wv, m: batch, n: outputs, k: inputs, transA: false, transB: false)
                 .enumerated().map { $0.element + Double(bv[$0.offset % outputs]) }
-            let dwExpected = referenceMatmul(gathered, dzv, m: inputs, n: outputs, k: batch, transA: true, transB: false)
+            let dwExpected = referenceMatmul(gathered, dzv, m: inputs, n: outputs, k: batch, transA: true,
+                                             transB: false)
             let dbExpected = (0..<outputs).map { j in (0..<batch).reduce(0.0) { $0 + Double(dzv[$1 * outputs + j]) } }
             for kernel in GemmPlan.candidates(.nn) {
                 let launch = GemmLaunch(kernel, .nn)
-                let (zOut, yOut) = (try Tensor.zeros([batch, outputs], on: tag), try Tensor.zeros([batch, outputs], on: tag))
+                let (zOut, yOut) = (try Tensor.zeros([batch, outputs], on: tag),
+                                    try Tensor.zeros([batch, outputs], on: tag))
                 try Tensor.run("linear", x.source, x.order!, w, b, zOut, yOut) { _, _, _, _, _, _ in
                 } opencl: { device, x0, order, w, b, z, y in
                     try launchMatmul(device, x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false,
-                                     kernel: launch, beta: 0, fusion: GemmFusion(gatherA: true, bias: true, activation: .gelu),
+                                     kernel: launch, beta: 0,
+                                     fusion: GemmFusion(gatherA: true, bias: true, activation: .gelu),
                                      extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows,
                                                                bias: b, y: y))
                 }
                 assertClose(try zOut.toArray(), z, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) z")
-                assertClose(try yOut.toArray(), z.map { Activation.gelu($0) }, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) y")
+                assertClose(try yOut.toArray(), z.map { Activation.gelu($0) }, rtol: 1e-4, atol: 1e-4,
+                            "\(tag) \(kernel) y")
             }
             for kernel in GemmPlan.candidates(.tn) {
                 let launch = GemmLaunch(kernel, .tn)
@@ -107,7 +120,8 @@ final class LinearTests: XCTestCase {
                 } opencl: { device, x0, order, dz, dw, db in
                     try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
                                      kernel: launch, beta: 0, fusion: GemmFusion(gatherA: true, biasGradient: true),
-                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db))
+                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows,
+                                                               db: db))
                 }
                 assertClose(try dw.toArray(), dwExpected, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) dw")
                 assertClose(try db.toArray(), dbExpected, rtol: 1e-4, atol: 1e-4, "\(tag) \(kernel) db")

@@ -79,7 +79,9 @@ final class MatmulTests: XCTestCase {
         let av = testValues(m * k, seed: 21), bv = testValues(k * n, seed: 22), rv = testValues(m * n, seed: 23)
         func loss(_ a: [Double], _ b: [Double]) -> Double {
             var total = 0.0
-            for i in 0..<m { for j in 0..<n { for p in 0..<k { total += a[i * k + p] * b[p * n + j] * Double(rv[i * n + j]) } } }
+            for i in 0..<m {
+                for j in 0..<n { for p in 0..<k { total += a[i * k + p] * b[p * n + j] * Double(rv[i * n + j]) } }
+            }
             return total
         }
         let ad = av.map(Double.init), bd = bv.map(Double.init)

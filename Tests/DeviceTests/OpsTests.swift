@@ -28,7 +28,8 @@ final class OpsTests: XCTestCase {
                 let xv = testValues(rows * cols, seed: 31).map { $0 * 3 }, dyv = testValues(rows * cols, seed: 32)
                 try compareOnEveryDevice("\(f) \(rows)x\(cols)", rtol: 1e-5, atol: 2e-6) { d in
                     let x = try Tensor(xv, shape: [rows, cols], on: d)
-                    return [try x.activation(f), try x.activationBackward(f, try Tensor(dyv, shape: [rows, cols], on: d))]
+                    return [try x.activation(f),
+                            try x.activationBackward(f, try Tensor(dyv, shape: [rows, cols], on: d))]
                 } check: { r in
                     let y = xv.map { f(Double($0)) }
                     assertClose(r[0], y, rtol: 1e-5, atol: 1e-6, "\(f)")
@@ -56,7 +57,8 @@ final class OpsTests: XCTestCase {
 
     func testBiasForwardAndBackwardMatchCPUOnEveryDevice() throws {
         for (rows, cols) in rowShapes {
-            let xv = testValues(rows * cols, seed: 41), bv = testValues(cols, seed: 42), dbv = testValues(cols, seed: 43)
+            let xv = testValues(rows * cols, seed: 41), bv = testValues(cols, seed: 42),
+                dbv = testValues(cols, seed: 43)
             try compareOnEveryDevice("bias \(rows)x\(cols)") { d in
                 let x = try Tensor(xv, shape: [rows, cols], on: d)
                 let y = try x.addBias(try Tensor(bv, shape: [cols], on: d))
@@ -77,13 +79,15 @@ final class OpsTests: XCTestCase {
     func testFusedBiasActivationMatchesReferenceOnEveryDevice() throws {
         for f in Activation.allCases {
             for (rows, cols) in rowShapes {
-                let xv = testValues(rows * cols, seed: 44), bv = testValues(cols, seed: 45), dyv = testValues(rows * cols, seed: 46)
+                let xv = testValues(rows * cols, seed: 44), bv = testValues(cols, seed: 45),
+                    dyv = testValues(rows * cols, seed: 46)
                 let dbv = testValues(cols, seed: 47)
                 try compareOnEveryDevice("bias+\(f) \(rows)x\(cols)", rtol: 1e-5, atol: 2e-6) { d in
                     let z = try Tensor(xv, shape: [rows, cols], on: d)
                     let y = try z.biasActivation(try Tensor(bv, shape: [cols], on: d), f)
                     let db = try Tensor(dbv, shape: [cols], on: d)
-                    let dz = try Tensor.biasActivationBackward(f, preActivation: z, try Tensor(dyv, shape: [rows, cols], on: d),
+                    let dz = try Tensor.biasActivationBackward(f, preActivation: z,
+                                                               try Tensor(dyv, shape: [rows, cols], on: d),
                                                                db: db, accumulate: true)
                     return [z, y, dz, db]
                 } check: { r in
@@ -165,7 +169,8 @@ final class OpsTests: XCTestCase {
             try compareOnEveryDevice("mse \(n)") { d in
                 let p = try Tensor(pv, shape: [n, 1], on: d)
                 let grad = try Tensor.zeros([n, 1], on: d)
-                return [try p.squaredError(target: try Tensor(tv, shape: [n], on: d), grad: grad, gradScale: 0.25), grad]
+                return [try p.squaredError(target: try Tensor(tv, shape: [n], on: d), grad: grad, gradScale: 0.25),
+                        grad]
             } check: { r in
                 assertClose(r[0], zip(pv, tv).map { Double($0 - $1) * Double($0 - $1) }, "losses")
                 assertClose(r[1], zip(pv, tv).map { 0.5 * Double($0 - $1) }, "gradient")
@@ -225,7 +230,8 @@ final class OpsTests: XCTestCase {
         }
     }
 
-    /// Adam's kernel against the same update written the textbook way in Double (m̂ / (√v̂ + eps)), over several steps.
+    /// Adam's kernel against the same update written the textbook way in Double (m̂ / (√v̂ + eps)), over several
+    /// steps.
     func testAdamStepMatchesReferenceOnEveryDevice() throws {
         let n = 37
         let pv = testValues(n, seed: 94), gv = testValues(n, seed: 96)
@@ -235,7 +241,8 @@ final class OpsTests: XCTestCase {
             let m = try Tensor.zeros([n], on: d), v = try Tensor.zeros([n], on: d)
             for t in 1...3 {
                 try p.adamStep(grad: g, m: m, v: v, step: t, lr: Float(lr),
-                               AdamHyperparameters(beta1: Float(b1), beta2: Float(b2), eps: Float(eps), weightDecay: Float(wd)))
+                               AdamHyperparameters(beta1: Float(b1), beta2: Float(b2), eps: Float(eps),
+                                                   weightDecay: Float(wd)))
             }
             return [p, m, v]
         } check: { r in

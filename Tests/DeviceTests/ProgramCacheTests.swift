@@ -14,7 +14,8 @@ final class ProgramCacheTests: XCTestCase {
         defer { unsetenv("CLNN_CACHE_DIR"); unsetenv("CLNN_PROGRAM_CACHE") }
 
         let device = try OpenCLRuntime.shared.device(0)
-        let source = try KernelLibrary.source("activation"), options = "-D ACTIVATION_RELU -D CLNN_TEST_SALT=\(UUID().uuidString.prefix(8))"
+        let source = try KernelLibrary.source("activation"),
+            options = "-D ACTIVATION_RELU -D CLNN_TEST_SALT=\(UUID().uuidString.prefix(8))"
         let file = ProgramCache.file(for: device.info, source: source, options: options)
         func canMakeKernel(_ program: CLProgram) -> Bool {
             var status: cl_int = 0
@@ -23,11 +24,14 @@ final class ProgramCacheTests: XCTestCase {
             return status == CL_SUCCESS
         }
 
-        XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source, options: options)))
+        XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source,
+                                                                             options: options)))
         let stored = try Data(contentsOf: file)
         XCTAssertFalse(stored.isEmpty, "the binary is stored after a build from source")
 
-        XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source, options: options)), "built from the binary")
+        XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source,
+                                                                             options: options)),
+                      "built from the binary")
         XCTAssertEqual(try Data(contentsOf: file), stored)
 
         // Damaged entries never reach the driver (rusticl aborts on a corrupt binary): garbage, a flipped payload
@@ -36,8 +40,11 @@ final class ProgramCacheTests: XCTestCase {
         flipped[flipped.count / 2] ^= 0xFF
         for damaged in [Data("not a program binary".utf8), Data(flipped), stored.prefix(stored.count - 3)] {
             try damaged.write(to: file)
-            XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source, options: options)), "falls back to source")
-            XCTAssertEqual(ProgramCache.unwrap(try Data(contentsOf: file))?.isEmpty, false, "the damaged entry is replaced")
+            XCTAssertTrue(canMakeKernel(try ProgramBuilder(device: device).build(name: "activation", source: source,
+                                                                                 options: options)),
+                          "falls back to source")
+            XCTAssertEqual(ProgramCache.unwrap(try Data(contentsOf: file))?.isEmpty, false,
+                           "the damaged entry is replaced")
         }
     }
 }

@@ -27,7 +27,8 @@ final class ArchitectureTests: XCTestCase {
     func testAMixedArchitectureRoundTripsAndRebuildsTheSameModelOnEveryDevice() throws {
         let path = try temporaryFolder(self).appendingPathComponent("mixed.safetensors").path
         let model = try mixedModel(seed: 7, on: .cpu, fused: false)
-        let meta = try Checkpoint(model: model, loss: "cross-entropy", classes: 3, normalization: normalization, epoch: 4)
+        let meta = try Checkpoint(model: model, loss: "cross-entropy", classes: 3, normalization: normalization,
+                                  epoch: 4)
         XCTAssertEqual(LayerSpec.text(meta.layers), "linear(6,4),gelu,linear(4,5),sigmoid,linear(5,3)")
         XCTAssertEqual(meta.activation, "mixed")
         try meta.save(model, to: path)
@@ -48,13 +49,15 @@ final class ArchitectureTests: XCTestCase {
     func testLoadIntoAModelTheUserBuiltAndMismatchesAreNamed() throws {
         let path = try temporaryFolder(self).appendingPathComponent("m.safetensors").path
         let source = try mixedModel(seed: 7, on: .cpu, fused: false)
-        try Checkpoint(model: source, loss: "cross-entropy", classes: 3, normalization: normalization).save(source, to: path)
+        try Checkpoint(model: source, loss: "cross-entropy", classes: 3, normalization: normalization)
+            .save(source, to: path)
         for device in testDevices {
             // A fused Linear(…, activation: .gelu) is the same two entries as Linear then ActivationLayer(.gelu).
             let mine = try mixedModel(seed: 99, on: device, fused: true)
             let checkpoint = try mine.load(from: path)
             XCTAssertEqual(checkpoint.classes, 3)
-            XCTAssertEqual(try mine.parameters.map { try $0.value.toArray() }, try source.parameters.map { try $0.value.toArray() })
+            XCTAssertEqual(try mine.parameters.map { try $0.value.toArray() },
+                           try source.parameters.map { try $0.value.toArray() })
 
             let different = Sequential([try Linear(6, 4, activation: .tanh, seed: 1, on: device),
                                         try Linear(4, 5, activation: .sigmoid, seed: 2, on: device),
@@ -62,9 +65,11 @@ final class ArchitectureTests: XCTestCase {
             let before = try different.parameters.map { try $0.value.toArray() }
             XCTAssertThrowsError(try different.load(from: path)) { error in
                 XCTAssertTrue("\(error)".hasPrefix(path + ": "), "\(error)")
-                XCTAssertTrue("\(error)".contains("entry 1 is gelu in the checkpoint and tanh in the model"), "\(error)")
+                XCTAssertTrue("\(error)".contains("entry 1 is gelu in the checkpoint and tanh in the model"),
+                              "\(error)")
             }
-            XCTAssertEqual(try different.parameters.map { try $0.value.toArray() }, before, "nothing loaded on a mismatch")
+            XCTAssertEqual(try different.parameters.map { try $0.value.toArray() }, before,
+                           "nothing loaded on a mismatch")
             let shorter = try MLP.make(sizes: [6, 4], seed: 1, on: device)
             XCTAssertThrowsError(try shorter.load(from: path)) {
                 XCTAssertTrue("\($0)".contains("the checkpoint has 5 entries and the model 1"), "\($0)")
@@ -77,17 +82,23 @@ final class ArchitectureTests: XCTestCase {
         let path = folder.appendingPathComponent("m.safetensors").path
         let model = try MLP.make(sizes: [6, 4, 3], seed: 1, on: .cpu)
         let cases: [(Checkpoint, String)] = [
-            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 4, normalization: normalization), "disagrees with the output size 3"),
-            (Checkpoint(sizes: [6, 4, 3], loss: "hinge", classes: 3, normalization: normalization), "unknown loss 'hinge'"),
-            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3, normalization: Normalization(mean: 0, std: 0)), "clnn.std"),
-            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3, normalization: normalization, imageShape: [2, 2]), "clnn.image"),
-            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3, normalization: normalization, activation: .tanh), "entry 1 is tanh in the checkpoint and relu in the model"),
+            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 4, normalization: normalization),
+             "disagrees with the output size 3"),
+            (Checkpoint(sizes: [6, 4, 3], loss: "hinge", classes: 3, normalization: normalization),
+             "unknown loss 'hinge'"),
+            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3,
+                        normalization: Normalization(mean: 0, std: 0)), "clnn.std"),
+            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3, normalization: normalization,
+                        imageShape: [2, 2]), "clnn.image"),
+            (Checkpoint(sizes: [6, 4, 3], loss: "cross-entropy", classes: 3, normalization: normalization,
+                        activation: .tanh), "entry 1 is tanh in the checkpoint and relu in the model"),
         ]
         for (meta, fragment) in cases {
             XCTAssertThrowsError(try meta.save(model, to: path)) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }
         }
         let custom = Sequential([try Linear(6, 3, seed: 1), Doubler()])
-        XCTAssertThrowsError(try Checkpoint(model: custom, loss: "cross-entropy", classes: 3, normalization: normalization)) {
+        XCTAssertThrowsError(try Checkpoint(model: custom, loss: "cross-entropy", classes: 3,
+                                            normalization: normalization)) {
             XCTAssertTrue("\($0)".contains("Doubler"), "\($0)")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "nothing was written")
@@ -106,11 +117,14 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertEqual(LayerSpec.text(checkpoint.layers), "linear(3,2),leaky-relu,linear(2,2)")
         XCTAssertEqual(rebuilt.layerSpecs, model.layerSpecs)
         for (architecture, fragment) in [("linear(3,2),swish,linear(2,2)", "entry 1 'swish'"),
-                                         ("linear(3,2),relu,linear(3,2)", "entry 2 linear(3,2) takes 3 inputs but the layer before gives 2"),
+                                         ("linear(3,2),relu,linear(3,2)",
+                                          "entry 2 linear(3,2) takes 3 inputs but the layer before gives 2"),
                                          ("linear(3,2),relu,linear(2,2),linear(3,2)", "disagrees with 'clnn.sizes'")] {
             let bad = try SafeTensors.encode(tensors, metadata: ["clnn.sizes": "3,2,2", "clnn.loss": "cross-entropy",
                 "clnn.classes": "2", "clnn.mean": "0", "clnn.std": "1", "clnn.architecture": architecture])
-            XCTAssertThrowsError(try Checkpoint.decode(bad, path: "bad", on: .cpu)) { XCTAssertTrue("\($0)".contains(fragment), "\($0)") }
+            XCTAssertThrowsError(try Checkpoint.decode(bad, path: "bad", on: .cpu)) {
+                XCTAssertTrue("\($0)".contains(fragment), "\($0)")
+            }
         }
     }
 }
@@ -125,8 +139,10 @@ final class APIContractTests: XCTestCase {
             let keptDx = try dx1.toArray()
             _ = try model.forward(try Tensor(testValues(10, seed: 2), shape: [2, 5], on: device))
             _ = try model.backward(try Tensor(testValues(6, seed: 4), shape: [2, 3], on: device))
-            XCTAssertEqual(try y1.toArray(), kept, "a second forward must not change the first one's result on \(device)")
-            XCTAssertEqual(try dx1.toArray(), keptDx, "a second backward must not change the first one's result on \(device)")
+            XCTAssertEqual(try y1.toArray(), kept,
+                           "a second forward must not change the first one's result on \(device)")
+            XCTAssertEqual(try dx1.toArray(), keptDx,
+                           "a second backward must not change the first one's result on \(device)")
             XCTAssertFalse(model.reusesBuffers)
         }
     }
@@ -154,7 +170,8 @@ final class APIContractTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(model: regression, loss: MSELoss(), options: TrainingOptions())) {
             XCTAssertTrue("\($0)".contains("pass classes:"), "\($0)")
         }
-        XCTAssertEqual(try Trainer(model: regression, loss: MSELoss(), classes: 10, options: TrainingOptions()).classes, 10)
+        XCTAssertEqual(try Trainer(model: regression, loss: MSELoss(), classes: 10,
+                                   options: TrainingOptions()).classes, 10)
 
         let data = Dataset(images: testValues(8, seed: 1), labels: [0, 2], features: 4)
         let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions())
@@ -162,7 +179,8 @@ final class APIContractTests: XCTestCase {
         XCTAssertEqual(evaluated.loss, try trainer.evaluate(data).loss)
 
         try requireOpenCL()
-        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions(), device: .opencl(0))) {
+        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions(),
+                                         device: .opencl(0))) {
             XCTAssertTrue("\($0)".contains("is on cpu, not opencl:0"), "\($0)")
         }
         try model.layers[1].to(.opencl(0))
@@ -175,7 +193,8 @@ final class APIContractTests: XCTestCase {
 final class FuzzShimTests: XCTestCase {
     /// Fuzz/ActivationNames.swift stands in for Device's `Activation` when the fuzzer builds the checkpoint reader.
     func testTheFuzzersActivationNamesAreDevices() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let text = try String(contentsOf: root.appendingPathComponent("Fuzz/ActivationNames.swift"), encoding: .utf8)
         let names = text.split(separator: "\n").compactMap { line -> String? in
             let parts = line.trimmingCharacters(in: .whitespaces).split(separator: " ")
@@ -190,21 +209,29 @@ extension FuzzShimTests {
     /// The fuzzers start from seeds that reach each check of the readers (issue "Reliability III"): each seed here
     /// is refused, or read, as its name says.
     func testTheFuzzSeedsReachTheReadersChecks() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        func seed(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: root.appendingPathComponent("Fuzz/seeds/" + name))) }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        func seed(_ name: String) throws -> [UInt8] {
+            Array(try Data(contentsOf: root.appendingPathComponent("Fuzz/seeds/" + name)))
+        }
         for (name, fragment) in [("checkpoint/nonfinite.safetensors", "tensor '0.weight' holds nan at [0, 5]"),
                                  ("checkpoint/overlap.safetensors", "tensors '0.bias' and '2.bias' overlap"),
-                                 ("checkpoint/contradiction.safetensors", "'clnn.activation' relu contradicts 'clnn.architecture'"),
-                                 ("checkpoint/leading-zero.safetensors", "has index '02', which nn.Sequential never writes"),
+                                 ("checkpoint/contradiction.safetensors",
+                                  "'clnn.activation' relu contradicts 'clnn.architecture'"),
+                                 ("checkpoint/leading-zero.safetensors",
+                                  "has index '02', which nn.Sequential never writes"),
                                  ("checkpoint/batchnorm-counter.safetensors", "(this is a BatchNorm's)"),
                                  ("safetensors/gap.safetensors", "belong to no tensor")] {
-            XCTAssertThrowsError(try Checkpoint.verified(try seed(name), path: name, vocabulary: Checkpoint.vocabulary), name) {
+            XCTAssertThrowsError(try Checkpoint.verified(try seed(name), path: name, vocabulary: Checkpoint.vocabulary),
+                                 name) {
                 XCTAssertTrue("\($0)".contains(fragment), "\(name): \($0)")
             }
         }
-        let bound = try Checkpoint.verified(try seed("checkpoint/bound-state.safetensors"), path: "bound", vocabulary: Checkpoint.vocabulary)
+        let bound = try Checkpoint.verified(try seed("checkpoint/bound-state.safetensors"), path: "bound",
+                                            vocabulary: Checkpoint.vocabulary)
         XCTAssertEqual(bound.checkpoint.trainingStateDigest, 0x9c2e51fa0b3d7e11)
-        let (tensors, metadata) = try SafeTensors.decode(try seed("safetensors/training-state.safetensors"), path: "state")
+        let (tensors, metadata) = try SafeTensors.decode(try seed("safetensors/training-state.safetensors"),
+                                                         path: "state")
         XCTAssertEqual(metadata["clnn.step"], "5")
         XCTAssertEqual(tensors.count, 2)
     }

@@ -10,13 +10,15 @@ import XCTest
 /// against finite differences. Each test prints the largest difference it saw per module and device.
 final class AutogradTests: XCTestCase {
     private func reference(_ linear: Linear) throws -> Autograd.Layer {
-        Autograd.Layer(w: try linear.weight.value.toArray().map(Double.init), b: try linear.bias.value.toArray().map(Double.init),
+        Autograd.Layer(w: try linear.weight.value.toArray().map(Double.init),
+                       b: try linear.bias.value.toArray().map(Double.init),
                        inFeatures: linear.inFeatures, outFeatures: linear.outFeatures, activation: linear.activation)
     }
 
     /// max |a − b| after checking closeness.
     @discardableResult
-    private func compare(_ got: [Float], _ expected: [Double], _ what: String, rtol: Double = 1e-4, atol: Double = 1e-5) -> Double {
+    private func compare(_ got: [Float], _ expected: [Double], _ what: String, rtol: Double = 1e-4,
+                         atol: Double = 1e-5) -> Double {
         assertClose(got, expected, rtol: rtol, atol: atol, what)
         return zip(got, expected).map { abs(Double($0) - $1) }.max() ?? 0
     }
@@ -38,16 +40,20 @@ final class AutogradTests: XCTestCase {
                                                   objective: .weightedSum(r: rv.map(Double.init)))
                     let shape = "\(name) \(rows)x\(inputs)→\(outputs) on \(device)"
                     worst = max(worst, compare(try dx.toArray(), auto.input, "input gradient, \(shape)"))
-                    worst = max(worst, compare(try linear.weight.grad.toArray(), auto.weights[0], "weight gradient, \(shape)"))
-                    worst = max(worst, compare(try linear.bias.grad.toArray(), auto.biases[0], "bias gradient, \(shape)"))
+                    worst = max(worst, compare(try linear.weight.grad.toArray(), auto.weights[0],
+                                               "weight gradient, \(shape)"))
+                    worst = max(worst, compare(try linear.bias.grad.toArray(), auto.biases[0],
+                                               "bias gradient, \(shape)"))
                     if device == .cpu {
                         // The two references agree: autograd against finite differences of the same forward.
                         let r = try Tensor.randn([rows, outputs], seed: 1)
                         let numeric = try GradientCheck.check(linear, input: x, seed: 1)
-                        let same = Autograd.gradients(x: xv.map(Double.init), rows: rows, layers: [try reference(linear)],
+                        let same = Autograd.gradients(x: xv.map(Double.init), rows: rows,
+                                                      layers: [try reference(linear)],
                                                       objective: .weightedSum(r: try r.toArray().map(Double.init)))
                         for (result, autograd) in zip(numeric, [same.input, same.weights[0], same.biases[0]]) {
-                            assertClose(result.numeric, autograd, rtol: 1e-4, atol: 1e-6, "finite differences vs autograd, \(result.name), \(shape)")
+                            assertClose(result.numeric, autograd, rtol: 1e-4, atol: 1e-6,
+                                        "finite differences vs autograd, \(result.name), \(shape)")
                         }
                     }
                 }
@@ -69,18 +75,22 @@ final class AutogradTests: XCTestCase {
                 try model.zeroGrad()
                 let rv = testValues(rows * 4, seed: 8)
                 let dx = try model.backward(try Tensor(rv, shape: [rows, 4], on: device))
-                let auto = Autograd.gradients(x: xv.map(Double.init), rows: rows, layers: [try reference(model.layers[1] as! Linear)],
+                let auto = Autograd.gradients(x: xv.map(Double.init), rows: rows,
+                                              layers: [try reference(model.layers[1] as! Linear)],
                                               activationFirst: f, objective: .weightedSum(r: rv.map(Double.init)))
                 let worst = compare(try dx.toArray(), auto.input, "ActivationLayer(\(f)) input gradient on \(device)")
                 print("autograd vs hand-written: ActivationLayer(\(f.rawValue)) on \(device): max |Δ| = \(worst)")
             }
-            for (loss, objective, width) in [(CrossEntropyLoss() as any Loss, Autograd.Objective.softmaxCrossEntropy(labels: labels.map(Double.init)), cols),
+            for (loss, objective, width) in [(CrossEntropyLoss() as any Loss,
+                                              Autograd.Objective.softmaxCrossEntropy(labels: labels.map(Double.init)),
+                                              cols),
                                              (MSELoss(), .meanSquaredError(labels: labels.map(Double.init)), 1)] {
                 let pv = Array(xv.prefix(rows * width))
                 let pred = try Tensor(pv, shape: [rows, width], on: device)
                 let grad = try Tensor.empty([rows, width], on: device)
                 let value = try loss(pred, try Tensor(labels, shape: [rows], on: device), grad: grad).item()
-                let auto = Autograd.lossGradient(pred: pv.map(Double.init), rows: rows, cols: width, objective: objective)
+                let auto = Autograd.lossGradient(pred: pv.map(Double.init), rows: rows, cols: width,
+                                                 objective: objective)
                 XCTAssertEqual(Double(value), auto.value, accuracy: 1e-5, "\(loss.name) value on \(device)")
                 let worst = compare(try grad.toArray(), auto.grad, "\(loss.name) gradient on \(device)", atol: 1e-6)
                 print("autograd vs hand-written: \(loss.name) on \(device): max |Δ| = \(worst)")
@@ -92,25 +102,32 @@ final class AutogradTests: XCTestCase {
     /// 784-32-10 cross-entropy one.
     func testTheWholeMLPMatchesAutogradOnARealBatchOnEveryDevice() throws {
         let (train, _) = try fashionSlice(train: 16, test: 1)
-        for (sizes, loss, objective) in [([784, 50, 1], MSELoss() as any Loss, Autograd.Objective.meanSquaredError(labels: train.labels.map(Double.init))),
-                                         ([784, 32, 10], CrossEntropyLoss(), .softmaxCrossEntropy(labels: train.labels.map(Double.init)))] {
+        for (sizes, loss, objective) in [([784, 50, 1], MSELoss() as any Loss,
+                                          Autograd.Objective.meanSquaredError(labels: train.labels.map(Double.init))),
+                                         ([784, 32, 10], CrossEntropyLoss(),
+                                          .softmaxCrossEntropy(labels: train.labels.map(Double.init)))] {
             for device in testDevices {
                 let model = try MLP.make(sizes: sizes, seed: 11, on: device)
                 let x = try Tensor(train.images, shape: [train.count, 784], on: device)
                 let pred = try model.forward(x)
                 let grad = try Tensor.empty(pred.shape, on: device)
-                let value = try loss(pred, try Tensor(train.labels, shape: [train.count], on: device), grad: grad).item()
+                let value = try loss(pred, try Tensor(train.labels, shape: [train.count], on: device),
+                                     grad: grad).item()
                 try model.zeroGrad()
                 let dx = try model.backward(grad)
                 let auto = Autograd.gradients(x: train.images.map(Double.init), rows: train.count,
-                                              layers: try model.layers.map { try reference($0 as! Linear) }, objective: objective)
-                XCTAssertEqual(Double(value), auto.value, accuracy: 1e-4 * max(1, abs(auto.value)), "\(sizes) loss on \(device)")
+                                              layers: try model.layers.map { try reference($0 as! Linear) },
+                                              objective: objective)
+                XCTAssertEqual(Double(value), auto.value, accuracy: 1e-4 * max(1, abs(auto.value)),
+                               "\(sizes) loss on \(device)")
                 let name = "MLP \(sizes.map(String.init).joined(separator: "-")) \(loss.name)"
                 var worst = compare(try dx.toArray(), auto.input, "\(name) input gradient on \(device)", atol: 1e-6)
                 for (k, layer) in model.layers.enumerated() {
                     let linear = layer as! Linear
-                    worst = max(worst, compare(try linear.weight.grad.toArray(), auto.weights[k], "\(name) layer \(k) weight on \(device)", atol: 1e-6))
-                    worst = max(worst, compare(try linear.bias.grad.toArray(), auto.biases[k], "\(name) layer \(k) bias on \(device)", atol: 1e-6))
+                    worst = max(worst, compare(try linear.weight.grad.toArray(), auto.weights[k],
+                                               "\(name) layer \(k) weight on \(device)", atol: 1e-6))
+                    worst = max(worst, compare(try linear.bias.grad.toArray(), auto.biases[k],
+                                               "\(name) layer \(k) bias on \(device)", atol: 1e-6))
                 }
                 print("autograd vs hand-written: \(name) on a real batch of 16, \(device): max |Δ| = \(worst)")
             }

@@ -9,8 +9,11 @@ class CLITestCase: XCTestCase {
 
     var clnn: URL {
         get throws {
-            let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("clnn")
-            guard FileManager.default.isExecutableFile(atPath: url.path) else { throw XCTSkip("no clnn binary at \(url.path)") }
+            let url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+                .appendingPathComponent("clnn")
+            guard FileManager.default.isExecutableFile(atPath: url.path) else {
+                throw XCTSkip("no clnn binary at \(url.path)")
+            }
             return url
         }
     }
@@ -83,14 +86,17 @@ final class CLITests: CLITestCase {
         let two = try run(["train", "--device", "opencl:7"], env: ["POCL_DEVICES": "pthread pthread"])
         XCTAssertEqual(two.status, 1)
         if OpenCLRuntime.shared.devices.allSatisfy({ $0.platform.contains("Portable") }) {
-            XCTAssertTrue(two.stderr.contains("unknown device 'opencl:7'; available devices: cpu, opencl:0, opencl:1"), two.stderr)
+            XCTAssertTrue(two.stderr.contains("unknown device 'opencl:7'; available devices: cpu, opencl:0, opencl:1"),
+                          two.stderr)
         }
     }
 
     func testDataProblemsFailCleanlyAndWriteNothing() throws {
         let folder = try temporaryFolder(self)
-        let save = folder.appendingPathComponent("m.safetensors").path, plot = folder.appendingPathComponent("p.svg").path
-        let missing = try run(["train", "--data", folder.appendingPathComponent("nope").path, "--save", save, "--plot", plot])
+        let save = folder.appendingPathComponent("m.safetensors").path,
+            plot = folder.appendingPathComponent("p.svg").path
+        let missing = try run(["train", "--data", folder.appendingPathComponent("nope").path, "--save", save,
+                               "--plot", plot])
         XCTAssertEqual(missing.status, 1)
         XCTAssertTrue(missing.stderr.contains("no such data folder"), missing.stderr)
 
@@ -114,14 +120,16 @@ final class CLITests: CLITestCase {
         let eval = try run(["eval", "--model", save, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
         XCTAssertTrue(eval.stdout.contains("test acc"), eval.stdout)
-        XCTAssertTrue(try String(contentsOfFile: out.appendingPathComponent("p.svg").path, encoding: .utf8).hasPrefix("<svg"))
+        XCTAssertTrue(try String(contentsOfFile: out.appendingPathComponent("p.svg").path, encoding: .utf8)
+            .hasPrefix("<svg"))
 
         // The model knows 3 classes; a test set with label 7 is out of range for it.
         try IDX.writeGzip(IDX.encode(IDXArray(dims: [20], bytes: (0..<20).map { $0 == 4 ? 7 : UInt8($0 % 3) })),
                           to: data.appendingPathComponent("t10k-labels-idx1-ubyte.gz").path)
         let bad = try run(["eval", "--model", save, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertTrue(bad.stderr.contains("t10k-labels-idx1-ubyte.gz: label 7.0 of example 4 is out of range for a model of 3 classes"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("t10k-labels-idx1-ubyte.gz: label 7.0 of example 4 is out of range "
+                                          + "for a model of 3 classes"), bad.stderr)
 
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: save)))
         bytes.removeLast(7)
@@ -135,7 +143,8 @@ final class CLITests: CLITestCase {
     func testAutoFallsBackToCPUOnceWhenThereIsNoOpenCL() throws {
         let data = try temporaryFolder(self), empty = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 40, testCount: 10)
-        let r = try run(["train", "--data", data.path, "--epochs", "1", "--hidden", "4"], env: ["OCL_ICD_VENDORS": empty.path])
+        let r = try run(["train", "--data", data.path, "--epochs", "1", "--hidden", "4"],
+                        env: ["OCL_ICD_VENDORS": empty.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stderr.components(separatedBy: "no OpenCL device").count - 1, 1, r.stderr)
         XCTAssertTrue(r.stdout.contains("device cpu"), r.stdout)

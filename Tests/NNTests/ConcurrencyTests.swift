@@ -9,8 +9,8 @@ actor TrainingJob {
     init(seed: UInt64, device: DeviceTag) throws {
         var options = TrainingOptions()
         (options.epochs, options.batchSize, options.seed) = (1, 16, seed)
-        trainer = try Trainer(model: try MLP.make(sizes: [784, 8, 10], seed: seed, on: device), loss: CrossEntropyLoss(),
-                              options: options)
+        trainer = try Trainer(model: try MLP.make(sizes: [784, 8, 10], seed: seed, on: device),
+                              loss: CrossEntropyLoss(), options: options)
     }
     func run(_ data: DeviceDataset) throws -> [Float] {
         _ = try trainer.trainEpoch(data, epoch: 1)

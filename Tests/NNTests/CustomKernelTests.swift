@@ -66,9 +66,11 @@ final class CustomKernelTests: XCTestCase {
                 XCTAssertLessThan(result.worstRatio(rtol: 1e-2, atol: 1e-3), 1, "\(result.name) gradient on \(device)")
             }
             // In a model with built-in layers, trained by the library's own loop.
-            let model = Sequential([try Linear(cols, 5, seed: 1, on: device), Softsign(), try Linear(5, 3, seed: 2, on: device)])
+            let model = Sequential([try Linear(cols, 5, seed: 1, on: device), Softsign(),
+                                    try Linear(5, 3, seed: 2, on: device)])
             for result in try GradientCheck.check(model, input: x) {
-                XCTAssertLessThan(result.worstRatio(rtol: 1e-2, atol: 1e-3), 1, "model \(result.name) gradient on \(device)")
+                XCTAssertLessThan(result.worstRatio(rtol: 1e-2, atol: 1e-3), 1,
+                                  "model \(result.name) gradient on \(device)")
             }
         }
     }
@@ -81,8 +83,10 @@ final class CustomKernelTests: XCTestCase {
         }
         try requireOpenCL()
         let device = DeviceTag.opencl(0)
-        let broken = CustomKernel(name: "broken", source: "__kernel void broken(__global float* y) { y[0] = undefined_name; }")
-        XCTAssertThrowsError(try broken.launch(global: 1, .tensor(try Tensor.zeros([1], on: device))) { _ in }) { error in
+        let broken = CustomKernel(name: "broken", source: "__kernel void broken(__global float* y) { "
+                                  + "y[0] = undefined_name; }")
+        XCTAssertThrowsError(try broken.launch(global: 1,
+                                               .tensor(try Tensor.zeros([1], on: device))) { _ in }) { error in
             XCTAssertTrue("\(error)".contains("undefined_name"), "the build log names the problem: \(error)")
             XCTAssertTrue("\(error)".contains("CL_BUILD_PROGRAM_FAILURE"), "\(error)")
         }
@@ -90,8 +94,10 @@ final class CustomKernelTests: XCTestCase {
         XCTAssertThrowsError(try misnamed.launch(global: 1, .tensor(try Tensor.zeros([1], on: device))) { _ in }) {
             XCTAssertTrue("\($0)".contains("CL_INVALID_KERNEL_NAME"), "\($0)")
         }
-        let ok = CustomKernel(name: "k", source: "__kernel void k(__global float* x, __global float* y) { y[0] = x[0]; }")
-        XCTAssertThrowsError(try ok.launch(global: 1, .tensor(x), .tensor(try Tensor.zeros([1], on: device))) { _ in }) {
+        let ok = CustomKernel(name: "k", source: "__kernel void k(__global float* x, __global float* y) { "
+                              + "y[0] = x[0]; }")
+        XCTAssertThrowsError(try ok.launch(global: 1, .tensor(x),
+                                           .tensor(try Tensor.zeros([1], on: device))) { _ in }) {
             XCTAssertTrue("\($0)".contains("k: operands are on different devices (cpu and opencl:0)"), "\($0)")
         }
     }
@@ -112,15 +118,18 @@ final class CustomKernelTests: XCTestCase {
             """)
         XCTAssertEqual(commented.parameters?.map(\.name), ["y", "n"])
         XCTAssertEqual(commented.parameters?.map(\.kind), [.tensor, .int])
-        let twice = CustomKernel(name: "k", source: "#ifdef A\n__kernel void k(__global float* y)\n#else\n__kernel void k(__global float* y, const int n)\n#endif\n{}")
+        let twice = CustomKernel(name: "k", source: "#ifdef A\n__kernel void k(__global float* y)\n#else\n"
+                                 + "__kernel void k(__global float* y, const int n)\n#endif\n{}")
         XCTAssertNil(twice.parameters)
         for device in testDevices {
             let x = try Tensor([1, 2, 3], shape: [3], on: device), y = try Tensor.zeros([3], on: device)
             XCTAssertThrowsError(try scale.launch(global: 3, .float(3), .float(2), .tensor(x), .tensor(y)) { _ in }) {
-                XCTAssertTrue("\($0)".contains("argument 1 is a .float but parameter 'n' is declared int: pass .int(…)"), "\($0)")
+                XCTAssertTrue("\($0)".contains("argument 1 is a .float but parameter 'n' is declared int: "
+                                               + "pass .int(…)"), "\($0)")
             }
             XCTAssertThrowsError(try scale.launch(global: 3, .int(3), .float(2), .tensor(x)) { _ in }) {
-                XCTAssertTrue("\($0)".contains("takes 4 arguments (n, factor, x, y) but the launch gave 3: missing 'y'"), "\($0)")
+                XCTAssertTrue("\($0)".contains("takes 4 arguments (n, factor, x, y) but the launch gave 3: "
+                                               + "missing 'y'"), "\($0)")
             }
             try scale.launch(global: 3, .int(3), .float(2), .tensor(x), .tensor(y)) { host in
                 for i in 0..<3 { host[1][i] = 2 * host[0][i] }

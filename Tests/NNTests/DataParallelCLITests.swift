@@ -14,8 +14,11 @@ final class DataParallelCLITests: CLITestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertTrue(r.stdout.contains("after 4 of 8 steps (--max-steps)"), r.stdout)
             XCTAssertTrue(r.stdout.contains("saved \(save) at step 4 of epoch 3 of 3 (--max-steps; --resume"), r.stdout)
-            if device.contains(",") { XCTAssertTrue(r.stdout.contains("(data-parallel, 4 examples each per step)"), r.stdout) }
-            XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingState.path(besides: save)), "a partial epoch keeps its state")
+            if device.contains(",") {
+                XCTAssertTrue(r.stdout.contains("(data-parallel, 4 examples each per step)"), r.stdout)
+            }
+            XCTAssertTrue(FileManager.default.fileExists(atPath: TrainingState.path(besides: save)),
+                          "a partial epoch keeps its state")
             return try Checkpoint.load(save, on: .cpu).1.parameters.map { try $0.value.toArray() }
         }
         let single = try weights("cpu")
@@ -26,7 +29,8 @@ final class DataParallelCLITests: CLITestCase {
             let worst = zip(single, try weights(list)).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
             XCTAssertLessThanOrEqual(worst, 1e-5, list)
         }
-        for (args, fragment) in [(["--device", "cpu,cpu,cpu", "--batch-size", "8"], "--batch-size 8 cannot be split evenly across the 3 devices"),
+        for (args, fragment) in [(["--device", "cpu,cpu,cpu", "--batch-size", "8"],
+                                  "--batch-size 8 cannot be split evenly across the 3 devices"),
                                  (["--device", "cpu,auto"], "auto is for one device"),
                                  (["--device", "cpu,opencl:9"], "unknown device 'opencl:9'"),
                                  (["--max-steps", "0"], "--max-steps must be ≥ 1")] {

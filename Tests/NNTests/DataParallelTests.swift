@@ -5,12 +5,14 @@ import XCTest
 
 final class DataParallelTests: XCTestCase {
     /// The weights after `steps` steps of a 784-32-10 model, on `devices` (the first holds the model).
-    private func weights(_ devices: [DeviceTag], optimizer: OptimizerKind, steps: Int, data: Dataset) throws -> [[Float]] {
+    private func weights(_ devices: [DeviceTag], optimizer: OptimizerKind, steps: Int,
+                         data: Dataset) throws -> [[Float]] {
         var options = TrainingOptions()
         (options.epochs, options.batchSize, options.seed, options.optimizer) = (1, 48, 7, optimizer)
         (options.lr, options.momentum) = optimizer == .adam ? (0.003, 0) : (0.1, 0.9)
         let model = try MLP.make(sizes: [784, 32, 10], seed: 7, on: devices[0])
-        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: Array(devices.dropFirst()))
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                  replicas: Array(devices.dropFirst()))
         let device = try DeviceDataset(data, on: devices[0])
         try trainer.prepare(device)
         _ = try trainer.trainEpoch(device, epoch: 1, maxSteps: steps)
@@ -32,7 +34,8 @@ final class DataParallelTests: XCTestCase {
                 let replicated = try weights(devices, optimizer: optimizer, steps: 20, data: train)
                 let worst = zip(single, replicated).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
                 XCTAssertLessThanOrEqual(worst, 1e-5, "\(optimizer) on \(devices)")
-                print("data parallel \(optimizer) on \(devices.map(\.description).joined(separator: ",")): max |Δw| after 20 steps = \(worst)")
+                print("data parallel \(optimizer) on \(devices.map(\.description).joined(separator: ",")): "
+                      + "max |Δw| after 20 steps = \(worst)")
             }
         }
     }
@@ -41,8 +44,10 @@ final class DataParallelTests: XCTestCase {
         var options = TrainingOptions()
         options.batchSize = 64
         let model = try MLP.make(sizes: [4, 3], seed: 1, on: .cpu)
-        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: [.cpu, .cpu])) {
-            XCTAssertTrue("\($0)".contains("the batch size 64 cannot be split evenly across 3 devices (cpu, cpu, cpu)"), "\($0)")
+        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                         replicas: [.cpu, .cpu])) {
+            XCTAssertTrue("\($0)".contains("the batch size 64 cannot be split evenly across 3 devices (cpu, cpu, cpu)"),
+                          "\($0)")
         }
     }
 }

@@ -61,7 +61,11 @@ final class DataTests: XCTestCase {
         let folder = try temporaryFolder(self)
         func expect(_ bytes: [UInt8], gzip: Bool = false, _ fragment: String, line: UInt = #line) throws {
             let path = folder.appendingPathComponent("f\(line)\(gzip ? ".gz" : "")").path
-            if gzip { try IDX.writeGzip(bytes, to: path) } else { try Data(bytes).write(to: URL(fileURLWithPath: path)) }
+            if gzip {
+                try IDX.writeGzip(bytes, to: path)
+            } else {
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+            }
             XCTAssertThrowsError(try IDX.read(path), line: line) { error in
                 XCTAssertTrue("\(error)".hasPrefix(path + ": "), "\(error)", line: line)
                 XCTAssertTrue("\(error)".contains(fragment), "\(error)", line: line)
@@ -99,7 +103,9 @@ final class DataTests: XCTestCase {
         let folder = try temporaryFolder(self)
         try writeMNISTFolder(folder)
         try FileManager.default.removeItem(at: folder.appendingPathComponent("t10k-labels-idx1-ubyte.gz"))
-        XCTAssertThrowsError(try MNISTFolder(folder.path).load()) { XCTAssertTrue("\($0)".contains("t10k-labels"), "\($0)") }
+        XCTAssertThrowsError(try MNISTFolder(folder.path).load()) {
+            XCTAssertTrue("\($0)".contains("t10k-labels"), "\($0)")
+        }
 
         let mismatch = try temporaryFolder(self)
         try writeMNISTFolder(mismatch)

@@ -3,7 +3,8 @@ import TestSupport
 import XCTest
 
 final class GradientTests: XCTestCase {
-    func assertGradientsMatch(_ results: [GradientCheck.Result], _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertGradientsMatch(_ results: [GradientCheck.Result], _ label: String, file: StaticString = #filePath,
+                              line: UInt = #line) {
         for r in results {
             XCTAssertFalse(r.analytic.isEmpty && r.numeric.isEmpty && r.name != "input", file: file, line: line)
             assertClose(r.analytic, r.numeric, rtol: 1e-3, atol: 1e-4, "\(label) d/d\(r.name)", file: file, line: line)
@@ -26,7 +27,8 @@ final class GradientTests: XCTestCase {
             for device in testDevices {
                 // Inputs kept away from the kink at 0.
                 let values = testValues(24, seed: 4).map { $0 < 0 ? $0 - 0.05 : $0 + 0.05 }
-                let results = try GradientCheck.check(ActivationLayer(f), input: try Tensor(values, shape: [4, 6], on: device))
+                let results = try GradientCheck.check(ActivationLayer(f),
+                                                      input: try Tensor(values, shape: [4, 6], on: device))
                 assertGradientsMatch(results, "\(f) on \(device)")
             }
         }
@@ -70,8 +72,10 @@ final class GradientTests: XCTestCase {
             let zv = testValues(12, seed: 9).map { $0 * 50 }
             let logits = try Tensor(zv, shape: [3, 4], on: device)
             let labels = try Tensor([2, 0, 3], shape: [3], on: device)
-            let expected = CrossEntropyLoss().reference(DoubleMatrix(rows: 3, cols: 4, values: zv.map(Double.init)), [2, 0, 3])
-            XCTAssertEqual(Double(try CrossEntropyLoss()(logits, labels).item()), expected, accuracy: 1e-4 * max(1, expected))
+            let expected = CrossEntropyLoss().reference(DoubleMatrix(rows: 3, cols: 4, values: zv.map(Double.init)),
+                                                        [2, 0, 3])
+            XCTAssertEqual(Double(try CrossEntropyLoss()(logits, labels).item()), expected,
+                           accuracy: 1e-4 * max(1, expected))
             let p = try Tensor([1, 2, 3], shape: [3, 1], on: device)
             XCTAssertEqual(try MSELoss()(p, labels).item(), Float((1 + 4 + 0) / 3.0), accuracy: 1e-6)
         }

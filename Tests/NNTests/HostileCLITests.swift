@@ -24,7 +24,8 @@ final class HostileCLITests: CLITestCase {
 
     func testSpecialFilesAreRefusedAsOutputsBeforeAnyWork() throws {
         let data = try dataFolder()
-        for (option, path) in [("--save", "/dev/null"), ("--save", "/dev/full"), ("--plot", "/dev/full"), ("--plot", "/dev/null")] {
+        for (option, path) in [("--save", "/dev/null"), ("--save", "/dev/full"), ("--plot", "/dev/full"),
+                               ("--plot", "/dev/null")] {
             let r = try run(trainArgs(data, [option, path]))
             XCTAssertNotEqual(r.status, 0, "\(option) \(path)")
             XCTAssertTrue(r.stderr.contains("\(path): \(option): is a device"), r.stderr)
@@ -95,7 +96,8 @@ final class HostileCLITests: CLITestCase {
         XCTAssertEqual(try run(trainArgs(data, ["--save", save])).status, 0)
         let good = try Data(contentsOf: URL(fileURLWithPath: save))
         // One step per epoch: the epoch's last update is the one that diverges, after the last loss was read.
-        let r = try run(trainArgs(data, ["--batch-size", "40", "--lr", "1e30", "--lr-schedule", "constant", "--save", save]))
+        let r = try run(trainArgs(data, ["--batch-size", "40", "--lr", "1e30", "--lr-schedule", "constant",
+                                         "--save", save]))
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("no checkpoint was written"), r.stderr)
         XCTAssertFalse(r.stderr.contains("last good checkpoint"), r.stderr)
@@ -121,10 +123,12 @@ final class HostileCLITests: CLITestCase {
         for device in testDevices {
             let r = try run(["train", "--data", data.path, "--device", device.description, "--epochs", "1"])
             XCTAssertEqual(r.status, 1, "\(device): \(r.stderr)")
-            XCTAssertTrue(r.stderr.contains("t10k-images-idx3-ubyte.gz: test images are 4×4 pixels but the training images"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("t10k-images-idx3-ubyte.gz: test images are 4×4 pixels "
+                                            + "but the training images"), r.stderr)
             XCTAssertTrue(r.stderr.contains("train-images-idx3-ubyte.gz are 3×2"), r.stderr)
         }
-        // Same pixel count, another layout: accepted for training data of that shape, refused by a model trained on 3×2.
+        // Same pixel count, another layout: accepted for training data of that shape, refused by a model trained on
+        // 3×2.
         let other = try dataFolder(), out = try temporaryFolder(self)
         let save = out.appendingPathComponent("m.safetensors").path
         XCTAssertEqual(try run(trainArgs(other, ["--save", save])).status, 0)
@@ -138,7 +142,8 @@ final class HostileCLITests: CLITestCase {
         let data = try dataFolder()
         for (args, fragment) in [(["--epochs", "9223372036854775807"], "--epochs must be in 1...1000000"),
                                  (["--batch-size", "9223372036854775807"], "--batch-size must be in"),
-                                 (["--hidden", "65536", "65536"], "--batch-size 8: layer 3 (65536→65536) needs a weight matrix of"),
+                                 (["--hidden", "65536", "65536"],
+                                  "--batch-size 8: layer 3 (65536→65536) needs a weight matrix of"),
                                  (["--classes", "0"], "--classes must be in"),
                                  (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
                                  (["--hidden", "-5"], "--hidden sizes must be at least 1")] {
@@ -194,7 +199,8 @@ final class HostileCLITests: CLITestCase {
         XCTAssertTrue(r.stderr.contains("interrupted at epoch"), r.stderr)
         XCTAssertTrue(r.stdout.contains("epoch 1/100000"), "the log printed before the signal survives: \(r.stdout)")
         XCTAssertNoThrow(try Checkpoint.load(save, on: .cpu))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(), ["m.safetensors", "m.state.safetensors"],
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(),
+                       ["m.safetensors", "m.state.safetensors"],
                        "no temporary left")
     }
 
@@ -275,7 +281,8 @@ final class HostileCLITests: CLITestCase {
         let file = folder.appendingPathComponent("file").path
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
         for (dir, fragment) in [(file, "not a folder"), (folder.appendingPathComponent("none").path, "No such file")] {
-            let r = try run(["train", "--data", data.path, "--device", "opencl", "--epochs", "1"], env: ["CLNN_KERNELS_DIR": dir])
+            let r = try run(["train", "--data", data.path, "--device", "opencl", "--epochs", "1"],
+                            env: ["CLNN_KERNELS_DIR": dir])
             XCTAssertEqual(r.status, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains("CLNN_KERNELS_DIR=\(dir): \(fragment)"), r.stderr)
         }

@@ -7,7 +7,8 @@ import XCTest
 private final class Scale: Module {
     let scale: Parameter
     init(_ features: Int, on device: DeviceTag) throws {
-        scale = try Parameter(name: "scale", value: try Tensor(testValues(features, seed: 11), shape: [features], on: device))
+        scale = try Parameter(name: "scale",
+                              value: try Tensor(testValues(features, seed: 11), shape: [features], on: device))
     }
     var parameters: [Parameter] { [scale] }
     func forward(_ x: Tensor) throws -> Tensor { x }
@@ -28,7 +29,8 @@ final class LibraryDefaultsTests: XCTestCase {
         let (train, test) = try fashionSlice(train: 2000, test: 500)
         var adam = TrainingOptions()
         (adam.optimizer, adam.epochs) = (.adam, 2)
-        let trainer = try Trainer(model: try MLP.make(sizes: [784, 32, 10], seed: 1, on: .cpu), loss: CrossEntropyLoss(), options: adam)
+        let trainer = try Trainer(model: try MLP.make(sizes: [784, 32, 10], seed: 1, on: .cpu),
+                                  loss: CrossEntropyLoss(), options: adam)
         for epoch in 1...2 { _ = try trainer.trainEpoch(train, epoch: epoch) }
         let (_, accuracy) = try trainer.evaluate(test)
         XCTAssertGreaterThan(accuracy, 0.7, "Adam with the library's defaults learns")
@@ -47,8 +49,11 @@ final class LibraryDefaultsTests: XCTestCase {
                 let y = try model(probe)
                 outputs.append((y, try y.toArray()))
             }
-            XCTAssertEqual(Set(outputs.map { ObjectIdentifier($0.0) }).count, outputs.count, "\(device): a new tensor each time")
-            for (tensor, values) in outputs { XCTAssertEqual(try tensor.toArray(), values, "\(device): and its values stay") }
+            XCTAssertEqual(Set(outputs.map { ObjectIdentifier($0.0) }).count, outputs.count,
+                           "\(device): a new tensor each time")
+            for (tensor, values) in outputs {
+                XCTAssertEqual(try tensor.toArray(), values, "\(device): and its values stay")
+            }
             XCTAssertFalse(model.reusesBuffers, "the setting is the model's again after the epoch")
         }
     }
@@ -70,12 +75,15 @@ final class LibraryDefaultsTests: XCTestCase {
             }
             XCTAssertEqual(model.namedParameters.map(\.name), ["0.weight", "0.bias", "2.scale", "3.weight", "3.bias"])
             let other = Sequential([try Linear(6, 5, seed: 1, on: device)])
-            XCTAssertThrowsError(try other.loadStateDict(from: path)) { XCTAssertTrue("\($0)".contains("unexpected tensor '2.scale'"), "\($0)") }
+            XCTAssertThrowsError(try other.loadStateDict(from: path)) {
+                XCTAssertTrue("\($0)".contains("unexpected tensor '2.scale'"), "\($0)")
+            }
         }
     }
 
     func testGradientCheckSamplesEntriesAndNamesThemByLayer() throws {
-        let model = Sequential([try Linear(784, 50, activation: .tanh, seed: 1, on: .cpu), try Linear(50, 1, seed: 2, on: .cpu)])
+        let model = Sequential([try Linear(784, 50, activation: .tanh, seed: 1, on: .cpu),
+                                try Linear(50, 1, seed: 2, on: .cpu)])
         let x = try Tensor.randn([4, 784], seed: 3, on: .cpu)
         let results = try GradientCheck.check(model, input: x, samples: 16)
         XCTAssertEqual(results.map(\.name), ["input", "0.weight", "0.bias", "2.weight", "2.bias"])
@@ -104,7 +112,8 @@ extension LibraryDefaultsTests {
                 _ = try trainer.trainEpoch(train, epoch: 1)
                 for (i, p) in model.parameters.enumerated() {
                     XCTAssertTrue(p.value === captured[i], "\(device) \(replicas): the same tensor")
-                    XCTAssertNotEqual(try captured[i].toArray(), before[i], "\(device) \(replicas): showing the trained values")
+                    XCTAssertNotEqual(try captured[i].toArray(), before[i],
+                                      "\(device) \(replicas): showing the trained values")
                 }
             }
             // A move keeps the tensors too, and the optimiser's state follows.
@@ -142,7 +151,9 @@ extension LibraryDefaultsTests {
         let other = try MLP.make(sizes: [784, 8, 10], seed: 1, on: .cpu)
         let reference = try Trainer(model: other, loss: CrossEntropyLoss(), options: options, replicas: [.cpu])
         for epoch in 1...2 { _ = try reference.trainEpoch(train, epoch: epoch) }
-        for (a, b) in zip(model.parameters, other.parameters) { XCTAssertEqual(try a.value.toArray(), try b.value.toArray()) }
+        for (a, b) in zip(model.parameters, other.parameters) {
+            XCTAssertEqual(try a.value.toArray(), try b.value.toArray())
+        }
         XCTAssertTrue(try XCTUnwrap(model.parameterBlock).holds(model.parameters))
     }
 }

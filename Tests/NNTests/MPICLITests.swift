@@ -4,11 +4,13 @@ import TestSupport
 import XCTest
 
 /// `mpirun -np 2 clnn train …` (Open MPI): the same model as one process, over shared memory and over TCP; a killed
-/// process ends the job; processes with different data, options or starting files refuse to start. Skips where Open MPI is not installed.
+/// process ends the job; processes with different data, options or starting files refuse to start. Skips where Open MPI
+/// is not installed.
 final class MPICLITests: CLITestCase {
     private var mpirun: URL {
         get throws {
-            for folder in ["/usr/bin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: folder + "/mpirun") {
+            for folder in ["/usr/bin", "/usr/local/bin"]
+                where FileManager.default.isExecutableFile(atPath: folder + "/mpirun") {
                 return URL(fileURLWithPath: folder + "/mpirun")
             }
             throw XCTSkip("Open MPI's mpirun is not installed (apt-get install openmpi-bin)")
@@ -40,7 +42,8 @@ final class MPICLITests: CLITestCase {
         }
         process.waitUntilExit()
         group.wait()
-        return (process.terminationStatus, String(decoding: stdoutData, as: UTF8.self), String(decoding: stderrData, as: UTF8.self),
+        return (process.terminationStatus, String(decoding: stdoutData, as: UTF8.self),
+                String(decoding: stderrData, as: UTF8.self),
                 Date().timeIntervalSince(start))
     }
 
@@ -61,8 +64,11 @@ final class MPICLITests: CLITestCase {
             let r = try mpi(mca + ["-np", "2", clnn] + common + ["--device", devices, "--save", save])
             XCTAssertEqual(r.status, 0, "\(transport): \(r.stderr)")
             XCTAssertTrue(r.stdout.contains("2 processes (mpirun"), r.stdout)
-            if devices == "cpu,cpu" { XCTAssertTrue(r.stdout.contains("(data-parallel, 2 examples each per step)"), r.stdout) }
-            XCTAssertEqual(r.stdout.components(separatedBy: "saved \(save)").count - 1, 1, "only process 0 prints and saves: \(r.stdout)")
+            if devices == "cpu,cpu" {
+                XCTAssertTrue(r.stdout.contains("(data-parallel, 2 examples each per step)"), r.stdout)
+            }
+            XCTAssertEqual(r.stdout.components(separatedBy: "saved \(save)").count - 1, 1,
+                           "only process 0 prints and saves: \(r.stdout)")
             let got = try Checkpoint.load(save, on: .cpu).1.parameters.map { try $0.value.toArray() }
             let worst = zip(expected, got).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
             XCTAssertLessThanOrEqual(worst, 1e-5, "mpirun -np 2 over \(transport) against one process")
@@ -75,7 +81,8 @@ final class MPICLITests: CLITestCase {
         try writeMNISTFolder(data, trainCount: 200, testCount: 10)
         let save = out.appendingPathComponent("m.safetensors").path
         var killedAt: Date?
-        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu", "--epochs", "100000",
+        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu",
+                         "--epochs", "100000",
                          "--batch-size", "4", "--hidden", "4", "--save", save], timeout: 120) { _ in
             // Once a checkpoint exists, kill -9 one of the two training processes.
             guard FileManager.default.fileExists(atPath: save) else { return false }
@@ -99,9 +106,12 @@ final class MPICLITests: CLITestCase {
         try writeMNISTFolder(data, trainCount: 200, testCount: 10)
         let save = out.appendingPathComponent("m.safetensors").path
         var signalled = false
-        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu", "--epochs", "100000",
+        let r = try mpi(["-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu",
+                         "--epochs", "100000",
                          "--batch-size", "4", "--hidden", "4", "--save", save], timeout: 120) { _ in
-            guard FileManager.default.fileExists(atPath: save), let one = self.trainingPids(data.path).last else { return false }
+            guard FileManager.default.fileExists(atPath: save), let one = self.trainingPids(data.path).last else {
+                return false
+            }
             kill(one, SIGTERM)
             signalled = true
             return true
@@ -120,7 +130,8 @@ final class MPICLITests: CLITestCase {
         try writeMNISTFolder(b, trainCount: 59, testCount: 20)
         let clnn = try self.clnn.path
         let train = ["train", "--device", "cpu", "--batch-size", "8", "--hidden", "4", "--epochs", "1"]
-        let r = try mpi(["-np", "1", clnn] + train + ["--data", a.path, ":", "-np", "1", clnn] + train + ["--data", b.path])
+        let r = try mpi(["-np", "1", clnn] + train + ["--data", a.path, ":", "-np", "1", clnn] + train
+                        + ["--data", b.path])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("process 1 read 59 training and 20 test examples"), r.stderr)
         XCTAssertTrue(r.stderr.contains("every process must train on the same data"), r.stderr)
@@ -132,7 +143,8 @@ final class MPICLITests: CLITestCase {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 60, testCount: 20)
         let clnn = try self.clnn.path
-        let train = ["train", "--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "4", "--epochs", "2"]
+        let train = ["train", "--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "4",
+                     "--epochs", "2"]
         var r = try mpi(["-np", "1", clnn] + train + ["--lr", "0.1", ":", "-np", "1", clnn] + train + ["--lr", "0.05"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("process 1 runs with --lr 0.05 but process 0 with 0.1"), r.stderr)
@@ -176,10 +188,12 @@ final class MPICLITests: CLITestCase {
     func testADivergingRunUnderMpirunIsReportedOnceAndEveryProcessLeavesWithStatusOne() throws {
         let data = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 60, testCount: 20)
-        let r = try mpi(["--mca", "btl", "self,vader", "-np", "2", try clnn.path, "train", "--data", data.path, "--device", "cpu",
+        let r = try mpi(["--mca", "btl", "self,vader", "-np", "2", try clnn.path, "train", "--data", data.path,
+                         "--device", "cpu",
                          "--batch-size", "8", "--hidden", "5", "--lr", "1e30", "--lr-schedule", "constant"])
         XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertEqual(r.stderr.components(separatedBy: "loss became").count - 1 + r.stderr.components(separatedBy: "non-finite").count - 1,
+        XCTAssertEqual(r.stderr.components(separatedBy: "loss became").count - 1
+                       + r.stderr.components(separatedBy: "non-finite").count - 1,
                        1, "one report of the divergence: \(r.stderr)")
         XCTAssertFalse(r.stderr.contains("of 2): \n"), "no empty per-process lines: \(r.stderr)")
         XCTAssertFalse(r.stderr.contains("MPI_ABORT"), "the processes leave together, no abort: \(r.stderr)")

@@ -21,12 +21,14 @@ final class OptimizerTests: XCTestCase {
                 let (grad, _) = p.gradientForBackward()
                 try grad.copy(from: try Tensor(g, shape: [4], on: device))
                 try adam.step()
-                assertClose(try p.value.toArray(), expected[t - 1], rtol: 2e-6, atol: 1e-7, "Adam step \(t) on \(device)")
+                assertClose(try p.value.toArray(), expected[t - 1], rtol: 2e-6, atol: 1e-7,
+                            "Adam step \(t) on \(device)")
             }
             XCTAssertEqual(adam.stepCount, 3)
             let state = try adam.state(of: p)
             assertClose(try state["exp_avg"]!.toArray(), expAvg, rtol: 1e-5, atol: 1e-9, "exp_avg on \(device)")
-            assertClose(try state["exp_avg_sq"]!.toArray(), expAvgSq, rtol: 1e-4, atol: 1e-12, "exp_avg_sq on \(device)")
+            assertClose(try state["exp_avg_sq"]!.toArray(), expAvgSq, rtol: 1e-4, atol: 1e-12,
+                        "exp_avg_sq on \(device)")
         }
     }
 
@@ -49,7 +51,8 @@ final class OptimizerTests: XCTestCase {
                 }
             }
             for (a, b) in zip(model.parameters, copy.parameters) {
-                assertClose(try a.value.toArray(), try b.value.toArray(), rtol: 1e-6, atol: 1e-7, "\(a.name) on \(device)")
+                assertClose(try a.value.toArray(), try b.value.toArray(), rtol: 1e-6, atol: 1e-7,
+                            "\(a.name) on \(device)")
             }
         }
     }
@@ -88,8 +91,10 @@ final class OptimizerTests: XCTestCase {
                     var at = stop
                     at.lossSum = stop.step == 0 ? 0 : first.lastLossSum
                     let path = folder.appendingPathComponent("\(kind)-\(device)-\(stop.step).safetensors").path
-                    try SavedRun.save(first, checkpoint: try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
-                                      normalization: Normalization(mean: 0, std: 1), epoch: stop.epoch > 0 ? stop.epoch : nil),
+                    try SavedRun.save(first,
+                                      checkpoint: try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
+                                                                 normalization: Normalization(mean: 0, std: 1),
+                                                                 epoch: stop.epoch > 0 ? stop.epoch : nil),
                                       at: at, to: path)
 
                     let loaded = try SavedRun.load(path)
@@ -104,7 +109,8 @@ final class OptimizerTests: XCTestCase {
                     if stop.step > 0 { _ = try resumed.trainEpoch(data, epoch: 1, firstStep: stop.step) }
                     _ = try resumed.trainEpoch(data, epoch: 2)
                     for (a, b) in zip(whole.model.parameters, resumed.model.parameters) {
-                        XCTAssertEqual(try a.value.toArray(), try b.value.toArray(), "\(kind) on \(device) from \(stop): \(a.name)")
+                        XCTAssertEqual(try a.value.toArray(), try b.value.toArray(),
+                                       "\(kind) on \(device) from \(stop): \(a.name)")
                     }
                 }
             }

@@ -11,7 +11,8 @@ func pyTorchSaveFile(_ tensors: [(name: String, dtype: String, shape: [Int], dat
     var offset = 0
     var body: [UInt8] = []
     for t in tensors.sorted(by: { $0.name < $1.name }) {
-        entries.append("\"\(t.name)\":{\"dtype\":\"\(t.dtype)\",\"shape\":\(t.shape),\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
+        entries.append("\"\(t.name)\":{\"dtype\":\"\(t.dtype)\",\"shape\":\(t.shape),"
+            + "\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
         offset += t.data.count
         body += t.data
     }
@@ -42,9 +43,12 @@ final class PyTorchStateDictTests: XCTestCase {
             guard let linear = layer as? Linear else { continue }
             let w = try linear.weight.value.toArray()   // [in, out]
             var t = [Float](repeating: 0, count: w.count)
-            for i in 0..<linear.inFeatures { for o in 0..<linear.outFeatures { t[o * linear.inFeatures + i] = w[i * linear.outFeatures + o] } }
+            for i in 0..<linear.inFeatures {
+                for o in 0..<linear.outFeatures { t[o * linear.inFeatures + i] = w[i * linear.outFeatures + o] }
+            }
             tensors.append(("\(index).weight", dtype, [linear.outFeatures, linear.inFeatures], bytes(t, dtype)))
-            tensors.append(("\(index).bias", dtype, [linear.outFeatures], bytes(try linear.bias.value.toArray(), dtype)))
+            tensors.append(("\(index).bias", dtype, [linear.outFeatures],
+                            bytes(try linear.bias.value.toArray(), dtype)))
             index += 2
         }
         return pyTorchSaveFile(tensors)
@@ -67,8 +71,10 @@ final class PyTorchStateDictTests: XCTestCase {
             let note = try XCTUnwrap(checkpoint.note)
             XCTAssertTrue(note.contains("inferred linear(6,5),tanh,linear(5,3) from the tensor shapes"), note)
             XCTAssertTrue(note.contains("index 0 before the first Linear holds no parameters"), note)
-            XCTAssertTrue(note.contains("assumed activation tanh, loss cross-entropy, 3 classes (the output width)"), note)
-            assertClose(try loaded.forward(try Tensor(x, shape: [4, 6], on: device)).toArray(), expected, rtol: 1e-5, atol: 1e-6,
+            XCTAssertTrue(note.contains("assumed activation tanh, loss cross-entropy, 3 classes (the output width)"),
+                          note)
+            assertClose(try loaded.forward(try Tensor(x, shape: [4, 6], on: device)).toArray(), expected,
+                        rtol: 1e-5, atol: 1e-6,
                         "the state dict's model on \(device)")
             let got = try Evaluator(model: loaded, loss: CrossEntropyLoss()).evaluate(data)
             XCTAssertEqual(got.accuracy, expectedEval.accuracy, "\(device)")
@@ -76,7 +82,8 @@ final class PyTorchStateDictTests: XCTestCase {
             // Into a model the user built: the activation between the Linears is the model's own.
             let mine = try MLP.make(sizes: [6, 5, 3], activation: .tanh, seed: 9, on: device)
             try mine.load(from: try write(file))
-            XCTAssertEqual(try mine.parameters.map { try $0.value.toArray() }, try model.parameters.map { try $0.value.toArray() })
+            XCTAssertEqual(try mine.parameters.map { try $0.value.toArray() },
+                           try model.parameters.map { try $0.value.toArray() })
         }
     }
 
@@ -86,17 +93,23 @@ final class PyTorchStateDictTests: XCTestCase {
         try model.parameters[0].value.upload([0.5, -1.25, 2, 0.125, -0.75, 1.5, 3, -2, 0.25, 1, -0.5, 0.0625])
         try model.parameters[1].value.upload([0.5, -0.25, 1])
         for dtype in ["F16", "BF16", "F64"] {
-            let (checkpoint, loaded) = try Checkpoint.decode(try stateDict(of: model, dtype: dtype, firstIndex: 0), path: "half",
-                                                            on: .cpu)
-            XCTAssertTrue(checkpoint.note?.contains("converted 2 \(dtype) tensors to F32 on load") == true, "\(checkpoint.note ?? "")")
-            XCTAssertEqual(try loaded.parameters.map { try $0.value.toArray() }, try model.parameters.map { try $0.value.toArray() }, dtype)
+            let (checkpoint, loaded) = try Checkpoint.decode(try stateDict(of: model, dtype: dtype, firstIndex: 0),
+                                                             path: "half", on: .cpu)
+            XCTAssertTrue(checkpoint.note?.contains("converted 2 \(dtype) tensors to F32 on load") == true,
+                          "\(checkpoint.note ?? "")")
+            XCTAssertEqual(try loaded.parameters.map { try $0.value.toArray() },
+                           try model.parameters.map { try $0.value.toArray() }, dtype)
         }
-        let odd = pyTorchSaveFile([("0.weight", "I64", [1, 1], [UInt8](repeating: 0, count: 8)), ("0.bias", "F32", [1], bytes([0], "F32"))])
-        // Integers are converted as PyTorch's load_state_dict copies them into float parameters; other dtypes are refused.
-        XCTAssertTrue(try Checkpoint.decode(odd, path: "ints", on: .cpu).0.note?.contains("converted 1 I64 tensors to F32") == true)
+        let odd = pyTorchSaveFile([("0.weight", "I64", [1, 1], [UInt8](repeating: 0, count: 8)),
+                                   ("0.bias", "F32", [1], bytes([0], "F32"))])
+        // Integers are converted as PyTorch's load_state_dict copies them into float parameters; other dtypes are
+        // refused.
+        XCTAssertTrue(try Checkpoint.decode(odd, path: "ints", on: .cpu).0.note?
+            .contains("converted 1 I64 tensors to F32") == true)
         let bools = pyTorchSaveFile([("0.weight", "BOOL", [1, 1], [0]), ("0.bias", "F32", [1], bytes([0], "F32"))])
         XCTAssertThrowsError(try Checkpoint.decode(bools, path: "bools", on: .cpu)) {
-            XCTAssertTrue("\($0)".contains("tensor '0.weight' has dtype BOOL; CLNN reads F32, F16, BF16, F64 and I64"), "\($0)")
+            XCTAssertTrue("\($0)".contains("tensor '0.weight' has dtype BOOL; CLNN reads F32, F16, BF16, F64 and I64"),
+                          "\($0)")
         }
     }
 
@@ -105,10 +118,12 @@ final class PyTorchStateDictTests: XCTestCase {
             (name, "F32", shape, bytes(.init(repeating: 0.5, count: shape.reduce(1, *)), "F32"))
         }
         let cases: [([(String, String, [Int], [UInt8])], String)] = [
-            ([f32("0.weight", [8, 1, 3, 3]), f32("0.bias", [8])], "tensor '0.weight' has shape [8, 1, 3, 3]: a 4-D weight is a convolution's"),
+            ([f32("0.weight", [8, 1, 3, 3]), f32("0.bias", [8])],
+             "tensor '0.weight' has shape [8, 1, 3, 3]: a 4-D weight is a convolution's"),
             ([f32("0.weight", [4, 3]), f32("0.bias", [4]), f32("1.weight", [4]), f32("1.bias", [4])],
              "tensor '1.weight' has shape [4]: a 1-D weight is a normalisation layer's (LayerNorm, BatchNorm)"),
-            ([f32("0.weight", [4, 3]), f32("0.bias", [4]), f32("1.running_mean", [4])], "tensor '1.running_mean' is not N.weight or N.bias"),
+            ([f32("0.weight", [4, 3]), f32("0.bias", [4]), f32("1.running_mean", [4])],
+             "tensor '1.running_mean' is not N.weight or N.bias"),
             ([f32("0.weight", [4, 3]), f32("0.bias", [4]), f32("3.weight", [2, 4]), f32("3.bias", [2])],
              "indices 0 and 3 have 2 modules without parameters between them"),
             ([f32("0.weight", [4, 3])], "a Linear without bias (bias=False) is not supported"),
@@ -117,13 +132,15 @@ final class PyTorchStateDictTests: XCTestCase {
             ([f32("encoder.weight", [4, 3])], "tensor 'encoder.weight' is not N.weight or N.bias"),
         ]
         for (tensors, fragment) in cases {
-            XCTAssertThrowsError(try Checkpoint.decode(pyTorchSaveFile(tensors), path: "t.safetensors", on: .cpu)) { error in
+            XCTAssertThrowsError(try Checkpoint.decode(pyTorchSaveFile(tensors), path: "t.safetensors",
+                                                       on: .cpu)) { error in
                 XCTAssertTrue("\(error)".hasPrefix("t.safetensors: "), "\(error)")
                 XCTAssertTrue("\(error)".contains(fragment), "\(error)")
             }
         }
         let regression = pyTorchSaveFile([f32("0.weight", [1, 3]), f32("0.bias", [1])])
-        XCTAssertThrowsError(try Checkpoint.decode(regression, path: "r", on: .cpu, assuming: StateDictAssumptions(loss: "mse"))) {
+        XCTAssertThrowsError(try Checkpoint.decode(regression, path: "r", on: .cpu,
+                                                   assuming: StateDictAssumptions(loss: "mse"))) {
             XCTAssertTrue("\($0)".contains("state it (--classes)"), "\($0)")
         }
         XCTAssertEqual(try Checkpoint.decode(regression, path: "r", on: .cpu,
@@ -146,7 +163,8 @@ final class PyTorchStateDictCLITests: CLITestCase {
         let clnnFile = out.appendingPathComponent("clnn.safetensors").path
         try Checkpoint(model: model, loss: "cross-entropy", classes: 3, normalization: norm).save(model, to: clnnFile)
         // The same weights as PyTorch's save_file writes them (no metadata, nn.Flatten at index 0).
-        let (tensors, _) = try SafeTensors.decode(Array(try Data(contentsOf: URL(fileURLWithPath: clnnFile))), path: clnnFile)
+        let (tensors, _) = try SafeTensors.decode(Array(try Data(contentsOf: URL(fileURLWithPath: clnnFile))),
+                                                  path: clnnFile)
         let plain = out.appendingPathComponent("torch.safetensors").path
         try Data(pyTorchSaveFile(tensors.map { name, entry in
             let parts = name.split(separator: ".")
@@ -159,17 +177,21 @@ final class PyTorchStateDictCLITests: CLITestCase {
             let r = try run(["eval", "--model", plain, "--data", data.path, "--device", device, "--activation", "tanh",
                              "--normalization", "0.5,0.25"])
             XCTAssertEqual(r.status, 0, r.stderr)
-            XCTAssertTrue(r.stderr.contains("a plain PyTorch state dict (no clnn metadata): inferred linear(6,5),tanh,linear(5,3)"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("a plain PyTorch state dict (no clnn metadata): "
+                                            + "inferred linear(6,5),tanh,linear(5,3)"), r.stderr)
             XCTAssertTrue(r.stderr.contains("mean 0.5000 std 0.2500 (--normalization)"), r.stderr)
             let line = { (s: String) in s.split(separator: "\n").first { $0.hasPrefix("test loss") }.map(String.init) }
-            XCTAssertEqual(line(r.stdout), line(reference.stdout), "same loss and accuracy as the CLNN checkpoint on \(device)")
+            XCTAssertEqual(line(r.stdout), line(reference.stdout),
+                           "same loss and accuracy as the CLNN checkpoint on \(device)")
         }
         let defaults = try run(["eval", "--model", plain, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(defaults.status, 0, defaults.stderr)
         XCTAssertTrue(defaults.stderr.contains("assumed activation relu"), defaults.stderr)
-        XCTAssertTrue(defaults.stderr.contains("(the training set's statistics; --normalization to change)"), defaults.stderr)
+        XCTAssertTrue(defaults.stderr.contains("(the training set's statistics; --normalization to change)"),
+                      defaults.stderr)
 
-        let mixed = try run(["eval", "--model", clnnFile, "--data", data.path, "--device", "cpu", "--activation", "relu"])
+        let mixed = try run(["eval", "--model", clnnFile, "--data", data.path, "--device", "cpu",
+                             "--activation", "relu"])
         XCTAssertEqual(mixed.status, 64)
         XCTAssertTrue(mixed.stderr.contains("--activation is for a plain PyTorch state dict"), mixed.stderr)
 

@@ -24,7 +24,8 @@ final class ReliabilityCLITests: CLITestCase {
     func testAKillAtEveryFileStepOfASaveLeavesTheOldRunOrTheNewOneAndEitherResumesToTheSameBytes() throws {
         let data = try dataFolder(), out = try temporaryFolder(self)
         for device in crashDevices {
-            let common = ["--data", data.path, "--device", device, "--epochs", "3", "--batch-size", "8", "--hidden", "5",
+            let common = ["--data", data.path, "--device", device, "--epochs", "3", "--batch-size", "8",
+                          "--hidden", "5",
                           "--optimizer", "adam", "--lr", "0.01"]
             let whole = out.appendingPathComponent("whole-\(device).safetensors").path
             XCTAssertEqual(try run(["train"] + common + ["--save", whole]).status, 0)
@@ -38,7 +39,8 @@ final class ReliabilityCLITests: CLITestCase {
                 try FileManager.default.copyItem(atPath: base, toPath: model)
                 try FileManager.default.copyItem(atPath: statePath(base), toPath: statePath(model))
                 // Epoch 2's save, stopped by SIGKILL at its `step`-th file-system step.
-                let cut = try run(["train", "--resume", model, "--data", data.path, "--device", device, "--stop-after", "2"],
+                let cut = try run(["train", "--resume", model, "--data", data.path, "--device", device,
+                                   "--stop-after", "2"],
                                   env: ["CLNN_KILL_AT_FILE_STEP": String(step)])
                 if cut.status == 0 { break }  // the save has fewer steps: every one was tried
                 XCTAssertEqual(cut.status, SIGKILL, "\(device) step \(step): \(cut.stderr)")
@@ -48,25 +50,31 @@ final class ReliabilityCLITests: CLITestCase {
                 let resumed = try run(["train", "--resume", model, "--data", data.path, "--device", device])
                 XCTAssertEqual(resumed.status, 0, "\(device) step \(step): \(resumed.stderr)")
                 XCTAssertTrue(resumed.stdout.contains("resuming \(model) after epoch"), resumed.stdout)
-                XCTAssertEqual(try bytes(model), try bytes(whole), "\(device) step \(step): the run ends as one never stopped")
-                XCTAssertEqual(try bytes(statePath(model)), try bytes(statePath(whole)), "\(device) step \(step): its state too")
+                XCTAssertEqual(try bytes(model), try bytes(whole),
+                               "\(device) step \(step): the run ends as one never stopped")
+                XCTAssertEqual(try bytes(statePath(model)), try bytes(statePath(whole)),
+                               "\(device) step \(step): its state too")
             }
-            XCTAssertGreaterThanOrEqual(killed, 8, "\(device): a save has at least 8 file-system steps (two writes of 4)")
+            XCTAssertGreaterThanOrEqual(killed, 8,
+                                        "\(device): a save has at least 8 file-system steps (two writes of 4)")
         }
     }
 
     func testACommittedStateLeftStagedSurvivesTheNextSaveCutShortToo() throws {
         let data = try dataFolder(), out = try temporaryFolder(self)
         let model = out.appendingPathComponent("m.safetensors").path
-        let common = ["--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "5", "--optimizer", "adam"]
+        let common = ["--data", data.path, "--device", "cpu", "--batch-size", "8", "--hidden", "5",
+                      "--optimizer", "adam"]
         XCTAssertEqual(try run(["train"] + common + ["--epochs", "3", "--stop-after", "1", "--save", model]).status, 0)
         // Epoch 2 committed, its state still staged (killed before the rename into place)...
         let first = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu", "--stop-after", "2"],
                             env: ["CLNN_KILL_AT_FILE_STEP": "9"])
         XCTAssertEqual(first.status, SIGKILL, first.stderr)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(".m.state.safetensors.pending").path))
+        XCTAssertTrue(FileManager.default.fileExists(
+            atPath: out.appendingPathComponent(".m.state.safetensors.pending").path))
         // ...then another run saving there is killed while staging its own state: the epoch-2 pair must survive.
-        let second = try run(["train"] + common + ["--epochs", "1", "--save", model], env: ["CLNN_KILL_AT_FILE_STEP": "2"])
+        let second = try run(["train"] + common + ["--epochs", "1", "--save", model],
+                             env: ["CLNN_KILL_AT_FILE_STEP": "2"])
         XCTAssertEqual(second.status, SIGKILL, second.stderr)
         let resumed = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
@@ -75,7 +83,8 @@ final class ReliabilityCLITests: CLITestCase {
 
     func testAStateThatDoesNotBelongToItsCheckpointIsRefusedNamingBoth() throws {
         let data = try dataFolder(), out = try temporaryFolder(self)
-        let base = ["--data", data.path, "--device", "cpu", "--epochs", "3", "--stop-after", "1", "--batch-size", "8", "--hidden", "4"]
+        let base = ["--data", data.path, "--device", "cpu", "--epochs", "3", "--stop-after", "1", "--batch-size", "8",
+                    "--hidden", "4"]
         let a = out.appendingPathComponent("a.safetensors").path, b = out.appendingPathComponent("b.safetensors").path
         let c = out.appendingPathComponent("c.safetensors").path
         XCTAssertEqual(try run(["train"] + base + ["--save", a, "--optimizer", "adam"]).status, 0)
@@ -119,10 +128,12 @@ final class ReliabilityCLITests: CLITestCase {
         let link = out.appendingPathComponent("link.svg").path
         XCTAssertEqual(symlink(model, link), 0)
         for (args, fragment) in [
-            (["--save", other, "--plot", model], "--plot \(model) is the input file \(model) (the --resume checkpoint)"),
+            (["--save", other, "--plot", model],
+             "--plot \(model) is the input file \(model) (the --resume checkpoint)"),
             (["--save", other, "--plot", statePath(model)], "(--resume's training state)"),
             (["--save", other, "--plot", link], "(the --resume checkpoint)"),
-            (["--save", out.appendingPathComponent("o7").path], "--save's training state \(statePath(model)) is the input file"),
+            (["--save", out.appendingPathComponent("o7").path],
+             "--save's training state \(statePath(model)) is the input file"),
         ] {
             let r = try run(["train", "--resume", model] + base + args)
             XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
@@ -136,7 +147,8 @@ final class ReliabilityCLITests: CLITestCase {
     }
 
     func testTheStateLivesBesideTheRealFileWhenSavingThroughALink() throws {
-        let data = try dataFolder(train: 40, test: 10), out = try temporaryFolder(self), elsewhere = try temporaryFolder(self)
+        let data = try dataFolder(train: 40, test: 10), out = try temporaryFolder(self),
+            elsewhere = try temporaryFolder(self)
         let target = elsewhere.appendingPathComponent("real.safetensors").path
         let link = out.appendingPathComponent("latest.safetensors").path
         XCTAssertEqual(symlink(target, link), 0)
@@ -164,7 +176,8 @@ final class ReliabilityCLITests: CLITestCase {
         while !FileManager.default.fileExists(atPath: model) && Date() < deadline { usleep(20_000) }
         for args in [["--save", model, "--epochs", "1"], ["--resume", model], ["--resume", model, "--save",
                      out.appendingPathComponent("other.safetensors").path]] {
-            let r = try run(["train", "--data", data.path, "--device", "cpu", "--batch-size", "4", "--hidden", "4"] + args)
+            let r = try run(["train", "--data", data.path, "--device", "cpu", "--batch-size", "4", "--hidden", "4"]
+                + args)
             XCTAssertEqual(r.status, 1, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains("is in use by process \(first.processIdentifier)"), "\(args): \(r.stderr)")
         }
@@ -172,8 +185,10 @@ final class ReliabilityCLITests: CLITestCase {
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 143)
         // Released with the process (no lock file left): the run resumes now.
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".m.state.safetensors.lock").path))
-        let r = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"], env: ["CLNN_SIGNAL_AT_STEP": "1"])
+        XCTAssertFalse(FileManager.default.fileExists(
+            atPath: out.appendingPathComponent(".m.state.safetensors.lock").path))
+        let r = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"],
+                        env: ["CLNN_SIGNAL_AT_STEP": "1"])
         XCTAssertEqual(r.status, 130, r.stderr)
         XCTAssertTrue(r.stdout.contains("resuming \(model)"), r.stdout)
     }
@@ -193,10 +208,12 @@ final class ReliabilityCLITests: CLITestCase {
         XCTAssertEqual(partial.status, 0, partial.stderr)
         XCTAssertTrue(partial.stdout.contains("after 2 of 8 steps (--max-steps)"), partial.stdout)
         XCTAssertTrue(partial.stdout.contains("saved \(model) at step 2 of epoch 2"), partial.stdout)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: statePath(model)), "the partial run keeps a training state")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: statePath(model)),
+                      "the partial run keeps a training state")
         let fewer = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu", "--max-steps", "9"])
         XCTAssertEqual(fewer.status, 64, fewer.stderr)
-        XCTAssertTrue(fewer.stderr.contains("--max-steps 9 counts the run's steps in all; the run being resumed has taken 10"),
+        XCTAssertTrue(fewer.stderr.contains("--max-steps 9 counts the run's steps in all; "
+                                            + "the run being resumed has taken 10"),
                       fewer.stderr)
         let rest = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(rest.status, 0, rest.stderr)
@@ -214,11 +231,13 @@ final class ReliabilityCLITests: CLITestCase {
         // Ctrl-C at step 30 of epoch 1: the stop is at the next report (step 50 of 100).
         let stop = try run(["train"] + common + ["--save", model], env: ["CLNN_SIGNAL_AT_STEP": "30"])
         XCTAssertEqual(stop.status, 130, stop.stderr)
-        XCTAssertTrue(stop.stderr.contains("interrupted at epoch 1, step 50; the run so far (step 50 of epoch 1) is saved in \(model)"),
+        XCTAssertTrue(stop.stderr.contains("interrupted at epoch 1, step 50; "
+                                           + "the run so far (step 50 of epoch 1) is saved in \(model)"),
                       stop.stderr)
         let rest = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(rest.status, 0, rest.stderr)
-        XCTAssertEqual(try bytes(model), try bytes(whole), "a run stopped by Ctrl-C mid-epoch ends as one never stopped")
+        XCTAssertEqual(try bytes(model), try bytes(whole),
+                       "a run stopped by Ctrl-C mid-epoch ends as one never stopped")
     }
 
     // MARK: Values checked at load
@@ -230,7 +249,8 @@ final class ReliabilityCLITests: CLITestCase {
     private func plainModel(hidden: Int = 3, nan: Bool = false) -> [String: SafeTensors.Entry] {
         var w1 = testValues(hidden * 6, seed: 1)
         if nan { w1[4] = .nan }
-        return ["1.weight": .init(shape: [hidden, 6], values: w1), "1.bias": .init(shape: [hidden], values: testValues(hidden, seed: 2)),
+        return ["1.weight": .init(shape: [hidden, 6], values: w1),
+                "1.bias": .init(shape: [hidden], values: testValues(hidden, seed: 2)),
                 "3.weight": .init(shape: [10, hidden], values: testValues(10 * hidden, seed: 3)),
                 "3.bias": .init(shape: [10], values: testValues(10, seed: 4))]
     }
@@ -256,7 +276,8 @@ final class ReliabilityCLITests: CLITestCase {
         let good = try SafeTensors.encode(plainModel(), metadata: [:])
         let length = Int(good[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
         var header = String(decoding: good[8..<(8 + length)], as: UTF8.self)
-        let biasSpan = try XCTUnwrap(header.range(of: #""3.bias":\{"data_offsets":\[\d+,\d+\]"#, options: .regularExpression))
+        let biasSpan = try XCTUnwrap(header.range(of: #""3.bias":\{"data_offsets":\[\d+,\d+\]"#,
+                                                  options: .regularExpression))
         header.replaceSubrange(biasSpan, with: #""3.bias":{"data_offsets":[0,40]"#)
         let padded = Array(header.utf8) + [UInt8](repeating: 0x20, count: max(0, length - header.utf8.count))
         let overlap = out.appendingPathComponent("overlap.safetensors").path
@@ -274,10 +295,13 @@ final class ReliabilityCLITests: CLITestCase {
         XCTAssertEqual(d.status, 1, d.stderr)
         XCTAssertTrue(d.stderr.contains("tensor '01.bias' has index '01', which nn.Sequential never writes"), d.stderr)
 
-        let meta = ["clnn.sizes": "6,3,10", "clnn.architecture": "linear(6,3),tanh,linear(3,10)", "clnn.activation": "relu",
+        let meta = ["clnn.sizes": "6,3,10", "clnn.architecture": "linear(6,3),tanh,linear(3,10)",
+                    "clnn.activation": "relu",
                     "clnn.loss": "cross-entropy", "clnn.classes": "10", "clnn.mean": "0", "clnn.std": "1"]
         var renamed: [String: SafeTensors.Entry] = [:]
-        for (name, entry) in plainModel() { renamed[name.replacingOccurrences(of: "1.", with: "0.").replacingOccurrences(of: "3.", with: "2.")] = entry }
+        for (name, entry) in plainModel() {
+            renamed[name.replacingOccurrences(of: "1.", with: "0.").replacingOccurrences(of: "3.", with: "2.")] = entry
+        }
         let contradictory = out.appendingPathComponent("contradictory.safetensors").path
         try Data(try SafeTensors.encode(renamed, metadata: meta)).write(to: URL(fileURLWithPath: contradictory))
         let c = try run(["eval", "--model", contradictory, "--data", data.path, "--device", "cpu"])
@@ -306,7 +330,8 @@ final class ReliabilityCLITests: CLITestCase {
         let err = Pipe(), out = Pipe()
         (process.standardError, process.standardOutput) = (err, out)
         try process.run()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile(), stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile(),
+            stdout = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                    stderr: String(decoding: stderr, as: UTF8.self), seconds: 0)
@@ -315,7 +340,8 @@ final class ReliabilityCLITests: CLITestCase {
     func testSizesBeyondWhatTheProcessCanGetAreErrorsNamingTheLimitNotTraps() throws {
         try XCTSkipIf(underSanitizer, "AddressSanitizer reserves more address space than any ulimit -v here allows")
         let data = try dataFolder(train: 40, test: 10), out = try temporaryFolder(self)
-        let train = try runLimited(3_000_000, ["train", "--data", data.path, "--hidden", "30000", "30000", "--max-steps", "2",
+        let train = try runLimited(3_000_000, ["train", "--data", data.path, "--hidden", "30000", "30000",
+                                               "--max-steps", "2",
                                                "--device", "cpu"])
         XCTAssertEqual(train.status, 64, train.stderr)
         XCTAssertTrue(train.stderr.contains("address-space limit (ulimit -v)"), train.stderr)
@@ -332,7 +358,8 @@ final class ReliabilityCLITests: CLITestCase {
         var json = Array(try JSONSerialization.data(withJSONObject: header))
         while json.count % 8 != 0 { json.append(0x20) }
         let sparse = out.appendingPathComponent("sparse.safetensors").path
-        try Data(withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json).write(to: URL(fileURLWithPath: sparse))
+        try Data(withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json)
+            .write(to: URL(fileURLWithPath: sparse))
         XCTAssertEqual(truncate(sparse, off_t(8 + json.count + offset)), 0)
         // NOTE: enough address space for the OpenCL drivers to load (Mesa's LLVM), far less than the 12 GiB asked.
         let eval = try runLimited(4_000_000, ["eval", "--model", sparse, "--data", data.path, "--device", "cpu"])
@@ -352,9 +379,11 @@ final class ReliabilityCLITests: CLITestCase {
         try writeMNISTFolder(flat, trainCount: 40, testCount: 10)
         try IDX.writeGzip(IDX.encode(IDXArray(dims: [40, 3, 2], bytes: .init(repeating: 7, count: 240))),
                           to: flat.appendingPathComponent("train-images-idx3-ubyte.gz").path)
-        let constant = try run(["train", "--data", flat.path, "--device", "cpu", "--save", out.appendingPathComponent("c.safetensors").path])
+        let constant = try run(["train", "--data", flat.path, "--device", "cpu", "--save",
+                                out.appendingPathComponent("c.safetensors").path])
         XCTAssertEqual(constant.status, 1, constant.stderr)
-        XCTAssertTrue(constant.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"), constant.stderr)
+        XCTAssertTrue(constant.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"),
+                      constant.stderr)
         XCTAssertFalse(constant.stdout.contains("epoch 1/"), constant.stdout)
 
         // One stray label: the warning names it and its example.
@@ -362,7 +391,8 @@ final class ReliabilityCLITests: CLITestCase {
         try writeMNISTFolder(stray, trainCount: 40, testCount: 10)
         var labels = (0..<40).map { UInt8($0 % 10) }
         labels[17] = 200
-        try IDX.writeGzip(IDX.encode(IDXArray(dims: [40], bytes: labels)), to: stray.appendingPathComponent("train-labels-idx1-ubyte.gz").path)
+        try IDX.writeGzip(IDX.encode(IDXArray(dims: [40], bytes: labels)),
+                          to: stray.appendingPathComponent("train-labels-idx1-ubyte.gz").path)
         let s = try run(["train", "--data", stray.path, "--device", "cpu", "--max-steps", "1"])
         XCTAssertTrue(s.stderr.contains("the largest training label is 200 (example 17)"), s.stderr)
 
@@ -372,7 +402,8 @@ final class ReliabilityCLITests: CLITestCase {
         try writeMNISTFolder(both, trainCount: 40, testCount: 10, gzip: false)
         let b = try run(["train", "--data", both.path, "--device", "cpu", "--max-steps", "1"])
         XCTAssertEqual(b.status, 1, b.stderr)
-        XCTAssertTrue(b.stderr.contains("both train-images-idx3-ubyte.gz and train-images-idx3-ubyte are in the data folder"), b.stderr)
+        XCTAssertTrue(b.stderr.contains("both train-images-idx3-ubyte.gz and train-images-idx3-ubyte "
+                                        + "are in the data folder"), b.stderr)
 
         // A 4-D unsigned-byte IDX.
         let fourD = try temporaryFolder(self)
@@ -405,7 +436,8 @@ final class ReliabilityCLITests: CLITestCase {
             let blocker = out.appendingPathComponent("file").path
             try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
             let cache = try run(["train"] + base + ["--device", "opencl", "--max-steps", "1"],
-                                env: ["CLNN_CACHE_DIR": blocker + "/cache", "CLNN_GEMM_TUNE": "0", "CLNN_PROGRAM_CACHE": "1"])
+                                env: ["CLNN_CACHE_DIR": blocker + "/cache", "CLNN_GEMM_TUNE": "0",
+                                      "CLNN_PROGRAM_CACHE": "1"])
             XCTAssertEqual(cache.status, 0, cache.stderr)
             XCTAssertTrue(cache.stderr.contains("cannot write the cache folder \(blocker)/cache"), cache.stderr)
             XCTAssertTrue(cache.stderr.contains("(Not a directory)"), cache.stderr)
@@ -419,7 +451,8 @@ final class ReliabilityCLITests: CLITestCase {
         }
         defer { umount(mountPoint.path) }
         let data = try dataFolder(train: 40, test: 10)
-        let r = try run(["train", "--data", data.path, "--device", "cpu", "--save", mountPoint.appendingPathComponent("m.safetensors").path])
+        let r = try run(["train", "--data", data.path, "--device", "cpu", "--save",
+                         mountPoint.appendingPathComponent("m.safetensors").path])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("the file system is read-only"), r.stderr)
 

@@ -8,7 +8,8 @@ final class ResumeCLITests: CLITestCase {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 60, testCount: 20)
         for device in testDevices.map(\.description) {
-            let common = ["--data", data.path, "--device", device, "--epochs", "3", "--batch-size", "8", "--hidden", "5",
+            let common = ["--data", data.path, "--device", device, "--epochs", "3", "--batch-size", "8",
+                          "--hidden", "5",
                           "--activation", "tanh", "--optimizer", "adam", "--lr", "0.01"]
             let whole = out.appendingPathComponent("whole-\(device).safetensors").path
             let part = out.appendingPathComponent("part-\(device).safetensors").path
@@ -23,10 +24,12 @@ final class ResumeCLITests: CLITestCase {
             XCTAssertTrue(c.stdout.contains("resuming \(part) after epoch 1 of 3"), c.stdout)
             XCTAssertTrue(c.stdout.contains("Adam lr 0.01"), c.stdout)
             XCTAssertFalse(c.stdout.contains("epoch 1/3"), c.stdout)
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)), try Data(contentsOf: URL(fileURLWithPath: whole)),
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)),
+                           try Data(contentsOf: URL(fileURLWithPath: whole)),
                            "the resumed run's model is byte for byte the uninterrupted run's on \(device)")
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: part))),
-                           try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))), "and its optimiser state")
+                           try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))),
+                           "and its optimiser state")
             let eval = try run(["eval", "--model", part, "--data", data.path, "--device", device])
             XCTAssertEqual(eval.status, 0, eval.stderr)
             XCTAssertTrue(eval.stdout.contains("linear(6,5),tanh,linear(5,"), eval.stdout)
@@ -68,7 +71,8 @@ final class ResumeCLITests: CLITestCase {
         XCTAssertTrue(lost.stderr.contains("no training state beside it"), lost.stderr)
         XCTAssertTrue(lost.stderr.contains("--init-from \(save)"), lost.stderr)
         let fresh = out.appendingPathComponent("fresh.safetensors").path
-        let started = try run(["train"] + base + ["--init-from", save, "--epochs", "1", "--optimizer", "adam", "--save", fresh])
+        let started = try run(["train"] + base + ["--init-from", save, "--epochs", "1", "--optimizer", "adam",
+                                                  "--save", fresh])
         XCTAssertEqual(started.status, 0, started.stderr)
         XCTAssertTrue(started.stdout.contains("starting from the weights of \(save)"), started.stdout)
         XCTAssertTrue(started.stdout.contains("epoch 1/1"), started.stdout)

@@ -18,7 +18,8 @@ final class TrainingRunTests: XCTestCase {
             func newRun(_ path: String, from model: Sequential? = nil) throws -> TrainingRun {
                 let model = try model ?? MLP.make(sizes: [784, 12, 10], activation: .tanh, seed: 5, on: device)
                 let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
-                let metadata = try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: Normalization(mean: 0, std: 1))
+                let metadata = try Checkpoint(model: model, loss: "cross-entropy", classes: 10,
+                                              normalization: Normalization(mean: 0, std: 1))
                 return try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: metadata, save: path)
             }
             let whole = folder.appendingPathComponent("whole-\(device).safetensors").path
@@ -32,8 +33,11 @@ final class TrainingRunTests: XCTestCase {
             let stopping = try newRun(part)
             stopping.reportEvery = 5
             var seen = 0
-            XCTAssertThrowsError(try stopping.run(shouldStop: { seen >= 30 }, onStep: { seen = ($0.epoch - 1) * $0.steps + $0.step })) {
-                guard case TrainingError.interrupted(epoch: 2, step: 10) = $0 else { return XCTFail("\(device): \($0)") }
+            XCTAssertThrowsError(try stopping.run(shouldStop: { seen >= 30 },
+                                                  onStep: { seen = ($0.epoch - 1) * $0.steps + $0.step })) {
+                guard case TrainingError.interrupted(epoch: 2, step: 10) = $0 else {
+                    return XCTFail("\(device): \($0)")
+                }
             }
             XCTAssertEqual(stopping.saved, RunPosition(epoch: 1, step: 10, lossSum: stopping.saved?.lossSum ?? -1))
 
@@ -42,11 +46,13 @@ final class TrainingRunTests: XCTestCase {
             options = loaded.state.options
             let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
             try loaded.state.restore(into: trainer, path: part)
-            let resumed = try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: loaded.checkpoint, save: part,
+            let resumed = try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: loaded.checkpoint,
+                                          save: part,
                                           from: loaded.state.position)
             XCTAssertEqual(resumed.stepsTaken, 30)
             try resumed.run()
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)), try Data(contentsOf: URL(fileURLWithPath: whole)),
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)),
+                           try Data(contentsOf: URL(fileURLWithPath: whole)),
                            "\(device): the resumed run's checkpoint is the uninterrupted run's")
 
             // A callback's error ends the run with that error.
@@ -62,7 +68,8 @@ final class TrainingRunTests: XCTestCase {
         try writeMNISTFolder(data, trainCount: 50, testCount: 10)
         for device in testDevices {
             var request = RunRequest()
-            (request.data, request.devices, request.hidden, request.epochs, request.batchSize) = (data.path, .one(device), [6], 2, 8)
+            (request.data, request.devices, request.hidden, request.epochs, request.batchSize)
+                = (data.path, .one(device), [6], 2, 8)
             request.optimizer = .adam
             request.save = out.appendingPathComponent("whole-\(device).safetensors").path
             request.plot = out.appendingPathComponent("curves-\(device).svg").path
@@ -79,7 +86,8 @@ final class TrainingRunTests: XCTestCase {
 
             // Stopped after epoch 1, then resumed from its files: the same checkpoint as the whole run's.
             var first = request
-            (first.save, first.plot, first.stopAfter) = (out.appendingPathComponent("part-\(device).safetensors").path, nil, 1)
+            (first.save, first.plot, first.stopAfter)
+                = (out.appendingPathComponent("part-\(device).safetensors").path, nil, 1)
             let stopped = try TrainingRun.start(first, say: { _ in }, note: { _ in })
             try stopped.run()
             stopped.close()

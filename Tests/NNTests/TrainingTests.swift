@@ -6,7 +6,8 @@ import XCTest
 /// A slice of the real Fashion-MNIST, normalised with its training statistics; skips when it is not installed.
 func fashionSlice(train: Int, test: Int) throws -> (Dataset, Dataset) {
     guard let (fullTrain, fullTest) = try fashionMNIST.get() else {
-        throw XCTSkip("Fashion-MNIST is not installed at \(MNISTFolder.defaultPath) (apt-get install dataset-fashion-mnist)")
+        throw XCTSkip("Fashion-MNIST is not installed at \(MNISTFolder.defaultPath) "
+            + "(apt-get install dataset-fashion-mnist)")
     }
     let norm = Normalization.fit(fullTrain)
     return (norm.apply(fullTrain.prefix(train)), norm.apply(fullTest.prefix(test)))
@@ -26,7 +27,8 @@ final class TrainingTests: XCTestCase {
         (options.epochs, options.batchSize, options.lr, options.seed) = (3, 32, 0.1, 5)
         for device in testDevices {
             let model = try MLP.make(sizes: [784, 32, 10], seed: 5, on: device)
-            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options,
+                                      device: device)
             let before = try trainer.evaluate(test).accuracy
             for epoch in 1...options.epochs { _ = try trainer.trainEpoch(train, epoch: epoch) }
             let (loss, accuracy) = try trainer.evaluate(test)
@@ -60,8 +62,10 @@ final class TrainingTests: XCTestCase {
                 zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
             }
             let seven = try weights(maxSteps: 7)
-            XCTAssertEqual(largestDifference(seven, try weights(maxSteps: nil)), 0, "\(device): max |Δw| against the full epoch's first 7 steps")
-            XCTAssertGreaterThan(largestDifference(seven, try weights(maxSteps: 6)), 0, "\(device): the check can tell steps apart")
+            XCTAssertEqual(largestDifference(seven, try weights(maxSteps: nil)), 0,
+                           "\(device): max |Δw| against the full epoch's first 7 steps")
+            XCTAssertGreaterThan(largestDifference(seven, try weights(maxSteps: 6)), 0,
+                                 "\(device): the check can tell steps apart")
         }
     }
 
@@ -72,10 +76,12 @@ final class TrainingTests: XCTestCase {
         (options.epochs, options.batchSize, options.seed) = (2, 64, 11)
         func losses(_ device: DeviceTag) throws -> [Float] {
             let model = try MLP.make(sizes: [784, 20, 10], seed: 11, on: device)
-            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options, device: device)
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options,
+                                      device: device)
             var out: [Float] = []
             for epoch in 1...2 {
-                _ = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 1, progress: { out.append($0.runningLoss) })
+                _ = try trainer.trainEpoch(train, epoch: epoch, reportEvery: 1,
+                                           progress: { out.append($0.runningLoss) })
             }
             return out
         }
@@ -102,7 +108,8 @@ final class TrainingTests: XCTestCase {
 
     func testOutOfRangeLabelsAreRejected() throws {
         let model = try MLP.make(sizes: [2, 3], seed: 1, on: .cpu)
-        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 3, options: TrainingOptions(), device: .cpu)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 3, options: TrainingOptions(),
+                                  device: .cpu)
         let data = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
         XCTAssertThrowsError(try trainer.validateLabels(data, source: "labels.idx")) { error in
             XCTAssertEqual("\(error)", "labels.idx: label 7.0 of example 1 is out of range for a model of 3 classes")
@@ -110,12 +117,14 @@ final class TrainingTests: XCTestCase {
     }
 
     func testNonFiniteLossNamesTheFirstBadStepWhateverTheReportInterval() throws {
-        let data = Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) }, features: 2)
+        let data = Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) },
+                           features: 2)
         var options = TrainingOptions()
         (options.batchSize, options.lr, options.schedule) = (4, 1e30, .constant)
         func firstBadStep(reportEvery: Int) -> (Int, String)? {
             guard let model = try? MLP.make(sizes: [2, 8, 2], seed: 1, on: .cpu),
-                  let trainer = try? Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options, device: .cpu)
+                  let trainer = try? Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options,
+                                             device: .cpu)
             else { return nil }
             do {
                 _ = try trainer.trainEpoch(data, epoch: 1, reportEvery: reportEvery)
@@ -133,7 +142,8 @@ final class TrainingTests: XCTestCase {
     }
 
     func testHugeWeightDecayIsBlamedOnTheDecayAndLabelsAreCheckedFirst() throws {
-        let data = Dataset(images: (0..<64).map { Float($0 % 7) / 7 }, labels: (0..<32).map { Float($0 % 2) }, features: 2)
+        let data = Dataset(images: (0..<64).map { Float($0 % 7) / 7 }, labels: (0..<32).map { Float($0 % 2) },
+                           features: 2)
         var options = TrainingOptions()
         (options.batchSize, options.lr, options.weightDecay, options.schedule) = (4, 0.1, 1e6, .constant)
         let model = try MLP.make(sizes: [2, 8, 2], seed: 1, on: .cpu)
@@ -194,13 +204,16 @@ final class TrainingTests: XCTestCase {
     }
 
     func testEpochsCountFromOneAndProgressIsTheTrailingClosure() throws {
-        let data = Dataset(images: (0..<32).map { Float($0 % 5) / 5 }, labels: (0..<16).map { Float($0 % 2) }, features: 2)
+        let data = Dataset(images: (0..<32).map { Float($0 % 5) / 5 }, labels: (0..<16).map { Float($0 % 2) },
+                           features: 2)
         var options = TrainingOptions()
         (options.epochs, options.batchSize) = (2, 4)
         let trainer = try Trainer(model: try MLP.make(sizes: [2, 3, 2], seed: 1, on: .cpu), loss: CrossEntropyLoss(),
                                   classes: 2, options: options, device: .cpu)
         // A loop from 0 would run the cosine schedule backwards: it is an error naming the rule, not a silent result.
-        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 0)) { XCTAssertTrue("\($0)".contains("counts from 1"), "\($0)") }
+        XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 0)) {
+            XCTAssertTrue("\($0)".contains("counts from 1"), "\($0)")
+        }
         XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 3))
         var steps: [Int] = []
         _ = try trainer.trainEpoch(data, epoch: 1, reportEvery: 1) { report in steps.append(report.step) }

@@ -15,7 +15,9 @@ final class TutorialTests: XCTestCase {
         let w = try Tensor.randn([784, 10], seed: 2, on: device)
         let (av, wv) = (try a.toArray(), try w.toArray())
         var loops = [Float](repeating: 0, count: 5 * 10)
-        for i in 0..<5 { for j in 0..<10 { for k in 0..<784 { loops[i * 10 + j] += av[i * 784 + k] * wv[k * 10 + j] } } }
+        for i in 0..<5 {
+            for j in 0..<10 { for k in 0..<784 { loops[i * 10 + j] += av[i * 784 + k] * wv[k * 10 + j] } }
+        }
         let product = try a.matmul(w)
         assertClose(try product.toArray(), loops, rtol: 1e-4, atol: 1e-3, "loops vs matmul")
 
@@ -50,7 +52,8 @@ final class TutorialTests: XCTestCase {
         let order = sampler.order(epoch: 1)
         for range in sampler.batchRanges {
             let rows = order[range]
-            let xb = try Tensor(rows.flatMap { trainN.images[$0 * 784..<($0 + 1) * 784] }, shape: [rows.count, 784], on: device)
+            let xb = try Tensor(rows.flatMap { trainN.images[$0 * 784..<($0 + 1) * 784] }, shape: [rows.count, 784],
+                                on: device)
             let yb = try Tensor(rows.map { trainN.labels[$0] }, shape: [rows.count], on: device)
             let pred = try model(xb)
             let grad = try Tensor.empty(pred.shape, on: device)
@@ -65,7 +68,8 @@ final class TutorialTests: XCTestCase {
         // 6. Training with the library's loop.
         var options = TrainingOptions()
         (options.epochs, options.optimizer, options.lr) = (2, .adam, 3e-3)
-        let trainer = try Trainer(model: try MLP.make(sizes: [784, 50, 10], seed: 8, on: device), loss: loss, options: options)
+        let trainer = try Trainer(model: try MLP.make(sizes: [784, 50, 10], seed: 8, on: device), loss: loss,
+                                  options: options)
         let data = try DeviceDataset(trainN, on: device)
         for epoch in 1...options.epochs { _ = try trainer.trainEpoch(data, epoch: epoch) }
         let (_, accuracy) = try trainer.evaluate(testN)

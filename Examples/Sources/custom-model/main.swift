@@ -1,6 +1,7 @@
 // A custom 784-128-64-10 model trained with CLNN's TrainingRun (epochs, evaluation, a checkpoint with its training
 // state after each epoch), then loaded into a model built the same way and evaluated on the test set.
-//   swift run custom-model [FOLDER [DEVICE [EPOCHS]]]    e.g. swift run custom-model /usr/share/datasets/fashion-mnist opencl:0 2
+//   swift run custom-model [FOLDER [DEVICE [EPOCHS]]]
+//   e.g. swift run custom-model /usr/share/datasets/fashion-mnist opencl:0 2
 import CLNN
 import Foundation
 
@@ -29,18 +30,21 @@ func run() throws {
 
     // The run saves the model (a PyTorch state dict with the architecture recorded) and its training state after
     // every epoch; `SavedRun.load` and `TrainingRun(..., from: state.position)` would continue it.
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("custom-model-\(getpid()).safetensors").path
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("custom-model-\(getpid()).safetensors").path
     defer {
         try? FileManager.default.removeItem(atPath: path)
         try? FileManager.default.removeItem(atPath: TrainingState.path(besides: path))
     }
     let run = try TrainingRun(trainer: trainer, train: train, test: test,
-                              checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: normalization),
+                              checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 10,
+                                                         normalization: normalization),
                               save: path)
     try run.run(onStep: { report in
         if report.step % 500 == 0 { print("  step \(report.step)/\(report.steps) loss \(report.runningLoss)") }
     }, onEpoch: { epoch in
-        print("epoch \(epoch.epoch): train loss \(epoch.trainLoss), test loss \(epoch.testLoss), test accuracy \(epoch.accuracy)")
+        print("epoch \(epoch.epoch): train loss \(epoch.trainLoss), test loss \(epoch.testLoss), "
+              + "test accuracy \(epoch.accuracy)")
     })
 
     // Load into a model built the same way and measure it without an optimiser.

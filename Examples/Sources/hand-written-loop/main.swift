@@ -36,7 +36,8 @@ func run() throws {
     let checks = try GradientCheck.check(block, input: try Tensor.randn([5, 6], seed: 8, on: device))
     for check in checks {
         let ratio = check.worstRatio(rtol: 1e-2, atol: 1e-3)
-        print("gradient check \(check.name): worst ratio \(String(format: "%.3f", ratio)) \(ratio <= 1 ? "ok" : "FAILED")")
+        print("gradient check \(check.name): worst ratio \(String(format: "%.3f", ratio)) "
+              + "\(ratio <= 1 ? "ok" : "FAILED")")
         if ratio > 1 { throw DeviceError.invalidArgument(op: "Residual", "backward disagrees with finite differences") }
     }
 
@@ -44,7 +45,9 @@ func run() throws {
     let (n, features) = (512, 8)
     var random = SystemRandomNumberGenerator()
     let labels = (0..<n).map { Float($0 % 2) }
-    let points = labels.flatMap { label in (0..<features).map { _ in label * 2 - 1 + Float.random(in: -1...1, using: &random) } }
+    let points = labels.flatMap { label in
+        (0..<features).map { _ in label * 2 - 1 + Float.random(in: -1...1, using: &random) }
+    }
     let x = try Tensor(points, shape: [n, features], on: device)
     let y = try Tensor(labels, shape: [n], on: device)
     let model = Sequential([

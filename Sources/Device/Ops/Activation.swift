@@ -66,7 +66,8 @@ private struct ActivationKernels {
         biasForward = KernelSource("activation", "bias_activation", options: options)
         biasBackward = KernelSource("activation", "bias_activation_backward", options: options)
     }
-    static let relu = ActivationKernels(.relu), leakyReLU = ActivationKernels(.leakyReLU), tanh = ActivationKernels(.tanh)
+    static let relu = ActivationKernels(.relu), leakyReLU = ActivationKernels(.leakyReLU),
+               tanh = ActivationKernels(.tanh)
     static let sigmoid = ActivationKernels(.sigmoid), gelu = ActivationKernels(.gelu)
 }
 
@@ -129,7 +130,8 @@ extension Tensor {
         return out
     }
 
-    /// The backward of `biasActivation`, from the pre-activation z: dz = dy · f′(z), and db = Σ_rows dz (or db += when
+    /// The backward of `biasActivation`, from the pre-activation z: dz = dy · f′(z), and db = Σ_rows dz
+    /// (or db += when
     /// `accumulate`). z, dy: [rows, cols]; db: [cols] → dz [rows, cols]
     @discardableResult
     public static func biasActivationBackward(_ f: Activation, preActivation z: Tensor, _ dy: Tensor, db: Tensor,

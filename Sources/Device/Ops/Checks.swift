@@ -5,7 +5,9 @@ func requireShape(_ op: String, _ t: Tensor, _ expected: [Int]) throws {
 }
 
 func matrixDims(_ op: String, _ t: Tensor) throws -> (rows: Int, cols: Int) {
-    guard t.shape.count == 2 else { throw DeviceError.invalidArgument(op: op, "expects a matrix, got shape \(t.shape)") }
+    guard t.shape.count == 2 else {
+        throw DeviceError.invalidArgument(op: op, "expects a matrix, got shape \(t.shape)")
+    }
     return (t.shape[0], t.shape[1])
 }
 

@@ -1,4 +1,5 @@
-// einsum for two operands: the lessons' step between broadcasting and BLAS. A spec that is a matrix product ("ik,kj->ij",
+// einsum for two operands: the lessons' step between broadcasting and BLAS. A spec that is a matrix product
+// ("ik,kj->ij",
 // "bi,ij->bj", "ij,kj->ik", "ji,jk->ik", ... and their transposed outputs) runs as `matmul` with the transposes read
 // through the GEMM kernels' forms — never copied; any other contraction ("ij,ij->", "i,j->ij", "bij,jk->bik", ...)
 // is a plain loop on the host, the reference the product forms are tested against.
@@ -25,7 +26,8 @@ public struct EinsumSpec: Equatable, Sendable, CustomStringConvertible {
                 throw fail("operand \(n + 1) has subscript '\(bad)'; subscripts are letters a-z, A-Z")
             }
             if let repeated = subscripts.first(where: { c in subscripts.filter { $0 == c }.count > 1 }) {
-                throw fail("subscript '\(repeated)' repeats in operand \(n + 1) ('\(String(subscripts))'): diagonals and traces are not supported")
+                throw fail("subscript '\(repeated)' repeats in operand \(n + 1) ('\(String(subscripts))'): "
+                    + "diagonals and traces are not supported")
             }
         }
         var output: [Character]
@@ -92,12 +94,14 @@ extension Tensor {
         var sizes: [Character: Int] = [:]
         for (n, (subscripts, tensor)) in zip(parsed.inputs, [a, b]).enumerated() {
             guard subscripts.count == tensor.shape.count else {
-                throw DeviceError.invalidArgument(op: "einsum", "'\(spec)': operand \(n + 1) has \(subscripts.count) subscripts "
+                throw DeviceError.invalidArgument(op: "einsum", "'\(spec)': operand \(n + 1) has \(subscripts.count) "
+                    + "subscripts "
                     + "('\(String(subscripts))') but shape \(tensor.shape)")
             }
             for (c, size) in zip(subscripts, tensor.shape) {
                 if let known = sizes[c], known != size {
-                    throw DeviceError.invalidArgument(op: "einsum", "'\(spec)': subscript '\(c)' is \(known) in operand 1 "
+                    throw DeviceError.invalidArgument(op: "einsum", "'\(spec)': subscript '\(c)' is \(known) "
+                        + "in operand 1 "
                         + "but \(size) in operand 2")
                 }
                 sizes[c] = size

@@ -13,7 +13,8 @@ extension Tensor {
             throw DeviceError.shapeMismatch(op: "gatherRows", source.shape, shape)
         }
         guard offset >= 0, offset + rows <= order.count else {
-            throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) exceed an order of \(order.count)")
+            throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) "
+                + "exceed an order of \(order.count)")
         }
         let sourceRows = source.count / max(cols, 1)
         try Tensor.run("gatherRows", source, order, self) { src, order, dst in
@@ -21,7 +22,8 @@ extension Tensor {
             for r in 0..<rows { (dst + r * cols).update(from: src + order.row(r) * cols, count: cols) }
         } opencl: { device, src, order, dst in
             try device.run(gatherRowsKernel, global: WorkSize(rows)) { a in
-                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("src", src); try a.int("src_rows", sourceRows)
+                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("src", src)
+                try a.int("src_rows", sourceRows)
                 try a.buffer("order", order); try a.int("offset", offset); try a.buffer("dst", dst)
             }
         }
@@ -53,9 +55,12 @@ public struct Rows {
         guard source.shape.count == 1 || source.shape.count == 2 else {
             throw DeviceError.invalidArgument(op: "Rows", "expects a matrix or a vector, got shape \(source.shape)")
         }
-        guard order.device == source.device else { throw DeviceError.deviceMismatch(op: "Rows", source.device, order.device) }
+        guard order.device == source.device else {
+            throw DeviceError.deviceMismatch(op: "Rows", source.device, order.device)
+        }
         guard count >= 0, offset >= 0, offset + count <= order.count else {
-            throw DeviceError.invalidArgument(op: "Rows", "rows \(offset)..<\(offset + count) exceed an order of \(order.count)")
+            throw DeviceError.invalidArgument(op: "Rows", "rows \(offset)..<\(offset + count) "
+                + "exceed an order of \(order.count)")
         }
         guard count == 0 || source.count > 0 else {
             throw DeviceError.invalidArgument(op: "Rows", "cannot pick \(count) rows of an empty tensor")

@@ -53,7 +53,8 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     }
 
     func kernelName(_ variant: GemmVariant) -> String {
-        let base = ["nn": "matmul_forward", "nt": "matmul_backward_input", "tn": "matmul_backward_weight"][variant.rawValue]!
+        let base = ["nn": "matmul_forward", "nt": "matmul_backward_input",
+                    "tn": "matmul_backward_weight"][variant.rawValue]!
         switch self {
         case .tiled: return base
         case .columns: return base + "_columns"
@@ -125,7 +126,8 @@ struct GemmFusion: Sendable, Equatable {
     static let all: [GemmFusion] = (0..<count).map { i in
         let epilogue = (i / 2) % epilogues
         return GemmFusion(gatherA: i % 2 == 1, bias: epilogue > 0,
-                          activation: epilogue > 1 ? Activation.allCases[epilogue - 2] : nil, biasGradient: i >= count / 2)
+                          activation: epilogue > 1 ? Activation.allCases[epilogue - 2] : nil,
+                          biasGradient: i >= count / 2)
     }
 
     var options: String {
@@ -171,7 +173,8 @@ struct GemmPlan: Codable, Sendable, Equatable {
     /// The untuned choice: vector kernels on CPU devices, local-memory tiles elsewhere.
     static func defaults(for info: OpenCLDeviceInfo) -> GemmPlan {
         if info.isCPU {
-            return GemmPlan(nn: .columns(vw: 8, rm: 6, rn: 2), nt: .dots(vw: 8, dm: 3, dn: 4), tn: .columns(vw: 8, rm: 6, rn: 2))
+            return GemmPlan(nn: .columns(vw: 8, rm: 6, rn: 2), nt: .dots(vw: 8, dm: 3, dn: 4),
+                            tn: .columns(vw: 8, rm: 6, rn: 2))
         }
         return GemmPlan(nn: .tiled(GemmConfig()), nt: .tiled(GemmConfig()), tn: .tiled(GemmConfig()))
     }

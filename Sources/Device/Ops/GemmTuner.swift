@@ -3,7 +3,8 @@ import Foundation
 /// Picks the fastest GEMM kernel for each variant on a device, on the device's first GEMM, and caches the choice on
 /// disk keyed by device name, driver version and matmul.cl's source hash, so later processes reuse it at once.
 /// Two plans are tuned: one on batch-sized products (a training step's) and one on large ones (full-batch passes,
-/// 1024³): the winners differ (on POCL/AVX-512 the TN winner at batch size runs 70 GFLOP/s there but loses at 784×64×1024).
+/// 1024³): the winners differ (on POCL/AVX-512 the TN winner at batch size runs 70 GFLOP/s there but loses at
+/// 784×64×1024).
 ///
 /// `CLNN_GEMM_TUNE=0` skips tuning and uses `GemmPlan.defaults` (e.g. under oclgrind, where timing is meaningless).
 /// `CLNN_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`).
@@ -25,9 +26,11 @@ enum GemmTuner {
 
     /// The representative shape each variant is timed on (m, n, k) for large products: about 0.1 GFLOP each, so
     /// that tuning (mostly program builds) takes seconds, once per device and driver.
-    static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32), .tn: (784, 64, 1024)]
+    static let shapes: [GemmVariant: (Int, Int, Int)] = [.nn: (384, 384, 384), .nt: (2048, 784, 32),
+                                                         .tn: (784, 64, 1024)]
     /// The same for batch-sized products: the default model's layer at batch 64 (forward, input and weight gradient).
-    static let smallShapes: [GemmVariant: (Int, Int, Int)] = [.nn: (64, 50, 784), .nt: (64, 784, 50), .tn: (784, 50, 64)]
+    static let smallShapes: [GemmVariant: (Int, Int, Int)] = [.nn: (64, 50, 784), .nt: (64, 784, 50),
+                                                              .tn: (784, 50, 64)]
     /// Products of at most this many multiply-adds use the small plan.
     static let smallProduct = 1 << 23
 
@@ -64,7 +67,9 @@ enum GemmTuner {
                 // `variantBudget` seconds the best kernel so far wins.
                 if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > variantBudget { break }
                 // NOTE: a candidate this device cannot build or run (limits, driver bugs) is simply skipped.
-                guard let gflops = try? measure(candidate, variant, shape: shapes[variant]!, on: device) else { continue }
+                guard let gflops = try? measure(candidate, variant, shape: shapes[variant]!, on: device) else {
+                    continue
+                }
                 measurements[variant.rawValue + label, default: [:]][candidate.description] = gflops
                 if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
             }
@@ -83,7 +88,8 @@ enum GemmTuner {
     /// names only kernel configurations the tuner could have chosen.
     /// NOTE: anything else (rm: 0, wptM: 3, ... from a damaged or edited file) is discarded and the device tuned
     /// again: such values would divide by zero or compute garbage.
-    static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo, sourceHash: String) -> (large: GemmPlan, small: GemmPlan)? {
+    static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo,
+                           sourceHash: String) -> (large: GemmPlan, small: GemmPlan)? {
         guard let entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)),
               entry.sourceHash == sourceHash, entry.device == info.name, entry.driver == info.driverVersion,
               entry.plan.isKnown(for: info), entry.small.isKnown(for: info) else { return nil }
@@ -137,7 +143,8 @@ final class GemmPlans: @unchecked Sendable {
         let smallNN, smallNT, smallTN: GemmLaunch
         init(large: GemmPlan, small: GemmPlan) {
             (nn, nt, tn) = (GemmLaunch(large.nn, .nn), GemmLaunch(large.nt, .nt), GemmLaunch(large.tn, .tn))
-            (smallNN, smallNT, smallTN) = (GemmLaunch(small.nn, .nn), GemmLaunch(small.nt, .nt), GemmLaunch(small.tn, .tn))
+            (smallNN, smallNT, smallTN)
+                = (GemmLaunch(small.nn, .nn), GemmLaunch(small.nt, .nt), GemmLaunch(small.tn, .tn))
         }
         /// The launch for a product of `variant` with `m·n·k` multiply-adds.
         func pick(_ variant: GemmVariant, multiplyAdds: Int) -> GemmLaunch {

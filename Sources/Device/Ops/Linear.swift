@@ -22,9 +22,11 @@ extension Tensor {
             try requireShape("linear (output)", y, [x.count, outputs])
         }
         let (batch, order) = (x.count, x.order)
-        try Tensor.run("linear", x.source, order, weight, bias, z, activation == nil ? nil : y) { x0, order, w, b, z, y in
+        try Tensor.run("linear", x.source, order, weight, bias, z,
+                       activation == nil ? nil : y) { x0, order, w, b, z, y in
             let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
-            try matmulBlocked(x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false, beta: 0, order: rows)
+            try matmulBlocked(x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false, beta: 0,
+                              order: rows)
             for i in 0..<batch {
                 let row = z + i * outputs
                 for j in 0..<outputs { row[j] += b[j] }

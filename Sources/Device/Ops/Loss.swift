@@ -15,10 +15,13 @@ public enum LossKind: Int, Sendable, CaseIterable {
     /// Squared error of a single output per row against a target.
     case squaredError = 1
 
-    /// The numbering as loss.cl's `-D` defines (`LOSS_SOFTMAX_CROSS_ENTROPY=0 …`): defined here once, never kept equal by
+    /// The numbering as loss.cl's `-D` defines (`LOSS_SOFTMAX_CROSS_ENTROPY=0 …`): defined here once, never kept
+    /// equal by
     /// hand in the kernel.
     static let defines = allCases.map { kind in
-        let macro = "\(kind)".reduce(into: "") { out, c in out += c.isUppercase ? "_" + String(c) : String(c).uppercased() }
+        let macro = "\(kind)".reduce(into: "") { out, c in
+            out += c.isUppercase ? "_" + String(c) : String(c).uppercased()
+        }
         return "-D LOSS_\(macro)=\(kind.rawValue)"
     }.joined(separator: " ")
 }
@@ -80,20 +83,26 @@ extension Tensor {
     /// The mean over the batch of `kind`'s loss of self (predictions [rows, cols]; cols = 1 for squared error) against
     /// `labels` [rows], written to element `slot` of `out`; when `grad` (self's shape) is given it receives the
     /// gradient of that mean. One kernel: what a training step runs instead of per-example losses, a sum and a scale.
-    public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor, at slot: Int = 0) throws {
+    public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor,
+                         at slot: Int = 0) throws {
         try meanLoss(kind, labels: Rows(labels), grad: grad, into: out, at: slot)
     }
 
     /// The same with the labels read in place through the batch's index list (no gathered copy).
-    public func meanLoss(_ kind: LossKind, labels: Rows, grad: Tensor? = nil, into out: Tensor, at slot: Int = 0) throws {
+    public func meanLoss(_ kind: LossKind, labels: Rows, grad: Tensor? = nil, into out: Tensor,
+                         at slot: Int = 0) throws {
         let (rows, cols) = try matrixDims("meanLoss", self)
         guard cols > 0, kind == .softmaxCrossEntropy || cols == 1 else {
-            throw DeviceError.invalidArgument(op: "meanLoss", "\(kind) needs \(kind == .squaredError ? "one output" : "at least one class") per row, got \(cols)")
+            throw DeviceError.invalidArgument(op: "meanLoss", "\(kind) needs "
+                + "\(kind == .squaredError ? "one output" : "at least one class") per row, got \(cols)")
         }
-        guard labels.shape == [rows] else { throw DeviceError.shapeMismatch(op: "meanLoss (labels)", labels.shape, [rows]) }
+        guard labels.shape == [rows] else {
+            throw DeviceError.shapeMismatch(op: "meanLoss (labels)", labels.shape, [rows])
+        }
         if let grad { try requireShape("meanLoss (grad)", grad, shape) }
         guard slot >= 0, slot < out.count else {
-            throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of \(out.count) elements")
+            throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of "
+                + "\(out.count) elements")
         }
         let (offset, labelRows) = (labels.offset, labels.sourceRows)
         try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { pred, labels, grad, out, order in

@@ -27,7 +27,9 @@ extension Tensor {
         let (m, k) = transA ? (ac, ar) : (ar, ac)
         let (kb, n) = transB ? (bc, br) : (br, bc)
         guard k == kb else { throw DeviceError.shapeMismatch(op: "matmul", a.shape, b.shape) }
-        if accumulate && out == nil { throw DeviceError.invalidArgument(op: "matmul", "accumulate needs an output to add to") }
+        if accumulate && out == nil {
+            throw DeviceError.invalidArgument(op: "matmul", "accumulate needs an output to add to")
+        }
         let c = try output("matmul", out, [m, n], on: a.device)
         let beta: Float = accumulate ? 1 : 0
         try Tensor.run("matmul", a, b, c) { a, b, c in
@@ -41,7 +43,8 @@ extension Tensor {
             let kernel = try naive ? nil : variant.map {
                 try GemmPlans.shared.launches(for: device).pick($0, multiplyAdds: m * n * k)
             }
-            try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, kernel: kernel, beta: beta)
+            try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, kernel: kernel,
+                             beta: beta)
         }
         return c
     }
@@ -80,12 +83,14 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
     }
     var launch = choice
     var kernel = try launch.map { try device.kernel($0.sources[fusion.index]) }
-    if fusion != .none, launch == nil || !fits(launch!, kernel!), let variant = GemmVariant(transA: transA, transB: transB) {
+    if fusion != .none, launch == nil || !fits(launch!, kernel!),
+       let variant = GemmVariant(transA: transA, transB: transB) {
         launch = variant == .nn ? PortableGemm.nn : variant == .nt ? PortableGemm.nt : PortableGemm.tn
         kernel = try device.kernel(launch!.sources[fusion.index])
     }
     if let launch, let kernel, fits(launch, kernel) {
-        try device.launch(kernel, global: launch.kernel.global(m: m, n: n), local: launch.kernel.local, flops: flops) { x in
+        try device.launch(kernel, global: launch.kernel.global(m: m, n: n), local: launch.kernel.local,
+                          flops: flops) { x in
             try x.int("M", m); try x.int("N", n); try x.int("K", k); try x.buffer("A", a); try x.buffer("B", b)
             try x.buffer("C", c); try x.float("beta", beta)
             if fusion.gatherA, let order = extra.order {
@@ -132,7 +137,8 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
     defer { ScratchBuffers.packs.give(packs) }
     if chunks == 1 {
-        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m), packs[0].pointer)
+        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
+                        packs[0].pointer)
         return
     }
     // NOTE: the threads write disjoint rows of C and only read A and B; each packs into its own buffer.
@@ -157,7 +163,9 @@ private final class ScratchBuffers: @unchecked Sendable {
     func take(_ count: Int, floats: Int) throws -> [HostBuffer] {
         lock.lock()
         var taken: [HostBuffer] = []
-        while taken.count < count, let i = idle.lastIndex(where: { $0.count >= floats }) { taken.append(idle.remove(at: i)) }
+        while taken.count < count, let i = idle.lastIndex(where: { $0.count >= floats }) {
+            taken.append(idle.remove(at: i))
+        }
         lock.unlock()
         return taken + (try (taken.count..<count).map { _ in try HostBuffer(count: floats) })
     }
@@ -175,7 +183,8 @@ private final class ScratchBuffers: @unchecked Sendable {
 }
 
 /// The reference: c[i][j] = Σ_p op(a)[i][p]·op(b)[p][j] (+ beta·c[i][j]), one multiply-add at a time.
-private func matmulNaive(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
+private func matmulNaive(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>,
+                         _ C: UnsafeMutablePointer<Float>,
                          m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float) {
     for i in 0..<m {
         for j in 0..<n {

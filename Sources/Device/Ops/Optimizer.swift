@@ -24,7 +24,8 @@ public struct AdamHyperparameters: Sendable, Equatable {
 extension Tensor {
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0:
     /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g).
-    public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
+    public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0,
+                        weightDecay: Float = 0) throws {
         try requireShape("sgdStep (grad)", grad, shape)
         if let velocity { try requireShape("sgdStep (velocity)", velocity, shape) }
         if momentum > 0 && velocity == nil {

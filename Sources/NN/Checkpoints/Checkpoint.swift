@@ -57,14 +57,17 @@ extension Checkpoint {
     /// PyTorch state dict (no clnn metadata) is read with `assumptions` (see `verified`; the checkpoint's `note`
     /// says what was inferred).
     public static func load(_ path: String, on device: DeviceTag,
-                            assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
-        try decode(try readFileBytes(path, what: "checkpoint file", holding: 4), path: path, on: device, assuming: assumptions)
+                            assuming assumptions: StateDictAssumptions = StateDictAssumptions())
+        throws -> (Checkpoint, Sequential) {
+        try decode(try readFileBytes(path, what: "checkpoint file", holding: 4), path: path, on: device,
+                   assuming: assumptions)
     }
 
     /// Parses a checkpoint's bytes and rebuilds its model on `device`. Every tensor the metadata implies must be
     /// present with its shape before anything is allocated, so the memory used is bounded by the file's size.
     public static func decode(_ bytes: [UInt8], path: String, on device: DeviceTag,
-                              assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> (Checkpoint, Sequential) {
+                              assuming assumptions: StateDictAssumptions = StateDictAssumptions())
+        throws -> (Checkpoint, Sequential) {
         let (checkpoint, tensors) = try verified(bytes, path: path, vocabulary: vocabulary, assuming: assumptions)
         // The model and the transposed host copies made while loading must fit (sizes come from the file).
         let parameters = checkpoint.tensorShapes.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
@@ -73,7 +76,8 @@ extension Checkpoint {
         } catch let error as DeviceError {
             throw DataError(path, "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
         }
-        try HostMemory.require(4 * parameters * (device == .cpu ? 2 : 1), for: "loading the \(Int(parameters)) parameters of \(path)")
+        try HostMemory.require(4 * parameters * (device == .cpu ? 2 : 1),
+                               for: "loading the \(Int(parameters)) parameters of \(path)")
         let model = try LayerSpec.modules(checkpoint.layers, seed: 0, on: device)
         try model.assign(tensors, path: path)
         return (checkpoint, model)
@@ -84,7 +88,8 @@ extension Checkpoint {
     /// - Throws: `DataError` naming `imagesFile`.
     public func checkInputs(_ data: RawDataset, imagesFile: String, model: String) throws {
         guard data.features == sizes[0] else {
-            throw DataError(imagesFile, "images have \(data.features) pixels but the model \(model) expects \(sizes[0])")
+            throw DataError(imagesFile, "images have \(data.features) pixels but the model \(model) "
+                + "expects \(sizes[0])")
         }
         if let trained = imageShape, let shape = data.imageShape, trained != shape {
             throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
@@ -96,7 +101,8 @@ extension Checkpoint {
     func checkDescribes(_ model: Sequential, path: String) throws {
         guard let specs = model.layerSpecs else {
             let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
-            throw DataError(path, "the model holds \(custom), which a checkpoint cannot describe (it records Linear and "
+            throw DataError(path, "the model holds \(custom), which a checkpoint cannot describe "
+                + "(it records Linear and "
                 + "activation layers)")
         }
         // A plain state dict cannot say which activation sits between two Linears: the model's own is taken.
@@ -109,20 +115,24 @@ extension Checkpoint {
 
 extension Sequential {
     /// Loads a checkpoint's weights into this model, which must have the architecture the checkpoint records (any
-    /// `Sequential` of `Linear` and `ActivationLayer` modules that adds up to it: a fused `Linear(…, activation:)` and
+    /// `Sequential` of `Linear` and `ActivationLayer` modules that adds up to it: a fused `Linear(…, activation:)`
+    /// and
     /// a `Linear` followed by an `ActivationLayer` are the same two entries). Returns the checkpoint's metadata.
     /// - Throws: `DataError` naming the first entry that differs; nothing is loaded then.
     /// A plain PyTorch state dict is read with `assumptions` (its activation matters here: it must be the model's).
     @discardableResult
-    public func load(from path: String, assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> Checkpoint {
-        let (checkpoint, tensors) = try Checkpoint.verified(try readFileBytes(path, what: "checkpoint file", holding: 4), path: path,
-                                                            vocabulary: Checkpoint.vocabulary, assuming: assumptions)
+    public func load(from path: String,
+                     assuming assumptions: StateDictAssumptions = StateDictAssumptions()) throws -> Checkpoint {
+        let (checkpoint, tensors) = try Checkpoint.verified(
+            try readFileBytes(path, what: "checkpoint file", holding: 4), path: path,
+            vocabulary: Checkpoint.vocabulary, assuming: assumptions)
         try checkpoint.checkDescribes(self, path: path)
         try assign(tensors, path: path)
         return checkpoint
     }
 
-    /// Overwrites every parameter from `tensors` (state-dict names, PyTorch layouts), all checked before any is written.
+    /// Overwrites every parameter from `tensors` (state-dict names, PyTorch layouts), all checked before any is
+    /// written.
     func assign(_ tensors: [String: SafeTensors.Entry], path: String) throws {
         let named = namedParameters
         for (name, p) in named {

@@ -67,7 +67,8 @@ public struct Checkpoint: Equatable, Sendable {
     var metadata: [String: String] {
         var out = ["format": "pt", "clnn.architecture": LayerSpec.text(layers),
                    "clnn.sizes": sizes.map(String.init).joined(separator: ","), "clnn.loss": loss,
-                   "clnn.classes": String(classes), "clnn.mean": String(normalization.mean), "clnn.std": String(normalization.std)]
+                   "clnn.classes": String(classes), "clnn.mean": String(normalization.mean),
+                   "clnn.std": String(normalization.std)]
         // NOTE: older readers (and tools/check_checkpoint.py before clnn.architecture) build an MLP from
         // sizes + activation: write the activation only when that MLP is this model.
         if let f = Activation(rawValue: activation), layers == LayerSpec.mlp(sizes: sizes, activation: f) {
@@ -122,9 +123,12 @@ public struct Checkpoint: Equatable, Sendable {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for the architecture \(model)")
         }
         for (name, shape) in expected {
-            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)' for the architecture \(model)") }
+            guard let entry = tensors[name] else {
+                throw DataError(path, "missing tensor '\(name)' for the architecture \(model)")
+            }
             guard entry.shape == shape else {
-                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) needs \(shape)")
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) "
+                    + "needs \(shape)")
             }
         }
         return (checkpoint, tensors)
@@ -133,21 +137,27 @@ public struct Checkpoint: Equatable, Sendable {
     static func parse(_ metadata: [String: String], path: String, vocabulary: Vocabulary) throws -> Checkpoint {
         let lossOutputs = vocabulary.lossOutputs
         func field(_ key: String) throws -> String {
-            guard let value = metadata[key] else { throw DataError(path, "metadata lacks '\(key)': not a clnn checkpoint?") }
+            guard let value = metadata[key] else {
+                throw DataError(path, "metadata lacks '\(key)': not a clnn checkpoint?")
+            }
             return value
         }
         func sizeList(_ key: String, _ text: String, count: ClosedRange<Int>) throws -> [Int] {
             let parts = text.split(separator: ",", omittingEmptySubsequences: false)
             let values = parts.compactMap { Int($0) }
-            guard count.contains(parts.count), values.count == parts.count, values.allSatisfy({ $0 > 0 && $0 < 1 << 20 }) else {
-                throw DataError(path, "metadata '\(key)' is not a list of \(count.lowerBound)...\(count.upperBound) sizes in 1...\((1 << 20) - 1): '\(text.prefix(80))'")
+            guard count.contains(parts.count), values.count == parts.count,
+                  values.allSatisfy({ $0 > 0 && $0 < 1 << 20 }) else {
+                throw DataError(path, "metadata '\(key)' is not a list of \(count.lowerBound)...\(count.upperBound) "
+                    + "sizes in 1...\((1 << 20) - 1): '\(text.prefix(80))'")
             }
             return values
         }
         let sizes = try sizeList("clnn.sizes", try field("clnn.sizes"), count: 2...64)
         let activationName = metadata["clnn.activation"] ?? "relu"
-        guard vocabulary.activations.contains(activationName), let activation = Activation(rawValue: activationName) else {
-            throw DataError(path, "metadata names an unknown activation '\(activationName.prefix(80))' (known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
+        guard vocabulary.activations.contains(activationName),
+              let activation = Activation(rawValue: activationName) else {
+            throw DataError(path, "metadata names an unknown activation '\(activationName.prefix(80))' "
+                + "(known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
         }
         var layers = LayerSpec.mlp(sizes: sizes, activation: activation)
         if let text = metadata["clnn.architecture"] {
@@ -160,15 +170,19 @@ public struct Checkpoint: Equatable, Sendable {
             }
         }
         let loss = try field("clnn.loss")
-        guard lossOutputs(loss, 1) != nil else { throw DataError(path, "metadata names an unknown loss '\(loss.prefix(80))'") }
+        guard lossOutputs(loss, 1) != nil else {
+            throw DataError(path, "metadata names an unknown loss '\(loss.prefix(80))'")
+        }
         guard let classes = Int(try field("clnn.classes")), classes > 0, classes <= 1 << 16,
               lossOutputs(loss, classes) == sizes.last else {
-            throw DataError(path, "metadata 'clnn.classes' disagrees with the output size \(sizes.last!) for loss \(loss)")
+            throw DataError(path, "metadata 'clnn.classes' disagrees with the output size \(sizes.last!) "
+                + "for loss \(loss)")
         }
         guard let mean = Float(try field("clnn.mean")), let std = Float(try field("clnn.std")),
               abs(mean) <= 1e6, std >= 1e-6, std <= 1e6 else {
             // NOTE: pixels are scaled to [0, 1]; a std far outside that range would turn them into infinities.
-            throw DataError(path, "metadata 'clnn.mean'/'clnn.std' are not pixel statistics (|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6)")
+            throw DataError(path, "metadata 'clnn.mean'/'clnn.std' are not pixel statistics "
+                + "(|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6)")
         }
         var imageShape: [Int]?
         if let text = metadata["clnn.image"] {
@@ -181,11 +195,13 @@ public struct Checkpoint: Equatable, Sendable {
         var epoch: Int?
         if let text = metadata["clnn.epoch"] {
             guard let value = Int(text), value >= 1, value <= 1_000_000 else {
-                throw DataError(path, "metadata 'clnn.epoch' is not an epoch count in 1...1000000: '\(text.prefix(80))'")
+                throw DataError(path, "metadata 'clnn.epoch' is not an epoch count in 1...1000000: "
+                    + "'\(text.prefix(80))'")
             }
             epoch = value
         }
-        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: Normalization(mean: mean, std: std),
+        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes,
+                                    normalization: Normalization(mean: mean, std: std),
                                     imageShape: imageShape, epoch: epoch)
         if let text = metadata["clnn.training-state"] {
             guard let digest = UInt64(text, radix: 16) else {
@@ -211,23 +227,28 @@ public struct Checkpoint: Equatable, Sendable {
                 index += 1
             }
         }
-        guard parts.count <= 256 else { throw DataError(path, "metadata 'clnn.architecture' has \(parts.count) entries; at most 256") }
+        guard parts.count <= 256 else {
+            throw DataError(path, "metadata 'clnn.architecture' has \(parts.count) entries; at most 256")
+        }
         var layers: [LayerSpec] = []
         for (i, part) in parts.enumerated() {
             guard let spec = LayerSpec(parsing: part) else {
-                throw DataError(path, "metadata 'clnn.architecture' entry \(i) '\(part.prefix(80))' is not linear(IN,OUT) "
+                throw DataError(path, "metadata 'clnn.architecture' entry \(i) '\(part.prefix(80))' "
+                    + "is not linear(IN,OUT) "
                     + "or an activation (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             layers.append(spec)
         }
         guard LayerSpec.sizes(layers) == sizes else {
-            throw DataError(path, "metadata 'clnn.architecture' (\(text.prefix(120))) disagrees with 'clnn.sizes' \(sizes)")
+            throw DataError(path, "metadata 'clnn.architecture' (\(text.prefix(120))) disagrees with "
+                + "'clnn.sizes' \(sizes)")
         }
         var width: Int?
         for (i, spec) in layers.enumerated() {
             guard case let .linear(inputs, outputs) = spec else { continue }
             if let width, width != inputs {
-                throw DataError(path, "metadata 'clnn.architecture' entry \(i) \(spec) takes \(inputs) inputs but the layer before gives \(width)")
+                throw DataError(path, "metadata 'clnn.architecture' entry \(i) \(spec) takes \(inputs) inputs "
+                    + "but the layer before gives \(width)")
             }
             width = outputs
         }
@@ -252,21 +273,26 @@ public struct Checkpoint: Equatable, Sendable {
             let parts = name.split(separator: ".", omittingEmptySubsequences: false)
             if parts.count == 2, let index = Int(parts[0]), String(index) != parts[0] {
                 // NOTE: "02" and "2" would both be index 2: one layer's tensors silently replaced by another's.
-                throw DataError(path, "tensor '\(name.prefix(80))' has index '\(parts[0].prefix(20))', which nn.Sequential never "
-                    + "writes (it would be read as \(index)\(tensors["\(index).\(parts[1])"] != nil ? ", which '\(index).\(parts[1])' names too" : "")); "
+                throw DataError(path, "tensor '\(name.prefix(80))' has index '\(parts[0].prefix(20))', "
+                    + "which nn.Sequential never "
+                    + "writes (it would be read as \(index)"
+                    + "\(tensors["\(index).\(parts[1])"] != nil ? ", which '\(index).\(parts[1])' names too" : "")); "
                     + "PyTorch's strict load refuses it as well")
             }
             guard parts.count == 2, let index = Int(parts[0]), index >= 0, index < 1 << 16,
                   parts[1] == "weight" || parts[1] == "bias" else {
-                throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: CLNN reads "
-                    + "stacks of nn.Linear and activations" + (name.hasSuffix("running_mean") || name.hasSuffix("num_batches_tracked")
+                throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: "
+                    + "CLNN reads "
+                    + "stacks of nn.Linear and activations"
+                    + (name.hasSuffix("running_mean") || name.hasSuffix("num_batches_tracked")
                         ? " (this is a BatchNorm's)" : ""))
             }
             if parts[1] == "weight" {
                 guard entry.shape.count == 2 else {
                     let kind = entry.shape.count == 1 ? "a normalisation layer's (LayerNorm, BatchNorm)"
                         : entry.shape.count >= 3 ? "a convolution's" : "not a Linear's"
-                    throw DataError(path, "tensor '\(name)' has shape \(entry.shape): a \(entry.shape.count)-D weight is \(kind); "
+                    throw DataError(path, "tensor '\(name)' has shape \(entry.shape): "
+                        + "a \(entry.shape.count)-D weight is \(kind); "
                         + "CLNN reads stacks of nn.Linear [out, in] weights")
                 }
                 byIndex[index, default: (nil, nil)].weight = entry
@@ -286,14 +312,17 @@ public struct Checkpoint: Equatable, Sendable {
                 throw DataError(path, "tensor '\(index).bias' has no '\(index).weight' beside it: not an nn.Linear")
             }
             guard let bias = byIndex[index]!.bias else {
-                throw DataError(path, "tensor '\(index).weight' has no '\(index).bias': a Linear without bias (bias=False) is not supported")
+                throw DataError(path, "tensor '\(index).weight' has no '\(index).bias': "
+                    + "a Linear without bias (bias=False) is not supported")
             }
             let (outputs, inputs) = (weight.shape[0], weight.shape[1])
             guard (1..<(1 << 20)).contains(outputs), (1..<(1 << 20)).contains(inputs) else {
-                throw DataError(path, "tensor '\(index).weight' has shape \(weight.shape); each size must be in 1...\((1 << 20) - 1)")
+                throw DataError(path, "tensor '\(index).weight' has shape \(weight.shape); "
+                    + "each size must be in 1...\((1 << 20) - 1)")
             }
             guard bias.shape == [outputs] else {
-                throw DataError(path, "tensor '\(index).bias' has shape \(bias.shape) but '\(index).weight' \(weight.shape) needs [\(outputs)]")
+                throw DataError(path, "tensor '\(index).bias' has shape \(bias.shape) "
+                    + "but '\(index).weight' \(weight.shape) needs [\(outputs)]")
             }
             if k == 0 {
                 if index > 0 {
@@ -303,12 +332,14 @@ public struct Checkpoint: Equatable, Sendable {
             } else {
                 let gap = index - indices[k - 1] - 1
                 guard gap <= 1 else {
-                    throw DataError(path, "indices \(indices[k - 1]) and \(index) have \(gap) modules without parameters between them; "
+                    throw DataError(path, "indices \(indices[k - 1]) and \(index) have \(gap) modules "
+                        + "without parameters between them; "
                         + "CLNN reads exactly one there, as the activation (a Dropout beside it cannot be told apart)")
                 }
                 if gap == 1 { layers.append(.activation(assumptions.activation)) }
                 if let width, width != inputs {
-                    throw DataError(path, "tensor '\(index).weight' takes \(inputs) inputs but the layer before gives \(width)")
+                    throw DataError(path, "tensor '\(index).weight' takes \(inputs) inputs "
+                        + "but the layer before gives \(width)")
                 }
             }
             renamed["\(layers.count).weight"] = weight
@@ -327,11 +358,13 @@ public struct Checkpoint: Equatable, Sendable {
         } else if lossOutputs(loss, 2) == 2, lossOutputs(loss, 3) == 3 {  // one output per class
             classes = outputs
         } else {
-            throw DataError(path, "a plain state dict with \(outputs) output(s) and loss \(loss): its class count cannot be read "
+            throw DataError(path, "a plain state dict with \(outputs) output(s) and loss \(loss): "
+                + "its class count cannot be read "
                 + "from the shapes; state it (--classes)")
         }
         guard lossOutputs(loss, classes) == outputs else {
-            throw DataError(path, "the last Linear gives \(outputs) outputs but \(loss) over \(classes) classes needs \(lossOutputs(loss, classes) ?? 0)")
+            throw DataError(path, "the last Linear gives \(outputs) outputs but \(loss) over \(classes) classes "
+                + "needs \(lossOutputs(loss, classes) ?? 0)")
         }
         let normalization = assumptions.normalization ?? Normalization(mean: 0, std: 1)
         var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: normalization)
@@ -339,11 +372,13 @@ public struct Checkpoint: Equatable, Sendable {
         _ = try parse(checkpoint.metadata, path: path, vocabulary: vocabulary)
         let activations = layers.contains { if case .activation = $0 { return true } else { return false } }
         checkpoint.inferredFromShapes = true
-        checkpoint.note = "a plain PyTorch state dict (no clnn metadata): inferred \(LayerSpec.text(layers)) from the tensor "
+        checkpoint.note = "a plain PyTorch state dict (no clnn metadata): inferred \(LayerSpec.text(layers)) "
+            + "from the tensor "
             + "shapes\(leading); assumed " + (activations ? "activation \(assumptions.activation.rawValue), " : "")
             + "loss \(loss), \(classes) classes" + (assumptions.classes == nil ? " (the output width)" : "")
             + String(format: ", input normalisation mean %.4f std %.4f", normalization.mean, normalization.std)
-            + (assumptions.normalizationOrigin.map { " (\($0))" } ?? (assumptions.normalization == nil ? " (none)" : ""))
+            + (assumptions.normalizationOrigin.map { " (\($0))" }
+                ?? (assumptions.normalization == nil ? " (none)" : ""))
         return (checkpoint, renamed)
     }
 }

@@ -35,7 +35,8 @@ public enum SafeTensors {
             let entry = tensors[name]!
             precondition(entry.shape.reduce(1, *) == entry.values.count, "SafeTensors: \(name) shape and data disagree")
             let bytes = entry.values.count * 4
-            header[name] = ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
+            header[name] = ["dtype": "F32", "shape": entry.shape,
+                            "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
         var json = Array(try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
@@ -51,11 +52,15 @@ public enum SafeTensors {
     /// Parses a safetensors file's bytes; `path` names the file in errors. `copies` is how many float copies of the
     /// tensors the caller will hold at once (its layouts, the model it builds): their memory is checked against what
     /// the process can get (`HostMemory`) before any is made, from the header's shapes alone.
-    public static func decode(_ bytes: [UInt8], path: String, copies: Int = 1) throws -> (tensors: [String: Entry], metadata: [String: String]) {
-        guard bytes.count >= 8 else { throw DataError(path, "truncated safetensors file: \(bytes.count) bytes, no header length") }
+    public static func decode(_ bytes: [UInt8], path: String,
+                              copies: Int = 1) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+        guard bytes.count >= 8 else {
+            throw DataError(path, "truncated safetensors file: \(bytes.count) bytes, no header length")
+        }
         let headerLength = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard headerLength <= UInt64(maxHeaderBytes), Int(headerLength) <= bytes.count - 8 else {
-            throw DataError(path, "corrupt safetensors header: it claims \(headerLength) bytes but the file has \(bytes.count - 8) after the length")
+            throw DataError(path, "corrupt safetensors header: it claims \(headerLength) bytes but the file has "
+                + "\(bytes.count - 8) after the length")
         }
         let headerEnd = 8 + Int(headerLength)
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])),
@@ -76,11 +81,13 @@ public enum SafeTensors {
                 continue
             }
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int],
+                  offsets.count == 2 else {
                 throw DataError(path, "corrupt safetensors header: tensor '\(name)' lacks dtype, shape or data_offsets")
             }
             guard let width = elementBytes[dtype] else {
-                throw DataError(path, "tensor '\(name)' has dtype \(dtype.prefix(20)); CLNN reads F32, F16, BF16, F64 and I64")
+                throw DataError(path, "tensor '\(name)' has dtype \(dtype.prefix(20)); "
+                    + "CLNN reads F32, F16, BF16, F64 and I64")
             }
             guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8 else {
                 throw DataError(path, "tensor '\(name)' has an invalid shape \(shape)")
@@ -94,7 +101,8 @@ public enum SafeTensors {
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, begin <= end, end <= dataSize else {
-                throw DataError(path, "tensor '\(name)' spans bytes \(begin)..<\(end) but the data section has \(dataSize) (truncated file?)")
+                throw DataError(path, "tensor '\(name)' spans bytes \(begin)..<\(end) but the data section has "
+                    + "\(dataSize) (truncated file?)")
             }
             guard let byteCount, byteCount == end - begin else {
                 let needs = byteCount.map { "\($0) bytes" } ?? "more bytes than any file can hold"
@@ -109,7 +117,8 @@ public enum SafeTensors {
         for t in pending {
             // NOTE: the format is little-endian, as is every platform Swift on Linux runs on.
             let values = bytes.withUnsafeBytes { src in
-                floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + t.begin)..<(headerEnd + t.end)]), dtype: t.dtype)
+                floats(UnsafeRawBufferPointer(rebasing: src[(headerEnd + t.begin)..<(headerEnd + t.end)]),
+                       dtype: t.dtype)
             }
             tensors[t.name] = Entry(shape: t.shape, values: values, storedAs: t.dtype)
         }
@@ -133,11 +142,13 @@ public enum SafeTensors {
         var previous: String?
         for span in spans.sorted(by: { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }) {
             if span.begin < position, let previous {
-                throw DataError(path, "tensors '\(previous)' and '\(span.name)' overlap (bytes \(span.begin)..<\(position) "
+                throw DataError(path, "tensors '\(previous)' and '\(span.name)' overlap "
+                    + "(bytes \(span.begin)..<\(position) "
                     + "belong to both): a corrupt or hand-made file (the safetensors library refuses it too)")
             }
             if span.begin > position {
-                throw DataError(path, "bytes \(position)..<\(span.begin) of the data section belong to no tensor (before '\(span.name)'): "
+                throw DataError(path, "bytes \(position)..<\(span.begin) of the data section belong to no tensor "
+                    + "(before '\(span.name)'): "
                     + "a corrupt file (the safetensors library refuses it too)")
             }
             position = span.end
@@ -151,7 +162,8 @@ public enum SafeTensors {
 
     /// The position of the first NaN or infinity of each tensor that holds one, by name order: `(name, flat index,
     /// index per axis)`; nil when every value is finite.
-    public static func firstNonFinite(_ tensors: [String: Entry]) -> (name: String, index: Int, position: [Int], value: Float)? {
+    public static func firstNonFinite(_ tensors: [String: Entry])
+        -> (name: String, index: Int, position: [Int], value: Float)? {
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
             guard let i = entry.values.firstIndex(where: { !$0.isFinite }) else { continue }
@@ -169,7 +181,8 @@ public enum SafeTensors {
     /// Throws unless every value of every tensor is finite, naming the first tensor and element that is not.
     static func requireFinite(_ tensors: [String: Entry], path: String, what: String) throws {
         guard let bad = firstNonFinite(tensors) else { return }
-        throw DataError(path, "tensor '\(bad.name)' holds \(bad.value) at \(bad.position) (element \(bad.index)): \(what) with "
+        throw DataError(path, "tensor '\(bad.name)' holds \(bad.value) at \(bad.position) (element \(bad.index)): "
+            + "\(what) with "
             + "NaN or infinite values is diverged or corrupt, and would give meaningless results")
     }
 
@@ -198,7 +211,8 @@ public enum SafeTensors {
             throw DataError(path, "truncated safetensors file: no header length")
         }
         let length = lengthBytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        guard length <= UInt64(maxHeaderBytes), let header = try handle.read(upToCount: Int(length)), header.count == Int(length),
+        guard length <= UInt64(maxHeaderBytes), let header = try handle.read(upToCount: Int(length)),
+              header.count == Int(length),
               let object = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
             throw DataError(path, "corrupt safetensors header")
         }
@@ -212,10 +226,14 @@ public enum SafeTensors {
     static func floats(_ raw: UnsafeRawBufferPointer, dtype: String) -> [Float] {
         switch dtype {
         case "F16":
-            return (0..<raw.count / 2).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+            return (0..<raw.count / 2).map {
+                Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+            }
         case "BF16":
             // bfloat16 is the top half of a float32.
-            return (0..<raw.count / 2).map { Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16) }
+            return (0..<raw.count / 2).map {
+                Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16)
+            }
         case "F64":
             return (0..<raw.count / 8).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
         case "I64":

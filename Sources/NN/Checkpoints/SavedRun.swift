@@ -72,7 +72,8 @@ public enum SavedRun {
     /// - Returns: a remark when the pair is committed but its state could not be moved into place (it stays staged,
     ///   where `load` finds it), else nil.
     @discardableResult
-    public static func save(_ trainer: Trainer, checkpoint: Checkpoint, at position: RunPosition, stepsPerEpoch: Int? = nil,
+    public static func save(_ trainer: Trainer, checkpoint: Checkpoint, at position: RunPosition,
+                            stepsPerEpoch: Int? = nil,
                             to path: String) throws -> String? {
         let files = try Files(path)
         // NOTE: a save cut short after its commit left the committed state staged: put it in place before staging
@@ -103,13 +104,15 @@ public enum SavedRun {
     private static func settle(_ files: Files) {
         guard FileManager.default.fileExists(atPath: files.staged),
               let digest = stateDigest(ofCheckpointAt: files.resolved),
-              let staged = try? readFileBytes(files.staged, what: "training state file"), fnv1a(staged) == digest else { return }
+              let staged = try? readFileBytes(files.staged, what: "training state file"),
+              fnv1a(staged) == digest else { return }
         if rename(files.staged, files.state) == 0 { AtomicFile.syncFolder(of: files.state) }
     }
 
     /// The `clnn.training-state` digest in the header of the checkpoint at `path`, read without its tensors.
     private static func stateDigest(ofCheckpointAt path: String) -> UInt64? {
-        guard let metadata = try? SafeTensors.metadata(ofFileAt: path), let text = metadata["clnn.training-state"] else { return nil }
+        guard let metadata = try? SafeTensors.metadata(ofFileAt: path),
+              let text = metadata["clnn.training-state"] else { return nil }
         return UInt64(text, radix: 16)
     }
 
@@ -136,7 +139,8 @@ public enum SavedRun {
         let bytes = try readFileBytes(path, what: "checkpoint file", holding: 4)
         let (checkpoint, tensors) = try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary)
         guard !checkpoint.inferredFromShapes else {
-            throw DataError(path, "is a plain state dict without clnn metadata: it holds weights, not a run to continue")
+            throw DataError(path, "is a plain state dict without clnn metadata: it holds weights, "
+                + "not a run to continue")
         }
         let exists = { (p: String) in FileManager.default.fileExists(atPath: p) }
         guard let digest = checkpoint.trainingStateDigest else {
@@ -156,7 +160,8 @@ public enum SavedRun {
         }
         var seen: [(path: String, digest: UInt64)] = []
         // NOTE: twice: a reader that does not settle may see the staged state moved into place between its two reads.
-        for (candidate, staged) in [(files.state, false), (files.staged, true), (files.state, false)] where exists(candidate) {
+        for (candidate, staged) in [(files.state, false), (files.staged, true), (files.state, false)]
+            where exists(candidate) {
             let stateBytes = try readFileBytes(candidate, what: "training state file")
             let found = fnv1a(stateBytes)
             guard found == digest else {
@@ -166,20 +171,23 @@ public enum SavedRun {
             let state = try TrainingState.decode(stateBytes, path: candidate)
             guard state.modelDigest == SafeTensors.digest(tensors) else {
                 throw DataError(candidate, "was saved with other weights than \(path)'s (its model digest "
-                    + "\(state.modelDigest.map { String($0, radix: 16) } ?? "none") against \(String(SafeTensors.digest(tensors), radix: 16)))")
+                    + "\(state.modelDigest.map { String($0, radix: 16) } ?? "none") "
+                    + "against \(String(SafeTensors.digest(tensors), radix: 16)))")
             }
             var note: String?
             if staged && settle {
                 if rename(files.staged, files.state) == 0 {
                     AtomicFile.syncFolder(of: files.state)
-                    note = "recovered the training state of the last save (cut short after its commit) into \(files.state)"
+                    note = "recovered the training state of the last save (cut short after its commit) "
+                        + "into \(files.state)"
                     return Loaded(bytes: bytes, checkpoint: checkpoint, state: state,
                                   files: files, note: note)
                 }
                 note = "the training state of the last save is still at \(files.staged) (cannot move it into place: "
                     + "\(String(cString: strerror(errno))))"
             } else if staged {
-                note = "read the training state of the last save from \(files.staged) (a save cut short after its commit)"
+                note = "read the training state of the last save from \(files.staged) "
+                    + "(a save cut short after its commit)"
             }
             return Loaded(bytes: bytes, checkpoint: checkpoint, state: state, files: files, note: note)
         }
@@ -187,7 +195,8 @@ public enum SavedRun {
             throw DataError(path, "no training state beside it (\(files.state))")
         }
         throw DataError(other.path, "does not belong to \(path): the checkpoint was saved with a training state of "
-            + "digest \(String(digest, radix: 16)) but this file's is \(String(other.digest, radix: 16)) (a state of another "
+            + "digest \(String(digest, radix: 16)) but this file's is \(String(other.digest, radix: 16)) "
+            + "(a state of another "
             + "run, or of another save of this one)")
     }
 }

@@ -22,11 +22,13 @@ extension Module {
     /// all checked before any parameter changes.
     /// - Throws: `DataError` naming the file and the first tensor missing, extra, of another shape or not finite.
     public func loadStateDict(from path: String) throws {
-        let (tensors, _) = try SafeTensors.decode(try readFileBytes(path, what: "state dict", holding: 3), path: path, copies: 2)
+        let (tensors, _) = try SafeTensors.decode(try readFileBytes(path, what: "state dict", holding: 3), path: path,
+                                                  copies: 2)
         try SafeTensors.requireFinite(tensors, path: path, what: "a state dict")
         let named = namedParameters
         if let extra = Set(tensors.keys).subtracting(named.map(\.name)).sorted().first {
-            throw DataError(path, "unexpected tensor '\(extra.prefix(80))' (the module's are \(named.map(\.name).joined(separator: ", ")))")
+            throw DataError(path, "unexpected tensor '\(extra.prefix(80))' "
+                + "(the module's are \(named.map(\.name).joined(separator: ", ")))")
         }
         for (name, p) in named {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }

@@ -31,18 +31,21 @@ public struct TrainingState: Sendable {
     }
 
     /// The file's bytes for the state of `trainer` at `position`, bound to the weights of digest `modelDigest`.
-    static func encode(_ trainer: Trainer, at position: RunPosition, stepsPerEpoch: Int?, modelDigest: UInt64) throws -> [UInt8] {
+    static func encode(_ trainer: Trainer, at position: RunPosition, stepsPerEpoch: Int?,
+                       modelDigest: UInt64) throws -> [UInt8] {
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
         for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
             for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {
-                tensors["\(name).\(stateName)"] = SafeTensors.Entry(pyTorchLayoutOf: try tensor.toArray(), shape: p.value.shape)
+                tensors["\(name).\(stateName)"] = SafeTensors.Entry(pyTorchLayoutOf: try tensor.toArray(),
+                                                                    shape: p.value.shape)
             }
         }
         let o = trainer.options
         var metadata = ["clnn.state": "2", "clnn.optimizer": optimizer.name, "clnn.epoch": String(position.epoch),
                         "clnn.optimizer-steps": String(optimizer.stepCount), "clnn.epochs": String(o.epochs),
-                        "clnn.batch-size": String(o.batchSize), "clnn.lr": String(o.lr), "clnn.momentum": String(o.momentum),
+                        "clnn.batch-size": String(o.batchSize), "clnn.lr": String(o.lr),
+                        "clnn.momentum": String(o.momentum),
                         "clnn.weight-decay": String(o.weightDecay), "clnn.seed": String(o.seed),
                         "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16)]
         if position.step > 0 {
@@ -66,14 +69,16 @@ public struct TrainingState: Sendable {
         let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
         func field(_ key: String) throws -> String {
             guard let value = metadata[key] else {
-                throw DataError(path, "metadata lacks '\(key)': not a clnn training state (written beside a checkpoint by clnn train --save)")
+                throw DataError(path, "metadata lacks '\(key)': not a clnn training state "
+                    + "(written beside a checkpoint by clnn train --save)")
             }
             return value
         }
         func number<T: LosslessStringConvertible & Comparable>(_ key: String, _ range: ClosedRange<T>) throws -> T {
             let text = try field(key)
             guard let value = T(text), range.contains(value) else {
-                throw DataError(path, "metadata '\(key)' is '\(text.prefix(40))', not in \(range.lowerBound)...\(range.upperBound)")
+                throw DataError(path, "metadata '\(key)' is '\(text.prefix(40))', "
+                    + "not in \(range.lowerBound)...\(range.upperBound)")
             }
             return value
         }
@@ -98,7 +103,8 @@ public struct TrainingState: Sendable {
         let step: Int = metadata["clnn.step"] == nil ? 0 : try number("clnn.step", 1...(1 << 40))
         let epoch: Int = try number("clnn.epoch", (step > 0 ? 0 : 1)...options.epochs)
         if step > 0 && epoch == options.epochs {
-            throw DataError(path, "metadata 'clnn.step' \(step) is a step into epoch \(epoch + 1) of a run of \(options.epochs)")
+            throw DataError(path, "metadata 'clnn.step' \(step) is a step into epoch \(epoch + 1) "
+                + "of a run of \(options.epochs)")
         }
         let lossSum: Double = step > 0 ? try number("clnn.epoch-loss-sum", 0...Double.greatestFiniteMagnitude) : 0
         let steps: Int = try number("clnn.optimizer-steps", 0...Int(Int32.max) * 1024)
@@ -113,7 +119,8 @@ public struct TrainingState: Sendable {
             ? try number("clnn.steps-per-epoch", (step + 1)...(1 << 40)) : nil
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
-                             optimizerSteps: steps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch, tensors: tensors)
+                             optimizerSteps: steps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch,
+                             tensors: tensors)
     }
 
     /// Puts the optimiser state and step count into `trainer`, whose model holds the checkpoint's weights.
@@ -136,7 +143,9 @@ public struct TrainingState: Sendable {
         }
         for (name, shape) in expected.sorted(by: { $0.key < $1.key }) {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
-            guard entry.shape == shape else { throw DataError(path, "tensor '\(name)' has shape \(entry.shape), not \(shape)") }
+            guard entry.shape == shape else {
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape), not \(shape)")
+            }
         }
         for (index, (name, _)) in named.enumerated() {
             for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {

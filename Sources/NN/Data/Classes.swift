@@ -41,10 +41,13 @@ public struct ClassPlan: Equatable, Sendable {
             // Without --classes the count comes from the largest label: name it, and where it is (one stray label
             // makes a model of many empty classes).
             let largest = explicit == nil ? train.firstIndex(of: Float(observed - 1)).map {
-                "; the largest training label is \(observed - 1) (example \($0)), which sets the class count (pass --classes N if it is wrong)"
+                "; the largest training label is \(observed - 1) (example \($0)), which sets the class count "
+                    + "(pass --classes N if it is wrong)"
             } ?? "" : ""
-            warnings.append("\(trainSource): \(missing.count) of \(classes) classes have no training example (\(list)); "
-                            + "the model cannot learn them" + (inTest > 0 ? " (\(inTest) of them occur in the test set)" : "") + largest)
+            warnings.append("\(trainSource): \(missing.count) of \(classes) classes have no training example "
+                            + "(\(list)); "
+                            + "the model cannot learn them"
+                            + (inTest > 0 ? " (\(inTest) of them occur in the test set)" : "") + largest)
         }
         self.classes = classes
         self.warnings = warnings

@@ -47,7 +47,8 @@ public struct RawDataset: Sendable {
     /// `pixels` holds `labels.count` rows of `features` bytes.
     public init(pixels: [UInt8], labels: [Float], features: Int, imageShape: [Int]? = nil) {
         precondition(pixels.count == labels.count * features, "RawDataset: pixels and labels disagree")
-        precondition(imageShape.map { $0.reduce(1, *) == features } ?? true, "RawDataset: image shape and features disagree")
+        precondition(imageShape.map { $0.reduce(1, *) == features } ?? true,
+                     "RawDataset: image shape and features disagree")
         self.pixels = pixels
         self.labels = labels
         self.count = labels.count
@@ -118,8 +119,10 @@ public struct MNISTFolder: Sendable {
         let train = try split(Self.trainImages, Self.trainLabels), test = try split(Self.testImages, Self.testLabels)
         if train.imageShape != test.imageShape {
             let shape = { (s: [Int]?) in s.map { $0.map(String.init).joined(separator: "×") } ?? "?" }
-            throw DataError(try file(Self.testImages), "test images are \(shape(test.imageShape)) pixels but the training "
-                            + "images \(try file(Self.trainImages)) are \(shape(train.imageShape)); both splits must have one shape")
+            throw DataError(try file(Self.testImages), "test images are \(shape(test.imageShape)) pixels "
+                            + "but the training "
+                            + "images \(try file(Self.trainImages)) are \(shape(train.imageShape)); "
+                            + "both splits must have one shape")
         }
         return (train, test)
     }
@@ -146,10 +149,12 @@ public struct MNISTFolder: Sendable {
         guard stat(path, &info) == 0 else {
             let code = errno
             let hint = path == Self.defaultPath ? " (install Debian's dataset-fashion-mnist, or pass --data DIR)" : ""
-            throw DataError(path, code == ENOENT ? "no such data folder\(hint)" : openFailure(code, what: "data folder"))
+            throw DataError(path, code == ENOENT ? "no such data folder\(hint)"
+                : openFailure(code, what: "data folder"))
         }
         guard FileKind(mode: info.st_mode) == .folder else {
-            throw DataError(path, "is \(FileKind(mode: info.st_mode).phrase), not a folder: --data takes the folder that "
+            throw DataError(path, "is \(FileKind(mode: info.st_mode).phrase), not a folder: "
+                            + "--data takes the folder that "
                             + "holds the four MNIST files (\(Self.trainImages)[.gz], ...)")
         }
         guard access(path, X_OK | R_OK) == 0 else {
@@ -163,12 +168,14 @@ public struct MNISTFolder: Sendable {
         var found: [String] = []
         for candidate in [base + ".gz", base] {
             var info = stat()
-            if lstat(candidate, &info) == 0 { found.append(candidate); continue }  // whatever it is: reading it says what is wrong
+            // whatever it is: reading it says what is wrong
+            if lstat(candidate, &info) == 0 { found.append(candidate); continue }
             if errno != ENOENT { throw DataError(candidate, openFailure(errno, what: "file")) }
         }
         guard found.count < 2 else {
             // NOTE: either could be stale; picking one silently could train on other data than the user thinks.
-            throw DataError(base, "both \(name).gz and \(name) are in the data folder and may differ: remove or move one")
+            throw DataError(base, "both \(name).gz and \(name) are in the data folder and may differ: "
+                + "remove or move one")
         }
         guard let file = found.first else {
             throw DataError(base + ".gz", "no such file (nor \(name) uncompressed) in the data folder")

@@ -90,10 +90,13 @@ public enum IDX {
             if magic >> 16 == 0, let type = types[(magic >> 8) & 0xFF] {
                 // An IDX file, but not one CLNN reads: say which part differs.
                 let rank = Int(magic & 0xFF)
-                throw DataError(path, String(format: "an IDX file (magic 0x%08X) of ", magic) + "\(type) values with \(rank) "
-                    + "dimension\(rank == 1 ? "" : "s"); CLNN reads unsigned-byte images of 3 dimensions (count, rows, columns) and labels of 1")
+                throw DataError(path, String(format: "an IDX file (magic 0x%08X) of ", magic)
+                    + "\(type) values with \(rank) "
+                    + "dimension\(rank == 1 ? "" : "s"); CLNN reads unsigned-byte images of 3 dimensions "
+                    + "(count, rows, columns) and labels of 1")
             }
-            throw DataError(path, String(format: "not an IDX file: magic 0x%08X, expected 0x00000801 (labels) or 0x00000803 (images)", magic))
+            throw DataError(path, String(format: "not an IDX file: magic 0x%08X, expected 0x00000801 (labels) "
+                                         + "or 0x00000803 (images)", magic))
         }
         let rank = Int(magic & 0xFF)
         let headerSize = 4 + 4 * rank
@@ -129,6 +132,8 @@ public enum IDX {
         guard let file = gzopen(path, "wb") else { throw DataError(path, "cannot create") }
         let written = bytes.withUnsafeBytes { gzwrite(file, $0.baseAddress, UInt32($0.count)) }
         let closed = gzclose_w(file)
-        guard written == bytes.count || bytes.isEmpty, closed == Z_OK else { throw DataError(path, "cannot write gzip") }
+        guard written == bytes.count || bytes.isEmpty, closed == Z_OK else {
+            throw DataError(path, "cannot write gzip")
+        }
     }
 }

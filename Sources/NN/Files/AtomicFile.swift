@@ -111,7 +111,9 @@ import Foundation
                 let chunk = min(raw.count - done, limit.map { max($0 - done, 1) } ?? raw.count, 1 << 20)
                 let n = Foundation.write(fd, raw.baseAddress! + done, chunk)
                 if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw DataError(path, "cannot write: \(String(cString: strerror(n < 0 ? errno : EIO)))") }
+                guard n > 0 else {
+                    throw DataError(path, "cannot write: \(String(cString: strerror(n < 0 ? errno : EIO)))")
+                }
                 done += n
             }
         }
@@ -134,14 +136,16 @@ import Foundation
         }
         // The temporary name adds `.` and `.tmp-PID-probe` to the name.
         guard name.utf8.count + 24 <= Int(NAME_MAX) else {
-            throw DataError(path, "the file name is too long (\(name.utf8.count) bytes; at most \(Int(NAME_MAX) - 24) here)")
+            throw DataError(path, "the file name is too long (\(name.utf8.count) bytes; "
+                + "at most \(Int(NAME_MAX) - 24) here)")
         }
         if stat(resolved, &info) == 0 {
             let kind = FileKind(mode: info.st_mode)
             guard kind == .regular else {
                 throw DataError(path, "is \(kind.phrase); clnn writes only regular files (give a file name)")
             }
-            return Target(path: path, resolved: resolved, mode: info.st_mode & 0o7777, owner: (info.st_uid, info.st_gid),
+            return Target(path: path, resolved: resolved, mode: info.st_mode & 0o7777,
+                          owner: (info.st_uid, info.st_gid),
                           identity: FileIdentity(info))
         }
         let code = errno
@@ -149,9 +153,12 @@ import Foundation
         let dir = folder(of: resolved)
         var dirInfo = stat()
         guard stat(dir, &dirInfo) == 0 else {
-            throw DataError(path, errno == ENOENT ? "cannot write: folder \(dir) does not exist" : "cannot write: folder \(dir): \(openFailure(errno, what: "folder"))")
+            throw DataError(path, errno == ENOENT ? "cannot write: folder \(dir) does not exist"
+                : "cannot write: folder \(dir): \(openFailure(errno, what: "folder"))")
         }
-        guard FileKind(mode: dirInfo.st_mode) == .folder else { throw DataError(path, "cannot write: \(dir) is not a folder") }
+        guard FileKind(mode: dirInfo.st_mode) == .folder else {
+            throw DataError(path, "cannot write: \(dir) is not a folder")
+        }
         return Target(path: path, resolved: resolved, mode: nil, owner: nil,
                       identity: FileIdentity(folder: dirInfo, name: name))
     }
@@ -276,7 +283,8 @@ func realPath(_ path: String, allowMissingLast: Bool) -> String? {
 /// check what is left on disk. `CLNN_KILL_WITH=TERM,TERM` sends those signals instead (Ctrl-C twice during a save).
 enum FileSteps {
     static let variable = "CLNN_KILL_AT_FILE_STEP"
-    nonisolated(unsafe) private static var remaining: Int? = ProcessInfo.processInfo.environment[variable].flatMap(Int.init)
+    nonisolated(unsafe) private static var remaining: Int? =
+        ProcessInfo.processInfo.environment[variable].flatMap(Int.init)
 
     static func reached() {
         guard let left = remaining else { return }

@@ -1,7 +1,8 @@
 import Foundation
 
 /// The whole content of the regular file at `path`, refused before it is read when `copies` times its size (the
-/// bytes and what the caller makes of them) is more than the process can get. A FIFO, device or folder given by mistake is an error at once
+/// bytes and what the caller makes of them) is more than the process can get. A FIFO, device or folder given by mistake
+/// is an error at once
 /// (never a hang); each failure names the real problem.
 @_spi(CLI) public func readFileBytes(_ path: String, what: String = "file", holding copies: Int = 1) throws -> [UInt8] {
     guard !path.isEmpty else { throw DataError(path, "empty path: no \(what) named") }
@@ -14,8 +15,10 @@ import Foundation
         case .read(let code): throw DataError(path, "cannot read: \(String(cString: strerror(code)))")
         case .shrank: throw DataError(path, "cannot read: file shrank while reading")
         case let .tooLarge(bytes, available, limit):
-            throw DataError(path, "is \(HostMemory.gib(bytes)) (\(bytes) bytes); reading it\(copies > 1 ? " as a \(what) (\(copies) copies)" : "") "
-                + "needs more than the \(HostMemory.gib(available)) this process can get (limited by \(limit)): not read")
+            throw DataError(path, "is \(HostMemory.gib(bytes)) (\(bytes) bytes); "
+                + "reading it\(copies > 1 ? " as a \(what) (\(copies) copies)" : "") "
+                + "needs more than the \(HostMemory.gib(available)) this process can get "
+                + "(limited by \(limit)): not read")
         }
     }
 }

@@ -38,11 +38,13 @@ import Foundation
                 guard code == EWOULDBLOCK else {
                     throw DataError(file, "cannot lock \(path): \(String(cString: strerror(code)))")
                 }
-                throw DataError(file, "is in use by \(holder ?? "another process") (lock \(path)): two runs writing one "
+                throw DataError(file, "is in use by \(holder ?? "another process") (lock \(path)): "
+                    + "two runs writing one "
                     + "checkpoint would mix their files; wait for it to finish, or give another file")
             }
             var held = stat(), current = stat()
-            if fstat(opened, &held) == 0, stat(path, &current) == 0, held.st_ino == current.st_ino, held.st_dev == current.st_dev {
+            if fstat(opened, &held) == 0, stat(path, &current) == 0, held.st_ino == current.st_ino,
+               held.st_dev == current.st_dev {
                 fd = opened
                 break
             }
@@ -78,7 +80,8 @@ import Foundation
         guard let first = parts.first, let pid = Int32(first) else { return nil }
         var command = ""
         if let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty {
-            command = ": " + String(decoding: data, as: UTF8.self).split(separator: "\0").joined(separator: " ").prefix(200)
+            command = ": "
+                + String(decoding: data, as: UTF8.self).split(separator: "\0").joined(separator: " ").prefix(200)
         }
         return "process \(pid) (\(parts.count > 1 ? String(parts[1]) : "clnn")\(command))"
     }

@@ -23,7 +23,8 @@
     /// - Throws: `DataError` naming the path for an output that cannot be written; `Conflict` naming both when two
     ///   outputs (or an output and an input other than the one it replaces) are the same file.
     @discardableResult
-    public static func check(_ outputs: [Output], inputs: [(what: String, path: String)] = []) throws -> [AtomicFile.Target] {
+    public static func check(_ outputs: [Output],
+                             inputs: [(what: String, path: String)] = []) throws -> [AtomicFile.Target] {
         var targets: [(String, AtomicFile.Target)] = []
         for output in outputs {
             let target: AtomicFile.Target
@@ -37,8 +38,10 @@
                                + "one would overwrite the other — give each its own file")
             }
             let replaced = output.replaces.flatMap { FileIdentity(existing: $0) }
-            for input in inputs where FileIdentity(existing: input.path) == target.identity && replaced != target.identity {
-                throw Conflict(description: "\(output.option) \(output.path) is the input file \(input.path) (\(input.what)); "
+            for input in inputs
+                where FileIdentity(existing: input.path) == target.identity && replaced != target.identity {
+                throw Conflict(description: "\(output.option) \(output.path) is the input file \(input.path) "
+                               + "(\(input.what)); "
                                + "writing it would destroy the input")
             }
             targets.append((output.option, target))

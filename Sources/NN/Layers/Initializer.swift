@@ -26,7 +26,8 @@ public enum Initializer: Sendable, Equatable {
         let fi = Float(fanIn), fo = Float(fanOut)
         switch self {
         case .normal(let std): return try Tensor.randn(shape, seed: seed, std: std, on: device)
-        case .xavierNormal(let gain): return try Tensor.randn(shape, seed: seed, std: gain * (2 / (fi + fo)).squareRoot(), on: device)
+        case .xavierNormal(let gain):
+            return try Tensor.randn(shape, seed: seed, std: gain * (2 / (fi + fo)).squareRoot(), on: device)
         case .scaledByFanIn: return try Tensor.randn(shape, seed: seed, std: 1 / fi.squareRoot(), on: device)
         case .kaimingNormal(let mode, let gain):
             return try Tensor.randn(shape, seed: seed, std: gain / (mode == .fanIn ? fi : fo).squareRoot(), on: device)

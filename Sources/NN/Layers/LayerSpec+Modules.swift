@@ -11,8 +11,8 @@ extension LayerSpec {
             case let .linear(i, o):
                 var fused: Activation?
                 if index + 1 < specs.count, case let .activation(f) = specs[index + 1] { fused = f }
-                layers.append(try Linear(i, o, activation: fused, initializer: initializer, seed: seed &+ UInt64(linears),
-                                         on: device))
+                layers.append(try Linear(i, o, activation: fused, initializer: initializer,
+                                         seed: seed &+ UInt64(linears), on: device))
                 linears += 1
                 index += fused == nil ? 1 : 2
             case let .activation(f):

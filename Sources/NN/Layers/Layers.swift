@@ -1,7 +1,8 @@
 /// A fully connected layer, y = f(x·w + b), with w stored [in, out] as in the fast.ai lessons, and an optional
 /// activation f fused into it. Forward is one kernel: the product with the bias and f as its epilogue, reading the
 /// first layer's rows in place through the batch's index list. Backward is one kernel for the weight and bias
-/// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's product.
+/// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's
+/// product.
 public final class Linear: Module {
     /// Input width.
     public let inFeatures: Int
@@ -24,7 +25,8 @@ public final class Linear: Module {
     public init(_ inFeatures: Int, _ outFeatures: Int, activation: Activation? = nil,
                 initializer: Initializer = .kaimingNormal(), seed: UInt64, on device: DeviceTag = .cpu) throws {
         guard inFeatures > 0, outFeatures > 0 else {
-            throw DeviceError.invalidArgument(op: "Linear", "sizes must be positive, got \(inFeatures)→\(outFeatures)")
+            throw DeviceError.invalidArgument(op: "Linear", "sizes must be positive, "
+                + "got \(inFeatures)→\(outFeatures)")
         }
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
@@ -56,7 +58,8 @@ public final class Linear: Module {
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
         let y = try activation.map { _ in try workspace.tensor(.y, z.shape, on: x.device) }
-        try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z, output: y)
+        try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z,
+                          output: y)
         preActivation = z
         return y ?? z
     }
@@ -69,12 +72,15 @@ public final class Linear: Module {
         let (dw, db) = (weight.gradientForBackward(), bias.gradientForBackward())
         var dz = dy
         if let activation {
-            dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor, accumulate: db.accumulate,
+            dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor,
+                                                   accumulate: db.accumulate,
                                                    into: try workspace.tensor(.dz, dy.shape, on: dy.device))
         }
         // Without an activation the bias gradient comes from the weight gradient's kernel (dy's column sums).
         let fusedBias = activation == nil && db.accumulate == dw.accumulate
-        if activation == nil && !fusedBias { try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate) }
+        if activation == nil && !fusedBias {
+            try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate)
+        }
         try Tensor.linearBackward(x, dz, weightGradient: dw.tensor, biasGradient: fusedBias ? db.tensor : nil,
                                   accumulate: dw.accumulate)
         guard needsInputGradient else { return nil }
@@ -117,7 +123,9 @@ public final class ActivationLayer: Module {
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let x = input else { throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward") }
+        guard let x = input else {
+            throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward")
+        }
         guard needsInputGradient else { return nil }
         return try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
     }
@@ -210,7 +218,9 @@ public final class Sequential: Module {
         var grad = dy
         for (index, layer) in layers.enumerated().reversed() {
             // NOTE: the first layer's input gradient is only needed when our caller asks for it.
-            guard let next = try layer.backward(grad, needsInputGradient: index > 0 || needsInputGradient) else { return nil }
+            guard let next = try layer.backward(grad, needsInputGradient: index > 0 || needsInputGradient) else {
+                return nil
+            }
             grad = next
         }
         return grad

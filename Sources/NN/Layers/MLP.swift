@@ -35,8 +35,10 @@ extension MLP {
         for i in 0..<(sizes.count - 1) {
             let weights = Double(sizes[i]) * Double(sizes[i + 1])
             let activations = Double(rows) * Double(max(sizes[i], sizes[i + 1]))
-            for (what, count) in [("a weight matrix", weights), ("an activation of \(rows) rows", activations)] where count > Double(maxElements) {
-                throw DeviceError.invalidArgument(op: "MLP", "layer \(i + 1) (\(sizes[i])→\(sizes[i + 1])) needs \(what) of "
+            for (what, count) in [("a weight matrix", weights), ("an activation of \(rows) rows", activations)]
+                where count > Double(maxElements) {
+                throw DeviceError.invalidArgument(op: "MLP", "layer \(i + 1) (\(sizes[i])→\(sizes[i + 1])) "
+                    + "needs \(what) of "
                     + "\(Int(count)) elements; \(device) allows at most \(maxElements) per tensor")
             }
             // Training: value, grad, velocity; y, dy, dx. Evaluation: the value; input and output.
@@ -47,8 +49,10 @@ extension MLP {
                                             && OpenCLRuntime.shared.devices[device.index].isCPU)
         if bytes > memory {
             let limit = hostSide ? "\(device) has \(HostMemory.gib(memory))"
-                : "this process can get \(HostMemory.gib(memory)) more on \(device) (limited by \(HostMemory.available().limit))"
-            throw DeviceError.invalidArgument(op: "MLP", "a model of sizes \(sizes) needs about \(HostMemory.gib(bytes)) for "
+                : "this process can get \(HostMemory.gib(memory)) more on \(device) "
+                    + "(limited by \(HostMemory.available().limit))"
+            throw DeviceError.invalidArgument(op: "MLP", "a model of sizes \(sizes) needs about "
+                + "\(HostMemory.gib(bytes)) for "
                 + "\(training ? "training" : "evaluation") on batches of \(rows) rows but \(limit)")
         }
         if hostSide {

@@ -37,7 +37,9 @@ public final class ParameterBlock {
 
     /// `slots` zero-filled flat buffers of this layout and each parameter's views into them: an optimiser's state.
     func stateArena(slots: Int) throws -> (flats: [Tensor], views: [[Tensor]]) {
-        let arenas = try (0..<slots).map { _ in try Tensor.arena(parameters.map(\.value.shape), on: device, alignment: alignment) }
+        let arenas = try (0..<slots).map { _ in
+            try Tensor.arena(parameters.map(\.value.shape), on: device, alignment: alignment)
+        }
         return (arenas.map(\.flat), parameters.indices.map { i in arenas.map { $0.views[i] } })
     }
 

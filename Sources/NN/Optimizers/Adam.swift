@@ -1,6 +1,7 @@
 /// Adam (PyTorch's `torch.optim.Adam` with its defaults: betas (0.9, 0.999), eps 1e-8, L2 weight decay added to the
 /// gradient, no amsgrad):
-/// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; param −= lr·m̂ / (√v̂ + eps), with the
+/// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
+/// param −= lr·m̂ / (√v̂ + eps), with the
 /// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at step t.
 ///
 /// Like ``SGD``, it steps the whole model in one kernel when the parameters are a model's `ParameterBlock`.
@@ -34,7 +35,8 @@ public final class Adam: Optimizer {
         let t = stepCount + 1
         if let block = try state.current(parameters) {
             try block.materialiseGradients()
-            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t, lr: lr, hyperparameters)
+            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t, lr: lr,
+                                      hyperparameters)
         } else {
             for (p, moments) in zip(parameters, state.views) {
                 try p.value.adamStep(grad: try p.grad, m: moments[0], v: moments[1], step: t, lr: lr, hyperparameters)

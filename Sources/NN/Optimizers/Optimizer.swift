@@ -26,7 +26,8 @@ extension Optimizer {
     /// - Throws: `DeviceError.invalidArgument` when `parameter` is not one this optimiser updates.
     public func state(of parameter: Parameter) throws -> [String: Tensor] {
         guard let index = parameters.firstIndex(where: { $0 === parameter }) else {
-            throw DeviceError.invalidArgument(op: name, "parameter '\(parameter.name)' is not one this optimizer updates")
+            throw DeviceError.invalidArgument(op: name, "parameter '\(parameter.name)' "
+                + "is not one this optimizer updates")
         }
         return Dictionary(uniqueKeysWithValues: zip(stateNames, try stateTensors(of: index)))
     }
@@ -54,7 +55,9 @@ struct OptimizerState {
         if let now {
             fresh = try now.stateArena(slots: slots)
         } else {
-            fresh = ([], try parameters.map { p in try (0..<slots).map { _ in try Tensor.zeros(p.value.shape, on: p.device) } })
+            fresh = ([], try parameters.map { p in
+                try (0..<slots).map { _ in try Tensor.zeros(p.value.shape, on: p.device) }
+            })
         }
         for (new, old) in zip(fresh.views, views) {
             for (n, o) in zip(new, old) { try n.copy(from: o) }

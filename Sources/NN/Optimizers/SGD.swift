@@ -36,7 +36,8 @@ public final class SGD: Optimizer {
                                      weightDecay: weightDecay)
         } else {
             for (p, velocity) in zip(parameters, state.views) {
-                try p.value.sgdStep(grad: try p.grad, velocity: velocity.first, lr: lr, momentum: momentum, weightDecay: weightDecay)
+                try p.value.sgdStep(grad: try p.grad, velocity: velocity.first, lr: lr, momentum: momentum,
+                                    weightDecay: weightDecay)
             }
         }
         stepCount += 1

@@ -33,8 +33,10 @@ final class Worker {
     var block: ParameterBlock {
         get throws {
             guard let block = model.parameterBlock, block.holds(model.parameters) else {
-                throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters in its own "
-                    + "flat buffers on one device; they were moved or laid out elsewhere since (call layoutParameters())")
+                throw DeviceError.invalidArgument(op: "Trainer", "data parallelism needs the model's parameters "
+                    + "in its own "
+                    + "flat buffers on one device; they were moved or laid out elsewhere since "
+                    + "(call layoutParameters())")
             }
             return block
         }
@@ -98,7 +100,8 @@ final class ReplicaExchange: GradientExchange {
     }
 
     func shares(of batch: Range<Int>) -> [Range<Int>] {
-        Array(NN.shares(of: batch, parts: workers.count * processes).dropFirst(rank * workers.count).prefix(workers.count))
+        Array(NN.shares(of: batch, parts: workers.count * processes).dropFirst(rank * workers.count)
+                  .prefix(workers.count))
     }
 
     func sumGradients(_ weights: [Double]) throws {
@@ -134,7 +137,9 @@ final class ReplicaExchange: GradientExchange {
 
     /// Σ over workers of share · mean loss, per pending step, in Double.
     func partialLosses(_ losses: [[Float]], weights: [[Double]]) -> [Double] {
-        weights.indices.map { s in zip(losses, weights[s]).reduce(0.0) { $0 + ($1.1 > 0 ? $1.1 * Double($1.0[s]) : 0) } }
+        weights.indices.map { s in
+            zip(losses, weights[s]).reduce(0.0) { $0 + ($1.1 > 0 ? $1.1 * Double($1.0[s]) : 0) }
+        }
     }
 
     func agreeToStop(_ request: Bool) throws -> Bool { request }

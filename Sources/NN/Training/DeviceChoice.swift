@@ -18,7 +18,8 @@ public enum DeviceChoice {
     public static func fastest(sizes: [Int], batchSize: Int, steps: Int = 20) throws -> Decision {
         let devices = OpenCLRuntime.shared.devices
         if let gpu = devices.first(where: { !$0.isCPU }) {
-            return Decision(device: .opencl(gpu.index), stepSeconds: [], reason: "an OpenCL \(gpu.name) that is not a CPU")
+            return Decision(device: .opencl(gpu.index), stepSeconds: [],
+                            reason: "an OpenCL \(gpu.name) that is not a CPU")
         }
         guard let pocl = devices.first else {
             return Decision(device: .cpu, stepSeconds: [],
@@ -31,7 +32,8 @@ public enum DeviceChoice {
         let best = timings.min { $0.seconds < $1.seconds }!
         let measured = timings.map { String(format: "%@ %.2f ms", $0.device.description, $0.seconds * 1e3) }
         return Decision(device: best.device, stepSeconds: timings,
-                        reason: "only CPU-type OpenCL devices; a training step of this model took \(measured.joined(separator: ", "))")
+                        reason: "only CPU-type OpenCL devices; a training step of this model took "
+                            + "\(measured.joined(separator: ", "))")
     }
 
     /// Seconds per training step (forward, loss, backward, SGD) of an MLP of `sizes` on `device`, after a warm-up.

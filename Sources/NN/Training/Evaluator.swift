@@ -35,7 +35,8 @@ public final class Evaluator {
 
     /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
     /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range.
-    public func evaluate(_ data: DeviceDataset, chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: DeviceDataset,
+                         chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
         guard data.images.device == device else {
             throw DeviceError.deviceMismatch(op: "Evaluator.evaluate", device, data.images.device)
         }
@@ -63,7 +64,8 @@ public final class Evaluator {
     }
 
     /// The same for a host dataset (uploaded first).
-    public func evaluate(_ data: Dataset, chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: Dataset,
+                         chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
         try evaluate(try DeviceDataset(data, on: device), chunk: chunk)
     }
 
@@ -85,9 +87,12 @@ public final class Evaluator {
     static func classes(of model: Sequential, loss: any Loss, explicit: Int?, op: String) throws -> Int {
         let outputs = model.outputFeatures
         if let explicit {
-            guard explicit > 0 else { throw DeviceError.invalidArgument(op: op, "classes must be ≥ 1, got \(explicit)") }
+            guard explicit > 0 else {
+                throw DeviceError.invalidArgument(op: op, "classes must be ≥ 1, got \(explicit)")
+            }
             if let outputs, loss.outputs(classes: explicit) != outputs {
-                throw DeviceError.invalidArgument(op: op, "a model with \(outputs) outputs cannot predict \(explicit) classes "
+                throw DeviceError.invalidArgument(op: op, "a model with \(outputs) outputs "
+                    + "cannot predict \(explicit) classes "
                     + "with \(loss.name) (it needs \(loss.outputs(classes: explicit)) outputs)")
             }
             return explicit
@@ -101,8 +106,11 @@ public final class Evaluator {
 
     /// Checks that every label is a class in 0..<classes.
     static func validateLabels(_ labels: some Collection<Float>, classes: Int, source: String) throws {
-        if let bad = labels.enumerated().first(where: { !($0.1 >= 0 && $0.1 < Float(classes)) || $0.1 != $0.1.rounded() }) {
-            throw DataError(source, "label \(bad.1) of example \(bad.0) is out of range for a model of \(classes) classes")
+        if let bad = labels.enumerated().first(where: {
+            !($0.1 >= 0 && $0.1 < Float(classes)) || $0.1 != $0.1.rounded()
+        }) {
+            throw DataError(source, "label \(bad.1) of example \(bad.0) is out of range "
+                + "for a model of \(classes) classes")
         }
     }
 
@@ -110,7 +118,8 @@ public final class Evaluator {
     static func checkOutputs(_ pred: Tensor, loss: any Loss, classes: Int, op: String) throws {
         let needed = loss.outputs(classes: classes)
         guard pred.shape.count == 2, pred.shape[1] == needed else {
-            throw DeviceError.invalidArgument(op: op, "the model gives outputs of shape \(pred.shape), but \(loss.name) "
+            throw DeviceError.invalidArgument(op: op, "the model gives outputs of shape \(pred.shape), "
+                + "but \(loss.name) "
                 + "over \(classes) classes needs [batch, \(needed)]")
         }
     }

@@ -48,7 +48,8 @@ public enum GradientCheck {
             for i in 0..<samples { all.swapAt(i, i + Int(rng.next() % UInt64(count - i))) }
             return all.prefix(samples).sorted()
         }
-        func result(_ name: String, _ analytic: [Double], _ at: [Double], _ f: @escaping ([Double]) -> Double) -> Result {
+        func result(_ name: String, _ analytic: [Double], _ at: [Double],
+                    _ f: @escaping ([Double]) -> Double) -> Result {
             let indices = chosen(at.count)
             return Result(name: name, analytic: indices.map { $0.map { analytic[$0] } } ?? analytic,
                           numeric: finiteDifferences(at, step: step, at: indices, f), indices: indices)

@@ -57,7 +57,8 @@ public struct TrainingCurves: Sendable {
             let finite = points.filter { $0.1.isFinite }
             if finite.count > 1 {
                 let path = finite.map { "\(String(format: "%.1f", px($0.0))),\(String(format: "%.1f", py($0.1)))" }
-                s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" points=\"\(path.joined(separator: " "))\"/>\n"
+                s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\" "
+                    + "points=\"\(path.joined(separator: " "))\"/>\n"
             }
             if markers {
                 for p in finite { s += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3.5\" fill=\"\(color)\"/>\n" }

@@ -37,7 +37,8 @@ struct RunStart {
                                       purpose: "clnn train --resume \(resume)"))
         }
         self.locks = locks
-        (source, state) = try Self.readSource(request, settle: writes && AtomicFile.sameTarget(request.resume ?? "", save ?? ""),
+        (source, state) = try Self.readSource(request,
+                                              settle: writes && AtomicFile.sameTarget(request.resume ?? "", save ?? ""),
                                               note: writes ? note : { _ in })
 
         // The model's shape: from the checkpoint, which the request may repeat but not contradict.
@@ -51,7 +52,8 @@ struct RunStart {
         if let checkpoint, !checkpoint.inferredFromShapes {
             try agree.check("--normalization", request.normalization.map { "\($0.mean),\($0.std)" }, "",
                       "its own input normalisation")
-            try agree.check("--activation", request.activation?.rawValue, checkpoint.activation, "activation \(checkpoint.activation)")
+            try agree.check("--activation", request.activation?.rawValue, checkpoint.activation,
+                            "activation \(checkpoint.activation)")
             try agree.check("--loss", request.loss, checkpoint.loss, "loss \(checkpoint.loss)")
             try agree.check("--classes", request.classes, checkpoint.classes, "\(checkpoint.classes) classes")
         }
@@ -94,9 +96,11 @@ struct RunStart {
         var options = TrainingOptions()
         if let saved {
             let o = saved.options
-            try agree.check("--optimizer", request.optimizer?.rawValue, o.optimizer.rawValue, "optimizer \(o.optimizer.rawValue)")
+            try agree.check("--optimizer", request.optimizer?.rawValue, o.optimizer.rawValue,
+                            "optimizer \(o.optimizer.rawValue)")
             try agree.check("--lr", request.lr, o.lr, "lr \(o.lr)")
-            try agree.check("--lr-schedule", request.schedule?.rawValue, o.schedule.rawValue, "schedule \(o.schedule.rawValue)")
+            try agree.check("--lr-schedule", request.schedule?.rawValue, o.schedule.rawValue,
+                            "schedule \(o.schedule.rawValue)")
             try agree.check("--momentum", request.momentum, o.momentum, "momentum \(o.momentum)")
             try agree.check("--weight-decay", request.weightDecay, o.weightDecay, "weight decay \(o.weightDecay)")
             try agree.check("--batch-size", request.batchSize, o.batchSize, "batch size \(o.batchSize)")
@@ -109,7 +113,8 @@ struct RunStart {
                 }
                 if epochs != o.epochs && o.schedule != .constant {
                     note("note: --epochs \(epochs) (the run planned \(o.epochs)) lays the \(o.schedule.rawValue) "
-                         + "schedule over the new length from here on; the result differs from a run planned for \(epochs)")
+                         + "schedule over the new length from here on; "
+                         + "the result differs from a run planned for \(epochs)")
                 }
                 options.epochs = epochs
             }
@@ -153,7 +158,8 @@ struct RunStart {
         if let initFrom = request.initFrom {
             inputs.append(("the --init-from checkpoint", initFrom))
             if let files = try? SavedRun.Files(initFrom) {
-                inputs += [("--init-from's training state", files.state), ("--init-from's training state", files.staged)]
+                inputs += [("--init-from's training state", files.state),
+                           ("--init-from's training state", files.staged)]
             }
         }
         var outputs: [OutputFiles.Output] = []

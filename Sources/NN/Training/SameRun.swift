@@ -6,7 +6,8 @@ extension RunStart {
     /// starting files (`--resume`/`--init-from` and the training state, compared by content: on several hosts each
     /// reads its own copy). The first setting that differs is an error on every process, naming it and both values —
     /// rather than processes that drift apart and are caught only at an epoch's end.
-    func checkSameRun(_ request: RunRequest, sizes: [Int], classes: Int, normalization: Normalization, devicesPerProcess: Int,
+    func checkSameRun(_ request: RunRequest, sizes: [Int], classes: Int, normalization: Normalization,
+                      devicesPerProcess: Int,
                       group: ProcessGroup) throws {
         let o = options
         var settings: [(name: String, value: Double, shown: (Double) -> String)] = []
@@ -19,7 +20,8 @@ extension RunStart {
         add("--batch-size", Double(o.batchSize), whole)
         add("--lr", Double(o.lr))
         add("--lr-schedule", Double(LearningRateSchedule.allCases.firstIndex(of: o.schedule) ?? -1)) {
-            LearningRateSchedule.allCases.indices.contains(Int($0)) ? LearningRateSchedule.allCases[Int($0)].rawValue : "?"
+            LearningRateSchedule.allCases.indices.contains(Int($0))
+                ? LearningRateSchedule.allCases[Int($0)].rawValue : "?"
         }
         add("--optimizer", o.optimizer == .adam ? 1 : 0) { $0 == 1 ? "adam" : "sgd" }
         add("--momentum", Double(o.momentum))
@@ -33,20 +35,25 @@ extension RunStart {
         add("--loss", lossName == "mse" ? 1 : 0) { $0 == 1 ? "mse" : "cross-entropy" }
         add("the class count", Double(classes), whole)
         for (i, size) in sizes.enumerated() {
-            add(i == 0 ? "input size" : i == sizes.count - 1 ? "output size" : "hidden layer \(i)'s size", Double(size), whole)
+            add(i == 0 ? "input size" : i == sizes.count - 1 ? "output size" : "hidden layer \(i)'s size",
+                Double(size), whole)
         }
         add("the devices per process", Double(devicesPerProcess), whole)
         add("the input normalisation mean", Double(normalization.mean))
         add("the input normalisation std", Double(normalization.std))
         let sourceOption = request.resume != nil ? "--resume" : "--init-from"
-        add("\(sourceOption) file's content (FNV-1a)", source.map { digest($0.bytes) } ?? -1) { $0 < 0 ? "none" : hash($0) }
-        add("training state's content (FNV-1a)", try state.map { digest(try readFileBytes($0.path, what: "training state")) } ?? -1) {
+        add("\(sourceOption) file's content (FNV-1a)", source.map { digest($0.bytes) } ?? -1) {
+            $0 < 0 ? "none" : hash($0)
+        }
+        add("training state's content (FNV-1a)",
+            try state.map { digest(try readFileBytes($0.path, what: "training state")) } ?? -1) {
             $0 < 0 ? "none" : hash($0)
         }
         // The layer count first: every process must then gather as many values.
         let counts = try group.allgather([Double(sizes.count)])
         if let p = counts.firstIndex(where: { $0 != counts[0] }) {
-            throw RunRequest.Invalid("process \(p) runs a model of \(Int(counts[p][0])) layer sizes but process 0 one of "
+            throw RunRequest.Invalid("process \(p) runs a model of \(Int(counts[p][0])) layer sizes "
+                + "but process 0 one of "
                 + "\(Int(counts[0][0])): every process must start the same run (same options and files)")
         }
         let all = try group.allgather(settings.map(\.value))
@@ -77,7 +84,8 @@ extension RunStart {
         func describe(_ d: [Double]) -> String {
             "\(Int(d[0])) training and \(Int(d[2])) test examples (checksums \(Int(d[1])), \(Int(d[3])))"
         }
-        throw DataError(folder, "process \(group.rank)'s data folder; process \(other) read \(describe(all[other])) but process 0 "
+        throw DataError(folder, "process \(group.rank)'s data folder; process \(other) read \(describe(all[other])) "
+            + "but process 0 "
             + "read \(describe(all[0])): every process must train on the same data")
     }
 }

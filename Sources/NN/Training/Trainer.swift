@@ -74,8 +74,10 @@ public final class Trainer {
         let parts = devices.count * (processGroup?.size ?? 1)
         guard options.batchSize % parts == 0 else {
             let ranks = processGroup.map { " on each of \($0.size) processes" } ?? ""
-            throw DeviceError.invalidArgument(op: "Trainer", "the batch size \(options.batchSize) cannot be split evenly "
-                + "across \(devices.count) devices (\(devices.map(\.description).joined(separator: ", ")))\(ranks): make it a multiple of \(parts)")
+            throw DeviceError.invalidArgument(op: "Trainer", "the batch size \(options.batchSize) "
+                + "cannot be split evenly "
+                + "across \(devices.count) devices (\(devices.map(\.description).joined(separator: ", ")))\(ranks): "
+                + "make it a multiple of \(parts)")
         }
         // One layout for every device's flat buffers, so each exchange is one copy.
         let alignment = try devices.map { try Tensor.arenaAlignment(on: $0) }.max() ?? 1
@@ -83,7 +85,8 @@ public final class Trainer {
         // NOTE: the primary's block may keep a larger alignment it had already: the replicas take the same layout.
         let layout = try primary.block.alignment
         let workers = try [primary] + replicas.map { try Worker(copying: model, on: $0, alignment: layout) }
-        exchange = try processGroup.map { try ProcessExchange(workers: workers, group: $0) } ?? ReplicaExchange(workers: workers)
+        exchange = try processGroup.map { try ProcessExchange(workers: workers, group: $0) }
+            ?? ReplicaExchange(workers: workers)
     }
 
     /// Checks that every label of `data` is a class the model can predict.
@@ -113,7 +116,8 @@ public final class Trainer {
     /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
     ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
     ///   saved. `DataError` for a label the model cannot predict.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50,
+                           maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) throws -> Void) throws -> Float {
         lastLossSum = 0
@@ -152,8 +156,9 @@ public final class Trainer {
         var total = 0.0
         for (taken, range) in ranges.enumerated() {
             let step = firstStep + taken
-            optimizer.lr = options.schedule.rate(base: options.lr, progress: (Double(epoch - 1) * Double(sampler.batchRanges.count)
-                                                                                + Double(step)) / max(totalSteps, 1))
+            optimizer.lr = options.schedule.rate(base: options.lr,
+                                                 progress: (Double(epoch - 1) * Double(sampler.batchRanges.count)
+                                                            + Double(step)) / max(totalSteps, 1))
             let parts = exchange.shares(of: range)
             for (w, (part, view)) in zip(workers, zip(parts, views)) where !part.isEmpty {
                 try forwardBackward(w, Rows(view.0.images, order: view.1, offset: part.lowerBound, count: part.count),
@@ -167,9 +172,11 @@ public final class Trainer {
             if workers.count > 1 || processGroup != nil { exchangeSteps += 1 }
             guard weights.count == reportEvery || taken + 1 == ranges.count else { continue }
             // The only host synchronisation inside an epoch: one read of the losses per report (per device).
-            let losses = try exchange.reduceLosses(try views.map { Array(try $0.2.toArray().prefix(weights.count)) }, weights: weights)
+            let losses = try exchange.reduceLosses(try views.map { Array(try $0.2.toArray().prefix(weights.count)) },
+                                                   weights: weights)
             if let bad = losses.firstIndex(where: { !$0.isFinite }) {
-                throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - losses.count + bad, value: losses[bad], hint: divergenceHint)
+                throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 2 - losses.count + bad, value: losses[bad],
+                                                  hint: divergenceHint)
             }
             let sum = losses.reduce(0.0) { $0 + Double($1) }
             total += sum
@@ -179,7 +186,9 @@ public final class Trainer {
             reuseBuffers(reused)
             try progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count,
                                     runningLoss: Float(sum / Double(losses.count)),
-                                    itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound) / max(elapsed, 1e-9), elapsed: elapsed))
+                                    itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound)
+                                        / max(elapsed, 1e-9),
+                                    elapsed: elapsed))
             reuseBuffers(true)
             weights.removeAll(keepingCapacity: true)
             // Under a process group the stop is agreed: any process's request stops every one at this step.
@@ -188,7 +197,8 @@ public final class Trainer {
         try exchange.endEpoch()
         // The last update has no loss after it: check the weights themselves (one read per epoch).
         if let bad = try firstNonFiniteParameter() {
-            throw TrainingError.nonFiniteParameters(epoch: epoch, step: firstStep + ranges.count, parameter: bad, hint: divergenceHint)
+            throw TrainingError.nonFiniteParameters(epoch: epoch, step: firstStep + ranges.count, parameter: bad,
+                                                    hint: divergenceHint)
         }
         return Float(total / Double(max(ranges.count, 1)))
     }
@@ -206,7 +216,8 @@ public final class Trainer {
             defer { w.model.setBufferReuse(reused) }
             let copy = try w.dataset(data)
             let order = try Tensor((0..<n).map(Float.init), shape: [n], on: w.device)
-            try forwardBackward(w, try Rows(copy.images, order: order, offset: 0, count: n), try Rows(copy.labels, order: order, offset: 0, count: n),
+            try forwardBackward(w, try Rows(copy.images, order: order, offset: 0, count: n),
+                                try Rows(copy.labels, order: order, offset: 0, count: n),
                                 lossInto: try w.workspace.tensor(.stepLosses, [1], on: w.device), at: 0)
             try w.model.zeroGrad()
             try w.device.synchronize()
@@ -246,12 +257,14 @@ public final class Trainer {
     public func trainEpoch(_ data: Dataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) throws -> Void) throws -> Float {
-        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, firstStep: firstStep, reportEvery: reportEvery,
+        try trainEpoch(try DeviceDataset(data, on: device), epoch: epoch, firstStep: firstStep,
+                       reportEvery: reportEvery,
                        maxSteps: maxSteps, shouldStop: shouldStop, progress: progress)
     }
 
     /// `trainEpoch` without a progress callback.
-    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50, maxSteps: Int? = nil,
+    public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50,
+                           maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false }) throws -> Float {
         try trainEpoch(data, epoch: epoch, firstStep: firstStep, reportEvery: reportEvery, maxSteps: maxSteps,
                        shouldStop: shouldStop, progress: { _ in })
@@ -268,12 +281,14 @@ public final class Trainer {
     public static let evaluationChunk = Evaluator.defaultChunk
 
     /// The mean loss and the accuracy of the model on `data` (see `Evaluator`, which needs no optimiser).
-    public func evaluate(_ data: DeviceDataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: DeviceDataset,
+                         chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
         try evaluator.evaluate(data, chunk: chunk)
     }
 
     /// The same for a host dataset (uploaded first).
-    public func evaluate(_ data: Dataset, chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
+    public func evaluate(_ data: Dataset,
+                         chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
         try evaluator.evaluate(data, chunk: chunk)
     }
 

@@ -110,7 +110,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case let .nonFiniteLoss(epoch, step, value, hint):
             return "loss became \(value) at epoch \(epoch), step \(step); stopped: \(hint)"
         case let .nonFiniteParameters(epoch, step, parameter, hint):
-            return "the update at epoch \(epoch), step \(step) (the epoch's last) made \(parameter) non-finite; stopped: \(hint)"
+            return "the update at epoch \(epoch), step \(step) (the epoch's last) made \(parameter) non-finite; "
+                + "stopped: \(hint)"
         case let .nonFiniteEvaluation(epoch, value, hint):
             return "the test loss after epoch \(epoch) is \(value): the weights are so large that the forward pass "
                 + "overflows; stopped: \(hint)"

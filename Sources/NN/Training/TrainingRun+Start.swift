@@ -15,7 +15,8 @@ extension TrainingRun {
     ///   - shouldStop: polled once the data is loaded (a stop request while loading).
     /// - Throws: `RunRequest.Invalid` naming the settings that cannot hold together; `DataError` for a file that
     ///   cannot be read or used; `DeviceError`; `TrainingError.interruptedBeforeTraining` when `shouldStop` held.
-    public static func start(_ request: RunRequest, in group: ProcessGroup? = nil, say: (String) -> Void = { print($0) },
+    public static func start(_ request: RunRequest, in group: ProcessGroup? = nil,
+                             say: (String) -> Void = { print($0) },
                              note: (String) -> Void = { CLNNLog.logger.notice("\($0)") },
                              shouldStop: () -> Bool = { false }) throws -> TrainingRun {
         let plan = try RunStart(request, group: group, note: note)
@@ -34,9 +35,11 @@ extension TrainingRun {
         var assumptions = StateDictAssumptions()
         if let source = plan.source, source.checkpoint.inferredFromShapes {
             // A plain PyTorch state dict: read again with the normalisation settled now that the data is here.
-            assumptions = StateDictAssumptions(activation: request.activation ?? .relu, loss: request.loss ?? "cross-entropy",
+            assumptions = StateDictAssumptions(activation: request.activation ?? .relu,
+                                               loss: request.loss ?? "cross-entropy",
                                                classes: request.classes)
-            (assumptions.normalization, assumptions.normalizationOrigin) = try request.normalization.map { ($0, "--normalization") }
+            (assumptions.normalization, assumptions.normalizationOrigin)
+                = try request.normalization.map { ($0, "--normalization") }
                 ?? (try trainingStatistics(train, folder), "the training set's statistics; --normalization to change")
             checkpoint = try Checkpoint.verified(source.bytes, path: source.path, vocabulary: Checkpoint.vocabulary,
                                                  assuming: assumptions).checkpoint
@@ -44,7 +47,8 @@ extension TrainingRun {
         if let source = plan.source, let text = checkpoint?.note { note("\(source.path): \(text)") }
         // A model from a checkpoint keeps the input statistics it was trained with.
         let normalization = try checkpoint?.normalization ?? request.normalization ?? trainingStatistics(train, folder)
-        let classes = try ClassPlan(train: train.labels, test: test.labels, explicit: checkpoint?.classes ?? request.classes,
+        let classes = try ClassPlan(train: train.labels, test: test.labels,
+                                    explicit: checkpoint?.classes ?? request.classes,
                                     trainSource: try folder.file(MNISTFolder.trainLabels),
                                     testSource: try folder.file(MNISTFolder.testLabels))
         for warning in classes.warnings { note("warning: \(warning)") }
@@ -57,21 +61,26 @@ extension TrainingRun {
         do {
             for d in devices.isEmpty ? [device] : devices {
                 // NOTE: a batch larger than the training set is the training set.
-                try MLP.checkFits(sizes: sizes, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk), on: d)
+                try MLP.checkFits(sizes: sizes, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk),
+                                  on: d)
             }
         } catch let error as DeviceError {
-            throw RunRequest.Invalid("--batch-size \(options.batchSize): " + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+            throw RunRequest.Invalid("--batch-size \(options.batchSize): "
+                + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
         }
         say("data \(request.data): \(train.count) train, \(test.count) test, \(train.features) features, "
-            + "\(classes.classes) classes " + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean,
-                                                      normalization.std, Date().timeIntervalSince(loadStart)))
+            + "\(classes.classes) classes "
+            + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean,
+                     normalization.std, Date().timeIntervalSince(loadStart)))
         if let group {
             try plan.checkSameRun(request, sizes: sizes, classes: classes.classes, normalization: normalization,
                                   devicesPerProcess: max(devices.count, 1), group: group)
         }
-        let model = try plan.source.map { try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1 }
-            ?? MLP.make(sizes: sizes, activation: plan.activation, seed: options.seed, on: device)
-        let trainer = try Trainer(model: model, loss: lossFunction, classes: classes.classes, options: options, device: device,
+        let model = try plan.source.map {
+            try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1
+        } ?? MLP.make(sizes: sizes, activation: plan.activation, seed: options.seed, on: device)
+        let trainer = try Trainer(model: model, loss: lossFunction, classes: classes.classes, options: options,
+                                  device: device,
                                   replicas: Array(devices.dropFirst()), processGroup: group)
         if let state = plan.state { try state.value.restore(into: trainer, path: state.path) }
         say(plan.describe(sizes: sizes, activation: checkpoint?.activation ?? plan.activation.rawValue, device: device,
@@ -79,7 +88,8 @@ extension TrainingRun {
         if let source = plan.source {
             say(plan.state == nil ? "starting from the weights of \(source.path)"
                 : plan.start.step == 0 ? "resuming \(source.path) after epoch \(plan.start.epoch) of \(options.epochs)"
-                : "resuming \(source.path) at step \(plan.start.step) of epoch \(plan.start.epoch + 1) of \(options.epochs)")
+                : "resuming \(source.path) at step \(plan.start.step) of epoch \(plan.start.epoch + 1) "
+                    + "of \(options.epochs)")
         }
 
         // The data goes to the device once; every minibatch is read there through the epoch's order.
@@ -87,14 +97,17 @@ extension TrainingRun {
         let deviceTrain = try DeviceDataset(train, normalization: normalization, on: device)
         let deviceTest = try DeviceDataset(test, normalization: normalization, on: device)
         try trainer.prepare(deviceTrain)
-        let metadata = try Checkpoint(model: model, loss: plan.lossName, classes: classes.classes, normalization: normalization,
+        let metadata = try Checkpoint(model: model, loss: plan.lossName, classes: classes.classes,
+                                      normalization: normalization,
                                       imageShape: checkpoint?.imageShape ?? train.imageShape)
         let run = try TrainingRun(trainer: trainer, train: deviceTrain, test: deviceTest, checkpoint: metadata,
                                   save: plan.save, from: plan.start)
-        (run.stopAfter, run.maxSteps, run.plot, run.locks) = (request.stopAfter, request.maxSteps, plan.plot, plan.locks)
+        (run.stopAfter, run.maxSteps, run.plot, run.locks)
+            = (request.stopAfter, request.maxSteps, plan.plot, plan.locks)
         run.curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(plan.lossName) on \(device)"
         if let recorded = plan.state?.value.stepsPerEpoch, plan.start.step > 0, recorded != run.stepsPerEpoch {
-            throw RunRequest.Invalid("--resume \(request.resume ?? ""): the run stopped at step \(plan.start.step) of an "
+            throw RunRequest.Invalid("--resume \(request.resume ?? ""): the run stopped at step \(plan.start.step) "
+                + "of an "
                 + "epoch of \(recorded) steps, but this data and --batch-size give \(run.stepsPerEpoch): it cannot "
                 + "continue that epoch (other data?)")
         }
@@ -110,8 +123,10 @@ extension TrainingRun {
     private static func trainingStatistics(_ train: RawDataset, _ folder: MNISTFolder) throws -> Normalization {
         let statistics = train.normalization
         guard statistics.std >= 1e-6 else {
-            throw DataError(try folder.file(MNISTFolder.trainImages), String(format: "every training pixel has the same "
-                + "value (mean %.4f, std 0): the images hold nothing to learn and cannot be normalised; check the file, or "
+            throw DataError(try folder.file(MNISTFolder.trainImages), String(format: "every training pixel has "
+                + "the same "
+                + "value (mean %.4f, std 0): the images hold nothing to learn and cannot be normalised; "
+                + "check the file, or "
                 + "pass --normalization none", statistics.mean))
         }
         return statistics
@@ -202,7 +217,8 @@ extension RunStart {
     }
 
     /// The run in a line: processes, devices, model, loss, optimiser, batch, epochs, seed.
-    func describe(sizes: [Int], activation: String, device: DeviceTag, devices: [DeviceTag]?, group: ProcessGroup?) -> String {
+    func describe(sizes: [Int], activation: String, device: DeviceTag, devices: [DeviceTag]?,
+                  group: ProcessGroup?) -> String {
         let o = options
         let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
             : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"

@@ -6,7 +6,8 @@ import Foundation
 /// ```swift
 /// let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
 /// let run = TrainingRun(trainer: trainer, train: train, test: test,
-///                       checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 10, normalization: stats),
+///                       checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 10,
+///                                                  normalization: stats),
 ///                       save: "m.safetensors")
 /// try run.run { epoch in print(epoch.epoch, epoch.testLoss, epoch.accuracy) }
 /// ```
@@ -65,7 +66,8 @@ public final class TrainingRun {
     /// A run of `trainer` over `train`, evaluated on `test`, starting at `position` (a resumed run's; the trainer
     /// then holds its weights and optimiser state).
     /// - Throws: `DeviceError.invalidArgument` when a checkpoint is to be saved without metadata to save it with.
-    public init(trainer: Trainer, train: DeviceDataset, test: DeviceDataset, checkpoint: Checkpoint?, save: String? = nil,
+    public init(trainer: Trainer, train: DeviceDataset, test: DeviceDataset, checkpoint: Checkpoint?,
+                save: String? = nil,
                 from position: RunPosition = RunPosition(epoch: 0)) throws {
         guard save == nil || checkpoint != nil else {
             throw DeviceError.invalidArgument(op: "TrainingRun", "saving to \(save!) needs the checkpoint's metadata")
@@ -105,10 +107,12 @@ public final class TrainingRun {
             })
         } catch let error as TrainingError {
             try? writePlot()
-            if case let .interrupted(epoch, step) = error, save != nil, epoch == position.epoch + 1, step > position.step {
+            if case let .interrupted(epoch, step) = error, save != nil, epoch == position.epoch + 1,
+               step > position.step {
                 // Stopped mid-epoch after `step` whole steps: saved with the state that continues them (nothing is
                 // saved when the last update made a weight non-finite: the error says so).
-                var reached = RunPosition(epoch: position.epoch, step: step, lossSum: position.lossSum + trainer.lastLossSum)
+                var reached = RunPosition(epoch: position.epoch, step: step,
+                                          lossSum: position.lossSum + trainer.lastLossSum)
                 if step == stepsPerEpoch { reached = RunPosition(epoch: epoch) }
                 try saveRun(at: reached)
                 position = reached
@@ -123,10 +127,13 @@ public final class TrainingRun {
             let epoch = position.epoch + 1
             // Under a process group the stop is agreed at the epoch's reports instead (the processes would not see a
             // request at the same moment here).
-            if trainer.processGroup == nil && shouldStop() { throw TrainingError.interrupted(epoch: epoch, step: position.step) }
+            if trainer.processGroup == nil && shouldStop() {
+                throw TrainingError.interrupted(epoch: epoch, step: position.step)
+            }
             let began = Date()
             let steps = min(lastStep - stepsTaken, stepsPerEpoch - position.step)
-            _ = try trainer.trainEpoch(train, epoch: epoch, firstStep: position.step, reportEvery: reportEvery, maxSteps: steps,
+            _ = try trainer.trainEpoch(train, epoch: epoch, firstStep: position.step, reportEvery: reportEvery,
+                                       maxSteps: steps,
                                        shouldStop: shouldStop, progress: onStep)
             position.step += steps
             position.lossSum += trainer.lastLossSum
@@ -139,7 +146,8 @@ public final class TrainingRun {
                 throw TrainingError.nonFiniteEvaluation(epoch: epoch, value: testLoss, hint: trainer.divergenceHint)
             }
             try saveRun(at: position)
-            try onEpoch(EpochReport(epoch: epoch, steps: taken, trainLoss: trainLoss, testLoss: testLoss, accuracy: accuracy,
+            try onEpoch(EpochReport(epoch: epoch, steps: taken, trainLoss: trainLoss, testLoss: testLoss,
+                                    accuracy: accuracy,
                                     seconds: seconds, position: position))
         }
     }
