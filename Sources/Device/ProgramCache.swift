@@ -48,7 +48,9 @@ private func cacheNotWritten(_ folder: URL, _ code: Int32) {
     guard !cacheWarned else { return }
     cacheWarned = true
     let why = String(cString: strerror(code))
-    CLNNLog.logger.warning("cannot write the cache folder \(folder.path) (\(why)): GEMM tuning and kernel builds are redone in every run; set CLNN_CACHE_DIR to a writable folder")
+    let message = "cannot write the cache folder \(folder.path) (\(why)): GEMM tuning and kernel builds are redone "
+        + "in every run; set CLNN_CACHE_DIR to a writable folder"
+    CLNNLog.logger.warning("\(message)")
 }
 
 

@@ -17,7 +17,9 @@ extension Bench {
         @Option(help: "A folder in the MNIST layout.")
         var data: String = MNISTFolder.defaultPath
 
-        @Option(help: "Device lists to time, separated by ';' (default: cpu; cpu,cpu; and with OpenCL opencl:0; opencl:0,opencl:1 when there are two devices).")
+        @Option(help: ArgumentHelp(
+            "Device lists to time, separated by ';' (default: cpu; cpu,cpu; and with OpenCL opencl:0; "
+            + "opencl:0,opencl:1 when there are two devices)."))
         var layouts: String?
 
         @Option(help: "Global minibatch size.")

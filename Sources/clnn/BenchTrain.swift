@@ -22,7 +22,8 @@ extension Bench {
         @Option(help: "Full-batch passes timed per device (the median is printed).")
         var runs: Int = 5
 
-        @Option(parsing: .upToNextOption, help: "Hidden layer sizes of the timed epoch's model (e.g. 512 256 for the wide anchor).")
+        @Option(parsing: .upToNextOption, help: ArgumentHelp(
+            "Hidden layer sizes of the timed epoch's model (e.g. 512 256 for the wide anchor)."))
         var hidden: [Int] = [50]
 
         @Option(help: "Minibatch size of the timed epoch.")

@@ -7,7 +7,9 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a saved model's test loss and accuracy.")
 
-    @Option(help: "A checkpoint written by `clnn train --save`, or a plain PyTorch nn.Sequential state dict saved with safetensors' save_file (its Linear sizes read from the tensor shapes).")
+    @Option(help: ArgumentHelp(
+        "A checkpoint written by `clnn train --save`, or a plain PyTorch nn.Sequential state dict saved "
+        + "with safetensors' save_file (its Linear sizes read from the tensor shapes)."))
     var model: String
 
     @OptionGroup var common: DataDeviceOptions
@@ -21,7 +23,9 @@ struct Eval: ParsableCommand {
     @Option(help: "For a plain state dict: the class count (default: the output width).")
     var classes: Int?
 
-    @Option(help: "For a plain state dict: the input normalisation, MEAN,STD or none (default: the training set's statistics).")
+    @Option(help: ArgumentHelp(
+        "For a plain state dict: the input normalisation, MEAN,STD or none (default: the training set's "
+        + "statistics)."))
     var normalization: String?
 
     func validate() throws {

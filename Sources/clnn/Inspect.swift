@@ -17,7 +17,9 @@ struct Inspect: ParsableCommand {
     @Option(help: "Seed for the weights.")
     var seed: UInt64 = 42
 
-    @Flag(help: "Also check the gradients of the lessons' 784-50-1 MSE model on a real batch: the hand-written backward on the device against Swift's autograd and finite differences.")
+    @Flag(help: ArgumentHelp(
+        "Also check the gradients of the lessons' 784-50-1 MSE model on a real batch: the hand-written "
+        + "backward on the device against Swift's autograd and finite differences."))
     var gradients = false
 
     @Option(help: "Training images in the --gradients batch.")

@@ -8,7 +8,10 @@ struct DataDeviceOptions: ParsableArguments {
     @Option(help: "A folder in the MNIST layout (the four standard IDX files, .gz or plain).")
     var data: String = MNISTFolder.defaultPath
 
-    @Option(help: "auto, cpu, opencl or opencl:N. auto = an OpenCL GPU if there is one; with only CPU-type OpenCL (POCL), whichever of cpu and it trains this model faster (measured); else cpu. Under mpirun each process takes the GPU (or, for opencl, the OpenCL device) of its local rank mod their count.")
+    @Option(help: ArgumentHelp(
+        "auto, cpu, opencl or opencl:N. auto = an OpenCL GPU if there is one; with only CPU-type OpenCL "
+        + "(POCL), whichever of cpu and it trains this model faster (measured); else cpu. Under mpirun each "
+        + "process takes the GPU (or, for opencl, the OpenCL device) of its local rank mod their count."))
     var device: String = "auto"
 
     /// The devices of a comma-separated `--device` list (`opencl:0,opencl:1`, `cpu,opencl`), for data-parallel

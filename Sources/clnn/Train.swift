@@ -45,34 +45,51 @@ struct Train: ParsableCommand {
     @Option(help: "Hidden layers' activation: relu, leaky-relu, tanh, sigmoid or gelu (default relu).")
     var activation: String?
 
-    @Option(help: "cross-entropy or mse (the fast.ai lessons' single-output regression on the label). Default cross-entropy.")
+    @Option(help: ArgumentHelp(
+        "cross-entropy or mse (the fast.ai lessons' single-output regression on the label). Default "
+        + "cross-entropy."))
     var loss: String?
 
     @Option(help: "Seed for initialisation and shuffling (default 42).")
     var seed: UInt64?
 
-    @Option(help: "Number of classes; default: the largest training label + 1. State it when the training set lacks some classes.")
+    @Option(help: ArgumentHelp(
+        "Number of classes; default: the largest training label + 1. State it when the training set lacks "
+        + "some classes."))
     var classes: Int?
 
-    @Option(help: "Write the trained model here (safetensors, PyTorch state-dict names) after every epoch, with the training state beside it. A regular file or a new name; a symbolic link is followed and kept. With --resume: the resumed file.")
+    @Option(help: ArgumentHelp(
+        "Write the trained model here (safetensors, PyTorch state-dict names) after every epoch, with the "
+        + "training state beside it. A regular file or a new name; a symbolic link is followed and kept. "
+        + "With --resume: the resumed file."))
     var save: String?
 
     @Option(help: "Write the training curves here as SVG (same rules as --save).")
     var plot: String?
 
-    @Option(help: "Continue the run saved in this checkpoint (and its .state.safetensors) where it stopped: model, optimiser state, options and schedule as they were.")
+    @Option(help: ArgumentHelp(
+        "Continue the run saved in this checkpoint (and its .state.safetensors) where it stopped: model, "
+        + "optimiser state, options and schedule as they were."))
     var resume: String?
 
-    @Option(help: "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1). A plain PyTorch nn.Sequential state dict works too: Linear sizes from its shapes, --activation and --loss as given.")
+    @Option(help: ArgumentHelp(
+        "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1). A "
+        + "plain PyTorch nn.Sequential state dict works too: Linear sizes from its shapes, --activation and "
+        + "--loss as given."))
     var initFrom: String?
 
-    @Option(help: "Input normalisation MEAN,STD or none (default: the training set's statistics; a clnn checkpoint's own with --resume/--init-from).")
+    @Option(help: ArgumentHelp(
+        "Input normalisation MEAN,STD or none (default: the training set's statistics; a clnn "
+        + "checkpoint's own with --resume/--init-from)."))
     var normalization: String?
 
     @Option(help: "Stop after this epoch (the run continues later with --resume).")
     var stopAfter: Int?
 
-    @Option(help: "Stop once the run has taken this many steps in all (a resumed run's earlier steps count), evaluating and saving the model and its training state as at an epoch's end: the first steps of the full run, learning rates included; --resume continues from that step.")
+    @Option(help: ArgumentHelp(
+        "Stop once the run has taken this many steps in all (a resumed run's earlier steps count), "
+        + "evaluating and saving the model and its training state as at an epoch's end: the first steps of "
+        + "the full run, learning rates included; --resume continues from that step."))
     var maxSteps: Int?
 
     /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).

@@ -77,7 +77,8 @@ final class GemmTunerCacheTests: XCTestCase {
                          "small: \(text)")
         }
         XCTAssertNil(GemmTuner.cachedPlan(Array("{ not json".utf8), for: info, sourceHash: "abc"))
-        let withoutSmall = Array(#"{"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {}, "plan": \#(encoded)}"#.utf8)
+        let withoutSmall = Array((#"{"device": "test-device", "driver": "1.0", "sourceHash": "abc", "# +
+            #""measurements": {}, "plan": \#(encoded)}"#).utf8)
         XCTAssertNil(GemmTuner.cachedPlan(withoutSmall, for: info, sourceHash: "abc"),
                      "an entry of the one-plan format is retuned")
     }

@@ -114,7 +114,8 @@ final class CustomKernelTests: XCTestCase {
         // Comments in the declaration are not code; a kernel declared in two #ifdef branches is not checked.
         let commented = CustomKernel(name: "k", source: """
             // __kernel void k(__global float* old)
-            __kernel void k(__global float* y, /* count, in floats (y*) */ const int n) { if (get_global_id(0) < n) y[0] = 1.0f; }
+            __kernel void k(__global float* y, /* count, in floats (y*) */ const int n) \
+            { if (get_global_id(0) < n) y[0] = 1.0f; }
             """)
         XCTAssertEqual(commented.parameters?.map(\.name), ["y", "n"])
         XCTAssertEqual(commented.parameters?.map(\.kind), [.tensor, .int])
