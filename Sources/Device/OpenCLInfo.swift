@@ -29,6 +29,26 @@ public struct OpenCLDeviceInfo: Sendable {
     public let isCPU: Bool
     /// CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: where a sub-buffer may start.
     public var baseAddressAlignment: Int = 128
+    /// CL_DEVICE_MAX_CLOCK_FREQUENCY in MHz (0 when the driver does not say).
+    public var maxClockMHz = 0
+    /// CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT.
+    public var preferredFloatVectorWidth = 0
+    /// Whether the device computes in double precision (CL_DEVICE_DOUBLE_FP_CONFIG is not empty).
+    public var hasDouble = false
+
+    /// The device's peak single-precision rate in GFLOP/s where the vendor's lanes per compute unit are known
+    /// (NVIDIA: 128 FP32 lanes per SM since Volta's successors, AMD: 64 per CU), from the units and the clock; nil
+    /// elsewhere (CPU devices, unknown vendors, no clock).
+    public var peakGFLOPS: Double? {
+        guard !isCPU, maxClockMHz > 0 else { return nil }
+        let lanes: Double
+        switch vendor.lowercased() {
+        case let v where v.contains("nvidia"): lanes = 128
+        case let v where v.contains("advanced micro devices") || v.contains("amd"): lanes = 64
+        default: return nil
+        }
+        return Double(computeUnits) * lanes * 2 * Double(maxClockMHz) / 1000
+    }
 }
 
 func deviceString(_ device: cl_device_id, _ param: Int32) -> String {

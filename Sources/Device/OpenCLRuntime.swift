@@ -76,6 +76,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
         )
         let alignBits = deviceInteger(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, as: cl_uint.self)
         if alignBits >= 32 { info.baseAddressAlignment = alignBits / 8 }
+        info.maxClockMHz = deviceInteger(id, CL_DEVICE_MAX_CLOCK_FREQUENCY, as: cl_uint.self)
+        info.preferredFloatVectorWidth = deviceInteger(id, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, as: cl_uint.self)
+        info.hasDouble = deviceInteger(id, CL_DEVICE_DOUBLE_FP_CONFIG, as: cl_ulong.self) != 0
         return info
     }
 

@@ -9,7 +9,7 @@ struct CLNN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clnn",
         abstract: "A tiny neural-network training backend on OpenCL, with CPU fallbacks.",
-        subcommands: [Train.self, Eval.self, Inspect.self, Devices.self, Bench.self]
+        subcommands: [Train.self, Eval.self, Inspect.self, Devices.self, Check.self, Bench.self]
     )
 
     /// Runs the command, then prints the per-kernel profile when CLNN_PROFILE=1. Every exit, good or bad, first

@@ -7,21 +7,9 @@ let matmulShapes: [(m: Int, k: Int, n: Int)] = [
     (1, 1, 1), (3, 5, 7), (65, 129, 33), (1, 784, 1), (64, 784, 50), (33, 17, 70), (2, 0, 3),
 ]
 
-/// op(a)·op(b) in Double: the reference every device is compared against.
+/// op(a)·op(b) in Double: the reference every device is compared against (the checks' own).
 func referenceMatmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transA: Bool, transB: Bool) -> [Double] {
-    var c = [Double](repeating: 0, count: m * n)
-    for i in 0..<m {
-        for j in 0..<n {
-            var acc = 0.0
-            for p in 0..<k {
-                let av = transA ? a[p * m + i] : a[i * k + p]
-                let bv = transB ? b[j * k + p] : b[p * n + j]
-                acc += Double(av) * Double(bv)
-            }
-            c[i * n + j] = acc
-        }
-    }
-    return c
+    OpCheck.referenceProduct(a, b, m: m, n: n, k: k, transA: transA, transB: transB)
 }
 
 final class MatmulTests: XCTestCase {

@@ -183,3 +183,31 @@ final class CLITests: CLITestCase {
         XCTAssertTrue(r.stdout.contains("ratio CLNN / raw"), r.stdout)
     }
 }
+
+/// `clnn check`: every shipped kernel against its reference, and a clear failure when a kernel is broken.
+final class CheckCLITests: CLITestCase {
+    func testCheckPassesOnEveryDeviceAndNamesABrokenKernel() throws {
+        let good = try run(["check", "--only", "relu"])
+        XCTAssertEqual(good.status, 0, good.stderr)
+        XCTAssertTrue(good.stdout.contains(" 0 failed"), good.stdout)
+        XCTAssertTrue(good.stdout.contains("relu backward"), good.stdout)
+        guard !openCLDevices.isEmpty else { return }
+        XCTAssertTrue(good.stdout.contains("max work-group"), "driver facts: \(good.stdout)")
+
+        // activation.cl with ReLU's derivative off by a little: the forward still passes, the backward does not.
+        let folder = try temporaryFolder(self)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let source = try String(contentsOfFile: root.appendingPathComponent("Kernels/activation.cl").path, encoding: .utf8)
+        guard let range = source.range(of: "#define DF(x, y) ((x) > 0.0f ? 1.0f : 0.0f)") else {
+            return XCTFail("activation.cl no longer defines ReLU's DF as the test expects")
+        }
+        try source.replacingCharacters(in: range, with: "#define DF(x, y) ((x) > 0.0f ? 1.001f : 0.0f)")
+            .write(to: folder.appendingPathComponent("activation.cl"), atomically: true, encoding: .utf8)
+        let bad = try run(["check", "--device", "opencl:0", "--only", "relu"],
+                          env: ["CLNN_KERNELS_DIR": folder.path, "CLNN_CACHE_DIR": folder.path])
+        XCTAssertEqual(bad.status, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("clnn check: FAILED relu backward 3x5 on opencl:0: output 1 element"), bad.stderr)
+        XCTAssertTrue(bad.stdout.contains("FAIL"), bad.stdout)
+    }
+}

@@ -45,8 +45,7 @@ public func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(
 
 /// Deterministic test values in [-1, 1) from `seed`.
 public func testValues(_ count: Int, seed: UInt64) -> [Float] {
-    var rng = SeededGenerator(seed: seed)
-    return (0..<count).map { _ in Float(rng.nextUniform() * 2 - 1) }
+    OpCheck.values(count, seed: seed)
 }
 
 /// Central finite differences in Double of `f` at `x`.

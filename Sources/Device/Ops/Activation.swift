@@ -159,3 +159,42 @@ extension Tensor {
         return dz
     }
 }
+
+extension OpCheck {
+    /// Each activation forward and backward, alone and fused with a bias, on odd shapes.
+    static var activationChecks: [OpCheck] {
+        Activation.allCases.flatMap { f in
+            [(3, 5), (65, 33), (0, 4)].flatMap { (rows, cols) -> [OpCheck] in
+                let xv = values(rows * cols, seed: 31).map { $0 * 3 }, dyv = values(rows * cols, seed: 32)
+                let bv = values(cols, seed: 45), dbv = values(cols, seed: 47)
+                let shape = "\(rows)x\(cols)"
+                let z = xv.indices.map { Double(xv[$0]) + Double(bv[$0 % cols]) }
+                return [
+                    OpCheck("\(f.rawValue)", shape, atol: 2e-6, compute: { d in
+                        [try Tensor(xv, shape: [rows, cols], on: d).activation(f)]
+                    }, reference: { [xv.map { f(Double($0)) }] }),
+                    OpCheck("\(f.rawValue) backward", shape, atol: 2e-6, compute: { d in
+                        let x = try Tensor(xv, shape: [rows, cols], on: d)
+                        return [try x.activationBackward(f, try Tensor(dyv, shape: [rows, cols], on: d))]
+                    }, reference: {
+                        [xv.indices.map { Double(dyv[$0]) * f.derivative(Double(xv[$0]), f(Double(xv[$0]))) }]
+                    }),
+                    OpCheck("bias+\(f.rawValue) forward and backward", shape, atol: 1e-5, compute: { d in
+                        let pre = try Tensor(xv, shape: [rows, cols], on: d)
+                        let y = try pre.biasActivation(try Tensor(bv, shape: [cols], on: d), f)
+                        let db = try Tensor(dbv, shape: [cols], on: d)
+                        let dz = try Tensor.biasActivationBackward(f, preActivation: pre,
+                                                                   try Tensor(dyv, shape: [rows, cols], on: d), db: db,
+                                                                   accumulate: true)
+                        return [pre, y, dz, db]
+                    }, reference: {
+                        let y = z.map { f($0) }
+                        let dz = z.indices.map { Double(dyv[$0]) * f.derivative(z[$0], y[$0]) }
+                        let db = (0..<cols).map { j in (0..<rows).reduce(Double(dbv[j])) { $0 + dz[$1 * cols + j] } }
+                        return [z, y, dz, db]
+                    }),
+                ]
+            }
+        }
+    }
+}

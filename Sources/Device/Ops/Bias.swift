@@ -43,3 +43,24 @@ extension Tensor {
         }
     }
 }
+
+extension OpCheck {
+    /// The bias forward, and its gradient fresh and accumulated.
+    static var biasChecks: [OpCheck] {
+        [(1, 1), (3, 5), (65, 33), (0, 4)].map { rows, cols in
+            let xv = values(rows * cols, seed: 41), bv = values(cols, seed: 42), dbv = values(cols, seed: 43)
+            return OpCheck("bias forward and backward", "\(rows)x\(cols)", compute: { d in
+                let x = try Tensor(xv, shape: [rows, cols], on: d)
+                let y = try x.addBias(try Tensor(bv, shape: [cols], on: d))
+                let db = try Tensor(dbv, shape: [cols], on: d), fresh = try Tensor.zeros([cols], on: d)
+                try Tensor.addBiasBackward(x, into: db, accumulate: true)
+                try Tensor.addBiasBackward(x, into: fresh)
+                return [y, db, fresh]
+            }, reference: {
+                let sums = (0..<cols).map { j in (0..<rows).reduce(0.0) { $0 + Double(xv[$1 * cols + j]) } }
+                return [xv.indices.map { Double(xv[$0]) + Double(bv[$0 % cols]) }, zip(sums, dbv).map { $0 + Double($1) },
+                        sums]
+            })
+        }
+    }
+}

@@ -1,7 +1,7 @@
 // Elementwise arithmetic (Kernels/elementwise.cl): add, sub, mul, affine, fill.
 
 /// Elementwise binary operations; the raw value is the kernel's name.
-public enum BinaryOp: String, Sendable {
+public enum BinaryOp: String, Sendable, CaseIterable {
     /// x + y
     case add
     /// x − y
@@ -9,7 +9,7 @@ public enum BinaryOp: String, Sendable {
     /// x · y
     case mul
 
-    func apply(_ x: Float, _ y: Float) -> Float {
+    func apply<T: FloatingPoint>(_ x: T, _ y: T) -> T {
         switch self {
         case .add: return x + y
         case .sub: return x - y
@@ -76,6 +76,29 @@ extension Tensor {
             try device.run(ElementwiseKernels.fill, global: WorkSize(n)) { a in
                 try a.int("n", n); try a.buffer("x", x); try a.float("value", value)
             }
+        }
+    }
+}
+
+extension OpCheck {
+    /// add, sub, mul, affine and fill on a scalar, an odd length and a long one.
+    static var elementwiseChecks: [OpCheck] {
+        [1, 13, 1000, 0].flatMap { n -> [OpCheck] in
+            let xv = values(n, seed: 81), yv = values(n, seed: 82)
+            let binary = BinaryOp.allCases.map { op in
+                OpCheck(op.rawValue, "\(n)", compute: { d in
+                    [try Tensor(xv, shape: [n], on: d).elementwise(op, try Tensor(yv, shape: [n], on: d))]
+                }, reference: { [zip(xv, yv).map { op.apply(Double($0), Double($1)) }] })
+            }
+            return binary + [
+                OpCheck("affine", "\(n)", compute: { d in [try Tensor(xv, shape: [n], on: d).affine(scale: 3, shift: -1)] },
+                        reference: { [xv.map { 3 * Double($0) - 1 }] }),
+                OpCheck("fill", "\(n)", compute: { d in
+                    let x = try Tensor.zeros([n], on: d)
+                    try x.fill(2.5)
+                    return [x]
+                }, reference: { [[Double](repeating: 2.5, count: n)] }),
+            ]
         }
     }
 }

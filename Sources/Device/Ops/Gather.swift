@@ -101,3 +101,25 @@ struct HostRowOrder {
         return v >= Float(rows - 1) ? rows - 1 : (v > 0 ? Int(v) : 0)
     }
 }
+
+extension OpCheck {
+    /// Rows through a shuffled index list whose last entries are out of range, negative and NaN (read clamped).
+    static var gatherChecks: [OpCheck] {
+        let (n, cols) = (37, 13)
+        let source = values(n * cols, seed: 95)
+        let order: [Float] = (0..<n).map { Float(($0 * 11) % n) } + [1000, -5, .nan]
+        return [(0, 5), (30, 7), (n, 3)].map { offset, rows in
+            OpCheck("gatherRows", "\(rows) of \(n)x\(cols) from \(offset)", compute: { d in
+                let dst = try Tensor.zeros([rows, cols], on: d)
+                try dst.gatherRows(from: try Tensor(source, shape: [n, cols], on: d),
+                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                return [dst]
+            }, reference: {
+                let picked = (offset..<offset + rows).map { i -> Int in
+                    order[i].isNaN || order[i] < 0 ? 0 : min(Int(order[i]), n - 1)
+                }
+                return [picked.flatMap { row in (0..<cols).map { Double(source[row * cols + $0]) } }]
+            })
+        }
+    }
+}

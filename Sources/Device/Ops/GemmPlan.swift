@@ -156,6 +156,33 @@ struct GemmLaunch: Sendable {
     }
 }
 
+extension GemmLaunch {
+    /// Why this kernel, built as `built`, cannot run on `device`: a work-group or local memory past what the kernel
+    /// and device allow; nil when it can.
+    func unfit(_ built: CLKernel, on device: OpenCLDevice) -> String? {
+        guard case .tiled(let config) = kernel else { return nil }
+        if built.maxWorkGroupSize < config.workGroupSize {
+            return "needs work-groups of \(config.workGroupSize), this kernel allows \(built.maxWorkGroupSize) here"
+        }
+        if device.info.localMemory < config.localMemoryBytes {
+            return "needs \(config.localMemoryBytes) bytes of local memory, the device has \(device.info.localMemory)"
+        }
+        return nil
+    }
+
+    /// Why this kernel cannot run on `tag` in `fusion`'s form — it is not an OpenCL device, the kernel does not
+    /// build there, or it does not fit (`unfit`) — or nil when it can.
+    func unusable(fusion: GemmFusion = .none, on tag: DeviceTag) -> String? {
+        guard tag.isOpenCL else { return "a kernel of OpenCL devices" }
+        do {
+            let device = try OpenCLRuntime.shared.device(tag.index)
+            return unfit(try device.kernel(sources[fusion.index]), on: device)
+        } catch {
+            return "does not build here: " + "\(error)".prefix(300)
+        }
+    }
+}
+
 /// The chosen kernel for each GEMM variant on one device.
 struct GemmPlan: Codable, Sendable, Equatable {
     var nn: GemmKernel
@@ -190,9 +217,13 @@ struct GemmPlan: Codable, Sendable, Equatable {
 
     /// What the tuner tries for `variant`.
     static func candidates(_ variant: GemmVariant) -> [GemmKernel] {
+        // Local-memory tiles: the portable 32x32, and GPU-sized ones (64x64 and 128x64 tiles of C per work-group,
+        // 8x8 or 8x4 results per work-item: 64 to 128 work-items, 8 to 12 KiB of local memory).
         let tiled: [GemmKernel] = [
             .tiled(GemmConfig()),
             .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 8)),
+            .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 4)),
+            .tiled(GemmConfig(tsM: 128, tsN: 64, tsK: 16, wptM: 8, wptN: 8)),
         ]
         switch variant {
         case .nn, .tn:

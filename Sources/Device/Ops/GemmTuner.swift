@@ -66,8 +66,14 @@ enum GemmTuner {
                 // NOTE: on a slow device (a CPU emulation, a debug driver) tuning must not take minutes: after
                 // `variantBudget` seconds the best kernel so far wins.
                 if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > variantBudget { break }
-                // NOTE: a candidate this device cannot build or run (limits, driver bugs) is simply skipped.
+                // NOTE: a candidate this device cannot build or hold is skipped with a note (launchMatmul would
+                // run the naive kernel in its place, and the tuner would time that); one that fails to run too.
+                if let why = GemmLaunch(candidate, variant).unusable(on: .opencl(device.info.index)) {
+                    CLNNLog.logger.notice("GEMM tuning on \(device.info.name): \(variant.rawValue) \(candidate) skipped: \(why)")
+                    continue
+                }
                 guard let gflops = try? measure(candidate, variant, shape: shapes[variant]!, on: device) else {
+                    CLNNLog.logger.notice("GEMM tuning on \(device.info.name): \(variant.rawValue) \(candidate) skipped: its launch failed")
                     continue
                 }
                 measurements[variant.rawValue + label, default: [:]][candidate.description] = gflops

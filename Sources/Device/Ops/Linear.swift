@@ -77,3 +77,115 @@ extension Tensor {
         }
     }
 }
+
+extension OpCheck {
+    /// The fused linear products reading their rows through an index list (which repeats rows and holds indices out
+    /// of range, read clamped): forward with the bias and each activation, backward with the bias gradient, fresh and
+    /// accumulated — through the device's plan, and forward (ReLU) and backward through every candidate it can hold.
+    static var linearChecks: [OpCheck] {
+        let shapes = [(7, 13, 11), (65, 37, 50), (3, 5, 17), (64, 784, 50), (2, 2100, 3), (2100, 3, 2)]
+        let planned = shapes.flatMap { batch, inputs, outputs in
+            ([nil] + Activation.allCases).map { activation in
+                linearForwardCheck(batch, inputs, outputs, activation, form: "linear \(activation?.rawValue ?? "none")") {
+                    x, w, b, z, y in
+                    try Tensor.linear(x, weight: w, bias: b, activation: activation, preActivation: z, output: y)
+                }
+            } + [false, true].map { accumulate in
+                linearBackwardCheck(batch, inputs, outputs, accumulate: accumulate,
+                                    form: "linearBackward\(accumulate ? " accumulate" : "")") { x, dz, dw, db in
+                    try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: accumulate)
+                }
+            }
+        }
+        let (batch, inputs, outputs) = shapes[1]
+        let forward = GemmPlan.candidates(.nn).map { kernel in
+            let launch = GemmLaunch(kernel, .nn), fusion = GemmFusion(gatherA: true, bias: true, activation: .relu)
+            return linearForwardCheck(batch, inputs, outputs, .relu, form: "linear relu via \(kernel)",
+                                      openCLOnly: true, skip: { launch.unusable(fusion: fusion, on: $0) }) { x, w, b, z, y in
+                // On cpu (the comparison's side): the CPU fallback.
+                guard w.device.isOpenCL else {
+                    return try Tensor.linear(x, weight: w, bias: b, activation: .relu, preActivation: z, output: y)
+                }
+                try Tensor.run("linear", x.source, x.order, w, b, z, y) { _, _, _, _, _, _ in
+                } opencl: { device, x0, order, w, b, z, y in
+                    try launchMatmul(device, x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false,
+                                     kernel: launch, beta: 0, fusion: fusion,
+                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows,
+                                                               bias: b, y: y))
+                }
+            }
+        }
+        let backward = GemmPlan.candidates(.tn).map { kernel in
+            let launch = GemmLaunch(kernel, .tn), fusion = GemmFusion(gatherA: true, biasGradient: true)
+            return linearBackwardCheck(batch, inputs, outputs, accumulate: false, form: "linearBackward via \(kernel)",
+                                       openCLOnly: true, skip: { launch.unusable(fusion: fusion, on: $0) }) { x, dz, dw, db in
+                guard dz.device.isOpenCL else {
+                    return try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: false)
+                }
+                try Tensor.run("linearBackward", x.source, x.order, dz, dw, db) { _, _, _, _, _ in
+                } opencl: { device, x0, order, dz, dw, db in
+                    try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
+                                     kernel: launch, beta: 0, fusion: fusion,
+                                     extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db))
+                }
+            }
+        }
+        return planned + forward + backward
+    }
+
+    /// A batch's rows of a source through an index list, and the rows it picks (clamped as the kernels clamp).
+    private static func linearRows(_ batch: Int, _ inputs: Int) -> (source: [Float], order: [Float], gathered: [Float]) {
+        let (sourceRows, offset) = (batch + 3, 2)
+        let source = values(sourceRows * inputs, seed: 11)
+        var order = (0..<(batch + offset)).map { Float(($0 * 5 + 1) % sourceRows) }
+        order[offset] = Float(sourceRows + 9)
+        if batch > 1 { order[offset + 1] = -4 }
+        let picked = order[offset...].map { min(max(Int($0), 0), sourceRows - 1) }
+        return (source, order, picked.flatMap { source[($0 * inputs)..<(($0 + 1) * inputs)] })
+    }
+
+    private static func rows(_ batch: Int, _ inputs: Int, _ source: [Float], _ order: [Float], on d: DeviceTag) throws
+        -> Rows {
+        try Rows(try Tensor(source, shape: [batch + 3, inputs], on: d), order: try Tensor(order, shape: [order.count], on: d),
+                 offset: 2, count: batch)
+    }
+
+    private static func linearForwardCheck(
+        _ batch: Int, _ inputs: Int, _ outputs: Int, _ activation: Activation?, form: String, openCLOnly: Bool = false,
+        skip: @escaping @Sendable (DeviceTag) -> String? = { _ in nil },
+        _ op: @escaping @Sendable (Rows, Tensor, Tensor, Tensor, Tensor?) throws -> Void
+    ) -> OpCheck {
+        let (source, order, gathered) = linearRows(batch, inputs)
+        let wv = values(inputs * outputs, seed: 12), bv = values(outputs, seed: 13)
+        return OpCheck(form, "\(batch)x\(inputs)→\(outputs)", rtol: 1e-4, atol: 1e-4, openCLOnly: openCLOnly,
+                       skip: skip, compute: { d in
+            let z = try Tensor.zeros([batch, outputs], on: d), y = try Tensor.zeros([batch, outputs], on: d)
+            try op(try rows(batch, inputs, source, order, on: d), try Tensor(wv, shape: [inputs, outputs], on: d),
+                   try Tensor(bv, shape: [outputs], on: d), z, activation == nil ? nil : y)
+            return activation == nil ? [z] : [z, y]
+        }, reference: {
+            let product = referenceProduct(gathered, wv, m: batch, n: outputs, k: inputs, transA: false, transB: false)
+            let z = product.enumerated().map { $0.element + Double(bv[$0.offset % outputs]) }
+            return activation.map { f in [z, z.map { f($0) }] } ?? [z]
+        })
+    }
+
+    private static func linearBackwardCheck(
+        _ batch: Int, _ inputs: Int, _ outputs: Int, accumulate: Bool, form: String, openCLOnly: Bool = false,
+        skip: @escaping @Sendable (DeviceTag) -> String? = { _ in nil },
+        _ op: @escaping @Sendable (Rows, Tensor, Tensor, Tensor) throws -> Void
+    ) -> OpCheck {
+        let (source, order, gathered) = linearRows(batch, inputs)
+        let dzv = values(batch * outputs, seed: 14), dw0 = values(inputs * outputs, seed: 15), db0 = values(outputs, seed: 16)
+        return OpCheck(form, "\(batch)x\(inputs)→\(outputs)", rtol: 1e-4, atol: 1e-4, openCLOnly: openCLOnly,
+                       skip: skip, compute: { d in
+            let dw = try Tensor(dw0, shape: [inputs, outputs], on: d), db = try Tensor(db0, shape: [outputs], on: d)
+            try op(try rows(batch, inputs, source, order, on: d), try Tensor(dzv, shape: [batch, outputs], on: d), dw, db)
+            return [dw, db]
+        }, reference: {
+            let dw = referenceProduct(gathered, dzv, m: inputs, n: outputs, k: batch, transA: true, transB: false)
+            let db = (0..<outputs).map { j in (0..<batch).reduce(0.0) { $0 + Double(dzv[$1 * outputs + j]) } }
+            return accumulate ? [zip(dw, dw0).map { $0 + Double($1) }, zip(db, db0).map { $0 + Double($1) }] : [dw, db]
+        })
+    }
+}

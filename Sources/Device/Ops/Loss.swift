@@ -155,3 +155,59 @@ private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: In
     }
     return label >= 0 && label < cols ? lse - z[label] : .nan
 }
+
+extension OpCheck {
+    /// Both losses per example and as the batch's fused mean with its gradient, the labels read plain and through an
+    /// index list; large logits exercise the log-sum-exp.
+    static var lossChecks: [OpCheck] {
+        [(7, 10), (65, 3), (300, 10)].flatMap { rows, cols -> [OpCheck] in
+            let zv = values(rows * cols, seed: 61).map { $0 * 20 }, pv = values(rows, seed: 62).map { $0 * 3 }
+            var rng = SeededGenerator(seed: 63)
+            let labels = (0..<rows).map { _ in Float(rng.next() % UInt64(cols)) }
+            // The labels stored in reverse, read back in order through the index list.
+            let stored = Array(labels.reversed()), order = (0..<rows).map { Float(rows - 1 - $0) }
+            @Sendable func crossEntropy(scale: Double) -> (losses: [Double], grad: [Double]) {
+                var losses = [Double](), grad = [Double]()
+                for i in 0..<rows {
+                    let z = (0..<cols).map { Double(zv[i * cols + $0]) }
+                    let top = z.max()!, lse = top + log(z.reduce(0) { $0 + exp($1 - top) })
+                    losses.append(lse - z[Int(labels[i])])
+                    grad += (0..<cols).map { scale * (exp(z[$0] - lse) - ($0 == Int(labels[i]) ? 1 : 0)) }
+                }
+                return (losses, grad)
+            }
+            let shape = "\(rows)x\(cols)"
+            return [
+                OpCheck("softmaxCrossEntropy", shape, rtol: 1e-5, atol: 1e-4, compute: { d in
+                    let grad = try Tensor.zeros([rows, cols], on: d)
+                    let losses = try Tensor(zv, shape: [rows, cols], on: d)
+                        .softmaxCrossEntropy(labels: try Tensor(labels, shape: [rows], on: d), grad: grad, gradScale: 0.5)
+                    return [losses, grad]
+                }, reference: { let r = crossEntropy(scale: 0.5); return [r.losses, r.grad] }),
+                OpCheck("squaredError", "\(rows)", compute: { d in
+                    let grad = try Tensor.zeros([rows, 1], on: d)
+                    let losses = try Tensor(pv, shape: [rows, 1], on: d)
+                        .squaredError(target: try Tensor(labels, shape: [rows], on: d), grad: grad, gradScale: 0.25)
+                    return [losses, grad]
+                }, reference: {
+                    [zip(pv, labels).map { Double($0 - $1) * Double($0 - $1) }, zip(pv, labels).map { 0.5 * Double($0 - $1) }]
+                }),
+                OpCheck("meanLoss (both kinds, labels through an index list)", shape, rtol: 1e-4, atol: 1e-5, compute: { d in
+                    let out = try Tensor.zeros([3], on: d)
+                    let y = try Rows(try Tensor(stored, shape: [rows], on: d),
+                                     order: try Tensor(order, shape: [rows], on: d), offset: 0, count: rows)
+                    let gz = try Tensor.zeros([rows, cols], on: d), gp = try Tensor.zeros([rows, 1], on: d)
+                    try Tensor(zv, shape: [rows, cols], on: d).meanLoss(.softmaxCrossEntropy, labels: y, grad: gz,
+                                                                         into: out, at: 1)
+                    try Tensor(pv, shape: [rows, 1], on: d).meanLoss(.squaredError, labels: y, grad: gp, into: out, at: 2)
+                    return [out, gz, gp]
+                }, reference: {
+                    let ce = crossEntropy(scale: 1 / Double(rows))
+                    let se = zip(pv, labels).map { Double($0 - $1) * Double($0 - $1) }
+                    return [[0, ce.losses.reduce(0, +) / Double(rows), se.reduce(0, +) / Double(rows)], ce.grad,
+                            zip(pv, labels).map { 2 * Double($0 - $1) / Double(rows) }]
+                }),
+            ]
+        }
+    }
+}

@@ -77,14 +77,10 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
                   transA: Bool, transB: Bool, kernel choice: GemmLaunch?, beta: Float,
                   fusion: GemmFusion = .none, extra: GemmFusionOperands = GemmFusionOperands()) throws {
     let flops = 2 * Double(m) * Double(n) * Double(k)
-    func fits(_ launch: GemmLaunch, _ kernel: CLKernel) -> Bool {
-        guard case .tiled(let config) = launch.kernel else { return true }
-        return kernel.maxWorkGroupSize >= config.workGroupSize && device.info.localMemory >= config.localMemoryBytes
-    }
+    func fits(_ launch: GemmLaunch, _ kernel: CLKernel) -> Bool { launch.unfit(kernel, on: device) == nil }
     var launch = choice
     var kernel = try launch.map { try device.kernel($0.sources[fusion.index]) }
-    if fusion != .none, launch == nil || !fits(launch!, kernel!),
-       let variant = GemmVariant(transA: transA, transB: transB) {
+    if fusion != .none, launch == nil || !fits(launch!, kernel!), let variant = GemmVariant(transA: transA, transB: transB) {
         launch = variant == .nn ? PortableGemm.nn : variant == .nt ? PortableGemm.nt : PortableGemm.tn
         kernel = try device.kernel(launch!.sources[fusion.index])
     }
@@ -192,5 +188,69 @@ private func matmulNaive(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePoi
             for p in 0..<k { acc += (transA ? A[p * m + i] : A[i * k + p]) * (transB ? B[j * k + p] : B[p * n + j]) }
             C[i * n + j] = beta == 0 ? acc : acc + beta * C[i * n + j]
         }
+    }
+}
+
+extension OpCheck {
+    /// The product as every op calls it (the device's plan, or the CPU's blocked product), in all four transposes,
+    /// and the naive reference kernel, on shapes that are not multiples of any tile.
+    static var matmulChecks: [OpCheck] {
+        let shapes = [(1, 1, 1), (3, 5, 7), (65, 129, 33), (33, 17, 70), (1, 784, 50), (2, 0, 3), (0, 4, 3)]
+        return shapes.flatMap { m, k, n in
+            [(false, false), (false, true), (true, false), (true, true)].map { transA, transB in
+                productCheck(m: m, k: k, n: n, transA: transA, transB: transB,
+                             form: "matmul" + (transA ? " tA" : "") + (transB ? " tB" : "")) { a, b, c, _ in
+                    try Tensor.matmul(a, b, transA: transA, transB: transB, accumulate: true, into: c, naive: false)
+                }
+            } + [productCheck(m: m, k: k, n: n, transA: false, transB: false, form: "matmul naive") { a, b, c, _ in
+                try Tensor.matmul(a, b, transA: false, transB: false, accumulate: true, into: c, naive: true)
+            }]
+        }
+    }
+
+    /// Every GEMM kernel the tuner may pick, in each form it serves, on OpenCL devices: whichever wins is correct.
+    /// A candidate the device cannot build or hold (work-group size, local memory) is skipped with the reason, as
+    /// the tuner skips it.
+    static var gemmCandidateChecks: [OpCheck] {
+        GemmVariant.allCases.flatMap { variant in
+            GemmPlan.candidates(variant).flatMap { kernel in
+                [(65, 33, 129), (3, 784, 50)].map { m, k, n in
+                    let launch = GemmLaunch(kernel, variant)
+                    return productCheck(m: m, k: k, n: n, transA: variant == .tn, transB: variant == .nt,
+                                        form: "gemm \(variant.rawValue) \(kernel)", openCLOnly: true,
+                                        skip: { launch.unusable(on: $0) }) { a, b, c, d in
+                        // On cpu (the comparison's side): the CPU fallback's product.
+                        guard d.isOpenCL else {
+                            _ = try Tensor.matmul(a, b, transA: variant == .tn, transB: variant == .nt, accumulate: true,
+                                                  into: c, naive: false)
+                            return
+                        }
+                        try Tensor.run("matmul", a, b, c) { _, _, _ in
+                            throw DeviceError.invalidArgument(op: "gemm check", "a GEMM candidate runs on OpenCL only")
+                        } opencl: { device, a, b, c in
+                            try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn,
+                                             transB: variant == .nt, kernel: launch, beta: 1)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// C = op(A)·op(B) + C for A, B and C of odd values, against the Double reference.
+    static func productCheck(m: Int, k: Int, n: Int, transA: Bool, transB: Bool, form: String,
+                             openCLOnly: Bool = false, skip: @escaping @Sendable (DeviceTag) -> String? = { _ in nil },
+                             _ product: @escaping @Sendable (Tensor, Tensor, Tensor, DeviceTag) throws -> Void) -> OpCheck {
+        let av = values(m * k, seed: 5), bv = values(k * n, seed: 6), cv = values(m * n, seed: 7)
+        return OpCheck(form, "\(m)x\(k)x\(n)", rtol: 1e-4, atol: 1e-4, openCLOnly: openCLOnly, skip: skip,
+                       compute: { d in
+            let a = try Tensor(av, shape: transA ? [k, m] : [m, k], on: d)
+            let b = try Tensor(bv, shape: transB ? [n, k] : [k, n], on: d)
+            let c = try Tensor(cv, shape: [m, n], on: d)
+            try product(a, b, c, d)
+            return [c]
+        }, reference: {
+            [zip(referenceProduct(av, bv, m: m, n: n, k: k, transA: transA, transB: transB), cv).map { $0 + Double($1) }]
+        })
     }
 }

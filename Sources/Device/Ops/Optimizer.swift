@@ -88,3 +88,45 @@ extension Tensor {
         }
     }
 }
+
+extension OpCheck {
+    /// SGD plain and with momentum and weight decay; three Adam steps against the textbook update in Double.
+    static var optimizerChecks: [OpCheck] {
+        let n = 37
+        let pv = values(n, seed: 91), gv = values(n, seed: 92), vv = values(n, seed: 93)
+        let sgd = OpCheck("sgdStep (plain; momentum 0.9, decay 0.01)", "\(n)", compute: { d in
+            let plain = try Tensor(pv, shape: [n], on: d), grad = try Tensor(gv, shape: [n], on: d)
+            try plain.sgdStep(grad: grad, velocity: nil, lr: 0.1)
+            let moving = try Tensor(pv, shape: [n], on: d), velocity = try Tensor(vv, shape: [n], on: d)
+            try moving.sgdStep(grad: grad, velocity: velocity, lr: 0.1, momentum: 0.9, weightDecay: 0.01)
+            return [plain, moving, velocity]
+        }, reference: {
+            let v = (0..<n).map { 0.9 * Double(vv[$0]) + Double(gv[$0]) + 0.01 * Double(pv[$0]) }
+            return [zip(pv, gv).map { Double($0) - 0.1 * Double($1) }, (0..<n).map { Double(pv[$0]) - 0.1 * v[$0] }, v]
+        })
+        let (lr, b1, b2, eps, wd) = (0.01, 0.9, 0.999, 1e-8, 0.05)
+        let adam = OpCheck("adamStep (3 steps, decay 0.05)", "\(n)", atol: 1e-6, compute: { d in
+            let p = try Tensor(pv, shape: [n], on: d), g = try Tensor(gv, shape: [n], on: d)
+            let m = try Tensor.zeros([n], on: d), v = try Tensor.zeros([n], on: d)
+            for t in 1...3 {
+                try p.adamStep(grad: g, m: m, v: v, step: t, lr: Float(lr),
+                               AdamHyperparameters(beta1: Float(b1), beta2: Float(b2), eps: Float(eps),
+                                                   weightDecay: Float(wd)))
+            }
+            return [p, m, v]
+        }, reference: {
+            var p = pv.map(Double.init), m = [Double](repeating: 0, count: n), v = m
+            for t in 1...3 {
+                for i in 0..<n {
+                    let g = Double(gv[i]) + wd * p[i]
+                    m[i] = b1 * m[i] + (1 - b1) * g
+                    v[i] = b2 * v[i] + (1 - b2) * g * g
+                    let mHat = m[i] / (1 - pow(b1, Double(t))), vHat = v[i] / (1 - pow(b2, Double(t)))
+                    p[i] -= lr * mHat / (vHat.squareRoot() + eps)
+                }
+            }
+            return [p, m, v]
+        })
+        return [sgd, adam]
+    }
+}

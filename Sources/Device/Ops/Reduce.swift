@@ -48,3 +48,24 @@ extension Tensor {
         return out
     }
 }
+
+extension OpCheck {
+    /// The total sum (compensated) and the row argmax.
+    static var reduceChecks: [OpCheck] {
+        [(3, 5), (65, 33), (1000, 3)].map { rows, cols in
+            let xv = values(rows * cols, seed: 71)
+            return OpCheck("sum, argmaxRows", "\(rows)x\(cols)", atol: 1e-4, compute: { d in
+                let x = try Tensor(xv, shape: [rows, cols], on: d)
+                return [try x.sum(), try x.argmaxRows()]
+            }, reference: {
+                let total = xv.reduce(0.0) { $0 + Double($1) }
+                let argmax: [Double] = (0..<rows).map { i in
+                    var best = 0
+                    for j in 1..<cols where xv[i * cols + j] > xv[i * cols + best] { best = j }
+                    return Double(best)
+                }
+                return [[total], argmax]
+            })
+        }
+    }
+}
