@@ -20,6 +20,11 @@ struct Check: ParsableCommand {
     @Option(help: "Only the checks whose op contains this text (e.g. gemm, relu, loss).")
     var only: String?
 
+    @Flag(help: ArgumentHelp(
+        "Products only as each device's GEMM plan runs them, not every kernel the tuner may pick (faster where "
+        + "kernel builds are slow)."))
+    var planOnly = false
+
     func run() throws {
         let tags = try benchDevices(device)
         for tag in tags where tag.isOpenCL {
@@ -30,7 +35,9 @@ struct Check: ParsableCommand {
                   + "preferred float vector width \(info.preferredFloatVectorWidth), fp64 \(info.hasDouble ? "yes" : "no")"
                   + (info.peakGFLOPS.map { String(format: ", peak FP32 about %.0f GFLOP/s", $0) } ?? ""))
         }
-        let checks = OpCheck.all.filter { only == nil || $0.op.localizedCaseInsensitiveContains(only!) }
+        let checks = OpCheck.all.filter {
+            (only == nil || $0.op.localizedCaseInsensitiveContains(only!)) && !(planOnly && $0.openCLOnly)
+        }
         guard !checks.isEmpty else { throw ValidationError("--only \(only ?? ""): no check's op contains it") }
         print("op".padding(toLength: 50, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
               + "device    max abs   max rel   result      ms")

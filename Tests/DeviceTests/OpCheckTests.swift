@@ -5,16 +5,27 @@ import XCTest
 /// The op coverage `clnn check` ships to users is the suite's: every check of `OpCheck.all` (each op on odd shapes,
 /// each GEMM candidate in each form) passes on every device against its Double reference and the CPU fallback.
 final class OpCheckTests: XCTestCase {
-    func testEveryShippedCheckPassesOnEveryDevice() throws {
+    func testEveryOpCheckPassesOnEveryDevice() throws {
+        XCTAssertGreaterThan(try run(OpCheck.all.filter { !$0.openCLOnly }), 300)
+    }
+
+    /// Each GEMM kernel the tuner may pick, plain and in the fused linear forms (OpenCL devices only).
+    func testEveryGemmCandidateCheckPassesOnEveryOpenCLDevice() throws {
+        try requireOpenCL()
+        XCTAssertGreaterThan(try run(OpCheck.all.filter(\.openCLOnly)), 30)
+    }
+
+    /// Runs `checks` on every device they apply to; returns how many ran (not skipped).
+    private func run(_ checks: [OpCheck]) throws -> Int {
         var ran = 0
         for device in testDevices {
-            for check in OpCheck.all where check.applies(to: device) {
+            for check in checks where check.applies(to: device) {
                 let result = check.run(on: device)
                 XCTAssertTrue(result.passed, "\(check.op) \(check.shape) on \(device): \(result.failure ?? "")")
                 if let why = result.skipped { XCTAssertFalse(why.isEmpty) } else { ran += 1 }
             }
         }
-        XCTAssertGreaterThan(ran, 150)
+        return ran
     }
 
     /// A check fails when the op is wrong: a reference that differs in one element names it.

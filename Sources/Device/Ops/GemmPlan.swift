@@ -88,6 +88,12 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether it is a local-memory tiled kernel (GPU-style).
+    var isTiled: Bool {
+        if case .tiled = self { return true }
+        return false
+    }
+
     /// This kernel of matmul.cl for `variant`, as a launchable source (make it once and keep it).
     func source(_ variant: GemmVariant) -> KernelSource {
         KernelSource("matmul", kernelName(variant), options: options)
