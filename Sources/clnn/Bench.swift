@@ -93,9 +93,11 @@ extension Bench {
         }
 
         func run() throws {
-            print("case                          device      variant   median ms   GFLOP/s")
+            print("case                          device      variant   median ms   GFLOP/s  of peak")
             for tag in try benchDevices(device) {
                 try tag.warmUp()
+                // The device's FP32 peak where the driver's clock and units give it (GPUs of known vendors).
+                let peak = tag.isOpenCL ? OpenCLRuntime.shared.devices[tag.index].peakGFLOPS : nil
                 for c in Self.cases {
                     let a = try Tensor.randn(c.transA ? [c.k, c.m] : [c.m, c.k], seed: 1, on: tag)
                     let b = try Tensor.randn(c.transB ? [c.n, c.k] : [c.k, c.n], seed: 2, on: tag)
@@ -110,7 +112,8 @@ extension Bench {
                         print(c.name.padding(toLength: 30, withPad: " ", startingAt: 0)
                               + tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
                               + (useNaive ? "naive" : "fast").padding(toLength: 8, withPad: " ", startingAt: 0)
-                              + String(format: "%10.2f %9.1f", seconds * 1e3, gflops))
+                              + String(format: "%10.2f %9.1f", seconds * 1e3, gflops)
+                              + (peak.map { String(format: " %7.1f%%", 100 * gflops / $0) } ?? ""))
                     }
                 }
             }

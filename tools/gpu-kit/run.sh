@@ -125,7 +125,10 @@ fi
 # The table: what each step found, CLNN beside PyTorch on CUDA where both ran.
 log() { cat "$results/logs/$1.log" 2>/dev/null; }
 field() { awk -v d="$2" -v c="$3" '$1 == d {print $c; exit}' <(log "$1"); }
-gemm() { awk -v n="$2" 'index($0, n) == 1 && / fast / {print $(NF); exit}' <(log "$1"); }
+gemm() { awk -v n="$2" 'index($0, n) == 1 {for (i = 1; i <= NF; i++) if ($i == "fast") {print $(i + 2); exit}}' \
+  <(log "$1"); }
+peak() { awk -v n="$1" 'index($0, n) == 1 {for (i = 1; i <= NF; i++) if ($i == "fast" && i + 3 <= NF) {print $(i + 3); exit}}' \
+  <(log bench-gemm); }
 anchor() { awk -v n="$1" '$1 == "anchor" && $2 == n {print $3; exit}' <(log pytorch-cuda); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }'; }
 accuracy=$(awk '/^epoch [0-9]+\/[0-9]+ .*test acc/ {for (i = 1; i < NF; i++) if ($i == "acc") a = $(i + 1)} END {print a}' \
@@ -155,8 +158,8 @@ device=$(awk '/^[* ] opencl:0 / {sub(/^[* ] opencl:0 +/, ""); name = $0; getline
   echo "| epoch 784-512-256-10, batch 128 (s) | ${e:--} | ${a:--} | $(ratio "$e" "$a") |"
   e=$(field bench-train opencl:0 5); a=$(anchor fullbatch_ms)
   echo "| full-batch fwd+bwd 784-50-1, 60000 rows (ms) | ${e:--} | ${a:--} | $(ratio "$e" "$a") |"
-  e=$(gemm bench-gemm "1024^3 "); a=$(anchor gemm_1024_gflops)
-  echo "| SGEMM 1024³ (GFLOP/s) | ${e:--} | ${a:--} | $(ratio "$e" "$a") |"
+  e=$(gemm bench-gemm "1024^3 "); a=$(anchor gemm_1024_gflops); p=$(peak "1024^3 ")
+  echo "| SGEMM 1024³ (GFLOP/s$([ -n "$p" ] && echo "; CLNN at $p of the FP32 peak")) | ${e:--} | ${a:--} | $(ratio "$e" "$a") |"
   e=$(gemm bench-gemm "60000x50x784"); a=$(anchor gemm_fwd_60000x50x784_gflops)
   echo "| SGEMM 60000x50x784 (GFLOP/s) | ${e:--} | ${a:--} | $(ratio "$e" "$a") |"
   a=$(anchor accuracy_default)
