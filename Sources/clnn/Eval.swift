@@ -29,16 +29,7 @@ struct Eval: ParsableCommand {
     var normalization: String?
 
     func validate() throws {
-        if let activation, Activation(rawValue: activation) == nil {
-            throw ValidationError("--activation must be one of "
-                + "\(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
-        }
-        if let loss, Losses.named(loss) == nil {
-            throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'")
-        }
-        if let classes, !(1...(1 << 16)).contains(classes) {
-            throw ValidationError("--classes must be in 1...65536, got \(classes)")
-        }
+        try validateModelOptions(activation: activation, loss: loss, classes: classes)
         _ = try parseNormalization(normalization)
     }
 

@@ -16,6 +16,20 @@ func parseNormalization(_ text: String?) throws -> Normalization? {
     return Normalization(mean: mean, std: std)
 }
 
+/// `--activation`, `--loss` and `--classes` as `train` and `eval` take them (for a model whose file does not say).
+func validateModelOptions(activation: String?, loss: String?, classes: Int?) throws {
+        if let activation, Activation(rawValue: activation) == nil {
+            throw ValidationError("--activation must be one of "
+                + "\(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
+        }
+        if let loss, Losses.named(loss) == nil {
+            throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'")
+        }
+        if let classes, !(1...(1 << 16)).contains(classes) {
+            throw ValidationError("--classes must be in 1...65536, got \(classes)")
+        }
+}
+
 extension StateDictAssumptions {
     /// The assumptions a command's options give for a plain PyTorch state dict; without `--normalization`, the
     /// training set's statistics (`training`, read only when needed).

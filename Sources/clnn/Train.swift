@@ -129,16 +129,7 @@ struct Train: ParsableCommand {
         if optimizer == "adam", let momentum, momentum != 0 {
             throw ValidationError("--momentum applies to sgd; adam has its own moments (betas 0.9, 0.999)")
         }
-        if let activation, Activation(rawValue: activation) == nil {
-            throw ValidationError("--activation must be one of "
-                + "\(Activation.allCases.map(\.rawValue).joined(separator: ", ")), got '\(activation)'")
-        }
-        if let loss, Losses.named(loss) == nil {
-            throw ValidationError("--loss must be cross-entropy or mse, got '\(loss)'")
-        }
-        if let classes, !(1...(1 << 16)).contains(classes) {
-            throw ValidationError("--classes must be in 1...65536, got \(classes)")
-        }
+        try validateModelOptions(activation: activation, loss: loss, classes: classes)
         for (option, path) in [("--save", save), ("--plot", plot), ("--resume", resume), ("--init-from", initFrom)]
         where path?.isEmpty == true {
             throw ValidationError("\(option) needs a file name, got an empty string")
