@@ -121,17 +121,7 @@ public final class Trainer {
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) throws -> Void) throws -> Float {
         lastLossSum = 0
-        guard (1...max(options.epochs, 1)).contains(epoch) else {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
-                + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
-        }
-        try requireDevice(data)
-        try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
-        let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
-        guard (0...sampler.batchRanges.count).contains(firstStep) else {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "firstStep \(firstStep) is outside the epoch's "
-                + "\(sampler.batchRanges.count) steps")
-        }
+        let sampler = try epochSampler(data, epoch: epoch, firstStep: firstStep)
         let workers = exchange.workers, reportEvery = max(reportEvery, 1)
         // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
         let alignment = model.parameterBlock?.alignment ?? 1
@@ -140,25 +130,14 @@ public final class Trainer {
         func reuseBuffers(_ on: Bool) { for w in workers { w.model.setBufferReuse(on) } }
         reuseBuffers(true)
         defer { reuseBuffers(reused) }
-        // The epoch's order goes to each device once; each step reads its rows there, in place.
-        let hostOrder = sampler.order(epoch: epoch).map(Float.init)
-        let views = try workers.map { w in
-            let order = try w.workspace.tensor(.order, [data.count], on: w.device)
-            try order.upload(hostOrder)
-            return (try w.dataset(data), order, try w.workspace.tensor(.stepLosses, [reportEvery], on: w.device))
-        }
+        let views = try epochViews(data, order: sampler.order(epoch: epoch), reportEvery: reportEvery)
         let ranges = Array(sampler.batchRanges.dropFirst(firstStep).prefix(max(maxSteps ?? .max, 0)))
-        // NOTE: the schedule is laid over whole epochs (in Double: no count overflows), so a run cut short by
-        // `maxSteps` or resumed at `firstStep` takes exactly the full run's steps.
-        let totalSteps = Double(options.epochs) * Double(sampler.batchRanges.count)
         let start = Date()
         var weights: [[Double]] = []  // each worker's share of each pending step's batch
         var total = 0.0
         for (taken, range) in ranges.enumerated() {
             let step = firstStep + taken
-            optimizer.lr = options.schedule.rate(base: options.lr,
-                                                 progress: (Double(epoch - 1) * Double(sampler.batchRanges.count)
-                                                            + Double(step)) / max(totalSteps, 1))
+            optimizer.lr = learningRate(epoch: epoch, step: step, steps: sampler.batchRanges.count)
             let parts = exchange.shares(of: range)
             for (w, (part, view)) in zip(workers, zip(parts, views)) where !part.isEmpty {
                 try forwardBackward(w, Rows(view.0.images, order: view.1, offset: part.lowerBound, count: part.count),
@@ -201,6 +180,43 @@ public final class Trainer {
                                                     hint: divergenceHint)
         }
         return Float(total / Double(max(ranges.count, 1)))
+    }
+
+    /// The epoch's sampler, after checking that `epoch` and `firstStep` lie in the run and the data suits the model.
+    private func epochSampler(_ data: DeviceDataset, epoch: Int, firstStep: Int) throws -> BatchSampler {
+        guard (1...max(options.epochs, 1)).contains(epoch) else {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
+                + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
+        }
+        try requireDevice(data)
+        try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
+        let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
+        guard (0...sampler.batchRanges.count).contains(firstStep) else {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "firstStep \(firstStep) is outside the epoch's "
+                + "\(sampler.batchRanges.count) steps")
+        }
+        return sampler
+    }
+
+    /// Each worker's data, the epoch's order uploaded to its device once (each step reads its rows there, in place),
+    /// and its slots for the losses of the steps between two reports.
+    private func epochViews(_ data: DeviceDataset, order: [Int], reportEvery: Int) throws
+        -> [(data: DeviceDataset, order: Tensor, losses: Tensor)] {
+        let hostOrder = order.map(Float.init)
+        return try exchange.workers.map { w in
+            let order = try w.workspace.tensor(.order, [data.count], on: w.device)
+            try order.upload(hostOrder)
+            return (try w.dataset(data), order, try w.workspace.tensor(.stepLosses, [reportEvery], on: w.device))
+        }
+    }
+
+    /// The rate at `step` of `epoch` (of `steps`).
+    /// NOTE: the schedule is laid over whole epochs (in Double: no count overflows), so a run cut short by
+    /// `maxSteps` or resumed at `firstStep` takes exactly the full run's steps.
+    private func learningRate(epoch: Int, step: Int, steps: Int) -> Float {
+        let total = Double(options.epochs) * Double(steps)
+        return options.schedule.rate(base: options.lr, progress: (Double(epoch - 1) * Double(steps) + Double(step))
+                                        / max(total, 1))
     }
 
     /// Builds every kernel a training step of this model uses on the device — one forward, loss and backward on the
