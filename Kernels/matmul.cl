@@ -7,7 +7,7 @@
 // or 1 (accumulate, for gradients).
 //
 // Tuning knobs (-D): TS_M, TS_N tile of C per work-group; TS_K depth of a tile step; WPT_M, WPT_N outputs per
-// work-item in each direction. The work-group is (TS_N/WPT_N, TS_M/WPT_M). Edges are handled by zero-filled tile
+// work-item in each direction; VEC_LOADS: tiles loaded 4 floats at a time (TS_M, TS_N, TS_K multiples of 4). The work-group is (TS_N/WPT_N, TS_M/WPT_M). Edges are handled by zero-filled tile
 // loads and guarded stores, so every shape is correct.
 //
 // Fusions for a linear layer's training step (-D; each adds kernel arguments after beta, in this order):
@@ -131,6 +131,40 @@ void matmul_tiled(const int M, const int N, const int K,
 #endif
 
     for (int k0 = 0; k0 < K; k0 += TS_K) {
+#ifdef VEC_LOADS
+        // Vector loads: each work-item reads 4 floats along the stored matrix's contiguous direction (vload4 needs
+        // only a float's alignment); a vector that crosses an edge is read float by float, zero past it.
+        for (int l = tid; l < TS_K * TS_M / 4; l += nthreads) {
+            const int kk = TRANS_A ? l / (TS_M / 4) : (l % (TS_K / 4)) * 4;
+            const int mm = TRANS_A ? (l % (TS_M / 4)) * 4 : l / (TS_K / 4);
+            const int gi = offM + mm, gk = k0 + kk;
+            if (TRANS_A ? (gk < K && gi + 3 < M) : (gi < M && gk + 3 < K)) {
+                const float4 v = TRANS_A ? vload4(0, A + A_ROW(gk) * M + gi) : vload4(0, A + A_ROW(gi) * K + gk);
+                const float e[4] = {v.s0, v.s1, v.s2, v.s3};
+                for (int q = 0; q < 4; q++) Asub[TRANS_A ? kk * TS_M + mm + q : (kk + q) * TS_M + mm] = e[q];
+            } else {
+                for (int q = 0; q < 4; q++) {
+                    const int i = TRANS_A ? gi + q : gi, k = TRANS_A ? gk : gk + q;
+                    Asub[TRANS_A ? kk * TS_M + mm + q : (kk + q) * TS_M + mm] = (i < M && k < K) ? A_AT(i, k) : 0.0f;
+                }
+            }
+        }
+        for (int l = tid; l < TS_K * TS_N / 4; l += nthreads) {
+            const int kk = TRANS_B ? (l % (TS_K / 4)) * 4 : l / (TS_N / 4);
+            const int nn = TRANS_B ? l / (TS_K / 4) : (l % (TS_N / 4)) * 4;
+            const int gj = offN + nn, gk = k0 + kk;
+            if (TRANS_B ? (gj < N && gk + 3 < K) : (gk < K && gj + 3 < N)) {
+                const float4 v = TRANS_B ? vload4(0, B + (size_t)gj * K + gk) : vload4(0, B + (size_t)gk * N + gj);
+                const float e[4] = {v.s0, v.s1, v.s2, v.s3};
+                for (int q = 0; q < 4; q++) Bsub[TRANS_B ? (kk + q) * TS_N + nn : kk * TS_N + nn + q] = e[q];
+            } else {
+                for (int q = 0; q < 4; q++) {
+                    const int j = TRANS_B ? gj : gj + q, k = TRANS_B ? gk + q : gk;
+                    Bsub[TRANS_B ? (kk + q) * TS_N + nn : kk * TS_N + nn + q] = (j < N && k < K) ? B_AT(k, j) : 0.0f;
+                }
+            }
+        }
+#else
         // Load the A tile [TS_K][TS_M], walking the stored matrix's contiguous direction.
         for (int l = tid; l < TS_K * TS_M; l += nthreads) {
             const int kk = TRANS_A ? l / TS_M : l % TS_K;
@@ -145,6 +179,7 @@ void matmul_tiled(const int M, const int N, const int K,
             const int gj = offN + nn, gk = k0 + kk;
             Bsub[kk * TS_N + nn] = (gj < N && gk < K) ? B_AT(gk, gj) : 0.0f;
         }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 
         for (int kk = 0; kk < TS_K; kk++) {

@@ -3,8 +3,12 @@ import Foundation
 /// Register-blocked GEMM tile sizes, passed to matmul.cl as -D defines.
 struct GemmConfig: Hashable, Codable, Sendable {
     var tsM = 32, tsN = 32, tsK = 16, wptM = 4, wptN = 4
+    /// Tiles loaded 4 floats at a time (`-D VEC_LOADS`).
+    var vectorLoads = false
 
-    var options: String { "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" }
+    var options: String {
+        "-D TS_M=\(tsM) -D TS_N=\(tsN) -D TS_K=\(tsK) -D WPT_M=\(wptM) -D WPT_N=\(wptN)" + (vectorLoads ? " -D VEC_LOADS" : "")
+    }
     /// The work-group shape (N direction, M direction).
     var local: WorkSize { WorkSize(tsN / wptN, tsM / wptM) }
     var workGroupSize: Int { local.x * local.y }
@@ -101,7 +105,7 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .tiled(let c): return "tiled \(c.tsM)x\(c.tsN)x\(c.tsK) wpt \(c.wptM)x\(c.wptN)"
+        case .tiled(let c): return "tiled \(c.tsM)x\(c.tsN)x\(c.tsK) wpt \(c.wptM)x\(c.wptN)" + (c.vectorLoads ? " vec4" : "")
         case let .columns(vw, rm, rn): return "columns \(rm)x\(rn)xfloat\(vw)"
         case let .dots(vw, dm, dn): return "dots \(dm)x\(dn)xfloat\(vw)"
         }
@@ -228,8 +232,9 @@ struct GemmPlan: Codable, Sendable, Equatable {
         let tiled: [GemmKernel] = [
             .tiled(GemmConfig()),
             .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 8)),
-            .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 4)),
-            .tiled(GemmConfig(tsM: 128, tsN: 64, tsK: 16, wptM: 8, wptN: 8)),
+            .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 8, vectorLoads: true)),
+            .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 4, vectorLoads: true)),
+            .tiled(GemmConfig(tsM: 128, tsN: 64, tsK: 16, wptM: 8, wptN: 8, vectorLoads: true)),
         ]
         switch variant {
         case .nn, .tn:
