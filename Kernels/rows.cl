@@ -3,7 +3,7 @@
 // (the host side is HostRowOrder in Ops/Gather.swift).
 #ifndef CLNN_ROWS_CL
 #define CLNN_ROWS_CL
-inline size_t stored_row(__global const float* order, const int offset, const int s, const int rows)
+size_t stored_row(__global const float* order, const int offset, const int s, const int rows)
 {
     return (size_t)clamp((int)order[offset + s], 0, rows - 1);
 }

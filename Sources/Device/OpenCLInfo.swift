@@ -35,18 +35,15 @@ public struct OpenCLDeviceInfo: Sendable {
     public var preferredFloatVectorWidth = 0
     /// Whether the device computes in double precision (CL_DEVICE_DOUBLE_FP_CONFIG is not empty).
     public var hasDouble = false
+    /// An NVIDIA GPU's compute capability, major·10 + minor (cl_nv_device_attribute_query), or 0.
+    public var nvidiaComputeCapability = 0
 
-    /// The device's peak single-precision rate in GFLOP/s where the vendor's lanes per compute unit are known
-    /// (NVIDIA: 128 FP32 lanes per SM since Volta's successors, AMD: 64 per CU), from the units and the clock; nil
-    /// elsewhere (CPU devices, unknown vendors, no clock).
+    /// The device's peak single-precision rate in GFLOP/s where its FP32 lanes per compute unit are known — NVIDIA
+    /// GPUs by compute capability: 64 per SM for 7.x (Volta, Turing) and 8.0 (A100), 128 for 8.6 and later (Ampere's
+    /// GA10x, Ada, Hopper, Blackwell) — from the units and the clock; nil elsewhere.
     public var peakGFLOPS: Double? {
-        guard !isCPU, maxClockMHz > 0 else { return nil }
-        let lanes: Double
-        switch vendor.lowercased() {
-        case let v where v.contains("nvidia"): lanes = 128
-        case let v where v.contains("advanced micro devices") || v.contains("amd"): lanes = 64
-        default: return nil
-        }
+        guard !isCPU, maxClockMHz > 0, nvidiaComputeCapability >= 70 else { return nil }
+        let lanes: Double = nvidiaComputeCapability >= 86 ? 128 : 64
         return Double(computeUnits) * lanes * 2 * Double(maxClockMHz) / 1000
     }
 }

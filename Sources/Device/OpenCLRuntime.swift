@@ -79,6 +79,11 @@ public final class OpenCLRuntime: @unchecked Sendable {
         info.maxClockMHz = deviceInteger(id, CL_DEVICE_MAX_CLOCK_FREQUENCY, as: cl_uint.self)
         info.preferredFloatVectorWidth = deviceInteger(id, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, as: cl_uint.self)
         info.hasDouble = deviceInteger(id, CL_DEVICE_DOUBLE_FP_CONFIG, as: cl_ulong.self) != 0
+        if info.vendor.lowercased().contains("nvidia") {
+            // CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV and _MINOR_NV (0x4000, 0x4001).
+            let major = deviceInteger(id, 0x4000, as: cl_uint.self), minor = deviceInteger(id, 0x4001, as: cl_uint.self)
+            info.nvidiaComputeCapability = major * 10 + minor
+        }
         return info
     }
 

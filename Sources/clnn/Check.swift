@@ -39,7 +39,7 @@ struct Check: ParsableCommand {
             (only == nil || $0.op.localizedCaseInsensitiveContains(only!)) && !(planOnly && $0.openCLOnly)
         }
         guard !checks.isEmpty else { throw ValidationError("--only \(only ?? ""): no check's op contains it") }
-        print("op".padding(toLength: 50, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+        print("op".padding(toLength: 54, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
               + "device    max abs   max rel   result      ms")
         let start = Date()
         var (passed, skipped) = (0, 0)
@@ -49,7 +49,7 @@ struct Check: ParsableCommand {
                 count += 1
                 let r = check.run(on: tag)
                 let result = r.skipped != nil ? "skipped" : r.passed ? "pass" : "FAIL"
-                print(r.op.padding(toLength: 50, withPad: " ", startingAt: 0) + r.shape.padding(toLength: 20, withPad: " ", startingAt: 0)
+                print(r.op.padding(toLength: 54, withPad: " ", startingAt: 0) + r.shape.padding(toLength: 20, withPad: " ", startingAt: 0)
                       + r.device.description.padding(toLength: 10, withPad: " ", startingAt: 0)
                       + String(format: "%7.1e   %7.1e   %-8@ %6.1f", r.maxAbsolute, r.maxRelative, result as NSString,
                                r.seconds * 1e3)

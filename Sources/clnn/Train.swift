@@ -93,60 +93,26 @@ struct Train: ParsableCommand {
     var maxSteps: Int?
 
     /// The largest values that keep every count and step in range (the step arithmetic is done in Double anyway).
-    static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24, maxLayers = 64
-
+    /// The spellings first (they are the command line's), then the request's own checks (the library's).
     func validate() throws {
-        if let epochs, !(1...Self.maxEpochs).contains(epochs) {
-            throw ValidationError("--epochs must be in 1...\(Self.maxEpochs), got \(epochs)")
-        }
-        if let batchSize, !(1...Self.maxBatchSize).contains(batchSize) {
-            throw ValidationError("--batch-size must be in 1...\(Self.maxBatchSize), got \(batchSize)")
-        }
-        guard hidden.allSatisfy({ $0 > 0 }) else {
-            throw ValidationError("--hidden sizes must be at least 1, got \(hidden)")
-        }
-        guard hidden.allSatisfy({ $0 <= 1 << 16 }) else {
-            throw ValidationError("--hidden sizes must be at most 65536, got \(hidden)")
-        }
-        guard hidden.count < Self.maxLayers else {
-            throw ValidationError("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)")
-        }
-        if let lr {
-            guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a finite number > 0, got \(lr)") }
-        }
-        if let momentum, !(momentum.isFinite && momentum >= 0 && momentum < 1) {
-            throw ValidationError("--momentum must be in [0, 1), got \(momentum)")
-        }
-        if let weightDecay, !(weightDecay.isFinite && weightDecay >= 0) {
-            throw ValidationError("--weight-decay must be a finite number ≥ 0, got \(weightDecay)")
-        }
         if let lrSchedule, LearningRateSchedule(rawValue: lrSchedule) == nil {
             throw ValidationError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
         }
         if let optimizer, OptimizerKind(rawValue: optimizer) == nil {
             throw ValidationError("--optimizer must be sgd or adam, got '\(optimizer)'")
         }
-        if optimizer == "adam", let momentum, momentum != 0 {
-            throw ValidationError("--momentum applies to sgd; adam has its own moments (betas 0.9, 0.999)")
-        }
         try validateModelOptions(activation: activation, loss: loss, classes: classes)
-        for (option, path) in [("--save", save), ("--plot", plot), ("--resume", resume), ("--init-from", initFrom)]
-        where path?.isEmpty == true {
-            throw ValidationError("\(option) needs a file name, got an empty string")
+        do {
+            try request(devices: false).validate()
+        } catch let invalid as RunRequest.Invalid {
+            throw ValidationError(invalid.description)
         }
-        if resume != nil && initFrom != nil {
-            throw ValidationError("--resume continues a run and --init-from starts a new one from its weights: "
-                + "give one")
-        }
-        _ = try parseNormalization(normalization)
-        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1, got \(maxSteps)") }
-        if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be ≥ 1, got \(stopAfter)") }
     }
 
-    /// The run these options ask for.
-    func request() throws -> RunRequest {
+    /// The run these options ask for (`devices: false`: `--device` left as `auto`, unparsed).
+    func request(devices: Bool = true) throws -> RunRequest {
         var r = RunRequest()
-        (r.data, r.devices) = (common.data, try common.deviceRequest())
+        (r.data, r.devices) = (common.data, devices ? try common.deviceRequest() : .auto)
         (r.epochs, r.batchSize, r.lr, r.momentum, r.weightDecay, r.seed)
             = (epochs, batchSize, lr, momentum, weightDecay, seed)
         r.optimizer = optimizer.flatMap(OptimizerKind.init(rawValue:))

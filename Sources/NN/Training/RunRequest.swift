@@ -83,6 +83,52 @@ public struct RunRequest: Sendable {
         public init(_ description: String) { self.description = description }
     }
 
+    /// The largest values that keep every count and step in range.
+    public static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24, maxLayers = 64
+
+    /// Checks every setting's range and the pairs that exclude each other (`TrainingRun.start` does it first).
+    /// - Throws: `RunRequest.Invalid` naming the setting (by its `clnn train` option), its range and the value.
+    public func validate() throws {
+        func fail(_ text: String) -> Invalid { Invalid(text) }
+        if let epochs, !(1...Self.maxEpochs).contains(epochs) {
+            throw fail("--epochs must be in 1...\(Self.maxEpochs), got \(epochs)")
+        }
+        if let batchSize, !(1...Self.maxBatchSize).contains(batchSize) {
+            throw fail("--batch-size must be in 1...\(Self.maxBatchSize), got \(batchSize)")
+        }
+        guard hidden.allSatisfy({ $0 > 0 }) else { throw fail("--hidden sizes must be at least 1, got \(hidden)") }
+        guard hidden.allSatisfy({ $0 <= 1 << 16 }) else { throw fail("--hidden sizes must be at most 65536, got \(hidden)") }
+        guard hidden.count < Self.maxLayers else {
+            throw fail("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)")
+        }
+        if let lr, !(lr.isFinite && lr > 0) { throw fail("--lr must be a finite number > 0, got \(lr)") }
+        if let momentum, !(momentum.isFinite && momentum >= 0 && momentum < 1) {
+            throw fail("--momentum must be in [0, 1), got \(momentum)")
+        }
+        if let weightDecay, !(weightDecay.isFinite && weightDecay >= 0) {
+            throw fail("--weight-decay must be a finite number ≥ 0, got \(weightDecay)")
+        }
+        if optimizer == .adam, let momentum, momentum != 0 {
+            throw fail("--momentum applies to sgd; adam has its own moments (betas 0.9, 0.999)")
+        }
+        if let loss, Losses.named(loss) == nil { throw fail("--loss must be cross-entropy or mse, got '\(loss)'") }
+        if let classes, !(1...(1 << 16)).contains(classes) { throw fail("--classes must be in 1...65536, got \(classes)") }
+        if let normalization, !(normalization.mean.isFinite && abs(normalization.mean) <= 1e6 && normalization.std.isFinite
+                                && normalization.std >= 1e-6 && normalization.std <= 1e6) {
+            throw fail("--normalization must be MEAN,STD (|mean| ≤ 1e6, 1e-6 ≤ std ≤ 1e6) or none, got "
+                + "\(normalization.mean),\(normalization.std)")
+        }
+        for (option, path) in [("--save", save), ("--plot", plot), ("--resume", resume), ("--init-from", initFrom)]
+        where path?.isEmpty == true {
+            throw fail("\(option) needs a file name, got an empty string")
+        }
+        if resume != nil && initFrom != nil {
+            throw fail("--resume continues a run and --init-from starts a new one from its weights: give one")
+        }
+        if let maxSteps, maxSteps < 1 { throw fail("--max-steps must be ≥ 1, got \(maxSteps)") }
+        if let stopAfter, stopAfter < 1 { throw fail("--stop-after must be ≥ 1, got \(stopAfter)") }
+    }
+
     /// How `devices` is spelt as `--device`, for messages.
     var devicesText: String {
         switch devices {

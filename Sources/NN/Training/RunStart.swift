@@ -19,6 +19,7 @@ struct RunStart {
     let locks: [FileLock]
 
     init(_ request: RunRequest, group: ProcessGroup?, note: (String) -> Void) throws {
+        try request.validate()
         let writes = (group?.rank ?? 0) == 0
         let save = writes ? request.save ?? request.resume : nil
         let plot = writes ? request.plot : nil
@@ -50,7 +51,7 @@ struct RunStart {
                       "hidden sizes \(hidden.map(String.init).joined(separator: " "))")
         }
         if let checkpoint, !checkpoint.inferredFromShapes {
-            try agree.check("--normalization", request.normalization.map { "\($0.mean),\($0.std)" }, "",
+            try agree.check("--normalization", request.normalization.map { $0 == Normalization(mean: 0, std: 1) ? "none" : "\($0.mean),\($0.std)" }, "",
                       "its own input normalisation")
             try agree.check("--activation", request.activation?.rawValue, checkpoint.activation,
                             "activation \(checkpoint.activation)")

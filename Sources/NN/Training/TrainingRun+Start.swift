@@ -83,8 +83,10 @@ extension TrainingRun {
                                   device: device,
                                   replicas: Array(devices.dropFirst()), processGroup: group)
         if let state = plan.state { try state.value.restore(into: trainer, path: state.path) }
+        var dataParallel: [DeviceTag]?
+        if case .list = request.devices { dataParallel = devices }
         say(plan.describe(sizes: sizes, activation: checkpoint?.activation ?? plan.activation.rawValue, device: device,
-                          devices: devices.isEmpty ? nil : devices, group: group))
+                          devices: dataParallel, group: group))
         if let source = plan.source {
             say(plan.state == nil ? "starting from the weights of \(source.path)"
                 : plan.start.step == 0 ? "resuming \(source.path) after epoch \(plan.start.epoch) of \(options.epochs)"
