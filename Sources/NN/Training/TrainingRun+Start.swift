@@ -10,6 +10,8 @@ extension TrainingRun {
     /// 0 alone saves and plots.
     ///
     /// - Parameters:
+    ///   - request: what the run is to be (see `RunRequest`; checked first with `RunRequest.validate()`).
+    ///   - group: the processes training together under mpirun (`ProcessGroup.join()`), or nil.
     ///   - say: the run's description, line by line (the data, the model and devices, where it starts).
     ///   - note: notes and warnings (a device choice, a resumed run's repair, classes without examples).
     ///   - shouldStop: polled once the data is loaded (a stop request while loading).
