@@ -29,6 +29,7 @@ public struct OpCheck: Sendable {
 
     /// What one check found on one device.
     public struct Result: Sendable {
+        /// The check's op and shape (as `OpCheck.op` and `OpCheck.shape`), and the device it ran on.
         public let op: String, shape: String, device: DeviceTag
         /// The largest absolute and relative differences from the Double reference, over every output.
         public let maxAbsolute: Double, maxRelative: Double
@@ -39,7 +40,10 @@ public struct OpCheck: Sendable {
         public let failure: String?
         /// Why it did not run on this device, or nil.
         public let skipped: String?
+        /// How long the check took on the device (the CPU comparison and the reference included).
         public let seconds: Double
+        /// Whether every output was within the tolerance of the reference and of the CPU fallback (a skipped check
+        /// has passed: it did not run).
         public var passed: Bool { failure == nil }
     }
 

@@ -80,6 +80,7 @@ public struct RunRequest: Sendable {
     /// device that cannot hold the model, a file that would overwrite an input. Names the settings.
     public struct Invalid: Error, CustomStringConvertible, Equatable {
         public let description: String
+        /// A request that cannot be carried out, for the reason `description` gives.
         public init(_ description: String) { self.description = description }
     }
 
