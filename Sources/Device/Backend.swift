@@ -141,6 +141,8 @@ protocol OpOperand {
     associatedtype Buffer
     /// The operand's device; nil when absent.
     var operandDevice: DeviceTag? { get }
+    /// The operand's shape when it is a view that is not dense (nil when dense or absent).
+    var viewShape: [Int]? { get }
     /// Its host memory (on cpu, which `run` has checked).
     func hostOperand() -> Host
     /// Its device buffer (on OpenCL, which `run` has checked).
@@ -149,6 +151,7 @@ protocol OpOperand {
 
 extension Tensor: OpOperand {
     var operandDevice: DeviceTag? { device }
+    var viewShape: [Int]? { isDense ? nil : shape }
     func hostOperand() -> UnsafeMutablePointer<Float> {
         guard case .cpu(let buffer) = storage else { preconditionFailure("Tensor.run checked every operand's device") }
         return buffer.pointer
@@ -163,6 +166,7 @@ extension Tensor: OpOperand {
 
 extension Optional: OpOperand where Wrapped == Tensor {
     var operandDevice: DeviceTag? { self?.device }
+    var viewShape: [Int]? { self?.viewShape }
     func hostOperand() -> UnsafeMutablePointer<Float>? { self?.hostOperand() }
     func bufferOperand() -> CLBuffer? { self?.bufferOperand() }
 }
@@ -172,9 +176,13 @@ extension Tensor {
     /// buffers — each operand in its own closure parameter, typed as given (an optional tensor arrives optional), so
     /// that the op's code names what it reads and a missing or extra operand is a compile error.
     /// Nothing is allocated on the way (this runs for every op of every training step).
-    /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one.
+    ///
+    /// Unless `views` is set (the strided ops, which add each operand's offset themselves), every operand must be dense:
+    /// the fixed-function ops make the views they read contiguous first, and write only dense tensors.
+    /// - Throws: `DeviceError.deviceMismatch` naming `name` and both devices when the operands do not share one;
+    ///   `DeviceError.invalidArgument` for a view where a dense tensor is needed.
     static func run<each Operand: OpOperand>(
-        _ name: String, _ first: Tensor, _ rest: repeat each Operand,
+        _ name: String, views: Bool = false, _ first: Tensor, _ rest: repeat each Operand,
         cpu: (UnsafeMutablePointer<Float>, repeat (each Operand).Host) throws -> Void,
         opencl: (OpenCLDevice, CLBuffer, repeat (each Operand).Buffer) throws -> Void
     ) throws {
@@ -182,11 +190,20 @@ extension Tensor {
             if let device = operand.operandDevice, device != first.device {
                 throw DeviceError.deviceMismatch(op: name, first.device, device)
             }
+            if !views, let shape = operand.viewShape { throw Tensor.needsDense(name, shape) }
         }
+        if !views, let shape = first.viewShape { throw Tensor.needsDense(name, shape) }
         switch first.storage {
         case .cpu(let buffer): try cpu(buffer.pointer, repeat (each rest).hostOperand())
         case .opencl(let buffer): try opencl(buffer.device, buffer, repeat (each rest).bufferOperand())
         }
+    }
+}
+
+extension Tensor {
+    static func needsDense(_ op: String, _ shape: [Int]) -> DeviceError {
+        .invalidArgument(op: op, "writes a dense tensor, but got a view of shape \(shape) (a transposed, sliced or "
+            + "broadcast layout); write into a contiguous() copy")
     }
 }
 
@@ -200,7 +217,7 @@ extension Tensor {
     public static func arena(_ shapes: [[Int]], on device: DeviceTag,
                              alignment: Int = 1) throws -> (flat: Tensor, views: [Tensor]) {
         let backend = try Backend(device)
-        let align = max(backend.viewAlignment, alignment)
+        let align = Swift.max(backend.viewAlignment, alignment)
         guard align % backend.viewAlignment == 0 else {
             throw DeviceError.invalidArgument(op: "arena", "alignment \(alignment) is not a multiple of "
                 + "\(device)'s \(backend.viewAlignment)")

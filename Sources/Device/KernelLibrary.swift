@@ -18,6 +18,9 @@ enum KernelLibrary {
     /// activation.cl is built once per activation, and ReLU is the default model's; loss.cl takes the loss numbering.
     static let defaultOptions = ["activation": Activation.relu.options, "loss": LossKind.defines]
 
+    /// The generated text a file is built after: the op tables of the strided elementwise and reduction kernels.
+    static let headers = ["pointwise": PointwiseTable.header, "reduce": ReductionTable.header]
+
     /// The source of `name` (the override folder's copy if there is one, else the built-in one), its includes
     /// replaced by their text.
     static func source(_ name: String) throws -> String {

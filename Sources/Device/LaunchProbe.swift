@@ -16,7 +16,7 @@ import Foundation
         guard let (device, buffer) = t.openCLMemory else {
             throw DeviceError.invalidArgument(op: "LaunchProbe", "needs an OpenCL device, got \(tag)")
         }
-        let kernel = try device.kernel(KernelSource("elementwise", "fill"))
+        let kernel = try device.kernel(PointwiseTable.fill.forward)
 
         func time(_ body: () throws -> Void) throws -> Timing {
             var samples: [(Double, Double)] = []
@@ -38,16 +38,29 @@ import Foundation
             for _ in 0..<launches { try t.fill(1) }
         }
         let raw = try time {
-            var n: cl_int = 1, value: Float = 1
+            // unary_fill's arguments (Kernels/pointwise.cl): a one-element layout, written in place.
+            var one: cl_int = 1, zero: cl_int = 0, value: Float = 1
+            var layout = (cl_int(1), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0))
             var mem: cl_mem? = buffer.handle
-            var global = 1
+            var global = (1, 1)
+            let int = MemoryLayout<cl_int>.size, int8 = MemoryLayout.size(ofValue: layout)
             for _ in 0..<launches {
-                clSetKernelArg(kernel.handle, 0, MemoryLayout<cl_int>.size, &n)
-                clSetKernelArg(kernel.handle, 1, MemoryLayout<cl_mem>.size, &mem)
-                clSetKernelArg(kernel.handle, 2, MemoryLayout<Float>.size, &value)
-                let status = clEnqueueNDRangeKernel(device.queue.handle, kernel.handle, 1, nil, &global, nil, 0, nil,
-                                                    nil)
-                try check(status, "clEnqueueNDRangeKernel(fill)")
+                clSetKernelArg(kernel.handle, 0, int, &one)  // rank
+                clSetKernelArg(kernel.handle, 1, int8, &layout)  // shape
+                clSetKernelArg(kernel.handle, 2, int, &one)  // inner
+                for first: cl_uint in [3, 6] {  // x, then out
+                    clSetKernelArg(kernel.handle, first, MemoryLayout<cl_mem>.size, &mem)
+                    clSetKernelArg(kernel.handle, first + 1, int, &zero)
+                    clSetKernelArg(kernel.handle, first + 2, int8, &layout)
+                }
+                clSetKernelArg(kernel.handle, 9, MemoryLayout<Float>.size, &value)
+                clSetKernelArg(kernel.handle, 10, MemoryLayout<Float>.size, &value)
+                let status = withUnsafePointer(to: &global) { sizes in
+                    sizes.withMemoryRebound(to: Int.self, capacity: 2) {
+                        clEnqueueNDRangeKernel(device.queue.handle, kernel.handle, 2, nil, $0, nil, 0, nil, nil)
+                    }
+                }
+                try check(status, "clEnqueueNDRangeKernel(unary_fill)")
             }
         }
         return (clnn, raw)

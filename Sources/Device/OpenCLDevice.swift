@@ -47,10 +47,12 @@ public final class OpenCLDevice: @unchecked Sendable {
 
     // MARK: Programs and kernels
 
-    /// The program built from kernel file `name` (after `prelude`'s text, when given) with `options`, built once per
-    /// (device, source, options).
+    /// The program built from kernel file `name` (after its generated header and `prelude`'s text, when given) with
+    /// `options`, built once per (device, source, options).
     func program(_ name: String, options: String = "", prelude: String? = nil) throws -> CLProgram {
-        let source = try (prelude.map { try KernelLibrary.source($0) + "\n" } ?? "") + KernelLibrary.source(name)
+        let header = KernelLibrary.headers[name] ?? ""
+        let source = try header + (prelude.map { try KernelLibrary.source($0) + "\n" } ?? "")
+            + KernelLibrary.source(name)
         let key = "\(prelude ?? "")+\(name)|\(options)|\(source.hashValue)"
         lock.lock()
         defer { lock.unlock() }
@@ -137,6 +139,7 @@ public final class OpenCLDevice: @unchecked Sendable {
                 switch type.trimmingCharacters(in: .whitespaces) {
                 case "int", "uint", "unsigned int": kind = .int
                 case "float": kind = .float
+                case "int8": kind = .int8
                 default: return nil
                 }
             }
@@ -450,6 +453,17 @@ struct KernelArguments {
     mutating func int(_ name: String, _ value: Int) throws {
         var v = cl_int(truncatingIfNeeded: value)
         try set(name, .int, MemoryLayout<cl_int>.size, &v)
+    }
+
+    /// Up to eight ints (the rest zero) as an `int8` parameter.
+    mutating func int8(_ name: String, _ values: [Int]) throws {
+        precondition(values.count <= 8, "an int8 argument holds at most 8 values")
+        var v = (cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0))
+        withUnsafeMutableBytes(of: &v) { raw in
+            let ints = raw.bindMemory(to: cl_int.self)
+            for (i, value) in values.enumerated() { ints[i] = cl_int(truncatingIfNeeded: value) }
+        }
+        try set(name, .int8, MemoryLayout<cl_int>.size * 8, &v)
     }
 
     mutating func float(_ name: String, _ value: Float) throws {

@@ -57,6 +57,8 @@ struct KernelParameter: Equatable {
         case int
         /// `float`.
         case float
+        /// `int8`: up to eight sizes or strides of a layout.
+        case int8
     }
     let name: String
     let kind: Kind

@@ -72,9 +72,20 @@ private struct ActivationKernels {
 }
 
 extension Tensor {
-    /// f(self), elementwise. Any shape.
+    /// f(self), elementwise. Any shape; reads views (through a contiguous copy). Without `out`, recorded on the tape
+    /// (its rule is `activationBackward`).
     @discardableResult
     public func activation(_ f: Activation, into out: Tensor? = nil) throws -> Tensor {
+        let input = try Tensor.withoutGradients { try contiguous() }
+        let result = try input.activationKernel(f, into: out)
+        guard out == nil else { return result }
+        let x = input.detached()
+        return result.recorded(f.rawValue, from: [self], saving: [x]) { g in
+            [try x.activationBackward(f, try g.contiguous())]
+        }
+    }
+
+    private func activationKernel(_ f: Activation, into out: Tensor?) throws -> Tensor {
         let out = try output("activation", out, shape, on: device)
         let n = count
         try Tensor.run("activation", self, out) { x, y in

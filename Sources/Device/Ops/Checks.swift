@@ -11,10 +11,13 @@ func matrixDims(_ op: String, _ t: Tensor) throws -> (rows: Int, cols: Int) {
     return (t.shape[0], t.shape[1])
 }
 
-/// `out` when given (checked to have `shape`), else a new tensor of `shape` on `device`.
+/// `out` when given (checked to have `shape` and to be dense; its version bumped, as it is about to change), else a
+/// new tensor of `shape` on `device`.
 func output(_ op: String, _ out: Tensor?, _ shape: [Int], on device: DeviceTag) throws -> Tensor {
     guard let out else { return try Tensor.empty(shape, on: device) }
     try requireShape(op + " (output)", out, shape)
+    guard out.isDense else { throw Tensor.needsDense(op, out.shape) }
+    out.version.bump()
     return out
 }
 

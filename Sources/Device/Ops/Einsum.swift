@@ -108,14 +108,34 @@ extension Tensor {
             }
         }
         let shape = parsed.output.map { sizes[$0]! }
-        if let product = parsed.product {
-            let (x, y) = product.swap ? (b, a) : (a, b)
-            return try x.matmul(y, transposeSelf: product.transA, transposeOther: product.transB, into: out)
+        let result = try withoutGradients { () throws -> Tensor in
+            if let product = parsed.product {
+                let (x, y) = product.swap ? (b, a) : (a, b)
+                return try x.matmul(y, transposeSelf: product.transA, transposeOther: product.transB, into: out)
+            }
+            let result = try output("einsum", out, shape, on: a.device)
+            let (ha, hb) = (try a.toArray(), try b.toArray())
+            try result.upload(einsumLoop(parsed, ha, a.shape, hb, b.shape, sizes: sizes))
+            return result
         }
-        let result = try output("einsum", out, shape, on: a.device)
-        let (ha, hb) = (try a.toArray(), try b.toArray())
-        try result.upload(einsumLoop(parsed, ha, a.shape, hb, b.shape, sizes: sizes))
-        return result
+        guard out == nil else { return result }
+        let (x, y) = (a.detached(), b.detached())
+        return result.recorded("einsum", from: [a, b], saving: [x, y]) { g in
+            [try einsumGradient(parsed, g, y, parsed.inputs[1], into: parsed.inputs[0], shape: a.shape),
+             try einsumGradient(parsed, g, x, parsed.inputs[0], into: parsed.inputs[1], shape: b.shape)]
+        }
+    }
+
+    /// The gradient of one operand (subscripts `target`, `shape`): the output's gradient contracted with the other
+    /// operand; along a subscript only the target has (summed away in the forward), it is the same everywhere.
+    private static func einsumGradient(_ spec: EinsumSpec, _ g: Tensor, _ other: Tensor, _ otherSubscripts: [Character],
+                                       into target: [Character], shape: [Int]) throws -> Tensor {
+        let reachable = target.filter { spec.output.contains($0) || otherSubscripts.contains($0) }
+        let partial = try einsum(String(spec.output) + "," + String(otherSubscripts) + "->" + String(reachable),
+                                 g, other)
+        guard reachable.count < target.count else { return partial }
+        let kept = zip(target, shape).map { reachable.contains($0) ? $1 : 1 }
+        return try partial.reshaped(kept).expanded(to: shape)
     }
 }
 

@@ -1,6 +1,7 @@
-// Elementwise arithmetic (Kernels/elementwise.cl): add, sub, mul, affine, fill.
+// The fixed-function elementwise ops of the training loop (same shapes, an optional output buffer): add, sub, mul,
+// affine, fill. They run the op table's kernels (Pointwise.swift) and record nothing on the tape.
 
-/// Elementwise binary operations; the raw value is the kernel's name.
+/// Elementwise binary operations of `elementwise(_:_:into:)`.
 public enum BinaryOp: String, Sendable, CaseIterable {
     /// x + y
     case add
@@ -17,66 +18,38 @@ public enum BinaryOp: String, Sendable, CaseIterable {
         }
     }
 
-    fileprivate var kernel: KernelSource {
+    fileprivate var function: BinaryFunction {
         switch self {
-        case .add: return ElementwiseKernels.add
-        case .sub: return ElementwiseKernels.sub
-        case .mul: return ElementwiseKernels.mul
+        case .add: return PointwiseTable.add
+        case .sub: return PointwiseTable.sub
+        case .mul: return PointwiseTable.mul
         }
     }
-}
-
-private enum ElementwiseKernels {
-    static let add = KernelSource("elementwise", "add")
-    static let sub = KernelSource("elementwise", "sub")
-    static let mul = KernelSource("elementwise", "mul")
-    static let affine = KernelSource("elementwise", "affine")
-    static let fill = KernelSource("elementwise", "fill")
 }
 
 extension Tensor {
-    /// self op other, elementwise; both have the same shape. `out` may be self or other (in place).
+    /// self op other, elementwise; both have the same shape (no broadcasting: see `+`, `-`, `*` for that). Reads
+    /// views; `out` (dense) may be self or other (in place).
     @discardableResult
     public func elementwise(_ op: BinaryOp, _ other: Tensor, into out: Tensor? = nil) throws -> Tensor {
-        try requireShape(op.rawValue, other, shape)
+        guard other.shape == shape else { throw DeviceError.shapeMismatch(op: op.rawValue, shape, other.shape) }
         let out = try output(op.rawValue, out, shape, on: device)
-        let n = count
-        try Tensor.run(op.rawValue, self, other, out) { x, y, out in
-            for i in 0..<n { out[i] = op.apply(x[i], y[i]) }
-        } opencl: { device, x, y, out in
-            try device.run(op.kernel, global: WorkSize(n)) { a in
-                try a.int("n", n); try a.buffer("x", x); try a.buffer("y", y); try a.buffer("out", out)
-            }
-        }
+        try Tensor.binaryKernel(op.function, self, other, into: out)
         return out
     }
 
-    /// alpha · self + beta, elementwise. `out` may be self (in place).
+    /// alpha · self + beta, elementwise. Reads views; `out` (dense) may be self (in place).
     @discardableResult
     public func affine(scale alpha: Float, shift beta: Float = 0, into out: Tensor? = nil) throws -> Tensor {
         let out = try output("affine", out, shape, on: device)
-        let n = count
-        try Tensor.run("affine", self, out) { x, out in
-            for i in 0..<n { out[i] = alpha * x[i] + beta }
-        } opencl: { device, x, out in
-            try device.run(ElementwiseKernels.affine, global: WorkSize(n)) { a in
-                try a.int("n", n); try a.buffer("x", x); try a.float("alpha", alpha); try a.float("beta_", beta)
-                try a.buffer("out", out)
-            }
-        }
+        try Tensor.unaryKernel(PointwiseTable.affine, self, p: alpha, q: beta, into: out)
         return out
     }
 
-    /// Sets every element to `value`, in place.
+    /// Sets every element to `value`, in place (through a view's layout: `x[2..<4].fill(0)` clears two rows).
     public func fill(_ value: Float) throws {
-        let n = count
-        try Tensor.run("fill", self) { x in
-            x.update(repeating: value, count: n)
-        } opencl: { device, x in
-            try device.run(ElementwiseKernels.fill, global: WorkSize(n)) { a in
-                try a.int("n", n); try a.buffer("x", x); try a.float("value", value)
-            }
-        }
+        try Tensor.unaryKernel(PointwiseTable.fill, self, p: value, into: self)
+        version.bump()
     }
 }
 

@@ -9,14 +9,14 @@ extension Tensor {
     public func gatherRows(from source: Tensor, order: Tensor, offset: Int) throws {
         let cols = source.shape.count == 2 ? source.shape[1] : 1
         let rows = shape.first ?? 0
-        guard count == rows * cols, source.count % max(cols, 1) == 0, rows == 0 || source.count > 0 else {
+        guard count == rows * cols, source.count % Swift.max(cols, 1) == 0, rows == 0 || source.count > 0 else {
             throw DeviceError.shapeMismatch(op: "gatherRows", source.shape, shape)
         }
         guard offset >= 0, offset + rows <= order.count else {
             throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) "
                 + "exceed an order of \(order.count)")
         }
-        let sourceRows = source.count / max(cols, 1)
+        let sourceRows = source.count / Swift.max(cols, 1)
         try Tensor.run("gatherRows", source, order, self) { src, order, dst in
             let order = HostRowOrder(order: order, offset: offset, rows: sourceRows)
             for r in 0..<rows { (dst + r * cols).update(from: src + order.row(r) * cols, count: cols) }

@@ -29,10 +29,26 @@ public enum LossKind: Int, Sendable, CaseIterable {
 extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
-    /// An out-of-range label gives a NaN loss (never an out-of-bounds read). → losses [rows]
+    /// An out-of-range label gives a NaN loss (never an out-of-bounds read). Reads views (through a contiguous copy).
+    /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
+    /// gradient, row by row. → losses [rows]
     @discardableResult
     public func softmaxCrossEntropy(labels: Tensor, grad: Tensor? = nil, gradScale: Float = 1,
                                     into losses: Tensor? = nil) throws -> Tensor {
+        let (logits, labels) = try Tensor.withoutGradients { (try contiguous(), try labels.contiguous()) }
+        let result = try logits.softmaxCrossEntropyKernel(labels: labels, grad: grad, gradScale: gradScale,
+                                                          into: losses)
+        guard grad == nil, losses == nil else { return result }
+        let (x, y) = (logits.detached(), labels.detached())
+        return result.recorded("softmaxCrossEntropy", from: [self], saving: [x, y]) { g in
+            let rows = try Tensor.empty(x.shape, on: x.device)
+            try x.softmaxCrossEntropyKernel(labels: y, grad: rows, gradScale: 1, into: nil)
+            return [try rows * g.unsqueezed(axis: 1)]
+        }
+    }
+
+    private func softmaxCrossEntropyKernel(labels: Tensor, grad: Tensor?, gradScale: Float,
+                                           into losses: Tensor?) throws -> Tensor {
         let (rows, cols) = try matrixDims("softmaxCrossEntropy", self)
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "softmaxCrossEntropy", "zero classes") }
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
@@ -55,10 +71,25 @@ extension Tensor {
     }
 
     /// Per-element squared error of self (predictions) against `target` of the same element count. When `grad`
-    /// (self's shape) is given it receives gradScale · 2 · (pred − target). → losses [count]
+    /// (self's shape) is given it receives gradScale · 2 · (pred − target). Reads views (through a contiguous copy).
+    /// Without `grad` and `losses`, recorded on the tape (both the predictions and the target get gradients).
+    /// → losses [count]
     @discardableResult
     public func squaredError(target: Tensor, grad: Tensor? = nil, gradScale: Float = 1,
                              into losses: Tensor? = nil) throws -> Tensor {
+        let (pred, goal) = try Tensor.withoutGradients { (try contiguous(), try target.contiguous()) }
+        let result = try pred.squaredErrorKernel(target: goal, grad: grad, gradScale: gradScale, into: losses)
+        guard grad == nil, losses == nil else { return result }
+        let (x, t) = (pred.detached(), goal.detached())
+        let (shape, targetShape) = (self.shape, target.shape)
+        return result.recorded("squaredError", from: [self, target], saving: [x, t]) { g in
+            let d = try (try x.reshaped([-1]) - t.reshaped([-1])) * g * 2
+            return [try d.reshaped(shape), try (-d).reshaped(targetShape)]
+        }
+    }
+
+    private func squaredErrorKernel(target: Tensor, grad: Tensor?, gradScale: Float,
+                                    into losses: Tensor?) throws -> Tensor {
         guard target.count == count else { throw DeviceError.shapeMismatch(op: "squaredError", shape, target.shape) }
         if let grad { try requireShape("squaredError (grad)", grad, shape) }
         let losses = try output("squaredError (losses)", losses, [count], on: device)
@@ -106,7 +137,7 @@ extension Tensor {
         }
         let (offset, labelRows) = (labels.offset, labels.sourceRows)
         try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { pred, labels, grad, out, order in
-            let scale = 1 / Float(max(rows, 1))
+            let scale = 1 / Float(Swift.max(rows, 1))
             let order = order.map { HostRowOrder(order: $0, offset: offset, rows: labelRows) }
             var total: Float = 0
             for i in 0..<rows {
@@ -126,7 +157,7 @@ extension Tensor {
             let (wantGrad, gathered) = (grad != nil, order != nil)
             let grad = try grad ?? device.placeholder(), order = try order ?? device.placeholder()
             // One work-group of the largest power of two the kernel, the local memory and the rows call for.
-            let limit = min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
+            let limit = Swift.min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
             var size = 1
             while size * 2 <= limit && size < rows { size *= 2 }
             try device.launch(kernel, global: WorkSize(size), local: WorkSize(size)) { a in

@@ -9,12 +9,37 @@ extension Tensor {
     /// The matrix product op(self)·op(other), where op transposes when its flag is set (read through indexing,
     /// never copied); with `accumulate`, the product is added to `out`.
     ///
+    /// Reads views: a transposed view of a dense matrix (`w.transposed()`) is read as the transpose flag says, any
+    /// other view through a contiguous copy. Without `out`, the product is recorded on the tape (dA = G·op(B)ᵀ,
+    /// dB = op(A)ᵀ·G, transposed back as the flags say).
+    ///
     /// self: [m, k] (or [k, m] with transposeSelf), other: [k, n] (or [n, k] with transposeOther) → [m, n]
     @discardableResult
     public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false,
                        accumulate: Bool = false, into out: Tensor? = nil) throws -> Tensor {
-        try Tensor.matmul(self, other, transA: transposeSelf, transB: transposeOther, accumulate: accumulate, into: out,
-                          naive: false)
+        let (a, transA) = try matrixOperand(transposeSelf), (b, transB) = try other.matrixOperand(transposeOther)
+        let c = try Tensor.matmul(a, b, transA: transA, transB: transB, accumulate: accumulate, into: out,
+                                  naive: false)
+        guard out == nil else { return c }
+        let (x, y) = (a.detached(), b.detached())
+        return c.recorded("matmul", from: [self, other], saving: [x, y]) { g in
+            let ga = transA ? try y.matmul(g, transposeSelf: transB, transposeOther: true)
+                : try g.matmul(y, transposeOther: !transB)
+            let gb = transB ? try g.matmul(x, transposeSelf: true, transposeOther: transA)
+                : try x.matmul(g, transposeSelf: !transA)
+            // The gradients of the operands as given (a transposed view got the flag: transpose back).
+            return [transA == transposeSelf ? ga : try ga.transposed(), transB == transposeOther ? gb : try gb.transposed()]
+        }
+    }
+
+    /// A dense matrix to multiply and whether to read it transposed: a transposed view of a dense matrix is its base
+    /// read with the flag flipped; any other view, a contiguous copy.
+    private func matrixOperand(_ transpose: Bool) throws -> (Tensor, Bool) {
+        if isDense { return (self, transpose) }
+        if shape.count == 2, offset == 0, strides == [1, Swift.max(shape[0], 1)] {
+            return (Tensor(view: Layout(contiguous: [shape[1], shape[0]]), of: self), !transpose)
+        }
+        return (try Tensor.withoutGradients { try contiguous() }, transpose)
     }
 
     /// `naive` runs the reference (the triple loop on cpu, matmul_naive on OpenCL): what the tests and the benchmarks

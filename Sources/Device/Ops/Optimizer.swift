@@ -65,8 +65,8 @@ extension Tensor {
         guard step >= 1 else { throw DeviceError.invalidArgument(op: "adamStep", "step counts from 1, got \(step)") }
         // NOTE: the bias corrections in Double (PyTorch computes them in Python floats), so a long run's β^t
         // does not drift.
-        let stepSize = Float(Double(lr) / (1 - pow(Double(h.beta1), Double(step))))
-        let bias2Sqrt = Float((1 - pow(Double(h.beta2), Double(step))).squareRoot())
+        let stepSize = Float(Double(lr) / (1 - Foundation.pow(Double(h.beta1), Double(step))))
+        let bias2Sqrt = Float((1 - Foundation.pow(Double(h.beta2), Double(step))).squareRoot())
         let n = count
         let (beta1, beta2, eps, decay) = (h.beta1, h.beta2, h.eps, h.weightDecay)
         try Tensor.run("adamStep", self, grad, m, v) { p, g, m, v in

@@ -12,9 +12,25 @@ extension Tensor {
 
     /// A tensor of zeros.
     public static func zeros(_ shape: [Int], on device: DeviceTag = .cpu) throws -> Tensor {
+        try full(shape, value: 0, on: device)
+    }
+
+    /// A tensor of ones.
+    public static func ones(_ shape: [Int], on device: DeviceTag = .cpu) throws -> Tensor {
+        try full(shape, value: 1, on: device)
+    }
+
+    /// A tensor with every element `value`.
+    public static func full(_ shape: [Int], value: Float, on device: DeviceTag = .cpu) throws -> Tensor {
         let t = try Tensor.empty(shape, on: device)
-        try t.fill(0)
+        try t.fill(value)
         return t
+    }
+
+    /// 0, 1, …, n − 1 as floats: shape [n].
+    public static func arange(_ n: Int, on device: DeviceTag = .cpu) throws -> Tensor {
+        guard n >= 0 else { throw DeviceError.invalidArgument(op: "arange", "a negative length \(n)") }
+        return try Tensor((0..<n).map(Float.init), shape: [n], on: device)
     }
 
     /// A tensor of normal random values with mean 0 and standard deviation `std`, drawn on the host from `seed`,

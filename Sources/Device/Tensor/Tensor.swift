@@ -1,11 +1,20 @@
-/// A dense row-major fp32 tensor that lives on one device.
+/// An fp32 tensor that lives on one device: a layout (shape, strides, offset) over a storage.
 ///
 /// Operations run where their operands live; operands on different devices are an error, never a silent copy.
 /// Move a tensor with `to(_:)`. The reference is immutable but its contents are not: optimisers update
 /// parameters in place, and training reuses buffers between steps.
+///
+/// Views (`reshaped(_:)`, `transposed()`, `permuted(_:)`, `expanded(to:)`, `x[a..<b]`, …) share their base's
+/// storage. The elementwise ops and the reductions read any layout; the fixed-function ops (matmul, the fused layers,
+/// losses, optimiser steps) read a view through a contiguous copy and write only dense tensors, as their doc comments
+/// say. Results record how they were made when an operand `requiresGrad`, so `backward()` can find gradients.
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
-    /// The sizes of each dimension, outermost first (row-major).
+    /// The sizes of each dimension, outermost first.
     public let shape: [Int]
+    /// How far apart, in elements, neighbours along each dimension are in the storage (0 along a broadcast axis).
+    public let strides: [Int]
+    /// Where element (0, 0, …) is in the storage, in elements.
+    let offset: Int
     /// Where the elements live; every op runs there. (It changes only when a parameter that holds this tensor moves
     /// to another device: see `rebind(to:)`.)
     public package(set) var device: DeviceTag
@@ -14,12 +23,38 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Number of elements.
     public let count: Int
 
+    /// Bumped by every in-place change of the storage; shared by the views of one storage, so that `backward()` can
+    /// tell that a tensor it saved was modified after it was recorded.
+    let version: VersionCounter
+
+    /// Gradient bookkeeping (see Autograd/Tape.swift).
+    var autograd = AutogradState()
+
     init(shape: [Int], device: DeviceTag, storage: Storage) {
         self.shape = shape
+        strides = Layout.rowMajorStrides(shape)
+        offset = 0
         self.device = device
         self.storage = storage
         self.count = shape.reduce(1, *)
+        version = VersionCounter()
     }
+
+    /// A view: `layout` over `base`'s storage.
+    init(view layout: Layout, of base: Tensor) {
+        shape = layout.shape
+        strides = layout.strides
+        offset = layout.offset
+        device = base.device
+        storage = base.storage
+        count = layout.count
+        version = base.version
+    }
+
+    var layout: Layout { Layout(shape: shape, strides: strides, offset: offset) }
+
+    /// Whether the elements are row-major from the storage's first element: what fixed-function ops read and write.
+    var isDense: Bool { layout.isDense }
 
     /// An uninitialised tensor of `shape` on `device` (for outputs that are about to be overwritten).
     public static func empty(_ shape: [Int], on device: DeviceTag) throws -> Tensor {
@@ -45,10 +80,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// `Tensor([2, 3], opencl:0: 0.5, -1.25, 2, 0, 1, 3)`: the shape, the device and the first values (at most six,
     /// read back from the device; waits for queued work).
     public var description: String {
-        let shown = min(count, 6)
+        let shown = Swift.min(count, 6)
         var values = [Float](repeating: 0, count: shown)
+        let source = isDense ? self : try? contiguous()
         let read: Bool = shown > 0 && values.withUnsafeMutableBufferPointer { buffer in
-            (try? storage.download(into: buffer.baseAddress!, count: shown)) != nil
+            (try? source?.storage.download(into: buffer.baseAddress!, count: shown)) != nil
         }
         let text = read ? values.map { "\($0)" }.joined(separator: ", ") + (count > shown ? ", …" : "") : ""
         return "Tensor(\(shape), \(device)\(text.isEmpty ? "" : ": " + text))"
@@ -63,6 +99,9 @@ extension Tensor {
     /// - Throws: `DeviceError.shapeMismatch` when the shapes differ.
     package func rebind(to target: Tensor) throws {
         guard target.shape == shape else { throw DeviceError.shapeMismatch(op: "rebind", shape, target.shape) }
+        guard isDense, target.isDense else {
+            throw DeviceError.invalidArgument(op: "rebind", "a view cannot be rebound; only dense tensors")
+        }
         try target.copy(from: self)
         (storage, device) = (target.storage, target.device)
     }

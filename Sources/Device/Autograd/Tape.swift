@@ -1,0 +1,181 @@
+import Foundation
+
+// The tape: a result of an op on tensors that need gradients remembers the op (a TapeNode: its inputs, the tensors
+// its backward rule reads, and the rule itself). `backward()` walks the results in reverse topological order and
+// hands each rule the gradient of its result. Each op's rule sits beside its forward (Ops/*.swift,
+// Tensor/Tensor+Views.swift); this file only records and walks. As in PyTorch: gradients of leaves accumulate in
+// `grad` until reset, a modified saved tensor is an error at `backward()` (a version counter per storage), and
+// `withoutGradients` turns recording off.
+
+/// Counts the in-place changes of one storage; shared by every view of it.
+final class VersionCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func bump() { lock.withLock { count += 1 } }
+}
+
+/// One recorded op: how to turn its result's gradient into its inputs' gradients.
+final class TapeNode {
+    let op: String
+    /// The op's operands, in the order its rule returns their gradients.
+    private(set) var inputs: [Tensor]
+    /// The tensors the rule reads, with their storage's version when recorded.
+    let saved: [(tensor: Tensor, version: Int)]
+    /// The rule: the result's gradient → one gradient per input (nil: none), each of the input's shape. Dropped
+    /// after `backward()` unless the graph is kept.
+    var rule: ((Tensor) throws -> [Tensor?])?
+
+    init(op: String, inputs: [Tensor], saved: [Tensor], rule: @escaping (Tensor) throws -> [Tensor?]) {
+        (self.op, self.inputs, self.rule) = (op, inputs, rule)
+        self.saved = saved.map { ($0, $0.version.value) }
+    }
+
+    // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
+    // deinit, recursively, and overflows the stack (20 000 ops are enough). Instead, the nodes only this one holds
+    // are taken apart here, one at a time.
+    deinit {
+        var pending = inputs
+        inputs = []
+        while var tensor = pending.popLast() {
+            guard isKnownUniquelyReferenced(&tensor), var node = tensor.autograd.node else { continue }
+            tensor.autograd.node = nil
+            if isKnownUniquelyReferenced(&node) {
+                pending += node.inputs
+                node.inputs = []
+            }
+        }
+    }
+}
+
+/// A tensor's gradient bookkeeping.
+struct AutogradState {
+    /// Set by the user on a leaf (`requiresGrad = true`).
+    var wantsGradient = false
+    /// The op that made this tensor, when it was recorded.
+    var node: TapeNode?
+    /// The accumulated gradient of a leaf.
+    var grad: Tensor?
+}
+
+extension Tensor {
+    /// Whether gradients flow to this tensor: set it on a leaf (a parameter, an input) to have `backward()` fill its
+    /// `grad`; a result of ops on such tensors requires it too. Setting it to false on a result detaches it from the
+    /// tape.
+    public var requiresGrad: Bool {
+        get { autograd.wantsGradient || autograd.node != nil }
+        set {
+            autograd.wantsGradient = newValue
+            if !newValue { autograd.node = nil }
+        }
+    }
+
+    /// The gradient `backward()` accumulated into this leaf (same shape, same device), or nil before any. Set it to
+    /// nil to start again (as PyTorch's `zero_grad(set_to_none=True)`).
+    public var grad: Tensor? {
+        get { autograd.grad }
+        set { autograd.grad = newValue }
+    }
+
+    /// Whether this tensor was made by the user rather than recorded from an op.
+    public var isLeaf: Bool { autograd.node == nil }
+
+    /// The same values (a view of the same storage) with no gradient history.
+    public func detached() -> Tensor { Tensor(view: layout, of: self) }
+
+    @TaskLocal static var recording = true
+
+    /// Runs `body` without recording any op for gradients (evaluation, optimiser updates).
+    public static func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
+        try $recording.withValue(false) { try body() }
+    }
+
+    /// Whether ops are recorded for gradients here (false inside `withoutGradients`).
+    public static var isRecordingGradients: Bool { recording }
+
+    /// Records that this tensor is `op` of `inputs`, when recording is on and an input requires a gradient; `rule`
+    /// gets this tensor's gradient and returns one gradient per input. `saved` are the tensors `rule` reads (checked
+    /// at `backward()` not to have changed). Returns self.
+    @discardableResult
+    func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
+                  _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+        guard Tensor.recording, inputs.contains(where: \.requiresGrad) else { return self }
+        autograd.node = TapeNode(op: op, inputs: inputs, saved: saved, rule: rule)
+        return self
+    }
+
+    /// Computes the gradient of this tensor with respect to every leaf it depends on that `requiresGrad`, and adds
+    /// it to the leaf's `grad`. A scalar (one element) needs no `seed`; otherwise `seed` is the gradient of some
+    /// scalar with respect to this tensor (same shape). The graph's saved tensors are released afterwards unless
+    /// `keepGraph`.
+    /// - Throws: `DeviceError.invalidArgument` when this tensor needs no gradient, when a non-scalar has no seed or
+    ///   a seed of another shape, when the graph was already released, or when a tensor an op saved was modified in
+    ///   place after it was recorded (naming the op).
+    public func backward(seed: Tensor? = nil, keepGraph: Bool = false) throws {
+        guard requiresGrad else {
+            throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
+                + "nothing it was computed from has requiresGrad set (or it was computed inside withoutGradients)")
+        }
+        let seed = try seed ?? {
+            guard count == 1 else {
+                throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) is not a scalar: "
+                    + "pass backward(seed:) a gradient of shape \(shape)")
+            }
+            return try Tensor.full(shape, value: 1, on: device)
+        }()
+        guard seed.shape == shape else {
+            throw DeviceError.invalidArgument(op: "backward", "the seed's shape \(seed.shape) is not the tensor's "
+                + "\(shape)")
+        }
+        let order = topologicalOrder()
+        for t in order { try t.autograd.node.map(Tensor.checkSaved) }
+        try Tensor.withoutGradients {
+            var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+            for t in order.reversed() {
+                guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                guard let node = t.autograd.node else {
+                    if t.autograd.wantsGradient { t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g }
+                    continue
+                }
+                guard let rule = node.rule else {
+                    throw DeviceError.invalidArgument(op: "backward", "the graph through \(node.op) was released "
+                        + "by an earlier backward(); pass keepGraph: true to the first call to go through it twice")
+                }
+                for (input, gi) in zip(node.inputs, try rule(g)) where input.requiresGrad {
+                    guard let gi else { continue }
+                    let key = ObjectIdentifier(input)
+                    grads[key] = try grads[key].map { try $0 + gi } ?? gi
+                }
+                if !keepGraph { node.rule = nil }
+            }
+        }
+    }
+
+    /// Every tensor this one was computed from through recorded ops (itself included), inputs before results.
+    private func topologicalOrder() -> [Tensor] {
+        var order: [Tensor] = []
+        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
+        // Iterative depth-first search: a long chain of ops must not overflow the stack.
+        var stack: [(tensor: Tensor, next: Int)] = [(self, 0)]
+        while let (tensor, next) = stack.last {
+            let inputs = tensor.autograd.node?.inputs ?? []
+            if next < inputs.count {
+                stack[stack.count - 1].next += 1
+                let input = inputs[next]
+                if input.requiresGrad, seen.insert(ObjectIdentifier(input)).inserted { stack.append((input, 0)) }
+            } else {
+                order.append(tensor)
+                stack.removeLast()
+            }
+        }
+        return order
+    }
+
+    private static func checkSaved(_ node: TapeNode) throws {
+        for (tensor, version) in node.saved where tensor.version.value != version {
+            throw DeviceError.invalidArgument(op: "backward", "a tensor of shape \(tensor.shape) that \(node.op) "
+                + "saved for its gradient was modified in place after \(node.op) used it (version \(version), now "
+                + "\(tensor.version.value)); compute it again, or modify a copy")
+        }
+    }
+}

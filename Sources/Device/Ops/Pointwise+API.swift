@@ -1,0 +1,125 @@
+// The public spellings of the elementwise ops (PyTorch's semantics, Swift's names), each recorded on the tape with
+// its backward rule: the table's derivative, summed back over the axes an operand was broadcast along.
+// Every op reads any layout and returns a new dense tensor on its operands' device.
+
+extension Tensor {
+    /// f(self; p, q), recorded with f's derivative.
+    func unary(_ f: UnaryFunction, p: Float = 0, q: Float = 0) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: device)
+        try Tensor.unaryKernel(f, self, p: p, q: q, into: out)
+        guard f.derivative != nil else { return out }
+        let (x, y) = (detached(), out.detached())
+        return out.recorded(f.name, from: [self], saving: [x, y]) { g in
+            [try Tensor.unaryBackwardKernel(f, g, x: x, y: y, p: p, q: q)]
+        }
+    }
+
+    /// f(self, other) broadcast, recorded with f's partial derivatives.
+    func binary(_ f: BinaryFunction, _ other: Tensor) throws -> Tensor {
+        guard device == other.device else { throw DeviceError.deviceMismatch(op: f.name, device, other.device) }
+        let out = try Tensor.empty(try Tensor.broadcastShape(f.name, shape, other.shape), on: device)
+        try Tensor.binaryKernel(f, self, other, into: out)
+        guard f.derivatives != nil else { return out }
+        let (a, b, y) = (detached(), other.detached(), out.detached())
+        return out.recorded(f.name, from: [self, other], saving: [a, b, y]) { g in
+            let (ga, gb) = try Tensor.binaryBackwardKernel(f, g, a, b, y: y)
+            return [try ga.sum(to: a.shape), try gb.sum(to: b.shape)]
+        }
+    }
+
+    /// Elementwise sum with broadcasting: [2, 3] + [3] → [2, 3].
+    /// - Throws: `DeviceError.invalidArgument` naming the axis where the shapes do not broadcast;
+    ///   `DeviceError.deviceMismatch` when the operands live on different devices.
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.add, b) }
+    /// Elementwise difference with broadcasting.
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.sub, b) }
+    /// Elementwise product with broadcasting (`a[:, None] * b` is `try a.unsqueezed(axis: 1) * b`).
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.mul, b) }
+    /// Elementwise quotient with broadcasting.
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.div, b) }
+
+    public static func + (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1, q: b) }
+    public static func + (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: 1, q: a) }
+    public static func - (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1, q: -b) }
+    public static func - (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.rsub, p: a) }
+    public static func * (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: b, q: 0) }
+    public static func * (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: a, q: 0) }
+    /// Divides by a scalar (as a product with its reciprocal, which may differ from a true quotient in the last bit).
+    public static func / (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1 / b, q: 0) }
+    public static func / (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.rdiv, p: a) }
+    /// −x, elementwise.
+    public static prefix func - (x: Tensor) throws -> Tensor { try x.unary(PointwiseTable.neg) }
+
+    /// eˣ, elementwise.
+    public func exp() throws -> Tensor { try unary(PointwiseTable.exp) }
+    /// The natural logarithm, elementwise (−inf at 0, NaN below).
+    public func log() throws -> Tensor { try unary(PointwiseTable.log) }
+    /// The square root, elementwise (NaN below 0).
+    public func sqrt() throws -> Tensor { try unary(PointwiseTable.sqrt) }
+    /// |x|, elementwise (its gradient at 0 is 0).
+    public func abs() throws -> Tensor { try unary(PointwiseTable.abs) }
+    /// xᵖ, elementwise.
+    public func pow(_ exponent: Float) throws -> Tensor { try unary(PointwiseTable.pow, p: exponent) }
+    /// Each element limited to [min, max]; an absent bound does not limit (NaN stays NaN). The gradient passes
+    /// where the element is within the bounds.
+    public func clamped(min: Float? = nil, max: Float? = nil) throws -> Tensor {
+        try unary(PointwiseTable.clamp, p: min ?? -.infinity, q: max ?? .infinity)
+    }
+
+    /// The larger of the two, elementwise with broadcasting (NaN wins; a tie's gradient goes to self).
+    public func maximum(_ other: Tensor) throws -> Tensor { try binary(PointwiseTable.maximum, other) }
+    /// The smaller of the two, elementwise with broadcasting (NaN wins; a tie's gradient goes to self).
+    public func minimum(_ other: Tensor) throws -> Tensor { try binary(PointwiseTable.minimum, other) }
+
+    /// 1 where a < b, else 0 (broadcast; no gradient).
+    public static func .< (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.lt, b) }
+    /// 1 where a ≤ b, else 0.
+    public static func .<= (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.le, b) }
+    /// 1 where a > b, else 0.
+    public static func .> (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.gt, b) }
+    /// 1 where a ≥ b, else 0.
+    public static func .>= (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.ge, b) }
+    /// 1 where a = b, else 0.
+    public static func .== (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.eq, b) }
+    /// 1 where a ≠ b, else 0.
+    public static func .!= (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.ne, b) }
+    /// 1 where a < b, else 0.
+    public static func .< (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.ltScalar, p: b) }
+    /// 1 where a ≤ b, else 0.
+    public static func .<= (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.leScalar, p: b) }
+    /// 1 where a > b, else 0 (`x .> 0` is ReLU's mask).
+    public static func .> (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.gtScalar, p: b) }
+    /// 1 where a ≥ b, else 0.
+    public static func .>= (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.geScalar, p: b) }
+    /// 1 where a = b, else 0.
+    public static func .== (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.eqScalar, p: b) }
+
+    /// `a` where `condition` ≠ 0, else `b` (all three broadcast together). The gradient goes to the chosen side.
+    public static func `where`(_ condition: Tensor, _ a: Tensor, _ b: Tensor) throws -> Tensor {
+        for other in [a, b] where other.device != condition.device {
+            throw DeviceError.deviceMismatch(op: "where", condition.device, other.device)
+        }
+        let shape = try broadcastShape("where", try broadcastShape("where", condition.shape, a.shape), b.shape)
+        let out = try Tensor.empty(shape, on: condition.device)
+        try chooseKernel(condition, a, b, into: out)
+        let (c, aShape, bShape) = (condition.detached(), a.shape, b.shape)
+        return out.recorded("where", from: [a, b], saving: [c]) { g in
+            let zero = try Tensor.zeros([], on: g.device)
+            return [try Tensor.where(c, g, zero).sum(to: aShape), try Tensor.where(c, zero, g).sum(to: bShape)]
+        }
+    }
+
+    /// Whether every element is within atol + rtol·|other| of `other`'s (broadcast), NaN matching NaN only when
+    /// `equalNaN`. Reads both back to the host.
+    public func allClose(_ other: Tensor, rtol: Float = 1e-5, atol: Float = 1e-8, equalNaN: Bool = false) throws -> Bool {
+        let shape = try Tensor.broadcastShape("allClose", self.shape, other.shape)
+        let (a, b) = try Tensor.withoutGradients {
+            (try expanded(to: shape).toArray(), try other.expanded(to: shape).toArray())
+        }
+        return zip(a, b).allSatisfy { x, y in
+            if x.isNaN || y.isNaN { return equalNaN && x.isNaN && y.isNaN }
+            if x == y { return true }
+            return Swift.abs(x - y) <= atol + rtol * Swift.abs(y)
+        }
+    }
+}

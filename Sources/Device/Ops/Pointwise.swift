@@ -1,0 +1,250 @@
+import Foundation
+
+// Elementwise ops over any layout with numpy's broadcasting (Kernels/pointwise.cl). One table drives them: a row is
+// an op's name, its OpenCL expression, its Swift function and its derivative in both languages. The kernels are
+// generated from the table (rendered as X-macro lists before pointwise.cl), the CPU loop calls the Swift functions,
+// and the tape's backward rule (Pointwise+API.swift) launches the derivative kernel.
+
+/// An elementwise function y = f(x; p, q) of one tensor and two scalars.
+struct UnaryFunction: Sendable {
+    let name: String
+    /// OpenCL C in x, p, q.
+    let expression: String
+    /// dy/dx in OpenCL C, in x, y, p, q; nil when the op has no gradient (a mask, a fill).
+    let derivative: String?
+    let apply: @Sendable (Float, Float, Float) -> Float
+    /// dy/dx in Swift: (x, y, p, q).
+    let slope: @Sendable (Float, Float, Float, Float) -> Float
+    let forward: KernelSource
+    let backward: KernelSource
+
+    init(_ name: String, _ expression: String, _ derivative: String?, _ apply: @escaping @Sendable (Float, Float, Float) -> Float,
+         slope: @escaping @Sendable (Float, Float, Float, Float) -> Float = { _, _, _, _ in 0 }) {
+        (self.name, self.expression, self.derivative, self.apply, self.slope) = (name, expression, derivative, apply, slope)
+        forward = KernelSource("pointwise", "unary_" + name)
+        backward = KernelSource("pointwise", "unary_\(name)_backward")
+    }
+}
+
+/// An elementwise function y = f(a, b) of two tensors (broadcast together).
+struct BinaryFunction: Sendable {
+    let name: String
+    /// OpenCL C in a, b.
+    let expression: String
+    /// ∂y/∂a and ∂y/∂b in OpenCL C, in a, b, y; nil when the op has no gradient (a comparison).
+    let derivatives: (a: String, b: String)?
+    let apply: @Sendable (Float, Float) -> Float
+    /// ∂y/∂a and ∂y/∂b in Swift: (a, b, y).
+    let slopes: @Sendable (Float, Float, Float) -> (Float, Float)
+    let forward: KernelSource
+    let backward: KernelSource
+
+    init(_ name: String, _ expression: String, _ derivatives: (a: String, b: String)?,
+         _ apply: @escaping @Sendable (Float, Float) -> Float,
+         slopes: @escaping @Sendable (Float, Float, Float) -> (Float, Float) = { _, _, _ in (0, 0) }) {
+        (self.name, self.expression, self.derivatives, self.apply, self.slopes) = (name, expression, derivatives, apply, slopes)
+        forward = KernelSource("pointwise", "binary_" + name)
+        backward = KernelSource("pointwise", "binary_\(name)_backward")
+    }
+}
+
+private func mask(_ condition: Bool) -> Float { condition ? 1 : 0 }
+
+/// The op table. A new elementwise op is one row here (and its public spelling in Pointwise+API.swift).
+enum PointwiseTable {
+    static let copy = UnaryFunction("copy", "x", "1.0f", { x, _, _ in x }, slope: { _, _, _, _ in 1 })
+    static let fill = UnaryFunction("fill", "p", nil, { _, p, _ in p })
+    static let neg = UnaryFunction("neg", "-x", "-1.0f", { x, _, _ in -x }, slope: { _, _, _, _ in -1 })
+    static let exp = UnaryFunction("exp", "exp(x)", "y", { x, _, _ in Foundation.exp(x) }, slope: { _, y, _, _ in y })
+    static let log = UnaryFunction("log", "log(x)", "1.0f / x", { x, _, _ in Foundation.log(x) },
+                                   slope: { x, _, _, _ in 1 / x })
+    static let sqrt = UnaryFunction("sqrt", "sqrt(x)", "0.5f / y", { x, _, _ in x.squareRoot() },
+                                    slope: { _, y, _, _ in 0.5 / y })
+    static let abs = UnaryFunction("abs", "fabs(x)", "x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f", { x, _, _ in Swift.abs(x) },
+                                   slope: { x, _, _, _ in x > 0 ? 1 : x < 0 ? -1 : 0 })
+    static let pow = UnaryFunction("pow", "pow(x, p)", "p == 0.0f ? 0.0f : p * pow(x, p - 1.0f)",
+                                   { x, p, _ in Foundation.pow(x, p) },
+                                   slope: { x, _, p, _ in p == 0 ? 0 : p * Foundation.pow(x, p - 1) })
+    static let clamp = UnaryFunction("clamp", "isnan(x) ? x : fmin(fmax(x, p), q)", "x >= p && x <= q ? 1.0f : 0.0f",
+                                     { x, p, q in x.isNaN ? x : Swift.min(Swift.max(x, p), q) },
+                                     slope: { x, _, p, q in mask(x >= p && x <= q) })
+    /// p·x + q.
+    static let affine = UnaryFunction("affine", "p * x + q", "p", { x, p, q in p * x + q }, slope: { _, _, p, _ in p })
+    /// p − x and p / x: a scalar on the left.
+    static let rsub = UnaryFunction("rsub", "p - x", "-1.0f", { x, p, _ in p - x }, slope: { _, _, _, _ in -1 })
+    static let rdiv = UnaryFunction("rdiv", "p / x", "-y / x", { x, p, _ in p / x }, slope: { x, y, _, _ in -y / x })
+    static let gtScalar = UnaryFunction("gt_scalar", "x > p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x > p) })
+    static let ltScalar = UnaryFunction("lt_scalar", "x < p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x < p) })
+    static let geScalar = UnaryFunction("ge_scalar", "x >= p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x >= p) })
+    static let leScalar = UnaryFunction("le_scalar", "x <= p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x <= p) })
+    static let eqScalar = UnaryFunction("eq_scalar", "x == p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x == p) })
+
+    static let unary = [copy, fill, neg, exp, log, sqrt, abs, pow, clamp, affine, rsub, rdiv,
+                        gtScalar, ltScalar, geScalar, leScalar, eqScalar]
+
+    static let add = BinaryFunction("add", "a + b", ("1.0f", "1.0f"), { $0 + $1 }, slopes: { _, _, _ in (1, 1) })
+    static let sub = BinaryFunction("sub", "a - b", ("1.0f", "-1.0f"), { $0 - $1 }, slopes: { _, _, _ in (1, -1) })
+    static let mul = BinaryFunction("mul", "a * b", ("b", "a"), { $0 * $1 }, slopes: { a, b, _ in (b, a) })
+    static let div = BinaryFunction("div", "a / b", ("1.0f / b", "-y / b"), { $0 / $1 },
+                                    slopes: { _, b, y in (1 / b, -y / b) })
+    // NOTE: ties send the whole gradient to a, as the forward picks a (PyTorch splits it; either is a subgradient).
+    static let maximum = BinaryFunction("maximum", "a >= b || isnan(a) ? a : b",
+                                        ("a >= b || isnan(a) ? 1.0f : 0.0f", "a >= b || isnan(a) ? 0.0f : 1.0f"),
+                                        { $0 >= $1 || $0.isNaN ? $0 : $1 },
+                                        slopes: { a, b, _ in a >= b || a.isNaN ? (1, 0) : (0, 1) })
+    static let minimum = BinaryFunction("minimum", "a <= b || isnan(a) ? a : b",
+                                        ("a <= b || isnan(a) ? 1.0f : 0.0f", "a <= b || isnan(a) ? 0.0f : 1.0f"),
+                                        { $0 <= $1 || $0.isNaN ? $0 : $1 },
+                                        slopes: { a, b, _ in a <= b || a.isNaN ? (1, 0) : (0, 1) })
+    static let lt = BinaryFunction("lt", "a < b ? 1.0f : 0.0f", nil, { mask($0 < $1) })
+    static let le = BinaryFunction("le", "a <= b ? 1.0f : 0.0f", nil, { mask($0 <= $1) })
+    static let gt = BinaryFunction("gt", "a > b ? 1.0f : 0.0f", nil, { mask($0 > $1) })
+    static let ge = BinaryFunction("ge", "a >= b ? 1.0f : 0.0f", nil, { mask($0 >= $1) })
+    static let eq = BinaryFunction("eq", "a == b ? 1.0f : 0.0f", nil, { mask($0 == $1) })
+    static let ne = BinaryFunction("ne", "a != b ? 1.0f : 0.0f", nil, { mask($0 != $1) })
+
+    static let binary = [add, sub, mul, div, maximum, minimum, lt, le, gt, ge, eq, ne]
+
+    static let choose = KernelSource("pointwise", "choose")
+
+    /// The table as the X-macro lists pointwise.cl expands (an op without a gradient gets a derivative of 0).
+    static let header: String = {
+        func wrap(_ e: String) -> String { "(\(e))" }
+        let unaryRows = unary.map { "X(\($0.name), \(wrap($0.expression)), \(wrap($0.derivative ?? "0.0f")))" }
+        let binaryRows = binary.map {
+            "X(\($0.name), \(wrap($0.expression)), \(wrap($0.derivatives?.a ?? "0.0f")), "
+                + "\(wrap($0.derivatives?.b ?? "0.0f")))"
+        }
+        return "#define UNARY_OPS(X) \\\n    " + unaryRows.joined(separator: " \\\n    ") + "\n"
+            + "#define BINARY_OPS(X) \\\n    " + binaryRows.joined(separator: " \\\n    ") + "\n"
+    }()
+}
+
+// MARK: Launches (no gradient recording: see Pointwise+API.swift)
+
+extension Tensor {
+    /// out = f(x; p, q), elementwise over out's shape (x broadcast to it). out may be a view (written through its
+    /// layout) and may be x itself.
+    static func unaryKernel(_ f: UnaryFunction, _ x: Tensor, p: Float = 0, q: Float = 0, into out: Tensor) throws {
+        guard let xl = x.layout.broadcast(to: out.shape) else {
+            throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
+        }
+        let s = try StridedOperands(f.name, [xl, out.layout])
+        try Tensor.run(f.name, views: true, x, out) { xp, op in
+            let (xs, os, n) = (s.step(0), s.step(1), s.inner)
+            s.forEachRow { o in
+                for j in 0..<n { op[o[1] + j * os] = f.apply(xp[o[0] + j * xs], p, q) }
+            }
+        } opencl: { device, xb, ob in
+            try device.run(f.forward, global: s.global) { a in
+                try a.axes(s); try a.layout("x", xb, s, 0); try a.layout("out", ob, s, 1)
+                try a.float("p", p); try a.float("q", q)
+            }
+        }
+    }
+
+    /// dx = g · f'(x, y; p, q) over g's shape, dense (x and y broadcast to it).
+    static func unaryBackwardKernel(_ f: UnaryFunction, _ g: Tensor, x: Tensor, y: Tensor,
+                                    p: Float, q: Float) throws -> Tensor {
+        let dx = try Tensor.empty(g.shape, on: g.device)
+        guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
+            throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
+        }
+        let s = try StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
+        try Tensor.run(f.name + " backward", views: true, g, x, y, dx) { gp, xp, yp, dp in
+            let n = s.inner
+            s.forEachRow { o in
+                for j in 0..<n {
+                    let (xv, yv) = (xp[o[1] + j * s.step(1)], yp[o[2] + j * s.step(2)])
+                    dp[o[3] + j * s.step(3)] = gp[o[0] + j * s.step(0)] * f.slope(xv, yv, p, q)
+                }
+            }
+        } opencl: { device, gb, xb, yb, db in
+            try device.run(f.backward, global: s.global) { a in
+                try a.axes(s); try a.layout("g", gb, s, 0); try a.layout("x", xb, s, 1); try a.layout("y", yb, s, 2)
+                try a.layout("dx", db, s, 3); try a.float("p", p); try a.float("q", q)
+            }
+        }
+        return dx
+    }
+
+    /// The shape `a` and `b` broadcast to, or a shape error naming `op`, both shapes in the caller's order and the
+    /// axis where they disagree.
+    static func broadcastShape(_ op: String, _ a: [Int], _ b: [Int]) throws -> [Int] {
+        switch Layout.broadcastShape(a, b) {
+        case .success(let shape): return shape
+        case .failure(let failure):
+            throw DeviceError.invalidArgument(op: op, "shapes \(a) and \(b) do not broadcast: axis \(failure.axis) of "
+                + "the result would be \(failure.sizes.0) from the first and \(failure.sizes.1) from the second")
+        }
+    }
+
+    /// out = f(a, b) over out's shape (a and b broadcast to it).
+    static func binaryKernel(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
+        guard let al = a.layout.broadcast(to: out.shape), let bl = b.layout.broadcast(to: out.shape) else {
+            throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
+        }
+        let s = try StridedOperands(f.name, [al, bl, out.layout])
+        try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
+            let (sa, sb, so, n) = (s.step(0), s.step(1), s.step(2), s.inner)
+            s.forEachRow { o in
+                for j in 0..<n { op[o[2] + j * so] = f.apply(ap[o[0] + j * sa], bp[o[1] + j * sb]) }
+            }
+        } opencl: { device, ab, bb, ob in
+            try device.run(f.forward, global: s.global) { x in
+                try x.axes(s); try x.layout("a", ab, s, 0); try x.layout("b", bb, s, 1); try x.layout("out", ob, s, 2)
+            }
+        }
+    }
+
+    /// (g · ∂f/∂a, g · ∂f/∂b) over g's shape, dense; the caller sums them back to a's and b's shapes.
+    static func binaryBackwardKernel(_ f: BinaryFunction, _ g: Tensor, _ a: Tensor, _ b: Tensor,
+                                     y: Tensor) throws -> (Tensor, Tensor) {
+        let op = f.name + " backward"
+        guard let al = a.layout.broadcast(to: g.shape), let bl = b.layout.broadcast(to: g.shape),
+              let yl = y.layout.broadcast(to: g.shape) else {
+            throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
+        }
+        let (ga, gb) = (try Tensor.empty(g.shape, on: g.device), try Tensor.empty(g.shape, on: g.device))
+        let s = try StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
+        try Tensor.run(op, views: true, g, a, b, y, ga, gb) { gp, ap, bp, yp, gap, gbp in
+            s.forEachRow { o in
+                for j in 0..<s.inner {
+                    let gv = gp[o[0] + j * s.step(0)]
+                    let (da, db) = f.slopes(ap[o[1] + j * s.step(1)], bp[o[2] + j * s.step(2)], yp[o[3] + j * s.step(3)])
+                    gap[o[4] + j * s.step(4)] = gv * da
+                    gbp[o[5] + j * s.step(5)] = gv * db
+                }
+            }
+        } opencl: { device, gbuf, abuf, bbuf, ybuf, gabuf, gbbuf in
+            try device.run(f.backward, global: s.global) { x in
+                try x.axes(s); try x.layout("g", gbuf, s, 0); try x.layout("a", abuf, s, 1)
+                try x.layout("b", bbuf, s, 2); try x.layout("y", ybuf, s, 3); try x.layout("ga", gabuf, s, 4)
+                try x.layout("gb", gbbuf, s, 5)
+            }
+        }
+        return (ga, gb)
+    }
+
+    /// out = c ≠ 0 ? a : b over out's shape (all three broadcast to it).
+    static func chooseKernel(_ c: Tensor, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
+        guard let cl = c.layout.broadcast(to: out.shape), let al = a.layout.broadcast(to: out.shape),
+              let bl = b.layout.broadcast(to: out.shape) else {
+            throw DeviceError.shapeMismatch(op: "where", c.shape, out.shape)
+        }
+        let s = try StridedOperands("where", [cl, al, bl, out.layout])
+        try Tensor.run("where", views: true, c, a, b, out) { cp, ap, bp, op in
+            s.forEachRow { o in
+                for j in 0..<s.inner {
+                    op[o[3] + j * s.step(3)] = cp[o[0] + j * s.step(0)] != 0
+                        ? ap[o[1] + j * s.step(1)] : bp[o[2] + j * s.step(2)]
+                }
+            }
+        } opencl: { device, cb, ab, bb, ob in
+            try device.run(PointwiseTable.choose, global: s.global) { x in
+                try x.axes(s); try x.layout("c", cb, s, 0); try x.layout("a", ab, s, 1); try x.layout("b", bb, s, 2)
+                try x.layout("out", ob, s, 3)
+            }
+        }
+    }
+}

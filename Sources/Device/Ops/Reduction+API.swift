@@ -1,0 +1,143 @@
+// The public reductions (PyTorch's semantics and defaults), each recorded on the tape with its backward rule; the
+// composite ones (variance, std, logSumExp, softmax, logSoftmax) are written with tensor ops and differentiate
+// through them. `axis: nil` reduces every axis; `keepDims` keeps the reduced axes with size 1.
+
+extension Tensor {
+    /// f along `axis` (or every axis), recorded with `rule` (the result's gradient, already shaped with the reduced
+    /// axes kept as size 1 → the input's gradient).
+    private func reduced(_ op: String, _ f: ReductionFunction, axis: Int?, keepDims: Bool, mean: Bool = false,
+                         rule: @escaping (_ g: Tensor, _ x: Tensor, _ y: Tensor) throws -> Tensor) throws -> Tensor {
+        let (k, source) = try reductionAxis(axis, op)
+        let n = source.shape[k]
+        let raw = try source.reductionKernel(f, axis: k, scale: mean ? 1 / Float(n) : 1)
+        let kept = keptShape(axis)
+        let out = Tensor(view: Layout(contiguous: keepDims ? kept : reducedShape(axis)), of: raw)
+        let (x, y) = (detached(), Tensor(view: Layout(contiguous: kept), of: raw))
+        return out.recorded(op, from: [self], saving: [x, y]) { g in
+            [try rule(try g.reshaped(kept), x, y)]
+        }
+    }
+
+    /// The axis to reduce and the tensor to reduce it in: every axis is axis 0 of a flat contiguous view.
+    private func reductionAxis(_ axis: Int?, _ op: String) throws -> (Int, Tensor) {
+        if let axis { return (try self.axis(axis, op), self) }
+        let flat = layout.isContiguous ? self : try Tensor.withoutGradients { try contiguous() }
+        return (0, Tensor(view: Layout(shape: [count], strides: [1], offset: flat.offset), of: flat))
+    }
+
+    /// The shape with the reduced axes as size 1.
+    private func keptShape(_ axis: Int?) -> [Int] {
+        guard let axis else { return shape.map { _ in 1 } }
+        var s = shape
+        s[axis < 0 ? axis + shape.count : axis] = 1
+        return s
+    }
+
+    /// The shape with the reduced axes removed.
+    private func reducedShape(_ axis: Int?) -> [Int] {
+        guard let axis else { return [] }
+        var s = shape
+        s.remove(at: axis < 0 ? axis + shape.count : axis)
+        return s
+    }
+
+    /// The sum along `axis` (every axis when nil): [2, 3].sum(axis: 0) → [3]; `sum()` → []. Blocked or pairwise in
+    /// fp32 on OpenCL, Double on cpu.
+    public func sum(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        let shape = self.shape
+        return try reduced("sum", ReductionTable.sum, axis: axis, keepDims: keepDims) { g, _, _ in
+            try g.expanded(to: shape)
+        }
+    }
+
+    /// The mean along `axis` (every axis when nil); NaN over an empty axis.
+    public func mean(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        let shape = self.shape
+        return try reduced("mean", ReductionTable.sum, axis: axis, keepDims: keepDims, mean: true) { g, x, _ in
+            try (g * (1 / Float(x.count / Swift.max(g.count, 1)))).expanded(to: shape)
+        }
+    }
+
+    /// The largest element along `axis` (every axis when nil); NaN if any is NaN. Its gradient is shared evenly
+    /// among the elements equal to the maximum (PyTorch's `amax`).
+    /// - Throws: `DeviceError.invalidArgument` when the axis is empty.
+    public func max(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        try extremum("max", ReductionTable.max, axis: axis, keepDims: keepDims)
+    }
+
+    /// The smallest element along `axis` (every axis when nil), as `max`.
+    public func min(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        try extremum("min", ReductionTable.min, axis: axis, keepDims: keepDims)
+    }
+
+    private func extremum(_ op: String, _ f: ReductionFunction, axis: Int?, keepDims: Bool) throws -> Tensor {
+        let (k, source) = try reductionAxis(axis, op)
+        guard source.shape[k] > 0 else {
+            throw DeviceError.invalidArgument(op: op, "axis \(axis ?? 0) of shape \(shape) is empty: no \(op)imum")
+        }
+        return try reduced(op, f, axis: axis, keepDims: keepDims) { g, x, y in
+            let hits = try x .== y
+            return try Tensor.where(hits, g / hits.sum(axis: axis, keepDims: true).reshaped(g.shape), 0 * g)
+        }
+    }
+
+    /// The index along `axis` of the largest element (the first on ties; NaN counts as largest), as floats, the axis
+    /// removed; with `axis` nil, the index into the flattened tensor, shape []. No gradient.
+    public func argmax(axis: Int? = nil) throws -> Tensor {
+        let (k, source) = try reductionAxis(axis, "argmax")
+        let raw = try source.argmaxKernel(axis: k)
+        return axis == nil ? try raw.reshaped([]) : raw
+    }
+
+    /// The variance along `axis` (every axis when nil) with Bessel's `correction` (PyTorch's default 1: divides by
+    /// n − 1), computed as the mean of squared deviations from the mean (two passes).
+    public func variance(axis: Int? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
+        let n = try axis.map { shape[try self.axis($0, "variance")] } ?? count
+        let deviation = try self - mean(axis: axis, keepDims: true)
+        return try (deviation * deviation).sum(axis: axis, keepDims: keepDims) / Float(Swift.max(n - correction, 0))
+    }
+
+    /// The standard deviation along `axis` (every axis when nil), √variance with the same `correction`.
+    public func std(axis: Int? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
+        try variance(axis: axis, keepDims: keepDims, correction: correction).sqrt()
+    }
+
+    /// log Σ exp(x) along `axis` (every axis when nil), shifted by the maximum so that it neither overflows nor
+    /// underflows.
+    public func logSumExp(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        let (shifted, shift) = try shiftedByMax(axis: axis)
+        let result = try shifted.exp().sum(axis: axis, keepDims: true).log() + shift
+        return keepDims ? result : try result.reshaped(reducedShape(axis))
+    }
+
+    /// exp(x) / Σ exp(x) along `axis` (the last by default), with the maximum subtracted first (as PyTorch).
+    public func softmax(axis: Int = -1) throws -> Tensor {
+        let e = try shiftedByMax(axis: axis).shifted.exp()
+        return try e / e.sum(axis: axis, keepDims: true)
+    }
+
+    /// x − logSumExp(x) along `axis` (the last by default), as (x − max) − log Σ exp(x − max).
+    public func logSoftmax(axis: Int = -1) throws -> Tensor {
+        let shifted = try shiftedByMax(axis: axis).shifted
+        return try shifted - shifted.exp().sum(axis: axis, keepDims: true).log()
+    }
+
+    /// x − m and m, m the maximum along `axis` with the axes kept (a constant for the gradient: the result does not
+    /// depend on it); 0 where the maximum is infinite, so an all −inf slice gives −inf, not NaN.
+    private func shiftedByMax(axis: Int?) throws -> (shifted: Tensor, shift: Tensor) {
+        let top = try max(axis: axis, keepDims: true).detached()
+        let shift = try Tensor.where(try top.abs() .== .infinity, try Tensor.zeros([], on: device), top)
+        return (try self - shift, shift)
+    }
+
+    /// The sum of this gradient over the axes along which a tensor of `shape` was broadcast to this one's shape
+    /// (leading axes, and axes where `shape` has 1): what broadcasting's backward rule returns.
+    func sum(to shape: [Int]) throws -> Tensor {
+        if self.shape == shape { return self }
+        let lead = self.shape.count - shape.count
+        var g = lead > 0 ? try reshaped([self.shape[..<lead].reduce(1, *)] + Array(self.shape[lead...]))
+            .sum(axis: 0) : self
+        for k in shape.indices where shape[k] == 1 && g.shape[k] != 1 { g = try g.sum(axis: k, keepDims: true) }
+        return try g.reshaped(shape)
+    }
+}

@@ -1,0 +1,69 @@
+// The strided iteration shared by the elementwise ops and the reductions: operands of one shape, each with its own
+// layout, their axes merged where all allow (Kernels/strided.cl on OpenCL, `forEachRow` on cpu).
+
+/// Operands of one shape, each a layout over its storage, ready for a strided kernel or the CPU loop.
+struct StridedOperands {
+    /// The merged axes (at least one).
+    let shape: [Int]
+    /// Each operand's strides over `shape`.
+    let strides: [[Int]]
+    /// Each operand's offset.
+    let offsets: [Int]
+
+    /// The strided kernels index at most this many axes.
+    static let maxRank = 8
+
+    /// - Throws: `DeviceError.invalidArgument` naming `op` when the operands keep more than eight axes after merging.
+    init(_ op: String, _ layouts: [Layout]) throws {
+        let merged = mergedAxes(layouts)
+        guard merged.shape.count <= StridedOperands.maxRank else {
+            throw DeviceError.invalidArgument(op: op, "the strided kernels index at most \(StridedOperands.maxRank) "
+                + "axes; shape \(layouts[0].shape) with these layouts keeps \(merged.shape.count) (call contiguous() "
+                + "on the operands first)")
+        }
+        (shape, strides, offsets) = (merged.shape, merged.strides, layouts.map(\.offset))
+    }
+
+    var inner: Int { shape[shape.count - 1] }
+    var rows: Int { shape.dropLast().reduce(1, *) }
+    var count: Int { shape.reduce(1, *) }
+    /// One work-item per element.
+    var global: WorkSize { WorkSize(inner, rows) }
+
+    /// Calls `body` once per row (every axis but the last) with each operand's offset of the row's first element;
+    /// along the row, operand i steps by `strides[i].last`.
+    func forEachRow(_ body: ([Int]) throws -> Void) rethrows {
+        guard count > 0 else { return }
+        let outer = Array(shape.dropLast())
+        var index = [Int](repeating: 0, count: outer.count)
+        var start = offsets
+        for _ in 0..<rows {
+            try body(start)
+            // Odometer over the outer axes.
+            var k = outer.count - 1
+            while k >= 0 {
+                index[k] += 1
+                for i in start.indices { start[i] += strides[i][k] }
+                if index[k] < outer[k] { break }
+                for i in start.indices { start[i] -= strides[i][k] * outer[k] }
+                index[k] = 0
+                k -= 1
+            }
+        }
+    }
+
+    /// The last axis' stride of operand i.
+    func step(_ i: Int) -> Int { strides[i][strides[i].count - 1] }
+}
+
+extension KernelArguments {
+    /// The shared axes of a strided kernel: `rank`, `shape`, `inner`.
+    mutating func axes(_ s: StridedOperands) throws {
+        try int("rank", s.shape.count); try int8("shape", s.shape); try int("inner", s.inner)
+    }
+
+    /// Operand `name` of a strided kernel: its buffer, offset and strides (operand `i` of `s`).
+    mutating func layout(_ name: String, _ buffer: CLBuffer, _ s: StridedOperands, _ i: Int) throws {
+        try self.buffer(name, buffer); try int(name + "_offset", s.offsets[i]); try int8(name + "_strides", s.strides[i])
+    }
+}

@@ -1,0 +1,104 @@
+import Device
+import Foundation
+import TestSupport
+import XCTest
+
+/// The tape's rules as PyTorch has them: accumulation, scopes, errors.
+final class TapeTests: XCTestCase {
+    func testGradientsAccumulateUntilReset() throws {
+        for device in testDevices {
+            let x = try Tensor([1, 2, 3], shape: [3], on: device)
+            x.requiresGrad = true
+            let y = try (x * x).sum()
+            try y.backward(keepGraph: true)
+            XCTAssertEqual(try x.grad?.toArray(), [2, 4, 6], "\(device)")
+            try y.backward()
+            XCTAssertEqual(try x.grad?.toArray(), [4, 8, 12], "accumulated on \(device)")
+            x.grad = nil
+            try (x * 3).sum().backward()
+            XCTAssertEqual(try x.grad?.toArray(), [3, 3, 3], "after reset on \(device)")
+            // A tensor used twice gets both contributions.
+            x.grad = nil
+            try (x * x + x).sum().backward()
+            XCTAssertEqual(try x.grad?.toArray(), [3, 5, 7], "\(device)")
+        }
+    }
+
+    func testNoGradientScopeRecordsNothing() throws {
+        let x = try Tensor([1, 2], shape: [2])
+        x.requiresGrad = true
+        let y = try Tensor.withoutGradients { try (x * 2).sum() }
+        XCTAssertFalse(y.requiresGrad)
+        XCTAssertTrue(y.isLeaf)
+        let z = try (x * 2).sum()
+        XCTAssertTrue(z.requiresGrad)
+        XCTAssertFalse(try x.detached().exp().requiresGrad)
+    }
+
+    func testBackwardErrorsNameTheProblem() throws {
+        let x = try Tensor([1, 2, 3], shape: [3])
+        XCTAssertThrowsError(try x.sum().backward()) { XCTAssertTrue("\($0)".contains("needs no gradient"), "\($0)") }
+        x.requiresGrad = true
+        let y = try x.exp()
+        XCTAssertThrowsError(try y.backward()) { XCTAssertTrue("\($0)".contains("not a scalar"), "\($0)") }
+        XCTAssertThrowsError(try y.backward(seed: try Tensor.ones([2]))) { XCTAssertTrue("\($0)".contains("seed")) }
+        try y.backward(seed: try Tensor.ones([3]))
+        XCTAssertThrowsError(try y.backward(seed: try Tensor.ones([3]))) {
+            XCTAssertTrue("\($0)".contains("released"), "\($0)")
+        }
+    }
+
+    func testModifyingASavedTensorInPlaceIsAnErrorAtBackward() throws {
+        for device in testDevices {
+            let x = try Tensor([0.5, 1, 2], shape: [3], on: device)
+            x.requiresGrad = true
+            let y = try x.exp()
+            let loss = try y.sum()
+            // exp saved its result: changing it (or its input) makes the gradient wrong, so backward refuses.
+            try y.detached().fill(0)
+            XCTAssertThrowsError(try loss.backward()) { error in
+                XCTAssertTrue("\(error)".contains("exp saved"), "\(error)")
+            }
+            let z = try (x * x).sum()
+            try x.detached()[0..<1].copy(from: try Tensor([7], shape: [1], on: device))
+            XCTAssertThrowsError(try z.backward()) { XCTAssertTrue("\($0)".contains("mul saved"), "\($0)") }
+        }
+    }
+
+    /// The hand-written backward of the fused layer (Tensor.linearBackward, the training loop's) and the tape
+    /// written with tensor ops give the same gradients.
+    func testTapeMatchesTheHandWrittenLinearBackward() throws {
+        let (rows, inputs, outputs) = (7, 13, 5)
+        let xv = testValues(rows * inputs, seed: 60), wv = testValues(inputs * outputs, seed: 61)
+        let bv = testValues(outputs, seed: 62), labels: [Float] = [0, 4, 2, 1, 3, 3, 0]
+        for device in testDevices {
+            let x = try Tensor(xv, shape: [rows, inputs], on: device)
+            let w = try Tensor(wv, shape: [inputs, outputs], on: device)
+            let b = try Tensor(bv, shape: [outputs], on: device)
+            let y = try Tensor(labels, shape: [rows], on: device)
+            // Hand-written: forward, the fused loss gradient, then the two gradient products and the bias sum.
+            let z = try x.matmul(w).addBias(b)
+            let dz = try Tensor.empty([rows, outputs], on: device)
+            _ = try z.softmaxCrossEntropy(labels: y, grad: dz, gradScale: 1 / Float(rows))
+            let dw = try x.matmul(dz, transposeSelf: true)
+            let db = try Tensor.zeros([outputs], on: device)
+            try Tensor.addBiasBackward(dz, into: db)
+            // Tape.
+            w.requiresGrad = true
+            b.requiresGrad = true
+            let loss = try (x.matmul(w) + b).softmaxCrossEntropy(labels: y).mean()
+            try loss.backward()
+            assertClose(try XCTUnwrap(w.grad).toArray(), try dw.toArray(), rtol: 1e-5, atol: 1e-6, "dw on \(device)")
+            assertClose(try XCTUnwrap(b.grad).toArray(), try db.toArray(), rtol: 1e-5, atol: 1e-6, "db on \(device)")
+        }
+    }
+
+    func testALongChainDoesNotOverflowTheStack() throws {
+        let x = try Tensor([1], shape: [1])
+        x.requiresGrad = true
+        var y = x
+        for _ in 0..<20_000 { y = try y + 0 }
+        try y.sum().backward()
+        XCTAssertEqual(try x.grad?.toArray(), [1])
+    }
+}
