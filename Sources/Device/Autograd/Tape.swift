@@ -22,11 +22,11 @@ final class TapeNode {
     private(set) var inputs: [Tensor]
     /// The tensors the rule reads, with their storage's version when recorded.
     let saved: [(tensor: Tensor, version: Int)]
-    /// The rule: the result's gradient → one gradient per input (nil: none), each of the input's shape. Dropped
-    /// after `backward()` unless the graph is kept.
-    var rule: ((Tensor) throws -> [Tensor?])?
+    /// The rule: the result's gradient and which inputs need one → one gradient per input (nil: none), each of the
+    /// input's shape. Dropped after `backward()` unless the graph is kept.
+    var rule: ((Tensor, [Bool]) throws -> [Tensor?])?
 
-    init(op: String, inputs: [Tensor], saved: [Tensor], rule: @escaping (Tensor) throws -> [Tensor?]) {
+    init(op: String, inputs: [Tensor], saved: [Tensor], rule: @escaping (Tensor, [Bool]) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule) = (op, inputs, rule)
         self.saved = saved.map { ($0, $0.version.value) }
     }
@@ -99,6 +99,14 @@ extension Tensor {
     @discardableResult
     func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
                   _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+        recorded(op, from: inputs, saving: saved) { g, _ in try rule(g) }
+    }
+
+    /// The same with a rule that is told which inputs need a gradient (`needs[i]`), so that it can skip the work
+    /// for the others (the matrix product's second GEMM).
+    @discardableResult
+    func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
+                  _ rule: @escaping (Tensor, _ needs: [Bool]) throws -> [Tensor?]) -> Tensor {
         guard Tensor.recording, inputs.contains(where: \.requiresGrad) else { return self }
         autograd.node = TapeNode(op: op, inputs: inputs, saved: saved, rule: rule)
         return self
@@ -134,14 +142,18 @@ extension Tensor {
             for t in order.reversed() {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 guard let node = t.autograd.node else {
-                    if t.autograd.wantsGradient { t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g }
+                    // A leaf's gradient is its own dense tensor (g may be shared with another input, or a view).
+                    if t.autograd.wantsGradient {
+                        t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g.cloned()
+                    }
                     continue
                 }
                 guard let rule = node.rule else {
                     throw DeviceError.invalidArgument(op: "backward", "the graph through \(node.op) was released "
                         + "by an earlier backward(); pass keepGraph: true to the first call to go through it twice")
                 }
-                for (input, gi) in zip(node.inputs, try rule(g)) where input.requiresGrad {
+                for (input, gi) in zip(node.inputs, try rule(g, node.inputs.map(\.requiresGrad)))
+                where input.requiresGrad {
                     guard let gi else { continue }
                     let key = ObjectIdentifier(input)
                     grads[key] = try grads[key].map { try $0 + gi } ?? gi

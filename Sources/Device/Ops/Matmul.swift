@@ -22,13 +22,14 @@ extension Tensor {
                                   naive: false)
         guard out == nil else { return c }
         let (x, y) = (a.detached(), b.detached())
-        return c.recorded("matmul", from: [self, other], saving: [x, y]) { g in
-            let ga = transA ? try y.matmul(g, transposeSelf: transB, transposeOther: true)
+        return c.recorded("matmul", from: [self, other], saving: [x, y]) { g, needs in
+            let ga = !needs[0] ? nil : transA ? try y.matmul(g, transposeSelf: transB, transposeOther: true)
                 : try g.matmul(y, transposeOther: !transB)
-            let gb = transB ? try g.matmul(x, transposeSelf: true, transposeOther: transA)
+            let gb = !needs[1] ? nil : transB ? try g.matmul(x, transposeSelf: true, transposeOther: transA)
                 : try x.matmul(g, transposeSelf: !transA)
             // The gradients of the operands as given (a transposed view got the flag: transpose back).
-            return [transA == transposeSelf ? ga : try ga.transposed(), transB == transposeOther ? gb : try gb.transposed()]
+            return [try transA == transposeSelf ? ga : ga?.transposed(),
+                    try transB == transposeOther ? gb : gb?.transposed()]
         }
     }
 

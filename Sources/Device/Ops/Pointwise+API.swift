@@ -21,9 +21,14 @@ extension Tensor {
         try Tensor.binaryKernel(f, self, other, into: out)
         guard f.derivatives != nil else { return out }
         let (a, b, y) = (detached(), other.detached(), out.detached())
-        return out.recorded(f.name, from: [self, other], saving: [a, b, y]) { g in
+        return out.recorded(f.name, from: [self, other], saving: [a, b, y]) { g, needs in
+            // Sums and differences pass the gradient on as it is (negated for a subtrahend): no kernel.
+            if f.name == PointwiseTable.add.name || f.name == PointwiseTable.sub.name {
+                let gb = f.name == PointwiseTable.add.name ? g : try Tensor.withoutGradients { try -g }
+                return [needs[0] ? try g.sum(to: a.shape) : nil, needs[1] ? try gb.sum(to: b.shape) : nil]
+            }
             let (ga, gb) = try Tensor.binaryBackwardKernel(f, g, a, b, y: y)
-            return [try ga.sum(to: a.shape), try gb.sum(to: b.shape)]
+            return [needs[0] ? try ga.sum(to: a.shape) : nil, needs[1] ? try gb.sum(to: b.shape) : nil]
         }
     }
 

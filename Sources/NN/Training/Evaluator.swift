@@ -33,10 +33,15 @@ public final class Evaluator {
         self.classes = try Self.classes(of: model, loss: loss, explicit: classes, op: "Evaluator")
     }
 
-    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples.
+    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples. Records nothing for
+    /// gradients (a `TapeModule` computes without its tape).
     /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range.
     public func evaluate(_ data: DeviceDataset,
                          chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
+        try Tensor.withoutGradients { try evaluateRecordingNothing(data, chunk: chunk) }
+    }
+
+    private func evaluateRecordingNothing(_ data: DeviceDataset, chunk: Int) throws -> (loss: Double, accuracy: Double) {
         guard data.images.device == device else {
             throw DeviceError.deviceMismatch(op: "Evaluator.evaluate", device, data.images.device)
         }
