@@ -14,11 +14,21 @@ final class HostBuffer: @unchecked Sendable {
     init(count: Int) throws {
         self.count = count
         parent = nil
+        if let kept = hostBufferPool.take(count) {
+            pointer = kept
+            return
+        }
         // At least one element so the pointer is always valid. NOTE: posix_memalign, not Swift's allocate: a
         // failed allocation is an error to report, not a trap.
         var raw: UnsafeMutableRawPointer?
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
-        guard !overflow, posix_memalign(&raw, 64, bytes) == 0, let raw else {
+        var allocated = !overflow && posix_memalign(&raw, 64, bytes) == 0
+        if !allocated && !overflow {
+            // Memory kept for reuse may be what is missing: give it back and try once more.
+            hostBufferPool.drain()
+            allocated = posix_memalign(&raw, 64, bytes) == 0
+        }
+        guard allocated, let raw else {
             let (available, limit) = HostMemory.available()
             throw HostMemory.Shortfall(what: "a tensor of \(count) floats on cpu", bytes: Double(count) * 4,
                                        available: available,
@@ -32,7 +42,10 @@ final class HostBuffer: @unchecked Sendable {
         self.count = count
         pointer = parent.pointer + offset
     }
-    deinit { if parent == nil { free(pointer) } }
+    deinit {
+        guard parent == nil else { return }
+        if !hostBufferPool.put(pointer, count: count) { free(pointer) }
+    }
 }
 
 /// A tensor's memory: on the host, or in one OpenCL device's buffer (which knows its device).

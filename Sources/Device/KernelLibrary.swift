@@ -18,8 +18,13 @@ enum KernelLibrary {
     /// activation.cl is built once per activation, and ReLU is the default model's; loss.cl takes the loss numbering.
     static let defaultOptions = ["activation": Activation.relu.options, "loss": LossKind.defines]
 
-    /// The generated text a file is built after: the op tables of the strided elementwise and reduction kernels.
-    static let headers = ["pointwise": PointwiseTable.header, "reduce": ReductionTable.header]
+    /// The generated text a file is built after: the op tables of the strided elementwise and reduction kernels, and
+    /// how their work-items cover the elements on this kind of device (see strided.cl).
+    static func header(_ name: String, rowLoop: Bool) -> String {
+        let table = ["pointwise": PointwiseTable.header, "reduce": ReductionTable.header][name]
+        guard let table else { return "" }
+        return table + StridedOperands.header(rowLoop: rowLoop)
+    }
 
     /// The source of `name` (the override folder's copy if there is one, else the built-in one), its includes
     /// replaced by their text.

@@ -12,6 +12,16 @@ public final class OpenCLDevice: @unchecked Sendable {
     let id: cl_device_id
     let context: CLContext
     let queue: CLQueue
+    /// How the strided kernels cover elements here (strided.cl): a loop over a row's chunk per work-item (CPU-type
+    /// devices) or a work-item per element (GPUs). `CLNN_ELEMENT_FORM=row|item` picks one, to test a form on a
+    /// device that would not use it.
+    let rowLoop: Bool
+    /// Buffers of freed tensors kept for reuse (see `BufferPool`): up to 1 GiB or a quarter of the device's memory
+    /// (less the host's share for a CPU-type device, whose buffers are host memory).
+    lazy var bufferPool = BufferPool<cl_mem>(limit: min(1 << 30, (info.isCPU ? min(info.globalMemory,
+                                                        HostMemory.available().bytes) : info.globalMemory) / 4)) {
+        clReleaseMemObject($0)
+    }
 
     private let lock = NSLock()
     private var programs: [String: CLProgram] = [:]
@@ -32,6 +42,13 @@ public final class OpenCLDevice: @unchecked Sendable {
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
         self.id = id
         self.info = info
+        switch ProcessInfo.processInfo.environment["CLNN_ELEMENT_FORM"] ?? "" {
+        case "": rowLoop = info.isCPU
+        case "row": rowLoop = true
+        case "item": rowLoop = false
+        case let other:
+            throw DeviceError.invalidArgument(op: "CLNN_ELEMENT_FORM", "'\(other)' is not a form: row or item")
+        }
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = id
         guard let ctx = clCreateContext(nil, 1, &deviceID, nil, nil, &status), status == CL_SUCCESS else {
@@ -50,7 +67,7 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// The program built from kernel file `name` (after its generated header and `prelude`'s text, when given) with
     /// `options`, built once per (device, source, options).
     func program(_ name: String, options: String = "", prelude: String? = nil) throws -> CLProgram {
-        let header = KernelLibrary.headers[name] ?? ""
+        let header = KernelLibrary.header(name, rowLoop: rowLoop)
         let source = try header + (prelude.map { try KernelLibrary.source($0) + "\n" } ?? "")
             + KernelLibrary.source(name)
         let key = "\(prelude ?? "")+\(name)|\(options)|\(source.hashValue)"
@@ -265,9 +282,15 @@ public final class OpenCLDevice: @unchecked Sendable {
         if bytes > info.maxAllocation && info.maxAllocation > 0 {
             throw DeviceError.allocationTooLarge(device: .opencl(info.index), bytes: bytes, limit: info.maxAllocation)
         }
+        if let kept = bufferPool.take(count) { return CLBuffer(kept, count: count, device: self) }
         var status: cl_int = CL_SUCCESS
-        guard let mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status),
-              status == CL_SUCCESS else {
+        var mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status)
+        if mem == nil || status != CL_SUCCESS {
+            // Buffers kept for reuse may be what is missing: give them back and try once more.
+            bufferPool.drain()
+            mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status)
+        }
+        guard let mem, status == CL_SUCCESS else {
             throw OpenCLError.call("clCreateBuffer(\(bytes) bytes on \(info.name))", status: status)
         }
         return CLBuffer(mem, count: count, device: self)

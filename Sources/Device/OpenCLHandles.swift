@@ -84,4 +84,13 @@ final class CLBuffer: @unchecked Sendable {
         self.device = device
         self.parent = parent
     }
+
+    // A whole buffer goes to its device's pool for reuse (the pool takes a reference of its own; `owned` drops this
+    // one). NOTE: this runs only after every command that used the buffer has finished: the device holds the buffers
+    // of queued commands until its queue drains.
+    deinit {
+        guard parent == nil else { return }
+        clRetainMemObject(handle)
+        if !device.bufferPool.put(handle, count: count) { clReleaseMemObject(handle) }
+    }
 }

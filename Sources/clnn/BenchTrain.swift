@@ -32,6 +32,10 @@ extension Bench {
         @Option(help: "Learning rate of the timed epoch (constant).")
         var lr: Float = 0.1
 
+        @Flag(help: ArgumentHelp("Also time the same model written with tensor ops (TapeLinear layers, tape "
+            + "gradients), from the same seed, and print its epoch time and last epoch loss beside the fused layers'."))
+        var tape = false
+
         func validate() throws {
             guard (1...1000).contains(epochs) else {
                 throw ValidationError("--epochs must be in 1...1000, got \(epochs)")
@@ -69,17 +73,34 @@ extension Bench {
                 try tag.warmUp()
                 var options = TrainingOptions()
                 (options.lr, options.schedule, options.batchSize, options.epochs) = (lr, .constant, batchSize, epochs)
-                let model = try MLP.make(sizes: sizes, seed: 1, on: tag)
-                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options,
-                                          device: tag)
                 let deviceTrain = try DeviceDataset(train, on: tag)
-                try trainer.prepare(deviceTrain)
-                var epochTimes: [Double] = []
-                for epoch in 1...epochs {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    _ = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 100)
-                    try tag.synchronize()
-                    epochTimes.append(secondsSince(start))
+                func timeEpochs(_ model: Sequential) throws -> (seconds: Double, loss: Float) {
+                    let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 10, options: options,
+                                              device: tag)
+                    try trainer.prepare(deviceTrain)
+                    var epochTimes: [Double] = []
+                    var loss: Float = .nan
+                    for epoch in 1...epochs {
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        loss = try trainer.trainEpoch(deviceTrain, epoch: epoch, reportEvery: 100)
+                        try tag.synchronize()
+                        epochTimes.append(secondsSince(start))
+                    }
+                    return (epochTimes.sorted()[epochs / 2], loss)
+                }
+                let fused = try timeEpochs(try MLP.make(sizes: sizes, seed: 1, on: tag))
+                let epochTime = fused.seconds
+                if tape {
+                    let last = sizes.count - 2
+                    let tapeModel = Sequential(try (0...last).map { i in
+                        try TapeLinear(sizes[i], sizes[i + 1], activation: i < last ? .relu : nil,
+                                       seed: 1 &+ UInt64(i), on: tag)
+                    })
+                    let taped = try timeEpochs(tapeModel)
+                    print(tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
+                          + String(format: "tape layers: epoch %.3f s, fused %.3f s, ratio %.2fx (goal ≤ 1.5x); "
+                                   + "last epoch loss tape %.6f, fused %.6f", taped.seconds, fused.seconds,
+                                   taped.seconds / fused.seconds, taped.loss, fused.loss))
                 }
 
                 // The lessons' workload: every training image at once through 784-50-1 with MSE on the label.
@@ -105,7 +126,7 @@ extension Bench {
                 backward.removeFirst()
                 let f = forward.sorted()[forward.count / 2], b = backward.sorted()[backward.count / 2]
                 print(tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
-                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTimes.sorted()[epochs / 2], f * 1e3, b * 1e3,
+                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTime, f * 1e3, b * 1e3,
                                (f + b) * 1e3))
             }
         }

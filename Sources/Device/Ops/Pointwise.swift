@@ -12,17 +12,40 @@ struct UnaryFunction: Sendable {
     let expression: String
     /// dy/dx in OpenCL C, in x, y, p, q; nil when the op has no gradient (a mask, a fill).
     let derivative: String?
-    let apply: @Sendable (Float, Float, Float) -> Float
+    /// The CPU loop over one row: f of n elements of x (step xs) into out (step os), compiled for this op.
+    let row: @Sendable (_ n: Int, _ x: UnsafePointer<Float>, _ xs: Int, _ out: UnsafeMutablePointer<Float>, _ os: Int,
+                        _ p: Float, _ q: Float) -> Void
     /// dy/dx in Swift: (x, y, p, q).
     let slope: @Sendable (Float, Float, Float, Float) -> Float
     let forward: KernelSource
     let backward: KernelSource
 
-    init(_ name: String, _ expression: String, _ derivative: String?, _ apply: @escaping @Sendable (Float, Float, Float) -> Float,
-         slope: @escaping @Sendable (Float, Float, Float, Float) -> Float = { _, _, _, _ in 0 }) {
-        (self.name, self.expression, self.derivative, self.apply, self.slope) = (name, expression, derivative, apply, slope)
+    init<F: UnaryScalar>(_ name: String, _ expression: String, _ derivative: String?, _ f: F.Type,
+                         slope: @escaping @Sendable (Float, Float, Float, Float) -> Float = { _, _, _, _ in 0 }) {
+        (self.name, self.expression, self.derivative, self.slope) = (name, expression, derivative, slope)
+        row = { n, x, xs, out, os, p, q in unaryRow(F.self, n, x, xs, out, os, p, q) }
         forward = KernelSource("pointwise", "unary_" + name)
         backward = KernelSource("pointwise", "unary_\(name)_backward")
+    }
+}
+
+/// An elementwise function of one float and two scalars, as a type, so that each op's CPU loop is compiled for it
+/// (and vectorised) rather than calling a closure per element.
+protocol UnaryScalar {
+    static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float
+}
+
+/// f over a row: a contiguous row and a broadcast element get loops of their own, which the compiler vectorises.
+@inline(__always)
+private func unaryRow<F: UnaryScalar>(_ f: F.Type, _ n: Int, _ x: UnsafePointer<Float>, _ xs: Int,
+                                       _ out: UnsafeMutablePointer<Float>, _ os: Int, _ p: Float, _ q: Float) {
+    if xs == 1 && os == 1 {
+        for j in 0..<n { out[j] = F.apply(x[j], p, q) }
+    } else if xs == 0 && os == 1 {
+        let v = F.apply(x[0], p, q)
+        for j in 0..<n { out[j] = v }
+    } else {
+        for j in 0..<n { out[j * os] = F.apply(x[j * xs], p, q) }
     }
 }
 
@@ -33,18 +56,45 @@ struct BinaryFunction: Sendable {
     let expression: String
     /// ∂y/∂a and ∂y/∂b in OpenCL C, in a, b, y; nil when the op has no gradient (a comparison).
     let derivatives: (a: String, b: String)?
+    /// The CPU loop over one row: f of n elements of a and b (steps as, bs) into out (step os), compiled for this op.
+    let row: @Sendable (_ n: Int, _ a: UnsafePointer<Float>, _ as: Int, _ b: UnsafePointer<Float>, _ bs: Int,
+                        _ out: UnsafeMutablePointer<Float>, _ os: Int) -> Void
+    /// f in Swift (for the host's scalar uses).
     let apply: @Sendable (Float, Float) -> Float
     /// ∂y/∂a and ∂y/∂b in Swift: (a, b, y).
     let slopes: @Sendable (Float, Float, Float) -> (Float, Float)
     let forward: KernelSource
     let backward: KernelSource
 
-    init(_ name: String, _ expression: String, _ derivatives: (a: String, b: String)?,
-         _ apply: @escaping @Sendable (Float, Float) -> Float,
-         slopes: @escaping @Sendable (Float, Float, Float) -> (Float, Float) = { _, _, _ in (0, 0) }) {
-        (self.name, self.expression, self.derivatives, self.apply, self.slopes) = (name, expression, derivatives, apply, slopes)
+    init<F: BinaryScalar>(_ name: String, _ expression: String, _ derivatives: (a: String, b: String)?, _ f: F.Type,
+                          slopes: @escaping @Sendable (Float, Float, Float) -> (Float, Float) = { _, _, _ in (0, 0) }) {
+        (self.name, self.expression, self.derivatives, self.slopes) = (name, expression, derivatives, slopes)
+        row = { n, a, aStep, b, bStep, out, os in binaryRow(F.self, n, a, aStep, b, bStep, out, os) }
+        apply = { F.apply($0, $1) }
         forward = KernelSource("pointwise", "binary_" + name)
         backward = KernelSource("pointwise", "binary_\(name)_backward")
+    }
+}
+
+/// An elementwise function of two floats, as a type (see `UnaryScalar`).
+protocol BinaryScalar {
+    static func apply(_ a: Float, _ b: Float) -> Float
+}
+
+/// f over a row, with loops of their own for the contiguous and the broadcast cases.
+@inline(__always)
+private func binaryRow<F: BinaryScalar>(_ f: F.Type, _ n: Int, _ a: UnsafePointer<Float>, _ aStep: Int,
+                                        _ b: UnsafePointer<Float>, _ bStep: Int,
+                                        _ out: UnsafeMutablePointer<Float>, _ os: Int) {
+    switch (aStep, bStep, os) {
+    case (1, 1, 1): for j in 0..<n { out[j] = F.apply(a[j], b[j]) }
+    case (1, 0, 1):
+        let v = b[0]
+        for j in 0..<n { out[j] = F.apply(a[j], v) }
+    case (0, 1, 1):
+        let v = a[0]
+        for j in 0..<n { out[j] = F.apply(v, b[j]) }
+    default: for j in 0..<n { out[j * os] = F.apply(a[j * aStep], b[j * bStep]) }
     }
 }
 
@@ -52,56 +102,56 @@ private func mask(_ condition: Bool) -> Float { condition ? 1 : 0 }
 
 /// The op table. A new elementwise op is one row here (and its public spelling in Pointwise+API.swift).
 enum PointwiseTable {
-    static let copy = UnaryFunction("copy", "x", "1.0f", { x, _, _ in x }, slope: { _, _, _, _ in 1 })
-    static let fill = UnaryFunction("fill", "p", nil, { _, p, _ in p })
-    static let neg = UnaryFunction("neg", "-x", "-1.0f", { x, _, _ in -x }, slope: { _, _, _, _ in -1 })
-    static let exp = UnaryFunction("exp", "exp(x)", "y", { x, _, _ in Foundation.exp(x) }, slope: { _, y, _, _ in y })
-    static let log = UnaryFunction("log", "log(x)", "1.0f / x", { x, _, _ in Foundation.log(x) },
+    static let copy = UnaryFunction("copy", "x", "1.0f", Copy.self, slope: { _, _, _, _ in 1 })
+    static let fill = UnaryFunction("fill", "p", nil, Fill.self)
+    static let neg = UnaryFunction("neg", "-x", "-1.0f", Neg.self, slope: { _, _, _, _ in -1 })
+    static let exp = UnaryFunction("exp", "exp(x)", "y", Exp.self, slope: { _, y, _, _ in y })
+    static let log = UnaryFunction("log", "log(x)", "1.0f / x", Log.self,
                                    slope: { x, _, _, _ in 1 / x })
-    static let sqrt = UnaryFunction("sqrt", "sqrt(x)", "0.5f / y", { x, _, _ in x.squareRoot() },
+    static let sqrt = UnaryFunction("sqrt", "sqrt(x)", "0.5f / y", Sqrt.self,
                                     slope: { _, y, _, _ in 0.5 / y })
-    static let abs = UnaryFunction("abs", "fabs(x)", "x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f", { x, _, _ in Swift.abs(x) },
+    static let abs = UnaryFunction("abs", "fabs(x)", "x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f", Abs.self,
                                    slope: { x, _, _, _ in x > 0 ? 1 : x < 0 ? -1 : 0 })
     static let pow = UnaryFunction("pow", "pow(x, p)", "p == 0.0f ? 0.0f : p * pow(x, p - 1.0f)",
-                                   { x, p, _ in Foundation.pow(x, p) },
+                                   Pow.self,
                                    slope: { x, _, p, _ in p == 0 ? 0 : p * Foundation.pow(x, p - 1) })
     static let clamp = UnaryFunction("clamp", "isnan(x) ? x : fmin(fmax(x, p), q)", "x >= p && x <= q ? 1.0f : 0.0f",
-                                     { x, p, q in x.isNaN ? x : Swift.min(Swift.max(x, p), q) },
+                                     Clamp.self,
                                      slope: { x, _, p, q in mask(x >= p && x <= q) })
     /// p·x + q.
-    static let affine = UnaryFunction("affine", "p * x + q", "p", { x, p, q in p * x + q }, slope: { _, _, p, _ in p })
+    static let affine = UnaryFunction("affine", "p * x + q", "p", Affine.self, slope: { _, _, p, _ in p })
     /// p − x and p / x: a scalar on the left.
-    static let rsub = UnaryFunction("rsub", "p - x", "-1.0f", { x, p, _ in p - x }, slope: { _, _, _, _ in -1 })
-    static let rdiv = UnaryFunction("rdiv", "p / x", "-y / x", { x, p, _ in p / x }, slope: { x, y, _, _ in -y / x })
-    static let gtScalar = UnaryFunction("gt_scalar", "x > p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x > p) })
-    static let ltScalar = UnaryFunction("lt_scalar", "x < p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x < p) })
-    static let geScalar = UnaryFunction("ge_scalar", "x >= p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x >= p) })
-    static let leScalar = UnaryFunction("le_scalar", "x <= p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x <= p) })
-    static let eqScalar = UnaryFunction("eq_scalar", "x == p ? 1.0f : 0.0f", nil, { x, p, _ in mask(x == p) })
+    static let rsub = UnaryFunction("rsub", "p - x", "-1.0f", RSub.self, slope: { _, _, _, _ in -1 })
+    static let rdiv = UnaryFunction("rdiv", "p / x", "-y / x", RDiv.self, slope: { x, y, _, _ in -y / x })
+    static let gtScalar = UnaryFunction("gt_scalar", "x > p ? 1.0f : 0.0f", nil, GtScalar.self)
+    static let ltScalar = UnaryFunction("lt_scalar", "x < p ? 1.0f : 0.0f", nil, LtScalar.self)
+    static let geScalar = UnaryFunction("ge_scalar", "x >= p ? 1.0f : 0.0f", nil, GeScalar.self)
+    static let leScalar = UnaryFunction("le_scalar", "x <= p ? 1.0f : 0.0f", nil, LeScalar.self)
+    static let eqScalar = UnaryFunction("eq_scalar", "x == p ? 1.0f : 0.0f", nil, EqScalar.self)
 
     static let unary = [copy, fill, neg, exp, log, sqrt, abs, pow, clamp, affine, rsub, rdiv,
                         gtScalar, ltScalar, geScalar, leScalar, eqScalar]
 
-    static let add = BinaryFunction("add", "a + b", ("1.0f", "1.0f"), { $0 + $1 }, slopes: { _, _, _ in (1, 1) })
-    static let sub = BinaryFunction("sub", "a - b", ("1.0f", "-1.0f"), { $0 - $1 }, slopes: { _, _, _ in (1, -1) })
-    static let mul = BinaryFunction("mul", "a * b", ("b", "a"), { $0 * $1 }, slopes: { a, b, _ in (b, a) })
-    static let div = BinaryFunction("div", "a / b", ("1.0f / b", "-y / b"), { $0 / $1 },
+    static let add = BinaryFunction("add", "a + b", ("1.0f", "1.0f"), Add.self, slopes: { _, _, _ in (1, 1) })
+    static let sub = BinaryFunction("sub", "a - b", ("1.0f", "-1.0f"), Sub.self, slopes: { _, _, _ in (1, -1) })
+    static let mul = BinaryFunction("mul", "a * b", ("b", "a"), Mul.self, slopes: { a, b, _ in (b, a) })
+    static let div = BinaryFunction("div", "a / b", ("1.0f / b", "-y / b"), Div.self,
                                     slopes: { _, b, y in (1 / b, -y / b) })
     // NOTE: ties send the whole gradient to a, as the forward picks a (PyTorch splits it; either is a subgradient).
     static let maximum = BinaryFunction("maximum", "a >= b || isnan(a) ? a : b",
                                         ("a >= b || isnan(a) ? 1.0f : 0.0f", "a >= b || isnan(a) ? 0.0f : 1.0f"),
-                                        { $0 >= $1 || $0.isNaN ? $0 : $1 },
+                                        Maximum.self,
                                         slopes: { a, b, _ in a >= b || a.isNaN ? (1, 0) : (0, 1) })
     static let minimum = BinaryFunction("minimum", "a <= b || isnan(a) ? a : b",
                                         ("a <= b || isnan(a) ? 1.0f : 0.0f", "a <= b || isnan(a) ? 0.0f : 1.0f"),
-                                        { $0 <= $1 || $0.isNaN ? $0 : $1 },
+                                        Minimum.self,
                                         slopes: { a, b, _ in a <= b || a.isNaN ? (1, 0) : (0, 1) })
-    static let lt = BinaryFunction("lt", "a < b ? 1.0f : 0.0f", nil, { mask($0 < $1) })
-    static let le = BinaryFunction("le", "a <= b ? 1.0f : 0.0f", nil, { mask($0 <= $1) })
-    static let gt = BinaryFunction("gt", "a > b ? 1.0f : 0.0f", nil, { mask($0 > $1) })
-    static let ge = BinaryFunction("ge", "a >= b ? 1.0f : 0.0f", nil, { mask($0 >= $1) })
-    static let eq = BinaryFunction("eq", "a == b ? 1.0f : 0.0f", nil, { mask($0 == $1) })
-    static let ne = BinaryFunction("ne", "a != b ? 1.0f : 0.0f", nil, { mask($0 != $1) })
+    static let lt = BinaryFunction("lt", "a < b ? 1.0f : 0.0f", nil, Lt.self)
+    static let le = BinaryFunction("le", "a <= b ? 1.0f : 0.0f", nil, Le.self)
+    static let gt = BinaryFunction("gt", "a > b ? 1.0f : 0.0f", nil, Gt.self)
+    static let ge = BinaryFunction("ge", "a >= b ? 1.0f : 0.0f", nil, Ge.self)
+    static let eq = BinaryFunction("eq", "a == b ? 1.0f : 0.0f", nil, Eq.self)
+    static let ne = BinaryFunction("ne", "a != b ? 1.0f : 0.0f", nil, Ne.self)
 
     static let binary = [add, sub, mul, div, maximum, minimum, lt, le, gt, ge, eq, ne]
 
@@ -120,6 +170,38 @@ enum PointwiseTable {
     }()
 }
 
+
+// The ops' Swift functions, one type each (the table rows name them).
+enum Copy: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { x } }
+enum Fill: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { p } }
+enum Neg: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { -x } }
+enum Exp: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { Foundation.exp(x) } }
+enum Log: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { Foundation.log(x) } }
+enum Sqrt: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { x.squareRoot() } }
+enum Abs: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { Swift.abs(x) } }
+enum Pow: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { Foundation.pow(x, p) } }
+enum Clamp: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { x.isNaN ? x : Swift.min(Swift.max(x, p), q) } }
+enum Affine: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { p * x + q } }
+enum RSub: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { p - x } }
+enum RDiv: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { p / x } }
+enum GtScalar: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { mask(x > p) } }
+enum LtScalar: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { mask(x < p) } }
+enum GeScalar: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { mask(x >= p) } }
+enum LeScalar: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { mask(x <= p) } }
+enum EqScalar: UnaryScalar { static func apply(_ x: Float, _ p: Float, _ q: Float) -> Float { mask(x == p) } }
+enum Add: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum Sub: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
+enum Mul: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+enum Div: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
+enum Maximum: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a >= b || a.isNaN ? a : b } }
+enum Minimum: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { a <= b || a.isNaN ? a : b } }
+enum Lt: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a < b) } }
+enum Le: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a <= b) } }
+enum Gt: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a > b) } }
+enum Ge: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a >= b) } }
+enum Eq: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a == b) } }
+enum Ne: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mask(a != b) } }
+
 // MARK: Launches (no gradient recording: see Pointwise+API.swift)
 
 extension Tensor {
@@ -132,11 +214,9 @@ extension Tensor {
         let s = try StridedOperands(f.name, [xl, out.layout])
         try Tensor.run(f.name, views: true, x, out) { xp, op in
             let (xs, os, n) = (s.step(0), s.step(1), s.inner)
-            s.forEachRow { o in
-                for j in 0..<n { op[o[1] + j * os] = f.apply(xp[o[0] + j * xs], p, q) }
-            }
+            s.forEachRow { o in f.row(n, xp + o[0], xs, op + o[1], os, p, q) }
         } opencl: { device, xb, ob in
-            try device.run(f.forward, global: s.global) { a in
+            try device.runElementwise(f.forward, s) { a in
                 try a.axes(s); try a.layout("x", xb, s, 0); try a.layout("out", ob, s, 1)
                 try a.float("p", p); try a.float("q", q)
             }
@@ -160,7 +240,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, gb, xb, yb, db in
-            try device.run(f.backward, global: s.global) { a in
+            try device.runElementwise(f.backward, s) { a in
                 try a.axes(s); try a.layout("g", gb, s, 0); try a.layout("x", xb, s, 1); try a.layout("y", yb, s, 2)
                 try a.layout("dx", db, s, 3); try a.float("p", p); try a.float("q", q)
             }
@@ -187,11 +267,9 @@ extension Tensor {
         let s = try StridedOperands(f.name, [al, bl, out.layout])
         try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
             let (sa, sb, so, n) = (s.step(0), s.step(1), s.step(2), s.inner)
-            s.forEachRow { o in
-                for j in 0..<n { op[o[2] + j * so] = f.apply(ap[o[0] + j * sa], bp[o[1] + j * sb]) }
-            }
+            s.forEachRow { o in f.row(n, ap + o[0], sa, bp + o[1], sb, op + o[2], so) }
         } opencl: { device, ab, bb, ob in
-            try device.run(f.forward, global: s.global) { x in
+            try device.runElementwise(f.forward, s) { x in
                 try x.axes(s); try x.layout("a", ab, s, 0); try x.layout("b", bb, s, 1); try x.layout("out", ob, s, 2)
             }
         }
@@ -217,7 +295,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, gbuf, abuf, bbuf, ybuf, gabuf, gbbuf in
-            try device.run(f.backward, global: s.global) { x in
+            try device.runElementwise(f.backward, s) { x in
                 try x.axes(s); try x.layout("g", gbuf, s, 0); try x.layout("a", abuf, s, 1)
                 try x.layout("b", bbuf, s, 2); try x.layout("y", ybuf, s, 3); try x.layout("ga", gabuf, s, 4)
                 try x.layout("gb", gbbuf, s, 5)
@@ -241,7 +319,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, cb, ab, bb, ob in
-            try device.run(PointwiseTable.choose, global: s.global) { x in
+            try device.runElementwise(PointwiseTable.choose, s) { x in
                 try x.axes(s); try x.layout("c", cb, s, 0); try x.layout("a", ab, s, 1); try x.layout("b", bb, s, 2)
                 try x.layout("out", ob, s, 3)
             }

@@ -9,29 +9,92 @@ struct ReductionFunction: Sendable {
     let identity: String
     /// OpenCL C in acc, v.
     let combine: String
-    /// The CPU loop's identity and combination, in Double.
-    let start: Double
-    let apply: @Sendable (Double, Double) -> Double
+    /// The CPU loop, compiled for this reduction: every output of `s` (operand 0: x's kept axes, 1: out) from the
+    /// `n` elements `step` apart that start at its x offset, times `scale`.
+    let cpu: @Sendable (_ s: StridedOperands, _ n: Int, _ step: Int, _ x: UnsafePointer<Float>,
+                        _ out: UnsafeMutablePointer<Float>, _ scale: Float) -> Void
     let loop: KernelSource
     let group: KernelSource
 
-    init(_ name: String, _ identity: String, _ combine: String, start: Double,
-         _ apply: @escaping @Sendable (Double, Double) -> Double) {
-        (self.name, self.identity, self.combine, self.start, self.apply) = (name, identity, combine, start, apply)
+    init<R: ReductionScalar>(_ name: String, _ identity: String, _ combine: String, _ r: R.Type) {
+        (self.name, self.identity, self.combine) = (name, identity, combine)
+        cpu = { s, n, step, x, out, scale in reduceOnHost(R.self, s, n, step, x, out, scale) }
         loop = KernelSource("reduce", "reduce_" + name)
         group = KernelSource("reduce", "reduce_\(name)_group")
     }
 }
 
+/// A reduction's identity and combination in Double (the CPU loop's accumulator), as a type so that each
+/// reduction's loops are compiled for it.
+protocol ReductionScalar {
+    static var start: Double { get }
+    static func combine(_ acc: Double, _ v: Double) -> Double
+}
+
+enum SumReduction: ReductionScalar {
+    static var start: Double { 0 }
+    static func combine(_ acc: Double, _ v: Double) -> Double { acc + v }
+}
+
+// NaN propagates: once acc is NaN, v > acc is false and acc stays.
+enum MaxReduction: ReductionScalar {
+    static var start: Double { -.infinity }
+    static func combine(_ acc: Double, _ v: Double) -> Double { v > acc || v.isNaN ? v : acc }
+}
+
+enum MinReduction: ReductionScalar {
+    static var start: Double { .infinity }
+    static func combine(_ acc: Double, _ v: Double) -> Double { v < acc || v.isNaN ? v : acc }
+}
+
+/// The CPU loop of a reduction, in Double. A contiguous reduced axis: each output with four accumulators (the
+/// additions overlap); outputs contiguous in x: the reduced axis outermost, a row of accumulators added to at a time
+/// (vectorised); else each output on its own.
+private func reduceOnHost<R: ReductionScalar>(_ r: R.Type, _ s: StridedOperands, _ n: Int, _ step: Int,
+                                             _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                             _ scale: Float) {
+    let (inner, xs, os) = (s.inner, s.step(0), s.step(1))
+    if step != 1 && xs == 1 && n > 1 {
+        var acc = [Double](repeating: R.start, count: inner)
+        s.forEachRow { o in
+            acc.withUnsafeMutableBufferPointer { a in
+                for j in 0..<inner { a[j] = R.start }
+                for k in 0..<n {
+                    let row = x + o[0] + k * step
+                    for j in 0..<inner { a[j] = R.combine(a[j], Double(row[j])) }
+                }
+                for j in 0..<inner { out[o[1] + j * os] = Float(a[j]) * scale }
+            }
+        }
+        return
+    }
+    s.forEachRow { o in
+        for j in 0..<inner {
+            let p = x + o[0] + j * xs
+            var lanes = (R.start, R.start, R.start, R.start)
+            var k = 0
+            if step == 1 {
+                while k + 4 <= n {
+                    lanes = (R.combine(lanes.0, Double(p[k])), R.combine(lanes.1, Double(p[k + 1])),
+                             R.combine(lanes.2, Double(p[k + 2])), R.combine(lanes.3, Double(p[k + 3])))
+                    k += 4
+                }
+            }
+            var acc = R.combine(R.combine(lanes.0, lanes.1), R.combine(lanes.2, lanes.3))
+            while k < n {
+                acc = R.combine(acc, Double(p[k * step]))
+                k += 1
+            }
+            out[o[1] + j * os] = Float(acc) * scale
+        }
+    }
+}
+
 enum ReductionTable {
-    static let sum = ReductionFunction("sum", "0.0f", "acc + v", start: 0, +)
+    static let sum = ReductionFunction("sum", "0.0f", "acc + v", SumReduction.self)
     // NaN propagates: once acc is NaN, v > acc is false and acc stays.
-    static let max = ReductionFunction("max", "-INFINITY", "v > acc || isnan(v) ? v : acc", start: -.infinity) {
-        $1 > $0 || $1.isNaN ? $1 : $0
-    }
-    static let min = ReductionFunction("min", "INFINITY", "v < acc || isnan(v) ? v : acc", start: .infinity) {
-        $1 < $0 || $1.isNaN ? $1 : $0
-    }
+    static let max = ReductionFunction("max", "-INFINITY", "v > acc || isnan(v) ? v : acc", MaxReduction.self)
+    static let min = ReductionFunction("min", "INFINITY", "v < acc || isnan(v) ? v : acc", MinReduction.self)
     static let all = [sum, max, min]
     static let argmax = KernelSource("reduce", "argmax")
 
@@ -68,21 +131,18 @@ extension Tensor {
         let r = try ReducedAxis(f.name, self, axis: k, out: out)
         let s = r.operands
         try Tensor.run(f.name, views: true, self, out) { xp, op in
-            s.forEachRow { o in
-                for j in 0..<s.inner {
-                    var acc = f.start
-                    let base = o[0] + j * s.step(0)
-                    for i in 0..<r.n { acc = f.apply(acc, Double(xp[base + i * r.step])) }
-                    op[o[1] + j * s.step(1)] = Float(acc) * scale
-                }
-            }
+            f.cpu(s, r.n, r.step, xp, op, scale)
         } opencl: { device, xb, ob in
-            // A long contiguous axis per output: a work-group each (or, for one long output, chunks first).
-            if r.step == 1, r.n >= 256, s.count <= 4 * 1024 {
+            // A contiguous reduced axis: a work-group per output on a GPU (when the outputs are few enough to keep
+            // it busy that way), a vectorised loop per output on a CPU-type device; else the strided loop.
+            let cpu = device.rowLoop
+            if r.step == 1, r.n > 1, cpu || r.n >= 256 && s.count <= 4 * 1024 {
                 try groupReduce(f, device, xb, ob, r, scale: scale)
                 return
             }
-            try device.run(f.loop, global: s.global) { a in
+            let global = cpu ? WorkSize((s.inner + StridedOperands.reductionBlock - 1) / StridedOperands.reductionBlock,
+                                        s.rows) : WorkSize(s.inner, s.rows)
+            try device.launch(try device.kernel(f.loop), global: global) { a in
                 try a.axes(s); try a.layout("x", xb, s, 0); try a.int("n", r.n); try a.int("stride", r.step)
                 try a.layout("out", ob, s, 1); try a.float("scale", scale)
             }
@@ -93,10 +153,11 @@ extension Tensor {
     private func groupReduce(_ f: ReductionFunction, _ device: OpenCLDevice, _ xb: CLBuffer, _ ob: CLBuffer,
                              _ r: ReducedAxis, scale: Float) throws {
         let kernel = try device.kernel(f.group)
+        // A work-group of the largest power of two the kernel and local memory allow (at most 256) on a GPU; on a
+        // CPU-type device each work-item reduces a whole output.
         let limit = Swift.min(256, kernel.maxWorkGroupSize, device.info.localMemory / MemoryLayout<Float>.size)
         var size = 1
-        while size * 2 <= limit { size *= 2 }
-        let s = r.operands
+        while size * 2 <= limit && !device.rowLoop { size *= 2 }
         func launch(_ s: StridedOperands, x: CLBuffer, n: Int, total: Int, out: CLBuffer, scale: Float) throws {
             try device.launch(kernel, global: WorkSize(s.inner * size, s.rows), local: WorkSize(size, 1)) { a in
                 try a.axes(s); try a.layout("x", x, s, 0); try a.int("n", n); try a.int("stride", 1)
@@ -104,9 +165,10 @@ extension Tensor {
                 try a.local("scratch", floats: size)
             }
         }
-        // One output of a long axis: chunks reduced by one work-group each, then the chunks' results.
-        if s.count == 1, r.n >= 64 * size {
-            let chunks = Swift.min(256, r.n / (16 * size))
+        let s = r.operands
+        // One output of a long axis: chunks reduced in parallel first, then the chunks' results.
+        if s.count == 1, r.n >= 1 << 15 {
+            let chunks = Swift.min(256, r.n >> 12)
             let chunk = (r.n + chunks - 1) / chunks
             let partial = try device.makeBuffer(count: chunks)
             let first = try StridedOperands(f.name, [Layout(shape: [chunks], strides: [chunk], offset: s.offsets[0]),
@@ -143,7 +205,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, xb, ob in
-            try device.run(ReductionTable.argmax, global: s.global) { a in
+            try device.launch(try device.kernel(ReductionTable.argmax), global: WorkSize(s.inner, s.rows)) { a in
                 try a.axes(s); try a.layout("x", xb, s, 0); try a.int("n", r.n); try a.int("stride", r.step)
                 try a.layout("out", ob, s, 1)
             }

@@ -27,8 +27,24 @@ struct StridedOperands {
     var inner: Int { shape[shape.count - 1] }
     var rows: Int { shape.dropLast().reduce(1, *) }
     var count: Int { shape.reduce(1, *) }
-    /// One work-item per element.
-    var global: WorkSize { WorkSize(inner, rows) }
+
+    /// On CPU-type devices each work-item loops over this many neighbouring elements of a row (strided.cl's
+    /// CLNN_ROW_LOOP), and a column reduction keeps `reductionBlock` outputs per work-item.
+    static let rowChunk = 256, reductionBlock = 64
+
+    /// The defines strided.cl reads: the element loop's form for the device kind and its sizes.
+    static func header(rowLoop: Bool) -> String {
+        (rowLoop ? "#define CLNN_ROW_LOOP 1\n" : "") + "#define ROW_CHUNK \(rowChunk)\n#define BLOCK \(reductionBlock)\n"
+    }
+
+    /// The work sizes of an elementwise launch on `device`: a work-item per `rowChunk` elements of a row on a
+    /// CPU-type device; one per element on a GPU, in work-groups of 256 (rows stacked when rows are short).
+    func elementwiseSizes(on device: OpenCLDevice) -> (global: WorkSize, local: WorkSize?) {
+        if device.rowLoop { return (WorkSize((inner + Self.rowChunk - 1) / Self.rowChunk, rows), nil) }
+        var lx = 1
+        while lx < Swift.min(inner, 256) { lx *= 2 }
+        return (WorkSize(inner, rows), WorkSize(lx, Swift.max(1, Swift.min(256 / lx, rows))))
+    }
 
     /// Calls `body` once per row (every axis but the last) with each operand's offset of the row's first element;
     /// along the row, operand i steps by `strides[i].last`.
@@ -56,10 +72,19 @@ struct StridedOperands {
     func step(_ i: Int) -> Int { strides[i][strides[i].count - 1] }
 }
 
+extension OpenCLDevice {
+    /// Launches elementwise kernel `source` over `s`'s elements (see `elementwiseSizes`).
+    func runElementwise(_ source: KernelSource, _ s: StridedOperands,
+                        _ arguments: (inout KernelArguments) throws -> Void) throws {
+        let (global, local) = s.elementwiseSizes(on: self)
+        try launch(try kernel(source), global: global, local: local, arguments)
+    }
+}
+
 extension KernelArguments {
-    /// The shared axes of a strided kernel: `rank`, `shape`, `inner`.
+    /// The shared axes of a strided kernel: `rank`, `shape`, `inner`, `rows`.
     mutating func axes(_ s: StridedOperands) throws {
-        try int("rank", s.shape.count); try int8("shape", s.shape); try int("inner", s.inner)
+        try int("rank", s.shape.count); try int8("shape", s.shape); try int("inner", s.inner); try int("rows", s.rows)
     }
 
     /// Operand `name` of a strided kernel: its buffer, offset and strides (operand `i` of `s`).
