@@ -11,7 +11,10 @@ import Foundation
     }
 
     /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned.
-    public static func measure(on tag: DeviceTag, launches: Int, runs: Int = 5) throws -> (clnn: Timing, raw: Timing) {
+    /// `tape` times an op recorded on the tape (`x * 1` of a one-element `x` that requires a gradient: a new result
+    /// and a tape node per launch).
+    public static func measure(on tag: DeviceTag, launches: Int,
+                               runs: Int = 5) throws -> (clnn: Timing, raw: Timing, tape: Timing) {
         let t = try Tensor.empty([1], on: tag)
         guard let (device, buffer) = t.openCLMemory else {
             throw DeviceError.invalidArgument(op: "LaunchProbe", "needs an OpenCL device, got \(tag)")
@@ -63,6 +66,11 @@ import Foundation
                 try check(status, "clEnqueueNDRangeKernel(unary_fill)")
             }
         }
-        return (clnn, raw)
+        let x = try Tensor([1], shape: [1], on: tag)
+        x.requiresGrad = true
+        let tape = try time {
+            for _ in 0..<launches { _ = try x * 1 }
+        }
+        return (clnn, raw, tape)
     }
 }

@@ -96,7 +96,8 @@ public struct OpCheck: Sendable {
 extension OpCheck {
     /// Every check CLNN ships: each op family's own (defined beside the op), GEMM candidates included.
     public static var all: [OpCheck] {
-        let families: [[OpCheck]] = [elementwiseChecks, activationChecks, biasChecks, lossChecks, reduceChecks,
+        let families: [[OpCheck]] = [elementwiseChecks, pointwiseChecks, reductionChecks, activationChecks, biasChecks,
+                                     lossChecks, reduceChecks,
                                      gatherChecks, optimizerChecks, matmulChecks, gemmCandidateChecks, linearChecks]
         return families.flatMap { $0 }
     }

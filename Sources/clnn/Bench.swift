@@ -126,7 +126,8 @@ extension Bench {
         static let configuration = CommandConfiguration(
             abstract: "Host time per kernel launch through CLNN's op path, beside the same kernel through "
                 + "the bare OpenCL API.",
-            discussion: "A trivial kernel (fill one float) launched back to back on one queue; median of 5 batches.")
+            discussion: "A trivial kernel (fill one float) launched back to back on one queue, and the same size of op "
+                + "recorded on the tape (a new result and a tape node each); median of 5 batches.")
 
         @Option(help: "opencl or opencl:N.")
         var device: String = "opencl"
@@ -143,15 +144,18 @@ extension Bench {
         func run() throws {
             let tag = try DeviceTag(parsing: device)
             try tag.warmUp()
-            let (clnn, raw) = try LaunchProbe.measure(on: tag, launches: launches)
+            let (clnn, raw, tape) = try LaunchProbe.measure(on: tag, launches: launches)
             print("device \(tag.summary), \(launches) launches of a trivial kernel")
             print("path                          enqueue µs/launch   enqueue+finish µs/launch")
-            for (name, t) in [("raw OpenCL C API", raw), ("CLNN op (Tensor.fill)", clnn)] {
+            for (name, t) in [("raw OpenCL C API", raw), ("CLNN op (Tensor.fill)", clnn),
+                              ("CLNN op on the tape (x * 1)", tape)] {
                 print(name.padding(toLength: 30, withPad: " ", startingAt: 0)
                       + String(format: "%17.2f %26.2f", t.enqueue * 1e6, t.total * 1e6))
             }
             print(String(format: "ratio CLNN / raw: enqueue %.2fx, enqueue+finish %.2fx (goal ≤ 2x)",
                          clnn.enqueue / raw.enqueue, clnn.total / raw.total))
+            print(String(format: "ratio tape op / raw: enqueue %.2fx, enqueue+finish %.2fx (goal ≤ 2x)",
+                         tape.enqueue / raw.enqueue, tape.total / raw.total))
         }
     }
 }

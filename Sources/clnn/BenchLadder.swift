@@ -32,6 +32,11 @@ extension Bench {
                 time("inner loop vectorised", runs: slowRuns) { innerVectorised(a, b, m, k, n) }
                 time("row broadcast", runs: runs) { rowBroadcast(a, b, m, k, n) }
                 let ca = try Tensor(a, shape: [m, k]), cb = try Tensor(b, shape: [k, n])
+                // The same broadcasting rung with the library's tensors: (a[i, :, None] * b).sum(0), a row at a time.
+                func tensorBroadcast(_ a: Tensor, _ b: Tensor) throws -> [Float] {
+                    try (0..<m).flatMap { i in try (a[i..<i + 1].transposed() * b).sum(axis: 0).toArray() }
+                }
+                try time("row broadcast, tensor ops (cpu)", runs: slowRuns) { try tensorBroadcast(ca, cb) }
                 try time("einsum \"ik,kj->ij\" (cpu)", runs: runs) { try Tensor.einsum("ik,kj->ij", ca, cb).toArray() }
                 try time("CPU fallback (CPUBackend)", runs: runs) { try ca.matmul(cb).toArray() }
                 if let tag = DeviceTag.available.first(where: \.isOpenCL) {
@@ -41,6 +46,7 @@ extension Bench {
                                           naive: true)
                         return try gc.toArray()
                     }
+                    try time("row broadcast, tensor ops (\(tag))", runs: slowRuns) { try tensorBroadcast(ga, gb) }
                     try time("einsum \"ik,kj->ij\" (\(tag))", runs: runs) {
                         try Tensor.einsum("ik,kj->ij", ga, gb, into: gc)
                         return try gc.toArray()

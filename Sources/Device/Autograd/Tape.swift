@@ -7,12 +7,11 @@ import Foundation
 // `grad` until reset, a modified saved tensor is an error at `backward()` (a version counter per storage), and
 // `withoutGradients` turns recording off.
 
-/// Counts the in-place changes of one storage; shared by every view of it.
+/// Counts the in-place changes of one storage; shared by every view of it. (Unlocked: a tensor's contents are
+/// changed by one task at a time, as its ops are.)
 final class VersionCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int { lock.withLock { count } }
-    func bump() { lock.withLock { count += 1 } }
+    private(set) var value = 0
+    func bump() { value += 1 }
 }
 
 /// One recorded op: how to turn its result's gradient into its inputs' gradients.
@@ -20,15 +19,16 @@ final class TapeNode {
     let op: String
     /// The op's operands, in the order its rule returns their gradients.
     private(set) var inputs: [Tensor]
-    /// The tensors the rule reads, with their storage's version when recorded.
-    let saved: [(tensor: Tensor, version: Int)]
+    /// The storages of the tensors the rule reads, with their versions when recorded and the tensors' shapes (for
+    /// the error). Not the tensors: a rule may read the op's own result, which must not keep itself alive.
+    let saved: [(version: VersionCounter, at: Int, shape: [Int])]
     /// The rule: the result's gradient and which inputs need one → one gradient per input (nil: none), each of the
     /// input's shape. Dropped after `backward()` unless the graph is kept.
     var rule: ((Tensor, [Bool]) throws -> [Tensor?])?
 
     init(op: String, inputs: [Tensor], saved: [Tensor], rule: @escaping (Tensor, [Bool]) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule) = (op, inputs, rule)
-        self.saved = saved.map { ($0, $0.version.value) }
+        self.saved = saved.map { ($0.version, $0.version.value, $0.shape) }
     }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
@@ -56,6 +56,8 @@ struct AutogradState {
     var node: TapeNode?
     /// The accumulated gradient of a leaf.
     var grad: Tensor?
+    /// Where a leaf's gradient goes instead of `grad`, when set (a module's parameter gradient buffer).
+    var sink: ((Tensor) throws -> Void)?
 }
 
 extension Tensor {
@@ -76,6 +78,10 @@ extension Tensor {
         get { autograd.grad }
         set { autograd.grad = newValue }
     }
+
+    /// Sends this leaf's gradients to `sink` instead of accumulating them in `grad` (nil: back to `grad`): how a
+    /// module adds its parameters' gradients straight into its own gradient buffers.
+    package func sendGradients(to sink: ((Tensor) throws -> Void)?) { autograd.sink = sink }
 
     /// Whether this tensor was made by the user rather than recorded from an op.
     public var isLeaf: Bool { autograd.node == nil }
@@ -143,7 +149,9 @@ extension Tensor {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 guard let node = t.autograd.node else {
                     // A leaf's gradient is its own dense tensor (g may be shared with another input, or a view).
-                    if t.autograd.wantsGradient {
+                    if let sink = t.autograd.sink {
+                        try sink(g)
+                    } else if t.autograd.wantsGradient {
                         t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g.cloned()
                     }
                     continue
@@ -184,10 +192,10 @@ extension Tensor {
     }
 
     private static func checkSaved(_ node: TapeNode) throws {
-        for (tensor, version) in node.saved where tensor.version.value != version {
-            throw DeviceError.invalidArgument(op: "backward", "a tensor of shape \(tensor.shape) that \(node.op) "
+        for (counter, version, shape) in node.saved where counter.value != version {
+            throw DeviceError.invalidArgument(op: "backward", "a tensor of shape \(shape) that \(node.op) "
                 + "saved for its gradient was modified in place after \(node.op) used it (version \(version), now "
-                + "\(tensor.version.value)); compute it again, or modify a copy")
+                + "\(counter.value)); compute it again, or modify a copy")
         }
     }
 }

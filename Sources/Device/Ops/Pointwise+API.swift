@@ -1,3 +1,5 @@
+import Foundation
+
 // The public spellings of the elementwise ops (PyTorch's semantics, Swift's names), each recorded on the tape with
 // its backward rule: the table's derivative, summed back over the axes an operand was broadcast along.
 // Every op reads any layout and returns a new dense tensor on its operands' device.
@@ -8,9 +10,10 @@ extension Tensor {
         let out = try Tensor.empty(shape, on: device)
         try Tensor.unaryKernel(f, self, p: p, q: q, into: out)
         guard f.derivative != nil else { return out }
-        let (x, y) = (detached(), out.detached())
-        return out.recorded(f.name, from: [self], saving: [x, y]) { g in
-            [try Tensor.unaryBackwardKernel(f, g, x: x, y: y, p: p, q: q)]
+        // NOTE: the rule runs only while `out` is alive (it is the tensor being differentiated): unowned, so that
+        // the result does not keep itself alive through its own node.
+        return out.recorded(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g in
+            [try Tensor.unaryBackwardKernel(f, g, x: self, y: out, p: p, q: q)]
         }
     }
 
@@ -20,8 +23,9 @@ extension Tensor {
         let out = try Tensor.empty(try Tensor.broadcastShape(f.name, shape, other.shape), on: device)
         try Tensor.binaryKernel(f, self, other, into: out)
         guard f.derivatives != nil else { return out }
-        let (a, b, y) = (detached(), other.detached(), out.detached())
-        return out.recorded(f.name, from: [self, other], saving: [a, b, y]) { g, needs in
+        let (a, b) = (self, other)
+        return out.recorded(f.name, from: [self, other], saving: [a, b, out]) { [unowned(unsafe) out] g, needs in
+            let y = out
             // Sums and differences pass the gradient on as it is (negated for a subtrahend): no kernel.
             if f.name == PointwiseTable.add.name || f.name == PointwiseTable.sub.name {
                 let gb = f.name == PointwiseTable.add.name ? g : try Tensor.withoutGradients { try -g }
@@ -126,5 +130,71 @@ extension Tensor {
             if x == y { return true }
             return Swift.abs(x - y) <= atol + rtol * Swift.abs(y)
         }
+    }
+}
+
+extension OpCheck {
+    /// Every row of the op table, forward and backward, in Double: (x, p, q) → (y, dy/dx); (a, b) → (y, ∂a, ∂b).
+    private static let unaryReference: [String: @Sendable (Double, Double, Double) -> (Double, Double)] = [
+        "copy": { x, _, _ in (x, 1) }, "fill": { _, p, _ in (p, 0) }, "neg": { x, _, _ in (-x, -1) },
+        "exp": { x, _, _ in (Foundation.exp(x), Foundation.exp(x)) }, "log": { x, _, _ in (Foundation.log(x), 1 / x) },
+        "sqrt": { x, _, _ in (x.squareRoot(), 0.5 / x.squareRoot()) },
+        "abs": { x, _, _ in (Swift.abs(x), x > 0 ? 1 : x < 0 ? -1 : 0) },
+        "pow": { x, p, _ in (Foundation.pow(x, p), p * Foundation.pow(x, p - 1)) },
+        "clamp": { x, p, q in (Swift.min(Swift.max(x, p), q), x >= p && x <= q ? 1 : 0) },
+        "affine": { x, p, q in (p * x + q, p) }, "rsub": { x, p, _ in (p - x, -1) }, "rdiv": { x, p, _ in (p / x, -p / (x * x)) },
+        "gt_scalar": { x, p, _ in (x > p ? 1 : 0, 0) }, "lt_scalar": { x, p, _ in (x < p ? 1 : 0, 0) },
+        "ge_scalar": { x, p, _ in (x >= p ? 1 : 0, 0) }, "le_scalar": { x, p, _ in (x <= p ? 1 : 0, 0) },
+        "eq_scalar": { x, p, _ in (x == p ? 1 : 0, 0) },
+    ]
+    private static let binaryReference: [String: @Sendable (Double, Double) -> (Double, Double, Double)] = [
+        "add": { ($0 + $1, 1, 1) }, "sub": { ($0 - $1, 1, -1) }, "mul": { ($0 * $1, $1, $0) },
+        "div": { ($0 / $1, 1 / $1, -$0 / ($1 * $1)) },
+        "maximum": { $0 >= $1 ? ($0, 1, 0) : ($1, 0, 1) }, "minimum": { $0 <= $1 ? ($0, 1, 0) : ($1, 0, 1) },
+        "lt": { ($0 < $1 ? 1 : 0, 0, 0) }, "le": { ($0 <= $1 ? 1 : 0, 0, 0) }, "gt": { ($0 > $1 ? 1 : 0, 0, 0) },
+        "ge": { ($0 >= $1 ? 1 : 0, 0, 0) }, "eq": { ($0 == $1 ? 1 : 0, 0, 0) }, "ne": { ($0 != $1 ? 1 : 0, 0, 0) },
+    ]
+
+    /// Every row of the elementwise table, forward and backward, on a transposed (non-contiguous) view; the binary
+    /// rows on broadcast shapes; `where`. Inputs kept in (0.5, 1.5) so that log, sqrt, pow and 1/x are smooth.
+    static var pointwiseChecks: [OpCheck] {
+        let (rows, cols) = (13, 7)
+        let xv = values(rows * cols, seed: 91).map { $0 * 0.5 + 1 }, gv = values(rows * cols, seed: 92)
+        // x is read transposed: element (i, j) of the [cols, rows] view is xv[j * cols + i].
+        let xt = (0..<rows * cols).map { Double(xv[($0 % rows) * cols + $0 / rows]) }
+        let unary = PointwiseTable.unary.map { f -> OpCheck in
+            let (p, q): (Float, Float) = f.name == "clamp" ? (0.75, 1.25) : f.name == "pow" ? (2.5, 0) : (1.1, 0.3)
+            return OpCheck("\(f.name) (strided)", "\(cols)x\(rows) view", compute: { d in
+                let x = try Tensor(xv, shape: [rows, cols], on: d).transposed()
+                let y = try Tensor.empty([cols, rows], on: d)
+                try Tensor.unaryKernel(f, x, p: p, q: q, into: y)
+                let g = try Tensor(gv, shape: [cols, rows], on: d)
+                return [y, try Tensor.unaryBackwardKernel(f, g, x: x, y: y, p: p, q: q)]
+            }, reference: {
+                let r = xt.map { unaryReference[f.name]!($0, Double(p), Double(q)) }
+                return [r.map(\.0), zip(r, gv).map { $0.1 * Double($1) }]
+            })
+        }
+        let binary = PointwiseTable.binary.map { f -> OpCheck in
+            let (aShape, bShape, outShape) = ([5, 1, 3], [4, 1], [5, 4, 3])
+            let av = values(15, seed: 93).map { $0 + 1.5 }, bv = values(4, seed: 94).map { $0 + 1.5 }
+            let g = values(60, seed: 95)
+            return OpCheck("\(f.name) (broadcast)", "5x1x3, 4x1", compute: { d in
+                let (a, b) = (try Tensor(av, shape: aShape, on: d), try Tensor(bv, shape: bShape, on: d))
+                let y = try Tensor.empty(outShape, on: d)
+                try Tensor.binaryKernel(f, a, b, into: y)
+                let (ga, gb) = try Tensor.binaryBackwardKernel(f, try Tensor(g, shape: outShape, on: d), a, b, y: y)
+                return [y, ga, gb]
+            }, reference: {
+                let r = (0..<60).map { i in binaryReference[f.name]!(Double(av[(i / 12) * 3 + i % 3]), Double(bv[(i / 3) % 4])) }
+                return [r.map(\.0), zip(r, g).map { $0.1 * Double($1) }, zip(r, g).map { $0.2 * Double($1) }]
+            })
+        }
+        let cv: [Float] = [1, 0, 0, 1, 1, 0, 1]
+        let choose = OpCheck("where", "7 over 3x7", compute: { d in
+            [try Tensor.where(try Tensor(cv, shape: [7], on: d), try Tensor(xv[0..<21].map { $0 }, shape: [3, 7], on: d),
+                              try Tensor.full([], value: -1, on: d))]
+        }, reference: { [(0..<21).map { cv[$0 % 7] != 0 ? Double(xv[$0]) : -1 }] })
+        return unary + binary + [choose]
     }
 }

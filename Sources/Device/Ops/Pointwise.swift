@@ -208,7 +208,7 @@ extension Tensor {
     /// out = f(x; p, q), elementwise over out's shape (x broadcast to it). out may be a view (written through its
     /// layout) and may be x itself.
     static func unaryKernel(_ f: UnaryFunction, _ x: Tensor, p: Float = 0, q: Float = 0, into out: Tensor) throws {
-        guard let xl = x.layout.broadcast(to: out.shape) else {
+        guard let xl = x.shape == out.shape ? x.layout : x.layout.broadcast(to: out.shape) else {
             throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
         }
         let s = try StridedOperands(f.name, [xl, out.layout])
@@ -261,7 +261,8 @@ extension Tensor {
 
     /// out = f(a, b) over out's shape (a and b broadcast to it).
     static func binaryKernel(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
-        guard let al = a.layout.broadcast(to: out.shape), let bl = b.layout.broadcast(to: out.shape) else {
+        guard let al = a.shape == out.shape ? a.layout : a.layout.broadcast(to: out.shape),
+              let bl = b.shape == out.shape ? b.layout : b.layout.broadcast(to: out.shape) else {
             throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
         }
         let s = try StridedOperands(f.name, [al, bl, out.layout])

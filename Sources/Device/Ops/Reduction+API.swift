@@ -141,3 +141,44 @@ extension Tensor {
         return try g.reshaped(shape)
     }
 }
+
+extension OpCheck {
+    /// Every reduction along each axis of a view (strided loops and per-output groups), a long axis (chunked), and
+    /// argmax, in Double.
+    static var reductionChecks: [OpCheck] {
+        let shape = [6, 300, 5]
+        let xv = values(shape.reduce(1, *), seed: 96)
+        let long = values(70_001, seed: 97)
+        let references: [(ReductionFunction, @Sendable ([Double]) -> Double)] = [
+            (ReductionTable.sum, { $0.reduce(0, +) }), (ReductionTable.max, { $0.max()! }),
+            (ReductionTable.min, { $0.min()! }),
+        ]
+        @Sendable func reduce(_ axis: Int, _ f: ([Double]) -> Double) -> [Double] {
+            let outer = shape[..<axis].reduce(1, *), n = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
+            return (0..<outer * inner).map { o in
+                f((0..<n).map { k in Double(xv[((o / inner) * n + k) * inner + o % inner]) })
+            }
+        }
+        var checks = references.flatMap { f, r in
+            shape.indices.map { axis in
+                OpCheck("\(f.name) axis \(axis)", "6x300x5", atol: 1e-4, compute: { d in
+                    [try Tensor(xv, shape: shape, on: d).reductionKernel(f, axis: axis)]
+                }, reference: { [reduce(axis, r)] })
+            } + [OpCheck("\(f.name) of a long axis", "70001", atol: 1e-3, compute: { d in
+                [try Tensor(long, shape: [long.count], on: d).reductionKernel(f, axis: 0)]
+            }, reference: { [[r(long.map(Double.init))]] })]
+        }
+        checks += shape.indices.map { axis in
+            OpCheck("argmax axis \(axis)", "6x300x5", compute: { d in
+                [try Tensor(xv, shape: shape, on: d).argmaxKernel(axis: axis)]
+            }, reference: {
+                let outer = shape[..<axis].reduce(1, *), n = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
+                return [(0..<outer * inner).map { o in
+                    let slice = (0..<n).map { xv[((o / inner) * n + $0) * inner + o % inner] }
+                    return Double(slice.firstIndex(of: slice.max()!)!)
+                }]
+            })
+        }
+        return checks
+    }
+}

@@ -15,6 +15,11 @@ struct StridedOperands {
 
     /// - Throws: `DeviceError.invalidArgument` naming `op` when the operands keep more than eight axes after merging.
     init(_ op: String, _ layouts: [Layout]) throws {
+        // Every operand dense and unbroadcast (the common case of a chain of ops): one axis, nothing to merge.
+        if layouts.allSatisfy({ $0.isDense && $0.shape == layouts[0].shape }) {
+            (shape, strides, offsets) = ([layouts[0].count], layouts.map { _ in [1] }, layouts.map(\.offset))
+            return
+        }
         let merged = mergedAxes(layouts)
         guard merged.shape.count <= StridedOperands.maxRank else {
             throw DeviceError.invalidArgument(op: op, "the strided kernels index at most \(StridedOperands.maxRank) "

@@ -58,14 +58,16 @@ extension TapeModule {
         (tape.input, tape.output) = (nil, nil)
         // An input that needs no gradient is one product fewer on the way back.
         input.requiresGrad = needsInputGradient
-        for p in parameters { p.value.grad = nil }
-        if y.requiresGrad { try y.backward(seed: dy) }
+        // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
+        // zeroGrad), not into its value's `grad`.
         for p in parameters {
-            guard let g = p.value.grad else { continue }
-            p.value.grad = nil
-            let (target, accumulate) = p.gradientForBackward()
-            if accumulate { try target.elementwise(.add, g, into: target) } else { try target.copy(from: g) }
+            p.value.sendGradients { g in
+                let (target, accumulate) = p.gradientForBackward()
+                if accumulate { try target.elementwise(.add, g, into: target) } else { try target.copy(from: g) }
+            }
         }
+        defer { for p in parameters { p.value.sendGradients(to: nil) } }
+        if y.requiresGrad { try y.backward(seed: dy) }
         guard needsInputGradient else { return nil }
         return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
     }
