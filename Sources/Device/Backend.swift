@@ -215,8 +215,8 @@ extension Tensor {
 
 extension Tensor {
     static func needsDense(_ op: String, _ shape: [Int]) -> DeviceError {
-        .invalidArgument(op: op, "writes a dense tensor, but got a view of shape \(shape) (a transposed, sliced or "
-            + "broadcast layout); write into a contiguous() copy")
+        .invalidArgument(op: op, "takes dense tensors only, but got a view of shape \(shape) (a transposed, sliced "
+            + "or broadcast layout): pass its contiguous() copy (an output must be a dense tensor)")
     }
 }
 

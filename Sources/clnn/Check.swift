@@ -17,7 +17,8 @@ struct Check: ParsableCommand {
     @Option(help: "all, cpu, opencl or opencl:N.")
     var device: String = "all"
 
-    @Option(help: "Only the checks whose op contains this text (e.g. gemm, relu, loss).")
+    @Option(help: ArgumentHelp("Only the checks whose op contains this text, or one of these comma-separated texts "
+        + "(e.g. gemm, relu,loss)."))
     var only: String?
 
     @Flag(help: ArgumentHelp(
@@ -35,8 +36,10 @@ struct Check: ParsableCommand {
                   + "preferred float vector width \(info.preferredFloatVectorWidth), fp64 \(info.hasDouble ? "yes" : "no")"
                   + (info.peakGFLOPS.map { String(format: ", peak FP32 about %.0f GFLOP/s", $0) } ?? ""))
         }
-        let checks = OpCheck.all.filter {
-            (only == nil || $0.op.localizedCaseInsensitiveContains(only!)) && !(planOnly && $0.openCLOnly)
+        let texts = only.map { $0.split(separator: ",").map(String.init) }
+        let checks = OpCheck.all.filter { check in
+            let named = texts?.contains { check.op.localizedCaseInsensitiveContains($0) } ?? true
+            return named && !(planOnly && check.openCLOnly)
         }
         guard !checks.isEmpty else { throw ValidationError("--only \(only ?? ""): no check's op contains it") }
         print("op".padding(toLength: 54, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)

@@ -99,6 +99,7 @@ extension Tensor {
     }
 
     /// The gradient through f: dx = dy · f′(self), where self is the forward input. dy: self's shape.
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public func activationBackward(_ f: Activation, _ dy: Tensor, into out: Tensor? = nil) throws -> Tensor {
         try requireShape("activationBackward (dy)", dy, shape)
@@ -119,6 +120,7 @@ extension Tensor {
 
     /// A layer's bias and activation in one pass. Self (x·w, [rows, cols]) becomes the pre-activation x·w + bias
     /// **in place**, and the result is f of it. bias: [cols] → [rows, cols]
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public func biasActivation(_ bias: Tensor, _ f: Activation, into out: Tensor? = nil) throws -> Tensor {
         let (rows, cols) = try matrixDims("biasActivation", self)
@@ -144,6 +146,7 @@ extension Tensor {
     /// The backward of `biasActivation`, from the pre-activation z: dz = dy · f′(z), and db = Σ_rows dz
     /// (or db += when
     /// `accumulate`). z, dy: [rows, cols]; db: [cols] → dz [rows, cols]
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public static func biasActivationBackward(_ f: Activation, preActivation z: Tensor, _ dy: Tensor, db: Tensor,
                                               accumulate: Bool = false, into out: Tensor? = nil) throws -> Tensor {

@@ -7,6 +7,7 @@ private enum BiasKernels {
 
 extension Tensor {
     /// self + bias on every row. self: [rows, cols], bias: [cols] → [rows, cols]. `out` may be self (in place).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public func addBias(_ bias: Tensor, into out: Tensor? = nil) throws -> Tensor {
         let (rows, cols) = try matrixDims("addBias", self)
@@ -26,6 +27,7 @@ extension Tensor {
     }
 
     /// The bias gradient: db = Σ_rows dy, or db += Σ_rows dy when `accumulate`. dy: [rows, cols], db: [cols]
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public static func addBiasBackward(_ dy: Tensor, into db: Tensor, accumulate: Bool = false) throws {
         let (rows, cols) = try matrixDims("addBiasBackward", dy)
         try requireShape("addBiasBackward (bias gradient)", db, [cols])

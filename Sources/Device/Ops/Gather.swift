@@ -6,6 +6,7 @@ extension Tensor {
     /// Gathers rows of `source` in the order `order[offset..<offset + rows]` into self, on their common device.
     /// An index outside the source's rows (or NaN) is clamped, so a bad order never reads outside `source`.
     /// source: [n, cols] (or [n] for cols = 1), order: [count] row indices as floats, self: [rows, cols] (or [rows]).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func gatherRows(from source: Tensor, order: Tensor, offset: Int) throws {
         let cols = source.shape.count == 2 ? source.shape[1] : 1
         let rows = shape.first ?? 0
@@ -17,6 +18,7 @@ extension Tensor {
                 + "exceed an order of \(order.count)")
         }
         let sourceRows = source.count / Swift.max(cols, 1)
+        version.bump()
         try Tensor.run("gatherRows", source, order, self) { src, order, dst in
             let order = HostRowOrder(order: order, offset: offset, rows: sourceRows)
             for r in 0..<rows { (dst + r * cols).update(from: src + order.row(r) * cols, count: cols) }
@@ -78,6 +80,7 @@ public struct Rows {
     var sourceRows: Int { source.shape.first ?? 0 }
 
     /// The rows as a tensor of their own (a copy when picked through an order).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func gathered(into out: Tensor? = nil) throws -> Tensor {
         let out = try output("Rows.gathered", out, shape, on: device)
         if let order {

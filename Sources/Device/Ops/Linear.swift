@@ -9,6 +9,7 @@ extension Tensor {
     ///
     /// x: [batch, in] (rows of a resident dataset or a tensor), weight: [in, out], bias: [out];
     /// z and y: [batch, out] (y only with an activation).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public static func linear(_ x: Rows, weight: Tensor, bias: Tensor, activation: Activation?,
                               preActivation z: Tensor, output y: Tensor?) throws {
         let (inputs, outputs) = try matrixDims("linear (weight)", weight)
@@ -48,6 +49,7 @@ extension Tensor {
     /// db = Σ_rows dz; with `accumulate` both are added to what the tensors hold. Reads x's rows in place.
     ///
     /// x: [batch, in], dz: [batch, out], weightGradient: [in, out], biasGradient: [out]
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public static func linearBackward(_ x: Rows, _ dz: Tensor, weightGradient dw: Tensor, biasGradient db: Tensor?,
                                       accumulate: Bool) throws {
         let (batch, outputs) = try matrixDims("linearBackward (dz)", dz)

@@ -114,12 +114,14 @@ extension Tensor {
     /// The mean over the batch of `kind`'s loss of self (predictions [rows, cols]; cols = 1 for squared error) against
     /// `labels` [rows], written to element `slot` of `out`; when `grad` (self's shape) is given it receives the
     /// gradient of that mean. One kernel: what a training step runs instead of per-example losses, a sum and a scale.
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor,
                          at slot: Int = 0) throws {
         try meanLoss(kind, labels: Rows(labels), grad: grad, into: out, at: slot)
     }
 
     /// The same with the labels read in place through the batch's index list (no gathered copy).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func meanLoss(_ kind: LossKind, labels: Rows, grad: Tensor? = nil, into out: Tensor,
                          at slot: Int = 0) throws {
         let (rows, cols) = try matrixDims("meanLoss", self)

@@ -24,6 +24,7 @@ public struct AdamHyperparameters: Sendable, Equatable {
 extension Tensor {
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0:
     /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0,
                         weightDecay: Float = 0) throws {
         try requireShape("sgdStep (grad)", grad, shape)
@@ -33,6 +34,7 @@ extension Tensor {
         }
         let n = count
         let momentum = velocity == nil ? 0 : momentum
+        version.bump()
         try Tensor.run("sgdStep", self, grad, velocity) { p, g, v in
             if let v, momentum > 0 {
                 for i in 0..<n {
@@ -57,6 +59,7 @@ extension Tensor {
     /// moments `m` and `v` (self's shape, zero before the first step), as `torch.optim.Adam` does it:
     /// g = grad + weightDecay·self; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
     /// self −= lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func adamStep(grad: Tensor, m: Tensor, v: Tensor, step: Int, lr: Float,
                          _ h: AdamHyperparameters = AdamHyperparameters()) throws {
         try requireShape("adamStep (grad)", grad, shape)
@@ -69,6 +72,7 @@ extension Tensor {
         let bias2Sqrt = Float((1 - Foundation.pow(Double(h.beta2), Double(step))).squareRoot())
         let n = count
         let (beta1, beta2, eps, decay) = (h.beta1, h.beta2, h.eps, h.weightDecay)
+        version.bump()
         try Tensor.run("adamStep", self, grad, m, v) { p, g, m, v in
             for i in 0..<n {
                 let gi = g[i] + decay * p[i]

@@ -38,6 +38,7 @@ extension Tensor {
 
     /// Overwrites elements offset..<offset + values.count (row-major) with host values; with the default offset and
     /// as many values as elements, the whole tensor. For filling a large tensor in chunks without a full host copy.
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int = 0) throws {
         guard offset >= 0, offset + values.count <= count else {
             throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) "
@@ -50,6 +51,7 @@ extension Tensor {
     }
 
     /// Overwrites this tensor with `values` (exactly `count` of them).
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func upload(_ values: [Float]) throws {
         guard values.count == count else { throw DeviceError.shapeMismatch(op: "upload", [values.count], shape) }
         try values.withUnsafeBufferPointer { try upload($0) }
