@@ -64,7 +64,10 @@ extension DeviceTag {
     public func releaseCachedMemory() throws {
         switch kind {
         case .cpu: hostBufferPool.drain()
-        case .opencl: try Backend(self).openCLDevice?.bufferPool.drain()
+        case .opencl:
+            guard let device = try Backend(self).openCLDevice else { return }
+            try device.finish()
+            device.bufferPool.drain()
         }
     }
 

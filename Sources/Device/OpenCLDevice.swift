@@ -17,11 +17,9 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// device that would not use it.
     let rowLoop: Bool
     /// Buffers of freed tensors kept for reuse (see `BufferPool`): up to 1 GiB or a quarter of the device's memory
-    /// (less the host's share for a CPU-type device, whose buffers are host memory).
-    lazy var bufferPool = BufferPool<cl_mem>(limit: min(1 << 30, (info.isCPU ? min(info.globalMemory,
-                                                        HostMemory.available().bytes) : info.globalMemory) / 4)) {
-        clReleaseMemObject($0)
-    }
+    /// (less the host's share for a CPU-type device, whose buffers are host memory). Empty it only after `finish()`:
+    /// a kept buffer may still be in use by queued commands.
+    let bufferPool: BufferPool<cl_mem>
 
     private let lock = NSLock()
     private var programs: [String: CLProgram] = [:]
@@ -34,6 +32,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// does (oclgrind frees at once and then reports reads of "uninitialised" memory), so we never rely on it.
     /// Host staging memory of a cross-device copy waits here too, until its write has run.
     private var inFlight: [AnyObject] = []
+    /// Buffers released by their tensors, to be given back to the driver when the queue drains.
+    private var pendingRelease: [cl_mem] = []
     private static let maxInFlight = 4096
     /// Bytes of host staging memory among `inFlight` (cross-device copies), bounded like the count.
     private var inFlightStagingBytes = 0
@@ -42,6 +42,8 @@ public final class OpenCLDevice: @unchecked Sendable {
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
         self.id = id
         self.info = info
+        let memory = info.isCPU ? min(info.globalMemory, HostMemory.available().bytes) : info.globalMemory
+        bufferPool = BufferPool(limit: min(1 << 30, memory / 4)) { clReleaseMemObject($0) }
         switch ProcessInfo.processInfo.environment["CLNN_ELEMENT_FORM"] ?? "" {
         case "": rowLoop = info.isCPU
         case "row": rowLoop = true
@@ -235,21 +237,29 @@ public final class OpenCLDevice: @unchecked Sendable {
                                    status: status)
         }
         if let event { Profiler.shared.record(kernel.name, CLEvent(event), cost: (flops, args.bytes)) }
-        if inFlight.count > Self.maxInFlight {
-            try check(clFinish(queue.handle), "clFinish(\(info.name))")
-            inFlight.removeAll(keepingCapacity: true)
-        }
     }
 
-    /// Keeps `buffer` alive until the queue next drains (called with the lock held).
-    fileprivate func holdInFlight(_ buffer: CLBuffer) { inFlight.append(buffer) }
+    /// Releases `buffer` (a buffer's handle, retained for this) once the queue has drained: the spec defers deleting
+    /// a released buffer until its commands finish, but not every driver does. Too many waiting: drain now.
+    func releaseWhenDrained(_ buffer: cl_mem) {
+        lock.lock()
+        pendingRelease.append(buffer)
+        let tooMany = pendingRelease.count > Self.maxInFlight
+        lock.unlock()
+        if tooMany { try? finish() }
+    }
 
-    /// Called after a blocking command: everything queued before it has finished.
+    /// Called after a blocking command: everything queued before it has finished. What was held for the queue is let
+    /// go outside the lock (a buffer's deinit comes back here).
     private func drained() {
         lock.lock()
+        let held = inFlight, released = pendingRelease
         inFlight.removeAll(keepingCapacity: true)
+        pendingRelease.removeAll(keepingCapacity: true)
         inFlightStagingBytes = 0
         lock.unlock()
+        withExtendedLifetime(held) {}
+        for buffer in released { clReleaseMemObject(buffer) }
     }
 
     /// Keeps the objects of a cross-device copy alive until the queue next drains. Returns whether too many (or too
@@ -286,7 +296,9 @@ public final class OpenCLDevice: @unchecked Sendable {
         var status: cl_int = CL_SUCCESS
         var mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status)
         if mem == nil || status != CL_SUCCESS {
-            // Buffers kept for reuse may be what is missing: give them back and try once more.
+            // Buffers kept for reuse may be what is missing: give them back (once nothing queued uses them) and
+            // try once more.
+            try? finish()
             bufferPool.drain()
             mem = clCreateBuffer(context.handle, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status)
         }
@@ -469,7 +481,6 @@ struct KernelArguments {
     mutating func buffer(_ name: String, _ buffer: CLBuffer) throws {
         var mem: cl_mem? = buffer.handle
         try set(name, .buffer, MemoryLayout<cl_mem>.size, &mem)
-        device.holdInFlight(buffer)
         bytes += Double(buffer.count * 4)
     }
 

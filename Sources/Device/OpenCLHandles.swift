@@ -68,9 +68,8 @@ struct KernelParameter: Equatable {
 }
 
 /// A device buffer of `count` floats. It keeps its device (and so its context and queue) alive.
-/// NOTE: the device also keeps every buffer of a queued command alive until the queue drains (see
-/// `OpenCLDevice.inFlight`): the spec defers deleting a released buffer until its commands finish, but not every
-/// driver does, so releasing here is safe only because of that.
+/// NOTE: a released buffer's memory is reused or given back only as its deinit says: the spec defers deleting a
+/// released buffer until its commands finish, but not every driver does.
 final class CLBuffer: @unchecked Sendable {
     let owned: CLOwned<MemoryKind>
     let count: Int
@@ -85,12 +84,12 @@ final class CLBuffer: @unchecked Sendable {
         self.parent = parent
     }
 
-    // A whole buffer goes to its device's pool for reuse (the pool takes a reference of its own; `owned` drops this
-    // one). NOTE: this runs only after every command that used the buffer has finished: the device holds the buffers
-    // of queued commands until its queue drains.
+    // A whole buffer goes to its device's pool for reuse at once: the queue is in order, so a command that reuses it
+    // runs after every command queued with it before. Otherwise (a full pool, a sub-buffer) it is given back to the
+    // driver only when the queue has drained. Either keeps a reference of its own (`owned` drops this one).
     deinit {
-        guard parent == nil else { return }
         clRetainMemObject(handle)
-        if !device.bufferPool.put(handle, count: count) { clReleaseMemObject(handle) }
+        if parent == nil && device.bufferPool.put(handle, count: count) { return }
+        device.releaseWhenDrained(handle)
     }
 }
