@@ -93,6 +93,28 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// The README's example ("Tensors you can compute with"), as written there.
+    func testTheREADMEExampleRunsOnEveryDevice() throws {
+        for device in testDevices {
+            let x = try Tensor.randn([64, 784], seed: 1, on: device)
+            let labels = try Tensor((0..<64).map { Float($0 % 10) }, shape: [64], on: device)
+            let w = try Tensor.randn([784, 10], seed: 2, std: 0.05, on: device), b = try Tensor.zeros([10], on: device)
+            w.requiresGrad = true
+            b.requiresGrad = true
+            let logits = try x.matmul(w) + b                                      // [64, 10]: b broadcast over the rows
+            let loss = try logits.softmaxCrossEntropy(labels: labels).mean()      // shape []
+            try loss.backward()                                                   // w.grad: [784, 10], b.grad: [10]
+            let p = try logits.softmax(axis: 1), top = try p.argmax(axis: 1)      // [64, 10] and [64]
+            XCTAssertEqual(loss.shape, [])
+            XCTAssertEqual(w.grad?.shape, [784, 10])
+            XCTAssertEqual(b.grad?.shape, [10])
+            XCTAssertEqual(top.shape, [64])
+            // b's gradient is the column sums of (softmax − one-hot) / 64: they add up to 0.
+            XCTAssertEqual(try XCTUnwrap(b.grad).sum().item(), 0, accuracy: 1e-5)
+            XCTAssertEqual(try p.sum().item(), 64, accuracy: 1e-3)
+        }
+    }
+
     func testALongChainDoesNotOverflowTheStack() throws {
         let x = try Tensor([1], shape: [1])
         x.requiresGrad = true
