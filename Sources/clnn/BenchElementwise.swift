@@ -45,9 +45,6 @@ extension Bench {
                     ("[n, n] + [n] broadcast", 2 * bytes + Double(n) * 4, { _ = try x + row }),
                     ("sum(axis: 0) of [n, n]", bytes + Double(n) * 4, { _ = try x.sum(axis: 0) }),
                     ("sum(axis: 1) of [n, n]", bytes + Double(n) * 4, { _ = try x.sum(axis: 1) }),
-                    ("TEMP x + x dense", 3 * bytes, { _ = try x + x }),
-                    ("TEMP x * 2 dense", 2 * bytes, { _ = try x * 2 }),
-                    ("TEMP x + copy dense", 3 * bytes, { _ = try x + copy }),
                 ]
                 for (name, moved, body) in cases {
                     let seconds = name.hasPrefix("copy") ? copySeconds : try time(body)
