@@ -23,6 +23,31 @@ final class AutogradTests: XCTestCase {
         return zip(got, expected).map { abs(Double($0) - $1) }.max() ?? 0
     }
 
+    /// The tape's gradients (a `TapeLinear`, tensor ops) against the compiler's, as the hand-written ones below.
+    func testTapeLayersMatchAutogradOnEveryDevice() throws {
+        for activation in [nil] + Activation.allCases.map(Optional.some) {
+            for device in testDevices {
+                for (rows, inputs, outputs) in [(1, 1, 1), (4, 13, 9), (17, 33, 5)] {
+                    let layer = try TapeLinear(inputs, outputs, activation: activation, seed: 3, on: device)
+                    try layer.bias.value.upload(testValues(outputs, seed: 4))
+                    let xv = testValues(rows * inputs, seed: 5).map { $0 * 2 }, rv = testValues(rows * outputs, seed: 6)
+                    _ = try layer.forward(try Tensor(xv, shape: [rows, inputs], on: device))
+                    try layer.zeroGrad()
+                    let dx = try layer.backward(try Tensor(rv, shape: [rows, outputs], on: device))
+                    let reference = Autograd.Layer(w: try layer.weight.value.toArray().map(Double.init),
+                                                   b: try layer.bias.value.toArray().map(Double.init),
+                                                   inFeatures: inputs, outFeatures: outputs, activation: activation)
+                    let auto = Autograd.gradients(x: xv.map(Double.init), rows: rows, layers: [reference],
+                                                  objective: .weightedSum(r: rv.map(Double.init)))
+                    let shape = "TapeLinear \(activation?.rawValue ?? "") \(rows)x\(inputs)→\(outputs) on \(device)"
+                    compare(try dx.toArray(), auto.input, "input gradient, \(shape)")
+                    compare(try layer.weight.grad.toArray(), auto.weights[0], "weight gradient, \(shape)")
+                    compare(try layer.bias.grad.toArray(), auto.biases[0], "bias gradient, \(shape)")
+                }
+            }
+        }
+    }
+
     func testLinearWithEveryActivationMatchesAutogradOnEveryDevice() throws {
         for activation in [nil] + Activation.allCases.map(Optional.some) {
             let name = "Linear" + (activation.map { "+\($0.rawValue)" } ?? "")
