@@ -47,14 +47,21 @@ extension Tensor {
     /// Elementwise quotient with broadcasting.
     public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(PointwiseTable.div, b) }
 
+    /// a + b for every element of a.
     public static func + (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1, q: b) }
+    /// a + b for every element of b.
     public static func + (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: 1, q: a) }
+    /// a − b for every element of a.
     public static func - (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1, q: -b) }
+    /// a − b for every element of b.
     public static func - (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.rsub, p: a) }
+    /// a · b for every element of a.
     public static func * (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: b, q: 0) }
+    /// a · b for every element of b.
     public static func * (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: a, q: 0) }
     /// Divides by a scalar (as a product with its reciprocal, which may differ from a true quotient in the last bit).
     public static func / (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1 / b, q: 0) }
+    /// a / b for every element of b.
     public static func / (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.rdiv, p: a) }
     /// −x, elementwise.
     public static prefix func - (x: Tensor) throws -> Tensor { try x.unary(PointwiseTable.neg) }

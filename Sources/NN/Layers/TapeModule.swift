@@ -2,6 +2,7 @@
 public final class TapeRecord {
     var input: Tensor?
     var output: Tensor?
+    /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
 }
 
