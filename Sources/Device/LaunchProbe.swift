@@ -11,10 +11,10 @@ import Foundation
     }
 
     /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned.
-    /// `tape` times an op recorded on the tape (`x * 1` of a one-element `x` that requires a gradient: a new result
-    /// and a tape node per launch).
+    /// `result` times an op with a new result (`x * 1` of a one-element `x`), `tape` the same op recorded on the
+    /// tape (`x` requires a gradient: a tape node per launch too).
     public static func measure(on tag: DeviceTag, launches: Int,
-                               runs: Int = 5) throws -> (clnn: Timing, raw: Timing, tape: Timing) {
+                               runs: Int = 5) throws -> (clnn: Timing, raw: Timing, result: Timing, tape: Timing) {
         let t = try Tensor.empty([1], on: tag)
         guard let (device, buffer) = t.openCLMemory else {
             throw DeviceError.invalidArgument(op: "LaunchProbe", "needs an OpenCL device, got \(tag)")
@@ -67,10 +67,13 @@ import Foundation
             }
         }
         let x = try Tensor([1], shape: [1], on: tag)
+        let untaped = try time {
+            for _ in 0..<launches { _ = try x * 1 }
+        }
         x.requiresGrad = true
         let tape = try time {
             for _ in 0..<launches { _ = try x * 1 }
         }
-        return (clnn, raw, tape)
+        return (clnn, raw, untaped, tape)
     }
 }

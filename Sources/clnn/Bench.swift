@@ -144,11 +144,11 @@ extension Bench {
         func run() throws {
             let tag = try DeviceTag(parsing: device)
             try tag.warmUp()
-            let (clnn, raw, tape) = try LaunchProbe.measure(on: tag, launches: launches)
+            let (clnn, raw, result, tape) = try LaunchProbe.measure(on: tag, launches: launches)
             print("device \(tag.summary), \(launches) launches of a trivial kernel")
             print("path                          enqueue µs/launch   enqueue+finish µs/launch")
             for (name, t) in [("raw OpenCL C API", raw), ("CLNN op (Tensor.fill)", clnn),
-                              ("CLNN op on the tape (x * 1)", tape)] {
+                              ("CLNN op, new result (x * 1)", result), ("CLNN op on the tape (x * 1)", tape)] {
                 print(name.padding(toLength: 30, withPad: " ", startingAt: 0)
                       + String(format: "%17.2f %26.2f", t.enqueue * 1e6, t.total * 1e6))
             }

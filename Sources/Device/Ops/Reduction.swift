@@ -148,7 +148,9 @@ extension Tensor {
             }
             let global = cpu ? WorkSize((s.inner + StridedOperands.reductionBlock - 1) / StridedOperands.reductionBlock,
                                         s.rows) : WorkSize(s.inner, s.rows)
-            try device.launch(try device.kernel(f.loop), global: global) { a in
+            // NOTE: on a CPU-type device each work-item walks the whole axis for 64 outputs: few, long work-items,
+            // each its own work-group, or the driver may put them all in one group on one core.
+            try device.launch(try device.kernel(f.loop), global: global, local: cpu ? WorkSize(1, 1) : nil) { a in
                 try a.axes(s); try a.layout("x", xb, s, 0); try a.int("n", r.n); try a.int("stride", r.step)
                 try a.layout("out", ob, s, 1); try a.float("scale", scale)
             }
