@@ -117,7 +117,6 @@ FORWARD(cl_int, clFinish, CL_INVALID_COMMAND_QUEUE, (cl_command_queue q), (q))
 FORWARD_OBJECT(cl_mem, clCreateBuffer,
         (cl_context c, cl_mem_flags flags, size_t size, void *host, cl_int *err), (c, flags, size, host, err), err)
 FORWARD(cl_int, clReleaseMemObject, CL_INVALID_MEM_OBJECT, (cl_mem m), (m))
-FORWARD(cl_int, clRetainMemObject, CL_INVALID_MEM_OBJECT, (cl_mem m), (m))
 FORWARD_OBJECT(cl_mem, clCreateSubBuffer,
         (cl_mem m, cl_mem_flags flags, cl_buffer_create_type type, const void *info, cl_int *err),
         (m, flags, type, info, err), err)

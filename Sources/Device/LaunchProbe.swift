@@ -21,26 +21,20 @@ import Foundation
         }
         let kernel = try device.kernel(PointwiseTable.fill.forward)
 
-        func time(_ body: () throws -> Void) throws -> Timing {
-            var samples: [(Double, Double)] = []
-            for _ in 0..<(runs + 1) {
-                try device.finish()
-                let start = DispatchTime.now().uptimeNanoseconds
-                try body()
-                let enqueued = DispatchTime.now().uptimeNanoseconds
-                try device.finish()
-                let done = DispatchTime.now().uptimeNanoseconds
-                samples.append((Double(enqueued - start) / 1e9 / Double(launches),
-                                Double(done - start) / 1e9 / Double(launches)))
-            }
-            samples.removeFirst()  // warm-up
-            return Timing(enqueue: samples.map(\.0).sorted()[samples.count / 2],
-                          total: samples.map(\.1).sorted()[samples.count / 2])
+        // One batch of one path: seconds per launch to enqueue, and to enqueue and finish.
+        func batch(_ body: () throws -> Void) throws -> (Double, Double) {
+            try device.finish()
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            let enqueued = DispatchTime.now().uptimeNanoseconds
+            try device.finish()
+            let done = DispatchTime.now().uptimeNanoseconds
+            return (Double(enqueued - start) / 1e9 / Double(launches), Double(done - start) / 1e9 / Double(launches))
         }
-        let clnn = try time {
+        let fill = {
             for _ in 0..<launches { try t.fill(1) }
         }
-        let raw = try time {
+        let rawLaunches = {
             // unary_fill's arguments (Kernels/pointwise.cl): a one-element layout, written in place.
             var one: cl_int = 1, zero: cl_int = 0, value: Float = 1
             var layout = (cl_int(1), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0))
@@ -66,14 +60,26 @@ import Foundation
                 try check(status, "clEnqueueNDRangeKernel(unary_fill)")
             }
         }
-        let x = try Tensor([1], shape: [1], on: tag)
-        let untaped = try time {
+        let x = try Tensor([1], shape: [1], on: tag), tracked = try Tensor([1], shape: [1], on: tag)
+        tracked.requiresGrad = true
+        let result = {
             for _ in 0..<launches { _ = try x * 1 }
         }
-        x.requiresGrad = true
-        let tape = try time {
-            for _ in 0..<launches { _ = try x * 1 }
+        let recorded = {
+            for _ in 0..<launches { _ = try tracked * 1 }
         }
-        return (clnn, raw, untaped, tape)
+        // NOTE: the paths take turns within each round, so that a change in the machine's load meets them all.
+        let paths = [fill, rawLaunches, result, recorded]
+        var samples = paths.map { _ in [(Double, Double)]() }
+        for round in 0..<(runs + 1) {
+            for (i, path) in paths.enumerated() {
+                let sample = try batch(path)
+                if round > 0 { samples[i].append(sample) }  // round 0 warms up
+            }
+        }
+        let timings = samples.map { s in
+            Timing(enqueue: s.map(\.0).sorted()[s.count / 2], total: s.map(\.1).sorted()[s.count / 2])
+        }
+        return (timings[0], timings[1], timings[2], timings[3])
     }
 }

@@ -13,7 +13,6 @@ enum QueueKind: CLObjectKind { static func release(_ h: OpaquePointer) { clRelea
 enum ProgramKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseProgram(h) } }
 enum KernelKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseKernel(h) } }
 enum EventKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseEvent(h) } }
-enum MemoryKind: CLObjectKind { static func release(_ h: OpaquePointer) { clReleaseMemObject(h) } }
 
 /// Owns one OpenCL handle and releases it exactly once, in deinit. The kind parameter keeps a context from being
 /// passed where a queue is expected.
@@ -71,14 +70,14 @@ struct KernelParameter: Equatable {
 /// NOTE: a released buffer's memory is reused or given back only as its deinit says: the spec defers deleting a
 /// released buffer until its commands finish, but not every driver does.
 final class CLBuffer: @unchecked Sendable {
-    let owned: CLOwned<MemoryKind>
+    let handle: OpaquePointer
     let count: Int
     let device: OpenCLDevice
     /// For a sub-buffer: the buffer it is a region of (kept alive as long as the region).
     let parent: CLBuffer?
-    var handle: OpaquePointer { owned.handle }
+    /// Takes over the reference `handle` came with.
     init(_ handle: OpaquePointer, count: Int, device: OpenCLDevice, parent: CLBuffer? = nil) {
-        owned = CLOwned(handle)
+        self.handle = handle
         self.count = count
         self.device = device
         self.parent = parent
@@ -86,9 +85,8 @@ final class CLBuffer: @unchecked Sendable {
 
     // A whole buffer goes to its device's pool for reuse at once: the queue is in order, so a command that reuses it
     // runs after every command queued with it before. Otherwise (a full pool, a sub-buffer) it is given back to the
-    // driver only when the queue has drained. Either keeps a reference of its own (`owned` drops this one).
+    // driver only when the queue has drained.
     deinit {
-        clRetainMemObject(handle)
         if parent == nil && device.bufferPool.put(handle, count: count) { return }
         device.releaseWhenDrained(handle)
     }

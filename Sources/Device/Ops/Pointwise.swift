@@ -6,7 +6,7 @@ import Foundation
 // and the tape's backward rule (Pointwise+API.swift) launches the derivative kernel.
 
 /// An elementwise function y = f(x; p, q) of one tensor and two scalars.
-struct UnaryFunction: Sendable {
+final class UnaryFunction: Sendable {
     let name: String
     /// OpenCL C in x, p, q.
     let expression: String
@@ -50,7 +50,7 @@ private func unaryRow<F: UnaryScalar>(_ f: F.Type, _ n: Int, _ x: UnsafePointer<
 }
 
 /// An elementwise function y = f(a, b) of two tensors (broadcast together).
-struct BinaryFunction: Sendable {
+final class BinaryFunction: Sendable {
     let name: String
     /// OpenCL C in a, b.
     let expression: String

@@ -3,7 +3,7 @@
 // backward rules are in Reduction+API.swift.
 
 /// A reduction: the identity and how two partial results combine.
-struct ReductionFunction: Sendable {
+final class ReductionFunction: Sendable {
     let name: String
     /// OpenCL C.
     let identity: String

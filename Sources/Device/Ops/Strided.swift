@@ -17,7 +17,9 @@ struct StridedOperands {
     init(_ op: String, _ layouts: [Layout]) throws {
         // Every operand dense and unbroadcast (the common case of a chain of ops): one axis, nothing to merge.
         if layouts.allSatisfy({ $0.isDense && $0.shape == layouts[0].shape }) {
-            (shape, strides, offsets) = ([layouts[0].count], layouts.map { _ in [1] }, layouts.map(\.offset))
+            shape = [layouts[0].count]
+            strides = Array(repeating: Layout.unitStride, count: layouts.count)
+            offsets = Array(repeating: 0, count: layouts.count)
             return
         }
         let merged = mergedAxes(layouts)

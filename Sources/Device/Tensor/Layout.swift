@@ -19,7 +19,11 @@ struct Layout: Equatable, Sendable {
         (self.shape, self.strides, self.offset) = (shape, strides, offset)
     }
 
+    /// `[1]`, shared (a one-axis layout's strides, made for every op's result otherwise).
+    static let unitStride = [1]
+
     static func rowMajorStrides(_ shape: [Int]) -> [Int] {
+        if shape.count == 1 { return unitStride }
         var strides = [Int](repeating: 1, count: shape.count)
         var step = 1
         for k in shape.indices.reversed() {
