@@ -82,4 +82,30 @@ import Foundation
         }
         return (timings[0], timings[1], timings[2], timings[3])
     }
+
+    /// The same CLNN paths on `cpu` (an op's host cost with no driver at all): seconds per op of `fill`, `x * 1`
+    /// with a new result, and `x * 1` recorded on the tape, medians of `runs` interleaved batches.
+    public static func measureHost(launches: Int, runs: Int = 5) throws -> (fill: Double, result: Double,
+                                                                            tape: Double) {
+        let t = try Tensor.empty([1], on: .cpu)
+        let x = try Tensor([1], shape: [1], on: .cpu), tracked = try Tensor([1], shape: [1], on: .cpu)
+        tracked.requiresGrad = true
+        let paths: [() throws -> Void] = [
+            { for _ in 0..<launches { try t.fill(1) } },
+            { for _ in 0..<launches { _ = try x * 1 } },
+            { for _ in 0..<launches { _ = try tracked * 1 } },
+        ]
+        var samples = paths.map { _ in [Double]() }
+        for round in 0..<(runs + 1) {
+            for (i, path) in paths.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try path()
+                if round > 0 {
+                    samples[i].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(launches))
+                }
+            }
+        }
+        let medians = samples.map { $0.sorted()[$0.count / 2] }
+        return (medians[0], medians[1], medians[2])
+    }
 }

@@ -129,7 +129,7 @@ extension Bench {
             discussion: "A trivial kernel (fill one float) launched back to back on one queue, and the same size of op "
                 + "recorded on the tape (a new result and a tape node each); median of 5 batches.")
 
-        @Option(help: "opencl or opencl:N.")
+        @Option(help: "opencl or opencl:N; cpu for the library's own host cost per op (no driver).")
         var device: String = "opencl"
 
         @Option(help: "Launches per batch.")
@@ -143,6 +143,13 @@ extension Bench {
 
         func run() throws {
             let tag = try DeviceTag(parsing: device)
+            if tag == .cpu {
+                let (fill, result, tape) = try LaunchProbe.measureHost(launches: launches)
+                print("cpu, \(launches) ops of one element (the library's host cost, no driver)")
+                print(String(format: "Tensor.fill %.2f µs, x * 1 (new result) %.2f µs, x * 1 on the tape %.2f µs",
+                             fill * 1e6, result * 1e6, tape * 1e6))
+                return
+            }
             try tag.warmUp()
             let (clnn, raw, result, tape) = try LaunchProbe.measure(on: tag, launches: launches)
             print("device \(tag.summary), \(launches) launches of a trivial kernel")
