@@ -115,6 +115,23 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// Zero-size axes: gradients of the right (empty) shapes, and a reduction of nothing that still reaches a leaf.
+    func testGradientsThroughZeroSizeAxesOnEveryDevice() throws {
+        for device in testDevices {
+            let x = try Tensor.zeros([0, 3], on: device), w = try Tensor.ones([3], on: device)
+            x.requiresGrad = true
+            w.requiresGrad = true
+            try (x * w).sum().backward()
+            XCTAssertEqual(x.grad?.shape, [0, 3], "\(device)")
+            XCTAssertEqual(try x.grad?.toArray(), [])
+            XCTAssertEqual(try w.grad?.toArray(), [0, 0, 0], "an empty batch adds nothing, on \(device)")
+            let y = try Tensor.ones([2, 3], on: device)
+            y.requiresGrad = true
+            try y[1..<1].sum().backward()
+            XCTAssertEqual(try y.grad?.toArray(), [0, 0, 0, 0, 0, 0], "\(device)")
+        }
+    }
+
     func testALongChainDoesNotOverflowTheStack() throws {
         let x = try Tensor([1], shape: [1])
         x.requiresGrad = true

@@ -25,7 +25,7 @@ final class TapeModuleTests: XCTestCase {
     }
 
     func testTapeLayersTrainToTheFusedLayersCurveWithSGDAndAdamOnEveryDevice() throws {
-        let (train, test) = try fashionSlice(train: 64 * 12, test: 200)
+        let (train, test) = try fashionSlice(train: 64 * 6, test: 200)
         for kind in OptimizerKind.allCases {
             var options = TrainingOptions()
             (options.epochs, options.batchSize, options.seed, options.optimizer) = (2, 64, 4, kind)
