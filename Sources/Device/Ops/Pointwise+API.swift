@@ -26,10 +26,10 @@ extension Tensor {
         let (a, b) = (self, other)
         return out.recorded(f.name, from: [self, other], saving: [a, b, out]) { [unowned(unsafe) out] g, needs in
             let y = out
-            // Sums and differences pass the gradient on as it is (negated for a subtrahend): no kernel.
-            if f.name == PointwiseTable.add.name || f.name == PointwiseTable.sub.name {
-                let gb = f.name == PointwiseTable.add.name ? g : try Tensor.withoutGradients { try -g }
-                return [needs[0] ? try g.sum(to: a.shape) : nil, needs[1] ? try gb.sum(to: b.shape) : nil]
+            // Constant partial derivatives (a sum, a difference) scale the gradient: no derivative kernel.
+            if let (da, db) = f.constantSlopes {
+                func scaled(_ c: Float) throws -> Tensor { c == 1 ? g : c == -1 ? try -g : try g * c }
+                return [needs[0] ? try scaled(da).sum(to: a.shape) : nil, needs[1] ? try scaled(db).sum(to: b.shape) : nil]
             }
             let (ga, gb) = try Tensor.binaryBackwardKernel(f, g, a, b, y: y)
             return [needs[0] ? try ga.sum(to: a.shape) : nil, needs[1] ? try gb.sum(to: b.shape) : nil]

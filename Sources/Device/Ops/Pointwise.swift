@@ -76,6 +76,15 @@ final class BinaryFunction: Sendable {
     }
 }
 
+extension BinaryFunction {
+    /// ∂y/∂a and ∂y/∂b when the table gives both as float constants (`1.0f`, `-1.0f`), else nil.
+    var constantSlopes: (Float, Float)? {
+        func constant(_ text: String) -> Float? { text.hasSuffix("f") ? Float(text.dropLast()) : nil }
+        guard let (a, b) = derivatives, let da = constant(a), let db = constant(b) else { return nil }
+        return (da, db)
+    }
+}
+
 /// An elementwise function of two floats, as a type (see `UnaryScalar`).
 protocol BinaryScalar {
     static func apply(_ a: Float, _ b: Float) -> Float

@@ -82,7 +82,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public var description: String {
         let shown = Swift.min(count, 6)
         var values = [Float](repeating: 0, count: shown)
-        let source = isDense ? self : try? contiguous()
+        let source = isDense ? self : try? Tensor.withoutGradients { try contiguous() }
         let read: Bool = shown > 0 && values.withUnsafeMutableBufferPointer { buffer in
             (try? source?.storage.download(into: buffer.baseAddress!, count: shown)) != nil
         }
