@@ -29,7 +29,8 @@ extension Tensor {
             // Constant partial derivatives (a sum, a difference) scale the gradient: no derivative kernel.
             if let (da, db) = f.constantSlopes {
                 func scaled(_ c: Float) throws -> Tensor { c == 1 ? g : c == -1 ? try -g : try g * c }
-                return [needs[0] ? try scaled(da).sum(to: a.shape) : nil, needs[1] ? try scaled(db).sum(to: b.shape) : nil]
+                return [needs[0] ? try scaled(da).sum(to: a.shape) : nil,
+                        needs[1] ? try scaled(db).sum(to: b.shape) : nil]
             }
             let (ga, gb) = try Tensor.binaryBackwardKernel(f, g, a, b, y: y)
             return [needs[0] ? try ga.sum(to: a.shape) : nil, needs[1] ? try gb.sum(to: b.shape) : nil]
