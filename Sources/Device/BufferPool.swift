@@ -7,7 +7,10 @@ import Foundation
 /// pool and tries again; `DeviceTag.releaseCachedMemory()` empties it.
 final class BufferPool<Handle>: @unchecked Sendable {
     private let lock = NSLock()
-    private var free: [Int: [Handle]] = [:]
+    // NOTE: a bin is a class so that taking and keeping a buffer reads the dictionary and mutates the bin: a
+    // dictionary's in-place mutation of an array value allocates its accessor's frame on every call.
+    private final class Bin { var handles: [Handle] = [] }
+    private var free: [Int: Bin] = [:]
     private var bytes = 0
     let limit: Int
     private let release: (Handle) -> Void
@@ -20,7 +23,7 @@ final class BufferPool<Handle>: @unchecked Sendable {
     /// A kept buffer of exactly `count` floats, or nil.
     func take(_ count: Int) -> Handle? {
         lock.withLock {
-            guard let handle = free[count]?.popLast() else { return nil }
+            guard let handle = free[count]?.handles.popLast() else { return nil }
             bytes -= Self.size(count)
             return handle
         }
@@ -30,7 +33,13 @@ final class BufferPool<Handle>: @unchecked Sendable {
     func put(_ handle: Handle, count: Int) -> Bool {
         lock.withLock {
             guard bytes + Self.size(count) <= limit else { return false }
-            free[count, default: []].append(handle)
+            if let bin = free[count] {
+                bin.handles.append(handle)
+            } else {
+                let bin = Bin()
+                bin.handles.append(handle)
+                free[count] = bin
+            }
             bytes += Self.size(count)
             return true
         }
@@ -40,7 +49,7 @@ final class BufferPool<Handle>: @unchecked Sendable {
     func drain() {
         let all = lock.withLock { () -> [Handle] in
             defer { (free, bytes) = ([:], 0) }
-            return free.values.flatMap { $0 }
+            return free.values.flatMap(\.handles)
         }
         all.forEach(release)
     }

@@ -11,15 +11,21 @@ import Foundation
     }
 
     /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned.
-    /// `result` times an op with a new result (`x * 1` of a one-element `x`), `tape` the same op recorded on the
-    /// tape (`x` requires a gradient: a tape node per launch too).
-    public static func measure(on tag: DeviceTag, launches: Int,
-                               runs: Int = 5) throws -> (clnn: Timing, raw: Timing, result: Timing, tape: Timing) {
+    /// `clnn` is `Tensor.fill` (one buffer written in place) and `raw` the same kernel and buffer through the C API;
+    /// `result` times an op with a new result (`x * 1` of a one-element `x`), `tape` the same op recorded on the tape
+    /// (`x` requires a gradient: a tape node per launch too), and `rawOp` the same op's kernel (`unary_affine`, `x`
+    /// read, another buffer written) through the C API.
+    public static func measure(on tag: DeviceTag, launches: Int, runs: Int = 5)
+        throws -> (clnn: Timing, raw: Timing, result: Timing, tape: Timing, rawOp: Timing) {
         let t = try Tensor.empty([1], on: tag)
-        guard let (device, buffer) = t.openCLMemory else {
+        let x = try Tensor([1], shape: [1], on: tag), tracked = try Tensor([1], shape: [1], on: tag)
+        let out = try Tensor.empty([1], on: tag)
+        guard let (device, buffer) = t.openCLMemory, let (_, xBuffer) = x.openCLMemory,
+              let (_, outBuffer) = out.openCLMemory else {
             throw DeviceError.invalidArgument(op: "LaunchProbe", "needs an OpenCL device, got \(tag)")
         }
-        let kernel = try device.kernel(PointwiseTable.fill.forward)
+        let fillKernel = try device.kernel(PointwiseTable.fill.forward)
+        let affineKernel = try device.kernel(PointwiseTable.affine.forward)
 
         // One batch of one path: seconds per launch to enqueue, and to enqueue and finish.
         func batch(_ body: () throws -> Void) throws -> (Double, Double) {
@@ -31,45 +37,47 @@ import Foundation
             let done = DispatchTime.now().uptimeNanoseconds
             return (Double(enqueued - start) / 1e9 / Double(launches), Double(done - start) / 1e9 / Double(launches))
         }
-        let fill = {
-            for _ in 0..<launches { try t.fill(1) }
-        }
-        let rawLaunches = {
-            // unary_fill's arguments (Kernels/pointwise.cl): a one-element layout, written in place.
+        // `launches` launches of a unary kernel (Kernels/pointwise.cl: AXES, then x and out with their layouts, then
+        // p and q) over one element, every argument set each time as CLNN does; each call's status is checked.
+        func rawLaunches(_ kernel: CLKernel, x: CLBuffer, out: CLBuffer) throws {
             var one: cl_int = 1, zero: cl_int = 0, value: Float = 1
             var layout = (cl_int(1), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0), cl_int(0))
-            var mem: cl_mem? = buffer.handle
             var global = (1, 1)
             let int = MemoryLayout<cl_int>.size, int8 = MemoryLayout.size(ofValue: layout)
+            let name = kernel.name
+            func set(_ index: cl_uint, _ size: Int, _ value: UnsafeRawPointer) throws {
+                try check(clSetKernelArg(kernel.handle, index, size, value), "clSetKernelArg(\(name), \(index))")
+            }
             for _ in 0..<launches {
-                clSetKernelArg(kernel.handle, 0, int, &one)  // rank
-                clSetKernelArg(kernel.handle, 1, int8, &layout)  // shape
-                clSetKernelArg(kernel.handle, 2, int, &one)  // inner
-                for first: cl_uint in [3, 6] {  // x, then out
-                    clSetKernelArg(kernel.handle, first, MemoryLayout<cl_mem>.size, &mem)
-                    clSetKernelArg(kernel.handle, first + 1, int, &zero)
-                    clSetKernelArg(kernel.handle, first + 2, int8, &layout)
+                try set(0, int, &one)  // rank
+                try set(1, int8, &layout)  // shape
+                try set(2, int, &one)  // inner
+                try set(3, int, &one)  // rows
+                for (first, operand) in [(cl_uint(4), x), (7, out)] {
+                    var mem: cl_mem? = operand.handle
+                    try set(first, MemoryLayout<cl_mem>.size, &mem)
+                    try set(first + 1, int, &zero)  // offset
+                    try set(first + 2, int8, &layout)  // strides
                 }
-                clSetKernelArg(kernel.handle, 9, MemoryLayout<Float>.size, &value)
-                clSetKernelArg(kernel.handle, 10, MemoryLayout<Float>.size, &value)
+                try set(10, MemoryLayout<Float>.size, &value)  // p
+                try set(11, MemoryLayout<Float>.size, &zero)  // q (0 as a float too)
                 let status = withUnsafePointer(to: &global) { sizes in
                     sizes.withMemoryRebound(to: Int.self, capacity: 2) {
                         clEnqueueNDRangeKernel(device.queue.handle, kernel.handle, 2, nil, $0, nil, 0, nil, nil)
                     }
                 }
-                try check(status, "clEnqueueNDRangeKernel(unary_fill)")
+                try check(status, "clEnqueueNDRangeKernel(\(name))")
             }
         }
-        let x = try Tensor([1], shape: [1], on: tag), tracked = try Tensor([1], shape: [1], on: tag)
         tracked.requiresGrad = true
-        let result = {
-            for _ in 0..<launches { _ = try x * 1 }
-        }
-        let recorded = {
-            for _ in 0..<launches { _ = try tracked * 1 }
-        }
+        let paths: [() throws -> Void] = [
+            { for _ in 0..<launches { try t.fill(1) } },
+            { try rawLaunches(fillKernel, x: buffer, out: buffer) },
+            { for _ in 0..<launches { _ = try x * 1 } },
+            { for _ in 0..<launches { _ = try tracked * 1 } },
+            { try rawLaunches(affineKernel, x: xBuffer, out: outBuffer) },
+        ]
         // NOTE: the paths take turns within each round, so that a change in the machine's load meets them all.
-        let paths = [fill, rawLaunches, result, recorded]
         var samples = paths.map { _ in [(Double, Double)]() }
         for round in 0..<(runs + 1) {
             for (i, path) in paths.enumerated() {
@@ -80,7 +88,7 @@ import Foundation
         let timings = samples.map { s in
             Timing(enqueue: s.map(\.0).sorted()[s.count / 2], total: s.map(\.1).sorted()[s.count / 2])
         }
-        return (timings[0], timings[1], timings[2], timings[3])
+        return (timings[0], timings[1], timings[2], timings[3], timings[4])
     }
 
     /// The same CLNN paths on `cpu` (an op's host cost with no driver at all): seconds per op of `fill`, `x * 1`

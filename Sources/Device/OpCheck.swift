@@ -97,8 +97,8 @@ extension OpCheck {
     /// Every check CLNN ships: each op family's own (defined beside the op), GEMM candidates included.
     public static var all: [OpCheck] {
         let families: [[OpCheck]] = [elementwiseChecks, pointwiseChecks, reductionChecks, activationChecks, biasChecks,
-                                     lossChecks, reduceChecks,
-                                     gatherChecks, optimizerChecks, matmulChecks, gemmCandidateChecks, linearChecks]
+                                     lossChecks, reduceChecks, gatherChecks, optimizerChecks, matmulChecks,
+                                     rowsProductChecks, gemmCandidateChecks, linearChecks]
         return families.flatMap { $0 }
     }
 

@@ -93,6 +93,19 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// Rows read through an index list pass no gradient to their source: a source that requires one is an error,
+    /// not a silently missing gradient.
+    func testARowsProductOfASourceThatRequiresAGradientIsAnError() throws {
+        for device in testDevices {
+            let x = try Tensor(testValues(5 * 3, seed: 63), shape: [5, 3], on: device)
+            x.requiresGrad = true
+            let rows = try Rows(x, order: try Tensor([4, 0, 2], shape: [3], on: device), offset: 0, count: 3)
+            XCTAssertThrowsError(try rows.matmul(try Tensor.ones([3, 2], on: device))) {
+                XCTAssertTrue("\($0)".contains("requires a gradient"), "\($0)")
+            }
+        }
+    }
+
     /// The README's example ("Tensors you can compute with"), as written there.
     func testTheREADMEExampleRunsOnEveryDevice() throws {
         for device in testDevices {

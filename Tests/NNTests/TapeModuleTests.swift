@@ -88,6 +88,34 @@ final class TapeModuleTests: XCTestCase {
         }
     }
 
+    /// A dataset's minibatch read in place (`compute(rows:)`, `Rows.matmul`) gives the output and parameter
+    /// gradients of the same rows gathered into a tensor, accumulates like it, and says it has no input gradient.
+    func testRowsReadInPlaceGiveTheGradientsOfTheGatheredRowsOnEveryDevice() throws {
+        let (n, inputs) = (23, 9)
+        let source = testValues(n * inputs, seed: 72), order = (0..<n).map { Float(($0 * 7) % n) }
+        for device in testDevices {
+            let layers = try (0..<2).map { _ in try TapeLinear(inputs, 4, activation: .relu, seed: 3, on: device) }
+            let rows = try Rows(try Tensor(source, shape: [n, inputs], on: device),
+                                order: try Tensor(order, shape: [n], on: device), offset: 5, count: 11)
+            let dy = try Tensor(testValues(11 * 4, seed: 73), shape: [11, 4], on: device)
+            let inPlace = try layers[0].forward(rows), gathered = try layers[1].forward(try rows.gathered())
+            assertClose(try inPlace.toArray(), try gathered.toArray(), rtol: 1e-5, atol: 1e-6, "forward on \(device)")
+            for step in 1...2 {  // the second backward adds to the first's gradients
+                if step == 2 { _ = try layers[0].forward(rows); _ = try layers[1].forward(try rows.gathered()) }
+                XCTAssertNil(try layers[0].backward(dy, needsInputGradient: false))
+                _ = try layers[1].backward(dy, needsInputGradient: false)
+                for (a, b) in zip(layers[0].parameters, layers[1].parameters) {
+                    assertClose(try a.grad.toArray(), try b.grad.toArray(), rtol: 1e-5, atol: 1e-6,
+                                "\(a.name) gradient after \(step) backward(s) on \(device)")
+                }
+            }
+            _ = try layers[0].forward(rows)
+            XCTAssertThrowsError(try layers[0].backward(dy, needsInputGradient: true)) {
+                XCTAssertTrue("\($0)".contains("read a dataset's rows in place"), "\($0)")
+            }
+        }
+    }
+
     func testEvaluationRecordsNothing() throws {
         let layer = try TapeLinear(3, 2, seed: 1)
         let y = try Tensor.withoutGradients { try layer.forward(try Tensor.ones([2, 3])) }

@@ -24,9 +24,10 @@ final class TapeNode {
     let saved: [(version: VersionCounter, at: Int, shape: [Int])]
     /// The rule: the result's gradient and which inputs need one → one gradient per input (nil: none), each of the
     /// input's shape. Dropped after `backward()` unless the graph is kept.
-    var rule: ((Tensor, [Bool]) throws -> [Tensor?])?
+    var rule: ((Tensor, GradientNeeds) throws -> [Tensor?])?
 
-    init(op: String, inputs: [Tensor], saved: [Tensor], rule: @escaping (Tensor, [Bool]) throws -> [Tensor?]) {
+    init(op: String, inputs: [Tensor], saved: [Tensor],
+         rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule) = (op, inputs, rule)
         self.saved = saved.map { ($0.version, $0.version.value, $0.shape) }
     }
@@ -57,7 +58,37 @@ struct AutogradState {
     /// The accumulated gradient of a leaf.
     var grad: Tensor?
     /// Where a leaf's gradient goes instead of `grad`, when set (a module's parameter gradient buffer).
-    var sink: ((Tensor) throws -> Void)?
+    var destination: GradientDestination?
+}
+
+/// A buffer of a leaf's own that its gradients are written into (first write) or added to (`accumulate`), instead of
+/// its `grad`: a module's parameter gradient. `next()` says which, and counts as a write.
+package struct GradientDestination {
+    package let next: () -> (tensor: Tensor, accumulate: Bool)
+    package init(_ next: @escaping () -> (tensor: Tensor, accumulate: Bool)) { self.next = next }
+
+    /// Writes or adds `g`.
+    func deliver(_ g: Tensor) throws {
+        let (target, accumulate) = next()
+        if accumulate { try target.elementwise(.add, g, into: target) } else { try target.copy(from: g) }
+    }
+}
+
+/// What a backward rule is told about its op's inputs: which need a gradient (`needs[i]`), and where an input's
+/// gradient may be written directly (a leaf with a `GradientDestination`), so that a product writes a parameter's
+/// gradient into its buffer instead of into a new tensor that is then copied there.
+struct GradientNeeds {
+    let inputs: [Tensor]
+
+    subscript(i: Int) -> Bool { inputs[i].requiresGrad }
+
+    /// Input i's destination (a dense tensor of its shape, and whether to add to it), when it has one: the rule
+    /// writes the gradient there and returns nil for it. Asking counts as a write (ask only to write).
+    func destination(_ i: Int) -> (tensor: Tensor, accumulate: Bool)? {
+        let input = inputs[i]
+        guard input.autograd.node == nil, let destination = input.autograd.destination else { return nil }
+        return destination.next()
+    }
 }
 
 extension Tensor {
@@ -79,9 +110,9 @@ extension Tensor {
         set { autograd.grad = newValue }
     }
 
-    /// Sends this leaf's gradients to `sink` instead of accumulating them in `grad` (nil: back to `grad`): how a
-    /// module adds its parameters' gradients straight into its own gradient buffers.
-    package func sendGradients(to sink: ((Tensor) throws -> Void)?) { autograd.sink = sink }
+    /// Sends this leaf's gradients to `destination` instead of accumulating them in `grad` (nil: back to `grad`): how
+    /// a module adds its parameters' gradients straight into its own gradient buffers.
+    package func sendGradients(to destination: GradientDestination?) { autograd.destination = destination }
 
     /// Whether this tensor was made by the user rather than recorded from an op.
     public var isLeaf: Bool { autograd.node == nil }
@@ -112,7 +143,7 @@ extension Tensor {
     /// for the others (the matrix product's second GEMM).
     @discardableResult
     func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
-                  _ rule: @escaping (Tensor, _ needs: [Bool]) throws -> [Tensor?]) -> Tensor {
+                  _ rule: @escaping (Tensor, _ needs: GradientNeeds) throws -> [Tensor?]) -> Tensor {
         guard Tensor.recording, inputs.contains(where: \.requiresGrad) else { return self }
         autograd.node = TapeNode(op: op, inputs: inputs, saved: saved, rule: rule)
         return self
@@ -149,8 +180,8 @@ extension Tensor {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 guard let node = t.autograd.node else {
                     // A leaf's gradient is its own dense tensor (g may be shared with another input, or a view).
-                    if let sink = t.autograd.sink {
-                        try sink(g)
+                    if let destination = t.autograd.destination {
+                        try destination.deliver(g)
                     } else if t.autograd.wantsGradient {
                         t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g.cloned()
                     }
@@ -160,7 +191,7 @@ extension Tensor {
                     throw DeviceError.invalidArgument(op: "backward", "the graph through \(node.op) was released "
                         + "by an earlier backward(); pass keepGraph: true to the first call to go through it twice")
                 }
-                for (input, gi) in zip(node.inputs, try rule(g, node.inputs.map(\.requiresGrad)))
+                for (input, gi) in zip(node.inputs, try rule(g, GradientNeeds(inputs: node.inputs)))
                 where input.requiresGrad {
                     guard let gi else { continue }
                     let key = ObjectIdentifier(input)

@@ -23,13 +23,22 @@ extension Tensor {
         guard out == nil else { return c }
         let (x, y) = (a.detached(), b.detached())
         return c.recorded("matmul", from: [self, other], saving: [x, y]) { g, needs in
-            let ga = !needs[0] ? nil : transA ? try y.matmul(g, transposeSelf: transB, transposeOther: true)
-                : try g.matmul(y, transposeOther: !transB)
-            let gb = !needs[1] ? nil : transB ? try g.matmul(x, transposeSelf: true, transposeOther: transA)
-                : try x.matmul(g, transposeSelf: !transA)
-            // The gradients of the operands as given (a transposed view got the flag: transpose back).
-            return [try transA == transposeSelf ? ga : ga?.transposed(),
-                    try transB == transposeOther ? gb : gb?.transposed()]
+            // An operand with a gradient buffer of its own (a parameter) gets its gradient written there by the
+            // product itself, when it needs no transposing back.
+            let da = needs[0] && transA == transposeSelf ? needs.destination(0) : nil
+            let db = needs[1] && transB == transposeOther ? needs.destination(1) : nil
+            let ga = !needs[0] ? nil
+                : transA ? try y.matmul(g, transposeSelf: transB, transposeOther: true,
+                                        accumulate: da?.accumulate ?? false, into: da?.tensor)
+                : try g.matmul(y, transposeOther: !transB, accumulate: da?.accumulate ?? false, into: da?.tensor)
+            let gb = !needs[1] ? nil
+                : transB ? try g.matmul(x, transposeSelf: true, transposeOther: transA,
+                                        accumulate: db?.accumulate ?? false, into: db?.tensor)
+                : try x.matmul(g, transposeSelf: !transA, accumulate: db?.accumulate ?? false, into: db?.tensor)
+            // The gradients of the operands as given (a transposed view got the flag: transpose back); none for an
+            // operand whose gradient was written in place.
+            return [da != nil ? nil : try transA == transposeSelf ? ga : ga?.transposed(),
+                    db != nil ? nil : try transB == transposeOther ? gb : gb?.transposed()]
         }
     }
 
@@ -73,6 +82,47 @@ extension Tensor {
                              beta: beta)
         }
         return c
+    }
+}
+
+extension Rows {
+    /// The product of these rows and `other`, the rows read in place through their order (no gathered copy of the
+    /// minibatch, as the fused `Linear` reads them): [count, k]·[k, n] → [count, n]. Recorded on the tape with
+    /// `other`'s gradient, rowsᵀ·G, read in place too. The rows get no gradient: they are a dataset's minibatch
+    /// (a source that requires a gradient is an error, as the read through the index list would drop it).
+    ///
+    /// Reads any view of `other` (a view through a gathered copy of the rows and `Tensor.matmul`).
+    public func matmul(_ other: Tensor) throws -> Tensor {
+        guard !source.requiresGrad || !Tensor.recording else {
+            throw DeviceError.invalidArgument(op: "matmul", "the rows' source (shape \(source.shape)) requires a "
+                + "gradient, which rows read through an index list do not pass on: multiply the tensor itself, or "
+                + "detach the source (rows are a dataset's minibatch)")
+        }
+        guard let order, source.shape.count == 2, other.isDense else { return try gathered().matmul(other) }
+        guard device == other.device else { throw DeviceError.deviceMismatch(op: "matmul", device, other.device) }
+        let (k, n) = try matrixDims("matmul", other)
+        guard k == columns else { throw DeviceError.shapeMismatch(op: "matmul", shape, other.shape) }
+        let (m, offset, sourceRows) = (count, self.offset, self.sourceRows)
+        let c = try Tensor.empty([m, n], on: device)
+        try Tensor.run("matmul", source, order, other, c) { x0, order, w, c in
+            try matmulBlocked(x0, w, c, m: m, n: n, k: k, transA: false, transB: false, beta: 0,
+                              order: HostRowOrder(order: order, offset: offset, rows: sourceRows))
+        } opencl: { device, x0, order, w, c in
+            let launch = try GemmPlans.shared.launches(for: device).pick(.nn, multiplyAdds: m * n * k)
+            try launchMatmul(device, x0, w, c, m: m, n: n, k: k, transA: false, transB: false, kernel: launch,
+                             beta: 0, fusion: GemmFusion(gatherA: true),
+                             extra: GemmFusionOperands(order: order, offset: offset, aRows: sourceRows))
+        }
+        let rows = self
+        return c.recorded("matmul", from: [other]) { g, needs in
+            // Written straight into other's own gradient buffer when it has one (a parameter).
+            let g = g.isDense ? g : try g.contiguous()
+            let destination = needs.destination(0)
+            let gw = try destination?.tensor ?? Tensor.empty([k, n], on: g.device)
+            try Tensor.linearBackward(rows, g, weightGradient: gw, biasGradient: nil,
+                                      accumulate: destination?.accumulate ?? false)
+            return [destination == nil ? gw : nil]
+        }
     }
 }
 
@@ -239,6 +289,35 @@ extension OpCheck {
             } + [productCheck(m: m, k: k, n: n, transA: false, transB: false, form: "matmul naive") { a, b, c, _ in
                 try Tensor.matmul(a, b, transA: false, transB: false, accumulate: true, into: c, naive: true)
             }]
+        }
+    }
+
+    /// A dataset's rows times a matrix, the rows read in place through a shuffled index list (`Rows.matmul`), and
+    /// the matrix's gradient from the tape (rowsᵀ·G for G = 1), on shapes that take the small and the blocked paths.
+    static var rowsProductChecks: [OpCheck] {
+        [(37, 13, 5, 7, 3), (300, 784, 30, 31, 250)].map { n, k, cols, offset, rows in
+            let source = values(n * k, seed: 96), w = values(k * cols, seed: 97)
+            let order: [Float] = (0..<n).map { Float(($0 * 11) % n) }
+            return OpCheck("matmul (rows in place)", "\(rows) of \(n)x\(k) ·\(cols)",
+                           rtol: 1e-4, atol: 1e-4, compute: { d in
+                let x = try Tensor(source, shape: [n, k], on: d), b = try Tensor(w, shape: [k, cols], on: d)
+                b.requiresGrad = true
+                let y = try Rows(x, order: try Tensor(order, shape: [n], on: d), offset: offset, count: rows).matmul(b)
+                try y.sum().backward()
+                return [y, try b.grad ?? Tensor.zeros([k, cols], on: d)]
+            }, reference: {
+                let picked = (offset..<offset + rows).map { Int(order[$0]) }
+                let y = picked.flatMap { r in
+                    (0..<cols).map { j in
+                        (0..<k).reduce(0.0) { $0 + Double(source[r * k + $1]) * Double(w[$1 * cols + j]) }
+                    }
+                }
+                // d(Σy)/dw[p][j] = Σ over the picked rows of x[r][p].
+                let dw = (0..<k).flatMap { p in
+                    [Double](repeating: picked.reduce(0.0) { $0 + Double(source[$1 * k + p]) }, count: cols)
+                }
+                return [y, dw]
+            })
         }
     }
 

@@ -9,7 +9,8 @@ extension Tensor {
     func unary(_ f: UnaryFunction, p: Float = 0, q: Float = 0) throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)
         try Tensor.unaryKernel(f, self, p: p, q: q, into: out)
-        guard f.derivative != nil else { return out }
+        // (Checked before the node's arrays and closure are built: an op off the tape allocates nothing more.)
+        guard f.derivative != nil, requiresGrad, Tensor.recording else { return out }
         // NOTE: the rule runs only while `out` is alive (it is the tensor being differentiated): unowned, so that
         // the result does not keep itself alive through its own node.
         return out.recorded(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g in
@@ -22,7 +23,7 @@ extension Tensor {
         guard device == other.device else { throw DeviceError.deviceMismatch(op: f.name, device, other.device) }
         let out = try Tensor.empty(try Tensor.broadcastShape(f.name, shape, other.shape), on: device)
         try Tensor.binaryKernel(f, self, other, into: out)
-        guard f.derivatives != nil else { return out }
+        guard f.derivatives != nil, requiresGrad || other.requiresGrad, Tensor.recording else { return out }
         let (a, b) = (self, other)
         return out.recorded(f.name, from: [self, other], saving: [a, b, out]) { [unowned(unsafe) out] g, needs in
             let y = out

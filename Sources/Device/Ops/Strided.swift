@@ -10,6 +10,10 @@ struct StridedOperands {
     /// Each operand's offset.
     let offsets: [Int]
 
+    // Shared by every dense launch of up to seven operands (no allocation per op).
+    private static let denseStrides = (0..<8).map { Array(repeating: Layout.unitStride, count: $0) }
+    private static let zeroOffsets = (0..<8).map { Array(repeating: 0, count: $0) }
+
     /// The strided kernels index at most this many axes.
     static let maxRank = 8
 
@@ -18,8 +22,12 @@ struct StridedOperands {
         // Every operand dense and unbroadcast (the common case of a chain of ops): one axis, nothing to merge.
         if layouts.allSatisfy({ $0.isDense && $0.shape == layouts[0].shape }) {
             shape = [layouts[0].count]
-            strides = Array(repeating: Layout.unitStride, count: layouts.count)
-            offsets = Array(repeating: 0, count: layouts.count)
+            if layouts.count < Self.denseStrides.count {
+                (strides, offsets) = (Self.denseStrides[layouts.count], Self.zeroOffsets[layouts.count])
+            } else {
+                strides = Array(repeating: Layout.unitStride, count: layouts.count)
+                offsets = Array(repeating: 0, count: layouts.count)
+            }
             return
         }
         let merged = mergedAxes(layouts)
@@ -57,6 +65,7 @@ struct StridedOperands {
     /// along the row, operand i steps by `strides[i].last`.
     func forEachRow(_ body: ([Int]) throws -> Void) rethrows {
         guard count > 0 else { return }
+        if shape.count == 1 { return try body(offsets) }
         let outer = Array(shape.dropLast())
         var index = [Int](repeating: 0, count: outer.count)
         var start = offsets

@@ -28,8 +28,13 @@ public final class TapeLinear: TapeModule {
     public var outputFeatures: Int? { outFeatures }
 
     /// x: [batch, in] → [batch, out]
-    public func compute(_ x: Tensor) throws -> Tensor {
-        let z = try x.matmul(weight.value) + bias.value
+    public func compute(_ x: Tensor) throws -> Tensor { try addBiasAndActivate(try x.matmul(weight.value)) }
+
+    /// The same on a dataset's minibatch, its rows read in place by the product (no gathered copy).
+    public func compute(rows: Rows) throws -> Tensor? { try addBiasAndActivate(try rows.matmul(weight.value)) }
+
+    private func addBiasAndActivate(_ product: Tensor) throws -> Tensor {
+        let z = try product + bias.value
         return try activation.map { try z.activation($0) } ?? z
     }
 }

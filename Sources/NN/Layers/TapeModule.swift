@@ -2,6 +2,8 @@
 public final class TapeRecord {
     var input: Tensor?
     var output: Tensor?
+    /// The last forward read a dataset's rows in place (`compute(rows:)`): there is no input to differentiate.
+    var readRows = false
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
 }
@@ -35,41 +37,64 @@ public protocol TapeModule: Module {
     var tape: TapeRecord { get }
     /// The forward pass, in tensor ops on `parameters`' values: x: [batch, in] → [batch, out].
     func compute(_ x: Tensor) throws -> Tensor
+    /// The same forward on a minibatch of a resident dataset, read in place where the first op can (`Rows.matmul`),
+    /// or nil — the default — to have the rows gathered into a tensor and passed to `compute(_:)`. A module that
+    /// reads the rows in place gives no input gradient for that forward (the rows are data).
+    func compute(rows: Rows) throws -> Tensor?
 }
 
 extension TapeModule {
+    public func compute(rows: Rows) throws -> Tensor? { nil }
+
     public func forward(_ x: Tensor) throws -> Tensor {
         guard Tensor.isRecordingGradients else {
-            (tape.input, tape.output) = (nil, nil)
+            (tape.input, tape.output, tape.readRows) = (nil, nil, false)
             return try compute(x)
         }
         let input = x.detached()
         input.requiresGrad = true
         for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
         let y = try compute(input)
-        (tape.input, tape.output) = (input, y)
+        (tape.input, tape.output, tape.readRows) = (input, y, false)
         return y
     }
 
+    /// Reads the rows in place when `compute(rows:)` does; otherwise gathers them and calls `forward(_:)`.
+    public func forward(_ rows: Rows) throws -> Tensor {
+        if rows.order != nil {
+            if Tensor.isRecordingGradients {
+                for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
+            }
+            if let y = try compute(rows: rows) {
+                (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
+                return y
+            }
+        }
+        return try forward(rows.order == nil ? rows.source : try rows.gathered())
+    }
+
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let input = tape.input, let y = tape.output else {
+        guard let y = tape.output, tape.input != nil || tape.readRows else {
             throw DeviceError.invalidArgument(op: "\(Self.self).backward", "called before forward (or after a forward "
                 + "inside Tensor.withoutGradients, which records nothing)")
         }
-        (tape.input, tape.output) = (nil, nil)
+        let input = tape.input  // nil after a forward that read rows in place
+        if input == nil && needsInputGradient {
+            throw DeviceError.invalidArgument(op: "\(Self.self).backward", "the input gradient was asked for, but "
+                + "forward read a dataset's rows in place (compute(rows:)), which records none: pass forward the "
+                + "rows as a tensor (rows.gathered()) to differentiate with respect to them")
+        }
+        (tape.input, tape.output, tape.readRows) = (nil, nil, false)
         // An input that needs no gradient is one product fewer on the way back.
-        input.requiresGrad = needsInputGradient
+        input?.requiresGrad = needsInputGradient
         // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
-        // zeroGrad), not into its value's `grad`.
+        // zeroGrad), not into its value's `grad`: a product's rule writes it there itself.
         for p in parameters {
-            p.value.sendGradients { g in
-                let (target, accumulate) = p.gradientForBackward()
-                if accumulate { try target.elementwise(.add, g, into: target) } else { try target.copy(from: g) }
-            }
+            p.value.sendGradients(to: GradientDestination { p.gradientForBackward() })
         }
         defer { for p in parameters { p.value.sendGradients(to: nil) } }
         if y.requiresGrad { try y.backward(seed: dy) }
-        guard needsInputGradient else { return nil }
+        guard needsInputGradient, let input else { return nil }
         return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
     }
 
