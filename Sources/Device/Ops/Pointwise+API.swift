@@ -13,7 +13,7 @@ extension Tensor {
         guard f.derivative != nil, requiresGrad, Tensor.recording else { return out }
         // NOTE: the rule runs only while `out` is alive (it is the tensor being differentiated): unowned, so that
         // the result does not keep itself alive through its own node.
-        return out.recorded(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g in
+        return out.recorded(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g, _ in
             [try Tensor.unaryBackwardKernel(f, g, x: self, y: out, p: p, q: q)]
         }
     }

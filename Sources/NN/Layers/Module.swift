@@ -8,7 +8,8 @@ public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     func forward(_ x: Tensor) throws -> Tensor
     /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
-    /// the module can (`Linear` can; the default gathers them into a new tensor first, then calls `forward`).
+    /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
+    /// new tensor first, then calls `forward`).
     func forward(_ rows: Rows) throws -> Tensor
     /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input.
     func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
