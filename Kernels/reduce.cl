@@ -13,16 +13,16 @@ REDUCTION_OPS(DEFINE_COMBINE)
 #define BLOCK 64
 
 #ifdef CLNN_ROW_LOOP
-// CPU-type devices. A reduced axis that is not contiguous: work-item (c, row) keeps BLOCK outputs of its row and
-// walks the reduced axis once, adding a row of neighbouring elements at a time (a loop the compiler vectorises).
-// global = (⌈inner / BLOCK⌉, rows).
+// CPU-type devices. A reduced axis that is not contiguous: work-item (c, row) keeps `width` (at most COLUMNS)
+// outputs of its row and walks the reduced axis once, adding a row of neighbouring elements at a time (a loop the
+// compiler vectorises; a wide row reads whole pages in order). global = (⌈inner / width⌉, rows).
 #define REDUCE_LOOP(name, identity, combine) \
 __kernel void reduce_##name(AXES, __global const float* x, LAYOUT(x), const int n, const int stride, \
-                            __global float* out, LAYOUT(out), const float scale) \
+                            const int width, __global float* out, LAYOUT(out), const float scale) \
 { \
     ROW; BASE(x); BASE(out); \
-    const int j0 = get_global_id(0) * BLOCK, m = min(inner - j0, BLOCK); \
-    float total[BLOCK], block[BLOCK]; \
+    const int j0 = get_global_id(0) * width, m = min(inner - j0, width); \
+    float total[COLUMNS], block[COLUMNS]; \
     for (int i = 0; i < m; ++i) total[i] = (identity); \
     for (int k0 = 0; k0 < n; k0 += BLOCK) { \
         for (int i = 0; i < m; ++i) block[i] = (identity); \
@@ -63,10 +63,10 @@ __kernel void reduce_##name##_group(AXES, __global const float* x, LAYOUT(x), co
 }
 #else
 // GPUs. A reduced axis that is not contiguous: one work-item per output (neighbouring work-items read neighbouring
-// elements), blocked. global = (inner, rows).
+// elements), blocked; `width` is 1. global = (inner, rows).
 #define REDUCE_LOOP(name, identity, combine) \
 __kernel void reduce_##name(AXES, __global const float* x, LAYOUT(x), const int n, const int stride, \
-                            __global float* out, LAYOUT(out), const float scale) \
+                            const int width, __global float* out, LAYOUT(out), const float scale) \
 { \
     ROW; BASE(x); BASE(out); \
     EACH_ELEMENT { \

@@ -44,12 +44,12 @@ struct StridedOperands {
     var count: Int { shape.reduce(1, *) }
 
     /// On CPU-type devices each work-item loops over this many neighbouring elements of a row (strided.cl's
-    /// CLNN_ROW_LOOP), and a column reduction keeps `reductionBlock` outputs per work-item.
-    static let rowChunk = 256, reductionBlock = 64
+    /// CLNN_ROW_LOOP), and a column reduction keeps up to `reductionColumns` outputs per work-item.
+    static let rowChunk = 256, reductionColumns = 256
 
     /// The defines strided.cl reads: the element loop's form for the device kind and its sizes.
     static func header(rowLoop: Bool) -> String {
-        (rowLoop ? "#define CLNN_ROW_LOOP 1\n" : "") + "#define ROW_CHUNK \(rowChunk)\n#define BLOCK \(reductionBlock)\n"
+        (rowLoop ? "#define CLNN_ROW_LOOP 1\n" : "") + "#define ROW_CHUNK \(rowChunk)\n#define COLUMNS \(reductionColumns)\n"
     }
 
     /// The work sizes of an elementwise launch on `device`: a work-item per `rowChunk` elements of a row on a
