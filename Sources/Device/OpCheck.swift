@@ -98,7 +98,7 @@ extension OpCheck {
     public static var all: [OpCheck] {
         let families: [[OpCheck]] = [elementwiseChecks, pointwiseChecks, reductionChecks, activationChecks, biasChecks,
                                      lossChecks, reduceChecks, gatherChecks, optimizerChecks, matmulChecks,
-                                     rowsProductChecks, gemmCandidateChecks, linearChecks]
+                                     rowsProductChecks, gemmCandidateChecks, linearChecks, convChecks]
         return families.flatMap { $0 }
     }
 

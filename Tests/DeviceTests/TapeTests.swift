@@ -93,6 +93,27 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// A rows product large enough for the CPU's blocked path (its rows gathered into a scratch copy) equals the
+    /// product of the gathered rows, and so does the weight's gradient.
+    func testARowsProductOnTheBlockedPathEqualsTheGatheredProduct() throws {
+        let (n, k, cols, rows) = (300, 784, 30, 250)
+        let source = testValues(n * k, seed: 64), wv = testValues(k * cols, seed: 65)
+        let order = (0..<n).map { Float(($0 * 7) % n) }
+        for device in testDevices {
+            let picked = try Rows(try Tensor(source, shape: [n, k], on: device),
+                                  order: try Tensor(order, shape: [n], on: device), offset: 40, count: rows)
+            let (a, b) = (try Tensor(wv, shape: [k, cols], on: device), try Tensor(wv, shape: [k, cols], on: device))
+            a.requiresGrad = true
+            b.requiresGrad = true
+            let (y, reference) = (try picked.matmul(a), try picked.gathered().matmul(b))
+            assertClose(try y.toArray(), try reference.toArray(), rtol: 1e-4, atol: 1e-4, "product on \(device)")
+            try y.sum().backward()
+            try reference.sum().backward()
+            assertClose(try XCTUnwrap(a.grad).toArray(), try XCTUnwrap(b.grad).toArray(), rtol: 1e-4, atol: 1e-4,
+                        "gradient on \(device)")
+        }
+    }
+
     /// Rows read through an index list pass no gradient to their source: a source that requires one is an error,
     /// not a silently missing gradient.
     func testARowsProductOfASourceThatRequiresAGradientIsAnError() throws {

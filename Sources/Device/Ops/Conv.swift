@@ -1,0 +1,236 @@
+// 2-D convolution (NCHW) as the lessons build it: unfold the patches a window slides over into the columns of a
+// matrix (im2col, Kernels/conv.cl), one matrix product with the flattened filters, the bias broadcast. im2col's
+// backward (col2im: each input element sums the column entries that read it) is its rule on the tape; the product's
+// and the bias's gradients come from `matmul` and `+`.
+
+private let im2colKernel = KernelSource("conv", "im2col")
+private let col2imKernel = KernelSource("conv", "col2im")
+
+/// A window sliding over the two spatial axes of NCHW input: its size, step (stride), zero padding on each side and
+/// dilation (the spacing of its taps), each given for height and width.
+public struct Window2d: Sendable, Equatable {
+    public let kernelHeight: Int, kernelWidth: Int
+    public let strideHeight: Int, strideWidth: Int
+    public let paddingHeight: Int, paddingWidth: Int
+    public let dilationHeight: Int, dilationWidth: Int
+
+    /// A window of `kernel` (height, width), moved by `stride`, over input padded by `padding` zeros on each side,
+    /// its taps `dilation` apart.
+    public init(kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                dilation: (Int, Int) = (1, 1)) {
+        (kernelHeight, kernelWidth) = kernel
+        (strideHeight, strideWidth) = stride
+        (paddingHeight, paddingWidth) = padding
+        (dilationHeight, dilationWidth) = dilation
+    }
+
+    /// A square window with the same stride, padding and dilation along both axes.
+    public init(kernel: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1) {
+        self.init(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding),
+                  dilation: (dilation, dilation))
+    }
+
+    /// The output's height and width over an input of `height` × `width` (PyTorch's formula).
+    /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation below 1, negative padding,
+    ///   or a (dilated) window larger than the padded input.
+    public func outputSize(height: Int, width: Int, op: String) throws -> (height: Int, width: Int) {
+        func along(_ axis: String, _ size: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int) throws -> Int {
+            guard k >= 1, s >= 1, d >= 1, p >= 0 else {
+                throw DeviceError.invalidArgument(op: op, "the window's \(axis) needs kernel, stride and dilation of "
+                    + "at least 1 and padding of at least 0, got kernel \(k), stride \(s), padding \(p), dilation \(d)")
+            }
+            let extent = d * (k - 1) + 1
+            guard size + 2 * p >= extent else {
+                throw DeviceError.invalidArgument(op: op, "the window spans \(extent) along the \(axis) (kernel \(k), "
+                    + "dilation \(d)), more than the padded input's \(size + 2 * p) (\(size) + 2·\(p) padding)")
+            }
+            return (size + 2 * p - extent) / s + 1
+        }
+        return (try along("height", height, kernelHeight, strideHeight, paddingHeight, dilationHeight),
+                try along("width", width, kernelWidth, strideWidth, paddingWidth, dilationWidth))
+    }
+
+    /// (kh, kw, stride h, stride w, pad h, pad w, dilation h, dilation w): conv.cl's `window`.
+    fileprivate var packed: [Int] {
+        [kernelHeight, kernelWidth, strideHeight, strideWidth, paddingHeight, paddingWidth, dilationHeight,
+         dilationWidth]
+    }
+}
+
+extension Tensor {
+    /// (N, C, H, W) of a 4-d tensor, or an error naming `op`.
+    func nchw(_ op: String) throws -> (n: Int, c: Int, h: Int, w: Int) {
+        guard shape.count == 4 else {
+            throw DeviceError.invalidArgument(op: op, "expects NCHW input (4 axes: batch, channels, height, width), "
+                + "got shape \(shape)")
+        }
+        return (shape[0], shape[1], shape[2], shape[3])
+    }
+
+    /// The patches `window` slides over, as the columns of a matrix: self [N, C, H, W] → [C·kh·kw, N·OH·OW], row
+    /// (c, i, j) holding tap (i, j) of channel c at every window position (n, oh, ow), zero where the tap falls in
+    /// the padding. Reads any layout (a view through a contiguous copy). Recorded on the tape (col2im).
+    public func im2col(_ window: Window2d) throws -> Tensor {
+        let (n, c, h, w) = try nchw("im2col")
+        let (oh, ow) = try window.outputSize(height: h, width: w, op: "im2col")
+        let (kh, kw) = (window.kernelHeight, window.kernelWidth)
+        let (rows, columns) = (c * kh * kw, n * oh * ow)
+        let x = isDense ? self : try Tensor.withoutGradients { try contiguous() }
+        let cols = try Tensor.empty([rows, columns], on: device)
+        let dims = [n, c, h, w, oh, ow], packed = window.packed
+        try Tensor.run("im2col", x, cols) { xp, cp in
+            for row in 0..<rows {
+                let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
+                for col in 0..<columns {
+                    let (pw, ph, b) = (col % ow, (col / ow) % oh, col / (ow * oh))
+                    let y = ph * packed[2] - packed[4] + i * packed[6], z = pw * packed[3] - packed[5] + j * packed[7]
+                    let inside = y >= 0 && y < h && z >= 0 && z < w
+                    cp[row * columns + col] = inside ? xp[((b * c + ch) * h + y) * w + z] : 0
+                }
+            }
+        } opencl: { device, xb, cb in
+            try device.run(im2colKernel, global: WorkSize(columns, rows)) { a in
+                try a.int8("dims", dims); try a.int8("window", packed); try a.buffer("x", xb); try a.buffer("cols", cb)
+            }
+        }
+        let inputShape = shape
+        return cols.recorded("im2col", from: [self]) { g in
+            [try Tensor.col2im(g.isDense ? g : try g.contiguous(), window, shape: inputShape)]
+        }
+    }
+
+    /// im2col's gradient: cols [C·kh·kw, N·OH·OW] → [N, C, H, W] of `shape`, each element the sum of the column
+    /// entries that read it. Dense operands only.
+    static func col2im(_ cols: Tensor, _ window: Window2d, shape: [Int]) throws -> Tensor {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (oh, ow) = try window.outputSize(height: h, width: w, op: "col2im")
+        let (kh, kw) = (window.kernelHeight, window.kernelWidth)
+        try requireShape("col2im (columns)", cols, [c * kh * kw, n * oh * ow])
+        let x = try Tensor.empty(shape, on: cols.device)
+        let dims = [n, c, h, w, oh, ow], packed = window.packed, columns = n * oh * ow
+        try Tensor.run("col2im", cols, x) { cp, xp in
+            for index in 0..<(n * c * h * w) {
+                let (z, y, ch, b) = (index % w, (index / w) % h, (index / (w * h)) % c, index / (w * h * c))
+                var acc: Float = 0
+                for i in 0..<kh {
+                    let t = y + packed[4] - i * packed[6]
+                    guard t >= 0, t % packed[2] == 0, t / packed[2] < oh else { continue }
+                    for j in 0..<kw {
+                        let u = z + packed[5] - j * packed[7]
+                        guard u >= 0, u % packed[3] == 0, u / packed[3] < ow else { continue }
+                        acc += cp[((ch * kh + i) * kw + j) * columns + (b * oh + t / packed[2]) * ow + u / packed[3]]
+                    }
+                }
+                xp[index] = acc
+            }
+        } opencl: { device, cb, xb in
+            try device.run(col2imKernel, global: WorkSize(n * c * h * w)) { a in
+                try a.int8("dims", dims); try a.int8("window", packed); try a.buffer("cols", cb); try a.buffer("x", xb)
+            }
+        }
+        return x
+    }
+
+    /// 2-D convolution, as PyTorch's `F.conv2d` with one group: self [N, C, H, W], weight [O, C, kh, kw], bias [O]
+    /// → [N, O, OH, OW]. The product of the flattened filters with the input's patches (`im2col`), recorded on the
+    /// tape: gradients for the input, the weight and the bias.
+    /// - Throws: `DeviceError.invalidArgument` naming conv2d for input that is not NCHW, a weight that is not
+    ///   [O, C, kh, kw] for the input's C channels, a bias that is not [O], a window larger than the padded input,
+    ///   or a stride or dilation below 1; a device mismatch names both devices.
+    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0,
+                       dilation: Int = 1) throws -> Tensor {
+        try conv2d(weight, bias: bias, stride: (stride, stride), padding: (padding, padding),
+                   dilation: (dilation, dilation))
+    }
+
+    /// The same with a window that differs between the axes: each of `stride`, `padding`, `dilation` is (height,
+    /// width).
+    public func conv2d(_ weight: Tensor, bias: Tensor? = nil, stride: (Int, Int), padding: (Int, Int),
+                       dilation: (Int, Int)) throws -> Tensor {
+        let (n, c, h, w) = try nchw("conv2d")
+        guard weight.shape.count == 4 else {
+            throw DeviceError.invalidArgument(op: "conv2d", "expects a weight of shape [out channels, in channels, "
+                + "kernel height, kernel width], got \(weight.shape)")
+        }
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        guard weight.shape[1] == c else {
+            throw DeviceError.invalidArgument(op: "conv2d", "the input has \(c) channels (shape \(shape)) but the "
+                + "weight \(weight.shape) takes \(weight.shape[1])")
+        }
+        if let bias, bias.shape != [o] {
+            throw DeviceError.invalidArgument(op: "conv2d", "the bias has shape \(bias.shape), the weight's \(o) "
+                + "output channels need [\(o)]")
+        }
+        for other in [weight] + (bias.map { [$0] } ?? []) where other.device != device {
+            throw DeviceError.deviceMismatch(op: "conv2d", device, other.device)
+        }
+        let window = Window2d(kernel: (kh, kw), stride: stride, padding: padding, dilation: dilation)
+        let (oh, ow) = try window.outputSize(height: h, width: w, op: "conv2d")
+        let product = try weight.reshaped([o, c * kh * kw]).matmul(try im2col(window))  // [O, N·OH·OW]
+        let y = try product.reshaped([o, n, oh * ow]).permuted([1, 0, 2]).contiguous().reshaped([n, o, oh, ow])
+        guard let bias else { return y }
+        return try y + bias.reshaped([o, 1, 1])
+    }
+}
+
+extension OpCheck {
+    /// Convolutions on odd sizes — a 5x7 image of 3 channels, stride 2, padding 2, dilation 2, a batch of 1 —
+    /// against a direct Double convolution, and the gradients of Σ y·r for input, weight and bias against the same
+    /// sums written out in Double.
+    static var convChecks: [OpCheck] {
+        let cases: [(n: Int, c: Int, h: Int, w: Int, o: Int, k: (Int, Int), s: (Int, Int), p: (Int, Int),
+                     d: (Int, Int))] = [
+            (2, 3, 5, 7, 4, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (1, 3, 5, 7, 2, (3, 2), (2, 1), (2, 0), (2, 1)),
+            (3, 2, 9, 6, 5, (1, 1), (2, 2), (0, 0), (1, 1)),
+        ]
+        return cases.map { n, c, h, w, o, k, s, p, d in
+            let window = Window2d(kernel: k, stride: s, padding: p, dilation: d)
+            let (oh, ow) = (try? window.outputSize(height: h, width: w, op: "check")) ?? (0, 0)
+            let xv = values(n * c * h * w, seed: 101), wv = values(o * c * k.0 * k.1, seed: 102)
+            let bv = values(o, seed: 103), rv = values(n * o * oh * ow, seed: 104)
+            // The input element each tap reads at each output position, or nil in the padding.
+            @Sendable func tap(_ b: Int, _ ch: Int, _ y: Int, _ x: Int, _ i: Int, _ j: Int) -> Int? {
+                let (r, q) = (y * s.0 - p.0 + i * d.0, x * s.1 - p.1 + j * d.1)
+                return r >= 0 && r < h && q >= 0 && q < w ? ((b * c + ch) * h + r) * w + q : nil
+            }
+            let taps = (0..<c).flatMap { ch in (0..<k.0).flatMap { i in (0..<k.1).map { j in (ch, i, j) } } }
+            @Sendable func weightIndex(_ f: Int, _ ch: Int, _ i: Int, _ j: Int) -> Int { ((f * c + ch) * k.0 + i) * k.1 + j }
+            return OpCheck("conv2d", "\(n)x\(c)x\(h)x\(w) k\(k.0)x\(k.1) s\(s.0) p\(p.0) d\(d.0)", rtol: 1e-4,
+                           atol: 1e-4, compute: { device in
+                let x = try Tensor(xv, shape: [n, c, h, w], on: device)
+                let weight = try Tensor(wv, shape: [o, c, k.0, k.1], on: device)
+                let bias = try Tensor(bv, shape: [o], on: device)
+                for t in [x, weight, bias] { t.requiresGrad = true }
+                let y = try x.conv2d(weight, bias: bias, stride: s, padding: p, dilation: d)
+                try (y * (try Tensor(rv, shape: [n, o, oh, ow], on: device))).sum().backward()
+                return [y] + (try [x, weight, bias].map { try $0.grad ?? Tensor.zeros($0.shape, on: device) })
+            }, reference: {
+                var y = [Double](repeating: 0, count: n * o * oh * ow)
+                var dx = [Double](repeating: 0, count: xv.count), dw = [Double](repeating: 0, count: wv.count)
+                var db = [Double](repeating: 0, count: o)
+                for b in 0..<n {
+                    for f in 0..<o {
+                        for py in 0..<oh {
+                            for px in 0..<ow {
+                                let out = ((b * o + f) * oh + py) * ow + px
+                                var acc = Double(bv[f])
+                                let r = Double(rv[out])
+                                db[f] += r
+                                for (ch, i, j) in taps {
+                                    guard let at = tap(b, ch, py, px, i, j) else { continue }
+                                    let wi = weightIndex(f, ch, i, j)
+                                    acc += Double(xv[at]) * Double(wv[wi])
+                                    dx[at] += r * Double(wv[wi])
+                                    dw[wi] += r * Double(xv[at])
+                                }
+                                y[out] = acc
+                            }
+                        }
+                    }
+                }
+                return [y, dx, dw, db]
+            })
+        }
+    }
+}
