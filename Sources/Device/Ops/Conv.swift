@@ -9,10 +9,22 @@ private let col2imKernel = KernelSource("conv", "col2im")
 /// A window sliding over the two spatial axes of NCHW input: its size, step (stride), zero padding on each side and
 /// dilation (the spacing of its taps), each given for height and width.
 public struct Window2d: Sendable, Equatable {
-    public let kernelHeight: Int, kernelWidth: Int
-    public let strideHeight: Int, strideWidth: Int
-    public let paddingHeight: Int, paddingWidth: Int
-    public let dilationHeight: Int, dilationWidth: Int
+    /// The window's height (taps along the height axis).
+    public let kernelHeight: Int
+    /// The window's width (taps along the width axis).
+    public let kernelWidth: Int
+    /// How far the window moves between output rows.
+    public let strideHeight: Int
+    /// How far the window moves between output columns.
+    public let strideWidth: Int
+    /// Zeros added above and below the input.
+    public let paddingHeight: Int
+    /// Zeros added left and right of the input.
+    public let paddingWidth: Int
+    /// The spacing of the window's taps along the height (1: adjacent).
+    public let dilationHeight: Int
+    /// The spacing of the window's taps along the width (1: adjacent).
+    public let dilationWidth: Int
 
     /// A window of `kernel` (height, width), moved by `stride`, over input padded by `padding` zeros on each side,
     /// its taps `dilation` apart.
