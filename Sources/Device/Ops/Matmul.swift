@@ -98,7 +98,9 @@ extension Rows {
                 + "gradient, which rows read through an index list do not pass on: multiply the tensor itself, or "
                 + "detach the source (rows are a dataset's minibatch)")
         }
-        guard let order, source.shape.count == 2, other.isDense else { return try gathered().matmul(other) }
+        guard let order, source.shape.count == 2, source.isDense, order.isDense, other.isDense else {
+            return try gathered().matmul(other)
+        }
         guard device == other.device else { throw DeviceError.deviceMismatch(op: "matmul", device, other.device) }
         let (k, n) = try matrixDims("matmul", other)
         guard k == columns else { throw DeviceError.shapeMismatch(op: "matmul", shape, other.shape) }
