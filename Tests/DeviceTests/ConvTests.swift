@@ -74,9 +74,13 @@ final class ConvTests: XCTestCase {
             let x = try Tensor.zeros([1, 3, 5, 7], on: device)
             let cases: [(String, () throws -> Tensor)] = [
                 ("more than the padded input's 5", { try x.conv2d(try Tensor.zeros([2, 3, 8, 3], on: device)) }),
-                ("kernel, stride and dilation of at least 1", {
+                ("kernel, stride and dilation in 1...", {
                     try x.conv2d(try Tensor.zeros([2, 3, 3, 3], on: device), stride: 0)
                 }),
+                ("got kernel 3, stride 4294967296", {
+                    try x.conv2d(try Tensor.zeros([2, 3, 3, 3], on: device), stride: 1 << 32)
+                }),
+                ("padding in 0...", { try x.conv2d(try Tensor.zeros([2, 3, 3, 3], on: device), padding: Int.max) }),
                 ("the input has 3 channels", { try x.conv2d(try Tensor.zeros([2, 4, 3, 3], on: device)) }),
                 ("expects NCHW input", { try Tensor.zeros([3, 5, 7], on: device).conv2d(x) }),
                 ("the bias has shape [3]", {

@@ -113,6 +113,12 @@ final class TapeModuleTests: XCTestCase {
             XCTAssertThrowsError(try layers[0].backward(dy, needsInputGradient: true)) {
                 XCTAssertTrue("\($0)".contains("read a dataset's rows in place"), "\($0)")
             }
+            // Reshuffling the order between forward and backward is an error, not a wrong gradient.
+            _ = try layers[0].forward(rows)
+            try XCTUnwrap(rows.order).fill(0)
+            XCTAssertThrowsError(try layers[0].backward(dy, needsInputGradient: false)) {
+                XCTAssertTrue("\($0)".contains("modified in place"), "\($0)")
+            }
         }
     }
 

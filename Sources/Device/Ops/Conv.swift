@@ -43,13 +43,17 @@ public struct Window2d: Sendable, Equatable {
     }
 
     /// The output's height and width over an input of `height` × `width` (PyTorch's formula).
-    /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation below 1, negative padding,
-    ///   or a (dilated) window larger than the padded input.
+    /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation outside 1...2²⁰, padding
+    ///   outside 0...2²⁰, or a (dilated) window larger than the padded input.
     public func outputSize(height: Int, width: Int, op: String) throws -> (height: Int, width: Int) {
         func along(_ axis: String, _ size: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int) throws -> Int {
-            guard k >= 1, s >= 1, d >= 1, p >= 0 else {
-                throw DeviceError.invalidArgument(op: op, "the window's \(axis) needs kernel, stride and dilation of "
-                    + "at least 1 and padding of at least 0, got kernel \(k), stride \(s), padding \(p), dilation \(d)")
+            // (Each at most 2^20, so that no sum or product below overflows, here or in the kernels' ints.)
+            let limit = 1 << 20
+            guard (1...limit).contains(k), (1...limit).contains(s), (1...limit).contains(d), (0...limit).contains(p)
+            else {
+                throw DeviceError.invalidArgument(op: op, "the window's \(axis) needs kernel, stride and dilation in "
+                    + "1...\(limit) and padding in 0...\(limit), got kernel \(k), stride \(s), padding \(p), "
+                    + "dilation \(d)")
             }
             let extent = d * (k - 1) + 1
             guard size + 2 * p >= extent else {

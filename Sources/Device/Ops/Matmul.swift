@@ -116,7 +116,8 @@ extension Rows {
                              extra: GemmFusionOperands(order: order, offset: offset, aRows: sourceRows))
         }
         let rows = self
-        return c.recorded("matmul", from: [other]) { g, needs in
+        // (The rows are read again by the rule: an in-place change of source or order before backward is an error.)
+        return c.recorded("matmul", from: [other], saving: [source, order]) { g, needs in
             // Written straight into other's own gradient buffer when it has one (a parameter).
             let g = g.isDense ? g : try g.contiguous()
             let destination = needs.destination(0)

@@ -59,9 +59,10 @@ extension TapeModule {
         return y
     }
 
-    /// Reads the rows in place when `compute(rows:)` does; otherwise gathers them and calls `forward(_:)`.
+    /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
+    /// them and calls `forward(_:)`.
     public func forward(_ rows: Rows) throws -> Tensor {
-        if rows.order != nil {
+        if rows.order != nil && !rows.source.requiresGrad {
             if Tensor.isRecordingGradients {
                 for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
             }
