@@ -96,6 +96,19 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// conv2d's doc-comment example, as written there.
+    func testTheDocExampleRunsOnEveryDevice() throws {
+        for device in testDevices {
+            let x = try Tensor.randn([64, 1, 28, 28], seed: 1, on: device)
+            let w = try Tensor.randn([32, 1, 3, 3], seed: 2, std: 0.3, on: device), b = try Tensor.zeros([32], on: device)
+            w.requiresGrad = true
+            let y = try x.conv2d(w, bias: b, padding: 1)        // [64, 32, 28, 28]
+            try y.clamped(min: 0).mean().backward()             // w.grad: [32, 1, 3, 3]
+            XCTAssertEqual(y.shape, [64, 32, 28, 28])
+            XCTAssertEqual(try XCTUnwrap(w.grad).shape, [32, 1, 3, 3])
+        }
+    }
+
     func testZeroSizeBatchGivesAnEmptyOutput() throws {
         for device in testDevices {
             let x = try Tensor.zeros([0, 2, 4, 4], on: device)

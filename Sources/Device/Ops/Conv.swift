@@ -150,6 +150,14 @@ extension Tensor {
     /// 2-D convolution, as PyTorch's `F.conv2d` with one group: self [N, C, H, W], weight [O, C, kh, kw], bias [O]
     /// → [N, O, OH, OW]. The product of the flattened filters with the input's patches (`im2col`), recorded on the
     /// tape: gradients for the input, the weight and the bias.
+    ///
+    /// ```swift
+    /// let x = try Tensor.randn([64, 1, 28, 28], seed: 1, on: device)
+    /// let w = try Tensor.randn([32, 1, 3, 3], seed: 2, std: 0.3, on: device), b = try Tensor.zeros([32], on: device)
+    /// w.requiresGrad = true
+    /// let y = try x.conv2d(w, bias: b, padding: 1)        // [64, 32, 28, 28]
+    /// try y.clamped(min: 0).mean().backward()             // w.grad: [32, 1, 3, 3]
+    /// ```
     /// - Throws: `DeviceError.invalidArgument` naming conv2d for input that is not NCHW, a weight that is not
     ///   [O, C, kh, kw] for the input's C channels, a bias that is not [O], a window larger than the padded input,
     ///   or a stride or dilation below 1; a device mismatch names both devices.
