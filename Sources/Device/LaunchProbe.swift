@@ -10,13 +10,16 @@ import Foundation
         public let total: Double
     }
 
-    /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned.
+    /// Each path launches `launches` times after a warm-up; the median of `runs` such batches is returned, and each
+    /// ratio (`clnn` over `raw`, `tape` over `rawOp`, enqueue times) as the median of its rounds' ratios: the paths
+    /// take turns within a round, so a ratio sets batches run under the same load side by side.
     /// `clnn` is `Tensor.fill` (one buffer written in place) and `raw` the same kernel and buffer through the C API;
     /// `result` times an op with a new result (`x * 1` of a one-element `x`), `tape` the same op recorded on the tape
     /// (`x` requires a gradient: a tape node per launch too), and `rawOp` the same op's kernel (`unary_affine`, `x`
     /// read, another buffer written) through the C API.
-    public static func measure(on tag: DeviceTag, launches: Int, runs: Int = 5)
-        throws -> (clnn: Timing, raw: Timing, result: Timing, tape: Timing, rawOp: Timing) {
+    public static func measure(on tag: DeviceTag, launches: Int, runs: Int = 9)
+        throws -> (clnn: Timing, raw: Timing, result: Timing, tape: Timing, rawOp: Timing,
+                   ratios: (clnn: Double, tape: Double)) {
         let t = try Tensor.empty([1], on: tag)
         let x = try Tensor([1], shape: [1], on: tag), tracked = try Tensor([1], shape: [1], on: tag)
         let out = try Tensor.empty([1], on: tag)
@@ -85,10 +88,10 @@ import Foundation
                 if round > 0 { samples[i].append(sample) }  // round 0 warms up
             }
         }
-        let timings = samples.map { s in
-            Timing(enqueue: s.map(\.0).sorted()[s.count / 2], total: s.map(\.1).sorted()[s.count / 2])
-        }
-        return (timings[0], timings[1], timings[2], timings[3], timings[4])
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let timings = samples.map { s in Timing(enqueue: median(s.map(\.0)), total: median(s.map(\.1))) }
+        func ratio(_ a: Int, _ b: Int) -> Double { median(zip(samples[a], samples[b]).map { $0.0 / $1.0 }) }
+        return (timings[0], timings[1], timings[2], timings[3], timings[4], (ratio(0, 1), ratio(3, 4)))
     }
 
     /// The same CLNN paths on `cpu` (an op's host cost with no driver at all): seconds per op of `fill`, `x * 1`
