@@ -98,7 +98,8 @@ extension OpCheck {
     public static var all: [OpCheck] {
         let families: [[OpCheck]] = [elementwiseChecks, pointwiseChecks, reductionChecks, activationChecks, biasChecks,
                                      lossChecks, reduceChecks, gatherChecks, optimizerChecks, matmulChecks,
-                                     rowsProductChecks, gemmCandidateChecks, linearChecks, convChecks]
+                                     rowsProductChecks, gemmCandidateChecks, linearChecks, convChecks,
+                                     poolChecks]
         return families.flatMap { $0 }
     }
 

@@ -67,7 +67,7 @@ public struct Window2d: Sendable, Equatable {
     }
 
     /// (kh, kw, stride h, stride w, pad h, pad w, dilation h, dilation w): conv.cl's `window`.
-    fileprivate var packed: [Int] {
+    var packed: [Int] {
         [kernelHeight, kernelWidth, strideHeight, strideWidth, paddingHeight, paddingWidth, dilationHeight,
          dilationWidth]
     }
