@@ -79,8 +79,10 @@ package struct GradientDestination {
 /// gradient into its buffer instead of into a new tensor that is then copied there.
 struct GradientNeeds {
     let inputs: [Tensor]
+    /// The tensors of this backward pass that lead to a leaf wanting a gradient.
+    let needed: Set<ObjectIdentifier>
 
-    subscript(i: Int) -> Bool { inputs[i].requiresGrad }
+    subscript(i: Int) -> Bool { needed.contains(ObjectIdentifier(inputs[i])) }
 
     /// Input i's destination (a dense tensor of its shape, and whether to add to it), when it has one: the rule
     /// writes the gradient there and returns nil for it. Asking counts as a write (ask only to write).
@@ -174,10 +176,23 @@ extension Tensor {
         }
         let order = topologicalOrder()
         for t in order { try t.autograd.node.map(Tensor.checkSaved) }
+        // Which tensors lead to a leaf that takes a gradient (inputs come before results in `order`): a rule computes
+        // no gradient for the others — an input whose `requiresGrad` was turned off after recording (a module's
+        // first layer) costs no backward work.
+        var needed = Set<ObjectIdentifier>()
+        for t in order {
+            let wanted = t.autograd.node.map { $0.inputs.contains { needed.contains(ObjectIdentifier($0)) } }
+                ?? (t.autograd.wantsGradient || t.autograd.destination != nil)
+            if wanted { needed.insert(ObjectIdentifier(t)) }
+        }
         try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
             for t in order.reversed() {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                guard needed.contains(ObjectIdentifier(t)) else {
+                    if !keepGraph { t.autograd.node?.rule = nil }
+                    continue
+                }
                 guard let node = t.autograd.node else {
                     // A leaf's gradient is its own dense tensor (g may be shared with another input, or a view).
                     if let destination = t.autograd.destination {
@@ -191,8 +206,8 @@ extension Tensor {
                     throw DeviceError.invalidArgument(op: "backward", "the graph through \(node.op) was released "
                         + "by an earlier backward(); pass keepGraph: true to the first call to go through it twice")
                 }
-                for (input, gi) in zip(node.inputs, try rule(g, GradientNeeds(inputs: node.inputs)))
-                where input.requiresGrad {
+                for (input, gi) in zip(node.inputs, try rule(g, GradientNeeds(inputs: node.inputs, needed: needed)))
+                where needed.contains(ObjectIdentifier(input)) {
                     guard let gi else { continue }
                     let key = ObjectIdentifier(input)
                     grads[key] = try grads[key].map { try $0 + gi } ?? gi

@@ -33,6 +33,14 @@ extension Tensor {
         return try Tensor((0..<n).map(Float.init), shape: [n], on: device)
     }
 
+    /// A tensor of uniform random values in [0, 1), drawn on the host from `seed`, so the same seed gives the same
+    /// values on every device.
+    public static func rand(_ shape: [Int], seed: UInt64, on device: DeviceTag = .cpu) throws -> Tensor {
+        var rng = SeededGenerator(seed: seed)
+        let count = try checkedCount(shape)
+        return try Tensor((0..<count).map { _ in Float(rng.nextUniform()) }, shape: shape, on: device)
+    }
+
     /// A tensor of normal random values with mean 0 and standard deviation `std`, drawn on the host from `seed`,
     /// so the same seed gives the same values on every device.
     public static func randn(_ shape: [Int], seed: UInt64, std: Float = 1,

@@ -20,6 +20,12 @@ public enum Initializer: Sendable, Equatable {
     case scaledByFanIn
     /// Kaiming/He normal: std = gain / √fan, gain √2 for relu.
     case kaimingNormal(mode: FanMode = .fanIn, gain: Float = Float(2).squareRoot())
+    /// Kaiming/He uniform over fanIn, PyTorch's `kaiming_uniform_(a:)`: U(−b, b), b = √(6 / ((1 + a²)·fanIn)). With
+    /// a = √5 (`pytorchDefault`) b is 1/√fanIn: how PyTorch's `nn.Linear` and `nn.Conv2d` start.
+    case kaimingUniform(a: Float)
+
+    /// What PyTorch's `nn.Linear` and `nn.Conv2d` start their weights with: `kaimingUniform(a: √5)`.
+    public static let pytorchDefault = Initializer.kaimingUniform(a: Float(5).squareRoot())
 
     /// A [fanIn, fanOut]-style weight of `shape`, drawn on the host from `seed` and placed on `device`.
     public func tensor(_ shape: [Int], fanIn: Int, fanOut: Int, seed: UInt64, on device: DeviceTag) throws -> Tensor {
@@ -32,10 +38,19 @@ public enum Initializer: Sendable, Equatable {
         case .kaimingNormal(let mode, let gain):
             return try Tensor.randn(shape, seed: seed, std: gain / (mode == .fanIn ? fi : fo).squareRoot(), on: device)
         case .xavierUniform(let gain):
-            let a = Double(gain) * (6 / Double(fanIn + fanOut)).squareRoot()
-            var rng = SeededGenerator(seed: seed)
-            let count = shape.reduce(1, *)
-            return try Tensor((0..<count).map { _ in Float((rng.nextUniform() * 2 - 1) * a) }, shape: shape, on: device)
+            return try Self.uniform(shape, bound: Double(gain) * (6 / Double(fanIn + fanOut)).squareRoot(), seed: seed,
+                                    on: device)
+        case .kaimingUniform(let a):
+            return try Self.uniform(shape, bound: (6 / ((1 + Double(a * a)) * Double(fanIn))).squareRoot(), seed: seed,
+                                    on: device)
         }
+    }
+
+    /// U(−bound, bound) values of `shape`, drawn on the host from `seed` (PyTorch's bias initialisation with bound
+    /// 1/√fanIn).
+    public static func uniform(_ shape: [Int], bound: Double, seed: UInt64, on device: DeviceTag) throws -> Tensor {
+        var rng = SeededGenerator(seed: seed)
+        let count = shape.reduce(1, *)
+        return try Tensor((0..<count).map { _ in Float((rng.nextUniform() * 2 - 1) * bound) }, shape: shape, on: device)
     }
 }

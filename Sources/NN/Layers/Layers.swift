@@ -169,9 +169,10 @@ public final class Sequential: Module {
         parameterBlock = try ParameterBlock(all, alignment: alignment)
     }
 
-    /// Moves every parameter to `device` and lays them out there in one block.
+    /// Moves every child to `device` (parameters and any state of their own, such as a batch norm's running
+    /// statistics) and lays the parameters out there in one block.
     public func to(_ device: DeviceTag) throws {
-        for p in parameters { try p.to(device) }
+        for layer in layers { try layer.to(device) }
         try layoutParameters(alignment: 1)
     }
 
@@ -191,6 +192,13 @@ public final class Sequential: Module {
     public func setBufferReuse(_ enabled: Bool) { for layer in layers { layer.setBufferReuse(enabled) } }
     /// Whether any child reuses its buffers.
     public var reusesBuffers: Bool { layers.contains(where: \.reusesBuffers) }
+    /// Whether the model was last put in training mode (`train()`, the start) rather than evaluation (`eval()`).
+    public private(set) var isTraining = true
+    /// Sets every child's mode.
+    public func setTraining(_ training: Bool) {
+        isTraining = training
+        for layer in layers { layer.setTraining(training) }
+    }
 
     /// Parameters with PyTorch `nn.Sequential` state-dict names: `0.weight`, `0.bias`, `2.weight`, ... A layer
     /// counts as many indices as its `sequentialWidth` (a Linear with a fused activation is two, as in PyTorch).

@@ -38,6 +38,13 @@ public protocol Module: AnyObject {
     func to(_ device: DeviceTag) throws
     /// The parameters with their state-dict names (`weight`, `bias`; a `Sequential`'s `0.weight`, ...).
     var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// Whether the module computes as in training (the default) or as in evaluation: `BatchNorm2d` normalises with
+    /// the batch's statistics or its running ones, `Dropout` drops or passes everything. Modules without such a
+    /// difference are always "training" (the default).
+    var isTraining: Bool { get }
+    /// Sets training (true) or evaluation (false) mode, on a container's children too: what `train()` and `eval()`
+    /// call. Modules without modes ignore it (the default).
+    func setTraining(_ training: Bool)
 }
 
 extension Module {
@@ -46,6 +53,16 @@ extension Module {
     public var outputFeatures: Int? { nil }
     public func setBufferReuse(_ enabled: Bool) {}
     public var reusesBuffers: Bool { false }
+    public var isTraining: Bool { true }
+    public func setTraining(_ training: Bool) {}
+
+    /// Training mode, as PyTorch's `model.train()`: batch statistics, dropout on. `Trainer` puts a model in it for
+    /// each epoch.
+    public func train() { setTraining(true) }
+
+    /// Evaluation mode, as PyTorch's `model.eval()`: running statistics, no dropout. `Evaluator` (and `clnn eval`)
+    /// put a model in it while they measure.
+    public func eval() { setTraining(false) }
     public var namedParameters: [(name: String, parameter: Parameter)] { parameters.map { ($0.name, $0) } }
 
     public func forward(_ rows: Rows) throws -> Tensor {

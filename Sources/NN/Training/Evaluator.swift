@@ -33,8 +33,9 @@ public final class Evaluator {
         self.classes = try Self.classes(of: model, loss: loss, explicit: classes, op: "Evaluator")
     }
 
-    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples. Records nothing for
-    /// gradients (a `TapeModule` computes without its tape).
+    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples, in evaluation mode
+    /// (`eval()`; the model's mode is restored after). Records nothing for gradients (a `TapeModule` computes
+    /// without its tape).
     /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range.
     public func evaluate(_ data: DeviceDataset,
                          chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
@@ -46,9 +47,10 @@ public final class Evaluator {
             throw DeviceError.deviceMismatch(op: "Evaluator.evaluate", device, data.images.device)
         }
         try Self.validateLabels(data.hostLabels, classes: classes, source: "evaluation data")
-        let reused = model.reusesBuffers
+        let reused = model.reusesBuffers, training = model.isTraining
         model.setBufferReuse(true)
-        defer { model.setBufferReuse(reused) }
+        model.eval()
+        defer { model.setBufferReuse(reused); model.setTraining(training) }
         let identity = try Tensor((0..<data.count).map(Float.init), shape: [data.count], on: device)
         var lossSum = 0.0
         var correct = 0

@@ -100,7 +100,8 @@ public final class Trainer {
     }
 
     /// One pass over `data` in the order `sampler` gives for `epoch`, which counts from 1 to `options.epochs` (the
-    /// learning-rate schedule is placed by it: `for e in 1...options.epochs`). Returns the mean training loss.
+    /// learning-rate schedule is placed by it: `for e in 1...options.epochs`), in training mode (`train()`; the
+    /// model's mode is restored after). Returns the mean training loss.
     /// `progress` — the trailing closure, which may throw (the epoch ends with its error; under a process group the
     /// others then wait: end the job) — is called every `reportEvery` steps and at the end; `shouldStop` is polled
     /// at each report — with a process group, on every process, and any one's request stops all at the same step.
@@ -126,10 +127,15 @@ public final class Trainer {
         // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
         let alignment = model.parameterBlock?.alignment ?? 1
         for w in workers { try w.model.layoutParameters(alignment: alignment) }
-        let reused = model.reusesBuffers
+        // Buffers reused and training mode (batch statistics, dropout) for the epoch; both restored after.
+        let reused = model.reusesBuffers, training = model.isTraining
         func reuseBuffers(_ on: Bool) { for w in workers { w.model.setBufferReuse(on) } }
         reuseBuffers(true)
-        defer { reuseBuffers(reused) }
+        for w in workers { w.model.train() }
+        defer {
+            reuseBuffers(reused)
+            for w in workers { w.model.setTraining(training) }
+        }
         let views = try epochViews(data, order: sampler.order(epoch: epoch), reportEvery: reportEvery)
         let ranges = Array(sampler.batchRanges.dropFirst(firstStep).prefix(max(maxSteps ?? .max, 0)))
         let start = Date()

@@ -1,0 +1,65 @@
+/// A 2-D convolution layer, as PyTorch's `nn.Conv2d` with one group: x [N, C, H, W] → [N, O, OH, OW] by
+/// `Tensor.conv2d` (im2col and one matrix product), its gradients from the tape. The weight is [O, C, kh, kw] and the
+/// bias [O], PyTorch's layout and names (`N.weight`, `N.bias` in a `Sequential`), both drawn as PyTorch draws them
+/// by default (U(±1/√fanIn), fanIn = C·kh·kw) unless `initializer` says otherwise.
+///
+/// ```swift
+/// let conv = try Conv2d(1, 32, kernel: 3, padding: 1, seed: 1, on: device)
+/// let y = try conv(try Tensor.randn([64, 1, 28, 28], seed: 2, on: device))   // [64, 32, 28, 28]
+/// ```
+public final class Conv2d: TapeModule {
+    /// Input channels C and output channels O.
+    public let inChannels: Int, outChannels: Int
+    /// The kernel's size, stride, padding and dilation.
+    public let window: Window2d
+    /// [O, C, kh, kw].
+    public let weight: Parameter
+    /// [O], or nil for a convolution without bias.
+    public let bias: Parameter?
+    public let tape = TapeRecord()
+
+    /// - Parameters:
+    ///   - inChannels: C, the input's channels.
+    ///   - outChannels: O, the filters.
+    ///   - kernel, stride, padding, dilation: the window (square; see the `Window2d` initialiser for others).
+    ///   - bias: whether the layer adds a bias per filter.
+    ///   - initializer: the weight's distribution (fanIn = C·kh·kw, fanOut = O·kh·kw); PyTorch's by default.
+    ///   - seed: draws the weight (the bias from seed + 1).
+    /// - Throws: `DeviceError.invalidArgument` naming Conv2d for a channel count below 1 or a window outside
+    ///   `Window2d`'s bounds.
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                            dilation: Int = 1, bias: Bool = true, initializer: Initializer = .pytorchDefault,
+                            seed: UInt64, on device: DeviceTag = .cpu) throws {
+        try self.init(inChannels, outChannels, window: Window2d(kernel: kernel, stride: stride, padding: padding,
+                                                                dilation: dilation),
+                      bias: bias, initializer: initializer, seed: seed, on: device)
+    }
+
+    /// The same with a window that may differ between height and width.
+    public init(_ inChannels: Int, _ outChannels: Int, window: Window2d, bias: Bool = true,
+                initializer: Initializer = .pytorchDefault, seed: UInt64, on device: DeviceTag = .cpu) throws {
+        guard inChannels >= 1, outChannels >= 1 else {
+            throw DeviceError.invalidArgument(op: "Conv2d", "needs at least one input and one output channel, got "
+                + "\(inChannels) and \(outChannels)")
+        }
+        // The window's bounds, checked once on the smallest input it fits.
+        _ = try window.outputSize(height: (window.kernelHeight - 1) * window.dilationHeight + 1,
+                                  width: (window.kernelWidth - 1) * window.dilationWidth + 1, op: "Conv2d")
+        (self.inChannels, self.outChannels, self.window) = (inChannels, outChannels, window)
+        let taps = window.kernelHeight * window.kernelWidth
+        weight = try Parameter(name: "weight", value: try initializer.tensor(
+            [outChannels, inChannels, window.kernelHeight, window.kernelWidth], fanIn: inChannels * taps,
+            fanOut: outChannels * taps, seed: seed, on: device))
+        self.bias = bias ? try Parameter(name: "bias", value: try Initializer.uniform(
+            [outChannels], bound: 1 / Double(inChannels * taps).squareRoot(), seed: seed &+ 1, on: device)) : nil
+    }
+
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
+    /// x: [N, C, H, W] → [N, O, OH, OW].
+    public func compute(_ x: Tensor) throws -> Tensor {
+        try x.conv2d(weight.value, bias: bias?.value, stride: (window.strideHeight, window.strideWidth),
+                     padding: (window.paddingHeight, window.paddingWidth),
+                     dilation: (window.dilationHeight, window.dilationWidth))
+    }
+}

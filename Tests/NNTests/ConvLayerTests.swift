@@ -1,0 +1,197 @@
+import Device
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// The convolutional layers as modules: batch norm's two modes and running statistics against Double, its gradient
+/// against finite differences, dropout's masks and modes, and a small CNN that trains with `Trainer` to the same
+/// curve on every device, named as PyTorch names it.
+final class ConvLayerTests: XCTestCase {
+    /// Batch norm of x [N, C, L] in Double with the batch's statistics: (y, mean, biased variance).
+    private func batchNorm(_ x: [Double], n: Int, c: Int, l: Int, gamma: [Double], beta: [Double], eps: Double)
+        -> (y: [Double], mean: [Double], variance: [Double]) {
+        var y = x, mean = [Double](repeating: 0, count: c), variance = mean
+        for ch in 0..<c {
+            let values = (0..<n).flatMap { b in (0..<l).map { i in x[(b * c + ch) * l + i] } }
+            mean[ch] = values.reduce(0, +) / Double(values.count)
+            variance[ch] = values.reduce(0) { $0 + ($1 - mean[ch]) * ($1 - mean[ch]) } / Double(values.count)
+            for b in 0..<n {
+                for i in 0..<l {
+                    let at = (b * c + ch) * l + i
+                    y[at] = (x[at] - mean[ch]) / (variance[ch] + eps).squareRoot() * gamma[ch] + beta[ch]
+                }
+            }
+        }
+        return (y, mean, variance)
+    }
+
+    func testBatchNormModesRunningStatisticsAndGradientsOnEveryDevice() throws {
+        let (n, c, h, w) = (3, 2, 3, 5)
+        let xv = testValues(n * c * h * w, seed: 130).map { $0 * 2 + 0.5 }, r = testValues(xv.count, seed: 131)
+        let gamma: [Double] = [1.5, -0.5], beta: [Double] = [0.25, 1]
+        let x = xv.map(Double.init), count = Double(n * h * w)
+        let (y, mean, variance) = batchNorm(x, n: n, c: c, l: h * w, gamma: gamma, beta: beta, eps: 1e-5)
+        func loss(_ x: [Double], _ g: [Double], _ b: [Double]) -> Double {
+            zip(batchNorm(x, n: n, c: c, l: h * w, gamma: g, beta: b, eps: 1e-5).y, r).reduce(0) {
+                $0 + $1.0 * Double($1.1)
+            }
+        }
+        let dx = finiteDifferences(x) { loss($0, gamma, beta) }
+        let dGamma = finiteDifferences(gamma) { loss(x, $0, beta) }, dBeta = finiteDifferences(beta) { loss(x, gamma, $0) }
+        for device in testDevices {
+            let bn = try BatchNorm2d(c, on: device)
+            try bn.weight.value.upload(gamma.map(Float.init))
+            try bn.bias.value.upload(beta.map(Float.init))
+            let model = Sequential([bn])
+            let input = try Tensor(xv, shape: [n, c, h, w], on: device)
+            let out = try model.forward(input)
+            assertClose(try out.toArray(), y, rtol: 1e-4, atol: 1e-4, "training forward on \(device)")
+            // Running statistics: momentum 0.1, the variance unbiased.
+            assertClose(try bn.runningMean.toArray(), mean.map { 0.1 * $0 }, rtol: 1e-4, atol: 1e-5,
+                        "running mean on \(device)")
+            assertClose(try bn.runningVar.toArray(), variance.map { 0.9 + 0.1 * $0 * count / (count - 1) },
+                        rtol: 1e-4, atol: 1e-5, "running variance on \(device)")
+            XCTAssertEqual(bn.batchesTracked, 1)
+            let grad = try XCTUnwrap(try model.backward(try Tensor(r, shape: [n, c, h, w], on: device),
+                                                        needsInputGradient: true))
+            assertClose(try grad.toArray(), dx, rtol: 2e-3, atol: 2e-3, "dx on \(device)")
+            assertClose(try bn.weight.grad.toArray(), dGamma, rtol: 2e-3, atol: 2e-3, "dγ on \(device)")
+            assertClose(try bn.bias.grad.toArray(), dBeta, rtol: 2e-3, atol: 2e-3, "dβ on \(device)")
+
+            // Evaluation mode: the running statistics, which then stay.
+            model.eval()
+            XCTAssertFalse(bn.isTraining)
+            let (rm, rv) = (try bn.runningMean.toArray(), try bn.runningVar.toArray())
+            let evaluated = try Tensor.withoutGradients { try model.forward(input) }.toArray()
+            let expected = x.indices.map { i -> Double in
+                let ch = (i / (h * w)) % c
+                return (x[i] - Double(rm[ch])) / (Double(rv[ch]) + 1e-5).squareRoot() * gamma[ch] + beta[ch]
+            }
+            assertClose(evaluated, expected, rtol: 1e-4, atol: 1e-4, "evaluation forward on \(device)")
+            XCTAssertEqual(try bn.runningMean.toArray(), rm)
+            XCTAssertEqual(bn.batchesTracked, 1)
+
+            XCTAssertThrowsError(try BatchNorm1d(4, on: device).forward(try Tensor.zeros([1, 4], on: device))) {
+                XCTAssertTrue("\($0)".contains("more than one value per channel"), "\($0)")
+            }
+            XCTAssertThrowsError(try BatchNorm2d(3, on: device).forward(input)) {
+                XCTAssertTrue("\($0)".contains("BatchNorm2d: expects input of shape [N, 3, H, W], got [3, 2, 3, 5]"),
+                              "\($0)")
+            }
+        }
+    }
+
+    func testDropoutDropsAndScalesInTrainingOnlyWithTheSameMaskOnEveryDevice() throws {
+        var masks: [[Float]] = []
+        for device in testDevices {
+            let dropout = try Dropout(0.25, seed: 9)
+            let x = try Tensor.ones([50, 40], on: device)
+            let y = try dropout.forward(x).toArray()
+            let kept = y.filter { $0 != 0 }
+            XCTAssertEqual(Set(kept), [Float(1 / 0.75)], "kept elements are scaled by 1/(1-p)")
+            XCTAssertEqual(Double(kept.count) / Double(y.count), 0.75, accuracy: 0.04)
+            let dx = try XCTUnwrap(try dropout.backward(try Tensor.full([50, 40], value: 2, on: device),
+                                                        needsInputGradient: true)).toArray()
+            XCTAssertEqual(dx, y.map { $0 * 2 }, "the gradient passes where the element was kept")
+            masks.append(y)
+            dropout.eval()
+            XCTAssertEqual(try dropout.forward(x).toArray(), [Float](repeating: 1, count: 2000))
+        }
+        XCTAssertEqual(Set(masks.map { $0 }).count, 1, "the same seed gives the same mask on every device")
+        XCTAssertThrowsError(try Dropout(1.5, seed: 1)) { XCTAssertTrue("\($0)".contains("0...1"), "\($0)") }
+    }
+
+    /// The anchor's CNN shape, narrower: conv-relu-pool twice, flatten, two linear layers.
+    private func cnn(seed: UInt64, on device: DeviceTag) throws -> Sequential {
+        Sequential([
+            try ImageInput(channels: 1, height: 28, width: 28),
+            try Conv2d(1, 4, kernel: 3, padding: 1, seed: seed, on: device), ActivationLayer(.relu),
+            MaxPool2d(kernel: 2),
+            try Conv2d(4, 6, kernel: 3, padding: 1, seed: seed + 2, on: device), ActivationLayer(.relu),
+            MaxPool2d(kernel: 2),
+            Flatten(),
+            try Linear(6 * 7 * 7, 16, activation: .relu, initializer: .pytorchDefault, seed: seed + 4, on: device),
+            try Linear(16, 10, initializer: .pytorchDefault, seed: seed + 6, on: device),
+        ])
+    }
+
+    func testASmallCNNTrainsToTheSameCurveOnEveryDeviceNamedAsPyTorchNamesIt() throws {
+        let (train, test) = try fashionSlice(train: 32 * 10, test: 200)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.seed, options.momentum) = (2, 32, 5, 0.9)
+        var curves: [[Double]] = []
+        for device in testDevices {
+            let model = try cnn(seed: 11, on: device)
+            XCTAssertEqual(model.namedParameters.map(\.name),
+                           ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias"])
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, device: device)
+            let data = try DeviceDataset(train, on: device)
+            var curve: [Double] = []
+            for epoch in 1...options.epochs {
+                curve.append(Double(try trainer.trainEpoch(data, epoch: epoch, reportEvery: 1) { _ in }))
+            }
+            let (loss, accuracy) = try trainer.evaluate(test)
+            curve.append(loss)
+            XCTAssertLessThan(curve[1], curve[0], "the training loss falls on \(device)")
+            XCTAssertGreaterThan(accuracy, 0.3, "well above chance (0.1) on \(device)")
+            curves.append(curve)
+        }
+        for curve in curves.dropFirst() { assertClose(curve, curves[0], rtol: 1e-3, atol: 1e-4, "curve vs cpu") }
+    }
+
+    /// Every parameter gradient of a whole CNN (image input, conv, batch norm, relu, max pool, conv, avg pool,
+    /// flatten, linear) through `Sequential.backward`, against central differences of Σ y·r in fp32.
+    func testAWholeCNNsParameterGradientsMatchFiniteDifferencesOnEveryDevice() throws {
+        let x = testValues(3 * 2 * 7 * 6, seed: 140), r = testValues(3 * 5, seed: 141)
+        for device in testDevices {
+            let model = Sequential([
+                try ImageInput(channels: 2, height: 7, width: 6),
+                try Conv2d(2, 3, kernel: 3, padding: 1, seed: 1, on: device), try BatchNorm2d(3, on: device),
+                ActivationLayer(.tanh), MaxPool2d(kernel: 2, stride: 1),
+                try Conv2d(3, 4, window: Window2d(kernel: (2, 3), stride: (2, 1), padding: (1, 0)), seed: 3,
+                           on: device),
+                AvgPool2d(kernel: 2), Flatten(), try Linear(4 * 2 * 1, 5, seed: 5, on: device),
+            ])
+            let input = try Tensor(x, shape: [3, 2 * 7 * 6], on: device)
+            let seed = try Tensor(r, shape: [3, 5], on: device)
+            func loss() throws -> Double {
+                let y = try Tensor.withoutGradients { try model.forward(input) }.toArray()
+                return zip(y, r).reduce(0) { $0 + Double($1.0 * $1.1) }
+            }
+            try model.zeroGrad()
+            _ = try model.forward(input)
+            _ = try model.backward(seed, needsInputGradient: false)
+            var compared = 0, kinks = 0
+            for (name, p) in model.namedParameters {
+                let analytic = try p.grad.toArray()
+                var values = try p.value.toArray()
+                // Central differences at two steps: where they disagree, a max pool's choice flips within the step
+                // (a kink, where no derivative exists), and the element is not compared.
+                func difference(_ i: Int, _ step: Float) throws -> Double {
+                    let v = values[i]
+                    defer { values[i] = v }
+                    values[i] = v + step
+                    try p.value.upload(values)
+                    let up = try loss()
+                    values[i] = v - step
+                    try p.value.upload(values)
+                    let down = try loss()
+                    values[i] = v
+                    try p.value.upload(values)
+                    return (up - down) / Double(2 * step)
+                }
+                for i in values.indices {
+                    let (wide, narrow) = (try difference(i, 2e-3), try difference(i, 1e-3))
+                    guard abs(wide - narrow) <= 1e-3 + 1e-2 * abs(narrow) else {
+                        kinks += 1
+                        continue
+                    }
+                    compared += 1
+                    assertClose([analytic[i]], [narrow], rtol: 3e-2, atol: 3e-3, "d\(name)[\(i)] on \(device)")
+                }
+            }
+            XCTAssertLessThan(kinks * 10, compared, "most elements are compared on \(device)")
+        }
+    }
+}
