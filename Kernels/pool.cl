@@ -26,82 +26,131 @@ static int window_argmax(const int8 dims, const int8 window, __global const floa
     return best;
 }
 
-// y[n, c, oh, ow] = the largest x under window position (oh, ow). global = (N·C·OH·OW).
-__kernel void max_pool2d(const int8 dims, const int8 window, __global const float* x, __global float* y)
-{
-    const int C = dims.s1, H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5;
-    const int index = get_global_id(0);
-    if (index >= dims.s0 * C * OH * OW) return;
-    const int ow = index % OW, oh = (index / OW) % OH, plane = index / (OW * OH);
-    __global const float* xp = x + (size_t)plane * H * W;
-    const int at = window_argmax(dims, window, xp, oh, ow);
-    y[index] = at < 0 ? -INFINITY : xp[at];
-}
+// Each work-item of these kernels takes `width` neighbouring outputs (a CPU-type device: long runs in order; a GPU:
+// 1); global = ⌈outputs / width⌉.
 
-// dx[n, c, h, w] = Σ g[n, c, oh, ow] over the window positions whose largest value is x[n, c, h, w].
-// global = (N·C·H·W).
-__kernel void max_pool2d_backward(const int8 dims, const int8 window, __global const float* x,
-                                  __global const float* g, __global float* dx)
+// y[n, c, oh, ow] = the largest x under window position (oh, ow), and `indices` the element it came from (h·W + w in
+// its plane, the int's bits stored in a float; −1 when every tap lies in the padding). Outputs: N·C·OH·OW.
+__kernel void max_pool2d(const int8 dims, const int8 window, const int width, __global const float* x,
+                         __global float* y, __global float* indices)
 {
-    const int C = dims.s1, H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5;
-    const int sh = window.s2, sw = window.s3;
-    const int index = get_global_id(0);
-    if (index >= dims.s0 * C * H * W) return;
-    const int w = index % W, h = (index / W) % H, plane = index / (W * H);
-    __global const float* xp = x + (size_t)plane * H * W;
-    float acc = 0.0f;
-    for (int i = 0; i < window.s0; ++i) {
-        const int t = h + window.s4 - i * window.s6;
-        if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
-        for (int j = 0; j < window.s1; ++j) {
-            const int u = w + window.s5 - j * window.s7;
-            if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
-            if (window_argmax(dims, window, xp, t / sh, u / sw) == h * W + w)
-                acc += g[((size_t)plane * OH + t / sh) * OW + u / sw];
+    const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * OH * OW;
+    const int first = get_global_id(0) * width;
+    if (first >= total) return;
+    int ow = first % OW, oh = (first / OW) % OH, plane = first / (OW * OH);
+    for (int index = first; index < min(first + width, total); ++index) {
+        __global const float* xp = x + (size_t)plane * H * W;
+        const int at = window_argmax(dims, window, xp, oh, ow);
+        y[index] = at < 0 ? -INFINITY : xp[at];
+        indices[index] = as_float(at);
+        if (++ow == OW) {
+            ow = 0;
+            if (++oh == OH) { oh = 0; ++plane; }
         }
     }
-    dx[index] = acc;
+}
+
+// dx[n, c, h, w] = Σ g[n, c, oh, ow] over the window positions whose largest value came from x[n, c, h, w] (their
+// `indices` say so). Outputs: N·C·H·W.
+__kernel void max_pool2d_backward(const int8 dims, const int8 window, const int width, __global const float* indices,
+                                  __global const float* g, __global float* dx)
+{
+    const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * H * W;
+    const int sh = window.s2, sw = window.s3;
+    const int first = get_global_id(0) * width;
+    if (first >= total) return;
+    int w = first % W, h = (first / W) % H, plane = first / (W * H);
+    for (int index = first; index < min(first + width, total); ++index) {
+        float acc = 0.0f;
+        for (int i = 0; i < window.s0; ++i) {
+            const int t = h + window.s4 - i * window.s6;
+            if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
+            for (int j = 0; j < window.s1; ++j) {
+                const int u = w + window.s5 - j * window.s7;
+                if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
+                const size_t at = ((size_t)plane * OH + t / sh) * OW + u / sw;
+                if (as_int(indices[at]) == h * W + w) acc += g[at];
+            }
+        }
+        dx[index] = acc;
+        if (++w == W) {
+            w = 0;
+            if (++h == H) { h = 0; ++plane; }
+        }
+    }
 }
 
 // y[n, c, oh, ow] = the mean of the kh·kw taps of window position (oh, ow), the padding's zeros counted (PyTorch's
-// count_include_pad). global = (N·C·OH·OW).
-__kernel void avg_pool2d(const int8 dims, const int8 window, __global const float* x, __global float* y)
+// count_include_pad). Outputs: N·C·OH·OW.
+__kernel void avg_pool2d(const int8 dims, const int8 window, const int width, __global const float* x,
+                         __global float* y)
 {
-    const int C = dims.s1, H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5;
-    const int index = get_global_id(0);
-    if (index >= dims.s0 * C * OH * OW) return;
-    const int ow = index % OW, oh = (index / OW) % OH, plane = index / (OW * OH);
-    __global const float* xp = x + (size_t)plane * H * W;
-    float acc = 0.0f;
-    for (int i = 0; i < window.s0; ++i) {
-        const int h = oh * window.s2 - window.s4 + i;
-        if (h < 0 || h >= H) continue;
-        for (int j = 0; j < window.s1; ++j) {
-            const int w = ow * window.s3 - window.s5 + j;
-            if (w >= 0 && w < W) acc += xp[h * W + w];
+    const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * OH * OW;
+    const int first = get_global_id(0) * width;
+    if (first >= total) return;
+    int ow = first % OW, oh = (first / OW) % OH, plane = first / (OW * OH);
+    for (int index = first; index < min(first + width, total); ++index) {
+        __global const float* xp = x + (size_t)plane * H * W;
+        float acc = 0.0f;
+        for (int i = 0; i < window.s0; ++i) {
+            const int h = oh * window.s2 - window.s4 + i;
+            if (h < 0 || h >= H) continue;
+            for (int j = 0; j < window.s1; ++j) {
+                const int w = ow * window.s3 - window.s5 + j;
+                if (w >= 0 && w < W) acc += xp[h * W + w];
+            }
+        }
+        y[index] = acc / (float)(window.s0 * window.s1);
+        if (++ow == OW) {
+            ow = 0;
+            if (++oh == OH) { oh = 0; ++plane; }
         }
     }
-    y[index] = acc / (float)(window.s0 * window.s1);
 }
 
 // dx[n, c, h, w] = Σ g[n, c, oh, ow] / (kh·kw) over the window positions that read x[n, c, h, w].
-// global = (N·C·H·W).
-__kernel void avg_pool2d_backward(const int8 dims, const int8 window, __global const float* g, __global float* dx)
+// Outputs: N·C·H·W.
+__kernel void avg_pool2d_backward(const int8 dims, const int8 window, const int width, __global const float* g,
+                                  __global float* dx)
 {
-    const int C = dims.s1, H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5;
+    const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * H * W;
     const int sh = window.s2, sw = window.s3;
-    const int index = get_global_id(0);
-    if (index >= dims.s0 * C * H * W) return;
-    const int w = index % W, h = (index / W) % H, plane = index / (W * H);
-    float acc = 0.0f;
-    for (int i = 0; i < window.s0; ++i) {
-        const int t = h + window.s4 - i;
-        if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
-        for (int j = 0; j < window.s1; ++j) {
-            const int u = w + window.s5 - j;
-            if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
-            acc += g[((size_t)plane * OH + t / sh) * OW + u / sw];
+    const int first = get_global_id(0) * width;
+    if (first >= total) return;
+    int w = first % W, h = (first / W) % H, plane = first / (W * H);
+    for (int index = first; index < min(first + width, total); ++index) {
+        float acc = 0.0f;
+        for (int i = 0; i < window.s0; ++i) {
+            const int t = h + window.s4 - i;
+            if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
+            for (int j = 0; j < window.s1; ++j) {
+                const int u = w + window.s5 - j;
+                if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
+                acc += g[((size_t)plane * OH + t / sh) * OW + u / sw];
+            }
+        }
+        dx[index] = acc / (float)(window.s0 * window.s1);
+        if (++w == W) {
+            w = 0;
+            if (++h == H) { h = 0; ++plane; }
         }
     }
-    dx[index] = acc / (float)(window.s0 * window.s1);
+}
+
+// max_pool2d_backward as a scatter, for CPU-type devices: one work-item per channel plane (no division per tap)
+// zeroes its plane of dx, then adds each output's gradient where that output's largest value came from. Planes are
+// disjoint, so no two work-items write one element. global = (N·C).
+__kernel void max_pool2d_backward_planes(const int8 dims, const int8 window, const int width,
+                                         __global const float* indices, __global const float* g, __global float* dx)
+{
+    const int plane = get_global_id(0), HW = dims.s2 * dims.s3, outputs = dims.s4 * dims.s5;
+    if (plane >= dims.s0 * dims.s1) return;
+    __global float* d = dx + (size_t)plane * HW;
+    for (int i = 0; i < HW; ++i) d[i] = 0.0f;
+    __global const float* gp = g + (size_t)plane * outputs;
+    __global const float* ip = indices + (size_t)plane * outputs;
+    for (int o = 0; o < outputs; ++o) {
+        const int at = as_int(ip[o]);
+        if (at >= 0) d[at] += gp[o];
+    }
 }

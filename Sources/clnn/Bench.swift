@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: medians of repeated runs.",
-        subcommands: [Gemm.self, TrainBench.self, Ladder.self, Startup.self, Launch.self, Scale.self, Elementwise.self])
+        subcommands: [Gemm.self, TrainBench.self, CNNBench.self, Ladder.self, Startup.self, Launch.self, Scale.self, Elementwise.self])
 }
 
 /// Seconds since `start` (a DispatchTime uptime in ns).

@@ -5,6 +5,7 @@
 
 private let im2colKernel = KernelSource("conv", "im2col")
 private let col2imKernel = KernelSource("conv", "col2im")
+private let col2imPlanesKernel = KernelSource("conv", "col2im_planes")
 
 /// A window sliding over the two spatial axes of NCHW input: its size, step (stride), zero padding on each side and
 /// dilation (the spacing of its taps), each given for height and width.
@@ -95,18 +96,28 @@ extension Tensor {
         let cols = try Tensor.empty([rows, columns], on: device)
         let dims = [n, c, h, w, oh, ow], packed = window.packed
         try Tensor.run("im2col", x, cols) { xp, cp in
-            for row in 0..<rows {
-                let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
-                for col in 0..<columns {
-                    let (pw, ph, b) = (col % ow, (col / ow) % oh, col / (ow * oh))
-                    let y = ph * packed[2] - packed[4] + i * packed[6], z = pw * packed[3] - packed[5] + j * packed[7]
-                    let inside = y >= 0 && y < h && z >= 0 && z < w
-                    cp[row * columns + col] = inside ? xp[((b * c + ch) * h + y) * w + z] : 0
+            nonisolated(unsafe) let (xp, cp) = (xp, cp)
+            hostParallel(rows, costPerItem: columns) { rowRange in
+                for row in rowRange {
+                    let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
+                    let out = cp + row * columns
+                    var col = 0
+                    for b in 0..<n {
+                        for py in 0..<oh {
+                            let y = py * packed[2] - packed[4] + i * packed[6]
+                            let source = xp + ((b * c + ch) * h + y) * w
+                            for px in 0..<ow {
+                                let z = px * packed[3] - packed[5] + j * packed[7]
+                                out[col] = y >= 0 && y < h && z >= 0 && z < w ? source[z] : 0
+                                col += 1
+                            }
+                        }
+                    }
                 }
             }
         } opencl: { device, xb, cb in
-            try device.run(im2colKernel, global: WorkSize(columns, rows)) { a in
-                try a.int8("dims", dims); try a.int8("window", packed); try a.buffer("x", xb); try a.buffer("cols", cb)
+            try device.runGather(im2colKernel, dims, packed, outputs: columns, rows: rows) { a in
+                try a.buffer("x", xb); try a.buffer("cols", cb)
             }
         }
         let inputShape = shape
@@ -125,23 +136,32 @@ extension Tensor {
         let x = try Tensor.empty(shape, on: cols.device)
         let dims = [n, c, h, w, oh, ow], packed = window.packed, columns = n * oh * ow
         try Tensor.run("col2im", cols, x) { cp, xp in
-            for index in 0..<(n * c * h * w) {
-                let (z, y, ch, b) = (index % w, (index / w) % h, (index / (w * h)) % c, index / (w * h * c))
-                var acc: Float = 0
-                for i in 0..<kh {
-                    let t = y + packed[4] - i * packed[6]
-                    guard t >= 0, t % packed[2] == 0, t / packed[2] < oh else { continue }
-                    for j in 0..<kw {
-                        let u = z + packed[5] - j * packed[7]
-                        guard u >= 0, u % packed[3] == 0, u / packed[3] < ow else { continue }
-                        acc += cp[((ch * kh + i) * kw + j) * columns + (b * oh + t / packed[2]) * ow + u / packed[3]]
+            nonisolated(unsafe) let (cp, xp) = (cp, xp)
+            hostParallel(n * c, costPerItem: h * w * kh * kw) { planes in
+                for plane in planes {
+                    let (ch, b) = (plane % c, plane / c)
+                    for index in 0..<(h * w) {
+                        let (z, y) = (index % w, index / w)
+                        var acc: Float = 0
+                        for i in 0..<kh {
+                            let t = y + packed[4] - i * packed[6]
+                            guard t >= 0, t % packed[2] == 0, t / packed[2] < oh else { continue }
+                            for j in 0..<kw {
+                                let u = z + packed[5] - j * packed[7]
+                                guard u >= 0, u % packed[3] == 0, u / packed[3] < ow else { continue }
+                                acc += cp[((ch * kh + i) * kw + j) * columns + (b * oh + t / packed[2]) * ow
+                                          + u / packed[3]]
+                            }
+                        }
+                        xp[plane * h * w + index] = acc
                     }
                 }
-                xp[index] = acc
             }
         } opencl: { device, cb, xb in
-            try device.run(col2imKernel, global: WorkSize(n * c * h * w)) { a in
-                try a.int8("dims", dims); try a.int8("window", packed); try a.buffer("cols", cb); try a.buffer("x", xb)
+            // A CPU-type device scatters plane by plane (no division per tap); a GPU gathers element by element.
+            try device.runGather(device.rowLoop ? col2imPlanesKernel : col2imKernel, dims, packed,
+                                 outputs: device.rowLoop ? n * c : n * c * h * w, perItem: !device.rowLoop) { a in
+                try a.buffer("cols", cb); try a.buffer("x", xb)
             }
         }
         return x
@@ -194,6 +214,32 @@ extension Tensor {
         let y = try product.reshaped([o, n, oh * ow]).permuted([1, 0, 2]).contiguous().reshaped([n, o, oh, ow])
         guard let bias else { return y }
         return try y + bias.reshaped([o, 1, 1])
+    }
+}
+
+extension OpenCLDevice {
+    /// How many neighbouring outputs one work-item of a gather kernel (im2col, col2im) writes: on a device that runs
+    /// work-items as loops (a CPU type: `rowLoop`) up to 256 — long runs in order, each its own work-group — fewer
+    /// when that would leave compute units idle; 1 on a GPU, where neighbouring work-items write neighbours.
+    func gatherWidth(_ items: Int, rows: Int = 1) -> Int {
+        guard rowLoop else { return 1 }
+        var width = 256
+        while width > 1 && (items + width - 1) / width * rows < 4 * info.computeUnits { width /= 2 }
+        return width
+    }
+
+    /// Launches a window kernel (conv.cl, pool.cl: `dims`, `window`, `width`, then `buffers`) over `outputs` outputs,
+    /// `gatherWidth` of them per work-item.
+    /// `perItem` false: the kernel takes one output (a whole plane) per work-item, width 1.
+    func runGather(_ source: KernelSource, _ dims: [Int], _ window: [Int], outputs: Int, rows: Int = 1,
+                   perItem: Bool = true, _ buffers: (inout KernelArguments) throws -> Void) throws {
+        let width = perItem ? gatherWidth(outputs, rows: rows) : 1
+        try launch(try kernel(source), global: rows == 1 ? WorkSize((outputs + width - 1) / width)
+                                                         : WorkSize((outputs + width - 1) / width, rows),
+                   local: rowLoop ? (rows == 1 ? WorkSize(1) : WorkSize(1, 1)) : nil) { a in
+            try a.int8("dims", dims); try a.int8("window", window); try a.int("width", width)
+            try buffers(&a)
+        }
     }
 }
 

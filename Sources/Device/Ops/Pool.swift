@@ -5,6 +5,7 @@
 
 private let maxPoolKernel = KernelSource("pool", "max_pool2d")
 private let maxPoolBackwardKernel = KernelSource("pool", "max_pool2d_backward")
+private let maxPoolBackwardPlanesKernel = KernelSource("pool", "max_pool2d_backward_planes")
 private let avgPoolKernel = KernelSource("pool", "avg_pool2d")
 private let avgPoolBackwardKernel = KernelSource("pool", "avg_pool2d_backward")
 
@@ -56,41 +57,48 @@ extension Tensor {
                 + "window's span \((k - 1) * d + 1) (kernel \(k), dilation \(d))")
         }
         let x = isDense ? self : try Tensor.withoutGradients { try contiguous() }
-        let y = try Tensor.empty([n, c, oh, ow], on: device)
+        // `indices`: the plane index each output came from, the int's bits in a float (what the gradient reads).
+        let (y, indices) = (try Tensor.empty([n, c, oh, ow], on: device), try Tensor.empty([n, c, oh, ow], on: device))
         let dims = [n, c, h, w, oh, ow], k = window.packed
-        try Tensor.run("max_pool2d", x, y) { xp, yp in
-            for plane in 0..<(n * c) {
-                for py in 0..<oh {
-                    for px in 0..<ow {
-                        let at = windowArgmax(xp + plane * h * w, h: h, w: w, k, oh: py, ow: px)
-                        yp[(plane * oh + py) * ow + px] = at < 0 ? -.infinity : xp[plane * h * w + at]
+        try Tensor.run("max_pool2d", x, y, indices) { xp, yp, ip in
+            nonisolated(unsafe) let (xp, yp, ip) = (xp, yp, ip)
+            hostParallel(n * c, costPerItem: oh * ow * k[0] * k[1]) { planes in
+                for plane in planes {
+                    for py in 0..<oh {
+                        for px in 0..<ow {
+                            let at = windowArgmax(xp + plane * h * w, h: h, w: w, k, oh: py, ow: px)
+                            let o = (plane * oh + py) * ow + px
+                            yp[o] = at < 0 ? -.infinity : xp[plane * h * w + at]
+                            ip[o] = Float(bitPattern: UInt32(bitPattern: Int32(at)))
+                        }
                     }
                 }
             }
-        } opencl: { device, xb, yb in
-            try device.run(maxPoolKernel, global: WorkSize(n * c * oh * ow)) { a in
-                try a.int8("dims", dims); try a.int8("window", k); try a.buffer("x", xb); try a.buffer("y", yb)
+        } opencl: { device, xb, yb, ib in
+            try device.runGather(maxPoolKernel, dims, k, outputs: n * c * oh * ow) { a in
+                try a.buffer("x", xb); try a.buffer("y", yb); try a.buffer("indices", ib)
             }
         }
-        return y.recorded("max_pool2d", from: [self], saving: [x]) { g in
+        return y.recorded("max_pool2d", from: [self]) { g in
             let g = g.isDense ? g : try g.contiguous()
-            let dx = try Tensor.empty(x.shape, on: x.device)
-            try Tensor.run("max_pool2d backward", x, g, dx) { xp, gp, dp in
-                for plane in 0..<(n * c) {
-                    for index in 0..<(h * w) {
-                        var acc: Float = 0
-                        positionsReading(y: index / w, x: index % w, k, oh: oh, ow: ow) { py, px in
-                            if windowArgmax(xp + plane * h * w, h: h, w: w, k, oh: py, ow: px) == index {
-                                acc += gp[(plane * oh + py) * ow + px]
-                            }
+            let dx = try Tensor.empty([n, c, h, w], on: g.device)
+            try Tensor.run("max_pool2d backward", indices, g, dx) { ip, gp, dp in
+                nonisolated(unsafe) let (ip, gp, dp) = (ip, gp, dp)
+                // Each plane's own: zeros, then every output's gradient added where its largest value came from.
+                hostParallel(n * c, costPerItem: h * w + oh * ow) { planes in
+                    for plane in planes {
+                        (dp + plane * h * w).initialize(repeating: 0, count: h * w)
+                        for o in (plane * oh * ow)..<((plane + 1) * oh * ow) {
+                            let at = Int(Int32(bitPattern: ip[o].bitPattern))
+                            if at >= 0 { dp[plane * h * w + at] += gp[o] }
                         }
-                        dp[plane * h * w + index] = acc
                     }
                 }
-            } opencl: { device, xb, gb, db in
-                try device.run(maxPoolBackwardKernel, global: WorkSize(n * c * h * w)) { a in
-                    try a.int8("dims", dims); try a.int8("window", k); try a.buffer("x", xb); try a.buffer("g", gb)
-                    try a.buffer("dx", db)
+            } opencl: { device, ib, gb, db in
+                // A CPU-type device scatters plane by plane (no division per tap); a GPU gathers element by element.
+                try device.runGather(device.rowLoop ? maxPoolBackwardPlanesKernel : maxPoolBackwardKernel, dims, k,
+                                     outputs: device.rowLoop ? n * c : n * c * h * w, perItem: !device.rowLoop) { a in
+                    try a.buffer("indices", ib); try a.buffer("g", gb); try a.buffer("dx", db)
                 }
             }
             return [dx]
@@ -123,25 +131,28 @@ extension Tensor {
         let y = try Tensor.empty([n, c, oh, ow], on: device)
         let dims = [n, c, h, w, oh, ow], k = window.packed, taps = Float(k[0] * k[1])
         try Tensor.run("avg_pool2d", x, y) { xp, yp in
-            for plane in 0..<(n * c) {
-                for py in 0..<oh {
-                    for px in 0..<ow {
-                        var acc: Float = 0
-                        for i in 0..<k[0] {
-                            let r = py * k[2] - k[4] + i
-                            guard r >= 0, r < h else { continue }
-                            for j in 0..<k[1] {
-                                let q = px * k[3] - k[5] + j
-                                if q >= 0 && q < w { acc += xp[(plane * h + r) * w + q] }
+            nonisolated(unsafe) let (xp, yp) = (xp, yp)
+            hostParallel(n * c, costPerItem: oh * ow * k[0] * k[1]) { planes in
+                for plane in planes {
+                    for py in 0..<oh {
+                        for px in 0..<ow {
+                            var acc: Float = 0
+                            for i in 0..<k[0] {
+                                let r = py * k[2] - k[4] + i
+                                guard r >= 0, r < h else { continue }
+                                for j in 0..<k[1] {
+                                    let q = px * k[3] - k[5] + j
+                                    if q >= 0 && q < w { acc += xp[(plane * h + r) * w + q] }
+                                }
                             }
+                            yp[(plane * oh + py) * ow + px] = acc / taps
                         }
-                        yp[(plane * oh + py) * ow + px] = acc / taps
                     }
                 }
             }
         } opencl: { device, xb, yb in
-            try device.run(avgPoolKernel, global: WorkSize(n * c * oh * ow)) { a in
-                try a.int8("dims", dims); try a.int8("window", k); try a.buffer("x", xb); try a.buffer("y", yb)
+            try device.runGather(avgPoolKernel, dims, k, outputs: n * c * oh * ow) { a in
+                try a.buffer("x", xb); try a.buffer("y", yb)
             }
         }
         let device = device
@@ -149,18 +160,21 @@ extension Tensor {
             let g = g.isDense ? g : try g.contiguous()
             let dx = try Tensor.empty([n, c, h, w], on: device)
             try Tensor.run("avg_pool2d backward", g, dx) { gp, dp in
-                for plane in 0..<(n * c) {
-                    for index in 0..<(h * w) {
-                        var acc: Float = 0
-                        positionsReading(y: index / w, x: index % w, k, oh: oh, ow: ow) { py, px in
-                            acc += gp[(plane * oh + py) * ow + px]
+                nonisolated(unsafe) let (gp, dp) = (gp, dp)
+                hostParallel(n * c, costPerItem: h * w * k[0] * k[1]) { planes in
+                    for plane in planes {
+                        for index in 0..<(h * w) {
+                            var acc: Float = 0
+                            positionsReading(y: index / w, x: index % w, k, oh: oh, ow: ow) { py, px in
+                                acc += gp[(plane * oh + py) * ow + px]
+                            }
+                            dp[plane * h * w + index] = acc / taps
                         }
-                        dp[plane * h * w + index] = acc / taps
                     }
                 }
             } opencl: { device, gb, db in
-                try device.run(avgPoolBackwardKernel, global: WorkSize(n * c * h * w)) { a in
-                    try a.int8("dims", dims); try a.int8("window", k); try a.buffer("g", gb); try a.buffer("dx", db)
+                try device.runGather(avgPoolBackwardKernel, dims, k, outputs: n * c * h * w) { a in
+                    try a.buffer("g", gb); try a.buffer("dx", db)
                 }
             }
             return [dx]
