@@ -137,23 +137,25 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], packed = window.packed, columns = n * oh * ow
         try Tensor.run("col2im", cols, x) { cp, xp in
             nonisolated(unsafe) let (cp, xp) = (cp, xp)
-            hostParallel(n * c, costPerItem: h * w * kh * kw) { planes in
+            // Plane by plane (disjoint: no two threads write one element): zeros, then every column entry that
+            // reads the plane added where it read, tap by tap (as conv.cl's col2im_planes).
+            hostParallel(n * c, costPerItem: kh * kw * oh * ow) { planes in
                 for plane in planes {
                     let (ch, b) = (plane % c, plane / c)
-                    for index in 0..<(h * w) {
-                        let (z, y) = (index % w, index / w)
-                        var acc: Float = 0
-                        for i in 0..<kh {
-                            let t = y + packed[4] - i * packed[6]
-                            guard t >= 0, t % packed[2] == 0, t / packed[2] < oh else { continue }
-                            for j in 0..<kw {
-                                let u = z + packed[5] - j * packed[7]
-                                guard u >= 0, u % packed[3] == 0, u / packed[3] < ow else { continue }
-                                acc += cp[((ch * kh + i) * kw + j) * columns + (b * oh + t / packed[2]) * ow
-                                          + u / packed[3]]
+                    let out = xp + plane * h * w
+                    out.initialize(repeating: 0, count: h * w)
+                    for i in 0..<kh {
+                        for j in 0..<kw {
+                            let row = cp + ((ch * kh + i) * kw + j) * columns + b * oh * ow
+                            for py in 0..<oh {
+                                let y = py * packed[2] - packed[4] + i * packed[6]
+                                guard y >= 0, y < h else { continue }
+                                for px in 0..<ow {
+                                    let z = px * packed[3] - packed[5] + j * packed[7]
+                                    if z >= 0 && z < w { out[y * w + z] += row[py * ow + px] }
+                                }
                             }
                         }
-                        xp[plane * h * w + index] = acc
                     }
                 }
             }

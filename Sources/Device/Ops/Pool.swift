@@ -11,15 +11,16 @@ private let avgPoolBackwardKernel = KernelSource("pool", "avg_pool2d_backward")
 
 /// The host form of pool.cl's `window_argmax`: the first tap of window position (oh, ow) over one channel plane that
 /// holds its largest value (a NaN wins), as h·W + w, or −1 when every tap lies in the padding.
-private func windowArgmax(_ plane: UnsafeMutablePointer<Float>, h: Int, w: Int, _ k: [Int], oh: Int, ow: Int)
+private func windowArgmax(_ plane: UnsafeMutablePointer<Float>, h: Int, w: Int, _ k: Window2d, oh: Int, ow: Int)
     -> Int {
     var best = -1
     var m: Float = 0
-    for i in 0..<k[0] {
-        let y = oh * k[2] - k[4] + i * k[6]
+    let (top, left) = (oh * k.strideHeight - k.paddingHeight, ow * k.strideWidth - k.paddingWidth)
+    for i in 0..<k.kernelHeight {
+        let y = top + i * k.dilationHeight
         guard y >= 0, y < h else { continue }
-        for j in 0..<k[1] {
-            let x = ow * k[3] - k[5] + j * k[7]
+        for j in 0..<k.kernelWidth {
+            let x = left + j * k.dilationWidth
             guard x >= 0, x < w else { continue }
             let v = plane[y * w + x]
             if best < 0 || (!m.isNaN && (v > m || v.isNaN)) { (best, m) = (y * w + x, v) }
@@ -66,7 +67,7 @@ extension Tensor {
                 for plane in planes {
                     for py in 0..<oh {
                         for px in 0..<ow {
-                            let at = windowArgmax(xp + plane * h * w, h: h, w: w, k, oh: py, ow: px)
+                            let at = windowArgmax(xp + plane * h * w, h: h, w: w, window, oh: py, ow: px)
                             let o = (plane * oh + py) * ow + px
                             yp[o] = at < 0 ? -.infinity : xp[plane * h * w + at]
                             ip[o] = Float(bitPattern: UInt32(bitPattern: Int32(at)))
