@@ -21,10 +21,14 @@ public final class Conv2d: TapeModule {
     /// - Parameters:
     ///   - inChannels: C, the input's channels.
     ///   - outChannels: O, the filters.
-    ///   - kernel, stride, padding, dilation: the window (square; see the `Window2d` initialiser for others).
+    ///   - kernel: the window's height and width (square; `init(_:_:window:…)` takes others).
+    ///   - stride: how far the window moves, along both axes.
+    ///   - padding: zeros added on each side, along both axes.
+    ///   - dilation: the spacing of the window's taps, along both axes.
     ///   - bias: whether the layer adds a bias per filter.
     ///   - initializer: the weight's distribution (fanIn = C·kh·kw, fanOut = O·kh·kw); PyTorch's by default.
     ///   - seed: draws the weight (the bias from seed + 1).
+    ///   - device: where the parameters live.
     /// - Throws: `DeviceError.invalidArgument` naming Conv2d for a channel count below 1 or a window outside
     ///   `Window2d`'s bounds.
     public convenience init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
