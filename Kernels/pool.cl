@@ -29,6 +29,16 @@ static int window_argmax(const int8 dims, const int8 window, __global const floa
 // Each work-item of these kernels takes `width` neighbouring outputs (a CPU-type device: long runs in order; a GPU:
 // 1); global = ⌈outputs / width⌉.
 
+// The output of window position reading element (h, w) of a plane through tap (i, j), as oh·OW + ow, or −1 when no
+// window position reads it through that tap.
+static int reader(const int8 dims, const int8 window, const int h, const int w, const int i, const int j)
+{
+    const int t = h + window.s4 - i * window.s6, u = w + window.s5 - j * window.s7;
+    if (t < 0 || t % window.s2 != 0 || t / window.s2 >= dims.s4) return -1;
+    if (u < 0 || u % window.s3 != 0 || u / window.s3 >= dims.s5) return -1;
+    return t / window.s2 * dims.s5 + u / window.s3;
+}
+
 // y[n, c, oh, ow] = the largest x under window position (oh, ow), and `indices` the element it came from (h·W + w in
 // its plane, the int's bits stored in a float; −1 when every tap lies in the padding). Outputs: N·C·OH·OW.
 __kernel void max_pool2d(const int8 dims, const int8 window, const int width, __global const float* x,
@@ -56,19 +66,16 @@ __kernel void max_pool2d_backward(const int8 dims, const int8 window, const int 
                                   __global const float* g, __global float* dx)
 {
     const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * H * W;
-    const int sh = window.s2, sw = window.s3;
     const int first = get_global_id(0) * width;
     if (first >= total) return;
     int w = first % W, h = (first / W) % H, plane = first / (W * H);
     for (int index = first; index < min(first + width, total); ++index) {
         float acc = 0.0f;
         for (int i = 0; i < window.s0; ++i) {
-            const int t = h + window.s4 - i * window.s6;
-            if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
             for (int j = 0; j < window.s1; ++j) {
-                const int u = w + window.s5 - j * window.s7;
-                if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
-                const size_t at = ((size_t)plane * OH + t / sh) * OW + u / sw;
+                const int o = reader(dims, window, h, w, i, j);
+                if (o < 0) continue;
+                const size_t at = (size_t)plane * OH * OW + o;
                 if (as_int(indices[at]) == h * W + w) acc += g[at];
             }
         }
@@ -114,19 +121,15 @@ __kernel void avg_pool2d_backward(const int8 dims, const int8 window, const int 
                                   __global float* dx)
 {
     const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, total = dims.s0 * dims.s1 * H * W;
-    const int sh = window.s2, sw = window.s3;
     const int first = get_global_id(0) * width;
     if (first >= total) return;
     int w = first % W, h = (first / W) % H, plane = first / (W * H);
     for (int index = first; index < min(first + width, total); ++index) {
         float acc = 0.0f;
         for (int i = 0; i < window.s0; ++i) {
-            const int t = h + window.s4 - i;
-            if (t < 0 || t % sh != 0 || t / sh >= OH) continue;
             for (int j = 0; j < window.s1; ++j) {
-                const int u = w + window.s5 - j;
-                if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
-                acc += g[((size_t)plane * OH + t / sh) * OW + u / sw];
+                const int o = reader(dims, window, h, w, i, j);
+                if (o >= 0) acc += g[(size_t)plane * OH * OW + o];
             }
         }
         dx[index] = acc / (float)(window.s0 * window.s1);
