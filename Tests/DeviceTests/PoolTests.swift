@@ -81,7 +81,7 @@ final class PoolTests: XCTestCase {
             let cases: [(String, () throws -> Tensor)] = [
                 ("more than the padded input's 5", { try x.maxPool2d(kernel: 6) }),
                 ("kernel, stride and dilation in 1...", { try x.maxPool2d(kernel: 2, stride: 0) }),
-                ("padding 2 along the height is more than half", { try x.maxPool2d(kernel: 3, padding: 2) }),
+                ("padding 2 along the height is more than half the kernel 3", { try x.maxPool2d(kernel: 3, padding: 2) }),
                 ("padding 2 along the height is more than half the kernel 3", { try x.avgPool2d(kernel: 3, padding: 2) }),
                 ("average pooling has no dilation", { try x.avgPool2d(Window2d(kernel: 2, dilation: 2)) }),
                 ("expects NCHW input", { try Tensor.zeros([3, 5, 7], on: device).maxPool2d(kernel: 2) }),

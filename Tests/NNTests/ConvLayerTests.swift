@@ -194,4 +194,30 @@ final class ConvLayerTests: XCTestCase {
             XCTAssertLessThan(kinks * 10, compared, "most elements are compared on \(device)")
         }
     }
+
+    /// Sizes a user may pass that once overflowed (a trap) are errors naming the layer.
+    func testHugeOrZeroLayerSizesAreErrorsNamingTheLayer() throws {
+        let cases: [(String, () throws -> Any)] = [
+            ("Conv2d: the window's height needs kernel", {
+                try Conv2d(1, 1, kernel: 1 << 40, dilation: 1 << 40, seed: 0)
+            }),
+            ("Conv2d: the window's height needs kernel", { try Conv2d(1, 1, kernel: Int.min, seed: 0) }),
+            ("Conv2d: needs at least one input and one output channel", { try Conv2d(0, 4, kernel: 3, seed: 0) }),
+            ("too many elements", { try Conv2d(1 << 20, 1 << 20, kernel: 64, seed: 0) }),
+            ("ImageInput: needs sizes ≥ 1 whose product fits", { try ImageInput(channels: 1 << 32, height: 1 << 32, width: 1) }),
+            ("ImageInput: needs sizes ≥ 1", { try ImageInput(channels: 0, height: 28, width: 28) }),
+            ("BatchNorm2d: needs features ≥ 1", { try BatchNorm2d(0) }),
+            ("AdaptiveAvgPool2d: supports output size 1", { try AdaptiveAvgPool2d(2) }),
+        ]
+        for (expected, body) in cases {
+            XCTAssertThrowsError(try body(), expected) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+        let x = try Tensor.zeros([1, 3, 5, 7])
+        XCTAssertThrowsError(try Sequential([try ImageInput(channels: 1, height: 28, width: 28)]).forward(x)) {
+            XCTAssertTrue("\($0)".contains("ImageInput: expects rows of 1·28·28 = 784 values"), "\($0)")
+        }
+        XCTAssertThrowsError(try Conv2d(4, 2, kernel: 3, seed: 0).forward(x)) {
+            XCTAssertTrue("\($0)".contains("the input has 3 channels"), "\($0)")
+        }
+    }
 }

@@ -47,15 +47,8 @@ public struct Window2d: Sendable, Equatable {
     /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation outside 1...2²⁰, padding
     ///   outside 0...2²⁰, or a (dilated) window larger than the padded input.
     public func outputSize(height: Int, width: Int, op: String) throws -> (height: Int, width: Int) {
+        try check(op: op)
         func along(_ axis: String, _ size: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int) throws -> Int {
-            // (Each at most 2^20, so that no sum or product below overflows, here or in the kernels' ints.)
-            let limit = 1 << 20
-            guard (1...limit).contains(k), (1...limit).contains(s), (1...limit).contains(d), (0...limit).contains(p)
-            else {
-                throw DeviceError.invalidArgument(op: op, "the window's \(axis) needs kernel, stride and dilation in "
-                    + "1...\(limit) and padding in 0...\(limit), got kernel \(k), stride \(s), padding \(p), "
-                    + "dilation \(d)")
-            }
             let extent = d * (k - 1) + 1
             guard size + 2 * p >= extent else {
                 throw DeviceError.invalidArgument(op: op, "the window spans \(extent) along the \(axis) (kernel \(k), "
@@ -65,6 +58,22 @@ public struct Window2d: Sendable, Equatable {
         }
         return (try along("height", height, kernelHeight, strideHeight, paddingHeight, dilationHeight),
                 try along("width", width, kernelWidth, strideWidth, paddingWidth, dilationWidth))
+    }
+
+    /// Checks the window's own values: kernel, stride and dilation in 1...2²⁰, padding in 0...2²⁰ (so that no sum or
+    /// product of them overflows, here or in the kernels' ints).
+    /// - Throws: `DeviceError.invalidArgument` naming `op`, the axis and the values.
+    public func check(op: String) throws {
+        let limit = 1 << 20
+        for (axis, k, s, p, d) in [("height", kernelHeight, strideHeight, paddingHeight, dilationHeight),
+                                   ("width", kernelWidth, strideWidth, paddingWidth, dilationWidth)] {
+            guard (1...limit).contains(k), (1...limit).contains(s), (1...limit).contains(d), (0...limit).contains(p)
+            else {
+                throw DeviceError.invalidArgument(op: op, "the window's \(axis) needs kernel, stride and dilation in "
+                    + "1...\(limit) and padding in 0...\(limit), got kernel \(k), stride \(s), padding \(p), "
+                    + "dilation \(d)")
+            }
+        }
     }
 
     /// (kh, kw, stride h, stride w, pad h, pad w, dilation h, dilation w): conv.cl's `window`.
@@ -97,7 +106,7 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], packed = window.packed
         try Tensor.run("im2col", x, cols) { xp, cp in
             nonisolated(unsafe) let (xp, cp) = (xp, cp)
-            hostParallel(rows, costPerItem: columns) { rowRange in
+            hostParallel(rows, costPerItem: Double(columns)) { rowRange in
                 for row in rowRange {
                     let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
                     let out = cp + row * columns
@@ -139,7 +148,7 @@ extension Tensor {
             nonisolated(unsafe) let (cp, xp) = (cp, xp)
             // Plane by plane (disjoint: no two threads write one element): zeros, then every column entry that
             // reads the plane added where it read, tap by tap (as conv.cl's col2im_planes).
-            hostParallel(n * c, costPerItem: kh * kw * oh * ow) { planes in
+            hostParallel(n * c, costPerItem: Double(kh * kw) * Double(oh * ow)) { planes in
                 for plane in planes {
                     let (ch, b) = (plane % c, plane / c)
                     let out = xp + plane * h * w

@@ -44,18 +44,18 @@ private func positionsReading(y: Int, x: Int, _ k: [Int], oh: Int, ow: Int, _ bo
 
 extension Tensor {
     /// The largest value under each position of `window` (PyTorch's `F.max_pool2d`): self [N, C, H, W] →
-    /// [N, C, OH, OW]. The padding never wins (it is −∞); a NaN under the window wins. Recorded on the tape: the
-    /// gradient goes to the element that won (the first, on a tie). Reads any layout.
+    /// [N, C, OH, OW]. The padding never wins (it is −∞; a window entirely in the padding gives −∞); a NaN under
+    /// the window wins (the first, where PyTorch routes the gradient to the last). Recorded on the tape: the gradient
+    /// goes to the element that won (the first, on a tie). Reads any layout.
     /// - Throws: `DeviceError.invalidArgument` naming max_pool2d for input that is not NCHW, a window larger than
-    ///   the padded input, or padding above half the (dilated) window, as PyTorch.
+    ///   the padded input, or padding above half the kernel, as PyTorch.
     public func maxPool2d(_ window: Window2d) throws -> Tensor {
         let (n, c, h, w) = try nchw("max_pool2d")
         let (oh, ow) = try window.outputSize(height: h, width: w, op: "max_pool2d")
-        for (axis, k, p, d) in [("height", window.kernelHeight, window.paddingHeight, window.dilationHeight),
-                                ("width", window.kernelWidth, window.paddingWidth, window.dilationWidth)]
-        where p > ((k - 1) * d + 1) / 2 {
+        for (axis, k, p) in [("height", window.kernelHeight, window.paddingHeight),
+                             ("width", window.kernelWidth, window.paddingWidth)] where p > k / 2 {
             throw DeviceError.invalidArgument(op: "max_pool2d", "padding \(p) along the \(axis) is more than half the "
-                + "window's span \((k - 1) * d + 1) (kernel \(k), dilation \(d))")
+                + "kernel \(k)")
         }
         let x = isDense ? self : try Tensor.withoutGradients { try contiguous() }
         // `indices`: the plane index each output came from, the int's bits in a float (what the gradient reads).
@@ -63,7 +63,7 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], k = window.packed
         try Tensor.run("max_pool2d", x, y, indices) { xp, yp, ip in
             nonisolated(unsafe) let (xp, yp, ip) = (xp, yp, ip)
-            hostParallel(n * c, costPerItem: oh * ow * k[0] * k[1]) { planes in
+            hostParallel(n * c, costPerItem: Double(oh * ow) * Double(k[0] * k[1])) { planes in
                 for plane in planes {
                     for py in 0..<oh {
                         for px in 0..<ow {
@@ -86,7 +86,7 @@ extension Tensor {
             try Tensor.run("max_pool2d backward", indices, g, dx) { ip, gp, dp in
                 nonisolated(unsafe) let (ip, gp, dp) = (ip, gp, dp)
                 // Each plane's own: zeros, then every output's gradient added where its largest value came from.
-                hostParallel(n * c, costPerItem: h * w + oh * ow) { planes in
+                hostParallel(n * c, costPerItem: Double(h * w + oh * ow)) { planes in
                     for plane in planes {
                         (dp + plane * h * w).initialize(repeating: 0, count: h * w)
                         for o in (plane * oh * ow)..<((plane + 1) * oh * ow) {
@@ -133,7 +133,7 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], k = window.packed, taps = Float(k[0] * k[1])
         try Tensor.run("avg_pool2d", x, y) { xp, yp in
             nonisolated(unsafe) let (xp, yp) = (xp, yp)
-            hostParallel(n * c, costPerItem: oh * ow * k[0] * k[1]) { planes in
+            hostParallel(n * c, costPerItem: Double(oh * ow) * Double(k[0] * k[1])) { planes in
                 for plane in planes {
                     for py in 0..<oh {
                         for px in 0..<ow {
@@ -162,7 +162,7 @@ extension Tensor {
             let dx = try Tensor.empty([n, c, h, w], on: device)
             try Tensor.run("avg_pool2d backward", g, dx) { gp, dp in
                 nonisolated(unsafe) let (gp, dp) = (gp, dp)
-                hostParallel(n * c, costPerItem: h * w * k[0] * k[1]) { planes in
+                hostParallel(n * c, costPerItem: Double(h * w) * Double(k[0] * k[1])) { planes in
                     for plane in planes {
                         for index in 0..<(h * w) {
                             var acc: Float = 0

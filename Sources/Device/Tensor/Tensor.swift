@@ -62,7 +62,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(shape: shape, device: device, storage: try Backend(device).allocate(count))
     }
 
-    static func checkedCount(_ shape: [Int]) throws -> Int {
+    /// The element count of `shape`, or an error for a negative size or more than Int32.max elements.
+    package static func checkedCount(_ shape: [Int]) throws -> Int {
         var count = 1
         for d in shape {
             guard d >= 0 else {

@@ -46,9 +46,7 @@ public final class Conv2d: TapeModule {
             throw DeviceError.invalidArgument(op: "Conv2d", "needs at least one input and one output channel, got "
                 + "\(inChannels) and \(outChannels)")
         }
-        // The window's bounds, checked once on the smallest input it fits.
-        _ = try window.outputSize(height: (window.kernelHeight - 1) * window.dilationHeight + 1,
-                                  width: (window.kernelWidth - 1) * window.dilationWidth + 1, op: "Conv2d")
+        try window.check(op: "Conv2d")
         (self.inChannels, self.outChannels, self.window) = (inChannels, outChannels, window)
         let taps = window.kernelHeight * window.kernelWidth
         weight = try Parameter(name: "weight", value: try initializer.tensor(

@@ -50,7 +50,7 @@ public enum Initializer: Sendable, Equatable {
     /// 1/√fanIn).
     public static func uniform(_ shape: [Int], bound: Double, seed: UInt64, on device: DeviceTag) throws -> Tensor {
         var rng = SeededGenerator(seed: seed)
-        let count = shape.reduce(1, *)
+        let count = try Tensor.checkedCount(shape)
         return try Tensor((0..<count).map { _ in Float((rng.nextUniform() * 2 - 1) * bound) }, shape: shape, on: device)
     }
 }

@@ -224,9 +224,11 @@ public final class Sequential: Module {
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         var grad = dy
+        // NOTE: no layer up to the first with parameters needs its input gradient, unless our caller asks for it
+        // (a CNN's first convolution sits behind ImageInput).
+        let first = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
         for (index, layer) in layers.enumerated().reversed() {
-            // NOTE: the first layer's input gradient is only needed when our caller asks for it.
-            guard let next = try layer.backward(grad, needsInputGradient: index > 0 || needsInputGradient) else {
+            guard let next = try layer.backward(grad, needsInputGradient: index > first || needsInputGradient) else {
                 return nil
             }
             grad = next

@@ -43,7 +43,9 @@ public protocol Module: AnyObject {
     /// difference are always "training" (the default).
     var isTraining: Bool { get }
     /// Sets training (true) or evaluation (false) mode, on a container's children too: what `train()` and `eval()`
-    /// call. Modules without modes ignore it (the default).
+    /// call. Modules without modes ignore it (the default); a container of your own must pass it on to its children.
+    /// As in PyTorch, it sets every child: a layer kept in evaluation mode inside a training model (a frozen batch
+    /// norm) is set again after `train()` — and after `Trainer` starts an epoch or `Evaluator` restores the mode.
     func setTraining(_ training: Bool)
 }
 

@@ -25,9 +25,10 @@ public final class ImageInput: TapeModule {
 
     /// - Throws: `DeviceError.invalidArgument` naming ImageInput for a size below 1.
     public init(channels: Int, height: Int, width: Int) throws {
-        guard channels >= 1, height >= 1, width >= 1 else {
-            throw DeviceError.invalidArgument(op: "ImageInput", "needs sizes ≥ 1, got channels \(channels), height "
-                + "\(height), width \(width)")
+        guard channels >= 1, height >= 1, width >= 1,
+              (try? Tensor.checkedCount([channels, height, width])) != nil else {
+            throw DeviceError.invalidArgument(op: "ImageInput", "needs sizes ≥ 1 whose product fits a tensor, got "
+                + "channels \(channels), height \(height), width \(width)")
         }
         (self.channels, self.height, self.width) = (channels, height, width)
     }
