@@ -9,8 +9,14 @@ struct Eval: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "A checkpoint written by `clnn train --save`, or a plain PyTorch nn.Sequential state dict saved "
-        + "with safetensors' save_file (its Linear sizes read from the tensor shapes)."))
+        + "with safetensors' save_file (its Linear sizes read from the tensor shapes, or the model --arch gives)."))
     var model: String
+
+    @Option(help: ArgumentHelp(
+        "For a plain state dict that is not an MLP: its architecture, a preset (cnn, cnn-bn) or layers as "
+        + "`clnn train --arch` takes them. With a clnn checkpoint it must be the checkpoint's own.",
+        valueName: "preset-or-layers"))
+    var arch: String?
 
     @OptionGroup var common: DataDeviceOptions
 
@@ -42,25 +48,44 @@ struct Eval: ParsableCommand {
             warn("clnn: \(model) is \(HostMemory.gib(bytes.count)) (about \(bytes.count / 4) parameters): loading and "
                  + "evaluating it take a while")
         }
-        let plain = Checkpoint.isPlainStateDict(try SafeTensors.decode(bytes, path: model).metadata)
+        let plain = Checkpoint.isPlainStateDict(try SafeTensors.metadata(of: bytes, path: model))
         var assumptions = StateDictAssumptions()
+        var requested: [LayerSpec]?
+        if let arch {
+            // Over the test images; a preset ends in as many outputs as classes.
+            let raw = try folder.loadTestRaw()
+            let lossName = loss ?? "cross-entropy"
+            let outputs = Losses.named(lossName)!.outputs(classes: classes ?? Int(raw.labels.max() ?? 0) + 1)
+            do {
+                requested = try LayerSpec.requested(arch, input: raw.imageShape.map { [1] + $0 } ?? [raw.features],
+                                                    outputs: outputs)
+            } catch let error as LayerSpec.Mismatch {
+                throw ValidationError("--arch \(arch.prefix(60)): the architecture \(error.message)")
+            }
+        }
         if plain {
             assumptions = try StateDictAssumptions(activation: activation, loss: loss, classes: classes,
                                                    normalization: normalization) {
                 try folder.loadRaw().train.normalization
             }
+            assumptions.architecture = requested
         } else if let given = [("--activation", activation), ("--loss", loss), ("--normalization", normalization),
                                ("--classes", classes.map(String.init))].first(where: { $0.1 != nil }) {
             throw ValidationError("\(given.0) is for a plain PyTorch state dict; \(model) is a clnn checkpoint "
                 + "that records its own")
         }
         let (checkpoint, network) = try Checkpoint.decode(bytes, path: model, on: device, assuming: assumptions)
+        if !plain, let requested, let difference = LayerSpec.difference(file: checkpoint.layers, model: requested) {
+            throw ValidationError("--arch \(arch ?? "") gives \(LayerSpec.text(requested)) but \(model) holds "
+                + "\(LayerSpec.text(checkpoint.layers)): \(difference)")
+        }
         if let note = checkpoint.note { warn("clnn: \(model): \(note)") }
         print("model \(model): \(LayerSpec.text(checkpoint.layers)), \(checkpoint.loss), on \(device.summary)")
         do {
-            try MLP.checkFits(sizes: checkpoint.sizes, rows: Evaluator.defaultChunk, on: device, training: false)
+            try LayerSpec.checkFits(checkpoint.layers, rows: Evaluator.defaultChunk, on: device, training: false)
         } catch let error as DeviceError {
-            throw DataError(model, "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+            throw DataError(model, "\(error)".replacingOccurrences(of: "MLP: ", with: "")
+                .replacingOccurrences(of: "model: ", with: ""))
         }
         let raw = try folder.loadTestRaw()
         try checkpoint.checkInputs(raw, imagesFile: try folder.file(MNISTFolder.testImages), model: model)

@@ -5,7 +5,7 @@ import Foundation
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train an MLP on an MNIST-format dataset (default: Fashion-MNIST) on cpu or an OpenCL device.",
+        abstract: "Train an MLP or a CNN on an MNIST-format dataset (default: Fashion-MNIST) on cpu or an OpenCL device.",
         discussion: """
             --save FILE writes the model after every epoch (a PyTorch state dict in safetensors) and the run's \
             training state beside it (FILE without .safetensors + .state.safetensors), committed as one; FILE is \
@@ -38,6 +38,15 @@ struct Train: ParsableCommand {
 
     @Option(help: "L2 weight decay (default 0).")
     var weightDecay: Float?
+
+    @Option(help: ArgumentHelp(
+        "The model: mlp (the default, shaped by --hidden and --activation), cnn (shared/anchors/cnn.py's "
+        + "small CNN), cnn-bn (the same with BatchNorm2d after each convolution), or the layers of an "
+        + "nn.Sequential in order, e.g. \"conv(32,3,p=1) bn relu maxpool(2) flatten linear(128) relu linear(10)\" "
+        + "(conv(OUT,K[,s=S][,p=P][,d=D]), linear(OUT), bn, maxpool(K), avgpool(K), gap, dropout(P), flatten, "
+        + "activations; the sizes the layer before implies are left out).",
+        valueName: "preset-or-layers"))
+    var arch: String?
 
     @Option(parsing: .upToNextOption, help: "Hidden layer sizes, e.g. --hidden 100 50 (default 50).")
     var hidden: [Int] = []
@@ -75,7 +84,7 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp(
         "Start a new run from this checkpoint's weights (its architecture; fresh optimiser, epoch 1). A "
         + "plain PyTorch nn.Sequential state dict works too: Linear sizes from its shapes, --activation and "
-        + "--loss as given."))
+        + "--loss as given; another model's with --arch."))
     var initFrom: String?
 
     @Option(help: ArgumentHelp(
@@ -117,8 +126,8 @@ struct Train: ParsableCommand {
             = (epochs, batchSize, lr, momentum, weightDecay, seed)
         r.optimizer = optimizer.flatMap(OptimizerKind.init(rawValue:))
         r.schedule = lrSchedule.flatMap(LearningRateSchedule.init(rawValue:))
-        (r.hidden, r.activation, r.loss, r.classes)
-            = (hidden, activation.flatMap(Activation.init(rawValue:)), loss, classes)
+        (r.architecture, r.hidden, r.activation, r.loss, r.classes)
+            = (arch, hidden, activation.flatMap(Activation.init(rawValue:)), loss, classes)
         r.normalization = try parseNormalization(normalization)
         (r.save, r.plot, r.resume, r.initFrom, r.stopAfter, r.maxSteps)
             = (save, plot, resume, initFrom, stopAfter, maxSteps)

@@ -118,7 +118,7 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertEqual(rebuilt.layerSpecs, model.layerSpecs)
         for (architecture, fragment) in [("linear(3,2),swish,linear(2,2)", "entry 1 'swish'"),
                                          ("linear(3,2),relu,linear(3,2)",
-                                          "entry 2 linear(3,2) takes 3 inputs but the layer before gives 2"),
+                                          "entry 2 linear(3,2) takes 3 inputs but the entry before gives 2"),
                                          ("linear(3,2),relu,linear(2,2),linear(3,2)", "disagrees with 'clnn.sizes'")] {
             let bad = try SafeTensors.encode(tensors, metadata: ["clnn.sizes": "3,2,2", "clnn.loss": "cross-entropy",
                 "clnn.classes": "2", "clnn.mean": "0", "clnn.std": "1", "clnn.architecture": architecture])

@@ -104,7 +104,7 @@ gpu=$(awk '$1 == "*" && $2 ~ /^opencl:/ {print $2; exit}' "$results/logs/devices
 gpu=${gpu:-opencl:0}
 # The limits (with 5 s to stop each, and 20 s to look for PyTorch) add up to under 8 minutes.
 if [ $quick -eq 1 ]; then
-  run_step check 90 "$clnn" check --device "$gpu" --plan-only
+  run_step check 240 "$clnn" check --device "$gpu" --plan-only
   run_step bench-gemm 50 "$clnn" bench gemm --device "$gpu" --runs 1
   run_step bench-train 55 "$clnn" bench train --device "$gpu" --data "$data" --epochs 1 --runs 1
   run_step bench-train-wide 55 "$clnn" bench train --device "$gpu" --data "$data" --epochs 1 --runs 1 \

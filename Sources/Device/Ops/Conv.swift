@@ -7,63 +7,29 @@ private let im2colKernel = KernelSource("conv", "im2col")
 private let col2imKernel = KernelSource("conv", "col2im")
 private let col2imPlanesKernel = KernelSource("conv", "col2im_planes")
 
-/// A window sliding over the two spatial axes of NCHW input: its size, step (stride), zero padding on each side and
-/// dilation (the spacing of its taps), each given for height and width.
-public struct Window2d: Sendable, Equatable {
-    /// The window's height (taps along the height axis).
-    public let kernelHeight: Int
-    /// The window's width (taps along the width axis).
-    public let kernelWidth: Int
-    /// How far the window moves between output rows.
-    public let strideHeight: Int
-    /// How far the window moves between output columns.
-    public let strideWidth: Int
-    /// Zeros added above and below the input.
-    public let paddingHeight: Int
-    /// Zeros added left and right of the input.
-    public let paddingWidth: Int
-    /// The spacing of the window's taps along the height (1: adjacent).
-    public let dilationHeight: Int
-    /// The spacing of the window's taps along the width (1: adjacent).
-    public let dilationWidth: Int
-
-    /// A window of `kernel` (height, width), moved by `stride`, over input padded by `padding` zeros on each side,
-    /// its taps `dilation` apart.
-    public init(kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-                dilation: (Int, Int) = (1, 1)) {
-        (kernelHeight, kernelWidth) = kernel
-        (strideHeight, strideWidth) = stride
-        (paddingHeight, paddingWidth) = padding
-        (dilationHeight, dilationWidth) = dilation
-    }
-
-    /// A square window with the same stride, padding and dilation along both axes.
-    public init(kernel: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1) {
-        self.init(kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding),
-                  dilation: (dilation, dilation))
-    }
-
+extension Window2d {
     /// The output's height and width over an input of `height` × `width` (PyTorch's formula).
     /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation outside 1...2²⁰, padding
     ///   outside 0...2²⁰, or a (dilated) window larger than the padded input.
     public func outputSize(height: Int, width: Int, op: String) throws -> (height: Int, width: Int) {
         try check(op: op)
-        func along(_ axis: String, _ size: Int, _ k: Int, _ s: Int, _ p: Int, _ d: Int) throws -> Int {
-            let extent = d * (k - 1) + 1
-            guard size + 2 * p >= extent else {
+        func along(_ axis: String, _ size: Int, _ k: Int, _ p: Int, _ d: Int) throws -> Int {
+            guard let length = outputLength(size, alongHeight: axis == "height") else {
+                let extent = d * (k - 1) + 1
                 throw DeviceError.invalidArgument(op: op, "the window spans \(extent) along the \(axis) (kernel \(k), "
                     + "dilation \(d)), more than the padded input's \(size + 2 * p) (\(size) + 2·\(p) padding)")
             }
-            return (size + 2 * p - extent) / s + 1
+            return length
         }
-        return (try along("height", height, kernelHeight, strideHeight, paddingHeight, dilationHeight),
-                try along("width", width, kernelWidth, strideWidth, paddingWidth, dilationWidth))
+        return (try along("height", height, kernelHeight, paddingHeight, dilationHeight),
+                try along("width", width, kernelWidth, paddingWidth, dilationWidth))
     }
 
     /// Checks the window's own values: kernel, stride and dilation in 1...2²⁰, padding in 0...2²⁰ (so that no sum or
     /// product of them overflows, here or in the kernels' ints).
     /// - Throws: `DeviceError.invalidArgument` naming `op`, the axis and the values.
     public func check(op: String) throws {
+        guard !isInRange else { return }
         let limit = 1 << 20
         for (axis, k, s, p, d) in [("height", kernelHeight, strideHeight, paddingHeight, dilationHeight),
                                    ("width", kernelWidth, strideWidth, paddingWidth, dilationWidth)] {

@@ -8,7 +8,7 @@ extension Checkpoint {
         guard let layers = model.layerSpecs else {
             let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
             throw DataError("checkpoint", "the model holds \(custom), which a checkpoint cannot describe "
-                + "(it records Linear and activation layers)")
+                + "(it records CLNN's layers: Linear, Conv2d, BatchNorm, pooling, Dropout, Flatten, activations)")
         }
         self.init(layers: layers, loss: loss, classes: classes, normalization: normalization, imageShape: imageShape,
                   epoch: epoch)
@@ -45,6 +45,13 @@ extension Checkpoint {
             }
             tensors[name] = SafeTensors.Entry(pyTorchLayoutOf: values, shape: p.value.shape)
         }
+        for (name, value) in model.namedBuffers {
+            let values = try value.toArray()
+            guard values.allSatisfy(\.isFinite) else {
+                throw DataError(path, "not written: buffer '\(name)' holds NaN or infinite values")
+            }
+            tensors[name] = SafeTensors.Entry(bufferValues: values, shape: value.shape, name: name)
+        }
         return tensors
     }
 
@@ -72,9 +79,10 @@ extension Checkpoint {
         // The model and the transposed host copies made while loading must fit (sizes come from the file).
         let parameters = checkpoint.tensorShapes.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
         do {
-            try MLP.checkFits(sizes: checkpoint.sizes, rows: 1, on: device, training: false)
+            try LayerSpec.checkFits(checkpoint.layers, rows: 1, on: device, training: false)
         } catch let error as DeviceError {
-            throw DataError(path, "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+            throw DataError(path, "\(error)".replacingOccurrences(of: "MLP: ", with: "")
+                .replacingOccurrences(of: "model: ", with: ""))
         }
         try HostMemory.require(4 * parameters * (device == .cpu ? 2 : 1),
                                for: "loading the \(Int(parameters)) parameters of \(path)")
@@ -87,9 +95,9 @@ extension Checkpoint {
     /// shape it was trained on. `imagesFile` and `model` name the two in the error.
     /// - Throws: `DataError` naming `imagesFile`.
     public func checkInputs(_ data: RawDataset, imagesFile: String, model: String) throws {
-        guard data.features == sizes[0] else {
+        guard data.features == inputFeatures else {
             throw DataError(imagesFile, "images have \(data.features) pixels but the model \(model) "
-                + "expects \(sizes[0])")
+                + "expects \(inputFeatures)")
         }
         if let trained = imageShape, let shape = data.imageShape, trained != shape {
             throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
@@ -102,8 +110,7 @@ extension Checkpoint {
         guard let specs = model.layerSpecs else {
             let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
             throw DataError(path, "the model holds \(custom), which a checkpoint cannot describe "
-                + "(it records Linear and "
-                + "activation layers)")
+                + "(it records CLNN's layers: Linear, Conv2d, BatchNorm, pooling, Dropout, Flatten, activations)")
         }
         // A plain state dict cannot say which activation sits between two Linears: the model's own is taken.
         if let difference = LayerSpec.difference(file: layers, model: specs, anyActivation: inferredFromShapes) {
@@ -133,8 +140,9 @@ extension Sequential {
 
     /// Overwrites every parameter from `tensors` (state-dict names, PyTorch layouts), all checked before any is
     /// written.
+    /// Buffers (a batch norm's running statistics) too.
     func assign(_ tensors: [String: SafeTensors.Entry], path: String) throws {
-        let named = namedParameters
+        let named = namedParameters, buffers = namedBuffers
         for (name, p) in named {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
             guard entry.shape == SafeTensors.Entry.pyTorchShape(p.value.shape) else {
@@ -142,15 +150,27 @@ extension Sequential {
                     + "\(SafeTensors.Entry.pyTorchShape(p.value.shape))")
             }
         }
+        for (name, value) in buffers {
+            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
+            guard entry.shape == value.shape else {
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the model's needs \(value.shape)")
+            }
+        }
         for (name, p) in named {
             try p.load(try Tensor(tensors[name]!.clnnLayout, shape: p.value.shape))
         }
+        var values: [String: Tensor] = [:]
+        for (name, value) in buffers {
+            values[name] = try Tensor(tensors[name]!.values, shape: value.shape, on: value.device)
+        }
+        try loadBuffers(values)
     }
 }
 
 extension LayerSpec {
-    /// Where two architectures first differ, in words; nil when they are the same.
-    static func difference(file: [LayerSpec], model: [LayerSpec], anyActivation: Bool = false) -> String? {
+    /// Where two architectures first differ, in words; nil when they are the same (with `anyActivation`, two
+    /// activations count as the same).
+    public static func difference(file: [LayerSpec], model: [LayerSpec], anyActivation: Bool = false) -> String? {
         for (i, (a, b)) in zip(file, model).enumerated() where a != b {
             if anyActivation, case .activation = a, case .activation = b { continue }
             return "entry \(i) is \(a) in the checkpoint and \(b) in the model"
@@ -163,6 +183,11 @@ extension LayerSpec {
 }
 
 extension SafeTensors.Entry {
+    /// A buffer as PyTorch stores it: as is, a count (`num_batches_tracked`) as an int64.
+    init(bufferValues values: [Float], shape: [Int], name: String) {
+        self.init(shape: shape, values: values, storedAs: name.hasSuffix("num_batches_tracked") ? "I64" : "F32")
+    }
+
     /// A CLNN parameter as PyTorch stores it: a matrix transposed (CLNN keeps w as [in, out], for x·w; PyTorch's
     /// Linear keeps [out, in]); anything else as is.
     init(pyTorchLayoutOf values: [Float], shape: [Int]) {

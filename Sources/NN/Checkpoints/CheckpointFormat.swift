@@ -1,9 +1,12 @@
 import Foundation
 
-/// A trained MLP on disk, as safetensors with PyTorch `nn.Sequential` state-dict names and layouts
-/// (`0.weight` [out, in], `0.bias` [out], `2.weight`, ...), plus the metadata needed to rebuild and use it.
+/// A trained model on disk (an MLP, a CNN: any architecture `LayerSpec` describes), as safetensors with PyTorch
+/// `nn.Sequential` state-dict names and layouts (`0.weight` [out, in], `0.bias` [out], a convolution's weight
+/// [out, in, kh, kw], a batch norm's `running_mean`, `running_var` and `num_batches_tracked`, …), plus the metadata
+/// needed to rebuild and use it.
 public struct Checkpoint: Equatable, Sendable {
-    /// The model, one entry per `nn.Sequential` index (`linear(784,50)`, `relu`, ...).
+    /// The model, one entry per `nn.Sequential` index (`linear(784,50)`, `relu`, `conv2d(1,32,3,p=1)`, ...), after
+    /// an `image(C,H,W)` entry (no index) when the model reads images.
     public var layers: [LayerSpec]
     /// The loss’s name (`cross-entropy`, `mse`).
     public var loss: String
@@ -43,8 +46,14 @@ public struct Checkpoint: Equatable, Sendable {
                   normalization: normalization, imageShape: imageShape, epoch: epoch)
     }
 
-    /// [inputs, hidden..., outputs]: the linear layers' sizes.
+    /// [inputs, hidden..., outputs]: the linear layers' sizes (an MLP's whole description).
     public var sizes: [Int] { LayerSpec.sizes(layers) }
+
+    /// The values one example holds: the input's pixel count.
+    public var inputFeatures: Int { LayerSpec.inputShape(layers)?.reduce(1, *) ?? 0 }
+
+    /// The model's output width (the last linear layer's outputs).
+    public var outputs: Int { sizes.last ?? 0 }
 
     /// The activation's name when every activation entry is the same one; `none` without any; else `mixed`.
     public var activation: String {
@@ -55,22 +64,19 @@ public struct Checkpoint: Equatable, Sendable {
         return names.count == 1 ? names.first! : names.isEmpty ? "none" : "mixed"
     }
 
-    /// The state-dict names and PyTorch shapes of the parameters: `N.weight` [out, in] and `N.bias` [out] for
-    /// each linear entry N.
+    /// The state-dict names and PyTorch shapes of the tensors: `N.weight` [out, in] and `N.bias` [out] for each
+    /// linear entry N, a convolution's [out, in, kh, kw], a batch norm's statistics (`LayerSpec.tensorShapes`).
     public var tensorShapes: [(name: String, shape: [Int])] {
-        layers.enumerated().flatMap { index, spec -> [(name: String, shape: [Int])] in
-            guard case let .linear(i, o) = spec else { return [] }
-            return [("\(index).weight", [o, i]), ("\(index).bias", [o])]
-        }
+        LayerSpec.tensorShapes(layers).map { ($0.name, $0.shape) }
     }
 
     var metadata: [String: String] {
-        var out = ["format": "pt", "clnn.architecture": LayerSpec.text(layers),
-                   "clnn.sizes": sizes.map(String.init).joined(separator: ","), "clnn.loss": loss,
+        var out = ["format": "pt", "clnn.architecture": LayerSpec.text(layers), "clnn.loss": loss,
                    "clnn.classes": String(classes), "clnn.mean": String(normalization.mean),
                    "clnn.std": String(normalization.std)]
         // NOTE: older readers (and tools/check_checkpoint.py before clnn.architecture) build an MLP from
-        // sizes + activation: write the activation only when that MLP is this model.
+        // sizes + activation: write the sizes for an MLP only, the activation only when that MLP is this model.
+        if LayerSpec.isMLP(layers) { out["clnn.sizes"] = sizes.map(String.init).joined(separator: ",") }
         if let f = Activation(rawValue: activation), layers == LayerSpec.mlp(sizes: sizes, activation: f) {
             out["clnn.activation"] = activation
         }
@@ -112,7 +118,10 @@ public struct Checkpoint: Equatable, Sendable {
         } else {
             checkpoint = try parse(metadata, path: path, vocabulary: vocabulary)
         }
-        let converted = Dictionary(grouping: tensors.values.filter { $0.storedAs != "F32" }, by: \.storedAs)
+        // (A batch norm's int64 counter is read as a number: not a conversion worth a note.)
+        let converted = Dictionary(grouping: tensors.filter { $0.value.storedAs != "F32"
+                                                               && !$0.key.hasSuffix(".num_batches_tracked") }.values,
+                                   by: \.storedAs)
         if !converted.isEmpty {
             let what = converted.keys.sorted().map { "\(converted[$0]!.count) \($0)" }.joined(separator: " and ")
             checkpoint.note = (checkpoint.note.map { $0 + "; " } ?? "") + "converted \(what) tensors to F32 on load"
@@ -124,7 +133,10 @@ public struct Checkpoint: Equatable, Sendable {
         }
         for (name, shape) in expected {
             guard let entry = tensors[name] else {
-                throw DataError(path, "missing tensor '\(name)' for the architecture \(model)")
+                let statistics = name.hasSuffix(".running_mean") || name.hasSuffix(".running_var")
+                    || name.hasSuffix(".num_batches_tracked")
+                throw DataError(path, "missing tensor '\(name)' for the architecture \(model)"
+                    + (statistics ? " (a batch norm's running statistics, which evaluation normalises with)" : ""))
             }
             guard entry.shape == shape else {
                 throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the architecture \(model) "
@@ -152,19 +164,21 @@ public struct Checkpoint: Equatable, Sendable {
             }
             return values
         }
-        let sizes = try sizeList("clnn.sizes", try field("clnn.sizes"), count: 2...64)
+        // An MLP's checkpoint holds 'clnn.sizes' (older ones hold nothing else); another model's, its architecture.
+        let sizes = try (metadata["clnn.architecture"] == nil || metadata["clnn.sizes"] != nil)
+            ? sizeList("clnn.sizes", try field("clnn.sizes"), count: 2...64) : nil
         let activationName = metadata["clnn.activation"] ?? "relu"
         guard vocabulary.activations.contains(activationName),
               let activation = Activation(rawValue: activationName) else {
             throw DataError(path, "metadata names an unknown activation '\(activationName.prefix(80))' "
                 + "(known: \(vocabulary.activations.sorted().joined(separator: ", ")))")
         }
-        var layers = LayerSpec.mlp(sizes: sizes, activation: activation)
+        var layers = LayerSpec.mlp(sizes: sizes ?? [], activation: activation)
         if let text = metadata["clnn.architecture"] {
             layers = try architecture(text, sizes: sizes, path: path)
             // clnn writes 'clnn.activation' only for the MLP of its sizes and that activation (for older readers):
             // both present and describing different models is a file edited by hand, or another tool's.
-            if metadata["clnn.activation"] != nil, layers != LayerSpec.mlp(sizes: sizes, activation: activation) {
+            if metadata["clnn.activation"] != nil, layers != LayerSpec.mlp(sizes: sizes ?? [], activation: activation) {
                 throw DataError(path, "metadata 'clnn.activation' \(activationName) contradicts 'clnn.architecture' "
                     + "\(text.prefix(120)) (which is not that MLP): the file describes two models; remove one field")
             }
@@ -173,9 +187,10 @@ public struct Checkpoint: Equatable, Sendable {
         guard lossOutputs(loss, 1) != nil else {
             throw DataError(path, "metadata names an unknown loss '\(loss.prefix(80))'")
         }
+        let outputs = LayerSpec.sizes(layers).last ?? 0
         guard let classes = Int(try field("clnn.classes")), classes > 0, classes <= 1 << 16,
-              lossOutputs(loss, classes) == sizes.last else {
-            throw DataError(path, "metadata 'clnn.classes' disagrees with the output size \(sizes.last!) "
+              lossOutputs(loss, classes) == outputs else {
+            throw DataError(path, "metadata 'clnn.classes' disagrees with the output size \(outputs) "
                 + "for loss \(loss)")
         }
         guard let mean = Float(try field("clnn.mean")), let std = Float(try field("clnn.std")),
@@ -187,8 +202,14 @@ public struct Checkpoint: Equatable, Sendable {
         var imageShape: [Int]?
         if let text = metadata["clnn.image"] {
             let shape = try sizeList("clnn.image", text, count: 2...2)
-            guard shape[0].multipliedReportingOverflow(by: shape[1]) == (sizes[0], false) else {
-                throw DataError(path, "metadata 'clnn.image' \(shape) disagrees with the input size \(sizes[0])")
+            if case let .image(_, height, width)? = layers.first {
+                guard shape == [height, width] else {
+                    throw DataError(path, "metadata 'clnn.image' \(shape) disagrees with the architecture's input "
+                        + "\(layers[0])")
+                }
+            } else if let inputs = LayerSpec.inputShape(layers)?.first,
+                      shape[0].multipliedReportingOverflow(by: shape[1]) != (inputs, false) {
+                throw DataError(path, "metadata 'clnn.image' \(shape) disagrees with the input size \(inputs)")
             }
             imageShape = shape
         }
@@ -212,47 +233,20 @@ public struct Checkpoint: Equatable, Sendable {
         return checkpoint
     }
 
-    /// Parses `clnn.architecture`: known entries, linear sizes that chain, the same sizes as `clnn.sizes`.
-    static func architecture(_ text: String, sizes: [Int], path: String) throws -> [LayerSpec] {
-        let entries = text.split(separator: ",", omittingEmptySubsequences: false)
-        // `linear(a,b)` holds a comma: join each "linear(a" with the part after it.
-        var parts: [Substring] = []
-        var index = 0
-        while index < entries.count {
-            if entries[index].hasPrefix("linear("), index + 1 < entries.count {
-                parts.append(text[entries[index].startIndex..<entries[index + 1].endIndex])
-                index += 2
-            } else {
-                parts.append(entries[index])
-                index += 1
+    /// Parses `clnn.architecture`: known entries whose sizes chain (`LayerSpec.shapes`), and for an MLP the same
+    /// sizes as `clnn.sizes` when that is present.
+    static func architecture(_ text: String, sizes: [Int]?, path: String) throws -> [LayerSpec] {
+        do {
+            let layers = try LayerSpec.parse(text)
+            if let sizes, LayerSpec.sizes(layers) != sizes {
+                throw DataError(path, "metadata 'clnn.architecture' (\(text.prefix(120))) disagrees with "
+                    + "'clnn.sizes' \(sizes)")
             }
+            _ = try LayerSpec.shapes(layers)
+            return layers
+        } catch let error as LayerSpec.Mismatch {
+            throw DataError(path, "metadata 'clnn.architecture' \(error.message)")
         }
-        guard parts.count <= 256 else {
-            throw DataError(path, "metadata 'clnn.architecture' has \(parts.count) entries; at most 256")
-        }
-        var layers: [LayerSpec] = []
-        for (i, part) in parts.enumerated() {
-            guard let spec = LayerSpec(parsing: part) else {
-                throw DataError(path, "metadata 'clnn.architecture' entry \(i) '\(part.prefix(80))' "
-                    + "is not linear(IN,OUT) "
-                    + "or an activation (\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            layers.append(spec)
-        }
-        guard LayerSpec.sizes(layers) == sizes else {
-            throw DataError(path, "metadata 'clnn.architecture' (\(text.prefix(120))) disagrees with "
-                + "'clnn.sizes' \(sizes)")
-        }
-        var width: Int?
-        for (i, spec) in layers.enumerated() {
-            guard case let .linear(inputs, outputs) = spec else { continue }
-            if let width, width != inputs {
-                throw DataError(path, "metadata 'clnn.architecture' entry \(i) \(spec) takes \(inputs) inputs "
-                    + "but the layer before gives \(width)")
-            }
-            width = outputs
-        }
-        return layers
     }
 
     /// Whether `metadata` (a safetensors header's) holds no clnn fields: a state dict saved by another tool.
@@ -264,9 +258,54 @@ public struct Checkpoint: Equatable, Sendable {
     /// one activation (`assumptions.activation`) for each single index without parameters between two of them,
     /// parameterless modules before the first Linear (`nn.Flatten`) read as identity. Returns the tensors renamed to
     /// the indices of the architecture read (the same names unless such leading modules were dropped).
+    /// With `assumptions.architecture` the tensors are taken as that model's, under their own names (the caller then
+    /// checks each against it).
     static func inferred(_ tensors: [String: SafeTensors.Entry], path: String, vocabulary: Vocabulary,
                          assuming assumptions: StateDictAssumptions)
         throws -> (Checkpoint, [String: SafeTensors.Entry]) {
+        let (layers, renamed, leading) = try assumptions.architecture.map { ($0, tensors, "") }
+            ?? inferredMLP(tensors, path: path, activation: assumptions.activation)
+        let outputs = LayerSpec.sizes(layers).last ?? 0
+        let loss = assumptions.loss, lossOutputs = vocabulary.lossOutputs
+        guard lossOutputs(loss, 1) != nil else {
+            throw DataError(path, "unknown loss '\(loss.prefix(40))' assumed for a plain state dict")
+        }
+        let classes: Int
+        if let explicit = assumptions.classes {
+            classes = explicit
+        } else if lossOutputs(loss, 2) == 2, lossOutputs(loss, 3) == 3 {  // one output per class
+            classes = outputs
+        } else {
+            throw DataError(path, "a plain state dict with \(outputs) output(s) and loss \(loss): "
+                + "its class count cannot be read "
+                + "from the shapes; state it (--classes)")
+        }
+        guard lossOutputs(loss, classes) == outputs else {
+            throw DataError(path, "the last Linear gives \(outputs) outputs but \(loss) over \(classes) classes "
+                + "needs \(lossOutputs(loss, classes) ?? 0)")
+        }
+        let normalization = assumptions.normalization ?? Normalization(mean: 0, std: 1)
+        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: normalization)
+        // The same checks as for a clnn checkpoint's metadata.
+        _ = try parse(checkpoint.metadata, path: path, vocabulary: vocabulary)
+        let activations = layers.contains { if case .activation = $0 { return true } else { return false } }
+        let given = assumptions.architecture != nil
+        checkpoint.inferredFromShapes = !given
+        checkpoint.note = "a plain PyTorch state dict (no clnn metadata): "
+            + (given ? "read as \(LayerSpec.text(layers)) (the architecture given); assumed "
+                : "inferred \(LayerSpec.text(layers)) from the tensor shapes\(leading); assumed "
+                    + (activations ? "activation \(assumptions.activation.rawValue), " : ""))
+            + "loss \(loss), \(classes) classes" + (assumptions.classes == nil ? " (the output width)" : "")
+            + String(format: ", input normalisation mean %.4f std %.4f", normalization.mean, normalization.std)
+            + (assumptions.normalizationOrigin.map { " (\($0))" }
+                ?? (assumptions.normalization == nil ? " (none)" : ""))
+        return (checkpoint, renamed)
+    }
+
+    /// The MLP a plain state dict's shapes describe (see `inferred`): its entries, the tensors renamed to them, and
+    /// a note on leading modules read as identity.
+    static func inferredMLP(_ tensors: [String: SafeTensors.Entry], path: String, activation: Activation)
+        throws -> ([LayerSpec], [String: SafeTensors.Entry], String) {
         var byIndex: [Int: (weight: SafeTensors.Entry?, bias: SafeTensors.Entry?)] = [:]
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
@@ -282,7 +321,7 @@ public struct Checkpoint: Equatable, Sendable {
             guard parts.count == 2, let index = Int(parts[0]), index >= 0, index < 1 << 16,
                   parts[1] == "weight" || parts[1] == "bias" else {
                 throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: "
-                    + "CLNN reads "
+                    + "without an architecture (--arch) CLNN reads "
                     + "stacks of nn.Linear and activations"
                     + (name.hasSuffix("running_mean") || name.hasSuffix("num_batches_tracked")
                         ? " (this is a BatchNorm's)" : ""))
@@ -293,7 +332,7 @@ public struct Checkpoint: Equatable, Sendable {
                         : entry.shape.count >= 3 ? "a convolution's" : "not a Linear's"
                     throw DataError(path, "tensor '\(name)' has shape \(entry.shape): "
                         + "a \(entry.shape.count)-D weight is \(kind); "
-                        + "CLNN reads stacks of nn.Linear [out, in] weights")
+                        + "without an architecture (--arch) CLNN reads stacks of nn.Linear [out, in] weights")
                 }
                 byIndex[index, default: (nil, nil)].weight = entry
             } else {
@@ -336,7 +375,7 @@ public struct Checkpoint: Equatable, Sendable {
                         + "without parameters between them; "
                         + "CLNN reads exactly one there, as the activation (a Dropout beside it cannot be told apart)")
                 }
-                if gap == 1 { layers.append(.activation(assumptions.activation)) }
+                if gap == 1 { layers.append(.activation(activation)) }
                 if let width, width != inputs {
                     throw DataError(path, "tensor '\(index).weight' takes \(inputs) inputs "
                         + "but the layer before gives \(width)")
@@ -347,39 +386,7 @@ public struct Checkpoint: Equatable, Sendable {
             layers.append(.linear(inFeatures: inputs, outFeatures: outputs))
             width = outputs
         }
-        let outputs = width!
-        let loss = assumptions.loss, lossOutputs = vocabulary.lossOutputs
-        guard lossOutputs(loss, 1) != nil else {
-            throw DataError(path, "unknown loss '\(loss.prefix(40))' assumed for a plain state dict")
-        }
-        let classes: Int
-        if let explicit = assumptions.classes {
-            classes = explicit
-        } else if lossOutputs(loss, 2) == 2, lossOutputs(loss, 3) == 3 {  // one output per class
-            classes = outputs
-        } else {
-            throw DataError(path, "a plain state dict with \(outputs) output(s) and loss \(loss): "
-                + "its class count cannot be read "
-                + "from the shapes; state it (--classes)")
-        }
-        guard lossOutputs(loss, classes) == outputs else {
-            throw DataError(path, "the last Linear gives \(outputs) outputs but \(loss) over \(classes) classes "
-                + "needs \(lossOutputs(loss, classes) ?? 0)")
-        }
-        let normalization = assumptions.normalization ?? Normalization(mean: 0, std: 1)
-        var checkpoint = Checkpoint(layers: layers, loss: loss, classes: classes, normalization: normalization)
-        // The same checks as for a clnn checkpoint's metadata.
-        _ = try parse(checkpoint.metadata, path: path, vocabulary: vocabulary)
-        let activations = layers.contains { if case .activation = $0 { return true } else { return false } }
-        checkpoint.inferredFromShapes = true
-        checkpoint.note = "a plain PyTorch state dict (no clnn metadata): inferred \(LayerSpec.text(layers)) "
-            + "from the tensor "
-            + "shapes\(leading); assumed " + (activations ? "activation \(assumptions.activation.rawValue), " : "")
-            + "loss \(loss), \(classes) classes" + (assumptions.classes == nil ? " (the output width)" : "")
-            + String(format: ", input normalisation mean %.4f std %.4f", normalization.mean, normalization.std)
-            + (assumptions.normalizationOrigin.map { " (\($0))" }
-                ?? (assumptions.normalization == nil ? " (none)" : ""))
-        return (checkpoint, renamed)
+        return (layers, renamed, leading)
     }
 }
 
@@ -395,14 +402,19 @@ public struct StateDictAssumptions: Sendable, Equatable {
     public var normalization: Normalization?
     /// Where `normalization` came from, for the note (e.g. `the training set's statistics`).
     public var normalizationOrigin: String?
+    /// The model's architecture when the caller knows it (`--arch`): the tensors are then read as that model's, each
+    /// checked against it, instead of an MLP being inferred from their shapes.
+    public var architecture: [LayerSpec]?
 
     /// ReLU and cross-entropy (PyTorch's usual), classes from the output width, no normalisation unless given.
     public init(activation: Activation = .relu, loss: String = "cross-entropy", classes: Int? = nil,
-                normalization: Normalization? = nil, normalizationOrigin: String? = nil) {
+                normalization: Normalization? = nil, normalizationOrigin: String? = nil,
+                architecture: [LayerSpec]? = nil) {
         self.activation = activation
         self.loss = loss
         self.classes = classes
         self.normalization = normalization
         self.normalizationOrigin = normalizationOrigin
+        self.architecture = architecture
     }
 }

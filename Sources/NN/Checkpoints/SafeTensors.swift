@@ -4,7 +4,8 @@
 import Foundation
 
 /// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header naming each tensor's
-/// dtype, shape and byte range, then the raw little-endian data. It writes F32; it reads F32 as is and converts F16,
+/// dtype, shape and byte range, then the raw little-endian data. It writes F32 (and I64 for a counter such as a batch
+/// norm's `num_batches_tracked`, an entry stored as `I64`); it reads F32 as is and converts F16,
 /// BF16, F64 and I64 (what PyTorch saves for a half or double model) to F32, recording the tensor's original dtype.
 public enum SafeTensors {
     /// One F32 tensor of a file.
@@ -34,8 +35,9 @@ public enum SafeTensors {
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
             precondition(entry.shape.reduce(1, *) == entry.values.count, "SafeTensors: \(name) shape and data disagree")
-            let bytes = entry.values.count * 4
-            header[name] = ["dtype": "F32", "shape": entry.shape,
+            let counter = entry.storedAs == "I64"
+            let bytes = entry.values.count * (counter ? 8 : 4)
+            header[name] = ["dtype": counter ? "I64" : "F32", "shape": entry.shape,
                             "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
         }
@@ -44,7 +46,16 @@ public enum SafeTensors {
         var out = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json
         out.reserveCapacity(out.count + offset)
         for name in tensors.keys.sorted() {
-            for v in tensors[name]!.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out += $0 } }
+            if tensors[name]!.storedAs == "I64" {
+                for v in tensors[name]!.values {
+                    guard v.isFinite, abs(v) < 9e18 else {
+                        throw DataError("safetensors", "tensor '\(name)' is an int64 counter but holds \(v)")
+                    }
+                    withUnsafeBytes(of: Int64(v).littleEndian) { out += $0 }
+                }
+            } else {
+                for v in tensors[name]!.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { out += $0 } }
+            }
         }
         return out
     }
@@ -201,6 +212,18 @@ public enum SafeTensors {
             entry.values.withUnsafeBytes { mix($0) }
         }
         return hash
+    }
+
+    /// The `__metadata__` of a safetensors file's `bytes` (its header alone is parsed); `path` names it in errors.
+    public static func metadata(of bytes: [UInt8], path: String) throws -> [String: String] {
+        guard bytes.count >= 8 else { throw DataError(path, "truncated safetensors file: no header length") }
+        let length = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard length <= UInt64(min(maxHeaderBytes, bytes.count - 8)),
+              let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + Int(length))]))
+                as? [String: Any] else {
+            throw DataError(path, "corrupt safetensors header")
+        }
+        return object["__metadata__"] as? [String: String] ?? [:]
     }
 
     /// The `__metadata__` of the safetensors file at `path`, reading its header only.

@@ -11,6 +11,9 @@ extension Module {
         for (name, p) in namedParameters {
             tensors[name] = SafeTensors.Entry(pyTorchLayoutOf: try p.value.toArray(), shape: p.value.shape)
         }
+        for (name, value) in namedBuffers {
+            tensors[name] = SafeTensors.Entry(bufferValues: try value.toArray(), shape: value.shape, name: name)
+        }
         if let bad = SafeTensors.firstNonFinite(tensors) {
             throw DataError(path, "not written: parameter '\(bad.name)' holds \(bad.value) at \(bad.position)")
         }
@@ -25,10 +28,11 @@ extension Module {
         let (tensors, _) = try SafeTensors.decode(try readFileBytes(path, what: "state dict", holding: 3), path: path,
                                                   copies: 2)
         try SafeTensors.requireFinite(tensors, path: path, what: "a state dict")
-        let named = namedParameters
-        if let extra = Set(tensors.keys).subtracting(named.map(\.name)).sorted().first {
+        let named = namedParameters, buffers = namedBuffers
+        let names = named.map(\.name) + buffers.map(\.name)
+        if let extra = Set(tensors.keys).subtracting(names).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' "
-                + "(the module's are \(named.map(\.name).joined(separator: ", ")))")
+                + "(the module's are \(names.joined(separator: ", ")))")
         }
         for (name, p) in named {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
@@ -37,6 +41,15 @@ extension Module {
                 throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the module's needs \(expected)")
             }
         }
+        for (name, value) in buffers {
+            guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
+            guard entry.shape == value.shape else {
+                throw DataError(path, "tensor '\(name)' has shape \(entry.shape) but the module's needs \(value.shape)")
+            }
+        }
         for (name, p) in named { try p.load(try Tensor(tensors[name]!.clnnLayout, shape: p.value.shape)) }
+        try loadBuffers(Dictionary(uniqueKeysWithValues: try buffers.map { name, value in
+            (name, try Tensor(tensors[name]!.values, shape: value.shape, on: value.device))
+        }))
     }
 }

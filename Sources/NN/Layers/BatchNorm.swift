@@ -69,6 +69,31 @@ public class BatchNorm: TapeModule {
         self.batchesTracked = batchesTracked
     }
 
+    public var layerSpecs: [LayerSpec]? {
+        [.batchNorm(features: features, twoD: kind == .twoD, eps: eps, momentum: momentum)]
+    }
+
+    /// `running_mean`, `running_var` and `num_batches_tracked` (shape [], on cpu).
+    public var namedBuffers: [(name: String, value: Tensor)] {
+        [("running_mean", runningMean), ("running_var", runningVar),
+         ("num_batches_tracked", (try? Tensor([Float(batchesTracked)], shape: [], on: .cpu)) ?? runningMean)]
+    }
+
+    /// Sets the running statistics from `running_mean`, `running_var` and `num_batches_tracked` (each optional).
+    public func loadBuffers(_ values: [String: Tensor]) throws {
+        var count = batchesTracked
+        if let tracked = values["num_batches_tracked"] {
+            let value = try tracked.toArray()
+            guard value.count == 1, let n = Int(exactly: value[0].rounded()), n >= 0 else {
+                throw DeviceError.invalidArgument(op: name, "num_batches_tracked must be one count ≥ 0, got "
+                    + "\(value.prefix(3))")
+            }
+            count = n
+        }
+        try setRunningStatistics(mean: values["running_mean"] ?? runningMean,
+                                 variance: values["running_var"] ?? runningVar, batchesTracked: count)
+    }
+
     public func to(_ device: DeviceTag) throws {
         for p in parameters { try p.to(device) }
         (runningMean, runningVar) = (try runningMean.to(device), try runningVar.to(device))

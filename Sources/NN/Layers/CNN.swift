@@ -12,19 +12,22 @@ public enum CNN {
         case batchNorm = "cnn-bn"
     }
 
+    /// The architecture as `clnn train --arch` reads it (`LayerSpec.resolve`), ending in `classes` outputs.
+    public static func text(_ kind: Kind, classes: Int = 10) -> String {
+        let norm = kind == .batchNorm ? " bn" : ""
+        return "conv(32,3,p=1)\(norm) relu maxpool(2) conv(64,3,p=1)\(norm) relu maxpool(2) flatten linear(128) relu "
+            + "linear(\(classes))"
+    }
+
+    /// The entries of the model over images of `height` × `width` (one channel).
+    /// - Throws: `LayerSpec.Mismatch` when the images are too small for it.
+    public static func specs(_ kind: Kind, classes: Int = 10, height: Int = 28, width: Int = 28) throws -> [LayerSpec] {
+        try LayerSpec.resolve(text(kind, classes: classes), input: [1, height, width])
+    }
+
     /// The model, its weights drawn as PyTorch's layers draw them by default (U(±1/√fanIn)), from `seed`.
     public static func make(_ kind: Kind = .plain, classes: Int = 10, seed: UInt64,
                             on device: DeviceTag = .cpu) throws -> Sequential {
-        func block(_ inputs: Int, _ outputs: Int, seed: UInt64) throws -> [any Module] {
-            [try Conv2d(inputs, outputs, kernel: 3, padding: 1, seed: seed, on: device)]
-                + (kind == .batchNorm ? [try BatchNorm2d(outputs, on: device)] : [])
-                + [ActivationLayer(.relu), MaxPool2d(kernel: 2)]
-        }
-        return Sequential([try ImageInput(channels: 1, height: 28, width: 28)]
-            + (try block(1, 32, seed: seed)) + (try block(32, 64, seed: seed &+ 2))
-            + [Flatten(),
-               try Linear(64 * 7 * 7, 128, activation: .relu, initializer: .pytorchDefault, seed: seed &+ 4,
-                          on: device),
-               try Linear(128, classes, initializer: .pytorchDefault, seed: seed &+ 6, on: device)])
+        try LayerSpec.modules(try specs(kind, classes: classes), initializer: .pytorchDefault, seed: seed, on: device)
     }
 }

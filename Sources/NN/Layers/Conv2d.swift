@@ -27,7 +27,7 @@ public final class Conv2d: TapeModule {
     ///   - dilation: the spacing of the window's taps, along both axes.
     ///   - bias: whether the layer adds a bias per filter.
     ///   - initializer: the weight's distribution (fanIn = C·kh·kw, fanOut = O·kh·kw); PyTorch's by default.
-    ///   - seed: draws the weight (the bias from seed + 1).
+    ///   - seed: draws the weight (the bias from a stream of its own: seed + 1 is the next layer's).
     ///   - device: where the parameters live.
     /// - Throws: `DeviceError.invalidArgument` naming Conv2d for a channel count below 1 or a window outside
     ///   `Window2d`'s bounds.
@@ -53,10 +53,13 @@ public final class Conv2d: TapeModule {
             [outChannels, inChannels, window.kernelHeight, window.kernelWidth], fanIn: inChannels * taps,
             fanOut: outChannels * taps, seed: seed, on: device))
         self.bias = bias ? try Parameter(name: "bias", value: try Initializer.uniform(
-            [outChannels], bound: 1 / Double(inChannels * taps).squareRoot(), seed: seed &+ 1, on: device)) : nil
+            [outChannels], bound: 1 / Double(inChannels * taps).squareRoot(), seed: seed ^ 0x9E37_79B9_7F4A_7C15, on: device)) : nil
     }
 
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+    public var layerSpecs: [LayerSpec]? {
+        [.conv2d(inChannels: inChannels, outChannels: outChannels, window: window, bias: bias != nil)]
+    }
 
     /// x: [N, C, H, W] → [N, O, OH, OW].
     public func compute(_ x: Tensor) throws -> Tensor {

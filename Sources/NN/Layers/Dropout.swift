@@ -18,6 +18,7 @@ public final class Dropout: TapeModule {
     }
 
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.dropout(p: p)] }
     public func setTraining(_ training: Bool) { isTraining = training }
 
     /// x → x · mask / (1 − p) in training mode (mask: 1 with probability 1 − p), x in evaluation mode.

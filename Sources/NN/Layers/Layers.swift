@@ -212,6 +212,30 @@ public final class Sequential: Module {
         return named
     }
 
+    /// The children's buffers under the same index prefixes (`1.running_mean`, …).
+    public var namedBuffers: [(name: String, value: Tensor)] {
+        var index = 0
+        var named: [(String, Tensor)] = []
+        for layer in layers {
+            named += layer.namedBuffers.map { ("\(index).\($0.name)", $0.value) }
+            index += layer.sequentialWidth
+        }
+        return named
+    }
+
+    /// Hands each child the values under its index prefix.
+    public func loadBuffers(_ values: [String: Tensor]) throws {
+        var index = 0
+        for layer in layers {
+            let prefix = "\(index)."
+            let own = values.filter { $0.key.hasPrefix(prefix) }
+            if !own.isEmpty {
+                try layer.loadBuffers(Dictionary(uniqueKeysWithValues: own.map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
+            }
+            index += layer.sequentialWidth
+        }
+    }
+
     public func forward(_ x: Tensor) throws -> Tensor {
         try layers.reduce(x) { try $1.forward($0) }
     }

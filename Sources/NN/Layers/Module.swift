@@ -38,6 +38,14 @@ public protocol Module: AnyObject {
     func to(_ device: DeviceTag) throws
     /// The parameters with their state-dict names (`weight`, `bias`; a `Sequential`'s `0.weight`, ...).
     var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// State that is not trained but belongs to the model, with its state-dict names: a batch norm's
+    /// `running_mean`, `running_var` and `num_batches_tracked` (a count, as a one-element tensor of shape []) — what
+    /// PyTorch's `state_dict()` holds beside the parameters. None by default.
+    var namedBuffers: [(name: String, value: Tensor)] { get }
+    /// Sets the buffers from `values`, keyed by `namedBuffers`' names (each present, of its shape: the caller
+    /// checks).
+    /// - Throws: `DeviceError` when a value does not fit its buffer.
+    func loadBuffers(_ values: [String: Tensor]) throws
     /// Whether the module computes as in training (the default) or as in evaluation: `BatchNorm2d` normalises with
     /// the batch's statistics or its running ones, `Dropout` drops or passes everything. Modules without such a
     /// difference are always "training" (the default).
@@ -66,6 +74,8 @@ extension Module {
     /// put a model in it while they measure.
     public func eval() { setTraining(false) }
     public var namedParameters: [(name: String, parameter: Parameter)] { parameters.map { ($0.name, $0) } }
+    public var namedBuffers: [(name: String, value: Tensor)] { [] }
+    public func loadBuffers(_ values: [String: Tensor]) throws {}
 
     public func forward(_ rows: Rows) throws -> Tensor {
         try forward(rows.order == nil ? rows.source : try rows.gathered())

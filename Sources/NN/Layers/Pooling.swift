@@ -14,6 +14,7 @@ public final class MaxPool2d: TapeModule {
     public init(_ window: Window2d) { self.window = window }
 
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.maxPool2d(window)] }
 
     /// x: [N, C, H, W] → [N, C, OH, OW].
     public func compute(_ x: Tensor) throws -> Tensor { try x.maxPool2d(window) }
@@ -35,6 +36,7 @@ public final class AvgPool2d: TapeModule {
     public init(_ window: Window2d) { self.window = window }
 
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.avgPool2d(window)] }
 
     /// x: [N, C, H, W] → [N, C, OH, OW].
     public func compute(_ x: Tensor) throws -> Tensor { try x.avgPool2d(window) }
@@ -57,6 +59,7 @@ public final class AdaptiveAvgPool2d: TapeModule {
     }
 
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.globalAvgPool2d] }
 
     /// x: [N, C, H, W] → [N, C, 1, 1].
     public func compute(_ x: Tensor) throws -> Tensor {

@@ -5,6 +5,7 @@ public final class Flatten: TapeModule {
     /// Flattens every axis after the first.
     public init() {}
     public var parameters: [Parameter] { [] }
+    public var layerSpecs: [LayerSpec]? { [.flatten] }
 
     /// x [N, …] → [N, product of the rest].
     public func compute(_ x: Tensor) throws -> Tensor {
@@ -35,6 +36,7 @@ public final class ImageInput: TapeModule {
 
     public var parameters: [Parameter] { [] }
     public var sequentialWidth: Int { 0 }
+    public var layerSpecs: [LayerSpec]? { [.image(channels: channels, height: height, width: width)] }
 
     /// x [N, C·H·W] (or already [N, C, H, W]) → [N, C, H, W].
     public func compute(_ x: Tensor) throws -> Tensor {

@@ -20,10 +20,12 @@ final class Worker {
         guard let specs = model.layerSpecs else {
             let custom = model.layers.first { $0.layerSpecs == nil }.map { "\(type(of: $0))" } ?? "a module"
             throw DeviceError.invalidArgument(op: "Trainer", "data parallelism copies the model to each device, and it "
-                + "holds \(custom), which cannot be copied (Linear and ActivationLayer can)")
+                + "holds \(custom), which cannot be copied (CLNN's own layers can)")
         }
         let copy = try LayerSpec.modules(specs, seed: 0, on: device)
         for (mine, theirs) in zip(copy.parameters, model.parameters) { try mine.load(theirs.value) }
+        // A batch norm's running statistics start as the model's (each replica then keeps its own).
+        try copy.loadBuffers(Dictionary(uniqueKeysWithValues: model.namedBuffers.map { ($0.name, $0.value) }))
         try copy.layoutParameters(alignment: alignment)
         self.init(model: copy, device: device)
     }

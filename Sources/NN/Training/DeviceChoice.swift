@@ -16,6 +16,13 @@ public enum DeviceChoice {
     /// (POCL on the host's own cores), whichever of `cpu` and the first of them runs `steps` training steps of an MLP
     /// of `sizes` on batches of `batchSize` faster; else `cpu`.
     public static func fastest(sizes: [Int], batchSize: Int, steps: Int = 20) throws -> Decision {
+        try fastest(specs: LayerSpec.mlp(sizes: sizes, activation: .relu), batchSize: batchSize, steps: steps)
+    }
+
+    /// The same for a model of `specs` (an MLP as `MLP.make` builds it, any other as `LayerSpec.modules`; a model
+    /// that is not an MLP takes a quarter of the steps, at least 3).
+    public static func fastest(specs: [LayerSpec], batchSize: Int, steps: Int = 20) throws -> Decision {
+        let steps = LayerSpec.isMLP(specs) ? steps : max(steps / 4, 3)
         let devices = OpenCLRuntime.shared.devices
         if let gpu = devices.first(where: { !$0.isCPU }) {
             return Decision(device: .opencl(gpu.index), stepSeconds: [],
@@ -27,7 +34,7 @@ public enum DeviceChoice {
         }
         var timings: [(device: DeviceTag, seconds: Double)] = []
         for device in [DeviceTag.cpu, .opencl(pocl.index)] {
-            timings.append((device, try secondsPerStep(sizes: sizes, batchSize: batchSize, steps: steps, on: device)))
+            timings.append((device, try secondsPerStep(specs: specs, batchSize: batchSize, steps: steps, on: device)))
         }
         let best = timings.min { $0.seconds < $1.seconds }!
         let measured = timings.map { String(format: "%@ %.2f ms", $0.device.description, $0.seconds * 1e3) }
@@ -36,10 +43,12 @@ public enum DeviceChoice {
                             + "\(measured.joined(separator: ", "))")
     }
 
-    /// Seconds per training step (forward, loss, backward, SGD) of an MLP of `sizes` on `device`, after a warm-up.
-    static func secondsPerStep(sizes: [Int], batchSize: Int, steps: Int, on device: DeviceTag) throws -> Double {
+    /// Seconds per training step (forward, loss, backward, SGD) of a model of `specs` on `device`, after a warm-up.
+    static func secondsPerStep(specs: [LayerSpec], batchSize: Int, steps: Int, on device: DeviceTag) throws -> Double {
         try device.warmUp()
-        let model = try MLP.make(sizes: sizes, seed: 1, on: device)
+        let model = LayerSpec.isMLP(specs) ? try LayerSpec.modules(specs, seed: 1, on: device)
+            : try LayerSpec.modules(specs, initializer: .pytorchDefault, seed: 1, on: device)
+        let sizes = [LayerSpec.inputShape(specs)?.reduce(1, *) ?? 1, LayerSpec.sizes(specs).last ?? 1]
         let sgd = try SGD(model.parameters, lr: 1e-3)
         // Batches picked from a resident set through an order, as training reads them.
         let examples = 4 * batchSize

@@ -49,6 +49,10 @@ public struct RunRequest: Sendable {
     public var weightDecay: Float?
     /// Initialisation and shuffling (default 42).
     public var seed: UInt64?
+    /// The model's architecture: a preset (`mlp`, the default, shaped by `hidden` and `activation`; `cnn`; `cnn-bn`)
+    /// or an architecture text (`conv(32,3,p=1) relu maxpool(2) flatten linear(10)`, see `LayerSpec.resolve`). A
+    /// checkpoint's own architecture may be repeated here but not contradicted.
+    public var architecture: String?
     /// Hidden layer sizes of a new MLP (default one of 50).
     public var hidden: [Int] = []
     /// The hidden layers' activation (default ReLU).
@@ -66,7 +70,8 @@ public struct RunRequest: Sendable {
     public var plot: String?
     /// Continue the run saved in this checkpoint where it stopped.
     public var resume: String?
-    /// Start a new run from this checkpoint's weights (a clnn checkpoint, or a plain PyTorch state dict of an MLP).
+    /// Start a new run from this checkpoint's weights (a clnn checkpoint, or a plain PyTorch state dict: of an MLP,
+    /// or of the model `architecture` gives).
     public var initFrom: String?
     /// Stop after this epoch.
     public var stopAfter: Int?
@@ -101,6 +106,18 @@ public struct RunRequest: Sendable {
         guard hidden.allSatisfy({ $0 <= 1 << 16 }) else { throw fail("--hidden sizes must be at most 65536, got \(hidden)") }
         guard hidden.count < Self.maxLayers else {
             throw fail("--hidden: at most \(Self.maxLayers - 1) hidden layers, got \(hidden.count)")
+        }
+        if let architecture, architecture != "mlp" {
+            guard !architecture.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw fail("--arch is empty: give a preset (\(LayerSpec.presets.joined(separator: ", "))) or layers")
+            }
+            if !hidden.isEmpty || activation != nil {
+                throw fail("--\(hidden.isEmpty ? "activation" : "hidden") shapes the mlp preset; --arch "
+                    + "\(architecture.prefix(40)) gives every layer itself")
+            }
+            do { _ = try LayerSpec.Call.entries(architecture) } catch let error as LayerSpec.Mismatch {
+                throw fail("--arch \(error.message)")
+            }
         }
         if let lr, !(lr.isFinite && lr > 0) { throw fail("--lr must be a finite number > 0, got \(lr)") }
         if let momentum, !(momentum.isFinite && momentum >= 0 && momentum < 1) {

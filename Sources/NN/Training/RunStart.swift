@@ -45,7 +45,7 @@ struct RunStart {
         // The model's shape: from the checkpoint, which the request may repeat but not contradict.
         let checkpoint = source?.checkpoint
         let agree = Agreement(source: "\(request.resume != nil ? "--resume" : "--init-from") \(source?.path ?? "")")
-        if let checkpoint {
+        if let checkpoint, LayerSpec.isMLP(checkpoint.layers), !checkpoint.layers.isEmpty {
             let hidden = Array(checkpoint.sizes.dropFirst().dropLast())
             try agree.check("--hidden", request.hidden.isEmpty ? nil : request.hidden, hidden,
                       "hidden sizes \(hidden.map(String.init).joined(separator: " "))")
@@ -82,6 +82,15 @@ struct RunStart {
         let bytes = try readFileBytes(path, what: "checkpoint file", holding: 4)
         // A plain PyTorch state dict's activation, loss and classes come from the request (its normalisation is
         // settled once the data is loaded).
+        // A plain state dict of the model --arch gives is read once the data has said the images' shape
+        // (`TrainingRun.start` reads every plain state dict again then): until then, a checkpoint that says nothing.
+        if let architecture = request.architecture, architecture != "mlp",
+           try Checkpoint.isPlainStateDict(SafeTensors.metadata(of: bytes, path: path)) {
+            var pending = Checkpoint(layers: [], loss: request.loss ?? "cross-entropy", classes: request.classes ?? 1,
+                                     normalization: Normalization(mean: 0, std: 1))
+            pending.inferredFromShapes = true
+            return ((path, bytes, pending), nil)
+        }
         let assumptions = StateDictAssumptions(activation: request.activation ?? .relu,
                                                loss: request.loss ?? "cross-entropy", classes: request.classes)
         let checkpoint = try Checkpoint.verified(bytes, path: path, vocabulary: Checkpoint.vocabulary,

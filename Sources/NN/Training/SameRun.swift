@@ -6,10 +6,10 @@ extension RunStart {
     /// starting files (`--resume`/`--init-from` and the training state, compared by content: on several hosts each
     /// reads its own copy). The first setting that differs is an error on every process, naming it and both values —
     /// rather than processes that drift apart and are caught only at an epoch's end.
-    func checkSameRun(_ request: RunRequest, sizes: [Int], classes: Int, normalization: Normalization,
+    func checkSameRun(_ request: RunRequest, specs: [LayerSpec], classes: Int, normalization: Normalization,
                       devicesPerProcess: Int,
                       group: ProcessGroup) throws {
-        let o = options
+        let o = options, sizes = LayerSpec.sizes(specs)
         var settings: [(name: String, value: Double, shown: (Double) -> String)] = []
         func add(_ name: String, _ value: Double, _ shown: @escaping (Double) -> String = { "\(Float($0))" }) {
             settings.append((name, value, shown))
@@ -37,6 +37,9 @@ extension RunStart {
         for (i, size) in sizes.enumerated() {
             add(i == 0 ? "input size" : i == sizes.count - 1 ? "output size" : "hidden layer \(i)'s size",
                 Double(size), whole)
+        }
+        add("the architecture (FNV-1a of its text)", Double(fnv1a(Array(LayerSpec.text(specs).utf8)) >> 11)) {
+            hash($0)
         }
         add("the devices per process", Double(devicesPerProcess), whole)
         add("the input normalisation mean", Double(normalization.mean))

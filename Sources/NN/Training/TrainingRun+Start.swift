@@ -33,13 +33,24 @@ extension TrainingRun {
         let (train, test) = try folder.loadRaw()
         if group == nil && shouldStop() { throw TrainingError.interruptedBeforeTraining }
         if let group { try RunStart.checkSameData(train, test, group: group, folder: request.data) }
+        // The architecture --arch gives, over this data's images (a preset ends in as many outputs as classes).
+        var requested: [LayerSpec]?
+        if let text = request.architecture {
+            let classCount = request.classes ?? Int(train.labels.max() ?? 0) + 1
+            do {
+                requested = try LayerSpec.requested(text, input: train.imageShape.map { [1] + $0 } ?? [train.features],
+                                                    outputs: lossFunction.outputs(classes: classCount))
+            } catch let error as LayerSpec.Mismatch {
+                throw RunRequest.Invalid("--arch \(text.prefix(60)): the architecture \(error.message)")
+            }
+        }
         var checkpoint = plan.source?.checkpoint
         var assumptions = StateDictAssumptions()
         if let source = plan.source, source.checkpoint.inferredFromShapes {
             // A plain PyTorch state dict: read again with the normalisation settled now that the data is here.
             assumptions = StateDictAssumptions(activation: request.activation ?? .relu,
                                                loss: request.loss ?? "cross-entropy",
-                                               classes: request.classes)
+                                               classes: request.classes, architecture: requested)
             (assumptions.normalization, assumptions.normalizationOrigin)
                 = try request.normalization.map { ($0, "--normalization") }
                 ?? (try trainingStatistics(train, folder), "the training set's statistics; --normalization to change")
@@ -54,41 +65,56 @@ extension TrainingRun {
                                     trainSource: try folder.file(MNISTFolder.trainLabels),
                                     testSource: try folder.file(MNISTFolder.testLabels))
         for warning in classes.warnings { note("warning: \(warning)") }
-        let sizes = checkpoint?.sizes ?? [train.features] + (request.hidden.isEmpty ? [50] : request.hidden)
-            + [lossFunction.outputs(classes: classes.classes)]
+        let outputs = lossFunction.outputs(classes: classes.classes)
+        if let requested, let checkpoint, let source = plan.source,
+           let difference = LayerSpec.difference(file: checkpoint.layers, model: requested) {
+            throw RunRequest.Invalid("--arch \(request.architecture ?? "") gives \(LayerSpec.text(requested)) but "
+                + "\(source.path) holds \(LayerSpec.text(checkpoint.layers)): \(difference)")
+        }
+        let specs = checkpoint?.layers ?? requested ?? LayerSpec.mlp(
+            sizes: [train.features] + (request.hidden.isEmpty ? [50] : request.hidden) + [outputs],
+            activation: plan.activation)
+        let sizes = LayerSpec.sizes(specs)
         if let checkpoint, let source = plan.source {
             try checkpoint.checkInputs(train, imagesFile: try folder.file(MNISTFolder.trainImages), model: source.path)
+        } else if sizes.last != outputs {
+            throw RunRequest.Invalid("--arch \(request.architecture ?? ""): the model ends with \(sizes.last ?? 0) "
+                + "outputs but \(plan.lossName) over \(classes.classes) classes needs \(outputs)")
         }
-        let device = try devices.first ?? plan.measuredDevice(sizes: sizes, group: group, note: note)
+        let device = try devices.first ?? plan.measuredDevice(specs: specs, group: group, note: note)
         do {
             for d in devices.isEmpty ? [device] : devices {
                 // NOTE: a batch larger than the training set is the training set.
-                try MLP.checkFits(sizes: sizes, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk),
-                                  on: d)
+                try LayerSpec.checkFits(specs, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk),
+                                        on: d)
             }
         } catch let error as DeviceError {
             throw RunRequest.Invalid("--batch-size \(options.batchSize): "
-                + "\(error)".replacingOccurrences(of: "MLP: ", with: ""))
+                + "\(error)".replacingOccurrences(of: "MLP: ", with: "").replacingOccurrences(of: "model: ", with: ""))
         }
         say("data \(request.data): \(train.count) train, \(test.count) test, \(train.features) features, "
             + "\(classes.classes) classes "
             + String(format: "(mean %.4f std %.4f, loaded in %.2fs)", normalization.mean,
                      normalization.std, Date().timeIntervalSince(loadStart)))
         if let group {
-            try plan.checkSameRun(request, sizes: sizes, classes: classes.classes, normalization: normalization,
+            try plan.checkSameRun(request, specs: specs, classes: classes.classes, normalization: normalization,
                                   devicesPerProcess: max(devices.count, 1), group: group)
         }
         let model = try plan.source.map {
             try Checkpoint.decode($0.bytes, path: $0.path, on: device, assuming: assumptions).1
-        } ?? MLP.make(sizes: sizes, activation: plan.activation, seed: options.seed, on: device)
+        } ?? (requested == nil ? MLP.make(sizes: sizes, activation: plan.activation, seed: options.seed, on: device)
+              // An architecture given as PyTorch's layers starts as PyTorch's do.
+              : LayerSpec.modules(specs, initializer: .pytorchDefault, seed: options.seed, on: device))
         let trainer = try Trainer(model: model, loss: lossFunction, classes: classes.classes, options: options,
                                   device: device,
                                   replicas: Array(devices.dropFirst()), processGroup: group)
         if let state = plan.state { try state.value.restore(into: trainer, path: state.path) }
         var dataParallel: [DeviceTag]?
         if case .list = request.devices { dataParallel = devices }
-        say(plan.describe(sizes: sizes, activation: checkpoint?.activation ?? plan.activation.rawValue, device: device,
-                          devices: dataParallel, group: group))
+        let modelText = LayerSpec.isMLP(specs)
+            ? "\(sizes.map(String.init).joined(separator: "-")) \(checkpoint?.activation ?? plan.activation.rawValue)"
+            : LayerSpec.text(specs)
+        say(plan.describe(model: modelText, device: device, devices: dataParallel, group: group))
         if let source = plan.source {
             say(plan.state == nil ? "starting from the weights of \(source.path)"
                 : plan.start.step == 0 ? "resuming \(source.path) after epoch \(plan.start.epoch) of \(options.epochs)"
@@ -108,7 +134,9 @@ extension TrainingRun {
                                   save: plan.save, from: plan.start)
         (run.stopAfter, run.maxSteps, run.plot, run.locks)
             = (request.stopAfter, request.maxSteps, plan.plot, plan.locks)
-        run.curves.title = "clnn \(sizes.map(String.init).joined(separator: "-")) \(plan.lossName) on \(device)"
+        let shortName = LayerSpec.isMLP(specs) ? sizes.map(String.init).joined(separator: "-")
+            : request.architecture.flatMap { CNN.Kind(rawValue: $0)?.rawValue } ?? "model"
+        run.curves.title = "clnn \(shortName) \(plan.lossName) on \(device)"
         if let recorded = plan.state?.value.stepsPerEpoch, plan.start.step > 0, recorded != run.stepsPerEpoch {
             throw RunRequest.Invalid("--resume \(request.resume ?? ""): the run stopped at step \(plan.start.step) "
                 + "of an "
@@ -208,8 +236,9 @@ extension RunStart {
 
     /// `auto`'s device: the faster at training this model; in a process group each process measures its share of the
     /// batch at once (sharing the cores as in training) and all take process 0's choice.
-    func measuredDevice(sizes: [Int], group: ProcessGroup?, note: (String) -> Void) throws -> DeviceTag {
-        let decision = try DeviceChoice.fastest(sizes: sizes, batchSize: max(options.batchSize / (group?.size ?? 1), 1))
+    func measuredDevice(specs: [LayerSpec], group: ProcessGroup?, note: (String) -> Void) throws -> DeviceTag {
+        let decision = try DeviceChoice.fastest(specs: specs,
+                                                batchSize: max(options.batchSize / (group?.size ?? 1), 1))
         guard let group else {
             note("--device auto picked \(decision.device): \(decision.reason)")
             return decision.device
@@ -221,8 +250,7 @@ extension RunStart {
     }
 
     /// The run in a line: processes, devices, model, loss, optimiser, batch, epochs, seed.
-    func describe(sizes: [Int], activation: String, device: DeviceTag, devices: [DeviceTag]?,
-                  group: ProcessGroup?) -> String {
+    func describe(model: String, device: DeviceTag, devices: [DeviceTag]?, group: ProcessGroup?) -> String {
         let o = options
         let optimizerText = o.optimizer == .adam ? "Adam lr \(o.lr) (\(o.schedule.rawValue))"
             : "SGD lr \(o.lr) (\(o.schedule.rawValue)) momentum \(o.momentum)"
@@ -230,7 +258,7 @@ extension RunStart {
             + "\(o.batchSize / ($0.count * (group?.size ?? 1))) examples each per step)" } ?? "device \(device.summary)"
         let processText = group.map { "\($0.size) processes (mpirun; process 0's devices shown), global batch split "
             + "across all; " } ?? ""
-        return "\(processText)\(devicesText); model \(sizes.map(String.init).joined(separator: "-")) \(activation), "
+        return "\(processText)\(devicesText); model \(model), "
             + "\(lossName), \(optimizerText)" + (o.weightDecay > 0 ? " weight decay \(o.weightDecay)" : "")
             + ", batch \(o.batchSize), \(o.epochs) epochs, seed \(o.seed)"
     }
