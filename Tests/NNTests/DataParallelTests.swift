@@ -40,6 +40,40 @@ final class DataParallelTests: XCTestCase {
         }
     }
 
+    /// A CNN (convolution, pooling, flatten, linear) trained data-parallel ends at the weights of one device; with
+    /// batch norm each replica keeps its own running statistics and the model (the first device's) keeps those of
+    /// its share of each batch, as PyTorch's DistributedDataParallel without SyncBatchNorm.
+    func testACNNTrainsDataParallelAndEachReplicaKeepsItsOwnStatistics() throws {
+        let (train, _) = try fashionSlice(train: 16 * 6, test: 1)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.seed, options.momentum) = (1, 16, 3, 0.9)
+        var layouts: [[DeviceTag]] = [[.cpu, .cpu]]
+        if let first = openCLDevices.first { layouts.append([first, .cpu]) }
+        func trained(_ text: String, on devices: [DeviceTag]) throws -> Sequential {
+            let model = try LayerSpec.modules(try LayerSpec.resolve(text, input: [1, 28, 28]),
+                                              initializer: .pytorchDefault, seed: 5, on: devices[0])
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                      replicas: Array(devices.dropFirst()))
+            let data = try DeviceDataset(train, on: devices[0])
+            try trainer.prepare(data)
+            _ = try trainer.trainEpoch(data, epoch: 1, maxSteps: 6)
+            return model
+        }
+        let plain = "conv(4,5,s=3) relu maxpool(2) flatten linear(10)"
+        for devices in layouts {
+            let single = try trained(plain, on: [devices[0]]), replicated = try trained(plain, on: devices)
+            for (a, b) in zip(single.parameters, replicated.parameters) {
+                assertClose(try b.value.toArray(), try a.value.toArray(), rtol: 1e-4, atol: 1e-5,
+                            "data-parallel CNN on \(devices)")
+            }
+            // Batch norm: the first device saw the first half of each batch.
+            let bn = try trained("conv(4,5,s=3) bn relu flatten linear(10)", on: devices)
+            let statistics = try XCTUnwrap(bn.layers.compactMap { $0 as? BatchNorm }.first)
+            XCTAssertEqual(statistics.batchesTracked, 6)
+            XCTAssertNotEqual(try statistics.runningMean.toArray(), [0, 0, 0, 0])
+        }
+    }
+
     func testABatchThatCannotBeSplitIsAnErrorNamingTheDevices() throws {
         var options = TrainingOptions()
         options.batchSize = 64

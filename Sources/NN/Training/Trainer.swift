@@ -226,16 +226,20 @@ public final class Trainer {
     }
 
     /// Builds every kernel a training step of this model uses on the device — one forward, loss and backward on the
-    /// first batch of `data`, after which the gradients are zeroed and the parameters are as they were — so that the
-    /// first epoch's time is training, not kernel compilation.
+    /// first batch of `data`, in evaluation mode, after which the gradients are zeroed and the parameters (and a batch
+    /// norm's running statistics, a dropout's draws) are as they were — so that the first epoch's time is training,
+    /// not kernel compilation.
     public func prepare(_ data: DeviceDataset) throws {
         try requireDevice(data)
         let n = min(options.batchSize, data.count)
         guard n > 0 else { return }
         for w in exchange.workers {
-            let reused = w.model.reusesBuffers
+            // In evaluation mode: the warm-up must not move a batch norm's running statistics or a dropout's draws
+            // (a run, resumed or not, sees only its steps).
+            let reused = w.model.reusesBuffers, training = w.model.isTraining
             w.model.setBufferReuse(true)
-            defer { w.model.setBufferReuse(reused) }
+            w.model.eval()
+            defer { w.model.setBufferReuse(reused); w.model.setTraining(training) }
             let copy = try w.dataset(data)
             let order = try Tensor((0..<n).map(Float.init), shape: [n], on: w.device)
             try forwardBackward(w, try Rows(copy.images, order: order, offset: 0, count: n),
