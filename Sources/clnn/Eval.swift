@@ -82,7 +82,7 @@ struct Eval: ParsableCommand {
         if let note = checkpoint.note { warn("clnn: \(model): \(note)") }
         print("model \(model): \(LayerSpec.text(checkpoint.layers)), \(checkpoint.loss), on \(device.summary)")
         do {
-            try LayerSpec.checkFits(checkpoint.layers, rows: Evaluator.defaultChunk, on: device, training: false)
+            try LayerSpec.checkFits(checkpoint.layers, rows: Evaluator.chunk(for: checkpoint.layers), on: device, training: false)
         } catch let error as DeviceError {
             throw DataError(model, "\(error)".replacingOccurrences(of: "MLP: ", with: "")
                 .replacingOccurrences(of: "model: ", with: ""))

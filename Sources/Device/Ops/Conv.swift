@@ -7,6 +7,15 @@ private let im2colKernel = KernelSource("conv", "im2col")
 private let col2imKernel = KernelSource("conv", "col2im")
 private let col2imPlanesKernel = KernelSource("conv", "col2im_planes")
 
+/// The positions p in 0..<count whose tap p·stride + offset falls in 0..<size, as first..<end (empty: first ≥ end).
+func insideRange(offset: Int, stride: Int, size: Int, count: Int) -> (first: Int, end: Int) {
+    // The smallest p with p·stride + offset ≥ 0, and one past the largest with p·stride + offset ≤ size − 1.
+    let first = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+    let last = size - 1 - offset
+    let end = last < 0 ? 0 : min(last / stride + 1, count)
+    return (min(first, count), end)
+}
+
 extension Window2d {
     /// The output's height and width over an input of `height` × `width` (PyTorch's formula).
     /// - Throws: `DeviceError.invalidArgument` naming `op` for a size, stride or dilation outside 1...2²⁰, padding
@@ -72,20 +81,26 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], packed = window.packed
         try Tensor.run("im2col", x, cols) { xp, cp in
             nonisolated(unsafe) let (xp, cp) = (xp, cp)
+            let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
             hostParallel(rows, costPerItem: Double(columns)) { rowRange in
                 for row in rowRange {
                     let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
-                    let out = cp + row * columns
-                    var col = 0
+                    // The outputs px whose tap j falls inside the row: z = px·sx − px0 + j·dx in 0..<w.
+                    let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
+                    var out = cp + row * columns
                     for b in 0..<n {
                         for py in 0..<oh {
-                            let y = py * packed[2] - packed[4] + i * packed[6]
-                            let source = xp + ((b * c + ch) * h + y) * w
-                            for px in 0..<ow {
-                                let z = px * packed[3] - packed[5] + j * packed[7]
-                                out[col] = y >= 0 && y < h && z >= 0 && z < w ? source[z] : 0
-                                col += 1
+                            let y = py * sy - py0 + i * dy
+                            guard y >= 0, y < h, first < end else {
+                                out.initialize(repeating: 0, count: ow)
+                                out += ow
+                                continue
                             }
+                            let source = xp + ((b * c + ch) * h + y) * w + j * dx - px0
+                            out.initialize(repeating: 0, count: first)
+                            for px in first..<end { out[px] = source[px * sx] }
+                            (out + end).initialize(repeating: 0, count: ow - end)
+                            out += ow
                         }
                     }
                 }
@@ -114,6 +129,7 @@ extension Tensor {
             nonisolated(unsafe) let (cp, xp) = (cp, xp)
             // Plane by plane (disjoint: no two threads write one element): zeros, then every column entry that
             // reads the plane added where it read, tap by tap (as conv.cl's col2im_planes).
+            let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
             hostParallel(n * c, costPerItem: Double(kh * kw) * Double(oh * ow)) { planes in
                 for plane in planes {
                     let (ch, b) = (plane % c, plane / c)
@@ -122,13 +138,13 @@ extension Tensor {
                     for i in 0..<kh {
                         for j in 0..<kw {
                             let row = cp + ((ch * kh + i) * kw + j) * columns + b * oh * ow
+                            let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
+                            guard first < end else { continue }
                             for py in 0..<oh {
-                                let y = py * packed[2] - packed[4] + i * packed[6]
+                                let y = py * sy - py0 + i * dy
                                 guard y >= 0, y < h else { continue }
-                                for px in 0..<ow {
-                                    let z = px * packed[3] - packed[5] + j * packed[7]
-                                    if z >= 0 && z < w { out[y * w + z] += row[py * ow + px] }
-                                }
+                                let target = out + y * w + j * dx - px0, source = row + py * ow
+                                for px in first..<end { target[px * sx] += source[px] }
                             }
                         }
                     }

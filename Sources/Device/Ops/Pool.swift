@@ -63,13 +63,30 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], k = window.packed
         try Tensor.run("max_pool2d", x, y, indices) { xp, yp, ip in
             nonisolated(unsafe) let (xp, yp, ip) = (xp, yp, ip)
+            // Without padding every tap of every window is inside the plane: no bounds to check.
+            let inside = window.paddingHeight == 0 && window.paddingWidth == 0
+            let (kh, kw, sy, sx, dy, dx) = (k[0], k[1], k[2], k[3], k[6], k[7])
             hostParallel(n * c, costPerItem: Double(oh * ow) * Double(k[0] * k[1])) { planes in
                 for plane in planes {
+                    let source = xp + plane * h * w
                     for py in 0..<oh {
                         for px in 0..<ow {
-                            let at = windowArgmax(xp + plane * h * w, h: h, w: w, window, oh: py, ow: px)
+                            var at: Int
+                            if inside {
+                                at = (py * sy) * w + px * sx
+                                var m = source[at]
+                                for i in 0..<kh {
+                                    for j in 0..<kw {
+                                        let tap = (py * sy + i * dy) * w + px * sx + j * dx, v = source[tap]
+                                        // The first largest, a NaN wins (PyTorch's rule, as windowArgmax).
+                                        if !m.isNaN && (v > m || v.isNaN) { (at, m) = (tap, v) }
+                                    }
+                                }
+                            } else {
+                                at = windowArgmax(source, h: h, w: w, window, oh: py, ow: px)
+                            }
                             let o = (plane * oh + py) * ow + px
-                            yp[o] = at < 0 ? -.infinity : xp[plane * h * w + at]
+                            yp[o] = at < 0 ? -.infinity : source[at]
                             ip[o] = Float(bitPattern: UInt32(bitPattern: Int32(at)))
                         }
                     }

@@ -15,8 +15,33 @@ public final class Evaluator {
     private enum Buffer: Int, CaseIterable { case meanLoss }
     private let workspace = Workspace<Buffer>()
 
-    /// Rows per forward pass in `evaluate`.
+    /// Rows per forward pass in `evaluate` for an MLP, and the most for any model (`chunk(for:)`).
     public static let defaultChunk = 1000
+
+    /// Rows per forward pass in `evaluate` by default: `defaultChunk` for an MLP (its activations are a few KB per
+    /// example); for a model of images (a CNN, whose convolutions unfold their input: ~300 KB per example for
+    /// `cnn.py`'s), as many as keep one layer's input, output and unfolded input within 64 MiB, from 16 to
+    /// `defaultChunk` — a chunk's buffers stay pooled for the next one, so this bounds evaluation's memory.
+    public static func chunk(for model: Sequential) -> Int {
+        model.layerSpecs.map { chunk(for: $0) } ?? defaultChunk
+    }
+
+    /// The same for a model of `specs`.
+    public static func chunk(for specs: [LayerSpec]) -> Int {
+        guard !LayerSpec.isMLP(specs), let shapes = try? LayerSpec.shapes(specs),
+              var input = LayerSpec.inputShape(specs)?.reduce(1, *) else { return defaultChunk }
+        var perExample = 1
+        for (spec, shape) in zip(specs, shapes) {
+            let output = shape.reduce(1, *)
+            var unfolded = 0
+            if case let .conv2d(c, _, window, _) = spec {
+                unfolded = c * window.kernelHeight * window.kernelWidth * shape[1] * shape[2]
+            }
+            perExample = max(perExample, input + output + unfolded)
+            input = output
+        }
+        return min(max((64 << 20) / (4 * perExample), 16), defaultChunk)
+    }
 
     /// - Parameters:
     ///   - model: the model to measure.
@@ -33,13 +58,13 @@ public final class Evaluator {
         self.classes = try Self.classes(of: model, loss: loss, explicit: classes, op: "Evaluator")
     }
 
-    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples, in evaluation mode
-    /// (`eval()`; the model's mode is restored after). Records nothing for gradients (a `TapeModule` computes
-    /// without its tape).
+    /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples (by default
+    /// `chunk(for:)` of the model), in evaluation mode (`eval()`; the model's mode is restored after). Records
+    /// nothing for gradients (a `TapeModule` computes without its tape).
     /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range.
     public func evaluate(_ data: DeviceDataset,
-                         chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
-        try Tensor.withoutGradients { try evaluateRecordingNothing(data, chunk: chunk) }
+                         chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
+        try Tensor.withoutGradients { try evaluateRecordingNothing(data, chunk: chunk ?? Self.chunk(for: model)) }
     }
 
     private func evaluateRecordingNothing(_ data: DeviceDataset, chunk: Int) throws -> (loss: Double, accuracy: Double) {
@@ -72,7 +97,7 @@ public final class Evaluator {
 
     /// The same for a host dataset (uploaded first).
     public func evaluate(_ data: Dataset,
-                         chunk: Int = Evaluator.defaultChunk) throws -> (loss: Double, accuracy: Double) {
+                         chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
         try evaluate(try DeviceDataset(data, on: device), chunk: chunk)
     }
 

@@ -303,18 +303,19 @@ public final class Trainer {
                        shouldStop: shouldStop, progress: { _ in })
     }
 
-    /// Rows per forward pass in `evaluate`.
+    /// Rows per forward pass in `evaluate`, at most (`Evaluator.chunk(for:)` gives a model's).
     public static let evaluationChunk = Evaluator.defaultChunk
 
-    /// The mean loss and the accuracy of the model on `data` (see `Evaluator`, which needs no optimiser).
+    /// The mean loss and the accuracy of the model on `data` (see `Evaluator`, which needs no optimiser), in chunks of
+    /// `chunk` examples (by default `Evaluator.chunk(for:)` of the model).
     public func evaluate(_ data: DeviceDataset,
-                         chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
+                         chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
         try evaluator.evaluate(data, chunk: chunk)
     }
 
     /// The same for a host dataset (uploaded first).
     public func evaluate(_ data: Dataset,
-                         chunk: Int = Trainer.evaluationChunk) throws -> (loss: Double, accuracy: Double) {
+                         chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
         try evaluator.evaluate(data, chunk: chunk)
     }
 

@@ -85,7 +85,8 @@ extension TrainingRun {
         do {
             for d in devices.isEmpty ? [device] : devices {
                 // NOTE: a batch larger than the training set is the training set.
-                try LayerSpec.checkFits(specs, rows: max(min(options.batchSize, train.count), Trainer.evaluationChunk),
+                try LayerSpec.checkFits(specs, rows: max(min(options.batchSize, train.count),
+                                                                       Evaluator.chunk(for: specs)),
                                         on: d)
             }
         } catch let error as DeviceError {
