@@ -169,6 +169,53 @@ final class ArchitectureTextTests: XCTestCase {
         }
     }
 
+    /// A CNN's run saved inside an epoch and resumed in a fresh model and trainer reaches the weights (and batch-norm
+    /// statistics) of the run never stopped, bit for bit, on every device.
+    func testAResumedCNNEqualsAnUninterruptedRunOnEveryDevice() throws {
+        let (train, _) = try fashionSlice(train: 16 * 5, test: 1)
+        let folder = try temporaryFolder(self)
+        for text in ["avgpool(2) flatten linear(10)", "conv(4,3,p=1) bn relu maxpool(2) flatten linear(10)"] {
+            let specs = try LayerSpec.resolve(text, input: [1, 28, 28])
+            for device in testDevices {
+                var options = TrainingOptions()
+                (options.epochs, options.batchSize, options.seed, options.momentum) = (1, 16, 3, 0.9)
+                let data = try DeviceDataset(train, on: device)
+                func model() throws -> Sequential {
+                    try LayerSpec.modules(specs, initializer: .pytorchDefault, seed: 4, on: device)
+                }
+                let whole = try Trainer(model: try model(), loss: CrossEntropyLoss(), options: options)
+                try whole.prepare(data)
+                _ = try whole.trainEpoch(data, epoch: 1)
+                for stop in 1...3 {
+                    let first = try Trainer(model: try model(), loss: CrossEntropyLoss(), options: options)
+                    try first.prepare(data)
+                    _ = try first.trainEpoch(data, epoch: 1, maxSteps: stop)
+                    var at = RunPosition(epoch: 0, step: stop)
+                    at.lossSum = first.lastLossSum
+                    let path = folder.appendingPathComponent("resume-\(stop).safetensors").path
+                    try SavedRun.save(first, checkpoint: try Checkpoint(model: first.model, loss: "cross-entropy",
+                                                                        classes: 10,
+                                                                        normalization: Normalization(mean: 0, std: 1)),
+                                      at: at, to: path)
+                    let loaded = try SavedRun.load(path)
+                    let (_, model) = try Checkpoint.decode(loaded.bytes, path: path, on: device)
+                    let resumed = try Trainer(model: model, loss: CrossEntropyLoss(), options: loaded.state.options)
+                    try loaded.state.restore(into: resumed, path: path)
+                    try resumed.prepare(data)
+                    _ = try resumed.trainEpoch(data, epoch: 1, firstStep: stop)
+                    for (a, b) in zip(whole.model.namedParameters, resumed.model.namedParameters) {
+                        XCTAssertEqual(try a.parameter.value.toArray(), try b.parameter.value.toArray(),
+                                       "\(text) on \(device) resumed after step \(stop): \(a.name)")
+                    }
+                    for (a, b) in zip(whole.model.namedBuffers, resumed.model.namedBuffers) {
+                        XCTAssertEqual(try a.value.toArray(), try b.value.toArray(),
+                                       "\(text) on \(device) resumed after step \(stop): \(a.name)")
+                    }
+                }
+            }
+        }
+    }
+
     /// image, conv(4,3,p=1), bn, relu, maxpool(2), conv(4,3,p=1), relu, avgpool(2), flatten, linear(16→3): 9×8 images
     /// ([4, 9, 8] → [4, 4, 4] → [4, 2, 2]).
     private func smallCNN(seed: UInt64, on device: DeviceTag) throws -> Sequential {
