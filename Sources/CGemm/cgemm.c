@@ -14,6 +14,8 @@
 
 typedef float v8f __attribute__((vector_size(32)));
 
+// The micro-kernels: out[MR][NR] = beta·out + Σ_p ap[p][0..MR) ⊗ bp[p][0..NR), out's rows `ldc` floats apart
+// (out is C itself for a whole tile, or a scratch tile). beta 0 does not read out.
 #define MICRO_KERNEL_BODY                                                                          \
     v8f acc[MR][2];                                                                                \
     for (int r = 0; r < MR; r++) { acc[r][0] = (v8f){0}; acc[r][1] = (v8f){0}; }                   \
@@ -28,10 +30,22 @@ typedef float v8f __attribute__((vector_size(32)));
             acc[r][1] += a * b1;                                                                   \
         }                                                                                          \
     }                                                                                              \
-    for (int r = 0; r < MR; r++) { memcpy(out + r * NR, &acc[r][0], 32); memcpy(out + r * NR + 8, &acc[r][1], 32); }
+    _Pragma("GCC unroll 6")                                                                        \
+    for (int r = 0; r < MR; r++) {                                                                 \
+        float *o = out + r * ldc;                                                                  \
+        if (beta != 0.0f) {                                                                        \
+            v8f c0, c1;                                                                            \
+            memcpy(&c0, o, 32);                                                                    \
+            memcpy(&c1, o + 8, 32);                                                                \
+            acc[r][0] += beta * c0;                                                                \
+            acc[r][1] += beta * c1;                                                                \
+        }                                                                                          \
+        memcpy(o, &acc[r][0], 32);                                                                 \
+        memcpy(o + 8, &acc[r][1], 32);                                                             \
+    }
 
-// out[MR][NR] = Σ_p ap[p][0..MR) ⊗ bp[p][0..NR)
-__attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *ap, const float *bp, float *out)
+__attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *ap, const float *bp, float *out,
+                                                           ptrdiff_t ldc, float beta)
 {
     MICRO_KERNEL_BODY
 }
@@ -39,7 +53,8 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *
 typedef float v16f __attribute__((vector_size(64)));
 
 // The same with one 16-lane register per row (AVX-512: half the instructions of the AVX2 kernel).
-__attribute__((target("avx512f"))) static void micro_avx512(int kc, const float *ap, const float *bp, float *out)
+__attribute__((target("avx512f"))) static void micro_avx512(int kc, const float *ap, const float *bp, float *out,
+                                                            ptrdiff_t ldc, float beta)
 {
     v16f acc[MR];
     for (int r = 0; r < MR; r++) acc[r] = (v16f){0};
@@ -49,15 +64,24 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
         _Pragma("GCC unroll 6")
         for (int r = 0; r < MR; r++) acc[r] += ap[p * MR + r] * b;
     }
-    for (int r = 0; r < MR; r++) memcpy(out + r * NR, &acc[r], sizeof acc[r]);
+    _Pragma("GCC unroll 6")
+    for (int r = 0; r < MR; r++) {
+        float *o = out + r * ldc;
+        if (beta != 0.0f) {
+            v16f c;
+            memcpy(&c, o, sizeof c);
+            acc[r] += beta * c;
+        }
+        memcpy(o, &acc[r], sizeof acc[r]);
+    }
 }
 
-static void micro_portable(int kc, const float *ap, const float *bp, float *out)
+static void micro_portable(int kc, const float *ap, const float *bp, float *out, ptrdiff_t ldc, float beta)
 {
     MICRO_KERNEL_BODY
 }
 
-typedef void (*micro_kernel)(int, const float *, const float *, float *);
+typedef void (*micro_kernel)(int, const float *, const float *, float *, ptrdiff_t, float);
 
 /// The widest micro-kernel this CPU runs: AVX-512, else AVX2+FMA, else portable (checked once, at run time).
 static micro_kernel pick_micro(void)
@@ -78,30 +102,46 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end, float *pack)
 {
+    clnn_sgemm_block(m, n, k, A, a_row, a_col, B, b_row, b_col, C, beta, row_begin, row_end, 0, n, pack);
+}
+
+void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
+                      int row_begin, int row_end, int col_begin, int col_end, float *pack)
+{
     (void)m;
-    if (row_begin >= row_end || n <= 0) return;
+    if (row_begin >= row_end || col_begin >= col_end) return;
     static micro_kernel micro;
     if (!micro) micro = pick_micro();
     if (k <= 0) {  // C = beta·C
         for (int i = row_begin; i < row_end; i++)
-            for (int j = 0; j < n; j++) C[(size_t)i * n + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * n + j];
+            for (int j = col_begin; j < col_end; j++)
+                C[(size_t)i * n + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * n + j];
         return;
     }
     float *bpack = pack, *apack = pack + (size_t)KC * (NC + NR);
     float tile[MR * NR];
-    for (int jc = 0; jc < n; jc += NC) {
-        const int nc = n - jc < NC ? n - jc : NC;
+    for (int jc = col_begin; jc < col_end; jc += NC) {
+        const int nc = col_end - jc < NC ? col_end - jc : NC;
         for (int pc = 0; pc < k; pc += KC) {
             const int kc = k - pc < KC ? k - pc : KC;
+            const float b = pc > 0 ? 1.0f : beta;  // later K blocks add to the first's
             // Pack B[pc..pc+kc, jc..jc+nc] as panels of NR columns, zero-padded on the right.
             for (int jr = 0; jr < nc; jr += NR) {
                 float *dst = bpack + (size_t)jr * kc;
                 const int w = nc - jr < NR ? nc - jr : NR;
-                for (int p = 0; p < kc; p++) {
-                    const float *src = B + (size_t)(pc + p) * b_row + (size_t)(jc + jr) * b_col;
-                    if (b_col == 1 && w == NR) {
-                        memcpy(dst + p * NR, src, sizeof(float) * NR);  // a contiguous row of B
-                    } else {
+                if (b_col == 1 && w == NR) {
+                    for (int p = 0; p < kc; p++)  // contiguous rows of B
+                        memcpy(dst + p * NR, B + (size_t)(pc + p) * b_row + jc + jr, sizeof(float) * NR);
+                } else if (b_row == 1 && w == NR) {
+                    // Bᵀ stored: column j of the panel is a contiguous run of kc floats.
+                    for (int j = 0; j < NR; j++) {
+                        const float *src = B + (size_t)(jc + jr + j) * b_col + pc;
+                        for (int p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+                    }
+                } else {
+                    for (int p = 0; p < kc; p++) {
+                        const float *src = B + (size_t)(pc + p) * b_row + (size_t)(jc + jr) * b_col;
                         for (int j = 0; j < NR; j++) dst[p * NR + j] = j < w ? src[(size_t)j * b_col] : 0.0f;
                     }
                 }
@@ -112,24 +152,34 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
                 for (int ir = 0; ir < mc; ir += MR) {
                     float *dst = apack + (size_t)ir * kc;
                     const int h = mc - ir < MR ? mc - ir : MR;
-                    for (int p = 0; p < kc; p++) {
-                        const float *src = A + (size_t)(ic + ir) * a_row + (size_t)(pc + p) * a_col;
-                        for (int r = 0; r < MR; r++) dst[p * MR + r] = r < h ? src[(size_t)r * a_row] : 0.0f;
+                    if (a_col == 1 && h == MR) {
+                        for (int r = 0; r < MR; r++) {  // row r of the panel is a contiguous run of kc floats
+                            const float *src = A + (size_t)(ic + ir + r) * a_row + pc;
+                            for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
+                        }
+                    } else {
+                        for (int p = 0; p < kc; p++) {
+                            const float *src = A + (size_t)(ic + ir) * a_row + (size_t)(pc + p) * a_col;
+                            for (int r = 0; r < MR; r++) dst[p * MR + r] = r < h ? src[(size_t)r * a_row] : 0.0f;
+                        }
                     }
                 }
                 for (int jr = 0; jr < nc; jr += NR) {
                     for (int ir = 0; ir < mc; ir += MR) {
-                        micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, tile);
                         const int rows = mc - ir < MR ? mc - ir : MR, cols = nc - jr < NR ? nc - jr : NR;
+                        float *c = C + (size_t)(ic + ir) * n + jc + jr;
+                        if (rows == MR && cols == NR) {  // a whole tile: straight into C
+                            micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, c, n, b);
+                            continue;
+                        }
+                        micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, tile, NR, 0.0f);
                         for (int r = 0; r < rows; r++) {
-                            float *c = C + (size_t)(ic + ir + r) * n + jc + jr;
+                            float *cr = c + (size_t)r * n;
                             const float *t = tile + r * NR;
-                            if (pc > 0) {
-                                for (int j = 0; j < cols; j++) c[j] += t[j];
-                            } else if (beta == 0.0f) {
-                                for (int j = 0; j < cols; j++) c[j] = t[j];
+                            if (b == 0.0f) {
+                                for (int j = 0; j < cols; j++) cr[j] = t[j];
                             } else {
-                                for (int j = 0; j < cols; j++) c[j] = beta * c[j] + t[j];
+                                for (int j = 0; j < cols; j++) cr[j] = b * cr[j] + t[j];
                             }
                         }
                     }

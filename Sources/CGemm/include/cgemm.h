@@ -12,7 +12,14 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end, float *pack);
 
-/// The floats of one caller's pack buffer for clnn_sgemm_rows.
+/// The same for the block rows row_begin..<row_end × columns col_begin..<col_end of C: threads may split C by rows
+/// (each then packs all of B), or by columns (each packs only its columns of B: the split for wide, short products).
+/// col_begin should be a multiple of 16 for whole tiles.
+void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
+                      int row_begin, int row_end, int col_begin, int col_end, float *pack);
+
+/// The floats of one caller's pack buffer for clnn_sgemm_rows and clnn_sgemm_block.
 size_t clnn_sgemm_pack_floats(void);
 
 /// The small-product path: the same product for op(B) row-major (b_col = 1), unpacked and on the calling thread,

@@ -215,8 +215,12 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
         return
     }
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
-    // Small products are not worth waking threads for; chunks are multiples of the 6-row micro-kernel.
-    let chunks = small ? 1 : min(ProcessInfo.processInfo.activeProcessorCount, (m + 5) / 6)
+    // Small products are not worth waking threads for. A wide, short product (n well above m: a convolution's
+    // filters times its patches) is split by columns, so that each thread packs only its share of B; any other by
+    // rows. Chunks are multiples of the micro-kernel's tile (6 rows, 16 columns).
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let byColumns = n >= 4 * m
+    let chunks = small ? 1 : byColumns ? min(cores, (n + 15) / 16) : min(cores, (m + 5) / 6)
     let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
     defer { ScratchBuffers.packs.give(packs) }
     if chunks == 1 {
@@ -224,13 +228,19 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
                         packs[0].pointer)
         return
     }
-    // NOTE: the threads write disjoint rows of C and only read A and B; each packs into its own buffer.
+    // NOTE: the threads write disjoint blocks of C and only read A and B; each packs into its own buffer.
     nonisolated(unsafe) let (A, B, C) = (A, B, C)
-    let rowsPerChunk = ((m + chunks - 1) / chunks + 5) / 6 * 6
+    let (extent, tile) = byColumns ? (n, 16) : (m, 6)
+    let perChunk = ((extent + chunks - 1) / chunks + tile - 1) / tile * tile
     DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-        let begin = chunk * rowsPerChunk, end = min(m, begin + rowsPerChunk)
-        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, Int32(begin), Int32(end),
-                        packs[chunk].pointer)
+        let begin = Int32(min(extent, chunk * perChunk)), end = Int32(min(extent, chunk * perChunk + perChunk))
+        if byColumns {
+            clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
+                             begin, end, packs[chunk].pointer)
+        } else {
+            clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, begin, end, 0,
+                             Int32(n), packs[chunk].pointer)
+        }
     }
 }
 
