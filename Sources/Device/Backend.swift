@@ -207,7 +207,11 @@ extension Tensor {
         }
         if !views, let shape = first.viewShape { throw Tensor.needsDense(name, shape) }
         switch first.storage {
-        case .cpu(let buffer): try cpu(buffer.pointer, repeat (each rest).hostOperand())
+        case .cpu(let buffer):
+            guard Profiler.enabled else { return try cpu(buffer.pointer, repeat (each rest).hostOperand()) }
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { Profiler.shared.recordHost(name, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            try cpu(buffer.pointer, repeat (each rest).hostOperand())
         case .opencl(let buffer): try opencl(buffer.device, buffer, repeat (each rest).bufferOperand())
         }
     }

@@ -4,7 +4,8 @@ import Foundation
 /// Per-kernel timings from OpenCL profiling events, switched on by `CLNN_PROFILE=1`.
 ///
 /// Every kernel launch then records an event; `report()` totals the device time per kernel name, with GFLOP/s for
-/// products and GB/s for the rest (from each launch's stated cost).
+/// products and GB/s for the rest (from each launch's stated cost). Ops on `cpu` are timed on the host, each under
+/// its op's name with " (cpu)" after it.
 final class Profiler: @unchecked Sendable {
     static let enabled = ProcessInfo.processInfo.environment["CLNN_PROFILE"].map { $0 != "" && $0 != "0" } ?? false
     static let shared = Profiler()
@@ -21,6 +22,14 @@ final class Profiler: @unchecked Sendable {
         let full = pending.count >= 4096
         lock.unlock()
         if full { resolve() }
+    }
+
+    /// Adds one host op's wall time (a `cpu` op, timed around its loop).
+    func recordHost(_ name: String, seconds: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        totals[name + " (cpu)", default: Totals()].calls += 1
+        totals[name + " (cpu)"]!.seconds += seconds
     }
 
     /// Waits for the recorded events and adds their times to the totals.
@@ -59,7 +68,7 @@ final class Profiler: @unchecked Sendable {
         defer { lock.unlock() }
         guard !totals.isEmpty else { return nil }
         let all = totals.values.reduce(0) { $0 + $1.seconds }
-        var out = "kernel                              calls    total ms      %   GFLOP/s     GB/s\n"
+        var out = "kernel or op                        calls    total ms      %   GFLOP/s     GB/s\n"
         for (name, t) in totals.sorted(by: { $0.value.seconds > $1.value.seconds }) {
             let rate = { (x: Double) in
                 t.seconds > 0 && x > 0 ? String(format: "%9.1f", x / t.seconds / 1e9) : "        -"
@@ -68,7 +77,7 @@ final class Profiler: @unchecked Sendable {
                 + String(format: "%7d %11.2f %6.1f", t.calls, t.seconds * 1e3, all > 0 ? 100 * t.seconds / all : 0)
                 + " " + rate(t.flops) + " " + rate(t.bytes) + "\n"
         }
-        return out + String(format: "total device time %.2f ms\n", all * 1e3)
+        return out + String(format: "total device and host-op time %.2f ms\n", all * 1e3)
     }
 }
 

@@ -41,6 +41,22 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Calls `body` with this activation as a constant of its case, so that a loop inside `body` is compiled once per
+    /// case with the function inlined (vectorised for relu) instead of switching per element.
+    @inline(__always)
+    func specialised(_ body: (Activation) -> Void) {
+        switch self {
+        case .relu: body(.relu)
+        case .leakyReLU: body(.leakyReLU)
+        case .tanh: body(.tanh)
+        case .sigmoid: body(.sigmoid)
+        case .gelu: body(.gelu)
+        }
+    }
+
+    /// Rough host cost of one element relative to a copy, for `hostParallel`.
+    var hostCost: Double { self == .relu || self == .leakyReLU ? 1 : 16 }
+
     /// The build option that selects this activation in activation.cl.
     var options: String { "-D ACTIVATION_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
 
@@ -89,7 +105,10 @@ extension Tensor {
         let out = try output("activation", out, shape, on: device)
         let n = count
         try Tensor.run("activation", self, out) { x, y in
-            for i in 0..<n { y[i] = f(x[i]) }
+            nonisolated(unsafe) let (x, y) = (x, y)
+            hostParallel(n, costPerItem: f.hostCost) { range in
+                f.specialised { f in for i in range { y[i] = f(x[i]) } }
+            }
         } opencl: { device, x, y in
             try device.run(f.kernels.forward, global: WorkSize(n)) { a in
                 try a.int("n", n); try a.buffer("x", x); try a.buffer("y", y)
@@ -106,9 +125,14 @@ extension Tensor {
         let out = try output("activationBackward", out, shape, on: device)
         let n = count
         try Tensor.run("activationBackward", self, dy, out) { x, dy, dx in
-            for i in 0..<n {
-                let v = x[i]
-                dx[i] = dy[i] * f.derivative(v, f(v))
+            nonisolated(unsafe) let (x, dy, dx) = (x, dy, dx)
+            hostParallel(n, costPerItem: f.hostCost) { range in
+                f.specialised { f in
+                    for i in range {
+                        let v = x[i]
+                        dx[i] = dy[i] * f.derivative(v, f(v))
+                    }
+                }
             }
         } opencl: { device, x, dy, dx in
             try device.run(f.kernels.backward, global: WorkSize(n)) { a in

@@ -3,6 +3,9 @@
 // backward (col2im: each input element sums the column entries that read it) is its rule on the tape; the product's
 // and the bias's gradients come from `matmul` and `+`.
 
+import CGemm
+import Foundation
+
 private let im2colKernel = KernelSource("conv", "im2col")
 private let col2imKernel = KernelSource("conv", "col2im")
 private let col2imPlanesKernel = KernelSource("conv", "col2im_planes")
@@ -14,6 +17,68 @@ func insideRange(offset: Int, stride: Int, size: Int, count: Int) -> (first: Int
     let last = size - 1 - offset
     let end = last < 0 ? 0 : min(last / stride + 1, count)
     return (min(first, count), end)
+}
+
+/// im2col's host loop: rows `rows` of the columns of the `dims[0]` images at `xp` (dims = N, C, H, W, OH, OW;
+/// packed: `Window2d.packed`) into `cp`, whose rows are `columns` floats apart (N·OH·OW for the whole batch).
+private func im2colHost(_ xp: UnsafeMutablePointer<Float>, _ cp: UnsafeMutablePointer<Float>, _ dims: [Int],
+                        _ packed: [Int], rows: Range<Int>, columns: Int) {
+    let (n, c, h, w, oh, ow) = (dims[0], dims[1], dims[2], dims[3], dims[4], dims[5])
+    let (kh, kw) = (packed[0], packed[1])
+    let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
+    for row in rows {
+        let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
+        // The outputs px whose tap j falls inside the row: z = px·sx − px0 + j·dx in 0..<w.
+        let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
+        var out = cp + row * columns
+        for b in 0..<n {
+            for py in 0..<oh {
+                let y = py * sy - py0 + i * dy
+                guard y >= 0, y < h, first < end else {
+                    out.initialize(repeating: 0, count: ow)
+                    out += ow
+                    continue
+                }
+                let source = xp + ((b * c + ch) * h + y) * w + j * dx - px0
+                out.initialize(repeating: 0, count: first)
+                if sx == 1 {
+                    (out + first).update(from: source + first, count: end - first)
+                } else {
+                    for px in first..<end { out[px] = source[px * sx] }
+                }
+                (out + end).initialize(repeating: 0, count: ow - end)
+                out += ow
+            }
+        }
+    }
+}
+
+/// col2im's host loop: planes `planes` (n·C + c) of the images at `xp` from the columns at `cp` (rows `columns`
+/// floats apart), plane by plane — zeros, then every column entry that reads the plane added where it read, tap by
+/// tap (as conv.cl's col2im_planes): no two planes share an element, so threads may split the planes.
+private func col2imHost(_ cp: UnsafeMutablePointer<Float>, _ xp: UnsafeMutablePointer<Float>, _ dims: [Int],
+                        _ packed: [Int], planes: Range<Int>, columns: Int) {
+    let (c, h, w, oh, ow) = (dims[1], dims[2], dims[3], dims[4], dims[5])
+    let (kh, kw) = (packed[0], packed[1])
+    let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
+    for plane in planes {
+        let (ch, b) = (plane % c, plane / c)
+        let out = xp + plane * h * w
+        out.initialize(repeating: 0, count: h * w)
+        for i in 0..<kh {
+            for j in 0..<kw {
+                let row = cp + ((ch * kh + i) * kw + j) * columns + b * oh * ow
+                let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
+                guard first < end else { continue }
+                for py in 0..<oh {
+                    let y = py * sy - py0 + i * dy
+                    guard y >= 0, y < h else { continue }
+                    let target = out + y * w + j * dx - px0, source = row + py * ow
+                    for px in first..<end { target[px * sx] += source[px] }
+                }
+            }
+        }
+    }
 }
 
 extension Window2d {
@@ -81,29 +146,8 @@ extension Tensor {
         let dims = [n, c, h, w, oh, ow], packed = window.packed
         try Tensor.run("im2col", x, cols) { xp, cp in
             nonisolated(unsafe) let (xp, cp) = (xp, cp)
-            let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
             hostParallel(rows, costPerItem: Double(columns)) { rowRange in
-                for row in rowRange {
-                    let (j, i, ch) = (row % kw, (row / kw) % kh, row / (kw * kh))
-                    // The outputs px whose tap j falls inside the row: z = px·sx − px0 + j·dx in 0..<w.
-                    let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
-                    var out = cp + row * columns
-                    for b in 0..<n {
-                        for py in 0..<oh {
-                            let y = py * sy - py0 + i * dy
-                            guard y >= 0, y < h, first < end else {
-                                out.initialize(repeating: 0, count: ow)
-                                out += ow
-                                continue
-                            }
-                            let source = xp + ((b * c + ch) * h + y) * w + j * dx - px0
-                            out.initialize(repeating: 0, count: first)
-                            for px in first..<end { out[px] = source[px * sx] }
-                            (out + end).initialize(repeating: 0, count: ow - end)
-                            out += ow
-                        }
-                    }
-                }
+                im2colHost(xp, cp, dims, packed, rows: rowRange, columns: columns)
             }
         } opencl: { device, xb, cb in
             try device.runGather(im2colKernel, dims, packed, outputs: columns, rows: rows) { a in
@@ -118,37 +162,17 @@ extension Tensor {
 
     /// im2col's gradient: cols [C·kh·kw, N·OH·OW] → [N, C, H, W] of `shape`, each element the sum of the column
     /// entries that read it. Dense operands only.
-    static func col2im(_ cols: Tensor, _ window: Window2d, shape: [Int]) throws -> Tensor {
+    static func col2im(_ cols: Tensor, _ window: Window2d, shape: [Int], into out: Tensor? = nil) throws -> Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         let (oh, ow) = try window.outputSize(height: h, width: w, op: "col2im")
         let (kh, kw) = (window.kernelHeight, window.kernelWidth)
         try requireShape("col2im (columns)", cols, [c * kh * kw, n * oh * ow])
-        let x = try Tensor.empty(shape, on: cols.device)
+        let x = try output("col2im", out, shape, on: cols.device)
         let dims = [n, c, h, w, oh, ow], packed = window.packed, columns = n * oh * ow
         try Tensor.run("col2im", cols, x) { cp, xp in
             nonisolated(unsafe) let (cp, xp) = (cp, xp)
-            // Plane by plane (disjoint: no two threads write one element): zeros, then every column entry that
-            // reads the plane added where it read, tap by tap (as conv.cl's col2im_planes).
-            let (sy, sx, py0, px0, dy, dx) = (packed[2], packed[3], packed[4], packed[5], packed[6], packed[7])
             hostParallel(n * c, costPerItem: Double(kh * kw) * Double(oh * ow)) { planes in
-                for plane in planes {
-                    let (ch, b) = (plane % c, plane / c)
-                    let out = xp + plane * h * w
-                    out.initialize(repeating: 0, count: h * w)
-                    for i in 0..<kh {
-                        for j in 0..<kw {
-                            let row = cp + ((ch * kh + i) * kw + j) * columns + b * oh * ow
-                            let (first, end) = insideRange(offset: j * dx - px0, stride: sx, size: w, count: ow)
-                            guard first < end else { continue }
-                            for py in 0..<oh {
-                                let y = py * sy - py0 + i * dy
-                                guard y >= 0, y < h else { continue }
-                                let target = out + y * w + j * dx - px0, source = row + py * ow
-                                for px in first..<end { target[px * sx] += source[px] }
-                            }
-                        }
-                    }
-                }
+                col2imHost(cp, xp, dims, packed, planes: planes, columns: columns)
             }
         } opencl: { device, cb, xb in
             // A CPU-type device scatters plane by plane (no division per tap); a GPU gathers element by element.
@@ -203,10 +227,214 @@ extension Tensor {
         }
         let window = Window2d(kernel: (kh, kw), stride: stride, padding: padding, dilation: dilation)
         let (oh, ow) = try window.outputSize(height: h, width: w, op: "conv2d")
-        let product = try weight.reshaped([o, c * kh * kw]).matmul(try im2col(window))  // [O, N·OH·OW]
-        let y = try product.reshaped([o, n, oh * ow]).permuted([1, 0, 2]).contiguous().reshaped([n, o, oh, ow])
-        guard let bias else { return y }
-        return try y + bias.reshaped([o, 1, 1])
+        let x = isDense ? self : try Tensor.withoutGradients { try contiguous() }
+        let wt = weight.isDense ? weight : try Tensor.withoutGradients { try weight.contiguous() }
+        let bt = try bias.map { b in b.isDense ? b : try Tensor.withoutGradients { try b.contiguous() } }
+        let shape = ConvShape(n: n, c: c, h: h, w: w, o: o, oh: oh, ow: ow, window: window)
+        let y = try Tensor.withoutGradients { try shape.forward(x, wt, bt) }
+        let (xs, ws) = (x.detached(), wt.detached())
+        return y.recorded("conv2d", from: [self, weight] + (bias.map { [$0] } ?? []), saving: [xs, ws]) { g, needs in
+            let g = g.isDense ? g : try g.contiguous()
+            // A parameter's gradient is written straight into its own buffer when it has one.
+            let wDestination = needs[1] ? needs.destination(1) : nil
+            let bDestination = bias != nil && needs[2] ? needs.destination(2) : nil
+            let none = try Tensor.empty([1], on: g.device)
+            let dx = needs[0] ? try Tensor.empty(xs.shape, on: g.device) : nil
+            let dw = needs[1] ? try wDestination?.tensor ?? Tensor.empty(ws.shape, on: g.device) : nil
+            let db = bias != nil && needs[2] ? try bDestination?.tensor ?? Tensor.empty([o], on: g.device) : nil
+            try Tensor.withoutGradients {
+                try shape.backward(g, xs, ws, dx: dx ?? none, dw: dw ?? none, db: db ?? none,
+                                   needs: (dx != nil, dw != nil, db != nil),
+                                   accumulate: (wDestination?.accumulate ?? false, bDestination?.accumulate ?? false))
+            }
+            return [dx, wDestination == nil ? dw : nil] + (bias != nil ? [bDestination == nil ? db : nil] : [])
+        }
+    }
+}
+
+/// One convolution's sizes: input [N, C, H, W], weight [O, C, kh, kw], output [N, O, OH, OW].
+///
+/// On cpu a convolution runs image by image: the image's patches unfolded into a scratch matrix that stays in the
+/// core's cache ([C·kh·kw, OH·OW]), one product with the filters written straight into the image's output planes,
+/// the bias added there; the images split across the cores. Its backward does the same per image: the weight's
+/// gradient summed over each core's images, the patches' gradient folded back into the image (col2im). On OpenCL it
+/// is the lessons' form: `im2col` of the whole batch, one product with the tuned GEMM kernels, the [O, N·OH·OW]
+/// result written out as NCHW with the bias in one pass.
+private struct ConvShape {
+    let n, c, h, w, o, oh, ow: Int
+    let window: Window2d
+    var taps: Int { c * window.kernelHeight * window.kernelWidth }
+    var positions: Int { oh * ow }
+    var dims: [Int] { [n, c, h, w, oh, ow] }
+
+    /// y = conv(x, weight) + bias, dense operands.
+    func forward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
+        let y = try Tensor.empty([n, o, oh, ow], on: x.device)
+        let b = try bias ?? Tensor.empty([1], on: x.device)
+        let (taps, positions, dims, packed, o, hasBias) = (taps, positions, [1, c, h, w, oh, ow], window.packed, o,
+                                                           bias != nil)
+        let imageSize = c * h * w
+        try Tensor.run("conv2d", x, weight, b, y) { xp, wp, bp, yp in
+            nonisolated(unsafe) let (xp, wp, bp, yp) = (xp, wp, bp, yp)
+            try perImage { image, scratch in
+                let out = yp + image * o * positions
+                im2colHost(xp + image * imageSize, scratch.cols, dims, packed, rows: 0..<taps, columns: positions)
+                try scratch.gemm(wp, scratch.cols, out, m: o, n: positions, k: taps, transA: false, transB: false,
+                                 beta: 0)
+                if hasBias {
+                    for f in 0..<o {
+                        let row = out + f * positions, v = bp[f]
+                        for q in 0..<positions { row[q] += v }
+                    }
+                }
+            }
+        } opencl: { _, _, _, _, _ in
+            let product = try weight.reshaped([o, taps]).matmul(try x.im2col(window))  // [O, N·OH·OW]
+            let planes = try product.reshaped([o, n, positions]).permuted([1, 0, 2])
+            let out = try y.reshaped([n, o, positions])
+            if let bias {
+                try Tensor.binaryKernel(PointwiseTable.add, planes, try bias.reshaped([o, 1]), into: out)
+            } else {
+                try Tensor.unaryKernel(PointwiseTable.copy, planes, into: out)
+            }
+        }
+        return y
+    }
+
+    /// The gradients of a convolution from the output's gradient g (dense): into dx, dw and db those that `needs`
+    /// asks for (the others are placeholders), dw and db added to when `accumulate` says so.
+    func backward(_ g: Tensor, _ x: Tensor, _ weight: Tensor, dx: Tensor, dw: Tensor, db: Tensor,
+                  needs: (x: Bool, w: Bool, b: Bool), accumulate: (w: Bool, b: Bool)) throws {
+        let (taps, positions, dims, packed, o) = (taps, positions, [1, c, h, w, oh, ow], window.packed, o)
+        let (imageSize, outSize, n) = (c * h * w, o * positions, n)
+        try Tensor.run("conv2d backward", g, x, weight, dx, dw, db) { gp, xp, wp, dxp, dwp, dbp in
+            nonisolated(unsafe) let (gp, xp, wp, dxp) = (gp, xp, wp, dxp)
+            // Each chunk of images sums its own weight and bias gradients; the chunks' sums are added at the end.
+            let partials = try perImage(partial: needs.w || needs.b ? o * taps + o : 0) { image, scratch in
+                let gi = gp + image * outSize
+                let first = scratch.images == 1
+                if needs.w {
+                    im2colHost(xp + image * imageSize, scratch.cols, dims, packed, rows: 0..<taps, columns: positions)
+                    // dW += g_image · cols_imageᵀ: [O, OH·OW]·[OH·OW, C·kh·kw]
+                    try scratch.gemm(gi, scratch.cols, scratch.partial!, m: o, n: taps, k: positions, transA: false,
+                                     transB: true, beta: first ? 0 : 1)
+                }
+                if needs.b {
+                    let sums = scratch.partial! + o * taps
+                    for f in 0..<o {
+                        var acc: Float = 0
+                        let row = gi + f * positions
+                        for q in 0..<positions { acc += row[q] }
+                        sums[f] = first ? acc : sums[f] + acc
+                    }
+                }
+                if needs.x {
+                    // dcols = Wᵀ · g_image: [C·kh·kw, O]·[O, OH·OW], folded back into the image's planes.
+                    try scratch.gemm(wp, gi, scratch.cols, m: taps, n: positions, k: o, transA: true, transB: false,
+                                     beta: 0)
+                    col2imHost(scratch.cols, dxp + image * imageSize, dims, packed, planes: 0..<c, columns: positions)
+                }
+            }
+            if needs.w { Self.sum(partials, at: 0, count: o * taps, into: dwp, accumulate: accumulate.w) }
+            if needs.b { Self.sum(partials, at: o * taps, count: o, into: dbp, accumulate: accumulate.b) }
+            _ = n
+        } opencl: { _, _, _, _, _, _, _ in
+            // The output's gradient as the product's: [N, O, OH·OW] → [O, N·OH·OW].
+            let gt = try g.reshaped([n, o, positions]).permuted([1, 0, 2]).contiguous().reshaped([o, n * positions])
+            let w2 = try weight.reshaped([o, taps])
+            if needs.w {
+                try gt.matmul(try x.im2col(window), transposeOther: true, accumulate: accumulate.w,
+                              into: try dw.reshaped([o, taps]))
+            }
+            if needs.b {
+                let sums = try gt.sum(axis: 1)
+                if accumulate.b {
+                    try Tensor.binaryKernel(PointwiseTable.add, db, sums, into: db)
+                } else {
+                    try Tensor.unaryKernel(PointwiseTable.copy, sums, into: db)
+                }
+            }
+            if needs.x {
+                _ = try Tensor.col2im(try w2.matmul(gt, transposeSelf: true), window, shape: x.shape, into: dx)
+            }
+        }
+    }
+
+    /// Per-chunk buffers of the host loop: the image's unfolded patches, the GEMM's pack buffer, and the chunk's
+    /// partial sums when asked for.
+    final class Scratch: @unchecked Sendable {
+        let cols: UnsafeMutablePointer<Float>
+        let partial: UnsafeMutablePointer<Float>?
+        /// Images done by this chunk so far, counting the current one.
+        var images = 0
+        /// Whether the product may use all cores (a single chunk: one image, or one core).
+        let threaded: Bool
+        private let buffers: [HostBuffer]
+        init(cols: Int, partial: Int, threaded: Bool) throws {
+            var buffers = [try HostBuffer(count: cols)]
+            if partial > 0 { buffers.append(try HostBuffer(count: partial)) }
+            if !threaded { buffers.append(try HostBuffer(count: clnn_sgemm_pack_floats())) }
+            self.buffers = buffers
+            self.cols = buffers[0].pointer
+            self.partial = partial > 0 ? buffers[1].pointer : nil
+            self.threaded = threaded
+        }
+
+        /// C = op(A)·op(B) + beta·C of dense row-major matrices: on this chunk's thread, or threaded when the chunk
+        /// is the only one.
+        func gemm(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                  m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float) throws {
+            if threaded {
+                return try matmulBlocked(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+            }
+            let (aRow, aCol) = transA ? (1, m) : (k, 1), (bRow, bCol) = transB ? (1, k) : (n, 1)
+            clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), a, aRow, aCol, b, bRow, bCol, c, beta, 0, Int32(m),
+                            buffers.last!.pointer)
+        }
+    }
+
+    /// Runs `body` for every image, the images split into one chunk per core, each chunk with its own `Scratch`
+    /// (and `partial` floats of partial sums). Returns the chunks' scratch, in order.
+    @discardableResult
+    func perImage(partial: Int = 0, _ body: @Sendable (Int, Scratch) throws -> Void) throws -> [Scratch] {
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, n))
+        let scratch = try (0..<chunks).map { _ in
+            try Scratch(cols: taps * positions, partial: partial, threaded: chunks == 1)
+        }
+        let per = (n + chunks - 1) / chunks
+        let failure = ErrorBox()
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            for image in (chunk * per)..<min(n, (chunk + 1) * per) {
+                scratch[chunk].images += 1
+                do { try body(image, scratch[chunk]) } catch {
+                    failure.set(error)
+                    return
+                }
+            }
+        }
+        if let error = failure.error { throw error }
+        return scratch.filter { $0.images > 0 }
+    }
+
+    /// out[i] = (accumulate ? out[i] : 0) + Σ over the chunks of their partial sum i (floats at..<at + count).
+    static func sum(_ partials: [Scratch], at: Int, count: Int, into out: UnsafeMutablePointer<Float>,
+                    accumulate: Bool) {
+        if !accumulate { out.initialize(repeating: 0, count: count) }
+        for scratch in partials {
+            let p = scratch.partial! + at
+            for i in 0..<count { out[i] += p[i] }
+        }
+    }
+}
+
+/// The first error thrown by any of several threads.
+private final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var error: Error?
+    func set(_ error: Error) {
+        lock.lock()
+        defer { lock.unlock() }
+        if self.error == nil { self.error = error }
     }
 }
 
