@@ -24,6 +24,29 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    func testALeafGradientSharesMemoryWithNothingElse() throws {
+        for device in testDevices {
+            // Rules that pass the gradient on unchanged (a copy, a reshape, an add): the leaf's gradient must be its
+            // own memory, not the caller's seed nor a view of it. A rule's fresh result is kept without a copy.
+            let x = try Tensor([1, 2, 3, 4], shape: [2, 2], on: device)
+            x.requiresGrad = true
+            let seed = try Tensor([5, 6, 7, 8], shape: [4], on: device)
+            try x.cloned().reshaped([4]).backward(seed: seed)
+            try seed.fill(0)
+            XCTAssertEqual(try x.grad?.toArray(), [5, 6, 7, 8], "\(device)")
+            x.grad = nil
+            let s2 = try Tensor([1, 1, 1, 1], shape: [2, 2], on: device)
+            try (x + x.detached()).backward(seed: s2)
+            try s2.fill(9)
+            XCTAssertEqual(try x.grad?.toArray(), [1, 1, 1, 1], "\(device)")
+            // The gradient (a fresh product) is then the leaf's, and accumulates in place of a copy as before.
+            x.grad = nil
+            try (x * 2).backward(seed: try Tensor.ones([2, 2], on: device))
+            try (x * 3).backward(seed: try Tensor.ones([2, 2], on: device))
+            XCTAssertEqual(try x.grad?.toArray(), [5, 5, 5, 5], "\(device)")
+        }
+    }
+
     func testNoGradientScopeRecordsNothing() throws {
         let x = try Tensor([1, 2], shape: [2])
         x.requiresGrad = true

@@ -188,7 +188,7 @@ extension Tensor {
         try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
             for t in order.reversed() {
-                guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                guard var g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
                 guard needed.contains(ObjectIdentifier(t)) else {
                     if !keepGraph { t.autograd.node?.rule = nil }
                     continue
@@ -198,7 +198,9 @@ extension Tensor {
                     if let destination = t.autograd.destination {
                         try destination.deliver(g)
                     } else if t.autograd.wantsGradient {
-                        t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? g.cloned()
+                        // A fresh dense gradient that nothing else holds (a rule's new result) is kept as it is.
+                        let alone = isKnownUniquelyReferenced(&g) && g.isDense && g.ownsStorageAlone()
+                        t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? (alone ? g : g.cloned())
                     }
                     continue
                 }

@@ -25,7 +25,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// Bumped by every in-place change of the storage; shared by the views of one storage, so that `backward()` can
     /// tell that a tensor it saved was modified after it was recorded.
-    let version: VersionCounter
+    private(set) var version: VersionCounter
 
     /// Gradient bookkeeping (see Autograd/Tape.swift).
     var autograd = AutogradState()
@@ -52,6 +52,10 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     var layout: Layout { Layout(shape: shape, strides: strides, offset: offset) }
+
+    /// Whether no other tensor shows this one's storage now (no view or detached alias of it is alive): views share
+    /// the version counter, so its being referenced once says so.
+    func ownsStorageAlone() -> Bool { isKnownUniquelyReferenced(&version) }
 
     /// Whether the elements are row-major from the storage's first element: what fixed-function ops read and write.
     var isDense: Bool { layout.isDense }
