@@ -99,7 +99,7 @@ extension OpCheck {
         let families: [[OpCheck]] = [elementwiseChecks, pointwiseChecks, reductionChecks, activationChecks, biasChecks,
                                      lossChecks, reduceChecks, gatherChecks, optimizerChecks, matmulChecks,
                                      rowsProductChecks, gemmCandidateChecks, linearChecks, convChecks,
-                                     poolChecks]
+                                     poolChecks, batchNormChecks]
         return families.flatMap { $0 }
     }
 

@@ -109,33 +109,25 @@ public class BatchNorm: TapeModule {
         }
         let (n, c) = (x.shape[0], features), l = x.shape.dropFirst(2).reduce(1, *)
         let v = try x.reshaped([n, c, l])
-        let (gamma, beta) = (try weight.value.reshaped([1, c, 1]), try bias.value.reshaped([1, c, 1]))
-        let (mean, variance): (Tensor, Tensor)
         if isTraining {
             guard n * l > 1 else {
                 throw DeviceError.invalidArgument(op: name, "needs more than one value per channel in training "
                     + "mode, got input of shape \(x.shape)")
             }
-            // (Equal counts in each group, so the mean of the means is the mean.)
-            mean = try v.mean(axis: 2, keepDims: true).mean(axis: 0, keepDims: true)
-            let centred = try v - mean
-            variance = try (centred * centred).mean(axis: 2, keepDims: true).mean(axis: 0, keepDims: true)
-            let y = try centred / (variance + eps).sqrt() * gamma + beta
+            let (y, mean, variance) = try v.batchNorm(weight: weight.value, bias: bias.value, eps: eps)
             try Tensor.withoutGradients {
                 let count = Float(n * l)
-                try runningMean.copy(from: try runningMean * (1 - momentum) + mean.reshaped([c]) * momentum)
-                try runningVar.copy(from: try runningVar * (1 - momentum)
-                                    + variance.reshaped([c]) * (momentum * count / (count - 1)))
+                try runningMean.copy(from: try runningMean * (1 - momentum) + mean * momentum)
+                try runningVar.copy(from: try runningVar * (1 - momentum) + variance * (momentum * count / (count - 1)))
             }
             batchesTracked += 1
             return try y.reshaped(x.shape)
         }
-        (mean, variance) = (try runningMean.reshaped([1, c, 1]), try runningVar.reshaped([1, c, 1]))
-        return try ((v - mean) / (variance + eps).sqrt() * gamma + beta).reshaped(x.shape)
+        return try v.batchNorm(weight: weight.value, bias: bias.value, eps: eps,
+                               statistics: (runningMean, runningVar)).y.reshaped(x.shape)
     }
 }
 
-/// PyTorch's `nn.BatchNorm1d(features)`: input [N, C] or [N, C, L].
 public final class BatchNorm1d: BatchNorm {
     /// C features; PyTorch's defaults for eps and momentum.
     /// - Throws: `DeviceError.invalidArgument` as `BatchNorm`.
