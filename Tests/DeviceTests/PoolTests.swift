@@ -54,6 +54,23 @@ final class PoolTests: XCTestCase {
         }
     }
 
+    /// PyTorch's rule in a 2x2 window (the unrolled cpu path and the kernels): the first largest wins a tie, a NaN
+    /// wins over any number, and the gradient goes to the winner.
+    func testMaxPoolTiesAndNaNInTwoByTwoWindowsOnEveryDevice() throws {
+        for device in testDevices {
+            let x = try Tensor([1, 3, 3, 2, 5, 5,
+                                3, .nan, 0, 0, 5, 5], shape: [1, 1, 2, 6], on: device)
+            x.requiresGrad = true
+            let y = try x.maxPool2d(kernel: 2)
+            let values = try y.toArray()
+            XCTAssertTrue(values[0].isNaN, "\(device): \(values)")
+            XCTAssertEqual(Array(values[1...]), [3, 5], "\(device)")
+            try y.backward(seed: try Tensor([1, 2, 4], shape: [1, 1, 1, 3], on: device))
+            XCTAssertEqual(try x.grad?.toArray(), [0, 0, 2, 0, 4, 0,
+                                                   0, 1, 0, 0, 0, 0], "\(device)")
+        }
+    }
+
     /// A transposed (non-contiguous) input is read through a contiguous copy; its gradient reaches the base.
     func testPoolingOfAViewOnEveryDevice() throws {
         let (n, c, h, w) = (2, 2, 5, 4)

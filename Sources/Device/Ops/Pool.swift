@@ -75,11 +75,18 @@ extension Tensor {
                         for py in 0..<oh {
                             let top = py * sy * w
                             for px in 0..<ow {
-                                var at = top + px * sx, m = source[at]
-                                for tap in [at + 1, at + w, at + w + 1] {
+                                let first = top + px * sx
+                                var (at, m) = (first, source[first])
+                                @inline(__always) func take(_ tap: Int) {
+                                    // Branch-free (selects): which tap wins is data, not a pattern to predict.
                                     let v = source[tap]
-                                    if !m.isNaN && (v > m || v.isNaN) { (at, m) = (tap, v) }
+                                    let wins = !m.isNaN && (v > m || v.isNaN)
+                                    at = wins ? tap : at
+                                    m = wins ? v : m
                                 }
+                                take(first + 1)
+                                take(first + w)
+                                take(first + w + 1)
                                 yp[o] = m
                                 ip[o] = Float(bitPattern: UInt32(bitPattern: Int32(at)))
                                 o += 1
