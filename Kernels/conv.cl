@@ -18,10 +18,31 @@ __kernel void im2col(const int8 dims, const int8 window, const int width, __glob
     int ow = first % OW, oh = (first / OW) % OH, n = first / (OW * OH);
     const int last = min(first + width, columns);
     __global float* out = cols + (size_t)row * columns;
-    for (int col = first; col < last; ++col) {
-        const int h = oh * window.s2 - window.s4 + i * window.s6, w = ow * window.s3 - window.s5 + j * window.s7;
-        out[col] = h >= 0 && h < H && w >= 0 && w < W ? x[(((size_t)n * C + c) * H + h) * W + w] : 0.0f;
-        if (++ow == OW) {
+    // Segment by segment: the columns up to the end of one output row (n, oh) read one input row (or the padding).
+    const int sw = window.s3, base = j * window.s7 - window.s5;
+    for (int col = first; col < last;) {
+        const int seg = min(last - col, OW - ow);
+        const int h = oh * window.s2 - window.s4 + i * window.s6;
+        __global float* o = out + col;
+        if (h < 0 || h >= H) {
+            for (int t = 0; t < seg; ++t) o[t] = 0.0f;
+        } else {
+            // The taps t in [lo, hi) fall inside the row (w = offset + t·sw in 0..<W): zeros, a strided copy, zeros.
+            const int offset = ow * sw + base;
+            __global const float* src = x + (((size_t)n * C + c) * H + h) * W;
+            const int lo = min(offset >= 0 ? 0 : (-offset + sw - 1) / sw, seg);
+            const int hi = W - 1 - offset < 0 ? 0 : min((W - 1 - offset) / sw + 1, seg);
+            for (int t = 0; t < lo; ++t) o[t] = 0.0f;
+            if (sw == 1) {
+                for (int t = lo; t < hi; ++t) o[t] = src[offset + t];
+            } else {
+                for (int t = lo; t < hi; ++t) o[t] = src[offset + t * sw];
+            }
+            for (int t = max(lo, hi); t < seg; ++t) o[t] = 0.0f;
+        }
+        col += seg;
+        ow += seg;
+        if (ow == OW) {
             ow = 0;
             if (++oh == OH) { oh = 0; ++n; }
         }

@@ -48,9 +48,25 @@ __kernel void max_pool2d(const int8 dims, const int8 window, const int width, __
     const int first = get_global_id(0) * width;
     if (first >= total) return;
     int ow = first % OW, oh = (first / OW) % OH, plane = first / (OW * OH);
+    // The common 2x2 window without padding or dilation: every tap inside, four loads (the same rule unrolled).
+    const bool two = window.s0 == 2 && window.s1 == 2 && window.s4 == 0 && window.s5 == 0 && window.s6 == 1
+        && window.s7 == 1;
     for (int index = first; index < min(first + width, total); ++index) {
         __global const float* xp = x + (size_t)plane * H * W;
-        const int at = window_argmax(dims, window, xp, oh, ow);
+        int at;
+        if (two) {
+            const int t0 = oh * window.s2 * W + ow * window.s3;
+            float m = xp[t0];
+            at = t0;
+#define CLNN_TAKE(tap) { const float v = xp[tap]; const bool wins = !isnan(m) && (v > m || isnan(v)); \
+                         at = wins ? (tap) : at; m = wins ? v : m; }
+            CLNN_TAKE(t0 + 1)
+            CLNN_TAKE(t0 + W)
+            CLNN_TAKE(t0 + W + 1)
+#undef CLNN_TAKE
+        } else {
+            at = window_argmax(dims, window, xp, oh, ow);
+        }
         y[index] = at < 0 ? -INFINITY : xp[at];
         indices[index] = as_float(at);
         if (++ow == OW) {

@@ -439,14 +439,16 @@ private final class ErrorBox: @unchecked Sendable {
 }
 
 extension OpenCLDevice {
-    /// How many neighbouring outputs one work-item of a gather kernel (im2col, col2im) writes: on a device that runs
-    /// work-items as loops (a CPU type: `rowLoop`) up to 256 — long runs in order, each its own work-group — fewer
-    /// when that would leave compute units idle; 1 on a GPU, where neighbouring work-items write neighbours.
+    /// How many neighbouring outputs one work-item of a gather kernel (im2col, col2im, pooling) writes: on a device
+    /// that runs work-items as loops (a CPU type: `rowLoop`) long runs in order, each its own work-group — about 32
+    /// work-groups per compute unit in all (a work-group costs the driver a task: POCL ~1-2 µs), at least 256 outputs
+    /// each unless that would leave compute units idle; 1 on a GPU, where neighbouring work-items write neighbours.
     func gatherWidth(_ items: Int, rows: Int = 1) -> Int {
         guard rowLoop else { return 1 }
-        var width = 256
+        let groups = 32 * max(info.computeUnits, 1)
+        var width = max(256, (items * rows + groups - 1) / groups)
         while width > 1 && (items + width - 1) / width * rows < 4 * info.computeUnits { width /= 2 }
-        return width
+        return max(1, min(width, items))
     }
 
     /// Launches a window kernel (conv.cl, pool.cl: `dims`, `window`, `width`, then `buffers`) over `outputs` outputs,
