@@ -62,6 +62,40 @@ extension Tensor {
     }
 }
 
+/// Σ f(row[q]) over q in 0..<count, in Double, as four independent sums (a single running sum is one long chain of
+/// dependent additions: latency-bound).
+@inline(__always)
+private func doubleSum(_ row: UnsafeMutablePointer<Float>, _ count: Int, _ f: (SIMD4<Double>) -> SIMD4<Double>)
+    -> Double {
+    var acc = SIMD4<Double>.zero
+    var q = 0
+    while q + 4 <= count {
+        acc += f(SIMD4(Double(row[q]), Double(row[q + 1]), Double(row[q + 2]), Double(row[q + 3])))
+        q += 4
+    }
+    var rest = SIMD4<Double>.zero
+    for k in 0..<(count - q) { rest[k] = Double(row[q + k]) }
+    let tail = f(rest)
+    return acc.sum() + (0..<(count - q)).reduce(0) { $0 + tail[$1] }
+}
+
+/// Σ f(a[q], b[q]) over q in 0..<count, in Double, four independent sums.
+@inline(__always)
+private func doubleSum(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ count: Int,
+                       _ f: (SIMD4<Double>, SIMD4<Double>) -> SIMD4<Double>) -> Double {
+    var acc = SIMD4<Double>.zero
+    var q = 0
+    while q + 4 <= count {
+        acc += f(SIMD4(Double(a[q]), Double(a[q + 1]), Double(a[q + 2]), Double(a[q + 3])),
+                 SIMD4(Double(b[q]), Double(b[q + 1]), Double(b[q + 2]), Double(b[q + 3])))
+        q += 4
+    }
+    var (ra, rb) = (SIMD4<Double>.zero, SIMD4<Double>.zero)
+    for k in 0..<(count - q) { (ra[k], rb[k]) = (Double(a[q + k]), Double(b[q + k])) }
+    let tail = f(ra, rb)
+    return acc.sum() + (0..<(count - q)).reduce(0) { $0 + tail[$1] }
+}
+
 /// One batch normalisation's sizes and mode: x [N, C, L], statistics over N and L.
 private struct BatchNormShape {
     let n, c, l: Int
@@ -79,19 +113,10 @@ private struct BatchNormShape {
                     if batch {
                         // Two passes in Double: the mean, then the squares about it.
                         var sum = 0.0
-                        for b in 0..<n {
-                            let row = xp + (b * c + ch) * l
-                            for q in 0..<l { sum += Double(row[q]) }
-                        }
+                        for b in 0..<n { sum += doubleSum(xp + (b * c + ch) * l, l) { x in x } }
                         let m = sum / Double(n * l)
                         var squares = 0.0
-                        for b in 0..<n {
-                            let row = xp + (b * c + ch) * l
-                            for q in 0..<l {
-                                let d = Double(row[q]) - m
-                                squares += d * d
-                            }
-                        }
+                        for b in 0..<n { squares += doubleSum(xp + (b * c + ch) * l, l) { x in (x - m) * (x - m) } }
                         (mp[ch], vp[ch]) = (Float(m), Float(squares / Double(n * l)))
                     }
                     let inv = 1 / (Double(vp[ch]) + eps).squareRoot()
@@ -137,10 +162,8 @@ private struct BatchNormShape {
                     var (sumG, sumGX) = (0.0, 0.0)
                     for b in 0..<n {
                         let (gr, xr) = (gp + (b * c + ch) * l, xp + (b * c + ch) * l)
-                        for q in 0..<l {
-                            sumG += Double(gr[q])
-                            sumGX += Double(gr[q]) * (Double(xr[q]) - m)
-                        }
+                        sumG += doubleSum(gr, l) { g in g }
+                        sumGX += doubleSum(gr, xr, l) { g, x in g * (x - m) }
                     }
                     sumGX *= inv
                     if needs.gamma { dgp[ch] = Float(sumGX) + (accumulate.gamma ? dgp[ch] : 0) }
