@@ -128,6 +128,7 @@ public class BatchNorm: TapeModule {
     }
 }
 
+/// PyTorch's `nn.BatchNorm1d(features)`: input [N, C] or [N, C, L].
 public final class BatchNorm1d: BatchNorm {
     /// C features; PyTorch's defaults for eps and momentum.
     /// - Throws: `DeviceError.invalidArgument` as `BatchNorm`.
