@@ -265,7 +265,6 @@ private struct ConvShape {
     let window: Window2d
     var taps: Int { c * window.kernelHeight * window.kernelWidth }
     var positions: Int { oh * ow }
-    var dims: [Int] { [n, c, h, w, oh, ow] }
 
     /// y = conv(x, weight) + bias, dense operands.
     func forward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
@@ -337,7 +336,6 @@ private struct ConvShape {
             }
             if needs.w { Self.sum(partials, at: 0, count: o * taps, into: dwp, accumulate: accumulate.w) }
             if needs.b { Self.sum(partials, at: o * taps, count: o, into: dbp, accumulate: accumulate.b) }
-            _ = n
         } opencl: { _, _, _, _, _, _, _ in
             // The output's gradient as the product's: [N, O, OH·OW] → [O, N·OH·OW].
             let gt = try g.reshaped([n, o, positions]).permuted([1, 0, 2]).contiguous().reshaped([o, n * positions])
