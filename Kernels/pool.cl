@@ -76,6 +76,57 @@ __kernel void max_pool2d(const int8 dims, const int8 window, const int width, __
     }
 }
 
+// max_pool2d for the common 2x2 window without padding or dilation (any stride), on CPU-type devices: each
+// work-item takes `width` whole output rows (plane·OH + oh), reading the two input rows under them in order — no
+// division per output, every tap inside. The same rule as max_pool2d's. global = ⌈N·C·OH / width⌉.
+__kernel void max_pool2d_2x2_rows(const int8 dims, const int8 window, const int width, __global const float* x,
+                                  __global float* y, __global float* indices)
+{
+    const int H = dims.s2, W = dims.s3, OH = dims.s4, OW = dims.s5, rows = dims.s0 * dims.s1 * OH;
+    const int sy = window.s2, sx = window.s3;
+    const int first = get_global_id(0) * width, last = min(first + width, rows);
+    for (int row = first; row < last; ++row) {
+        const int plane = row / OH, oh = row - plane * OH;
+        __global const float* xp = x + (size_t)plane * H * W;
+        __global float* yr = y + (size_t)row * OW;
+        __global float* ir = indices + (size_t)row * OW;
+        const int top = oh * sy * W;
+        int ow = 0;
+        if (sx == 2) {
+            // Four windows at a time from two rows of eight: the taps of window q are lanes 2q and 2q + 1. Vector
+            // selects, not branches: which tap wins is data (a scalar select compiles to jumps that mispredict).
+            for (; ow + 4 <= OW; ow += 4) {
+                const int t0 = top + 2 * ow;
+                const float8 upper = vload8(0, xp + t0), lower = vload8(0, xp + t0 + W);
+                const int4 base = (int4)(t0, t0 + 2, t0 + 4, t0 + 6);
+                float4 m = upper.even;
+                int4 at = base;
+#define CLNN_TAKE4(v, tap) { const int4 wins = (isnan(m) == 0) & (isgreater(v, m) | isnan(v)); \
+                             at = select(at, (tap), wins); m = select(m, (v), wins); }
+                CLNN_TAKE4(upper.odd, base + 1)
+                CLNN_TAKE4(lower.even, base + W)
+                CLNN_TAKE4(lower.odd, base + W + 1)
+#undef CLNN_TAKE4
+                vstore4(m, 0, yr + ow);
+                vstore4(as_float4(at), 0, ir + ow);
+            }
+        }
+        for (; ow < OW; ++ow) {
+            const int t0 = top + ow * sx;
+            float m = xp[t0];
+            int at = t0;
+#define CLNN_TAKE(tap) { const float v = xp[tap]; const bool wins = !isnan(m) && (v > m || isnan(v)); \
+                         at = wins ? (tap) : at; m = wins ? v : m; }
+            CLNN_TAKE(t0 + 1)
+            CLNN_TAKE(t0 + W)
+            CLNN_TAKE(t0 + W + 1)
+#undef CLNN_TAKE
+            yr[ow] = m;
+            ir[ow] = as_float(at);
+        }
+    }
+}
+
 // dx[n, c, h, w] = Σ g[n, c, oh, ow] over the window positions whose largest value came from x[n, c, h, w] (their
 // `indices` say so). Outputs: N·C·H·W.
 __kernel void max_pool2d_backward(const int8 dims, const int8 window, const int width, __global const float* indices,

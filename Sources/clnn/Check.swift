@@ -42,7 +42,11 @@ struct Check: ParsableCommand {
             return named && !(planOnly && check.openCLOnly)
         }
         guard !checks.isEmpty else { throw ValidationError("--only \(only ?? ""): no check's op contains it") }
-        print("op".padding(toLength: 54, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+        // Columns as wide as their longest entry (padding(toLength:) cuts what is longer).
+        let opWidth = max(54, (checks.map(\.op.count).max() ?? 0) + 1)
+        let shapeWidth = max(20, (checks.map(\.shape.count).max() ?? 0) + 1)
+        print("op".padding(toLength: opWidth, withPad: " ", startingAt: 0)
+              + "shape".padding(toLength: shapeWidth, withPad: " ", startingAt: 0)
               + "device    max abs   max rel   result      ms")
         let start = Date()
         var (passed, skipped) = (0, 0)
@@ -52,7 +56,8 @@ struct Check: ParsableCommand {
                 count += 1
                 let r = check.run(on: tag)
                 let result = r.skipped != nil ? "skipped" : r.passed ? "pass" : "FAIL"
-                print(r.op.padding(toLength: 54, withPad: " ", startingAt: 0) + r.shape.padding(toLength: 20, withPad: " ", startingAt: 0)
+                print(r.op.padding(toLength: opWidth, withPad: " ", startingAt: 0)
+                      + r.shape.padding(toLength: shapeWidth, withPad: " ", startingAt: 0)
                       + r.device.description.padding(toLength: 10, withPad: " ", startingAt: 0)
                       + String(format: "%7.1e   %7.1e   %-8@ %6.1f", r.maxAbsolute, r.maxRelative, result as NSString,
                                r.seconds * 1e3)

@@ -231,7 +231,7 @@ extension Tensor {
         let wt = weight.isDense ? weight : try Tensor.withoutGradients { try weight.contiguous() }
         let bt = try bias.map { b in b.isDense ? b : try Tensor.withoutGradients { try b.contiguous() } }
         let shape = ConvShape(n: n, c: c, h: h, w: w, o: o, oh: oh, ow: ow, window: window)
-        let y = try Tensor.withoutGradients { try shape.forward(x, wt, bt) }
+        let (y, cols) = try Tensor.withoutGradients { try shape.forward(x, wt, bt) }
         let (xs, ws) = (x.detached(), wt.detached())
         return y.recorded("conv2d", from: [self, weight] + (bias.map { [$0] } ?? []), saving: [xs, ws]) { g, needs in
             let g = g.isDense ? g : try g.contiguous()
@@ -243,7 +243,7 @@ extension Tensor {
             let dw = needs[1] ? try wDestination?.tensor ?? Tensor.empty(ws.shape, on: g.device) : nil
             let db = bias != nil && needs[2] ? try bDestination?.tensor ?? Tensor.empty([o], on: g.device) : nil
             try Tensor.withoutGradients {
-                try shape.backward(g, xs, ws, dx: dx ?? none, dw: dw ?? none, db: db ?? none,
+                try shape.backward(g, xs, ws, cols: cols, dx: dx ?? none, dw: dw ?? none, db: db ?? none,
                                    needs: (dx != nil, dw != nil, db != nil),
                                    accumulate: (wDestination?.accumulate ?? false, bDestination?.accumulate ?? false))
             }
@@ -266,9 +266,12 @@ private struct ConvShape {
     var taps: Int { c * window.kernelHeight * window.kernelWidth }
     var positions: Int { oh * ow }
 
-    /// y = conv(x, weight) + bias, dense operands.
-    func forward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> Tensor {
+    /// y = conv(x, weight) + bias, dense operands; on OpenCL also the batch's patches (`im2col`), for the backward
+    /// (which needs them for the weight's gradient: kept rather than unfolded again, 4·C·kh·kw·N·OH·OW bytes for as
+    /// long as the tape holds the op).
+    func forward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> (y: Tensor, cols: Tensor?) {
         let y = try Tensor.empty([n, o, oh, ow], on: x.device)
+        nonisolated(unsafe) var cols: Tensor?
         let b = try bias ?? Tensor.empty([1], on: x.device)
         let (taps, positions, dims, packed, o, hasBias) = (taps, positions, [1, c, h, w, oh, ow], window.packed, o,
                                                            bias != nil)
@@ -288,7 +291,9 @@ private struct ConvShape {
                 }
             }
         } opencl: { _, _, _, _, _ in
-            let product = try weight.reshaped([o, taps]).matmul(try x.im2col(window))  // [O, N·OH·OW]
+            let patches = try x.im2col(window)
+            cols = patches
+            let product = try weight.reshaped([o, taps]).matmul(patches)  // [O, N·OH·OW]
             let planes = try product.reshaped([o, n, positions]).permuted([1, 0, 2])
             let out = try y.reshaped([n, o, positions])
             if let bias {
@@ -297,12 +302,13 @@ private struct ConvShape {
                 try Tensor.unaryKernel(PointwiseTable.copy, planes, into: out)
             }
         }
-        return y
+        return (y, cols)
     }
 
     /// The gradients of a convolution from the output's gradient g (dense): into dx, dw and db those that `needs`
-    /// asks for (the others are placeholders), dw and db added to when `accumulate` says so.
-    func backward(_ g: Tensor, _ x: Tensor, _ weight: Tensor, dx: Tensor, dw: Tensor, db: Tensor,
+    /// asks for (the others are placeholders), dw and db added to when `accumulate` says so. `cols`: the forward's
+    /// patches of x on OpenCL (unfolded again when nil).
+    func backward(_ g: Tensor, _ x: Tensor, _ weight: Tensor, cols: Tensor?, dx: Tensor, dw: Tensor, db: Tensor,
                   needs: (x: Bool, w: Bool, b: Bool), accumulate: (w: Bool, b: Bool)) throws {
         let (taps, positions, dims, packed, o) = (taps, positions, [1, c, h, w, oh, ow], window.packed, o)
         let (imageSize, outSize, n) = (c * h * w, o * positions, n)
@@ -341,7 +347,7 @@ private struct ConvShape {
             let gt = try g.reshaped([n, o, positions]).permuted([1, 0, 2]).contiguous().reshaped([o, n * positions])
             let w2 = try weight.reshaped([o, taps])
             if needs.w {
-                try gt.matmul(try x.im2col(window), transposeOther: true, accumulate: accumulate.w,
+                try gt.matmul(try cols ?? x.im2col(window), transposeOther: true, accumulate: accumulate.w,
                               into: try dw.reshaped([o, taps]))
             }
             if needs.b {

@@ -4,6 +4,7 @@
 // below are the same computations, the reference the kernels are checked against.
 
 private let maxPoolKernel = KernelSource("pool", "max_pool2d")
+private let maxPoolRowsKernel = KernelSource("pool", "max_pool2d_2x2_rows")
 private let maxPoolBackwardKernel = KernelSource("pool", "max_pool2d_backward")
 private let maxPoolBackwardPlanesKernel = KernelSource("pool", "max_pool2d_backward_planes")
 private let avgPoolKernel = KernelSource("pool", "avg_pool2d")
@@ -121,7 +122,11 @@ extension Tensor {
                 }
             }
         } opencl: { device, xb, yb, ib in
-            try device.runGather(maxPoolKernel, dims, k, outputs: n * c * oh * ow) { a in
+            // A CPU-type device takes the common 2x2 window (no padding, no dilation) whole output rows at a time.
+            let rows = device.rowLoop && window.kernelHeight == 2 && window.kernelWidth == 2 && k[4] == 0
+                && k[5] == 0 && k[6] == 1 && k[7] == 1
+            try device.runGather(rows ? maxPoolRowsKernel : maxPoolKernel, dims, k,
+                                 outputs: rows ? n * c * oh : n * c * oh * ow) { a in
                 try a.buffer("x", xb); try a.buffer("y", yb); try a.buffer("indices", ib)
             }
         }
@@ -235,10 +240,13 @@ extension Tensor {
 
 extension OpCheck {
     /// Max and average pooling on odd sizes (a 5x7 image of 3 channels, stride 2, padding, dilation 2, overlapping
-    /// windows, ties), and the gradients of Σ y·r, against the same loops written out in Double.
+    /// windows, ties, 2x2 windows in rows of more than four), and the gradients of Σ y·r, against the same loops written out in Double.
     static var poolChecks: [OpCheck] {
         let cases: [(n: Int, c: Int, h: Int, w: Int, k: (Int, Int), s: (Int, Int), p: (Int, Int), d: (Int, Int))] = [
             (2, 3, 5, 7, (2, 2), (2, 2), (0, 0), (1, 1)),
+            // Rows of 9 windows: CPU-type devices take four at a time from two rows of eight, then one alone.
+            (2, 3, 5, 19, (2, 2), (2, 2), (0, 0), (1, 1)),
+            (1, 2, 4, 10, (2, 2), (1, 2), (0, 0), (1, 1)),
             (1, 3, 5, 7, (3, 3), (2, 1), (1, 1), (1, 1)),
             (3, 2, 9, 6, (3, 2), (1, 2), (1, 0), (2, 1)),
         ]
