@@ -1,7 +1,7 @@
 // Batch normalisation as one op (PyTorch's `F.batch_norm`): per channel of [N, C, L], the batch's mean and biased
 // variance (training) or given statistics (evaluation), then y = (x − mean)/√(var + eps)·γ + β; its backward rule
 // next to it. On cpu each channel is one pass for the statistics and one for y (channels split across the cores);
-// on OpenCL the same formulas run as the strided elementwise and reduction kernels.
+// on OpenCL one kernel each way (Kernels/batchnorm.cl), a work-group per channel.
 import Foundation
 
 extension Tensor {
@@ -128,20 +128,12 @@ private struct BatchNormShape {
                     }
                 }
             }
-        } opencl: { _, _, _, _, _, _, _ in
-            let v = x
-            if batch {
-                // (Equal counts in each group, so the mean of the means is the mean.)
-                let m = try v.mean(axis: 2, keepDims: true).mean(axis: 0, keepDims: true)
-                let centred = try v - m
-                let s = try (centred * centred).mean(axis: 2, keepDims: true).mean(axis: 0, keepDims: true)
-                try Tensor.unaryKernel(PointwiseTable.copy, try m.reshaped([c]), into: mean)
-                try Tensor.unaryKernel(PointwiseTable.copy, try s.reshaped([c]), into: variance)
+        } opencl: { device, xb, gb, bb, yb, mb, vb in
+            try device.launchPerChannel(forwardKernel, channels: c) { a in
+                try a.int8("dims", [n, c, l]); try a.float("eps", Float(eps)); try a.int("batch", batch ? 1 : 0)
+                try a.buffer("x", xb); try a.buffer("gamma", gb); try a.buffer("beta", bb)
+                try a.buffer("mean", mb); try a.buffer("variance", vb); try a.buffer("y", yb)
             }
-            let scale = try gamma / (variance + Float(eps)).sqrt()  // [C]
-            let shift = try beta - mean * scale
-            let scaled = try v * scale.reshaped([1, c, 1])
-            try Tensor.binaryKernel(PointwiseTable.add, scaled, try shift.reshaped([1, c, 1]), into: y)
         }
     }
 
@@ -180,25 +172,32 @@ private struct BatchNormShape {
                     }
                 }
             }
-        } opencl: { _, _, _, _, _, _, _, _, _ in
-            let inv = try (variance + Float(eps)).sqrt()  // σ, [C]
-            let xhat = try (x - mean.reshaped([1, c, 1])) / inv.reshaped([1, c, 1])
-            let sumG = try g.sum(axis: 2).sum(axis: 0)  // [C]
-            let sumGX = try (g * xhat).sum(axis: 2).sum(axis: 0)
-            for (wanted, add, sum, out) in [(needs.gamma, accumulate.gamma, sumGX, dgamma),
-                                            (needs.beta, accumulate.beta, sumG, dbeta)] where wanted {
-                if add {
-                    try Tensor.binaryKernel(PointwiseTable.add, out, sum, into: out)
-                } else {
-                    try Tensor.unaryKernel(PointwiseTable.copy, sum, into: out)
-                }
+        } opencl: { device, gb, xb, gammab, mb, vb, dxb, dgb, dbb in
+            try device.launchPerChannel(backwardKernel, channels: c) { a in
+                try a.int8("dims", [n, c, l]); try a.float("eps", Float(eps)); try a.int("batch", batch ? 1 : 0)
+                try a.int8("flags", [needs.x, needs.gamma, needs.beta, accumulate.gamma, accumulate.beta].map {
+                    $0 ? 1 : 0
+                })
+                try a.buffer("g", gb); try a.buffer("x", xb); try a.buffer("gamma", gammab)
+                try a.buffer("mean", mb); try a.buffer("variance", vb)
+                try a.buffer("dx", dxb); try a.buffer("dgamma", dgb); try a.buffer("dbeta", dbb)
             }
-            guard needs.x else { return }
-            let k = try (gamma / inv).reshaped([1, c, 1])
-            let inner = batch ? try g - (sumG / Float(count)).reshaped([1, c, 1])
-                - xhat * (sumGX / Float(count)).reshaped([1, c, 1]) : g
-            try Tensor.binaryKernel(PointwiseTable.mul, inner, k, into: dx)
         }
+    }
+}
+
+private let forwardKernel = KernelSource("batchnorm", "batch_norm_forward")
+private let backwardKernel = KernelSource("batchnorm", "batch_norm_backward")
+
+extension OpenCLDevice {
+    /// Launches a batchnorm.cl kernel with one work-group per channel: of one work-item on a CPU-type device (it walks
+    /// its channel in order), else the largest power of two up to the kernel's `BN_GROUP` (256) the kernel allows.
+    fileprivate func launchPerChannel(_ source: KernelSource, channels: Int,
+                                      _ arguments: (inout KernelArguments) throws -> Void) throws {
+        let built = try kernel(source)
+        var group = 1
+        if !rowLoop { while group * 2 <= min(256, built.maxWorkGroupSize, info.maxWorkGroupSize) { group *= 2 } }
+        try launch(built, global: WorkSize(channels * group), local: WorkSize(group), arguments)
     }
 }
 
