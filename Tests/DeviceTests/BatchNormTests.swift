@@ -1,0 +1,96 @@
+@testable import Device
+import Foundation
+import TestSupport
+import XCTest
+
+/// `Tensor.batchNorm` beyond its op checks (odd sizes against Double, in `clnn check`): long channels far from zero
+/// (the sums' accuracy) and the errors bad input gets, on every device.
+final class BatchNormTests: XCTestCase {
+    /// 40·317 values per channel around 100 (a float's sum of them loses digits unless it is blocked): the mean and
+    /// variance, y and the gradients, against Double.
+    func testLongChannelsFarFromZeroAgainstDoubleOnEveryDevice() throws {
+        let (n, c, l) = (40, 3, 317)
+        let xv = testValues(n * c * l, seed: 140).map { 100 + $0 * 2 }, rv = testValues(n * c * l, seed: 141)
+        let gv: [Float] = [1.5, -0.5, 2], bv: [Float] = [0.25, 1, -3]
+        let count = Double(n * l), eps = 1e-5
+        var mean = [Double](repeating: 0, count: c), variance = mean
+        for ch in 0..<c {
+            let values = (0..<n).flatMap { b in (0..<l).map { Double(xv[(b * c + ch) * l + $0]) } }
+            mean[ch] = values.reduce(0, +) / count
+            variance[ch] = values.reduce(0) { $0 + ($1 - mean[ch]) * ($1 - mean[ch]) } / count
+        }
+        for device in testDevices {
+            let x = try Tensor(xv, shape: [n, c, l], on: device)
+            let gamma = try Tensor(gv, shape: [c], on: device), beta = try Tensor(bv, shape: [c], on: device)
+            for t in [x, gamma, beta] { t.requiresGrad = true }
+            let (y, m, v) = try x.batchNorm(weight: gamma, bias: beta, eps: Float(eps))
+            let (ms, vs, ys) = (try m.toArray(), try v.toArray(), try y.toArray())
+            for ch in 0..<c {
+                XCTAssertEqual(Double(ms[ch]), mean[ch], accuracy: 1e-5 * abs(mean[ch]), "\(device) mean \(ch)")
+                XCTAssertEqual(Double(vs[ch]), variance[ch], accuracy: 1e-4 * variance[ch], "\(device) var \(ch)")
+            }
+            var worst = 0.0
+            for (i, value) in ys.enumerated() {
+                let ch = (i / l) % c
+                let expected = (Double(xv[i]) - mean[ch]) / (variance[ch] + eps).squareRoot() * Double(gv[ch])
+                    + Double(bv[ch])
+                worst = max(worst, abs(Double(value) - expected))
+            }
+            XCTAssertLessThan(worst, 2e-4, "\(device): y")
+            try (y * (try Tensor(rv, shape: [n, c, l], on: device))).sum().backward()
+            // dβ = Σ r, dγ = Σ r·x̂ per channel; dx = γ/σ·(r − mean(r) − x̂·mean(r·x̂)).
+            let (dx, dg, db) = (try XCTUnwrap(x.grad).toArray(), try XCTUnwrap(gamma.grad).toArray(),
+                                try XCTUnwrap(beta.grad).toArray())
+            for ch in 0..<c {
+                let sigma = (variance[ch] + eps).squareRoot()
+                let at = (0..<n).flatMap { b in (0..<l).map { (b * c + ch) * l + $0 } }
+                let sumR = at.reduce(0.0) { $0 + Double(rv[$1]) }
+                let sumRX = at.reduce(0.0) { $0 + Double(rv[$1]) * (Double(xv[$1]) - mean[ch]) / sigma }
+                XCTAssertEqual(Double(db[ch]), sumR, accuracy: 1e-3, "\(device) dβ \(ch)")
+                XCTAssertEqual(Double(dg[ch]), sumRX, accuracy: 1e-3, "\(device) dγ \(ch)")
+                var worstDx = 0.0
+                for i in at {
+                    let xhat = (Double(xv[i]) - mean[ch]) / sigma
+                    let expected = Double(gv[ch]) / sigma * (Double(rv[i]) - sumR / count - xhat * sumRX / count)
+                    worstDx = max(worstDx, abs(Double(dx[i]) - expected))
+                }
+                XCTAssertLessThan(worstDx, 1e-4, "\(device) dx \(ch)")
+            }
+        }
+    }
+
+    func testBadInputIsAnErrorNamingTheOpAndTheSizes() throws {
+        for device in testDevices {
+            let x = try Tensor.zeros([2, 3, 4], on: device)
+            let (g3, b3) = (try Tensor.ones([3], on: device), try Tensor.zeros([3], on: device))
+            let cases: [(String, () throws -> Any)] = [
+                ("expects input of shape [N, C, L], got [2, 12]",
+                 { try Tensor.zeros([2, 12], on: device).batchNorm(weight: g3, bias: b3, eps: 1e-5) }),
+                ("the weight has shape [4], the input's 3 channels need [3]",
+                 { try x.batchNorm(weight: try Tensor.ones([4], on: device), bias: b3, eps: 1e-5) }),
+                ("the variance has shape [2]",
+                 { try x.batchNorm(weight: g3, bias: b3, eps: 1e-5,
+                                   statistics: (b3, try Tensor.ones([2], on: device))) }),
+                ("eps must be finite and ≥ 0, got -1.0", { try x.batchNorm(weight: g3, bias: b3, eps: -1) }),
+                ("eps must be finite and ≥ 0, got nan", { try x.batchNorm(weight: g3, bias: b3, eps: .nan) }),
+                ("more than one value per channel, got input of shape [1, 3, 1]",
+                 { try Tensor.zeros([1, 3, 1], on: device).batchNorm(weight: g3, bias: b3, eps: 1e-5) }),
+            ]
+            for (expected, body) in cases {
+                XCTAssertThrowsError(try body(), expected) { error in
+                    XCTAssertTrue("\(error)".contains("batch_norm") && "\(error)".contains(expected), "\(error)")
+                }
+            }
+            // One value per channel is fine with given statistics (evaluation).
+            let one = try Tensor([1, 2, 3], shape: [1, 3, 1], on: device)
+            let (y, _, _) = try one.batchNorm(weight: g3, bias: b3, eps: 0, statistics: (b3, g3))
+            XCTAssertEqual(try y.toArray(), [1, 2, 3], "\(device)")
+        }
+        guard let device = testDevices.first(where: \.isOpenCL) else { return }
+        let x = try Tensor.zeros([2, 3, 4], on: device)
+        XCTAssertThrowsError(try x.batchNorm(weight: try Tensor.ones([3], on: .cpu),
+                                             bias: try Tensor.zeros([3], on: device), eps: 1e-5)) { error in
+            XCTAssertTrue("\(error)".contains("batch_norm") && "\(error)".contains("cpu"), "\(error)")
+        }
+    }
+}
