@@ -55,3 +55,26 @@ final class GemmTunerCacheTests: XCTestCase {
                      "an entry of the one-plan format is retuned")
     }
 }
+
+extension GemmTunerCacheTests {
+    /// A plan whose cache says its NN kernel ran far slower than it runs now was tuned while the machine was busy
+    /// (every candidate slow, the winner chance): it is tuned again. One that recorded a rate the kernel cannot beat
+    /// now is kept.
+    func testAPlanTunedUnderLoadIsTunedAgain() throws {
+        try requireOpenCL()
+        let device = try OpenCLRuntime.shared.device(0)
+        let plan = GemmPlan.defaults(for: device.info)
+        let encoded = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+        func cache(recorded: Double) -> [UInt8] {
+            Array("""
+            {"device": "test-device", "driver": "1.0", "sourceHash": "abc",
+             "measurements": {"nn": {"\(plan.nn.description)": \(recorded)}}, "plan": \(encoded), "small": \(encoded)}
+            """.utf8)
+        }
+        let stale = GemmTuner.tunedUnderLoad(cache(recorded: 1e-6), plan, on: device)
+        XCTAssertNotNil(stale)
+        XCTAssertTrue(stale?.contains("then") ?? false, stale ?? "")
+        XCTAssertNil(GemmTuner.tunedUnderLoad(cache(recorded: 1e9), plan, on: device), "faster than any device")
+        XCTAssertNil(GemmTuner.tunedUnderLoad(entry(encoded), plan, on: device), "nothing recorded: kept")
+    }
+}

@@ -43,7 +43,8 @@ enum GemmTuner {
         let file = clnnCacheFolder(environment).appendingPathComponent(
             "gemm2-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
         if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash) {
-            return plans
+            guard let why = tunedUnderLoad(bytes, plans.large, on: device) else { return plans }
+            CLNNLog.logger.notice("the GEMM plan cached for \(device.info.name) was tuned under load (\(why)): tuning again")
         }
         CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; to be cached in \(file.path))")
         var measurements: [String: [String: Double]] = [:]
@@ -105,10 +106,28 @@ enum GemmTuner {
         return (entry.plan, entry.small)
     }
 
+    /// Why the cached plan looks tuned while other work held the device — its NN kernel, run once now on the tuning
+    /// shape, more than `staleFactor` times faster than the cache recorded —, or nil. (A machine busy while tuning
+    /// makes every candidate slow and the winner a matter of chance, and the cache would keep that plan until
+    /// matmul.cl changes; noise now can only slow this check, so a run much faster than recorded is a stale
+    /// record, never a false alarm.) Costs one build that the first product needs anyway and two products of ~1 ms.
+    static func tunedUnderLoad(_ bytes: [UInt8], _ plan: GemmPlan, on device: OpenCLDevice) -> String? {
+        guard let entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)),
+              let recorded = entry.measurements[GemmVariant.nn.rawValue]?[plan.nn.description], recorded > 0,
+              let now = try? measure(plan.nn, .nn, shape: shapes[.nn]!, on: device, quick: true),
+              now > staleFactor * recorded else { return nil }
+        return String(format: "%@ %@ ran at %.1f GFLOP/s then, %.1f now", GemmVariant.nn.rawValue,
+                      plan.nn.description, recorded, now)
+    }
+
+    /// How much faster than recorded the cached plan's kernel must run now for the record to count as stale.
+    static let staleFactor = 2.5
+
     /// GFLOP/s of `kernel` for `variant` on its tuning shape: the best of 3 samples after a warm-up, each sample
     /// repeating the product for at least 20 ms (the best, not the median: noise on a shared machine only slows).
+    /// `quick`: the better of two single products after the warm-up.
     static func measure(_ kernel: GemmKernel, _ variant: GemmVariant, shape: (Int, Int, Int),
-                        on device: OpenCLDevice) throws -> Double {
+                        on device: OpenCLDevice, quick: Bool = false) throws -> Double {
         let (m, n, k) = shape
         let tag = DeviceTag.opencl(device.info.index)
         let a = try Tensor.randn(variant == .tn ? [k, m] : [m, k], seed: 1, on: tag)
@@ -127,6 +146,7 @@ enum GemmTuner {
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         let once = try run(1)
+        if quick { return 2 * Double(m * n * k) / min(try run(1), try run(1)) / 1e9 }
         // A candidate far slower than the budget allows is judged on its one run.
         if once > 0.25 { return 2 * Double(m * n * k) / once / 1e9 }
         let reps = max(1, min(50, Int(0.02 / max(once, 1e-6))))
