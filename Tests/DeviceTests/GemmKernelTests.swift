@@ -78,3 +78,54 @@ extension GemmTunerCacheTests {
         XCTAssertNil(GemmTuner.tunedUnderLoad(entry(encoded), plan, on: device), "nothing recorded: kept")
     }
 }
+
+/// Large products are tuned per shape class, on their first product.
+final class GemmShapeClassTests: XCTestCase {
+    func testSizesWithinAFactorOfRootTwoShareAClass() {
+        let key = GemmTuner.classKey(.nn, m: 64, n: 12544, k: 288)
+        XCTAssertEqual(GemmTuner.classKey(.nn, m: 60, n: 12000, k: 300), key)
+        XCTAssertNotEqual(GemmTuner.classKey(.nn, m: 128, n: 12544, k: 288), key)
+        XCTAssertNotEqual(GemmTuner.classKey(.nt, m: 64, n: 12544, k: 288), key)
+        XCTAssertNotEqual(GemmTuner.classKey(.nn, m: 64, n: 12544, k: 9), key)
+    }
+
+    /// Cached classes whose variant or kernel the tuner never makes are dropped; the others are kept.
+    func testCachedShapeClassesAreCheckedLikePlans() throws {
+        let info = OpenCLDeviceInfo(index: 0, name: "test-device", platform: "test", vendor: "v", version: "OpenCL 1.2",
+                                    driverVersion: "1.0", computeUnits: 2, globalMemory: 1 << 30,
+                                    maxAllocation: 1 << 28, localMemory: 32768, maxWorkGroupSize: 256, isCPU: true)
+        let plan = GemmPlan.defaults(for: info)
+        let encoded = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+        let good = String(decoding: try JSONEncoder().encode(GemmKernel.columns(vw: 16, rm: 4, rn: 1)), as: UTF8.self)
+        let bad = String(decoding: try JSONEncoder().encode(GemmKernel.columns(vw: 8, rm: 0, rn: 2)), as: UTF8.self)
+        let dots = String(decoding: try JSONEncoder().encode(GemmKernel.dots(vw: 8, dm: 2, dn: 4)), as: UTF8.self)
+        let bytes = Array("""
+        {"device": "test-device", "driver": "1.0", "sourceHash": "abc", "measurements": {},
+         "plan": \(encoded), "small": \(encoded),
+         "classes": {"nn 12-27-16": \(good), "nn 10-31-6": \(bad), "xx 1-2-3": \(good), "nn 1-1-1": \(dots)}}
+        """.utf8)
+        let classes = try XCTUnwrap(GemmTuner.cachedPlan(bytes, for: info, sourceHash: "abc")).classes
+        let expected: [String: GemmKernel] = ["nn 12-27-16": .columns(vw: 16, rm: 4, rn: 1)]
+        XCTAssertEqual(classes, expected)
+    }
+
+    /// A new class is tuned on the product's own operands: the kernel serves the variant and the product it then
+    /// computes matches the CPU's.
+    func testANewShapeClassIsTunedOnItsProduct() throws {
+        try requireOpenCL()
+        let device = try OpenCLRuntime.shared.device(0)
+        let (m, n, k) = (37, 515, 301)
+        let a = try Tensor.randn([m, k], seed: 3, on: .opencl(0)), b = try Tensor.randn([n, k], seed: 4, on: .opencl(0))
+        let c = try Tensor.empty([m, n], on: .opencl(0))
+        guard let (ab, bb, cb) = try? (XCTUnwrap(a.openCLMemory?.1), XCTUnwrap(b.openCLMemory?.1),
+                                       XCTUnwrap(c.openCLMemory?.1)) else { return XCTFail("no buffers") }
+        let (kernel, measured) = try XCTUnwrap(GemmTuner.tuneClass(device, .nt, m: m, n: n, k: k, a: ab, b: bb,
+                                                                    c: cb))
+        XCTAssertTrue(kernel.serves(.nt))
+        XCTAssertFalse(measured.isEmpty)
+        XCTAssertTrue(measured.values.allSatisfy { $0 > 0 }, "\(measured)")
+        let product = try a.matmul(b, transposeOther: true).toArray()
+        let reference = try a.to(.cpu).matmul(try b.to(.cpu), transposeOther: true).toArray()
+        for (x, y) in zip(product, reference) { XCTAssertEqual(x, y, accuracy: 1e-3) }
+    }
+}

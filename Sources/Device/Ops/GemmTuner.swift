@@ -17,8 +17,21 @@ enum GemmTuner {
         var plan: GemmPlan
         /// The plan for products of at most `smallProduct` multiply-adds.
         var small: GemmPlan
-        /// GFLOP/s of every candidate tried, per variant and size ("nn", "nn-small", ...), for the curious.
+        /// GFLOP/s of every candidate tried, per variant and size ("nn", "nn-small", ...) and per shape class, for
+        /// the curious.
         var measurements: [String: [String: Double]]
+        /// The kernel tuned for each shape class of large products (`classKey`), on the first product of the class.
+        var classes: [String: GemmKernel]?
+    }
+
+    /// What a device's products use: the large and the small plan, the kernels tuned per shape class, and where
+    /// new classes are recorded (nil: tuning is off).
+    struct Tuned {
+        var large: GemmPlan
+        var small: GemmPlan
+        var classes: [String: GemmKernel]
+        var entry: CacheEntry?
+        var file: URL?
     }
 
     /// Seconds of tuning per variant after which the best candidate so far is kept.
@@ -34,16 +47,22 @@ enum GemmTuner {
     /// Products of at most this many multiply-adds use the small plan.
     static let smallProduct = 1 << 23
 
-    /// The large and the small plan of `device`.
-    static func plan(for device: OpenCLDevice) throws -> (large: GemmPlan, small: GemmPlan) {
+    /// The plans of `device`: read from the cache, else tuned now (and cached).
+    static func plan(for device: OpenCLDevice) throws -> Tuned {
         let environment = ProcessInfo.processInfo.environment
-        if environment["CLNN_GEMM_TUNE"] == "0" { return (.defaults(for: device.info), .defaults(for: device.info)) }
+        if environment["CLNN_GEMM_TUNE"] == "0" {
+            return Tuned(large: .defaults(for: device.info), small: .defaults(for: device.info), classes: [:])
+        }
         let source = try KernelLibrary.source("matmul")
         let hash = fnv1a(source)
         let file = clnnCacheFolder(environment).appendingPathComponent(
             "gemm2-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
-        if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash) {
-            guard let why = tunedUnderLoad(bytes, plans.large, on: device) else { return plans }
+        if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash),
+           var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
+            guard let why = tunedUnderLoad(bytes, plans.large, on: device) else {
+                entry.classes = plans.classes
+                return Tuned(large: plans.large, small: plans.small, classes: plans.classes, entry: entry, file: file)
+            }
             CLNNLog.logger.notice("the GEMM plan cached for \(device.info.name) was tuned under load (\(why)): tuning again")
         }
         CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; to be cached in \(file.path))")
@@ -53,7 +72,44 @@ enum GemmTuner {
         let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
                                plan: large, small: small, measurements: measurements)
         writeCache(entry, to: file)
-        return (large, small)
+        return Tuned(large: large, small: small, classes: [:], entry: entry, file: file)
+    }
+
+    /// The shape class of a product: its variant and each size to the nearest half power of two (sizes within a
+    /// factor √2 share a class, and so a kernel).
+    static func classKey(_ variant: GemmVariant, m: Int, n: Int, k: Int) -> String {
+        func bucket(_ x: Int) -> Int { Int((2 * log2(Double(max(x, 1)))).rounded()) }
+        return "\(variant.rawValue) \(bucket(m))-\(bucket(n))-\(bucket(k))"
+    }
+
+    /// Seconds a shape class's tuning may take (after which the best candidate so far wins).
+    static let classBudget = 3.0
+
+    /// The fastest candidate of `variant` on this very product — A and B as given, the result written into `c`
+    /// (which the caller overwrites afterwards) —, and each candidate's GFLOP/s: a warm-up run (the build), then the
+    /// better of two runs; on a CPU-type device the vector kernels only (as `tune`). Nil when none ran.
+    static func tuneClass(_ device: OpenCLDevice, _ variant: GemmVariant, m: Int, n: Int, k: Int, a: CLBuffer,
+                          b: CLBuffer, c: CLBuffer) -> (GemmKernel, [String: Double])? {
+        var best: (GemmKernel, Double)?
+        var measured: [String: Double] = [:]
+        let start = DispatchTime.now().uptimeNanoseconds
+        for candidate in GemmPlan.candidates(variant) where !(device.info.isCPU && candidate.isTiled) {
+            if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > classBudget { break }
+            let launch = GemmLaunch(candidate, variant)
+            guard launch.unusable(on: .opencl(device.info.index)) == nil else { continue }
+            func run() throws -> Double {
+                let begin = DispatchTime.now().uptimeNanoseconds
+                try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt,
+                                 kernel: launch, beta: 0)
+                try device.finish()
+                return Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9
+            }
+            guard let seconds = try? { _ = try run(); return min(try run(), try run()) }() else { continue }
+            let gflops = 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+            measured[candidate.description] = gflops
+            if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
+        }
+        return best.map { ($0.0, measured) }
     }
 
     /// The fastest candidate of each variant on `shapes`, within the time budget.
@@ -98,12 +154,18 @@ enum GemmTuner {
     /// names only kernel configurations the tuner could have chosen.
     /// NOTE: anything else (rm: 0, wptM: 3, ... from a damaged or edited file) is discarded and the device tuned
     /// again: such values would divide by zero or compute garbage.
+    /// A shape class whose key or kernel is not one the tuner makes is dropped (tuned again when it is met).
     static func cachedPlan(_ bytes: [UInt8], for info: OpenCLDeviceInfo,
-                           sourceHash: String) -> (large: GemmPlan, small: GemmPlan)? {
+                           sourceHash: String) -> (large: GemmPlan, small: GemmPlan, classes: [String: GemmKernel])? {
         guard let entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)),
               entry.sourceHash == sourceHash, entry.device == info.name, entry.driver == info.driverVersion,
               entry.plan.isKnown(for: info), entry.small.isKnown(for: info) else { return nil }
-        return (entry.plan, entry.small)
+        let classes = (entry.classes ?? [:]).filter { key, kernel in
+            guard let name = key.split(separator: " ").first, let variant = GemmVariant(rawValue: String(name))
+            else { return false }
+            return GemmPlan.candidates(variant).contains(kernel)
+        }
+        return (entry.plan, entry.small, classes)
     }
 
     /// Why the cached plan looks tuned while other work held the device — its NN kernel, run once now on the tuning
@@ -161,21 +223,32 @@ enum GemmTuner {
     }
 }
 
-/// The GEMM plan of each opened device: tuned (or read from the tuner's cache) on the device's first product, and
-/// kept with its kernel sources made, so a product looks up nothing by name.
+/// The GEMM plans of each opened device: tuned (or read from the tuner's cache) on the device's first product, and
+/// kept with their kernel sources made, so a product looks up nothing by name; large products of a shape class not
+/// seen before are tuned on their first product (once: the class's kernel is cached with the plans).
 final class GemmPlans: @unchecked Sendable {
     static let shared = GemmPlans()
 
-    /// One device's launches, by variant, for large and for batch-sized products.
-    struct Launches: Sendable {
+    /// One device's launches, by variant, for large and for batch-sized products, and per shape class.
+    final class Launches: @unchecked Sendable {
         let nn, nt, tn: GemmLaunch
         let smallNN, smallNT, smallTN: GemmLaunch
-        init(large: GemmPlan, small: GemmPlan) {
+        private let lock = NSLock()
+        private var tuned: GemmTuner.Tuned
+        private var classes: [String: GemmLaunch]
+        init(_ tuned: GemmTuner.Tuned) {
+            let (large, small) = (tuned.large, tuned.small)
             (nn, nt, tn) = (GemmLaunch(large.nn, .nn), GemmLaunch(large.nt, .nt), GemmLaunch(large.tn, .tn))
             (smallNN, smallNT, smallTN)
                 = (GemmLaunch(small.nn, .nn), GemmLaunch(small.nt, .nt), GemmLaunch(small.tn, .tn))
+            self.tuned = tuned
+            classes = tuned.classes.reduce(into: [:]) { out, item in
+                if let name = item.key.split(separator: " ").first, let variant = GemmVariant(rawValue: String(name)) {
+                    out[item.key] = GemmLaunch(item.value, variant)
+                }
+            }
         }
-        /// The launch for a product of `variant` with `m·n·k` multiply-adds.
+        /// The launch for a product of `variant` with `m·n·k` multiply-adds (by size only).
         func pick(_ variant: GemmVariant, multiplyAdds: Int) -> GemmLaunch {
             let small = multiplyAdds <= GemmTuner.smallProduct
             switch variant {
@@ -183,6 +256,42 @@ final class GemmPlans: @unchecked Sendable {
             case .nt: return small ? smallNT : nt
             case .tn: return small ? smallTN : tn
             }
+        }
+
+        /// The launch for this product: a batch-sized one by `pick`; a large one by its shape class's kernel,
+        /// tuned now on this product's operands when the class is new (its result written into `c`, which the
+        /// caller then overwrites, or into a scratch buffer when `c` is nil) and cached. With tuning off
+        /// (`CLNN_GEMM_TUNE=0`), `pick`'s.
+        func launch(_ variant: GemmVariant, m: Int, n: Int, k: Int, on device: OpenCLDevice, a: CLBuffer,
+                    b: CLBuffer, c: CLBuffer?) -> GemmLaunch {
+            let fallback = pick(variant, multiplyAdds: m * n * k)
+            guard m * n * k > GemmTuner.smallProduct else { return fallback }
+            let key = GemmTuner.classKey(variant, m: m, n: n, k: k)
+            lock.lock()
+            defer { lock.unlock() }
+            if let known = classes[key] { return known }
+            guard var entry = tuned.entry, let file = tuned.file else { return fallback }
+            CLNNLog.logger.notice("tuning GEMM \(variant.rawValue) for \(m)x\(n)x\(k) on \(device.info.name) (once per shape class; cached)")
+            // The result goes where the product's will (overwritten by it), or, when the product adds to its
+            // output, to a scratch buffer.
+            guard let out = try? c ?? device.makeBuffer(count: m * n),
+                  let (kernel, measured) = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b, c: out)
+            else {
+                classes[key] = fallback
+                return fallback
+            }
+            // Classes another process (or device of the same kind) recorded meanwhile are kept.
+            if let bytes = readRegularFile(file.path),
+               let onDisk = GemmTuner.cachedPlan(bytes, for: device.info, sourceHash: entry.sourceHash) {
+                entry.classes = onDisk.classes.merging(entry.classes ?? [:]) { $1 }
+            }
+            entry.classes = (entry.classes ?? [:]).merging([key: kernel]) { $1 }
+            entry.measurements[key] = measured
+            tuned.entry = entry
+            GemmTuner.writeCache(entry, to: file)
+            let made = GemmLaunch(kernel, variant)
+            classes[key] = made
+            return made
         }
     }
 
@@ -193,8 +302,7 @@ final class GemmPlans: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let known = launches[ObjectIdentifier(device)] { return known }
-        let (large, small) = try GemmTuner.plan(for: device)
-        let made = Launches(large: large, small: small)
+        let made = Launches(try GemmTuner.plan(for: device))
         launches[ObjectIdentifier(device)] = made
         return made
     }

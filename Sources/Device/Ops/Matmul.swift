@@ -75,8 +75,10 @@ extension Tensor {
             }
         } opencl: { device, a, b, c in
             let variant = GemmVariant(transA: transA, transB: transB)
+            // (A large product's kernel is its shape class's, tuned on its first product.)
             let kernel = try naive ? nil : variant.map {
-                try GemmPlans.shared.launches(for: device).pick($0, multiplyAdds: m * n * k)
+                try GemmPlans.shared.launches(for: device).launch($0, m: m, n: n, k: k, on: device, a: a, b: b,
+                                                                   c: beta == 0 ? c : nil)
             }
             try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, kernel: kernel,
                              beta: beta)
