@@ -75,11 +75,38 @@ extension Tensor {
                         var o = plane * oh * ow
                         for py in 0..<oh {
                             let top = py * sy * w
-                            for px in 0..<ow {
+                            var px = 0
+                            if sx == 2 {
+                                // Four windows at a time from two rows of eight (window q's taps are lanes 2q and
+                                // 2q + 1), with vector selects: scalar selects compile to jumps that mispredict.
+                                let (upperRow, lowerRow) = (UnsafeRawPointer(source + top),
+                                                            UnsafeRawPointer(source + top + w))
+                                let lanes = SIMD4<Int32>(0, 2, 4, 6) &+ Int32(top)
+                                while px + 4 <= ow {
+                                    let offset = 2 * px * MemoryLayout<Float>.size
+                                    let upper = upperRow.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                                    let lower = lowerRow.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                                    let base = lanes &+ Int32(2 * px)
+                                    var (m, at) = (upper.evenHalf, base)
+                                    @inline(__always) func take(_ v: SIMD4<Float>, _ tap: SIMD4<Int32>) {
+                                        let wins = (m .== m) .& ((v .> m) .| (v .!= v))
+                                        m.replace(with: v, where: wins)
+                                        at.replace(with: tap, where: wins)
+                                    }
+                                    take(upper.oddHalf, base &+ 1)
+                                    take(lower.evenHalf, base &+ Int32(w))
+                                    take(lower.oddHalf, base &+ Int32(w + 1))
+                                    UnsafeMutableRawPointer(yp + o).storeBytes(of: m, as: SIMD4<Float>.self)
+                                    UnsafeMutableRawPointer(ip + o).storeBytes(of: at, as: SIMD4<Int32>.self)
+                                    o += 4
+                                    px += 4
+                                }
+                            }
+                            while px < ow {
+                                defer { px += 1 }
                                 let first = top + px * sx
                                 var (at, m) = (first, source[first])
                                 @inline(__always) func take(_ tap: Int) {
-                                    // Branch-free (selects): which tap wins is data, not a pattern to predict.
                                     let v = source[tap]
                                     let wins = !m.isNaN && (v > m || v.isNaN)
                                     at = wins ? tap : at
