@@ -26,6 +26,22 @@ static int window_argmax(const int8 dims, const int8 window, __global const floa
     return best;
 }
 
+// The largest value of the 2x2 window whose first tap is t0 (every tap inside the plane, rows W apart), and in *at
+// the tap it came from: window_argmax's rule (the first largest; a NaN wins and stays), unrolled.
+static float window_max_2x2(__global const float* xp, const int t0, const int W, int* at)
+{
+    float m = xp[t0];
+    int best = t0;
+#define CLNN_TAKE(tap) { const float v = xp[tap]; const bool wins = !isnan(m) && (v > m || isnan(v)); \
+                         best = wins ? (tap) : best; m = wins ? v : m; }
+    CLNN_TAKE(t0 + 1)
+    CLNN_TAKE(t0 + W)
+    CLNN_TAKE(t0 + W + 1)
+#undef CLNN_TAKE
+    *at = best;
+    return m;
+}
+
 // Each work-item of these kernels takes `width` neighbouring outputs (a CPU-type device: long runs in order; a GPU:
 // 1); global = ⌈outputs / width⌉.
 
@@ -55,15 +71,7 @@ __kernel void max_pool2d(const int8 dims, const int8 window, const int width, __
         __global const float* xp = x + (size_t)plane * H * W;
         int at;
         if (two) {
-            const int t0 = oh * window.s2 * W + ow * window.s3;
-            float m = xp[t0];
-            at = t0;
-#define CLNN_TAKE(tap) { const float v = xp[tap]; const bool wins = !isnan(m) && (v > m || isnan(v)); \
-                         at = wins ? (tap) : at; m = wins ? v : m; }
-            CLNN_TAKE(t0 + 1)
-            CLNN_TAKE(t0 + W)
-            CLNN_TAKE(t0 + W + 1)
-#undef CLNN_TAKE
+            window_max_2x2(xp, oh * window.s2 * W + ow * window.s3, W, &at);
         } else {
             at = window_argmax(dims, window, xp, oh, ow);
         }
@@ -112,16 +120,8 @@ __kernel void max_pool2d_2x2_rows(const int8 dims, const int8 window, const int 
             }
         }
         for (; ow < OW; ++ow) {
-            const int t0 = top + ow * sx;
-            float m = xp[t0];
-            int at = t0;
-#define CLNN_TAKE(tap) { const float v = xp[tap]; const bool wins = !isnan(m) && (v > m || isnan(v)); \
-                         at = wins ? (tap) : at; m = wins ? v : m; }
-            CLNN_TAKE(t0 + 1)
-            CLNN_TAKE(t0 + W)
-            CLNN_TAKE(t0 + W + 1)
-#undef CLNN_TAKE
-            yr[ow] = m;
+            int at;
+            yr[ow] = window_max_2x2(xp, top + ow * sx, W, &at);
             ir[ow] = as_float(at);
         }
     }
