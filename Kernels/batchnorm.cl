@@ -79,7 +79,8 @@ __kernel void batch_norm_forward(const int8 dims, const float eps, const int bat
 
 // The gradients from g: dβ = Σ g, dγ = Σ g·x̂ (x̂ = (x − mean)/σ, σ = √(var + eps)), each written or, with its
 // `accumulate` flag, added; and dx = γ/σ·(g − Σg/count − x̂·Σg·x̂/count) with batch statistics (`batch` 1), γ/σ·g with
-// given ones. `needs` = (dx, dγ, dβ) as 0/1, `accumulate` = (dγ, dβ); a buffer not needed is a placeholder.
+// given ones. `flags` = (needs dx, needs dγ, needs dβ, accumulate dγ, accumulate dβ) as 0/1; a buffer not needed is a
+// placeholder.
 __kernel void batch_norm_backward(const int8 dims, const float eps, const int batch, const int8 flags,
                                   __global const float* g, __global const float* x, __global const float* gamma,
                                   __global const float* mean, __global const float* variance, __global float* dx,

@@ -109,12 +109,54 @@ final class GemmShapeClassTests: XCTestCase {
         XCTAssertEqual(classes, expected)
     }
 
-    /// A new class is tuned on the product's own operands: the kernel serves the variant and the product it then
-    /// computes matches the CPU's.
+    /// A large product of a class not seen before is tuned once, recorded in the cache file beside what the file
+    /// already holds, and reused; a product that adds to its output is tuned on a scratch buffer (its output is not
+    /// touched).
+    func testALargeProductsClassIsTunedOnceRecordedAndReused() throws {
+        try requireOpenCL()
+        let device = try OpenCLRuntime.shared.device(0)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-classes-\(getpid())")
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("gemm.json")
+        let plan = GemmPlan.defaults(for: device.info)
+        let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
+                                         plan: plan, small: plan, measurements: ["nn": ["kept": 1]],
+                                         classes: ["tn 2-2-2": plan.tn])
+        GemmTuner.writeCache(entry, to: file)
+        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, classes: [:], entry: entry,
+                                                          file: file))
+        let (m, n, k) = (37, 1031, 301)  // 11.5M multiply-adds: a large product
+        XCTAssertGreaterThan(m * n * k, GemmTuner.smallProduct)
+        let tag = DeviceTag.opencl(0)
+        let a = try Tensor.randn([m, k], seed: 5, on: tag), b = try Tensor.randn([n, k], seed: 6, on: tag)
+        let c = try Tensor.randn([m, n], seed: 7, on: tag)
+        let before = try c.toArray()
+        let (ab, bb) = (try XCTUnwrap(a.openCLMemory?.1), try XCTUnwrap(b.openCLMemory?.1))
+        let first = launches.launch(.nt, m: m, n: n, k: k, on: device, a: ab, b: bb, c: nil)
+        XCTAssertEqual(try c.toArray(), before, "tuned on scratch: the output it would add to is untouched")
+        XCTAssertTrue(first.kernel.serves(.nt))
+        let recorded = try JSONDecoder().decode(GemmTuner.CacheEntry.self,
+                                                from: Data(XCTUnwrap(readRegularFile(file.path))))
+        let key = GemmTuner.classKey(.nt, m: m, n: n, k: k)
+        XCTAssertEqual(recorded.classes?[key], first.kernel)
+        XCTAssertEqual(recorded.classes?["tn 2-2-2"], plan.tn, "what the file held is kept")
+        XCTAssertEqual(recorded.measurements["nn"]?["kept"], 1)
+        XCTAssertFalse(recorded.measurements[key]?.isEmpty ?? true)
+        let bytes = readRegularFile(file.path)
+        XCTAssertEqual(GemmTuner.classKey(.nt, m: m + 1, n: n, k: k), key)
+        XCTAssertEqual(launches.launch(.nt, m: m + 1, n: n, k: k, on: device, a: ab, b: bb, c: nil).kernel,
+                       first.kernel, "the same class: no second tuning")
+        XCTAssertEqual(readRegularFile(file.path), bytes)
+    }
+
+    /// A class is tuned on the product's own operands (`tuneClass`): the kernel serves the variant; the same large
+    /// product through `Tensor.matmul` (its class's kernel) matches the CPU's.
     func testANewShapeClassIsTunedOnItsProduct() throws {
         try requireOpenCL()
         let device = try OpenCLRuntime.shared.device(0)
-        let (m, n, k) = (37, 515, 301)
+        let (m, n, k) = (37, 1031, 301)
         let a = try Tensor.randn([m, k], seed: 3, on: .opencl(0)), b = try Tensor.randn([n, k], seed: 4, on: .opencl(0))
         let c = try Tensor.empty([m, n], on: .opencl(0))
         guard let (ab, bb, cb) = try? (XCTUnwrap(a.openCLMemory?.1), XCTUnwrap(b.openCLMemory?.1),

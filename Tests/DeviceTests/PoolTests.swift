@@ -58,18 +58,19 @@ final class PoolTests: XCTestCase {
     /// wins over any number, and the gradient goes to the winner.
     func testMaxPoolTiesAndNaNInTwoByTwoWindowsOnEveryDevice() throws {
         for device in testDevices {
-            // Twice over: windows 0-2 and 3-5 (so both the four-at-a-time lanes and the one-at-a-time tail of
-            // CPU-type devices meet a NaN, a tie and a largest value below the first tap).
-            let x = try Tensor([1, 3, 3, 2, 5, 5, 1, 3, 3, 2, 5, 5,
-                                3, .nan, 0, 0, 5, 5, 3, .nan, 0, 0, 5, 5], shape: [1, 1, 2, 12], on: device)
+            // Seven windows — a NaN, a largest first tap, a tie, repeated —: CPU-type devices take
+            // windows 0-3 four at a time and 4-6 one at a time, so each path meets a NaN (windows 0, 3 and 6), a
+            // tie (2 and 5) and a largest first tap (1 and 4).
+            let x = try Tensor([1, 3, 3, 2, 5, 5, 1, 3, 3, 2, 5, 5, 1, 3,
+                                3, .nan, 0, 0, 5, 5, 3, .nan, 0, 0, 5, 5, 3, .nan], shape: [1, 1, 2, 14], on: device)
             x.requiresGrad = true
             let y = try x.maxPool2d(kernel: 2)
             let values = try y.toArray()
-            XCTAssertTrue(values[0].isNaN && values[3].isNaN, "\(device): \(values)")
+            XCTAssertTrue(values[0].isNaN && values[3].isNaN && values[6].isNaN, "\(device): \(values)")
             XCTAssertEqual([values[1], values[2], values[4], values[5]], [3, 5, 3, 5], "\(device)")
-            try y.backward(seed: try Tensor([1, 2, 4, 8, 16, 32], shape: [1, 1, 1, 6], on: device))
-            XCTAssertEqual(try x.grad?.toArray(), [0, 0, 2, 0, 4, 0, 0, 0, 16, 0, 32, 0,
-                                                   0, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0], "\(device)")
+            try y.backward(seed: try Tensor([1, 2, 4, 8, 16, 32, 64], shape: [1, 1, 1, 7], on: device))
+            XCTAssertEqual(try x.grad?.toArray(), [0, 0, 2, 0, 4, 0, 0, 0, 16, 0, 32, 0, 0, 0,
+                                                   0, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 64], "\(device)")
         }
     }
 

@@ -4,7 +4,9 @@ import Foundation
 /// disk keyed by device name, driver version and matmul.cl's source hash, so later processes reuse it at once.
 /// Two plans are tuned: one on batch-sized products (a training step's) and one on large ones (full-batch passes,
 /// 1024³): the winners differ (on POCL/AVX-512 the TN winner at batch size runs 70 GFLOP/s there but loses at
-/// 784×64×1024).
+/// 784×64×1024). A large product through `Tensor.matmul` is also tuned for its own shape class on its first
+/// product (`classKey`, `tuneClass`), and the class's kernel cached in the same entry; the fused layer products use
+/// the two plans.
 ///
 /// `CLNN_GEMM_TUNE=0` skips tuning and uses `GemmPlan.defaults` (e.g. under oclgrind, where timing is meaningless).
 /// `CLNN_CACHE_DIR` moves the cache (default `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`).
@@ -75,8 +77,8 @@ enum GemmTuner {
         return Tuned(large: large, small: small, classes: [:], entry: entry, file: file)
     }
 
-    /// The shape class of a product: its variant and each size to the nearest half power of two (sizes within a
-    /// factor √2 share a class, and so a kernel).
+    /// The shape class of a product: its variant and each size rounded to the nearest half power of two (the sizes
+    /// of one class are within a factor √2 of each other, and share a kernel).
     static func classKey(_ variant: GemmVariant, m: Int, n: Int, k: Int) -> String {
         func bucket(_ x: Int) -> Int { Int((2 * log2(Double(max(x, 1)))).rounded()) }
         return "\(variant.rawValue) \(bucket(m))-\(bucket(n))-\(bucket(k))"
@@ -280,10 +282,11 @@ final class GemmPlans: @unchecked Sendable {
                 classes[key] = fallback
                 return fallback
             }
-            // Classes another process (or device of the same kind) recorded meanwhile are kept.
+            // What is on disk now (another process's classes, or its fresher plans) is kept; this class is added.
             if let bytes = readRegularFile(file.path),
-               let onDisk = GemmTuner.cachedPlan(bytes, for: device.info, sourceHash: entry.sourceHash) {
-                entry.classes = onDisk.classes.merging(entry.classes ?? [:]) { $1 }
+               GemmTuner.cachedPlan(bytes, for: device.info, sourceHash: entry.sourceHash) != nil,
+               let onDisk = try? JSONDecoder().decode(GemmTuner.CacheEntry.self, from: Data(bytes)) {
+                entry = onDisk
             }
             entry.classes = (entry.classes ?? [:]).merging([key: kernel]) { $1 }
             entry.measurements[key] = measured
