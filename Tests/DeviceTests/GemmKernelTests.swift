@@ -125,8 +125,7 @@ final class GemmShapeClassTests: XCTestCase {
                                          plan: plan, small: plan, measurements: ["nn": ["kept": 1]],
                                          classes: ["tn 2-2-2": plan.tn])
         GemmTuner.writeCache(entry, to: file)
-        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, classes: [:], entry: entry,
-                                                          file: file))
+        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file))
         let (m, n, k) = (37, 1031, 301)  // 11.5M multiply-adds: a large product
         XCTAssertGreaterThan(m * n * k, GemmTuner.smallProduct)
         let tag = DeviceTag.opencl(0)

@@ -26,12 +26,11 @@ enum GemmTuner {
         var classes: [String: GemmKernel]?
     }
 
-    /// What a device's products use: the large and the small plan, the kernels tuned per shape class, and where
-    /// new classes are recorded (nil: tuning is off).
+    /// What a device's products use: the large and the small plan, and the cache entry (with the kernels tuned per
+    /// shape class) and file where new classes are recorded (nil: tuning is off).
     struct Tuned {
         var large: GemmPlan
         var small: GemmPlan
-        var classes: [String: GemmKernel]
         var entry: CacheEntry?
         var file: URL?
     }
@@ -53,7 +52,7 @@ enum GemmTuner {
     static func plan(for device: OpenCLDevice) throws -> Tuned {
         let environment = ProcessInfo.processInfo.environment
         if environment["CLNN_GEMM_TUNE"] == "0" {
-            return Tuned(large: .defaults(for: device.info), small: .defaults(for: device.info), classes: [:])
+            return Tuned(large: .defaults(for: device.info), small: .defaults(for: device.info))
         }
         let source = try KernelLibrary.source("matmul")
         let hash = fnv1a(source)
@@ -62,8 +61,8 @@ enum GemmTuner {
         if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash),
            var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
             guard let why = tunedUnderLoad(bytes, plans.large, on: device) else {
-                entry.classes = plans.classes
-                return Tuned(large: plans.large, small: plans.small, classes: plans.classes, entry: entry, file: file)
+                entry.classes = plans.classes  // (only those that passed the checks)
+                return Tuned(large: plans.large, small: plans.small, entry: entry, file: file)
             }
             CLNNLog.logger.notice("the GEMM plan cached for \(device.info.name) was tuned under load (\(why)): tuning again")
         }
@@ -74,7 +73,7 @@ enum GemmTuner {
         let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
                                plan: large, small: small, measurements: measurements)
         writeCache(entry, to: file)
-        return Tuned(large: large, small: small, classes: [:], entry: entry, file: file)
+        return Tuned(large: large, small: small, entry: entry, file: file)
     }
 
     /// The shape class of a product: its variant and each size rounded to the nearest half power of two (the sizes
@@ -244,7 +243,7 @@ final class GemmPlans: @unchecked Sendable {
             (smallNN, smallNT, smallTN)
                 = (GemmLaunch(small.nn, .nn), GemmLaunch(small.nt, .nt), GemmLaunch(small.tn, .tn))
             self.tuned = tuned
-            classes = tuned.classes.reduce(into: [:]) { out, item in
+            classes = (tuned.entry?.classes ?? [:]).reduce(into: [:]) { out, item in
                 if let name = item.key.split(separator: " ").first, let variant = GemmVariant(rawValue: String(name)) {
                     out[item.key] = GemmLaunch(item.value, variant)
                 }
