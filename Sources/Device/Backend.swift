@@ -112,6 +112,14 @@ extension Tensor {
 }
 
 extension Storage {
+    /// The backend this memory belongs to (no device lookup).
+    var backend: Backend {
+        switch self {
+        case .cpu: return .cpu
+        case .opencl(let buffer): return .opencl(buffer.device)
+        }
+    }
+
     /// Overwrites elements offset..<offset + count with host values.
     func upload(_ source: UnsafePointer<Float>, count: Int, at offset: Int) throws {
         guard count > 0 else { return }

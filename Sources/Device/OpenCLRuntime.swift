@@ -15,7 +15,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
 
     private let ids: [cl_device_id]
     private let lock = NSLock()
-    private var opened: [Int: OpenCLDevice] = [:]
+    // By index (an array, not a dictionary: every op's result looks its device up here).
+    private var opened: [OpenCLDevice?] = []
 
     private init() {
         var found: [(cl_device_id, OpenCLDeviceInfo)] = []
@@ -91,7 +92,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// no driver thread is still working while the process tears down.
     public func finishAll() {
         lock.lock()
-        let devices = Array(opened.values)
+        let devices = opened.compactMap { $0 }
         lock.unlock()
         for device in devices { try? device.finish() }
     }
@@ -100,12 +101,13 @@ public final class OpenCLRuntime: @unchecked Sendable {
     public func device(_ index: Int) throws -> OpenCLDevice {
         lock.lock()
         defer { lock.unlock() }
-        if let device = opened[index] { return device }
+        if opened.indices.contains(index), let device = opened[index] { return device }
         guard ids.indices.contains(index) else {
             throw DeviceError.unknownDevice("opencl:\(index)",
                                             available: DeviceTag.availableTags(openCLCount: ids.count))
         }
         let device = try OpenCLDevice(id: ids[index], info: devices[index])
+        if opened.count <= index { opened += Array(repeating: nil, count: index + 1 - opened.count) }
         opened[index] = device
         return device
     }

@@ -146,7 +146,14 @@ extension Tensor {
     @discardableResult
     func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
                   _ rule: @escaping (Tensor, _ needs: GradientNeeds) throws -> [Tensor?]) -> Tensor {
-        guard Tensor.recording, inputs.contains(where: \.requiresGrad) else { return self }
+        guard inputs.contains(where: \.requiresGrad), Tensor.recording else { return self }
+        return record(op, from: inputs, saving: saved, rule)
+    }
+
+    /// `recorded` for an op that has checked itself that recording is on and an input requires a gradient (the
+    /// elementwise ops, where an op off the tape must cost nothing more and one on it as little as can be).
+    func record(_ op: String, from inputs: [Tensor], saving saved: [Tensor],
+                _ rule: @escaping (Tensor, _ needs: GradientNeeds) throws -> [Tensor?]) -> Tensor {
         autograd.node = TapeNode(op: op, inputs: inputs, saved: saved, rule: rule)
         return self
     }

@@ -7,13 +7,13 @@ import Foundation
 extension Tensor {
     /// f(self; p, q), recorded with f's derivative.
     func unary(_ f: UnaryFunction, p: Float = 0, q: Float = 0) throws -> Tensor {
-        let out = try Tensor.empty(shape, on: device)
+        let out = try Tensor.empty(shape, like: self)
         try Tensor.unaryKernel(f, self, p: p, q: q, into: out)
         // (Checked before the node's arrays and closure are built: an op off the tape allocates nothing more.)
         guard f.derivative != nil, requiresGrad, Tensor.recording else { return out }
         // NOTE: the rule runs only while `out` is alive (it is the tensor being differentiated): unowned, so that
         // the result does not keep itself alive through its own node.
-        return out.recorded(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g, _ in
+        return out.record(f.name, from: [self], saving: [self, out]) { [unowned(unsafe) out] g, _ in
             [try Tensor.unaryBackwardKernel(f, g, x: self, y: out, p: p, q: q)]
         }
     }
@@ -21,11 +21,11 @@ extension Tensor {
     /// f(self, other) broadcast, recorded with f's partial derivatives.
     func binary(_ f: BinaryFunction, _ other: Tensor) throws -> Tensor {
         guard device == other.device else { throw DeviceError.deviceMismatch(op: f.name, device, other.device) }
-        let out = try Tensor.empty(try Tensor.broadcastShape(f.name, shape, other.shape), on: device)
+        let out = try Tensor.empty(try Tensor.broadcastShape(f.name, shape, other.shape), like: self)
         try Tensor.binaryKernel(f, self, other, into: out)
         guard f.derivatives != nil, requiresGrad || other.requiresGrad, Tensor.recording else { return out }
         let (a, b) = (self, other)
-        return out.recorded(f.name, from: [self, other], saving: [a, b, out]) { [unowned(unsafe) out] g, needs in
+        return out.record(f.name, from: [self, other], saving: [a, b, out]) { [unowned(unsafe) out] g, needs in
             let y = out
             // Constant partial derivatives (a sum, a difference) scale the gradient: no derivative kernel.
             if let (da, db) = f.constantSlopes {

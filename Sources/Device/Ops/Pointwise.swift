@@ -235,7 +235,7 @@ extension Tensor {
     /// dx = g · f'(x, y; p, q) over g's shape, dense (x and y broadcast to it).
     static func unaryBackwardKernel(_ f: UnaryFunction, _ g: Tensor, x: Tensor, y: Tensor,
                                     p: Float, q: Float) throws -> Tensor {
-        let dx = try Tensor.empty(g.shape, on: g.device)
+        let dx = try Tensor.empty(g.shape, like: g)
         guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
             throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
         }
@@ -293,7 +293,7 @@ extension Tensor {
               let yl = y.layout.broadcast(to: g.shape) else {
             throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
         }
-        let (ga, gb) = (try Tensor.empty(g.shape, on: g.device), try Tensor.empty(g.shape, on: g.device))
+        let (ga, gb) = (try Tensor.empty(g.shape, like: g), try Tensor.empty(g.shape, like: g))
         let s = try StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
         try Tensor.run(op, views: true, g, a, b, y, ga, gb) { gp, ap, bp, yp, gap, gbp in
             s.forEachRow { o in

@@ -133,7 +133,7 @@ extension Tensor {
     func reductionKernel(_ f: ReductionFunction, axis k: Int, scale: Float = 1) throws -> Tensor {
         var outShape = shape
         outShape.remove(at: k)
-        let out = try Tensor.empty(outShape, on: device)
+        let out = try Tensor.empty(outShape, like: self)
         let r = try ReducedAxis(f.name, self, axis: k, out: out)
         let s = r.operands
         try Tensor.run(f.name, views: true, self, out) { xp, op in
@@ -200,7 +200,7 @@ extension Tensor {
         }
         var outShape = shape
         outShape.remove(at: k)
-        let out = try Tensor.empty(outShape, on: device)
+        let out = try Tensor.empty(outShape, like: self)
         let r = try ReducedAxis("argmax", self, axis: k, out: out)
         let s = r.operands
         try Tensor.run("argmax", views: true, self, out) { xp, op in

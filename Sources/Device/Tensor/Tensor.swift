@@ -66,6 +66,13 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(shape: shape, device: device, storage: try Backend(device).allocate(count))
     }
 
+    /// An uninitialised tensor of `shape` on `operand`'s device: an op's result, allocated without looking the device
+    /// up (`empty(_:on:)` costs a device lookup per op, and ops on small tensors are host-bound).
+    static func empty(_ shape: [Int], like operand: Tensor) throws -> Tensor {
+        let count = try checkedCount(shape)
+        return Tensor(shape: shape, device: operand.device, storage: try operand.storage.backend.allocate(count))
+    }
+
     /// The element count of `shape`, or an error for a negative size or more than Int32.max elements.
     package static func checkedCount(_ shape: [Int]) throws -> Int {
         var count = 1
