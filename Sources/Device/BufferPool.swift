@@ -14,12 +14,12 @@ final class BufferPool<Handle>: @unchecked Sendable {
     // in-place mutation of an array value allocates its accessor's frame on every call.
     private final class Bin {
         let count: Int
-        var handles: [Handle] = []
+        @exclusivity(unchecked) var handles: [Handle] = []
         init(count: Int) { self.count = count }
     }
-    private var free: [Int: Bin] = [:]
-    private var recent: (Bin?, Bin?, Bin?, Bin?) = (nil, nil, nil, nil)
-    private var bytes = 0
+    @exclusivity(unchecked) private var free: [Int: Bin] = [:]
+    @exclusivity(unchecked) private var recent: (Bin?, Bin?, Bin?, Bin?) = (nil, nil, nil, nil)
+    @exclusivity(unchecked) private var bytes = 0
     let limit: Int
     private let release: (Handle) -> Void
 

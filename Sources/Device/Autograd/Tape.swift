@@ -10,7 +10,7 @@ import Foundation
 /// Counts the in-place changes of one storage; shared by every view of it. (Unlocked: a tensor's contents are
 /// changed by one task at a time, as its ops are.)
 final class VersionCounter: @unchecked Sendable {
-    private(set) var value = 0
+    @exclusivity(unchecked) private(set) var value = 0
     func bump() { value += 1 }
 }
 
@@ -18,18 +18,18 @@ final class VersionCounter: @unchecked Sendable {
 final class TapeNode {
     let op: String
     /// The op's operands, in the order its rule returns their gradients.
-    private(set) var inputs: [Tensor]
+    @exclusivity(unchecked) private(set) var inputs: [Tensor]
     /// The storages of the tensors the rule reads, with their versions when recorded and the tensors' shapes (for
     /// the error). Not the tensors: a rule may read the op's own result, which must not keep itself alive.
-    let saved: [(version: VersionCounter, at: Int, shape: [Int])]
+    let saved: SavedVersions
     /// The rule: the result's gradient and which inputs need one → one gradient per input (nil: none), each of the
     /// input's shape. Dropped after `backward()` unless the graph is kept.
-    var rule: ((Tensor, GradientNeeds) throws -> [Tensor?])?
+    @exclusivity(unchecked) var rule: ((Tensor, GradientNeeds) throws -> [Tensor?])?
 
     init(op: String, inputs: [Tensor], saved: [Tensor],
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule) = (op, inputs, rule)
-        self.saved = saved.map { ($0.version, $0.version.value, $0.shape) }
+        self.saved = SavedVersions(saved)
     }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
@@ -46,6 +46,28 @@ final class TapeNode {
                 node.inputs = []
             }
         }
+    }
+}
+
+/// The versions of the tensors an op's rule reads, when it was recorded: up to three kept in the node itself (every
+/// elementwise op's case; recording is per op, and a chain of small ops is host-bound), more in an array.
+struct SavedVersions {
+    typealias Entry = (version: VersionCounter, at: Int, shape: [Int])
+    private let first: Entry?, second: Entry?, third: Entry?
+    private let rest: [Entry]
+
+    init(_ tensors: [Tensor]) {
+        func entry(_ i: Int) -> Entry? {
+            i < tensors.count ? (tensors[i].version, tensors[i].version.value, tensors[i].shape) : nil
+        }
+        (first, second, third) = (entry(0), entry(1), entry(2))
+        rest = tensors.count > 3 ? tensors[3...].map { ($0.version, $0.version.value, $0.shape) } : []
+    }
+
+    /// The first entry whose storage changed since, if any.
+    var firstModified: Entry? {
+        for entry in [first, second, third] { if let entry, entry.version.value != entry.at { return entry } }
+        return rest.first { $0.version.value != $0.at }
     }
 }
 
@@ -247,7 +269,7 @@ extension Tensor {
     }
 
     private static func checkSaved(_ node: TapeNode) throws {
-        for (counter, version, shape) in node.saved where counter.value != version {
+        if let (counter, version, shape) = node.saved.firstModified {
             throw DeviceError.invalidArgument(op: "backward", "a tensor of shape \(shape) that \(node.op) "
                 + "saved for its gradient was modified in place after \(node.op) used it (version \(version), now "
                 + "\(counter.value)); compute it again, or modify a copy")

@@ -217,10 +217,12 @@ extension Tensor {
     /// out = f(x; p, q), elementwise over out's shape (x broadcast to it). out may be a view (written through its
     /// layout) and may be x itself.
     static func unaryKernel(_ f: UnaryFunction, _ x: Tensor, p: Float = 0, q: Float = 0, into out: Tensor) throws {
-        guard let xl = x.shape == out.shape ? x.layout : x.layout.broadcast(to: out.shape) else {
-            throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
-        }
-        let s = try StridedOperands(f.name, [xl, out.layout])
+        let s = try StridedOperands(dense: [x, out]) ?? {
+            guard let xl = x.layout.broadcast(to: out.shape) else {
+                throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
+            }
+            return try StridedOperands(f.name, [xl, out.layout])
+        }()
         try Tensor.run(f.name, views: true, x, out) { xp, op in
             let (xs, os, n) = (s.step(0), s.step(1), s.inner)
             s.forEachRow { o in f.row(n, xp + o[0], xs, op + o[1], os, p, q) }
@@ -236,10 +238,12 @@ extension Tensor {
     static func unaryBackwardKernel(_ f: UnaryFunction, _ g: Tensor, x: Tensor, y: Tensor,
                                     p: Float, q: Float) throws -> Tensor {
         let dx = try Tensor.empty(g.shape, like: g)
-        guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
-            throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
-        }
-        let s = try StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
+        let s = try StridedOperands(dense: [g, x, y, dx]) ?? {
+            guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
+                throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
+            }
+            return try StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
+        }()
         try Tensor.run(f.name + " backward", views: true, g, x, y, dx) { gp, xp, yp, dp in
             let n = s.inner
             s.forEachRow { o in
@@ -270,11 +274,12 @@ extension Tensor {
 
     /// out = f(a, b) over out's shape (a and b broadcast to it).
     static func binaryKernel(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
-        guard let al = a.shape == out.shape ? a.layout : a.layout.broadcast(to: out.shape),
-              let bl = b.shape == out.shape ? b.layout : b.layout.broadcast(to: out.shape) else {
-            throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
-        }
-        let s = try StridedOperands(f.name, [al, bl, out.layout])
+        let s = try StridedOperands(dense: [a, b, out]) ?? {
+            guard let al = a.layout.broadcast(to: out.shape), let bl = b.layout.broadcast(to: out.shape) else {
+                throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
+            }
+            return try StridedOperands(f.name, [al, bl, out.layout])
+        }()
         try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
             let (sa, sb, so, n) = (s.step(0), s.step(1), s.step(2), s.inner)
             s.forEachRow { o in f.row(n, ap + o[0], sa, bp + o[1], sb, op + o[2], so) }
@@ -289,12 +294,14 @@ extension Tensor {
     static func binaryBackwardKernel(_ f: BinaryFunction, _ g: Tensor, _ a: Tensor, _ b: Tensor,
                                      y: Tensor) throws -> (Tensor, Tensor) {
         let op = f.name + " backward"
-        guard let al = a.layout.broadcast(to: g.shape), let bl = b.layout.broadcast(to: g.shape),
-              let yl = y.layout.broadcast(to: g.shape) else {
-            throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
-        }
         let (ga, gb) = (try Tensor.empty(g.shape, like: g), try Tensor.empty(g.shape, like: g))
-        let s = try StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
+        let s = try StridedOperands(dense: [g, a, b, y, ga, gb]) ?? {
+            guard let al = a.layout.broadcast(to: g.shape), let bl = b.layout.broadcast(to: g.shape),
+                  let yl = y.layout.broadcast(to: g.shape) else {
+                throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
+            }
+            return try StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
+        }()
         try Tensor.run(op, views: true, g, a, b, y, ga, gb) { gp, ap, bp, yp, gap, gbp in
             s.forEachRow { o in
                 for j in 0..<s.inner {

@@ -39,6 +39,20 @@ struct StridedOperands {
         (shape, strides, offsets) = (merged.shape, merged.strides, layouts.map(\.offset))
     }
 
+    /// Dense tensors of one shape (the common case of a chain of ops), as one axis — without building their layouts
+    /// (this runs for every op, and ops on small tensors are host-bound); nil otherwise.
+    init?(dense tensors: [Tensor]) {
+        let first = tensors[0]
+        guard tensors.allSatisfy({ $0.isDense && $0.shape == first.shape }) else { return nil }
+        shape = first.shape.count == 1 ? first.shape : [first.count]
+        if tensors.count < Self.denseStrides.count {
+            (strides, offsets) = (Self.denseStrides[tensors.count], Self.zeroOffsets[tensors.count])
+        } else {
+            strides = Array(repeating: Layout.unitStride, count: tensors.count)
+            offsets = Array(repeating: 0, count: tensors.count)
+        }
+    }
+
     var inner: Int { shape[shape.count - 1] }
     var rows: Int { shape.dropLast().reduce(1, *) }
     var count: Int { shape.reduce(1, *) }
