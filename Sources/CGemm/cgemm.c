@@ -1,7 +1,7 @@
 // Cache-blocked SGEMM for the CPU fallback, in the style of BLIS/GotoBLAS: B is packed into KC×NR column panels
-// (kept in L2), A into MR×KC row panels (kept in L1), and an MR×NR register-blocked micro-kernel does the FMAs with
-// SIMD vector types. The micro-kernel is compiled three times: AVX-512, AVX2+FMA and the baseline; the widest the
-// CPU runs is chosen at run time.
+// (kept in L2), A into MR×KC row panels (kept in L1) — or, when B is narrow, read in place — and an MR×NR
+// register-blocked micro-kernel does the FMAs with SIMD vector types. The micro-kernels are compiled three times:
+// AVX-512, AVX2+FMA and the baseline; the widest the CPU runs is chosen at run time.
 #include "cgemm.h"
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +11,23 @@
 #define KC 256
 #define MC 96
 #define NC 512
+// Read A in place (no packing) when a block of C has at most this many column panels.
+#ifndef DIRECT_MAX_PANELS
+#define DIRECT_MAX_PANELS 4
+#endif
 
 typedef float v8f __attribute__((vector_size(32)));
 
-// The micro-kernels: out[MR][NR] = beta·out + Σ_p ap[p][0..MR) ⊗ bp[p][0..NR), out's rows `ldc` floats apart
-// (out is C itself for a whole tile, or a scratch tile). beta 0 does not read out.
-#define MICRO_KERNEL_BODY                                                                          \
+// The micro-kernels: out[MR][NR] = beta·out + Σ_p A(p, r) ⊗ bp[p][0..NR), out's rows `ldc` floats apart (out is C
+// itself for a whole tile, or a scratch tile). beta 0 does not read out. A(p, r) — element p of the panel's row r —
+// is read from a packed panel (ap[p·MR + r]) or, unpacked, straight from A: a row-major A (ap[r·lda + p], the
+// forward product x·w) or a transposed one (ap[p·lda + r], the weight gradient xᵀ·g). Packing A pays when a block of
+// A meets many column panels of B; for a narrow B (a layer of 50 units: four panels) it costs more than it saves.
+#define A_PACKED(p, r) ap[(p) * MR + (r)]
+#define A_ROWS(p, r) ap[(r) * lda + (p)]
+#define A_COLS(p, r) ap[(p) * lda + (r)]
+
+#define MICRO_KERNEL_BODY(A_AT)                                                                    \
     v8f acc[MR][2];                                                                                \
     for (int r = 0; r < MR; r++) { acc[r][0] = (v8f){0}; acc[r][1] = (v8f){0}; }                   \
     for (int p = 0; p < kc; p++) {                                                                 \
@@ -25,7 +36,7 @@ typedef float v8f __attribute__((vector_size(32)));
         memcpy(&b1, bp + p * NR + 8, sizeof b1);                                                   \
         _Pragma("GCC unroll 6")                                                                    \
         for (int r = 0; r < MR; r++) {                                                             \
-            const float a = ap[p * MR + r];                                                        \
+            const float a = A_AT(p, r);                                                            \
             acc[r][0] += a * b0;                                                                   \
             acc[r][1] += a * b1;                                                                   \
         }                                                                                          \
@@ -44,53 +55,64 @@ typedef float v8f __attribute__((vector_size(32)));
         memcpy(o + 8, &acc[r][1], 32);                                                             \
     }
 
-__attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *ap, const float *bp, float *out,
-                                                           ptrdiff_t ldc, float beta)
-{
-    MICRO_KERNEL_BODY
-}
-
 typedef float v16f __attribute__((vector_size(64)));
 
 // The same with one 16-lane register per row (AVX-512: half the instructions of the AVX2 kernel).
-__attribute__((target("avx512f"))) static void micro_avx512(int kc, const float *ap, const float *bp, float *out,
-                                                            ptrdiff_t ldc, float beta)
-{
-    v16f acc[MR];
-    for (int r = 0; r < MR; r++) acc[r] = (v16f){0};
-    for (int p = 0; p < kc; p++) {
-        v16f b;
-        memcpy(&b, bp + p * NR, sizeof b);
-        _Pragma("GCC unroll 6")
-        for (int r = 0; r < MR; r++) acc[r] += ap[p * MR + r] * b;
+#define MICRO_KERNEL_BODY_512(A_AT)                                                                \
+    v16f acc[MR];                                                                                  \
+    for (int r = 0; r < MR; r++) acc[r] = (v16f){0};                                               \
+    for (int p = 0; p < kc; p++) {                                                                 \
+        v16f b;                                                                                    \
+        memcpy(&b, bp + p * NR, sizeof b);                                                         \
+        _Pragma("GCC unroll 6")                                                                    \
+        for (int r = 0; r < MR; r++) acc[r] += A_AT(p, r) * b;                                     \
+    }                                                                                              \
+    _Pragma("GCC unroll 6")                                                                        \
+    for (int r = 0; r < MR; r++) {                                                                 \
+        float *o = out + r * ldc;                                                                  \
+        if (beta != 0.0f) {                                                                        \
+            v16f c;                                                                                \
+            memcpy(&c, o, sizeof c);                                                               \
+            acc[r] += beta * c;                                                                    \
+        }                                                                                          \
+        memcpy(o, &acc[r], sizeof acc[r]);                                                         \
     }
-    _Pragma("GCC unroll 6")
-    for (int r = 0; r < MR; r++) {
-        float *o = out + r * ldc;
-        if (beta != 0.0f) {
-            v16f c;
-            memcpy(&c, o, sizeof c);
-            acc[r] += beta * c;
-        }
-        memcpy(o, &acc[r], sizeof acc[r]);
+
+#define MICRO_PARAMETERS int kc, const float *ap, ptrdiff_t lda, const float *bp, float *out, ptrdiff_t ldc, float beta
+#define MICRO_KERNELS(A_AT, suffix)                                                                \
+    __attribute__((target("avx2,fma"))) static void micro_avx2_##suffix(MICRO_PARAMETERS)          \
+    {                                                                                              \
+        (void)lda;                                                                                 \
+        MICRO_KERNEL_BODY(A_AT)                                                                    \
+    }                                                                                              \
+    __attribute__((target("avx512f"))) static void micro_avx512_##suffix(MICRO_PARAMETERS)         \
+    {                                                                                              \
+        (void)lda;                                                                                 \
+        MICRO_KERNEL_BODY_512(A_AT)                                                                \
+    }                                                                                              \
+    static void micro_portable_##suffix(MICRO_PARAMETERS)                                          \
+    {                                                                                              \
+        (void)lda;                                                                                 \
+        MICRO_KERNEL_BODY(A_AT)                                                                    \
     }
-}
 
-static void micro_portable(int kc, const float *ap, const float *bp, float *out, ptrdiff_t ldc, float beta)
-{
-    MICRO_KERNEL_BODY
-}
+MICRO_KERNELS(A_PACKED, packed)
+MICRO_KERNELS(A_ROWS, rows)
+MICRO_KERNELS(A_COLS, cols)
 
-typedef void (*micro_kernel)(int, const float *, const float *, float *, ptrdiff_t, float);
+typedef void (*micro_kernel)(MICRO_PARAMETERS);
+typedef struct { micro_kernel packed, rows, cols; } micro_kernels;
 
-/// The widest micro-kernel this CPU runs: AVX-512, else AVX2+FMA, else portable (checked once, at run time).
-static micro_kernel pick_micro(void)
+/// The widest micro-kernels this CPU runs: AVX-512, else AVX2+FMA, else portable (checked once, at run time).
+static micro_kernels pick_micro(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (__builtin_cpu_supports("avx512f")) return micro_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return micro_avx2;
+    if (__builtin_cpu_supports("avx512f"))
+        return (micro_kernels){micro_avx512_packed, micro_avx512_rows, micro_avx512_cols};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return (micro_kernels){micro_avx2_packed, micro_avx2_rows, micro_avx2_cols};
 #endif
-    return micro_portable;
+    return (micro_kernels){micro_portable_packed, micro_portable_rows, micro_portable_cols};
 }
 
 size_t clnn_sgemm_pack_floats(void)
@@ -111,8 +133,7 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
 {
     (void)m;
     if (row_begin >= row_end || col_begin >= col_end) return;
-    static micro_kernel micro;
-    if (!micro) micro = pick_micro();
+    const micro_kernels micro = pick_micro();
     if (k <= 0) {  // C = beta·C
         for (int i = row_begin; i < row_end; i++)
             for (int j = col_begin; j < col_end; j++)
@@ -121,10 +142,15 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
     }
     float *bpack = pack, *apack = pack + (size_t)KC * (NC + NR);
     float tile[MR * NR];
+    // K in equal blocks of at most KC (784 = 4 × 196, not 3 × 256 + 16: a thin last block spends its time loading
+    // and storing C).
+    const int kblocks = (k + KC - 1) / KC, kstep = (k + kblocks - 1) / kblocks;
     for (int jc = col_begin; jc < col_end; jc += NC) {
         const int nc = col_end - jc < NC ? col_end - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {
-            const int kc = k - pc < KC ? k - pc : KC;
+        // A read in place when B is narrow (see the micro-kernels) and A is row-major or transposed.
+        const int unpacked = (nc + NR - 1) / NR <= DIRECT_MAX_PANELS && (a_col == 1 || a_row == 1);
+        for (int pc = 0; pc < k; pc += kstep) {
+            const int kc = k - pc < kstep ? k - pc : kstep;
             const float b = pc > 0 ? 1.0f : beta;  // later K blocks add to the first's
             // Pack B[pc..pc+kc, jc..jc+nc] as panels of NR columns, zero-padded on the right.
             for (int jr = 0; jr < nc; jr += NR) {
@@ -148,10 +174,12 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
             }
             for (int ic = row_begin; ic < row_end; ic += MC) {
                 const int mc = row_end - ic < MC ? row_end - ic : MC;
-                // Pack A[ic..ic+mc, pc..pc+kc] as panels of MR rows, zero-padded at the bottom.
+                // Pack A[ic..ic+mc, pc..pc+kc] as panels of MR rows, zero-padded at the bottom (unpacked: only a
+                // last panel of fewer than MR rows).
                 for (int ir = 0; ir < mc; ir += MR) {
                     float *dst = apack + (size_t)ir * kc;
                     const int h = mc - ir < MR ? mc - ir : MR;
+                    if (unpacked && h == MR) continue;
                     if (a_col == 1 && h == MR) {
                         for (int r = 0; r < MR; r++) {  // row r of the panel is a contiguous run of kc floats
                             const float *src = A + (size_t)(ic + ir + r) * a_row + pc;
@@ -167,12 +195,21 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
                 for (int jr = 0; jr < nc; jr += NR) {
                     for (int ir = 0; ir < mc; ir += MR) {
                         const int rows = mc - ir < MR ? mc - ir : MR, cols = nc - jr < NR ? nc - jr : NR;
+                        // This panel of A: in place, or packed.
+                        micro_kernel kernel = micro.packed;
+                        const float *ap = apack + (size_t)ir * kc;
+                        ptrdiff_t lda = MR;
+                        if (unpacked && rows == MR) {
+                            ap = A + (size_t)(ic + ir) * a_row + (size_t)pc * a_col;
+                            kernel = a_col == 1 ? micro.rows : micro.cols;
+                            lda = a_col == 1 ? a_row : a_col;
+                        }
                         float *c = C + (size_t)(ic + ir) * n + jc + jr;
                         if (rows == MR && cols == NR) {  // a whole tile: straight into C
-                            micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, c, n, b);
+                            kernel(kc, ap, lda, bpack + (size_t)jr * kc, c, n, b);
                             continue;
                         }
-                        micro(kc, apack + (size_t)ir * kc, bpack + (size_t)jr * kc, tile, NR, 0.0f);
+                        kernel(kc, ap, lda, bpack + (size_t)jr * kc, tile, NR, 0.0f);
                         for (int r = 0; r < rows; r++) {
                             float *cr = c + (size_t)r * n;
                             const float *t = tile + r * NR;

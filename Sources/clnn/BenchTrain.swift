@@ -8,7 +8,10 @@ extension Bench {
         static let configuration = CommandConfiguration(
             commandName: "train",
             abstract: "Epoch time (784-50-10, cross-entropy, SGD lr 0.1, batch 64) and the fast.ai lessons' full-batch "
-                + "forward+backward (784-50-1, MSE, all training images), on every device.")
+                + "forward+backward (784-50-1, MSE, all training images), on every device.",
+            discussion: "The full-batch pass is timed two ways, in turn: fwd+bwd without the input's gradient (the "
+                + "work of PyTorch's autograd for an input that needs none) and with it (the lessons' and the numpy "
+                + "anchor's: one more product of the forward's size).")
 
         @Option(help: "A folder in the MNIST layout.")
         var data: String = MNISTFolder.defaultPath
@@ -19,7 +22,7 @@ extension Bench {
         @Option(help: "Epochs timed per device (the median is printed).")
         var epochs: Int = 3
 
-        @Option(help: "Full-batch passes timed per device (the median is printed).")
+        @Option(help: "Full-batch passes timed per device and form (the median is printed).")
         var runs: Int = 5
 
         @Option(parsing: .upToNextOption, help: ArgumentHelp(
@@ -58,7 +61,7 @@ extension Bench {
             print("epoch: \(sizes.map(String.init).joined(separator: "-")), cross-entropy, SGD lr \(lr), "
                   + "batch \(batchSize); "
                   + "full batch: \(train.features)-50-1, MSE, \(train.count) images")
-            print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms")
+            print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms  with input grad ms")
             let tags = try benchDevices(device)
             for tag in tags {
                 do {
@@ -117,26 +120,28 @@ extension Bench {
                 let y = try Tensor(train.labels, shape: [train.count], on: tag)
                 let seedModel = try MLP.make(sizes: [train.features, 50, 1], seed: 1, on: tag)
                 let grad = try Tensor.empty([train.count, 1], on: tag)
-                var forward: [Double] = [], backward: [Double] = []
-                for _ in 0...runs {
+                // The backward pass both ways, in turn: without the input's gradient (what PyTorch's autograd does
+                // for an input that needs none: its anchor's work) and with it (as the lessons and the numpy anchor
+                // compute it: one more product of the forward's size).
+                var forward: [Double] = [], backward: [Double] = [], backwardInput: [Double] = []
+                for run in 0...(2 * runs + 1) {
                     var start = DispatchTime.now().uptimeNanoseconds
                     let pred = try seedModel.forward(x)
                     _ = try MSELoss()(pred, y, grad: grad)
                     try tag.synchronize()
-                    forward.append(secondsSince(start))
+                    if run >= 2 { forward.append(secondsSince(start)) }
                     start = DispatchTime.now().uptimeNanoseconds
                     try seedModel.zeroGrad()
-                    // with the input gradient, as the lessons (and the numpy anchor) do
-                    _ = try seedModel.backward(grad)
+                    _ = try seedModel.backward(grad, needsInputGradient: run % 2 == 1)
                     try tag.synchronize()
-                    backward.append(secondsSince(start))
+                    if run >= 2 { run % 2 == 1 ? backwardInput.append(secondsSince(start))
+                                               : backward.append(secondsSince(start)) }
                 }
-                forward.removeFirst()
-                backward.removeFirst()
-                let f = forward.sorted()[forward.count / 2], b = backward.sorted()[backward.count / 2]
+                func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+                let (f, b, bx) = (median(forward), median(backward), median(backwardInput))
                 print(tag.description.padding(toLength: 12, withPad: " ", startingAt: 0)
-                      + String(format: "%10.3f %24.1f %8.1f %10.1f", epochTime, f * 1e3, b * 1e3,
-                               (f + b) * 1e3))
+                      + String(format: "%10.3f %24.1f %8.1f %10.1f %16.1f", epochTime, f * 1e3, b * 1e3,
+                               (f + b) * 1e3, (f + bx) * 1e3))
             }
         }
     }

@@ -34,6 +34,27 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The cache-blocked CPU product past the small path: a narrow B (50 columns: A read in place, row-major or
+    /// transposed), a wide one (A packed), K split into equal blocks (785 = 197 + 196 · 3, 300 = 150 · 2), rows not a
+    /// multiple of the 6-row tile and split across threads; accumulating too.
+    func testBlockedCPUProductOnNarrowAndWideShapes() throws {
+        for (m, k, n) in [(1001, 785, 50), (607, 300, 61), (70, 300, 1000)] {
+            for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+                let av = testValues(m * k, seed: 3), bv = testValues(k * n, seed: 4), cv = testValues(m * n, seed: 5)
+                let a = try Tensor(av, shape: transA ? [k, m] : [m, k])
+                let b = try Tensor(bv, shape: transB ? [n, k] : [k, n])
+                let product = referenceMatmul(av, bv, m: m, n: n, k: k, transA: transA, transB: transB)
+                let label = "\(m)x\(k)·\(k)x\(n) tA=\(transA) tB=\(transB)"
+                let c = try a.matmul(b, transposeSelf: transA, transposeOther: transB)
+                assertClose(try c.toArray(), product, rtol: 1e-4, atol: 1e-4, label)
+                let accumulated = try Tensor(cv, shape: [m, n])
+                try Tensor.matmul(a, b, transA: transA, transB: transB, accumulate: true, into: accumulated, naive: false)
+                assertClose(try accumulated.toArray(), zip(product, cv).map { $0 + Double($1) }, rtol: 1e-4,
+                            atol: 1e-4, "accumulating " + label)
+            }
+        }
+    }
+
     func testGemmAccumulatesIntoExistingValues() throws {
         for device in testDevices {
             let (m, k, n) = (37, 19, 41)
