@@ -110,12 +110,17 @@ static _Thread_local float *edge_tls;
                 acc[r][1] += ar * b1;                                                                     \
             }                                                                                             \
         }                                                                                                 \
+        /* NOTE: every row's registers to a tile first, at constant indices: indexing acc by a run-time row    \
+           count kept the accumulators in memory, stored on every step of the K loop (2x slower). */          \
+        float tile[SMALL_MR][16];                                                                         \
+        _Pragma("GCC unroll 6")                                                                           \
+        for (int r = 0; r < SMALL_MR; r++) {                                                              \
+            memcpy(tile[r], &acc[r][0], 32);                                                              \
+            memcpy(tile[r] + 8, &acc[r][1], 32);                                                          \
+        }                                                                                                 \
         for (int r = 0; r < rows; r++) {                                                                  \
-            float lanes[16];                                                                              \
-            memcpy(lanes, &acc[r][0], 32);                                                                \
-            memcpy(lanes + 8, &acc[r][1], 32);                                                            \
             float *c = p->C + (size_t)(i0 + r) * p->n + j0;                                               \
-            for (int j = 0; j < w; j++) c[j] = finish(lanes[j], c + j, p->beta);                          \
+            for (int j = 0; j < w; j++) c[j] = finish(tile[r][j], c + j, p->beta);                        \
         }                                                                                                 \
     }
 
