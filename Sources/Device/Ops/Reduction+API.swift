@@ -143,12 +143,14 @@ extension Tensor {
 }
 
 extension OpCheck {
-    /// Every reduction along each axis of a view (strided loops and per-output groups), a long axis (chunked), and
-    /// argmax, in Double.
+    /// Every reduction along each axis of a view (strided loops and per-output groups), a long axis (chunked), an
+    /// axis of many rows under wide rows of outputs (blocks of rows first, on CPU-type devices), and argmax, in
+    /// Double.
     static var reductionChecks: [OpCheck] {
         let shape = [6, 300, 5]
         let xv = values(shape.reduce(1, *), seed: 96)
         let long = values(70_001, seed: 97)
+        let wide = [3, 130, 257], wv = values(wide.reduce(1, *), seed: 98)
         let references: [(ReductionFunction, @Sendable ([Double]) -> Double)] = [
             (ReductionTable.sum, { $0.reduce(0, +) }), (ReductionTable.max, { $0.max()! }),
             (ReductionTable.min, { $0.min()! }),
@@ -159,6 +161,13 @@ extension OpCheck {
                 f((0..<n).map { k in Double(xv[((o / inner) * n + k) * inner + o % inner]) })
             }
         }
+        @Sendable func reduceWide(_ f: ([Double]) -> Double) -> [Double] {
+            (0..<wide[0] * wide[2]).map { o in
+                let (i, j) = (o / wide[2], o % wide[2])
+                let column: [Double] = (0..<wide[1]).map { k in Double(wv[(i * wide[1] + k) * wide[2] + j]) }
+                return f(column)
+            }
+        }
         var checks = references.flatMap { f, r in
             shape.indices.map { axis in
                 OpCheck("\(f.name) axis \(axis)", "6x300x5", atol: 1e-4, compute: { d in
@@ -166,7 +175,10 @@ extension OpCheck {
                 }, reference: { [reduce(axis, r)] })
             } + [OpCheck("\(f.name) of a long axis", "70001", atol: 1e-3, compute: { d in
                 [try Tensor(long, shape: [long.count], on: d).reductionKernel(f, axis: 0)]
-            }, reference: { [[r(long.map(Double.init))]] })]
+            }, reference: { [[r(long.map(Double.init))]] }),
+            OpCheck("\(f.name) axis 1 under wide rows", "3x130x257", atol: 1e-4, compute: { d in
+                [try Tensor(wv, shape: wide, on: d).reductionKernel(f, axis: 1)]
+            }, reference: { [reduceWide(r)] })]
         }
         checks += shape.indices.map { axis in
             OpCheck("argmax axis \(axis)", "6x300x5", compute: { d in

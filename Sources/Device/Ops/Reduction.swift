@@ -15,12 +15,15 @@ final class ReductionFunction: Sendable {
                         _ out: UnsafeMutablePointer<Float>, _ scale: Float) -> Void
     let loop: KernelSource
     let group: KernelSource
+    /// CPU-type devices only: blocks of the reduced axis over whole rows of outputs (see `reductionKernel`).
+    let blocks: KernelSource
 
     init<R: ReductionScalar>(_ name: String, _ identity: String, _ combine: String, _ r: R.Type) {
         (self.name, self.identity, self.combine) = (name, identity, combine)
         cpu = { s, n, step, x, out, scale in reduceOnHost(R.self, s, n, step, x, out, scale) }
         loop = KernelSource("reduce", "reduce_" + name)
         group = KernelSource("reduce", "reduce_\(name)_group")
+        blocks = KernelSource("reduce", "reduce_\(name)_blocks")
     }
 }
 
@@ -55,20 +58,36 @@ private func reduceOnHost<R: ReductionScalar>(_ r: R.Type, _ s: StridedOperands,
                                              _ scale: Float) {
     let (inner, xs, os) = (s.inner, s.step(0), s.step(1))
     if step != 1 && xs == 1 && n > 1 {
-        var totals = [Double](repeating: R.start, count: inner), blocks = [Float](repeating: 0, count: inner)
-        s.forEachRow { o in
-            totals.withUnsafeMutableBufferPointer { total in
-                blocks.withUnsafeMutableBufferPointer { block in
-                    for j in 0..<inner { total[j] = R.start }
-                    for k0 in stride(from: 0, to: n, by: 64) {
+        // Blocks of 64 rows of the reduced axis over the whole row of outputs, split across the cores (x read in
+        // order, whole rows one after another), each into its own partial row in fp32; then each output's blocks in
+        // order into a Double total.
+        nonisolated(unsafe) let (x, out) = (x, out)
+        let blockCount = (n + 63) / 64
+        var partials = [Float](repeating: 0, count: blockCount * inner)
+        partials.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let partial = buffer.baseAddress!
+            s.forEachRow { o in
+                hostParallel(blockCount, costPerItem: Double(64 * inner)) { blocks in
+                    for b in blocks {
+                        let block = partial + b * inner
                         for j in 0..<inner { block[j] = Float(R.start) }
-                        for k in k0..<Swift.min(n, k0 + 64) {
+                        for k in b * 64..<Swift.min(n, b * 64 + 64) {
                             let row = x + o[0] + k * step
                             for j in 0..<inner { block[j] = R.combine(block[j], row[j]) }
                         }
-                        for j in 0..<inner { total[j] = R.combine(total[j], Double(block[j])) }
                     }
-                    for j in 0..<inner { out[o[1] + j * os] = Float(total[j]) * scale }
+                }
+                hostParallel(inner, costPerItem: Double(blockCount)) { columns in
+                    var totals = [Double](repeating: R.start, count: columns.count)
+                    totals.withUnsafeMutableBufferPointer { total in
+                        for b in 0..<blockCount {
+                            let block = partial + b * inner + columns.lowerBound
+                            for j in 0..<columns.count { total[j] = R.combine(total[j], Double(block[j])) }
+                        }
+                        for j in 0..<columns.count {
+                            out[o[1] + (columns.lowerBound + j) * os] = Float(total[j]) * scale
+                        }
+                    }
                 }
             }
         }
@@ -146,6 +165,27 @@ extension Tensor {
                 try groupReduce(f, device, xb, ob, r, scale: scale)
                 return
             }
+            // A CPU-type device, outputs contiguous in x and a wide row of them (a column sum): blocks of the axis
+            // over whole rows first (x read in order), then the blocks, below.
+            var (s, x, n, step) = (s, xb, r.n, r.step)
+            if cpu, s.step(0) == 1, s.inner >= 256, r.n >= 2 * Self.reductionBlock {
+                let blocks = (r.n + Self.reductionBlock - 1) / Self.reductionBlock
+                let partial = try device.makeBuffer(count: s.rows * blocks * s.inner)
+                try device.launch(try device.kernel(f.blocks), global: WorkSize(blocks, s.rows),
+                                  local: WorkSize(1, 1)) { a in
+                    try a.axes(s); try a.layout("x", xb, s, 0); try a.int("n", r.n); try a.int("stride", r.step)
+                    try a.int("blocks", blocks); try a.buffer("partial", partial)
+                }
+                // The partial rows as x over the same axes: row-major, `blocks` rows of outputs per row of s.
+                var strides = [Int](repeating: 1, count: s.shape.count), next = blocks * s.inner
+                for k in stride(from: s.shape.count - 2, through: 0, by: -1) {
+                    strides[k] = next
+                    next *= s.shape[k]
+                }
+                s = try StridedOperands(f.name, [Layout(shape: s.shape, strides: strides, offset: 0),
+                                                 Layout(shape: s.shape, strides: s.strides[1], offset: s.offsets[1])])
+                (x, n, step) = (partial, blocks, s.inner)
+            }
             // NOTE: on a CPU-type device each work-item walks the whole axis for `width` neighbouring outputs: few,
             // long work-items, each its own work-group, or the driver may put them all in one group on one core.
             // Wide rows read memory in order (the prefetchers follow; 64 outputs read at half the speed of 256 on a
@@ -154,7 +194,7 @@ extension Tensor {
             while width > 16 && (s.inner + width - 1) / width * s.rows < 4 * device.info.computeUnits { width /= 2 }
             let global = WorkSize((s.inner + width - 1) / width, s.rows)
             try device.launch(try device.kernel(f.loop), global: global, local: cpu ? WorkSize(1, 1) : nil) { a in
-                try a.axes(s); try a.layout("x", xb, s, 0); try a.int("n", r.n); try a.int("stride", r.step)
+                try a.axes(s); try a.layout("x", x, s, 0); try a.int("n", n); try a.int("stride", step)
                 try a.int("width", width); try a.layout("out", ob, s, 1); try a.float("scale", scale)
             }
         }
@@ -192,6 +232,9 @@ extension Tensor {
         }
         try launch(s, x: xb, n: r.n, total: r.n * s.count, out: ob, scale: scale)
     }
+
+    /// Rows of the reduced axis per block of `reduce_*_blocks` (reduce.cl's BLOCK).
+    static let reductionBlock = 64
 
     /// The index along axis `k` of the largest element (first on ties, NaN largest), as floats; the axis removed.
     func argmaxKernel(axis k: Int) throws -> Tensor {

@@ -59,7 +59,7 @@ struct StridedOperands {
 
     /// On CPU-type devices each work-item loops over this many neighbouring elements of a row (strided.cl's
     /// CLNN_ROW_LOOP), and a column reduction keeps up to `reductionColumns` outputs per work-item.
-    static let rowChunk = 256, reductionColumns = 256
+    static let rowChunk = 256, reductionColumns = 1024
 
     /// The defines strided.cl reads: the element loop's form for the device kind and its sizes.
     static func header(rowLoop: Bool) -> String {
