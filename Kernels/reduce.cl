@@ -77,7 +77,23 @@ __kernel void reduce_##name##_blocks(AXES, __global const float* x, LAYOUT(x), c
     __global float* p = partial + ((size_t)row * blocks + b) * inner; \
     const int k1 = min(n, (b + 1) * BLOCK), inner8 = inner / 8; \
     for (int i = 0; i < inner; ++i) p[i] = (identity); \
-    for (int k = b * BLOCK; k < k1; ++k) { \
+    int k = b * BLOCK; \
+    for (; k + 4 <= k1; k += 4) { /* four rows per pass over the partial row, combined one after another */ \
+        __global const float* r = x + x_base + k * stride; \
+        for (int i = 0; i < inner8; ++i) { \
+            float8 acc = combine8_##name(vload8(i, p), vload8(i, r)); \
+            acc = combine8_##name(acc, vload8(i, r + stride)); \
+            acc = combine8_##name(acc, vload8(i, r + 2 * stride)); \
+            vstore8(combine8_##name(acc, vload8(i, r + 3 * stride)), i, p); \
+        } \
+        for (int i = 8 * inner8; i < inner; ++i) { \
+            float acc = combine_##name(p[i], r[i]); \
+            acc = combine_##name(acc, r[i + stride]); \
+            acc = combine_##name(acc, r[i + 2 * stride]); \
+            p[i] = combine_##name(acc, r[i + 3 * stride]); \
+        } \
+    } \
+    for (; k < k1; ++k) { \
         __global const float* r = x + x_base + k * stride; \
         for (int i = 0; i < inner8; ++i) vstore8(combine8_##name(vload8(i, p), vload8(i, r)), i, p); \
         for (int i = 8 * inner8; i < inner; ++i) p[i] = combine_##name(p[i], r[i]); \
