@@ -51,16 +51,39 @@ enum MinReduction: ReductionScalar {
 }
 
 /// The CPU loop of a reduction, in Double. A contiguous reduced axis: each output with four accumulators (the
-/// additions overlap); outputs contiguous in x: the reduced axis outermost, a row of accumulators added to at a time,
-/// blocks of 64 rows in fp32 (vectorised) then added to Double totals; else each output on its own.
+/// additions overlap); outputs contiguous in x: the reduced axis outermost, blocks of 64 rows in fp32 (vectorised)
+/// then added to Double totals — small ones a row of accumulators at a time, large ones split across the cores; else
+/// each output on its own.
 private func reduceOnHost<R: ReductionScalar>(_ r: R.Type, _ s: StridedOperands, _ n: Int, _ step: Int,
                                              _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                                              _ scale: Float) {
     let (inner, xs, os) = (s.inner, s.step(0), s.step(1))
+    if step != 1 && xs == 1 && n > 1 && n * inner < 1 << 16 {
+        // A small one (a batch's bias gradient): one row of accumulators, added to a row of x at a time, blocks of 64
+        // rows in fp32 (vectorised) then added to Double totals.
+        var totals = [Double](repeating: R.start, count: inner), blocks = [Float](repeating: 0, count: inner)
+        s.forEachRow { o in
+            totals.withUnsafeMutableBufferPointer { total in
+                blocks.withUnsafeMutableBufferPointer { block in
+                    for j in 0..<inner { total[j] = R.start }
+                    for k0 in stride(from: 0, to: n, by: 64) {
+                        for j in 0..<inner { block[j] = Float(R.start) }
+                        for k in k0..<Swift.min(n, k0 + 64) {
+                            let row = x + o[0] + k * step
+                            for j in 0..<inner { block[j] = R.combine(block[j], row[j]) }
+                        }
+                        for j in 0..<inner { total[j] = R.combine(total[j], Double(block[j])) }
+                    }
+                    for j in 0..<inner { out[o[1] + j * os] = Float(total[j]) * scale }
+                }
+            }
+        }
+        return
+    }
     if step != 1 && xs == 1 && n > 1 {
-        // Blocks of 64 rows of the reduced axis over the whole row of outputs, split across the cores (x read in
-        // order, whole rows one after another), each into its own partial row in fp32; then each output's blocks in
-        // order into a Double total.
+        // A large one: blocks of 64 rows of the reduced axis over the whole row of outputs, split across the cores
+        // (x read in order, whole rows one after another), each into its own partial row in fp32; then each
+        // output's blocks in order into a Double total (the same order as the small form's).
         nonisolated(unsafe) let (x, out) = (x, out)
         let blockCount = (n + 63) / 64
         var partials = [Float](repeating: 0, count: blockCount * inner)
