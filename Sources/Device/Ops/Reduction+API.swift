@@ -150,7 +150,7 @@ extension OpCheck {
         let shape = [6, 300, 5]
         let xv = values(shape.reduce(1, *), seed: 96)
         let long = values(70_001, seed: 97)
-        let wide = [3, 300, 257], wv = values(wide.reduce(1, *), seed: 98)
+        let wide = [2, 262, 257], wv = values(wide.reduce(1, *), seed: 98)
         let references: [(ReductionFunction, @Sendable ([Double]) -> Double)] = [
             (ReductionTable.sum, { $0.reduce(0, +) }), (ReductionTable.max, { $0.max()! }),
             (ReductionTable.min, { $0.min()! }),
@@ -176,7 +176,7 @@ extension OpCheck {
             } + [OpCheck("\(f.name) of a long axis", "70001", atol: 1e-3, compute: { d in
                 [try Tensor(long, shape: [long.count], on: d).reductionKernel(f, axis: 0)]
             }, reference: { [[r(long.map(Double.init))]] }),
-            OpCheck("\(f.name) axis 1 under wide rows", "3x300x257", atol: 1e-4, compute: { d in
+            OpCheck("\(f.name) axis 1 under wide rows", "2x262x257", atol: 1e-4, compute: { d in
                 [try Tensor(wv, shape: wide, on: d).reductionKernel(f, axis: 1)]
             }, reference: { [reduceWide(r)] })]
         }
