@@ -20,6 +20,13 @@
 //                   also Y = F(C), C keeping the pre-activation for the backward pass. Argument: Y.
 //   BIAS_GRADIENT   (Aᵀ·B) db[j] = beta·db[j] + Σ_k B[k][j]: the bias gradient beside the weight gradient.
 //                   Argument: db.
+//
+// Split K (-D K_SPLIT, the column-vector kernels, without BIAS_EPILOGUE): a long-K product (the full batch's weight
+// gradient: K = 60000, M·N = 784·50) done in one pass per output block streams all of A for each block of columns
+// and keeps nothing in cache. With K_SPLIT, dimension 2 of the grid cuts K into chunks of k_chunk (an argument after
+// the fusion's): work-item z sums k in [z·k_chunk, (z+1)·k_chunk) and writes its partial product to C + z·M·N (and,
+// with BIAS_GRADIENT, its partial column sums to db + z·N), beta 0; matmul_sum_partials adds the parts in order
+// (deterministic) into the real C and db with beta.
 #include "rows.cl"
 #ifdef GATHER_A
 #define GATHER_PARAMS , __global const float* order, const int offset, const int a_rows
@@ -61,6 +68,16 @@
 #define EPILOGUE 1
 #else
 #define EPILOGUE 0
+#endif
+#ifdef K_SPLIT
+#if EPILOGUE
+#error "K_SPLIT writes partial products: an epilogue belongs after matmul_sum_partials"
+#endif
+#define SPLIT_PARAMS , const int k_chunk
+#define SPLIT_ARGS , k_chunk
+#else
+#define SPLIT_PARAMS
+#define SPLIT_ARGS
 #endif
 // C[o] (column j) = acc + beta·C[o], then the epilogue.
 #define STORE_C(o, j, acc) { \
@@ -374,22 +391,38 @@ void store_sums(__global float* db, const int valid, const floatV s, const float
 #define COL_SUM_STORE(r, v) store_sums(db + j0 + v * VW, N - j0 - v * VW, s##v, beta);
 
 // C = op(A)·B, B row-major [K,N]: each work-item computes RM rows × RN·VW columns.
-// global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉).
+// global = (⌈M/RM⌉, ⌈N/(RN·VW)⌉), or (⌈N/(RN·VW)⌉, ⌈M/RM⌉) with -D COLUMNS_FIRST: a CPU driver runs neighbouring
+// work-items one after the other, so the blocks of one row band share A's rows in cache (what pays when N is a few
+// blocks wide and A is large: 60000x50x784). With K_SPLIT, dimension 2 is the chunk of K.
 // Rows past M are clamped to M-1 for loading (no branch in the loop) and never stored; columns past N read as 0.
 void matmul_columns(const int M, const int N, const int K,
                     __global const float* A, __global const float* B, __global float* C, const float beta,
-                    const bool TRANS_A FUSION_PARAMS)
+                    const bool TRANS_A FUSION_PARAMS SPLIT_PARAMS)
 {
     const bool TRANS_B = false;
+#ifdef COLUMNS_FIRST
+    const int i0 = get_global_id(1) * RM;
+    const int j0 = get_global_id(0) * (RN * VW);
+#else
     const int i0 = get_global_id(0) * RM;
     const int j0 = get_global_id(1) * (RN * VW);
+#endif
     if (i0 >= M || j0 >= N) return;
+#ifdef K_SPLIT
+    const int k_begin = get_global_id(2) * k_chunk, k_end = min(K, k_begin + k_chunk);
+    C += (size_t)get_global_id(2) * M * N;
+#ifdef BIAS_GRADIENT
+    db += (size_t)get_global_id(2) * N;
+#endif
+#else
+    const int k_begin = 0, k_end = K;
+#endif
     ROWS(COL_DECL_ROW)
 #ifdef BIAS_GRADIENT
     // The first row block also sums B's columns: the bias gradient, from the loads it makes anyway.
     if (i0 == 0) {
         VECS(COL_SUM_DECL, 0)
-        for (int k = 0; k < K; k++) {
+        for (int k = k_begin; k < k_end; k++) {
             VECS(COL_LOAD_B, 0)
             VECS(COL_SUM, 0)
             ROWS(COL_FMA_ROW)
@@ -399,24 +432,46 @@ void matmul_columns(const int M, const int N, const int K,
         return;
     }
 #endif
-    for (int k = 0; k < K; k++) {
+    for (int k = k_begin; k < k_end; k++) {
         VECS(COL_LOAD_B, 0)
         ROWS(COL_FMA_ROW)
     }
     ROWS(COL_STORE_ROW)
 }
 
+// (Also A·Bᵀ: the launcher transposes B into a scratch [K,N] first, matmul_transpose, when the tuner picks a
+// column-vector kernel for it — a short K (the input gradient's 50) makes the dot-product kernel's per-output
+// horizontal sums cost more than the multiply-adds.)
 __kernel void matmul_forward_columns(const int M, const int N, const int K, __global const float* A,
-                                     __global const float* B, __global float* C, const float beta FUSION_PARAMS)
+                                     __global const float* B, __global float* C, const float beta FUSION_PARAMS
+                                     SPLIT_PARAMS)
 {
-    matmul_columns(M, N, K, A, B, C, beta, false FUSION_ARGS);
+    matmul_columns(M, N, K, A, B, C, beta, false FUSION_ARGS SPLIT_ARGS);
 }
 
 __kernel void matmul_backward_weight_columns(const int M, const int N, const int K, __global const float* A,
                                              __global const float* B, __global float* C, const float beta
-                                             FUSION_PARAMS)
+                                             FUSION_PARAMS SPLIT_PARAMS)
 {
-    matmul_columns(M, N, K, A, B, C, beta, true FUSION_ARGS);
+    matmul_columns(M, N, K, A, B, C, beta, true FUSION_ARGS SPLIT_ARGS);
+}
+
+// out[o] = Σ_z P[z·count + o] (+ beta·out[o]) for o < count: split K's second pass, the parts added in order.
+__kernel void matmul_sum_partials(const int count, const int parts, __global const float* P, __global float* out,
+                                  const float beta)
+{
+    const int o = get_global_id(0);
+    if (o >= count) return;
+    float s = 0.0f;
+    for (int z = 0; z < parts; z++) s += P[(size_t)z * count + o];
+    out[o] = beta == 0.0f ? s : s + beta * out[o];
+}
+
+// dst [cols, rows] = srcᵀ, src [rows, cols]. global = (cols, rows).
+__kernel void matmul_transpose(const int rows, const int cols, __global const float* src, __global float* dst)
+{
+    const int c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
 }
 
 // One ladder per bound: DOT_ROWS_(X, a) expands X(r, a) for every r < DM, DOT_COLS_(X, a) expands X(a, c) for

@@ -39,18 +39,21 @@ final class SlotCounter: @unchecked Sendable {
     }
 }
 
-/// A launch's work sizes in one or two dimensions, without an array.
+/// A launch's work sizes in one, two or three dimensions, without an array.
 struct WorkSize: Sendable {
     var x: Int
     var y: Int
+    var z: Int
     let dimensions: Int
-    init(_ x: Int) { (self.x, y, dimensions) = (x, 1, 1) }
-    init(_ x: Int, _ y: Int) { (self.x, self.y, dimensions) = (x, y, 2) }
-    var isEmpty: Bool { x == 0 || y == 0 }
+    init(_ x: Int) { (self.x, y, z, dimensions) = (x, 1, 1, 1) }
+    init(_ x: Int, _ y: Int) { (self.x, self.y, z, dimensions) = (x, y, 1, 2) }
+    init(_ x: Int, _ y: Int, _ z: Int) { (self.x, self.y, self.z, dimensions) = (x, y, z, 3) }
+    var isEmpty: Bool { x == 0 || y == 0 || z == 0 }
     func rounded(up local: WorkSize) -> WorkSize {
         var out = self
         out.x = (x + local.x - 1) / local.x * local.x
         out.y = (y + local.y - 1) / local.y * local.y
+        out.z = (z + local.z - 1) / local.z * local.z
         return out
     }
 }

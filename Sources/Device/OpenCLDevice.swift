@@ -221,13 +221,15 @@ public final class OpenCLDevice: @unchecked Sendable {
         try args.finish()
         var event: cl_event?
         let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4) { sizes in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes in
                 sizes[0] = size.x
                 sizes[1] = size.y
-                sizes[2] = local?.x ?? 1
-                sizes[3] = local?.y ?? 1
+                sizes[2] = size.z
+                sizes[3] = local?.x ?? 1
+                sizes[4] = local?.y ?? 1
+                sizes[5] = local?.z ?? 1
                 return clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(size.dimensions), nil,
-                                              sizes.baseAddress!, local == nil ? nil : sizes.baseAddress! + 2, 0, nil,
+                                              sizes.baseAddress!, local == nil ? nil : sizes.baseAddress! + 3, 0, nil,
                                               Profiler.enabled ? eventPointer : nil)
             }
         }

@@ -133,7 +133,7 @@ final class GemmShapeClassTests: XCTestCase {
         let c = try Tensor.randn([m, n], seed: 7, on: tag)
         let before = try c.toArray()
         let (ab, bb) = (try XCTUnwrap(a.openCLMemory?.1), try XCTUnwrap(b.openCLMemory?.1))
-        let first = launches.launch(.nt, m: m, n: n, k: k, on: device, a: ab, b: bb, c: nil)
+        let first = launches.launch(.nt, m: m, n: n, k: k, on: device, a: ab, b: bb)
         XCTAssertEqual(try c.toArray(), before, "tuned on scratch: the output it would add to is untouched")
         XCTAssertTrue(first.kernel.serves(.nt))
         let recorded = try JSONDecoder().decode(GemmTuner.CacheEntry.self,
@@ -145,7 +145,7 @@ final class GemmShapeClassTests: XCTestCase {
         XCTAssertFalse(recorded.measurements[key]?.isEmpty ?? true)
         let bytes = readRegularFile(file.path)
         XCTAssertEqual(GemmTuner.classKey(.nt, m: m + 1, n: n, k: k), key)
-        XCTAssertEqual(launches.launch(.nt, m: m + 1, n: n, k: k, on: device, a: ab, b: bb, c: nil).kernel,
+        XCTAssertEqual(launches.launch(.nt, m: m + 1, n: n, k: k, on: device, a: ab, b: bb).kernel,
                        first.kernel, "the same class: no second tuning")
         XCTAssertEqual(readRegularFile(file.path), bytes)
     }
@@ -160,13 +160,66 @@ final class GemmShapeClassTests: XCTestCase {
         let c = try Tensor.empty([m, n], on: .opencl(0))
         guard let (ab, bb, cb) = try? (XCTUnwrap(a.openCLMemory?.1), XCTUnwrap(b.openCLMemory?.1),
                                        XCTUnwrap(c.openCLMemory?.1)) else { return XCTFail("no buffers") }
-        let (kernel, measured) = try XCTUnwrap(GemmTuner.tuneClass(device, .nt, m: m, n: n, k: k, a: ab, b: bb,
-                                                                    c: cb))
+        let before = try c.toArray()
+        let (kernel, measured) = try XCTUnwrap(GemmTuner.tuneClass(device, .nt, m: m, n: n, k: k, a: ab, b: bb))
+        XCTAssertEqual(try c.toArray(), before, "tuned into scratch buffers")
+        _ = cb
         XCTAssertTrue(kernel.serves(.nt))
         XCTAssertFalse(measured.isEmpty)
         XCTAssertTrue(measured.values.allSatisfy { $0 > 0 }, "\(measured)")
         let product = try a.matmul(b, transposeOther: true).toArray()
         let reference = try a.to(.cpu).matmul(try b.to(.cpu), transposeOther: true).toArray()
         for (x, y) in zip(product, reference) { XCTAssertEqual(x, y, accuracy: 1e-3) }
+    }
+    /// A fused layer product's class is its own ("… fN"), tuned in its fused form — the weight gradient with the bias
+    /// gradient beside it, on a batch long enough for the split-K kernels — into scratch buffers: the gradients it
+    /// would add to are untouched, and the product through the class's kernel, accumulated, matches the CPU's.
+    func testAFusedProductIsTunedInItsFusedForm() throws {
+        try requireOpenCL()
+        let device = try OpenCLRuntime.shared.device(0)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-fused-\(getpid())")
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("gemm.json")
+        let plan = GemmPlan.defaults(for: device.info)
+        let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
+                                         plan: plan, small: plan, measurements: [:], classes: [:])
+        GemmTuner.writeCache(entry, to: file)
+        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file))
+        let (batch, inputs, outputs) = (3001, 67, 45)  // 9M multiply-adds, K = 3001: split-K candidates too
+        XCTAssertGreaterThan(batch * inputs * outputs, GemmTuner.smallProduct)
+        let tag = DeviceTag.opencl(0)
+        let x = try Tensor.randn([batch, inputs], seed: 8, on: tag), dz = try Tensor.randn([batch, outputs], seed: 9, on: tag)
+        let dw = try Tensor.randn([inputs, outputs], seed: 10, on: tag), db = try Tensor.randn([outputs], seed: 11, on: tag)
+        let (dw0, db0) = (try dw.toArray(), try db.toArray())
+        let fusion = GemmFusion(biasGradient: true)
+        let extra = GemmFusionOperands(db: try XCTUnwrap(db.openCLMemory?.1))
+        let launch = launches.launch(.tn, m: inputs, n: outputs, k: batch, on: device,
+                                     a: try XCTUnwrap(x.openCLMemory?.1), b: try XCTUnwrap(dz.openCLMemory?.1),
+                                     fusion: fusion, extra: extra)
+        XCTAssertEqual(try dw.toArray(), dw0, "tuned into scratch: the weight gradient is untouched")
+        XCTAssertEqual(try db.toArray(), db0, "and the bias gradient")
+        let recorded = try JSONDecoder().decode(GemmTuner.CacheEntry.self,
+                                                from: Data(XCTUnwrap(readRegularFile(file.path))))
+        let key = GemmTuner.classKey(.tn, m: inputs, n: outputs, k: batch, fusion: fusion)
+        XCTAssertTrue(key.hasSuffix(" f\(fusion.index)"), key)
+        XCTAssertEqual(recorded.classes?[key], launch.kernel)
+        XCTAssertTrue(recorded.measurements[key]?.keys.contains { $0.contains("split K") } ?? false,
+                      "the split-K kernels were timed: \(recorded.measurements[key] ?? [:])")
+        try Tensor.linearBackward(Rows(x), dz, weightGradient: dw, biasGradient: db, accumulate: true)
+        let xs = try x.toArray(), dzs = try dz.toArray(), (gw, gb) = (try dw.toArray(), try db.toArray())
+        for i in 0..<inputs {
+            for j in 0..<outputs {
+                let want = (0..<batch).reduce(Double(dw0[i * outputs + j])) {
+                    $0 + Double(xs[$1 * inputs + i]) * Double(dzs[$1 * outputs + j])
+                }
+                XCTAssertEqual(Double(gw[i * outputs + j]), want, accuracy: 1e-3 * max(1, abs(want)))
+            }
+        }
+        for j in 0..<outputs {
+            let want = (0..<batch).reduce(Double(db0[j])) { $0 + Double(dzs[$1 * outputs + j]) }
+            XCTAssertEqual(Double(gb[j]), want, accuracy: 1e-3 * max(1, abs(want)))
+        }
     }
 }

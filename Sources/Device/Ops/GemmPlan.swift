@@ -43,15 +43,20 @@ enum GemmVariant: String, Codable, CaseIterable, Sendable {
 enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     /// Local-memory tiles of C per work-group, register-blocked per work-item (GPU-style).
     case tiled(GemmConfig)
-    /// RM rows × RN vectors of VW columns per work-item (NN and TN).
-    case columns(vw: Int, rm: Int, rn: Int)
+    /// RM rows × RN vectors of VW columns per work-item (NN and TN; NT on B transposed into a scratch first).
+    /// `columnsFirst`: the grid runs along a row band's column blocks first (they share A's rows in cache).
+    /// `kChunk` > 0: K split into chunks of (at least) that many, the partial products summed in a second pass
+    /// (the full batch's weight gradient, K = 60000); see `splitK`.
+    case columns(vw: Int, rm: Int, rn: Int, columnsFirst: Bool = false, kChunk: Int = 0)
     /// DM × DN dot products of VW-wide vectors per work-item (NT).
     case dots(vw: Int, dm: Int, dn: Int)
 
     var options: String {
         switch self {
         case .tiled(let c): return c.options
-        case let .columns(vw, rm, rn): return "-D VW=\(vw) -D RM=\(rm) -D RN=\(rn)"
+        case let .columns(vw, rm, rn, columnsFirst, kChunk):
+            return "-D VW=\(vw) -D RM=\(rm) -D RN=\(rn)" + (columnsFirst ? " -D COLUMNS_FIRST" : "")
+                + (kChunk > 0 ? " -D K_SPLIT" : "")
         case let .dots(vw, dm, dn): return "-D VW=\(vw) -D DM=\(dm) -D DN=\(dn)"
         }
     }
@@ -61,7 +66,8 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
                     "tn": "matmul_backward_weight"][variant.rawValue]!
         switch self {
         case .tiled: return base
-        case .columns: return base + "_columns"
+        // (A·Bᵀ by columns is A·B on B transposed first.)
+        case .columns: return (variant == .nt ? "matmul_forward" : base) + "_columns"
         case .dots: return base + "_dots"
         }
     }
@@ -69,18 +75,45 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     /// Whether this kernel implements `variant`.
     func serves(_ variant: GemmVariant) -> Bool {
         switch self {
-        case .tiled: return true
-        case .columns: return variant != .nt
+        case .tiled, .columns: return true
         case .dots: return variant == .nt
         }
     }
 
-    func global(m: Int, n: Int) -> WorkSize {
+    func global(m: Int, n: Int, k: Int) -> WorkSize {
         switch self {
         case .tiled(let c): return c.global(m: m, n: n)
-        case let .columns(vw, rm, rn): return WorkSize((m + rm - 1) / rm, (n + rn * vw - 1) / (rn * vw))
+        case let .columns(vw, rm, rn, columnsFirst, _):
+            let (rows, columns) = ((m + rm - 1) / rm, (n + rn * vw - 1) / (rn * vw))
+            let split = splitK(m: m, n: n, k: k)
+            let (x, y) = columnsFirst ? (columns, rows) : (rows, columns)
+            return split.map { WorkSize(x, y, $0.parts) } ?? WorkSize(x, y)
         case let .dots(_, dm, dn): return WorkSize((m + dm - 1) / dm, (n + dn - 1) / dn)
         }
+    }
+
+    /// How a split-K kernel cuts this product's K: chunks of `chunk` (the kernel's `kChunk`, larger when the
+    /// partial products would pass `maxPartialFloats`), `parts` of them; nil for a kernel that does not split.
+    func splitK(m: Int, n: Int, k: Int) -> (chunk: Int, parts: Int)? {
+        guard case let .columns(_, _, _, _, kChunk) = self, kChunk > 0 else { return nil }
+        let chunk = max(kChunk, (k * m * n + Self.maxPartialFloats - 1) / Self.maxPartialFloats, 1)
+        return (chunk, max(1, (k + chunk - 1) / chunk))
+    }
+
+    /// The most floats a split-K product's partial products take (64 MiB).
+    static let maxPartialFloats = 1 << 24
+
+    /// Whether this kernel is worth timing on a product of these sizes: a split-K one only when K makes at least
+    /// four chunks.
+    func suits(m: Int, n: Int, k: Int) -> Bool {
+        guard case let .columns(_, _, _, _, kChunk) = self, kChunk > 0 else { return true }
+        return k >= 4 * kChunk
+    }
+
+    /// The same kernel without splitting K (for a fusion with an epilogue, which a split kernel cannot hold).
+    var unsplit: GemmKernel {
+        guard case let .columns(vw, rm, rn, columnsFirst, kChunk) = self, kChunk > 0 else { return self }
+        return .columns(vw: vw, rm: rm, rn: rn, columnsFirst: columnsFirst)
     }
 
     var local: WorkSize? {
@@ -106,7 +139,9 @@ enum GemmKernel: Hashable, Codable, Sendable, CustomStringConvertible {
     var description: String {
         switch self {
         case .tiled(let c): return "tiled \(c.tsM)x\(c.tsN)x\(c.tsK) wpt \(c.wptM)x\(c.wptN)" + (c.vectorLoads ? " vec4" : "")
-        case let .columns(vw, rm, rn): return "columns \(rm)x\(rn)xfloat\(vw)"
+        case let .columns(vw, rm, rn, columnsFirst, kChunk):
+            return "columns \(rm)x\(rn)xfloat\(vw)" + (columnsFirst ? " by columns" : "")
+                + (kChunk > 0 ? " split K by \(kChunk)" : "")
         case let .dots(vw, dm, dn): return "dots \(dm)x\(dn)xfloat\(vw)"
         }
     }
@@ -159,11 +194,18 @@ struct GemmLaunch: Sendable {
     init(_ kernel: GemmKernel, _ variant: GemmVariant) {
         self.kernel = kernel
         sources = GemmFusion.all.map { fusion in
-            fusion == .none ? kernel.source(variant) : KernelSource(
+            let kernel = kernel.serving(fusion)
+            return fusion == .none ? kernel.source(variant) : KernelSource(
                 "matmul", kernel.kernelName(variant), options: kernel.options + " " + fusion.options,
                 prelude: fusion.activation == nil ? nil : "activation")
         }
     }
+}
+
+extension GemmKernel {
+    /// The kernel a launch in `fusion`'s form runs: this one, or without splitting K when the fusion has an
+    /// epilogue (it belongs after the partial products' sum).
+    func serving(_ fusion: GemmFusion) -> GemmKernel { fusion.bias ? unsplit : self }
 }
 
 extension GemmLaunch {
@@ -237,15 +279,22 @@ struct GemmPlan: Codable, Sendable, Equatable {
             .tiled(GemmConfig(tsM: 64, tsN: 64, tsK: 16, wptM: 8, wptN: 4, vectorLoads: true)),
             .tiled(GemmConfig(tsM: 128, tsN: 64, tsK: 16, wptM: 8, wptN: 8, vectorLoads: true)),
         ]
+        // The two column-vector shapes that win most often, with the grid along a row band's columns first (a few
+        // column blocks and a large A: 60000x50x784), and that with K split (a long K: 784x50x60000 Aᵀ·B).
+        let byColumns: [GemmKernel] = [(6, 2), (4, 4)].map { .columns(vw: 8, rm: $0.0, rn: $0.1, columnsFirst: true) }
+        let splitK: [GemmKernel] = [(6, 2), (4, 4)].map {
+            .columns(vw: 8, rm: $0.0, rn: $0.1, columnsFirst: true, kChunk: 256)
+        }
         switch variant {
         case .nn, .tn:
             return tiled + [(8, 6, 2), (8, 4, 2), (8, 8, 1), (8, 4, 4), (16, 4, 1), (4, 8, 2)].map {
                 GemmKernel.columns(vw: $0.0, rm: $0.1, rn: $0.2)
-            }
+            } + byColumns + splitK
         case .nt:
+            // Dot products, and column vectors on B transposed first (a short K: the input gradient's 50).
             return tiled + [(8, 3, 4), (8, 4, 4), (8, 2, 4), (16, 2, 4), (4, 4, 4)].map {
                 GemmKernel.dots(vw: $0.0, dm: $0.1, dn: $0.2)
-            }
+            } + [.columns(vw: 8, rm: 6, rn: 2)] + byColumns
         }
     }
 }

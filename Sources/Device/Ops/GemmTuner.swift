@@ -76,36 +76,63 @@ enum GemmTuner {
         return Tuned(large: large, small: small, entry: entry, file: file)
     }
 
-    /// The shape class of a product: its variant and each size rounded to the nearest half power of two (the sizes
-    /// of one class are within a factor √2 of each other, and share a kernel).
-    static func classKey(_ variant: GemmVariant, m: Int, n: Int, k: Int) -> String {
+    /// The shape class of a product: its variant, each size rounded to the nearest half power of two (the sizes
+    /// of one class are within a factor √2 of each other, and share a kernel), and the fusion it runs in (a fused
+    /// layer's product is timed as it runs: "tn 19-11-32 f3").
+    static func classKey(_ variant: GemmVariant, m: Int, n: Int, k: Int, fusion: GemmFusion = .none) -> String {
         func bucket(_ x: Int) -> Int { Int((2 * log2(Double(max(x, 1)))).rounded()) }
-        return "\(variant.rawValue) \(bucket(m))-\(bucket(n))-\(bucket(k))"
+        return "\(variant.rawValue) \(bucket(m))-\(bucket(n))-\(bucket(k))" + (fusion == .none ? "" : " f\(fusion.index)")
     }
 
     /// Seconds a shape class's tuning may take (after which the best candidate so far wins).
-    static let classBudget = 3.0
+    static let classBudget = 4.0
 
-    /// The fastest candidate of `variant` on this very product — A and B as given, the result written into `c`
-    /// (which the caller overwrites afterwards) —, and each candidate's GFLOP/s: a warm-up run (the build), then the
-    /// better of two runs; on a CPU-type device the vector kernels only (as `tune`). Nil when none ran.
+    /// The fastest candidate of `variant` on this very product in its fusion's form — A, B and the fusion's
+    /// inputs as given, what it writes (C, Y, db) into scratch buffers —, and each candidate's GFLOP/s; on a
+    /// CPU-type device the vector kernels only (as `tune`). Nil when none ran.
+    ///
+    /// A class's products are large (up to seconds each on a CPU driver) and the budget is seconds, so: `first`
+    /// (the size plan's kernel) and the forms made for shapes that kernel serves badly (split K, grids by columns,
+    /// A·Bᵀ by columns) are timed before the rest; each candidate is built and run once on a sliver of the product
+    /// (POCL compiles its work-group function on the first launch), then timed on the whole product once, and
+    /// twice more (the best counts) when that took under 50 ms.
     static func tuneClass(_ device: OpenCLDevice, _ variant: GemmVariant, m: Int, n: Int, k: Int, a: CLBuffer,
-                          b: CLBuffer, c: CLBuffer) -> (GemmKernel, [String: Double])? {
+                          b: CLBuffer, fusion: GemmFusion = .none, extra: GemmFusionOperands = GemmFusionOperands(),
+                          first: GemmKernel? = nil) -> (GemmKernel, [String: Double])? {
         var best: (GemmKernel, Double)?
         var measured: [String: Double] = [:]
+        var extra = extra
+        do {
+            if fusion.activation != nil { extra.y = try device.makeBuffer(count: m * n) }
+            if fusion.biasGradient { extra.db = try device.makeBuffer(count: n) }
+        } catch { return nil }
+        guard let c = try? device.makeBuffer(count: m * n) else { return nil }
+        func rank(_ kernel: GemmKernel) -> Int {
+            if kernel == first { return 0 }
+            guard case let .columns(_, _, _, columnsFirst, kChunk) = kernel else { return 3 }
+            return kChunk > 0 ? 1 : columnsFirst || variant == .nt ? 2 : 3
+        }
+        let candidates = GemmPlan.candidates(variant).enumerated()
+            .filter { !(device.info.isCPU && $0.element.isTiled) && $0.element.suits(m: m, n: n, k: k) }
+            .sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
         let start = DispatchTime.now().uptimeNanoseconds
-        for candidate in GemmPlan.candidates(variant) where !(device.info.isCPU && candidate.isTiled) {
+        for candidate in candidates {
             if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > classBudget { break }
             let launch = GemmLaunch(candidate, variant)
-            guard launch.unusable(on: .opencl(device.info.index)) == nil else { continue }
-            func run() throws -> Double {
+            guard launch.unusable(fusion: fusion, on: .opencl(device.info.index)) == nil else { continue }
+            // (A sliver reads a prefix of each operand: every index stays inside the whole product's.)
+            func run(_ m: Int, _ n: Int, _ k: Int) throws -> Double {
                 let begin = DispatchTime.now().uptimeNanoseconds
                 try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: variant == .tn, transB: variant == .nt,
-                                 kernel: launch, beta: 0)
+                                 kernel: launch, beta: 0, fusion: fusion, extra: extra)
                 try device.finish()
                 return Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9
             }
-            guard let seconds = try? { _ = try run(); return min(try run(), try run()) }() else { continue }
+            guard let seconds = try? {
+                _ = try run(min(m, 16), min(n, 16), min(k, 16))
+                let once = try run(m, n, k)
+                return once < 0.05 ? min(once, try run(m, n, k), try run(m, n, k)) : once
+            }() else { continue }
             let gflops = 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
             measured[candidate.description] = gflops
             if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
@@ -123,7 +150,9 @@ enum GemmTuner {
             // NOTE: a CPU-type device (POCL, llvmpipe) times only the vector kernels: its "local memory" is ordinary
             // memory, the tiles' barriers cost, and no tiled kernel ever won there (Zen 3, Zen 5, Skylake-AVX512);
             // building them took most of the tuning on llvmpipe. `clnn check` still checks them there.
-            for candidate in GemmPlan.candidates(variant) where !(device.info.isCPU && candidate.isTiled) {
+            let (m, n, k) = shapes[variant]!
+            for candidate in GemmPlan.candidates(variant)
+            where !(device.info.isCPU && candidate.isTiled) && candidate.suits(m: m, n: n, k: k) {
                 // NOTE: on a slow device (a CPU emulation, a debug driver) tuning must not take minutes: after
                 // `variantBudget` seconds the best kernel so far wins.
                 if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > variantBudget { break }
@@ -259,24 +288,22 @@ final class GemmPlans: @unchecked Sendable {
             }
         }
 
-        /// The launch for this product: a batch-sized one by `pick`; a large one by its shape class's kernel,
-        /// tuned now on this product's operands when the class is new (its result written into `c`, which the
-        /// caller then overwrites, or into a scratch buffer when `c` is nil) and cached. With tuning off
-        /// (`CLNN_GEMM_TUNE=0`), `pick`'s.
+        /// The launch for this product in `fusion`'s form: a batch-sized one by `pick`; a large one by its shape
+        /// class's kernel, tuned now on this product's operands in its fused form when the class is new (into
+        /// scratch outputs) and cached. With tuning off (`CLNN_GEMM_TUNE=0`), `pick`'s.
         func launch(_ variant: GemmVariant, m: Int, n: Int, k: Int, on device: OpenCLDevice, a: CLBuffer,
-                    b: CLBuffer, c: CLBuffer?) -> GemmLaunch {
+                    b: CLBuffer, fusion: GemmFusion = .none,
+                    extra: GemmFusionOperands = GemmFusionOperands()) -> GemmLaunch {
             let fallback = pick(variant, multiplyAdds: m * n * k)
             guard m * n * k > GemmTuner.smallProduct else { return fallback }
-            let key = GemmTuner.classKey(variant, m: m, n: n, k: k)
+            let key = GemmTuner.classKey(variant, m: m, n: n, k: k, fusion: fusion)
             lock.lock()
             defer { lock.unlock() }
             if let known = classes[key] { return known }
             guard var entry = tuned.entry, let file = tuned.file else { return fallback }
             CLNNLog.logger.notice("tuning GEMM \(variant.rawValue) for \(m)x\(n)x\(k) on \(device.info.name) (once per shape class; cached)")
-            // The result goes where the product's will (overwritten by it), or, when the product adds to its
-            // output, to a scratch buffer.
-            guard let out = try? c ?? device.makeBuffer(count: m * n),
-                  let (kernel, measured) = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b, c: out)
+            guard let (kernel, measured) = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b,
+                                                               fusion: fusion, extra: extra, first: fallback.kernel)
             else {
                 classes[key] = fallback
                 return fallback

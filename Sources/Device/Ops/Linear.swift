@@ -37,9 +37,11 @@ extension Tensor {
                 }
             }
         } opencl: { device, x0, order, w, b, z, y in
-            let launch = try GemmPlans.shared.launches(for: device).pick(.nn, multiplyAdds: batch * outputs * inputs)
             let fusion = GemmFusion(gatherA: order != nil, bias: true, activation: activation)
             let extra = GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, bias: b, y: y)
+            let launch = try GemmPlans.shared.launches(for: device).launch(.nn, m: batch, n: outputs, k: inputs,
+                                                                           on: device, a: x0, b: w, fusion: fusion,
+                                                                           extra: extra)
             try launchMatmul(device, x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false,
                              kernel: launch, beta: 0, fusion: fusion, extra: extra)
         }
@@ -71,9 +73,11 @@ extension Tensor {
                 for j in 0..<outputs { db[j] += row[j] }
             }
         } opencl: { device, x0, order, dz, dw, db in
-            let launch = try GemmPlans.shared.launches(for: device).pick(.tn, multiplyAdds: batch * outputs * inputs)
             let fusion = GemmFusion(gatherA: order != nil, biasGradient: db != nil)
             let extra = GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db)
+            let launch = try GemmPlans.shared.launches(for: device).launch(.tn, m: inputs, n: outputs, k: batch,
+                                                                           on: device, a: x0, b: dz, fusion: fusion,
+                                                                           extra: extra)
             try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
                              kernel: launch, beta: beta, fusion: fusion, extra: extra)
         }
@@ -119,15 +123,18 @@ extension OpCheck {
         }
         let backward = GemmPlan.candidates(.tn).map { kernel in
             let launch = GemmLaunch(kernel, .tn), fusion = GemmFusion(gatherA: true, biasGradient: true)
-            return linearBackwardCheck(batch, inputs, outputs, accumulate: false, form: "linearBackward via \(kernel)",
+            // A kernel that splits K gets a batch of three chunks and adds to the gradients (its second pass).
+            let split = kernel.splitK(m: 1, n: 1, k: 1) != nil
+            let (batch, inputs, outputs) = split ? (600, 13, 11) : (batch, inputs, outputs)
+            return linearBackwardCheck(batch, inputs, outputs, accumulate: split, form: "linearBackward via \(kernel)",
                                        openCLOnly: true, skip: { launch.unusable(fusion: fusion, on: $0, buildFailures: false) }) { x, dz, dw, db in
                 guard dz.device.isOpenCL else {
-                    return try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: false)
+                    return try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: split)
                 }
                 try Tensor.run("linearBackward", x.source, x.order, dz, dw, db) { _, _, _, _, _ in
                 } opencl: { device, x0, order, dz, dw, db in
                     try launchMatmul(device, x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false,
-                                     kernel: launch, beta: 0, fusion: fusion,
+                                     kernel: launch, beta: split ? 1 : 0, fusion: fusion,
                                      extra: GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db))
                 }
             }

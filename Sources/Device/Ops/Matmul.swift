@@ -77,8 +77,7 @@ extension Tensor {
             let variant = GemmVariant(transA: transA, transB: transB)
             // (A large product's kernel is its shape class's, tuned on its first product.)
             let kernel = try naive ? nil : variant.map {
-                try GemmPlans.shared.launches(for: device).launch($0, m: m, n: n, k: k, on: device, a: a, b: b,
-                                                                   c: beta == 0 ? c : nil)
+                try GemmPlans.shared.launches(for: device).launch($0, m: m, n: n, k: k, on: device, a: a, b: b)
             }
             try launchMatmul(device, a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, kernel: kernel,
                              beta: beta)
@@ -112,10 +111,12 @@ extension Rows {
             try matmulBlocked(x0, w, c, m: m, n: n, k: k, transA: false, transB: false, beta: 0,
                               order: HostRowOrder(order: order, offset: offset, rows: sourceRows))
         } opencl: { device, x0, order, w, c in
-            let launch = try GemmPlans.shared.launches(for: device).pick(.nn, multiplyAdds: m * n * k)
+            let (fusion, extra) = (GemmFusion(gatherA: true),
+                                   GemmFusionOperands(order: order, offset: offset, aRows: sourceRows))
+            let launch = try GemmPlans.shared.launches(for: device).launch(.nn, m: m, n: n, k: k, on: device, a: x0,
+                                                                           b: w, fusion: fusion, extra: extra)
             try launchMatmul(device, x0, w, c, m: m, n: n, k: k, transA: false, transB: false, kernel: launch,
-                             beta: 0, fusion: GemmFusion(gatherA: true),
-                             extra: GemmFusionOperands(order: order, offset: offset, aRows: sourceRows))
+                             beta: 0, fusion: fusion, extra: extra)
         }
         let rows = self
         // (The rows are read again by the rule: an in-place change of source or order before backward is an error.)
@@ -132,6 +133,19 @@ extension Rows {
 }
 
 private let matmulNaiveKernel = KernelSource("matmul", "matmul_naive")
+private let matmulTransposeKernel = KernelSource("matmul", "matmul_transpose")
+private let sumPartialsKernel = KernelSource("matmul", "matmul_sum_partials")
+
+/// out = Σ of the `parts` consecutive blocks of `count` floats in `partials` (+ beta·out): split K's second pass.
+private func addPartials(_ device: OpenCLDevice, _ partials: CLBuffer, parts: Int, count: Int, into out: CLBuffer,
+                         beta: Float) throws {
+    // (Groups of 64 work-items: a CPU driver runs them as vectors along the outputs.)
+    let kernel = try device.kernel(sumPartialsKernel)
+    try device.launch(kernel, global: WorkSize(count), local: WorkSize(min(64, kernel.maxWorkGroupSize))) { x in
+        try x.int("count", count); try x.int("parts", parts); try x.buffer("P", partials); try x.buffer("out", out)
+        try x.float("beta", beta)
+    }
+}
 
 /// The buffers a fused GEMM launch reads and writes beside A, B and C (see `GemmFusion`).
 struct GemmFusionOperands {
@@ -166,10 +180,23 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
         kernel = try device.kernel(launch!.sources[fusion.index])
     }
     if let launch, let kernel, fits(launch, kernel) {
-        try device.launch(kernel, global: launch.kernel.global(m: m, n: n), local: launch.kernel.local,
-                          flops: flops) { x in
+        let form = launch.kernel.serving(fusion)
+        // A·Bᵀ by column vectors: B [n, k] transposed into a scratch [k, n] first.
+        var b = b
+        if transB, case .columns = form {
+            let transposed = try device.makeBuffer(count: n * k)
+            try device.launch(try device.kernel(matmulTransposeKernel), global: WorkSize(k, n)) { x in
+                try x.int("rows", n); try x.int("cols", k); try x.buffer("src", b); try x.buffer("dst", transposed)
+            }
+            b = transposed
+        }
+        // Split K: the parts' products (and bias-gradient sums) into scratch buffers, summed into C (and db) after.
+        let split = form.splitK(m: m, n: n, k: k)
+        let partials = try split.map { try device.makeBuffer(count: $0.parts * m * n) }
+        let sumPartials = try split.flatMap { fusion.biasGradient ? try device.makeBuffer(count: $0.parts * n) : nil }
+        try device.launch(kernel, global: form.global(m: m, n: n, k: k), local: form.local, flops: flops) { x in
             try x.int("M", m); try x.int("N", n); try x.int("K", k); try x.buffer("A", a); try x.buffer("B", b)
-            try x.buffer("C", c); try x.float("beta", beta)
+            try x.buffer("C", partials ?? c); try x.float("beta", split == nil ? beta : 0)
             // NOTE: a fusion's operand is never skipped: the kernel would read the previous launch's argument.
             func operand(_ buffer: CLBuffer?, _ name: String) throws -> CLBuffer {
                 guard let buffer else {
@@ -183,7 +210,14 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
             }
             if fusion.bias { try x.buffer("bias", try operand(extra.bias, "bias")) }
             if fusion.activation != nil { try x.buffer("Y", try operand(extra.y, "Y")) }
-            if fusion.biasGradient { try x.buffer("db", try operand(extra.db, "db")) }
+            if fusion.biasGradient { try x.buffer("db", try sumPartials ?? operand(extra.db, "db")) }
+            if let split { try x.int("k_chunk", split.chunk) }
+        }
+        if let split, let partials {
+            try addPartials(device, partials, parts: split.parts, count: m * n, into: c, beta: beta)
+            if let sumPartials, let db = extra.db {
+                try addPartials(device, sumPartials, parts: split.parts, count: n, into: db, beta: beta)
+            }
         }
         return
     }
