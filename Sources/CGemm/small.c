@@ -11,7 +11,7 @@
 #endif
 
 #define SMALL_MR 6
-#define SMALL_MAX_K 2048
+#define SMALL_MAX_K CLNN_SGEMM_SMALL_MAX_K
 
 typedef struct {
     int n, k;

@@ -1,3 +1,4 @@
+import CGemm
 import Foundation
 
 /// Runs `body` over `0..<count` split into contiguous ranges, one per core, when there is enough work to be worth
@@ -5,7 +6,7 @@ import Foundation
 /// thread. The ranges are disjoint: a body that writes only its own items' outputs needs no locks. (The cost is a
 /// Double: a window's taps times its positions may pass Int's range.)
 func hostParallel(_ count: Int, costPerItem: Double = 1, _ body: @Sendable (Range<Int>) -> Void) {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let cores = Int(clnn_pool_threads())
     let work = Double(count) * Swift.max(costPerItem, 1) / 65_536
     let chunks = Swift.min(cores, count, work >= Double(cores) ? cores : Swift.max(1, Int(work)))
     guard chunks > 1 else {
@@ -13,8 +14,23 @@ func hostParallel(_ count: Int, costPerItem: Double = 1, _ body: @Sendable (Rang
         return
     }
     let per = (count + chunks - 1) / chunks
-    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+    poolRun(chunks) { chunk in
         let range = chunk * per..<Swift.min(count, (chunk + 1) * per)
         if !range.isEmpty { body(range) }
+    }
+}
+
+/// Runs `body` for every chunk in 0..<chunks on the host's worker pool (CGemm's pool.c: workers that spin a while
+/// between jobs before they park, so that work of tens of microseconds — a batch-sized product — is worth
+/// splitting; GCD's concurrentPerform woke its threads too late for that) and on this thread; returns when all are
+/// done. Chunks are claimed as threads come free.
+func poolRun(_ chunks: Int, _ body: @Sendable (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        var body = body
+        withUnsafeMutablePointer(to: &body) { pointer in
+            clnn_pool_run(Int32(chunks), { context, chunk in
+                context!.assumingMemoryBound(to: (@Sendable (Int) -> Void).self).pointee(Int(chunk))
+            }, pointer)
+        }
     }
 }

@@ -26,7 +26,20 @@ size_t clnn_sgemm_pack_floats(void);
 /// for batch-sized shapes. When `order` is not NULL, A's stored rows are picked through it: stored row s is
 /// order[offset + s] (a float index, clamped to 0..<index_rows) — the rows of op(A) for A·B (a_col = 1), the
 /// columns of op(A) for Aᵀ·B. Returns 0 (and computes nothing) when the shape is outside this path (k > 2048).
+#define CLNN_SGEMM_SMALL_MAX_K 2048
 int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
                      const float *order, int offset, int index_rows,
                      const float *B, ptrdiff_t b_row, float *C, float beta);
+
+/// A chunk of a job for the CPU products' worker pool (pool.c).
+typedef void (*clnn_pool_body)(void *context, int chunk);
+
+/// Runs body(context, c) for every c in 0..<chunks, on the pool's workers and the calling thread, and returns when
+/// all have finished. The workers spin a while between jobs (batch-sized products come every few microseconds in
+/// training) before they park. A call made while the pool runs another job (another thread's, or from inside a
+/// chunk) runs its chunks on the calling thread.
+void clnn_pool_run(int chunks, clnn_pool_body body, void *context);
+
+/// The threads a job runs on: the workers and the caller (the online cores).
+int clnn_pool_threads(void);
 #endif

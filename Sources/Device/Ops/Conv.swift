@@ -401,13 +401,13 @@ private struct ConvShape {
     /// (and `partial` floats of partial sums). Returns the chunks' scratch, in order.
     @discardableResult
     func perImage(partial: Int = 0, _ body: @Sendable (Int, Scratch) throws -> Void) throws -> [Scratch] {
-        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, n))
+        let chunks = max(1, min(Int(clnn_pool_threads()), n))
         let scratch = try (0..<chunks).map { _ in
             try Scratch(cols: taps * positions, partial: partial, threaded: chunks == 1)
         }
         let per = (n + chunks - 1) / chunks
         let failure = ErrorBox()
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        poolRun(chunks) { chunk in
             for image in (chunk * per)..<min(n, (chunk + 1) * per) {
                 scratch[chunk].images += 1
                 do { try body(image, scratch[chunk]) } catch {

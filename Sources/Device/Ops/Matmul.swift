@@ -236,9 +236,23 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     guard m > 0, n > 0 else { return }
     let (aRow, aCol) = transA ? (1, m) : (k, 1)
     let small = m * n * k < 1 << 22
-    if !transB && small, clnn_sgemm_small(
-        Int32(m), Int32(n), Int32(k), A, aRow, aCol, order?.order, Int32(order?.offset ?? 0), Int32(order?.rows ?? 0),
-        B, n, C, beta) != 0 {
+    if !transB && small && k > 0 && k <= CLNN_SGEMM_SMALL_MAX_K {
+        // Split by rows (whole 6-row tiles) over the pool when there is work enough: a training step's products.
+        // Three chunks per thread, claimed as threads come free: 64 rows in two shares would be 36 and 28.
+        let threads = Int(clnn_pool_threads())
+        let perChunk = m * n * k < 1 << 17 || threads == 1 ? m : ((m + 3 * threads - 1) / (3 * threads) + 5) / 6 * 6
+        let chunks = (m + perChunk - 1) / perChunk
+        // NOTE: the chunks write disjoint rows of C and only read the rest.
+        nonisolated(unsafe) let (A, B, C, order) = (A, B, C, order)
+        poolRun(chunks) { chunk in
+            let (begin, end) = (min(m, chunk * perChunk), min(m, chunk * perChunk + perChunk))
+            guard begin < end else { return }
+            // A chunk's rows: further along A (or, through an index list, along the list), and along C.
+            let rowsThroughOrder = order != nil && !transA
+            _ = clnn_sgemm_small(Int32(end - begin), Int32(n), Int32(k), rowsThroughOrder ? A : A + begin * aRow,
+                                 aRow, aCol, order?.order, Int32((order?.offset ?? 0) + (rowsThroughOrder ? begin : 0)),
+                                 Int32(order?.rows ?? 0), B, n, C + begin * n, beta)
+        }
         return
     }
     if let order {
@@ -254,7 +268,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     // Small products are not worth waking threads for. A wide, short product (n well above m: a convolution's
     // filters times its patches) is split by columns, so that each thread packs only its share of B; any other by
     // rows. Chunks are multiples of the micro-kernel's tile (6 rows, 16 columns).
-    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let cores = Int(clnn_pool_threads())
     let byColumns = n >= 4 * m
     let chunks = small ? 1 : byColumns ? min(cores, (n + 15) / 16) : min(cores, (m + 5) / 6)
     let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
@@ -268,7 +282,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     nonisolated(unsafe) let (A, B, C) = (A, B, C)
     let (extent, tile) = byColumns ? (n, 16) : (m, 6)
     let perChunk = ((extent + chunks - 1) / chunks + tile - 1) / tile * tile
-    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+    poolRun(chunks) { chunk in
         let begin = Int32(min(extent, chunk * perChunk)), end = Int32(min(extent, chunk * perChunk + perChunk))
         if byColumns {
             clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
