@@ -8,7 +8,7 @@ import XCTest
 /// and after a pause long enough for the workers to park, they wake for the next job.
 final class HostPoolTests: XCTestCase {
     /// Runs `chunks` chunks through the pool, each adding one to its own counter; returns the counters.
-    private func counts(_ chunks: Int, nested: Int = 0) -> [Int] {
+    private static func counts(_ chunks: Int, nested: Int = 0) -> [Int] {
         let counters = UnsafeMutablePointer<Int>.allocate(capacity: chunks)
         counters.initialize(repeating: 0, count: chunks)
         defer { counters.deallocate() }
@@ -30,18 +30,18 @@ final class HostPoolTests: XCTestCase {
     func testEveryChunkRunsOnceFromOneThread() {
         XCTAssertGreaterThanOrEqual(clnn_pool_threads(), 1)
         for chunks in [0, 1, 2, 3, 7, 64, 1000] {
-            for _ in 0..<50 { XCTAssertEqual(counts(chunks), [Int](repeating: 1, count: chunks), "\(chunks) chunks") }
+            for _ in 0..<50 { XCTAssertEqual(Self.counts(chunks), [Int](repeating: 1, count: chunks), "\(chunks) chunks") }
         }
     }
 
     func testNestedJobsRunInline() {
-        for _ in 0..<20 { XCTAssertEqual(counts(5, nested: 9), [Int](repeating: 1, count: 5)) }
+        for _ in 0..<20 { XCTAssertEqual(Self.counts(5, nested: 9), [Int](repeating: 1, count: 5)) }
     }
 
     func testJobsFromSeveralThreadsAtOnce() {
         let failures = ManagedCounter()
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
-            for round in 0..<200 where counts(3 + round % 5) != [Int](repeating: 1, count: 3 + round % 5) {
+            for round in 0..<200 where HostPoolTests.counts(3 + round % 5) != [Int](repeating: 1, count: 3 + round % 5) {
                 failures.add()
             }
         }
@@ -51,7 +51,7 @@ final class HostPoolTests: XCTestCase {
     func testParkedWorkersWakeForTheNextJob() {
         for _ in 0..<3 {
             usleep(5_000)  // past the workers' spin: they park
-            XCTAssertEqual(counts(8), [Int](repeating: 1, count: 8))
+            XCTAssertEqual(Self.counts(8), [Int](repeating: 1, count: 8))
         }
     }
 }

@@ -10,9 +10,10 @@ final class ReductionFunction: Sendable {
     /// OpenCL C in acc, v.
     let combine: String
     /// The CPU loop, compiled for this reduction: every output of `s` (operand 0: x's kept axes, 1: out) from the
-    /// `n` elements `step` apart that start at its x offset, times `scale`.
+    /// `n` elements `step` apart that start at its x offset, times `scale`. Throws when its scratch cannot be
+    /// allocated.
     let cpu: @Sendable (_ s: StridedOperands, _ n: Int, _ step: Int, _ x: UnsafePointer<Float>,
-                        _ out: UnsafeMutablePointer<Float>, _ scale: Float) -> Void
+                        _ out: UnsafeMutablePointer<Float>, _ scale: Float) throws -> Void
     let loop: KernelSource
     let group: KernelSource
     /// CPU-type devices only: blocks of the reduced axis over whole rows of outputs (see `reductionKernel`).
@@ -20,7 +21,7 @@ final class ReductionFunction: Sendable {
 
     init<R: ReductionScalar>(_ name: String, _ identity: String, _ combine: String, _ r: R.Type) {
         (self.name, self.identity, self.combine) = (name, identity, combine)
-        cpu = { s, n, step, x, out, scale in reduceOnHost(R.self, s, n, step, x, out, scale) }
+        cpu = { s, n, step, x, out, scale in try reduceOnHost(R.self, s, n, step, x, out, scale) }
         loop = KernelSource("reduce", "reduce_" + name)
         group = KernelSource("reduce", "reduce_\(name)_group")
         blocks = KernelSource("reduce", "reduce_\(name)_blocks")
@@ -56,7 +57,7 @@ enum MinReduction: ReductionScalar {
 /// each output on its own.
 private func reduceOnHost<R: ReductionScalar>(_ r: R.Type, _ s: StridedOperands, _ n: Int, _ step: Int,
                                              _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                                             _ scale: Float) {
+                                             _ scale: Float) throws {
     let (inner, xs, os) = (s.inner, s.step(0), s.step(1))
     if step != 1 && xs == 1 && n > 1 && n * inner < 1 << 16 {
         // A small one (a batch's bias gradient): one row of accumulators, added to a row of x at a time, blocks of 64
@@ -86,9 +87,10 @@ private func reduceOnHost<R: ReductionScalar>(_ r: R.Type, _ s: StridedOperands,
         // output's blocks in order into a Double total (the same order as the small form's).
         nonisolated(unsafe) let (x, out) = (x, out)
         let blockCount = (n + 63) / 64
-        var partials = [Float](repeating: 0, count: blockCount * inner)
-        partials.withUnsafeMutableBufferPointer { buffer in
-            nonisolated(unsafe) let partial = buffer.baseAddress!
+        // (Host memory that can fail with an error, not a trap: 1/64 of x.)
+        let partials = try HostBuffer(count: blockCount * inner)
+        withExtendedLifetime(partials) {
+            nonisolated(unsafe) let partial = partials.pointer
             s.forEachRow { o in
                 hostParallel(blockCount, costPerItem: Double(64 * inner)) { blocks in
                     for b in blocks {
@@ -179,7 +181,7 @@ extension Tensor {
         let r = try ReducedAxis(f.name, self, axis: k, out: out)
         let s = r.operands
         try Tensor.run(f.name, views: true, self, out) { xp, op in
-            f.cpu(s, r.n, r.step, xp, op, scale)
+            try f.cpu(s, r.n, r.step, xp, op, scale)
         } opencl: { device, xb, ob in
             // A contiguous reduced axis: a work-group per output on a GPU (when the outputs are few enough to keep
             // it busy that way), a vectorised loop per output on a CPU-type device; else the strided loop.
