@@ -69,3 +69,36 @@ __kernel void bias_activation_backward(const int rows, const int cols, __global 
     }
     db[j] = beta == 0.0f ? acc : acc + beta * db[j];
 }
+
+// The same over a tall batch (the full batch's 60000 rows: one work-item per column walked them all on one core):
+// rows in blocks of BIAS_ROW_BLOCK, work-item (j, b) doing column j of block b and writing its partial sum to
+// partial[b·cols + j]; bias_gradient_sum then adds each column's blocks in order. global = (cols, blocks).
+#define BIAS_ROW_BLOCK 256
+__kernel void bias_activation_backward_blocks(const int rows, const int cols, __global const float* z,
+                                              __global const float* dy, __global float* dz,
+                                              __global float* partial)
+{
+    const int j = get_global_id(0), b = get_global_id(1);
+    if (j >= cols) return;
+    const int end = min(rows, (b + 1) * BIAS_ROW_BLOCK);
+    float acc = 0.0f;
+    for (int i = b * BIAS_ROW_BLOCK; i < end; i++) {
+        const size_t k = (size_t)i * cols + j;
+        const float v = z[k];
+        const float g = dy[k] * DF(v, F(v));
+        dz[k] = g;
+        acc += g;
+    }
+    partial[(size_t)b * cols + j] = acc;
+}
+
+// db[j] = beta·db[j] + Σ_b partial[b·cols + j], the blocks in order. global = (cols).
+__kernel void bias_gradient_sum(const int blocks, const int cols, __global const float* partial, __global float* db,
+                                const float beta)
+{
+    const int j = get_global_id(0);
+    if (j >= cols) return;
+    float acc = 0.0f;
+    for (int b = 0; b < blocks; b++) acc += partial[(size_t)b * cols + j];
+    db[j] = beta == 0.0f ? acc : acc + beta * db[j];
+}

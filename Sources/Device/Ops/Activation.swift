@@ -62,13 +62,20 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
 /// The kernels of activation.cl for one activation.
 private struct ActivationKernels {
     let forward, backward, biasForward, biasBackward: KernelSource
+    /// biasBackward over a tall batch: row blocks, then their sums (activation.cl).
+    let biasBackwardBlocks, biasGradientSum: KernelSource
     init(_ f: Activation) {
         let options = f.options
         forward = KernelSource("activation", "activation", options: options)
         backward = KernelSource("activation", "activation_backward", options: options)
         biasForward = KernelSource("activation", "bias_activation", options: options)
         biasBackward = KernelSource("activation", "bias_activation_backward", options: options)
+        biasBackwardBlocks = KernelSource("activation", "bias_activation_backward_blocks", options: options)
+        biasGradientSum = KernelSource("activation", "bias_gradient_sum", options: options)
     }
+    /// Rows per block of bias_activation_backward_blocks (BIAS_ROW_BLOCK); a batch of more than two blocks
+    /// takes that form.
+    static let rowBlock = 256
     static let relu = ActivationKernels(.relu), leakyReLU = ActivationKernels(.leakyReLU),
                tanh = ActivationKernels(.tanh)
     static let sigmoid = ActivationKernels(.sigmoid), gelu = ActivationKernels(.gelu)
@@ -184,9 +191,23 @@ extension Tensor {
                 }
             }
         } opencl: { device, z, dy, dz, db in
-            try device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
+            let blocks = (rows + ActivationKernels.rowBlock - 1) / ActivationKernels.rowBlock
+            guard blocks > 2 else {
+                try device.run(f.kernels.biasBackward, global: WorkSize(cols)) { a in
+                    try a.int("rows", rows); try a.int("cols", cols); try a.buffer("z", z); try a.buffer("dy", dy)
+                    try a.buffer("dz", dz); try a.buffer("db", db); try a.float("beta", accumulate ? 1 : 0)
+                }
+                return
+            }
+            // A tall batch: blocks of rows in parallel, each column's partial sums added in order after.
+            let partial = try device.makeBuffer(count: blocks * cols)
+            try device.run(f.kernels.biasBackwardBlocks, global: WorkSize(cols, blocks)) { a in
                 try a.int("rows", rows); try a.int("cols", cols); try a.buffer("z", z); try a.buffer("dy", dy)
-                try a.buffer("dz", dz); try a.buffer("db", db); try a.float("beta", accumulate ? 1 : 0)
+                try a.buffer("dz", dz); try a.buffer("partial", partial)
+            }
+            try device.run(f.kernels.biasGradientSum, global: WorkSize(cols)) { a in
+                try a.int("blocks", blocks); try a.int("cols", cols); try a.buffer("partial", partial)
+                try a.buffer("db", db); try a.float("beta", accumulate ? 1 : 0)
             }
         }
         return dz
@@ -197,7 +218,8 @@ extension OpCheck {
     /// Each activation forward and backward, alone and fused with a bias, on odd shapes.
     static var activationChecks: [OpCheck] {
         Activation.allCases.flatMap { f in
-            [(3, 5), (65, 33), (0, 4)].flatMap { (rows, cols) -> [OpCheck] in
+            // (700 rows: the blocked form's three blocks, the last one short.)
+            [(3, 5), (65, 33), (0, 4), (700, 7)].flatMap { (rows, cols) -> [OpCheck] in
                 let xv = values(rows * cols, seed: 31).map { $0 * 3 }, dyv = values(rows * cols, seed: 32)
                 let bv = values(cols, seed: 45), dbv = values(cols, seed: 47)
                 let shape = "\(rows)x\(cols)"
