@@ -302,9 +302,12 @@ final class GemmPlans: @unchecked Sendable {
             if let known = classes[key] { return known }
             guard var entry = tuned.entry, let file = tuned.file else { return fallback }
             CLNNLog.logger.notice("tuning GEMM \(variant.rawValue) for \(m)x\(n)x\(k) on \(device.info.name) (once per shape class; cached)")
-            guard let (kernel, measured) = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b,
-                                                               fusion: fusion, extra: extra, first: fallback.kernel)
-            else {
+            let result = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b, fusion: fusion,
+                                             extra: extra, first: fallback.kernel)
+            // The candidates' scratch (outputs, split-K partials up to 64 MiB, transposed operands) would stay in
+            // the device's buffer pool, and a process's peak memory with it: let it go.
+            if (try? device.finish()) != nil { device.bufferPool.drain() }
+            guard let (kernel, measured) = result else {
                 classes[key] = fallback
                 return fallback
             }
