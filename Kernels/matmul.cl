@@ -467,10 +467,11 @@ __kernel void matmul_sum_partials(const int count, const int parts, __global con
     out[o] = beta == 0.0f ? s : s + beta * out[o];
 }
 
-// dst [cols, rows] = srcᵀ, src [rows, cols]. global = (cols, rows).
+// dst [cols, rows] = srcᵀ, src [rows, cols]. global = (rows, cols): neighbouring work-items (a CPU driver's vector
+// lanes) write neighbouring floats and read a column.
 __kernel void matmul_transpose(const int rows, const int cols, __global const float* src, __global float* dst)
 {
-    const int c = get_global_id(0), r = get_global_id(1);
+    const int r = get_global_id(0), c = get_global_id(1);
     if (c < cols && r < rows) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
 }
 

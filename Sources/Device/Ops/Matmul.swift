@@ -185,7 +185,7 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
         var b = b
         if transB, case .columns = form {
             let transposed = try device.makeBuffer(count: n * k)
-            try device.launch(try device.kernel(matmulTransposeKernel), global: WorkSize(k, n)) { x in
+            try device.launch(try device.kernel(matmulTransposeKernel), global: WorkSize(n, k)) { x in
                 try x.int("rows", n); try x.int("cols", k); try x.buffer("src", b); try x.buffer("dst", transposed)
             }
             b = transposed
