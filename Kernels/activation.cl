@@ -72,7 +72,8 @@ __kernel void bias_activation_backward(const int rows, const int cols, __global 
 
 // The same over a tall batch (the full batch's 60000 rows: one work-item per column walked them all on one core):
 // rows in blocks of BIAS_ROW_BLOCK, work-item (j, b) doing column j of block b and writing its partial sum to
-// partial[b·cols + j]; bias_gradient_sum then adds each column's blocks in order. global = (cols, blocks).
+// partial[b·cols + j]; the bias gradient is then those partials' column sums (bias.cl's add_bias_backward, the
+// blocks in order). global = (cols, blocks).
 #define BIAS_ROW_BLOCK 256
 __kernel void bias_activation_backward_blocks(const int rows, const int cols, __global const float* z,
                                               __global const float* dy, __global float* dz,
@@ -90,15 +91,4 @@ __kernel void bias_activation_backward_blocks(const int rows, const int cols, __
         acc += g;
     }
     partial[(size_t)b * cols + j] = acc;
-}
-
-// db[j] = beta·db[j] + Σ_b partial[b·cols + j], the blocks in order. global = (cols).
-__kernel void bias_gradient_sum(const int blocks, const int cols, __global const float* partial, __global float* db,
-                                const float beta)
-{
-    const int j = get_global_id(0);
-    if (j >= cols) return;
-    float acc = 0.0f;
-    for (int b = 0; b < blocks; b++) acc += partial[(size_t)b * cols + j];
-    db[j] = beta == 0.0f ? acc : acc + beta * db[j];
 }

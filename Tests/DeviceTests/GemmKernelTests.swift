@@ -115,17 +115,10 @@ final class GemmShapeClassTests: XCTestCase {
     func testALargeProductsClassIsTunedOnceRecordedAndReused() throws {
         try requireOpenCL()
         let device = try OpenCLRuntime.shared.device(0)
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-classes-\(getpid())")
-        try? FileManager.default.removeItem(at: folder)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let file = folder.appendingPathComponent("gemm.json")
         let plan = GemmPlan.defaults(for: device.info)
-        let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
-                                         plan: plan, small: plan, measurements: ["nn": ["kept": 1]],
-                                         classes: ["tn 2-2-2": plan.tn])
-        GemmTuner.writeCache(entry, to: file)
-        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file))
+        let (launches, file, folder) = try Self.launchesWithOwnCache("classes", device, measurements: ["nn": ["kept": 1]],
+                                                                     classes: ["tn 2-2-2": plan.tn])
+        defer { try? FileManager.default.removeItem(at: folder) }
         let (m, n, k) = (37, 1031, 301)  // 11.5M multiply-adds: a large product
         XCTAssertGreaterThan(m * n * k, GemmTuner.smallProduct)
         let tag = DeviceTag.opencl(0)
@@ -177,16 +170,8 @@ final class GemmShapeClassTests: XCTestCase {
     func testAFusedProductIsTunedInItsFusedForm() throws {
         try requireOpenCL()
         let device = try OpenCLRuntime.shared.device(0)
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-fused-\(getpid())")
-        try? FileManager.default.removeItem(at: folder)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let (launches, file, folder) = try Self.launchesWithOwnCache("fused", device)
         defer { try? FileManager.default.removeItem(at: folder) }
-        let file = folder.appendingPathComponent("gemm.json")
-        let plan = GemmPlan.defaults(for: device.info)
-        let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
-                                         plan: plan, small: plan, measurements: [:], classes: [:])
-        GemmTuner.writeCache(entry, to: file)
-        let launches = GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file))
         let (batch, inputs, outputs) = (3001, 67, 45)  // 9M multiply-adds, K = 3001: split-K candidates too
         XCTAssertGreaterThan(batch * inputs * outputs, GemmTuner.smallProduct)
         let tag = DeviceTag.opencl(0)
@@ -221,5 +206,21 @@ final class GemmShapeClassTests: XCTestCase {
             let want = (0..<batch).reduce(Double(db0[j])) { $0 + Double(dzs[$1 * outputs + j]) }
             XCTAssertEqual(Double(gb[j]), want, accuracy: 1e-3 * max(1, abs(want)))
         }
+    }
+    /// A device's launches over a cache file of their own (the default plans, `measurements` and `classes`) in a
+    /// fresh temporary folder, which the caller removes.
+    private static func launchesWithOwnCache(_ name: String, _ device: OpenCLDevice,
+                                             measurements: [String: [String: Double]] = [:],
+                                             classes: [String: GemmKernel] = [:]) throws
+        -> (GemmPlans.Launches, URL, URL) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let file = folder.appendingPathComponent("gemm.json")
+        let plan = GemmPlan.defaults(for: device.info)
+        let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
+                                         plan: plan, small: plan, measurements: measurements, classes: classes)
+        GemmTuner.writeCache(entry, to: file)
+        return (GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file)), file, folder)
     }
 }

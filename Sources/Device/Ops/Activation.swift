@@ -62,8 +62,8 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
 /// The kernels of activation.cl for one activation.
 private struct ActivationKernels {
     let forward, backward, biasForward, biasBackward: KernelSource
-    /// biasBackward over a tall batch: row blocks, then their sums (activation.cl).
-    let biasBackwardBlocks, biasGradientSum: KernelSource
+    /// biasBackward over a tall batch: row blocks (their partial sums then added by bias.cl's column sums).
+    let biasBackwardBlocks: KernelSource
     init(_ f: Activation) {
         let options = f.options
         forward = KernelSource("activation", "activation", options: options)
@@ -71,7 +71,6 @@ private struct ActivationKernels {
         biasForward = KernelSource("activation", "bias_activation", options: options)
         biasBackward = KernelSource("activation", "bias_activation_backward", options: options)
         biasBackwardBlocks = KernelSource("activation", "bias_activation_backward_blocks", options: options)
-        biasGradientSum = KernelSource("activation", "bias_gradient_sum", options: options)
     }
     /// Rows per block of bias_activation_backward_blocks (BIAS_ROW_BLOCK); a batch of more than two blocks
     /// takes that form.
@@ -205,10 +204,7 @@ extension Tensor {
                 try a.int("rows", rows); try a.int("cols", cols); try a.buffer("z", z); try a.buffer("dy", dy)
                 try a.buffer("dz", dz); try a.buffer("partial", partial)
             }
-            try device.run(f.kernels.biasGradientSum, global: WorkSize(cols)) { a in
-                try a.int("blocks", blocks); try a.int("cols", cols); try a.buffer("partial", partial)
-                try a.buffer("db", db); try a.float("beta", accumulate ? 1 : 0)
-            }
+            try launchColumnSums(device, partial, rows: blocks, cols: cols, into: db, beta: accumulate ? 1 : 0)
         }
         return dz
     }

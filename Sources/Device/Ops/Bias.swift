@@ -38,11 +38,18 @@ extension Tensor {
                 db[j] = accumulate ? acc + db[j] : acc
             }
         } opencl: { device, dy, db in
-            try device.run(BiasKernels.addBiasBackward, global: WorkSize(cols)) { a in
-                try a.int("rows", rows); try a.int("cols", cols); try a.buffer("dy", dy); try a.buffer("db", db)
-                try a.float("beta", accumulate ? 1 : 0)
-            }
+            try launchColumnSums(device, dy, rows: rows, cols: cols, into: db, beta: accumulate ? 1 : 0)
         }
+    }
+}
+
+/// db = beta·db + the column sums of the [rows, cols] matrix in `x` (add_bias_backward), on `device`: the bias
+/// gradient, and the sum of a tall batch's per-block partial sums (`biasActivationBackward`).
+func launchColumnSums(_ device: OpenCLDevice, _ x: CLBuffer, rows: Int, cols: Int, into db: CLBuffer,
+                      beta: Float) throws {
+    try device.run(BiasKernels.addBiasBackward, global: WorkSize(cols)) { a in
+        try a.int("rows", rows); try a.int("cols", cols); try a.buffer("dy", x); try a.buffer("db", db)
+        try a.float("beta", beta)
     }
 }
 
