@@ -85,7 +85,7 @@ extension Bench {
                 print(devices.map(\.description).joined(separator: ",")
                           .padding(toLength: 24, withPad: " ", startingAt: 0)
                       + String(format: "%9.3f %7d %18.3f %15.1f%%", seconds,
-                               BatchSampler(count: train.count, batchSize: batchSize, seed: 42).batchRanges.count,
+                               BatchSampler(count: train.count, batchSize: batchSize, seed: 42).batchCount,
                                perStep, trainer.exchangeSeconds / seconds * 100))
             }
         }

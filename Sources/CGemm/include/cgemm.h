@@ -42,4 +42,9 @@ void clnn_pool_run(int chunks, clnn_pool_body body, void *context);
 
 /// The threads a job runs on: the workers and the caller (the online cores).
 int clnn_pool_threads(void);
+
+/// One SGD update of n parameters in place (g = grad + weight_decay·p; with v: v = momentum·v + g, p −= lr·v;
+/// without: p −= lr·g), the new parameters written with non-temporal stores (update.c says why). Returns 0 (and
+/// changes nothing) where the CPU has no such path (no AVX2+FMA): the caller's loop then does it.
+int clnn_sgd_streaming(float *p, const float *g, float *v, ptrdiff_t n, float lr, float momentum, float weight_decay);
 #endif

@@ -1,9 +1,12 @@
 // The optimisers' updates (Kernels/optimizer.cl), in PyTorch's formulation. Each updates a parameter (or a whole
 // flat arena of them) in place, reading its gradient and updating its optimiser state.
+import CGemm
 import Foundation
 
 private let sgdStepKernel = KernelSource("optimizer", "sgd_step")
 private let adamStepKernel = KernelSource("optimizer", "adam_step")
+/// The parameters (floats) from which the CPU's SGD update streams its stores: a batch-sized model's block (40k).
+let sgdStreamingMinimum = ProcessInfo.processInfo.environment["CLNN_SGD_STREAM_MIN"].flatMap { Int($0) } ?? 16_384
 
 /// Adam's hyper-parameters (PyTorch's names and defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
 public struct AdamHyperparameters: Sendable, Equatable {
@@ -36,6 +39,11 @@ extension Tensor {
         let momentum = velocity == nil ? 0 : momentum
         version.bump()
         try Tensor.run("sgdStep", self, grad, velocity) { p, g, v in
+            // A block of parameters worth streaming, when other cores may hold copies (see update.c).
+            if n >= sgdStreamingMinimum && clnn_pool_threads() > 1
+                && clnn_sgd_streaming(p, g, momentum > 0 ? v : nil, n, lr, momentum, weightDecay) != 0 {
+                return
+            }
             if let v, momentum > 0 {
                 for i in 0..<n {
                     let step = momentum * v[i] + (g[i] + weightDecay * p[i])
@@ -94,11 +102,15 @@ extension Tensor {
 }
 
 extension OpCheck {
-    /// SGD plain and with momentum and weight decay; three Adam steps against the textbook update in Double.
+    /// SGD plain and with momentum and weight decay (also on a block large enough for the CPU's streaming update);
+    /// three Adam steps against the textbook update in Double.
     static var optimizerChecks: [OpCheck] {
-        let n = 37
+        [37, sgdStreamingMinimum + 27].map(sgdCheck) + [adamCheck]
+    }
+
+    private static func sgdCheck(_ n: Int) -> OpCheck {
         let pv = values(n, seed: 91), gv = values(n, seed: 92), vv = values(n, seed: 93)
-        let sgd = OpCheck("sgdStep (plain; momentum 0.9, decay 0.01)", "\(n)", compute: { d in
+        return OpCheck("sgdStep (plain; momentum 0.9, decay 0.01)", "\(n)", compute: { d in
             let plain = try Tensor(pv, shape: [n], on: d), grad = try Tensor(gv, shape: [n], on: d)
             try plain.sgdStep(grad: grad, velocity: nil, lr: 0.1)
             let moving = try Tensor(pv, shape: [n], on: d), velocity = try Tensor(vv, shape: [n], on: d)
@@ -108,8 +120,13 @@ extension OpCheck {
             let v = (0..<n).map { 0.9 * Double(vv[$0]) + Double(gv[$0]) + 0.01 * Double(pv[$0]) }
             return [zip(pv, gv).map { Double($0) - 0.1 * Double($1) }, (0..<n).map { Double(pv[$0]) - 0.1 * v[$0] }, v]
         })
+    }
+
+    private static var adamCheck: OpCheck {
+        let n = 37
+        let pv = values(n, seed: 91), gv = values(n, seed: 92)
         let (lr, b1, b2, eps, wd) = (0.01, 0.9, 0.999, 1e-8, 0.05)
-        let adam = OpCheck("adamStep (3 steps, decay 0.05)", "\(n)", atol: 1e-6, compute: { d in
+        return OpCheck("adamStep (3 steps, decay 0.05)", "\(n)", atol: 1e-6, compute: { d in
             let p = try Tensor(pv, shape: [n], on: d), g = try Tensor(gv, shape: [n], on: d)
             let m = try Tensor.zeros([n], on: d), v = try Tensor.zeros([n], on: d)
             for t in 1...3 {
@@ -131,6 +148,5 @@ extension OpCheck {
             }
             return [p, m, v]
         })
-        return [sgd, adam]
     }
 }

@@ -230,6 +230,9 @@ public struct BatchSampler: Sendable {
         return order
     }
 
+    /// The batches in an epoch.
+    public var batchCount: Int { batchSize > 0 ? (count + batchSize - 1) / batchSize : 0 }
+
     /// The index ranges of the batches within an epoch's order (the last one may be short).
     public var batchRanges: [Range<Int>] {
         stride(from: 0, to: count, by: batchSize).map { $0..<min($0 + batchSize, count) }

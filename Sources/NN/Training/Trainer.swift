@@ -143,7 +143,7 @@ public final class Trainer {
         var total = 0.0
         for (taken, range) in ranges.enumerated() {
             let step = firstStep + taken
-            optimizer.lr = learningRate(epoch: epoch, step: step, steps: sampler.batchRanges.count)
+            optimizer.lr = learningRate(epoch: epoch, step: step, steps: sampler.batchCount)
             let parts = exchange.shares(of: range)
             for (w, (part, view)) in zip(workers, zip(parts, views)) where !part.isEmpty {
                 try forwardBackward(w, Rows(view.0.images, order: view.1, offset: part.lowerBound, count: part.count),
@@ -169,7 +169,7 @@ public final class Trainer {
             let elapsed = Date().timeIntervalSince(start)
             // NOTE: the caller's code runs with the model's own setting: `model(x)` there returns a tensor it owns.
             reuseBuffers(reused)
-            try progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchRanges.count,
+            try progress(StepReport(epoch: epoch, step: step + 1, steps: sampler.batchCount,
                                     runningLoss: Float(sum / Double(losses.count)),
                                     itemsPerSecond: Double(range.upperBound - ranges[0].lowerBound)
                                         / max(elapsed, 1e-9),
@@ -197,9 +197,9 @@ public final class Trainer {
         try requireDevice(data)
         try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
-        guard (0...sampler.batchRanges.count).contains(firstStep) else {
+        guard (0...sampler.batchCount).contains(firstStep) else {
             throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "firstStep \(firstStep) is outside the epoch's "
-                + "\(sampler.batchRanges.count) steps")
+                + "\(sampler.batchCount) steps")
         }
         return sampler
     }

@@ -75,7 +75,7 @@ public final class TrainingRun {
         (self.trainer, self.train, self.test, self.checkpoint, self.save) = (trainer, train, test, checkpoint, save)
         self.position = position
         let o = trainer.options
-        stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchRanges.count
+        stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchCount
     }
 
     /// The step of the run (in all) it stops after: the run's end, `stopAfter`'s or `maxSteps`.
