@@ -44,6 +44,25 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
     /// Rough host cost of one element relative to a copy, for `hostParallel`.
     var hostCost: Double { self == .relu || self == .leakyReLU ? 1 : 16 }
 
+    /// A linear layer's epilogue on the CPU over one block of its output: z += bias, then y = f(z) when `f` is
+    /// given (y and z row-major, `stride` floats a row).
+    static func biasActivationBlock(_ f: Activation?, z: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>?,
+                                    bias: UnsafeMutablePointer<Float>, stride: Int, rows: Range<Int>,
+                                    columns: Range<Int>) {
+        for i in rows {
+            let row = z + i * stride
+            for j in columns { row[j] += bias[j] }
+            guard let f, let y else { continue }
+            let out = y + i * stride
+            // The cheap cases as loops of their own (the function inlined and vectorised).
+            switch f {
+            case .relu: for j in columns { out[j] = Activation.relu(row[j]) }
+            case .leakyReLU: for j in columns { out[j] = Activation.leakyReLU(row[j]) }
+            default: for j in columns { out[j] = f(row[j]) }
+            }
+        }
+    }
+
     /// The build option that selects this activation in activation.cl.
     var options: String { "-D ACTIVATION_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
 
@@ -180,13 +199,33 @@ extension Tensor {
         try requireShape("biasActivationBackward (bias gradient)", db, [cols])
         let dz = try output("biasActivationBackward", out, z.shape, on: z.device)
         try Tensor.run("biasActivationBackward", z, dy, dz, db) { z, dy, dz, db in
-            if !accumulate { db.update(repeating: 0, count: cols) }
-            for i in 0..<rows {
-                for j in 0..<cols {
-                    let k = i * cols + j, v = z[k]
-                    let g = dy[k] * f.derivative(v, f(v))
-                    dz[k] = g
-                    db[j] += g
+            // Columns split across the cores: each column's sum still runs down the rows in order. The cheap
+            // derivatives (which ignore f(v)) as loops of their own.
+            nonisolated(unsafe) let (z, dy, dz, db) = (z, dy, dz, db)
+            hostParallel(cols, costPerItem: Double(rows) * f.hostCost) { columns in
+                if !accumulate { for j in columns { db[j] = 0 } }
+                for i in 0..<rows {
+                    let (zr, dyr, dzr) = (z + i * cols, dy + i * cols, dz + i * cols)
+                    switch f {
+                    case .relu:
+                        for j in columns {
+                            let g = dyr[j] * Activation.relu.derivative(zr[j], 0)
+                            dzr[j] = g
+                            db[j] += g
+                        }
+                    case .leakyReLU:
+                        for j in columns {
+                            let g = dyr[j] * Activation.leakyReLU.derivative(zr[j], 0)
+                            dzr[j] = g
+                            db[j] += g
+                        }
+                    default:
+                        for j in columns {
+                            let v = zr[j], g = dyr[j] * f.derivative(v, f(v))
+                            dzr[j] = g
+                            db[j] += g
+                        }
+                    }
                 }
             }
         } opencl: { device, z, dy, dz, db in

@@ -26,15 +26,11 @@ extension Tensor {
         try Tensor.run("linear", x.source, order, weight, bias, z,
                        activation == nil ? nil : y) { x0, order, w, b, z, y in
             let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
+            nonisolated(unsafe) let (z, y, b) = (z, y, b)
             try matmulBlocked(x0, w, z, m: batch, n: outputs, k: inputs, transA: false, transB: false, beta: 0,
-                              order: rows)
-            for i in 0..<batch {
-                let row = z + i * outputs
-                for j in 0..<outputs { row[j] += b[j] }
-                if let activation, let y {
-                    let out = y + i * outputs
-                    for j in 0..<outputs { out[j] = activation(row[j]) }
-                }
+                              order: rows) { rows, columns in
+                Activation.biasActivationBlock(activation, z: z, y: y, bias: b, stride: outputs, rows: rows,
+                                               columns: columns)
             }
         } opencl: { device, x0, order, w, b, z, y in
             let fusion = GemmFusion(gatherA: order != nil, bias: true, activation: activation)
@@ -66,11 +62,15 @@ extension Tensor {
             let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
             try matmulBlocked(x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false, beta: beta,
                               order: rows)
-            guard let db else { return }
-            if !accumulate { db.update(repeating: 0, count: outputs) }
-            for i in 0..<batch {
-                let row = dz + i * outputs
-                for j in 0..<outputs { db[j] += row[j] }
+            guard let bias = db else { return }
+            // Columns split across the cores: each column's sum still runs down the rows in order.
+            nonisolated(unsafe) let (dz, db) = (dz, bias)
+            hostParallel(outputs, costPerItem: Double(batch)) { columns in
+                if !accumulate { for j in columns { db[j] = 0 } }
+                for i in 0..<batch {
+                    let row = dz + i * outputs
+                    for j in columns { db[j] += row[j] }
+                }
             }
         } opencl: { device, x0, order, dz, dw, db in
             let fusion = GemmFusion(gatherA: order != nil, biasGradient: db != nil)

@@ -229,10 +229,15 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
     }
 }
 
+/// An epilogue of a CPU product: run on each block of C (rows, columns) by the thread that computed it, right after.
+typealias HostEpilogue = @Sendable (_ rows: Range<Int>, _ columns: Range<Int>) -> Void
+
 /// The fast CPU product: batch-sized products with B row-major run unpacked on the calling thread (CGemm's small
 /// path, which also reads A's rows through `order`); the rest cache-blocked, packed, rows split across all cores.
+/// `epilogue` (a layer's bias and activation) runs on each block of C where it was computed, while it is in cache.
 func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<Float>, _ C: UnsafeMutablePointer<Float>,
-                   m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float, order: HostRowOrder? = nil) throws {
+                   m: Int, n: Int, k: Int, transA: Bool, transB: Bool, beta: Float, order: HostRowOrder? = nil,
+                   epilogue: HostEpilogue? = nil) throws {
     guard m > 0, n > 0 else { return }
     let (aRow, aCol) = transA ? (1, m) : (k, 1)
     let small = m * n * k < 1 << 22
@@ -252,6 +257,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
             _ = clnn_sgemm_small(Int32(end - begin), Int32(n), Int32(k), rowsThroughOrder ? A : A + begin * aRow,
                                  aRow, aCol, order?.order, Int32((order?.offset ?? 0) + (rowsThroughOrder ? begin : 0)),
                                  Int32(order?.rows ?? 0), B, n, C + begin * n, beta)
+            epilogue?(begin..<end, 0..<n)
         }
         return
     }
@@ -261,7 +267,8 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
         let gathered = try ScratchBuffers.gathered.take(1, floats: stored * width)
         defer { ScratchBuffers.gathered.give(gathered) }
         for s in 0..<stored { (gathered[0].pointer + s * width).update(from: A + order.row(s) * width, count: width) }
-        try matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta)
+        try matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta,
+                          epilogue: epilogue)
         return
     }
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
@@ -276,6 +283,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     if chunks == 1 {
         clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
                         packs[0].pointer)
+        epilogue?(0..<m, 0..<n)
         return
     }
     // NOTE: the threads write disjoint blocks of C and only read A and B; each packs into its own buffer.
@@ -284,12 +292,15 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     let perChunk = ((extent + chunks - 1) / chunks + tile - 1) / tile * tile
     poolRun(chunks) { chunk in
         let begin = Int32(min(extent, chunk * perChunk)), end = Int32(min(extent, chunk * perChunk + perChunk))
+        guard begin < end else { return }
         if byColumns {
             clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
                              begin, end, packs[chunk].pointer)
+            epilogue?(0..<m, Int(begin)..<Int(end))
         } else {
             clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, begin, end, 0,
                              Int32(n), packs[chunk].pointer)
+            epilogue?(Int(begin)..<Int(end), 0..<n)
         }
     }
 }
