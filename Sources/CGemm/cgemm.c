@@ -151,14 +151,18 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
                      const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                      int row_begin, int row_end, float *pack)
 {
-    clnn_sgemm_block(m, n, k, A, a_row, a_col, B, b_row, b_col, C, beta, row_begin, row_end, 0, n, pack);
+    clnn_sgemm_block(m, n, k, A, a_row, a_col, NULL, NULL, B, b_row, b_col, C, beta, row_begin, row_end, 0, n, pack);
 }
 
 void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+                      const ptrdiff_t *a_rows_at, const ptrdiff_t *a_cols_at,
                       const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                       int row_begin, int row_end, int col_begin, int col_end, float *pack)
 {
     (void)m;
+    // Where row i and column p of op(A) start in A: strided, or listed (a batch's rows of a resident dataset).
+#define ROW_AT(i) (a_rows_at ? a_rows_at[i] : (ptrdiff_t)(i) * a_row)
+#define COL_AT(p) (a_cols_at ? a_cols_at[p] : (ptrdiff_t)(p) * a_col)
     if (row_begin >= row_end || col_begin >= col_end) return;
     const micro_kernels micro = pick_micro();
     if (k <= 0) {  // C = beta·C
@@ -173,14 +177,16 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
     // and storing C). A narrow B times a row-major A read in place (the full batch's x·w, 60000×784·784×50) takes K
     // in blocks of up to NARROW_KC instead: C is then written once, not loaded and stored once per block (an A panel
     // of 6×784 stays in L1 and B's panels in L2: 54 → 69 GFLOP/s on one core). A transposed A (xᵀ·g) is read a
-    // strided float at a time and wants its rows in L1: KC there (a longer block made it 22% slower).
-    const int narrow_rows = col_end - col_begin <= DIRECT_MAX_PANELS * NR && a_col == 1;
+    // strided float at a time and wants its rows in L1: KC there (a longer block made it 22% slower). (Only A read in
+    // place: a packed A panel holds KC columns.)
+    const int narrow_rows = col_end - col_begin <= DIRECT_MAX_PANELS * NR && a_col == 1 && !a_rows_at && !a_cols_at;
     const int kmax = narrow_rows ? NARROW_KC : KC;
     const int kblocks = (k + kmax - 1) / kmax, kstep = (k + kblocks - 1) / kblocks;
     for (int jc = col_begin; jc < col_end; jc += NC) {
         const int nc = col_end - jc < NC ? col_end - jc : NC;
         // A read in place when B is narrow (see the micro-kernels) and A is row-major or transposed.
-        const int unpacked = (nc + NR - 1) / NR <= DIRECT_MAX_PANELS && (a_col == 1 || a_row == 1);
+        const int unpacked = (nc + NR - 1) / NR <= DIRECT_MAX_PANELS && (a_col == 1 || a_row == 1) && !a_rows_at
+                             && !a_cols_at;
         for (int pc = 0; pc < k; pc += kstep) {
             const int kc = k - pc < kstep ? k - pc : kstep;
             const float b = pc > 0 ? 1.0f : beta;  // later K blocks add to the first's
@@ -212,15 +218,15 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
                     float *dst = apack + (size_t)ir * kc;
                     const int h = mc - ir < MR ? mc - ir : MR;
                     if (unpacked && h == MR) continue;
-                    if (a_col == 1 && h == MR) {
+                    if (a_col == 1 && !a_cols_at && h == MR) {
                         for (int r = 0; r < MR; r++) {  // row r of the panel is a contiguous run of kc floats
-                            const float *src = A + (size_t)(ic + ir + r) * a_row + pc;
+                            const float *src = A + ROW_AT(ic + ir + r) + pc;
                             for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
                         }
                     } else {
                         for (int p = 0; p < kc; p++) {
-                            const float *src = A + (size_t)(ic + ir) * a_row + (size_t)(pc + p) * a_col;
-                            for (int r = 0; r < MR; r++) dst[p * MR + r] = r < h ? src[(size_t)r * a_row] : 0.0f;
+                            const float *src = A + COL_AT(pc + p);
+                            for (int r = 0; r < MR; r++) dst[p * MR + r] = r < h ? src[ROW_AT(ic + ir + r)] : 0.0f;
                         }
                     }
                 }
@@ -264,3 +270,5 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
         }
     }
 }
+#undef ROW_AT
+#undef COL_AT

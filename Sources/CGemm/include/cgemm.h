@@ -14,8 +14,11 @@ void clnn_sgemm_rows(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
 
 /// The same for the block rows row_begin..<row_end × columns col_begin..<col_end of C: threads may split C by rows
 /// (each then packs all of B), or by columns (each packs only its columns of B: the split for wide, short products).
-/// col_begin should be a multiple of 16 for whole tiles.
+/// col_begin should be a multiple of 16 for whole tiles. When `a_rows_at` (m entries) or `a_cols_at` (k entries) is
+/// not NULL, row i or column p of op(A) starts at A + a_rows_at[i] or A + a_cols_at[p] instead of at i·a_row or
+/// p·a_col: a batch's rows read in place from a resident dataset, packed straight from there.
 void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+                      const ptrdiff_t *a_rows_at, const ptrdiff_t *a_cols_at,
                       const float *B, ptrdiff_t b_row, ptrdiff_t b_col, float *C, float beta,
                       int row_begin, int row_end, int col_begin, int col_end, float *pack);
 

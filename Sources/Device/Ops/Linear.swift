@@ -139,7 +139,20 @@ extension OpCheck {
                 }
             }
         }
-        return planned + forward + backward
+        // The CPU's blocked path (beyond its small path) packs the rows straight through the index list, forward
+        // (rows of A) and backward (columns of Aᵀ). Too large for the simulator; OpenCL has the shapes above.
+        let cpuOnly: @Sendable (DeviceTag) -> String? = { $0.isOpenCL ? "the CPU's blocked path (cpu only)" : nil }
+        let blocked = [
+            linearForwardCheck(130, 300, 120, .relu, form: "linear relu (cpu blocked)", skip: cpuOnly) {
+                x, w, b, z, y in
+                try Tensor.linear(x, weight: w, bias: b, activation: .relu, preActivation: z, output: y)
+            },
+            linearBackwardCheck(130, 300, 120, accumulate: true, form: "linearBackward accumulate (cpu blocked)",
+                                skip: cpuOnly) { x, dz, dw, db in
+                try Tensor.linearBackward(x, dz, weightGradient: dw, biasGradient: db, accumulate: true)
+            },
+        ]
+        return planned + forward + backward + blocked
     }
 
     /// A batch's rows of a source through an index list, and the rows it picks (clamped as the kernels clamp).

@@ -261,15 +261,13 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
         }
         return
     }
+    // Outside the small path, A's stored rows through an index list are packed straight from where they lie.
+    // NOTE: not gathered into a copy first: writing the copy from one thread cost more than the packing (the other
+    // core had read the last step's copy, and each line it held was taken back one at a time).
+    var storedAt: [Int] = []
     if let order {
-        // Outside the small path: gather A's stored rows into a (reused) copy, then the threaded product.
         let (stored, width) = transA ? (k, m) : (m, k)
-        let gathered = try ScratchBuffers.gathered.take(1, floats: stored * width)
-        defer { ScratchBuffers.gathered.give(gathered) }
-        for s in 0..<stored { (gathered[0].pointer + s * width).update(from: A + order.row(s) * width, count: width) }
-        try matmulBlocked(gathered[0].pointer, B, C, m: m, n: n, k: k, transA: transA, transB: transB, beta: beta,
-                          epilogue: epilogue)
-        return
+        storedAt = (0..<stored).map { order.row($0) * width }
     }
     let (bRow, bCol) = transB ? (1, k) : (n, 1)
     // Small products are not worth waking threads for. A wide, short product (n well above m: a convolution's
@@ -280,36 +278,30 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     let chunks = small ? 1 : byColumns ? min(cores, (n + 15) / 16) : min(cores, (m + 5) / 6)
     let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
     defer { ScratchBuffers.packs.give(packs) }
-    if chunks == 1 {
-        clnn_sgemm_rows(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
-                        packs[0].pointer)
-        epilogue?(0..<m, 0..<n)
-        return
-    }
     // NOTE: the threads write disjoint blocks of C and only read A and B; each packs into its own buffer.
     nonisolated(unsafe) let (A, B, C) = (A, B, C)
     let (extent, tile) = byColumns ? (n, 16) : (m, 6)
     let perChunk = ((extent + chunks - 1) / chunks + tile - 1) / tile * tile
-    poolRun(chunks) { chunk in
-        let begin = Int32(min(extent, chunk * perChunk)), end = Int32(min(extent, chunk * perChunk + perChunk))
-        guard begin < end else { return }
-        if byColumns {
-            clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, 0, Int32(m),
-                             begin, end, packs[chunk].pointer)
-            epilogue?(0..<m, Int(begin)..<Int(end))
-        } else {
-            clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, B, bRow, bCol, C, beta, begin, end, 0,
-                             Int32(n), packs[chunk].pointer)
-            epilogue?(Int(begin)..<Int(end), 0..<n)
+    storedAt.withUnsafeBufferPointer { at in
+        nonisolated(unsafe) let at = order == nil ? nil : at.baseAddress
+        nonisolated(unsafe) let (rowsAt, colsAt) = transA ? (nil, at) : (at, nil)
+        poolRun(chunks) { chunk in
+            let begin = Int32(min(extent, chunk * perChunk)), end = Int32(min(extent, chunk * perChunk + perChunk))
+            guard begin < end else { return }
+            let (rows, columns) = byColumns ? (0..<m, Int(begin)..<Int(end)) : (Int(begin)..<Int(end), 0..<n)
+            clnn_sgemm_block(Int32(m), Int32(n), Int32(k), A, aRow, aCol, rowsAt, colsAt, B, bRow, bCol, C, beta,
+                             Int32(rows.lowerBound), Int32(rows.upperBound), Int32(columns.lowerBound),
+                             Int32(columns.upperBound), packs[chunk].pointer)
+            epilogue?(rows, columns)
         }
     }
 }
 
-/// Host scratch buffers kept across products — the blocked product's pack buffers (one per concurrent chunk) and
-/// gathered copies of A: fresh ones per product (or per worker thread, and GCD retires idle ones) cost page faults
-/// that dominated batch-sized and full-batch products.
+/// Host scratch buffers kept across products — the blocked product's pack buffers (one per concurrent chunk): fresh
+/// ones per product (or per worker thread, and GCD retires idle ones) cost page faults that dominated batch-sized and
+/// full-batch products.
 private final class ScratchBuffers: @unchecked Sendable {
-    static let packs = ScratchBuffers(), gathered = ScratchBuffers()
+    static let packs = ScratchBuffers()
     private let lock = NSLock()
     private var idle: [HostBuffer] = []
 
