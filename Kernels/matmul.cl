@@ -25,7 +25,7 @@
 // gradient: K = 60000, M·N = 784·50) done in one pass per output block streams all of A for each block of columns
 // and keeps nothing in cache. With K_SPLIT, dimension 2 of the grid cuts K into chunks of k_chunk (an argument after
 // the fusion's): work-item z sums k in [z·k_chunk, (z+1)·k_chunk) and writes its partial product to C + z·M·N (and,
-// with BIAS_GRADIENT, its partial column sums to db + z·N), beta 0; matmul_sum_partials adds the parts in order
+// with BIAS_GRADIENT, its partial column sums to db + z·N), beta 0; bias.cl's add_bias_backward adds the parts in order
 // (deterministic) into the real C and db with beta.
 #include "rows.cl"
 #ifdef GATHER_A
@@ -71,7 +71,7 @@
 #endif
 #ifdef K_SPLIT
 #if EPILOGUE
-#error "K_SPLIT writes partial products: an epilogue belongs after matmul_sum_partials"
+#error "K_SPLIT writes partial products: an epilogue belongs after they are summed"
 #endif
 #define SPLIT_PARAMS , const int k_chunk
 #define SPLIT_ARGS , k_chunk
@@ -454,17 +454,6 @@ __kernel void matmul_backward_weight_columns(const int M, const int N, const int
                                              FUSION_PARAMS SPLIT_PARAMS)
 {
     matmul_columns(M, N, K, A, B, C, beta, true FUSION_ARGS SPLIT_ARGS);
-}
-
-// out[o] = Σ_z P[z·count + o] (+ beta·out[o]) for o < count: split K's second pass, the parts added in order.
-__kernel void matmul_sum_partials(const int count, const int parts, __global const float* P, __global float* out,
-                                  const float beta)
-{
-    const int o = get_global_id(0);
-    if (o >= count) return;
-    float s = 0.0f;
-    for (int z = 0; z < parts; z++) s += P[(size_t)z * count + o];
-    out[o] = beta == 0.0f ? s : s + beta * out[o];
 }
 
 // dst [cols, rows] = srcᵀ, src [rows, cols]. global = (rows, cols): neighbouring work-items (a CPU driver's vector

@@ -116,8 +116,13 @@ enum GemmTuner {
             .filter { !(device.info.isCPU && $0.element.isTiled) && $0.element.suits(m: m, n: n, k: k) }
             .sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
         let start = DispatchTime.now().uptimeNanoseconds
-        for candidate in candidates {
+        // NOTE: a second pass over the candidates timed in the first, while the budget lasts, each keeping its
+        // better figure: one sample of a 78 ms product read 19.5 GFLOP/s for a kernel that runs at 60 (the machine
+        // busy for that moment), and a slower kernel took the class (the full batch's backward 68 → 85 ms on POCL).
+        let timed = candidates + candidates
+        for (index, candidate) in timed.enumerated() {
             if best != nil && Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > classBudget { break }
+            if index >= candidates.count && measured[candidate.description] == nil { continue }
             let launch = GemmLaunch(candidate, variant)
             guard launch.unusable(fusion: fusion, on: .opencl(device.info.index)) == nil else { continue }
             // (A sliver reads a prefix of each operand: every index stays inside the whole product's.)
@@ -133,7 +138,7 @@ enum GemmTuner {
                 let once = try run(m, n, k)
                 return once < 0.05 ? min(once, try run(m, n, k), try run(m, n, k)) : once
             }() else { continue }
-            let gflops = 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+            let gflops = max(2 * Double(m) * Double(n) * Double(k) / seconds / 1e9, measured[candidate.description] ?? 0)
             measured[candidate.description] = gflops
             if gflops > best?.1 ?? 0 { best = (candidate, gflops) }
         }

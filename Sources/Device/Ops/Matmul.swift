@@ -134,19 +134,6 @@ extension Rows {
 
 private let matmulNaiveKernel = KernelSource("matmul", "matmul_naive")
 private let matmulTransposeKernel = KernelSource("matmul", "matmul_transpose")
-private let sumPartialsKernel = KernelSource("matmul", "matmul_sum_partials")
-
-/// out = Σ of the `parts` consecutive blocks of `count` floats in `partials` (+ beta·out): split K's second pass.
-private func addPartials(_ device: OpenCLDevice, _ partials: CLBuffer, parts: Int, count: Int, into out: CLBuffer,
-                         beta: Float) throws {
-    // (Groups of 64 work-items: a CPU driver runs them as vectors along the outputs.)
-    let kernel = try device.kernel(sumPartialsKernel)
-    try device.launch(kernel, global: WorkSize(count), local: WorkSize(min(64, kernel.maxWorkGroupSize))) { x in
-        try x.int("count", count); try x.int("parts", parts); try x.buffer("P", partials); try x.buffer("out", out)
-        try x.float("beta", beta)
-    }
-}
-
 /// The buffers a fused GEMM launch reads and writes beside A, B and C (see `GemmFusion`).
 struct GemmFusionOperands {
     var order: CLBuffer?
@@ -214,9 +201,10 @@ func launchMatmul(_ device: OpenCLDevice, _ a: CLBuffer, _ b: CLBuffer, _ c: CLB
             if let split { try x.int("k_chunk", split.chunk) }
         }
         if let split, let partials {
-            try addPartials(device, partials, parts: split.parts, count: m * n, into: c, beta: beta)
+            // The parts added in order (deterministic): column sums of [parts, m·n] and [parts, n].
+            try launchColumnSums(device, partials, rows: split.parts, cols: m * n, into: c, beta: beta)
             if let sumPartials, let db = extra.db {
-                try addPartials(device, sumPartials, parts: split.parts, count: n, into: db, beta: beta)
+                try launchColumnSums(device, sumPartials, rows: split.parts, cols: n, into: db, beta: beta)
             }
         }
         return
