@@ -6,7 +6,7 @@ import Foundation
 private let sgdStepKernel = KernelSource("optimizer", "sgd_step")
 private let adamStepKernel = KernelSource("optimizer", "adam_step")
 /// The parameters (floats) from which the CPU's SGD update streams its stores: a batch-sized model's block (40k).
-let sgdStreamingMinimum = ProcessInfo.processInfo.environment["CLNN_SGD_STREAM_MIN"].flatMap { Int($0) } ?? 16_384
+let sgdStreamingMinimum = 16_384
 
 /// Adam's hyper-parameters (PyTorch's names and defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay).
 public struct AdamHyperparameters: Sendable, Equatable {
