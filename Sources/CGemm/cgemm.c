@@ -215,7 +215,8 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
                 // Pack A[ic..ic+mc, pc..pc+kc] as panels of MR rows, zero-padded at the bottom (unpacked: only a
                 // last panel of fewer than MR rows).
                 for (int ir = 0; ir < mc; ir += MR) {
-                    float *dst = apack + (size_t)ir * kc;
+                    // (In place, only the last panel is packed, at the buffer's start: K may run to NARROW_KC.)
+                    float *dst = apack + (unpacked ? 0 : (size_t)ir * kc);
                     const int h = mc - ir < MR ? mc - ir : MR;
                     if (unpacked && h == MR) continue;
                     if (a_col == 1 && !a_cols_at && h == MR) {
@@ -241,7 +242,7 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
                         // This panel of A: in place, or packed; a narrow last panel of B by the half kernel.
                         const int half = cols <= 8 && micro.half_packed != NULL;
                         micro_kernel kernel = half ? micro.half_packed : micro.packed;
-                        const float *ap = apack + (size_t)ir * kc;
+                        const float *ap = apack + (unpacked ? 0 : (size_t)ir * kc);
                         ptrdiff_t lda = MR;
                         if (unpacked && rows == MR) {
                             ap = A + (size_t)(ic + ir) * a_row + (size_t)pc * a_col;

@@ -336,9 +336,10 @@ extension OpCheck {
     /// and the naive reference kernel, on shapes that are not multiples of any tile.
     static var matmulChecks: [OpCheck] {
         // (m, k, n): the CPU's small path masks a last partial vector of 1–7 (n = 7, 33, 70) or 9–15 columns (n = 29)
-        // and reads a whole one plainly (n = 24).
+        // and reads a whole one plainly (n = 24); its blocked path takes a narrow product's K whole, with a last
+        // panel of A packed (67 × 700 · 700 × 20, tB).
         let shapes = [(1, 1, 1), (3, 5, 7), (65, 129, 33), (33, 17, 70), (1, 784, 50), (13, 29, 29), (7, 9, 24),
-                      (2, 0, 3), (0, 4, 3)]
+                      (67, 700, 20), (2, 0, 3), (0, 4, 3)]
         return shapes.flatMap { m, k, n in
             [(false, false), (false, true), (true, false), (true, true)].map { transA, transB in
                 productCheck(m: m, k: k, n: n, transA: transA, transB: transB,
