@@ -59,29 +59,16 @@ typedef float v8f __attribute__((vector_size(32)));
         memcpy(o + 8, &acc[r][1], 32);                                                             \
     }
 
-// The last panel of a product whose width leaves it at most 8 columns (a layer of 50 units: 16 + 16 + 16 + 2), on
-// AVX2: one 8-lane vector per row instead of two, into a scratch tile (no beta). Each lane does the same sequence of
-// multiply-adds as in the full kernel, so the same result.
-#define MICRO_KERNEL_BODY_HALF(A_AT)                                                               \
-    v8f acc[MR];                                                                                   \
-    for (int r = 0; r < MR; r++) acc[r] = (v8f){0};                                                \
-    for (int p = 0; p < kc; p++) {                                                                 \
-        v8f b0;                                                                                    \
-        memcpy(&b0, bp + p * NR, sizeof b0);                                                       \
-        _Pragma("GCC unroll 6")                                                                    \
-        for (int r = 0; r < MR; r++) acc[r] += A_AT(p, r) * b0;                                    \
-    }                                                                                              \
-    _Pragma("GCC unroll 6")                                                                        \
-    for (int r = 0; r < MR; r++) memcpy(out + r * ldc, &acc[r], 32);
-
 typedef float v16f __attribute__((vector_size(64)));
 
-// The same with one 16-lane register per row (AVX-512: half the instructions of the AVX2 kernel).
-#define MICRO_KERNEL_BODY_512(A_AT)                                                                \
-    v16f acc[MR];                                                                                  \
-    for (int r = 0; r < MR; r++) acc[r] = (v16f){0};                                               \
+// The same with one vector of type V per row: V = 16 lanes (AVX-512: half the instructions of the AVX2 kernel), or
+// 8 lanes for the last panel of a product whose width leaves it at most 8 columns (a layer of 50 units: 16 + 16 +
+// 16 + 2; AVX2). Each lane does the same sequence of multiply-adds as in the two-vector kernel, so the same result.
+#define MICRO_KERNEL_BODY_ONE(A_AT, V)                                                             \
+    V acc[MR];                                                                                     \
+    for (int r = 0; r < MR; r++) acc[r] = (V){0};                                                  \
     for (int p = 0; p < kc; p++) {                                                                 \
-        v16f b;                                                                                    \
+        V b;                                                                                       \
         memcpy(&b, bp + p * NR, sizeof b);                                                         \
         _Pragma("GCC unroll 6")                                                                    \
         for (int r = 0; r < MR; r++) acc[r] += A_AT(p, r) * b;                                     \
@@ -90,7 +77,7 @@ typedef float v16f __attribute__((vector_size(64)));
     for (int r = 0; r < MR; r++) {                                                                 \
         float *o = out + r * ldc;                                                                  \
         if (beta != 0.0f) {                                                                        \
-            v16f c;                                                                                \
+            V c;                                                                                   \
             memcpy(&c, o, sizeof c);                                                               \
             acc[r] += beta * c;                                                                    \
         }                                                                                          \
@@ -107,7 +94,7 @@ typedef float v16f __attribute__((vector_size(64)));
     __attribute__((target("avx512f"))) static void micro_avx512_##suffix(MICRO_PARAMETERS)         \
     {                                                                                              \
         (void)lda;                                                                                 \
-        MICRO_KERNEL_BODY_512(A_AT)                                                                \
+        MICRO_KERNEL_BODY_ONE(A_AT, v16f)                                                          \
     }                                                                                              \
     static void micro_portable_##suffix(MICRO_PARAMETERS)                                          \
     {                                                                                              \
@@ -117,8 +104,7 @@ typedef float v16f __attribute__((vector_size(64)));
     __attribute__((target("avx2,fma"))) static void half_avx2_##suffix(MICRO_PARAMETERS)           \
     {                                                                                              \
         (void)lda;                                                                                 \
-        (void)beta;                                                                                \
-        MICRO_KERNEL_BODY_HALF(A_AT)                                                               \
+        MICRO_KERNEL_BODY_ONE(A_AT, v8f)                                                           \
     }
 
 MICRO_KERNELS(A_PACKED, packed)
