@@ -165,7 +165,9 @@ void clnn_sgemm_block(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrd
     // of 6×784 stays in L1 and B's panels in L2: 54 → 69 GFLOP/s on one core). A transposed A (xᵀ·g) is read a
     // strided float at a time and wants its rows in L1: KC there (a longer block made it 22% slower). (Only A read in
     // place: a packed A panel holds KC columns.)
-    const int narrow_rows = col_end - col_begin <= DIRECT_MAX_PANELS * NR && a_col == 1 && !a_rows_at && !a_cols_at;
+    // (Decided on the whole product's width, not this block's: the sums' grouping, and so their last bits, must not
+    // depend on how many threads split the columns.)
+    const int narrow_rows = n <= DIRECT_MAX_PANELS * NR && a_col == 1 && !a_rows_at && !a_cols_at;
     const int kmax = narrow_rows ? NARROW_KC : KC;
     const int kblocks = (k + kmax - 1) / kmax, kstep = (k + kblocks - 1) / kblocks;
     for (int jc = col_begin; jc < col_end; jc += NC) {

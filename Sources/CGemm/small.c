@@ -205,16 +205,16 @@ static inline ptrdiff_t indexed(const float *order, int offset, int index_rows, 
     return v >= (float)(index_rows - 1) ? index_rows - 1 : (v > 0.0f ? (ptrdiff_t)v : 0);
 }
 
-int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col, int a_transposed,
                      const float *order, int offset, int index_rows,
                      const float *B, ptrdiff_t b_row, float *C, float beta)
 {
     if (k > SMALL_MAX_K || k <= 0 || m <= 0 || n <= 0) return 0;
     static rows_kernel kernel;
     if (!kernel) kernel = pick_rows();
-    // The stored rows of A are its logical rows (a_col == 1: A·B) or its columns (A stored transposed: Aᵀ·B); an
-    // index list picks among them.
-    const int rows_are_stored = a_col == 1;
+    // The stored rows of A are its logical rows (A·B) or its columns (A stored transposed: Aᵀ·B); an index list
+    // picks among them.
+    const int rows_are_stored = !a_transposed;
     ptrdiff_t koff[SMALL_MAX_K];
     for (int q = 0; q < k; q++)
         koff[q] = (order && !rows_are_stored ? indexed(order, offset, index_rows, q) : q) * a_col;

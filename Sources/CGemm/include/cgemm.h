@@ -27,10 +27,11 @@ size_t clnn_sgemm_pack_floats(void);
 
 /// The small-product path: the same product for op(B) row-major (b_col = 1), unpacked and on the calling thread,
 /// for batch-sized shapes. When `order` is not NULL, A's stored rows are picked through it: stored row s is
-/// order[offset + s] (a float index, clamped to 0..<index_rows) — the rows of op(A) for A·B (a_col = 1), the
-/// columns of op(A) for Aᵀ·B. Returns 0 (and computes nothing) when the shape is outside this path (k > 2048).
+/// order[offset + s] (a float index, clamped to 0..<index_rows) — the rows of op(A) for A·B (a_transposed 0), the
+/// columns of op(A) for Aᵀ·B (a_transposed 1; said outright, as a_row = a_col = 1 when m is 1). Returns 0 (and
+/// computes nothing) when the shape is outside this path (k > 2048).
 #define CLNN_SGEMM_SMALL_MAX_K 2048
-int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col,
+int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdiff_t a_col, int a_transposed,
                      const float *order, int offset, int index_rows,
                      const float *B, ptrdiff_t b_row, float *C, float beta);
 

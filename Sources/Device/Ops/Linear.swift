@@ -89,7 +89,8 @@ extension OpCheck {
     /// of range, read clamped): forward with the bias and each activation, backward with the bias gradient, fresh and
     /// accumulated — through the device's plan, and forward (ReLU) and backward through every candidate it can hold.
     static var linearChecks: [OpCheck] {
-        let shapes = [(7, 13, 11), (65, 37, 50), (3, 5, 17), (64, 784, 50), (2, 2100, 3), (2100, 3, 2)]
+        // (9 × 1 → 4: a layer of one input, whose weight gradient Aᵀ·B has m = 1.)
+        let shapes = [(7, 13, 11), (65, 37, 50), (3, 5, 17), (64, 784, 50), (2, 2100, 3), (2100, 3, 2), (9, 1, 4)]
         let planned = shapes.flatMap { batch, inputs, outputs in
             ([nil] + Activation.allCases).map { activation in
                 linearForwardCheck(batch, inputs, outputs, activation, form: "linear \(activation?.rawValue ?? "none")") {

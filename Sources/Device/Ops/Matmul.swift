@@ -243,7 +243,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
             // A chunk's rows: further along A (or, through an index list, along the list), and along C.
             let rowsThroughOrder = order != nil && !transA
             _ = clnn_sgemm_small(Int32(end - begin), Int32(n), Int32(k), rowsThroughOrder ? A : A + begin * aRow,
-                                 aRow, aCol, order?.order, Int32((order?.offset ?? 0) + (rowsThroughOrder ? begin : 0)),
+                                 aRow, aCol, transA ? 1 : 0, order?.order, Int32((order?.offset ?? 0) + (rowsThroughOrder ? begin : 0)),
                                  Int32(order?.rows ?? 0), B, n, C + begin * n, beta)
             epilogue?(begin..<end, 0..<n)
         }
