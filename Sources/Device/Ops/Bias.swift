@@ -32,14 +32,29 @@ extension Tensor {
         let (rows, cols) = try matrixDims("addBiasBackward", dy)
         try requireShape("addBiasBackward (bias gradient)", db, [cols])
         try Tensor.run("addBiasBackward", dy, db) { dy, db in
-            for j in 0..<cols {
-                var acc: Float = 0
-                for i in 0..<rows { acc += dy[i * cols + j] }
-                db[j] = accumulate ? acc + db[j] : acc
-            }
+            hostColumnSums(dy, rows: rows, cols: cols, into: db, accumulate: accumulate)
         } opencl: { device, dy, db in
             try launchColumnSums(device, dy, rows: rows, cols: cols, into: db, beta: accumulate ? 1 : 0)
         }
+    }
+}
+
+/// db = the column sums of the [rows, cols] matrix in `x` (+ db when `accumulate`), on the host, as add_bias_backward
+/// computes them: each column summed from zero down the rows in order, then added to db. The columns are split
+/// across the cores when there is work enough (reading along rows).
+func hostColumnSums(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>,
+                    accumulate: Bool) {
+    nonisolated(unsafe) let (x, db) = (x, db)
+    hostParallel(cols, costPerItem: Double(rows)) { columns in
+        let first = columns.lowerBound
+        let acc = UnsafeMutablePointer<Float>.allocate(capacity: columns.count)
+        defer { acc.deallocate() }
+        acc.initialize(repeating: 0, count: columns.count)
+        for i in 0..<rows {
+            let row = x + i * cols
+            for j in columns { acc[j - first] += row[j] }
+        }
+        for j in columns { db[j] = accumulate ? acc[j - first] + db[j] : acc[j - first] }
     }
 }
 

@@ -62,16 +62,8 @@ extension Tensor {
             let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }
             try matmulBlocked(x0, dz, dw, m: inputs, n: outputs, k: batch, transA: true, transB: false, beta: beta,
                               order: rows)
-            guard let bias = db else { return }
-            // Columns split across the cores: each column's sum still runs down the rows in order.
-            nonisolated(unsafe) let (dz, db) = (dz, bias)
-            hostParallel(outputs, costPerItem: Double(batch)) { columns in
-                if !accumulate { for j in columns { db[j] = 0 } }
-                for i in 0..<batch {
-                    let row = dz + i * outputs
-                    for j in columns { db[j] += row[j] }
-                }
-            }
+            guard let db else { return }
+            hostColumnSums(dz, rows: batch, cols: outputs, into: db, accumulate: accumulate)
         } opencl: { device, x0, order, dz, dw, db in
             let fusion = GemmFusion(gatherA: order != nil, biasGradient: db != nil)
             let extra = GemmFusionOperands(order: order, offset: x.offset, aRows: x.sourceRows, db: db)
