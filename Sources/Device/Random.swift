@@ -8,8 +8,14 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     /// A generator whose sequence is fixed by `seed`.
     public init(seed: UInt64) { state = seed }
 
+    /// The generator of `seed` after `draws` calls of `next()`, reached in one step (SplitMix64's state moves by a
+    /// constant each draw): what a stream restarted at a saved position needs.
+    public init(seed: UInt64, after draws: UInt64) { state = seed &+ draws &* SeededGenerator.increment }
+
+    private static let increment: UInt64 = 0x9E37_79B9_7F4A_7C15
+
     public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
+        state &+= SeededGenerator.increment
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

@@ -174,7 +174,10 @@ final class ArchitectureTextTests: XCTestCase {
     func testAResumedCNNEqualsAnUninterruptedRunOnEveryDevice() throws {
         let (train, _) = try fashionSlice(train: 16 * 5, test: 1)
         let folder = try temporaryFolder(self)
-        for text in ["avgpool(2) flatten linear(10)", "conv(4,3,p=1) bn relu maxpool(2) flatten linear(10)"] {
+        // The dropout model: the resumed model is rebuilt from its checkpoint (its streams seeded from nothing of
+        // the run) and must still draw the masks of the uninterrupted run's steps.
+        for text in ["avgpool(2) flatten linear(10)", "conv(4,3,p=1) bn relu maxpool(2) flatten linear(10)",
+                     "flatten linear(24) relu dropout(0.3) linear(10)"] {
             let specs = try LayerSpec.resolve(text, input: [1, 28, 28])
             for device in testDevices {
                 var options = TrainingOptions()

@@ -102,6 +102,36 @@ final class ConvLayerTests: XCTestCase {
         XCTAssertThrowsError(try Dropout(1.5, seed: 1)) { XCTAssertTrue("\($0)".contains("0...1"), "\($0)") }
     }
 
+    /// A dropout's k-th training forward draws the k-th mask of its stream, and `setRandomStream` places a stream
+    /// anywhere: a layer put at (seed, k) draws what a fresh layer of that seed draws on its k-th forward; evaluation
+    /// draws nothing; a `Sequential` gives each child the stream of its index.
+    func testADropoutStreamCanBePlacedAtAnyDraw() throws {
+        let x = try Tensor.ones([7, 13])
+        let fresh = try Dropout(0.5, seed: 21)
+        var masks: [[Float]] = []
+        for _ in 0..<4 { masks.append(try fresh.forward(x).toArray()) }
+        XCTAssertEqual(fresh.draws, 4)
+        XCTAssertEqual(Set(masks).count, 4, "each forward draws a new mask")
+        fresh.eval()
+        _ = try fresh.forward(x)
+        XCTAssertEqual(fresh.draws, 4, "evaluation draws nothing")
+        let placed = try Dropout(0.5, seed: 99)
+        placed.setRandomStream(seed: 21, draw: 2)
+        XCTAssertEqual(try placed.forward(x).toArray(), masks[2])
+        XCTAssertEqual(try placed.forward(x).toArray(), masks[3], "and goes on from there")
+        placed.setRandomStream(seed: 21, draw: 0)
+        XCTAssertEqual(try placed.forward(x).toArray(), masks[0])
+
+        let model = Sequential([Flatten(), try Dropout(0.5, seed: 1), try Dropout(0.5, seed: 2)])
+        model.setRandomStream(seed: 20, draw: 3)
+        let layers = model.layers.compactMap { $0 as? Dropout }
+        XCTAssertEqual(layers.map(\.draws), [3, 3])
+        let alone = try Dropout(0.5, seed: Sequential.streamSeed(20, child: 1))
+        for _ in 0..<3 { _ = try alone.forward(x) }
+        XCTAssertEqual(try layers[0].forward(x).toArray(), try alone.forward(x).toArray(),
+                       "the child at index 1 takes the stream streamSeed(20, child: 1)")
+    }
+
     /// The anchor's CNN shape, narrower: conv-relu-pool twice, flatten, two linear layers.
     private func cnn(seed: UInt64, on device: DeviceTag) throws -> Sequential {
         Sequential([

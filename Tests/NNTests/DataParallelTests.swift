@@ -74,6 +74,48 @@ final class DataParallelTests: XCTestCase {
         }
     }
 
+    /// Data-parallel training with dropout, stopped and resumed from a checkpoint (the replica rebuilt, the last
+    /// batch of 3 leaving the third copy out), ends at the bytes of the run never stopped; each model copy draws its
+    /// own masks (two copies drawing one stream would drop the same rows of their shares).
+    func testADataParallelRunWithDropoutResumesToTheSameWeights() throws {
+        let (train, _) = try fashionSlice(train: 12 * 5 + 2, test: 1)
+        let folder = try temporaryFolder(self)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.seed, options.momentum) = (1, 12, 3, 0.9)
+        let specs = try LayerSpec.resolve("flatten linear(16) relu dropout(0.5) linear(10)", input: [1, 28, 28])
+        let devices: [DeviceTag] = [.cpu, .cpu, .cpu]
+        func trainer(_ model: Sequential, _ options: TrainingOptions) throws -> Trainer {
+            try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: Array(devices.dropFirst()))
+        }
+        let data = try DeviceDataset(train, on: .cpu)
+        let whole = try trainer(try LayerSpec.modules(specs, seed: 8, on: .cpu), options)
+        _ = try whole.trainEpoch(data, epoch: 1)
+        let first = try trainer(try LayerSpec.modules(specs, seed: 8, on: .cpu), options)
+        _ = try first.trainEpoch(data, epoch: 1, maxSteps: 2)
+        var at = RunPosition(epoch: 0, step: 2)
+        at.lossSum = first.lastLossSum
+        let path = folder.appendingPathComponent("dp.safetensors").path
+        try SavedRun.save(first, checkpoint: try Checkpoint(model: first.model, loss: "cross-entropy", classes: 10,
+                                                            normalization: Normalization(mean: 0, std: 1)),
+                          at: at, to: path)
+        let loaded = try SavedRun.load(path)
+        let resumed = try trainer(try Checkpoint.decode(loaded.bytes, path: path, on: .cpu).1, loaded.state.options)
+        try loaded.state.restore(into: resumed, path: path)
+        _ = try resumed.trainEpoch(data, epoch: 1, firstStep: 2)
+        for (a, b) in zip(whole.model.namedParameters, resumed.model.namedParameters) {
+            XCTAssertEqual(try a.parameter.value.toArray(), try b.parameter.value.toArray(), a.name)
+        }
+        // Each copy's stream differs: the masks a copy would draw at one step are not another's.
+        let x = try Tensor.ones([4, 16])
+        let masks = try (0..<3).map { worker -> [Float] in
+            let dropout = try Dropout(0.5, seed: 0)
+            dropout.setRandomStream(seed: Sequential.streamSeed(Sequential.streamSeed(run: 3, worker: worker), child: 3),
+                                    draw: 1)
+            return try dropout.forward(x).toArray()
+        }
+        XCTAssertEqual(Set(masks).count, 3)
+    }
+
     func testABatchThatCannotBeSplitIsAnErrorNamingTheDevices() throws {
         var options = TrainingOptions()
         options.batchSize = 64

@@ -33,7 +33,8 @@ extension LayerSpec {
             case let .avgPool2d(window): layers.append(AvgPool2d(window))
             case .globalAvgPool2d: layers.append(try AdaptiveAvgPool2d(1))
             case let .dropout(p):
-                layers.append(try Dropout(p, seed: (seed ^ 0xD50F_0000_0000_0000) &+ UInt64(index)))
+                layers.append(try Dropout(p, seed: Sequential.streamSeed(Sequential.streamSeed(run: seed),
+                                                                         child: index)))
             case .flatten: layers.append(Flatten())
             }
             index += width

@@ -199,6 +199,26 @@ public final class Sequential: Module {
         isTraining = training
         for layer in layers { layer.setTraining(training) }
     }
+    /// Places every child's stream: the child at state-dict index k takes `streamSeed(seed, child: k)`.
+    public func setRandomStream(seed: UInt64, draw: UInt64) {
+        var index = 0
+        for layer in layers {
+            layer.setRandomStream(seed: Sequential.streamSeed(seed, child: index), draw: draw)
+            index += layer.sequentialWidth
+        }
+    }
+
+    /// The seed of the random streams of a run of seed `seed` on its `worker`-th model copy (0: the only one, or
+    /// the first device's; data-parallel replicas and processes count on in order), so each copy drops its own
+    /// share of the batch independently.
+    public static func streamSeed(run seed: UInt64, worker: Int = 0) -> UInt64 {
+        (seed ^ 0xD50F_0000_0000_0000) &+ UInt64(truncatingIfNeeded: worker) << 32
+    }
+
+    /// The stream seed of the child at state-dict index `index` of a container whose stream seed is `seed`.
+    public static func streamSeed(_ seed: UInt64, child index: Int) -> UInt64 {
+        seed &+ UInt64(truncatingIfNeeded: index)
+    }
 
     /// Parameters with PyTorch `nn.Sequential` state-dict names: `0.weight`, `0.bias`, `2.weight`, ... A layer
     /// counts as many indices as its `sequentialWidth` (a Linear with a fused activation is two, as in PyTorch).

@@ -55,6 +55,13 @@ public protocol Module: AnyObject {
     /// As in PyTorch, it sets every child: a layer kept in evaluation mode inside a training model (a frozen batch
     /// norm) is set again after `train()` — and after `Trainer` starts an epoch or `Evaluator` restores the mode.
     func setTraining(_ training: Bool)
+    /// Places the module's random stream: a module that draws (`Dropout`: one mask per training forward) takes the
+    /// stream of `seed` at its `draw`-th draw (from 0), whatever came before; a container passes each child
+    /// `Sequential.streamSeed(seed, child:)`. Modules without randomness ignore it (the default); a container of
+    /// your own must pass it on. `Trainer` places the run's stream (`Sequential.streamSeed(run:worker:)`) at the
+    /// optimiser's step count before each step, so a resumed run (its model rebuilt from the checkpoint) and a
+    /// replica that sat a step out draw the masks of a run never stopped.
+    func setRandomStream(seed: UInt64, draw: UInt64)
 }
 
 extension Module {
@@ -65,6 +72,7 @@ extension Module {
     public var reusesBuffers: Bool { false }
     public var isTraining: Bool { true }
     public func setTraining(_ training: Bool) {}
+    public func setRandomStream(seed: UInt64, draw: UInt64) {}
 
     /// Training mode, as PyTorch's `model.train()`: batch statistics, dropout on. `Trainer` puts a model in it for
     /// each epoch.

@@ -124,6 +124,7 @@ public final class Trainer {
         lastLossSum = 0
         let sampler = try epochSampler(data, epoch: epoch, firstStep: firstStep)
         let workers = exchange.workers, reportEvery = max(reportEvery, 1)
+        let firstWorker = (processGroup?.rank ?? 0) * workers.count  // the run's index of this process's first copy
         // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
         let alignment = model.parameterBlock?.alignment ?? 1
         for w in workers { try w.model.layoutParameters(alignment: alignment) }
@@ -145,7 +146,12 @@ public final class Trainer {
             let step = firstStep + taken
             optimizer.lr = learningRate(epoch: epoch, step: step, steps: sampler.batchCount)
             let parts = exchange.shares(of: range)
-            for (w, (part, view)) in zip(workers, zip(parts, views)) where !part.isEmpty {
+            for (k, (w, (part, view))) in zip(workers, zip(parts, views)).enumerated() where !part.isEmpty {
+                // A dropout's masks are the run's step's, however the run got here (resumed from a checkpoint, a
+                // replica that sat a step out): each model copy of the run has its own stream.
+                w.model.setRandomStream(seed: Sequential.streamSeed(run: options.seed,
+                                                                    worker: firstWorker + k),
+                                        draw: UInt64(optimizer.stepCount))
                 try forwardBackward(w, Rows(view.0.images, order: view.1, offset: part.lowerBound, count: part.count),
                                     Rows(view.0.labels, order: view.1, offset: part.lowerBound, count: part.count),
                                     lossInto: view.2, at: weights.count)
