@@ -36,6 +36,33 @@ final class ResumeCLITests: CLITestCase {
         }
     }
 
+    /// A CNN with batch norm, pooling and dropout, stopped mid-epoch (`--max-steps`) and at an epoch's end
+    /// (`--stop-after`), resumes to the bytes of the run never stopped on every device: the resumed process rebuilds
+    /// the model from the checkpoint, so dropout's masks must follow from the run and its step, not from the process.
+    func testACNNWithDropoutResumesToTheSameBytesOnEveryDevice() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 50, testCount: 10, rows: 8, cols: 7)
+        for device in testDevices.map(\.description) {
+            let common = ["--data", data.path, "--device", device, "--epochs", "2", "--batch-size", "8", "--momentum",
+                          "0.9", "--lr", "0.05", "--arch", "conv(3,3,p=1) bn relu maxpool(2) flatten dropout(0.4) linear(3)"]
+            let whole = out.appendingPathComponent("cnn-whole-\(device).safetensors").path
+            XCTAssertEqual(try run(["train"] + common + ["--save", whole]).status, 0)
+            for stop in [["--max-steps", "4"], ["--stop-after", "1"]] {
+                let part = out.appendingPathComponent("cnn-part-\(device)\(stop[0]).safetensors").path
+                let b = try run(["train"] + common + ["--save", part] + stop)
+                XCTAssertEqual(b.status, 0, b.stderr)
+                let c = try run(["train", "--resume", part, "--data", data.path, "--device", device])
+                XCTAssertEqual(c.status, 0, c.stderr)
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)),
+                               try Data(contentsOf: URL(fileURLWithPath: whole)),
+                               "resumed after \(stop) on \(device): the model, byte for byte")
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: part))),
+                               try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))),
+                               "and its training state")
+            }
+        }
+    }
+
     func testResumeAndInitFromRefuseWhatWouldNotContinueTheRun() throws {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 40, testCount: 10)
