@@ -37,6 +37,30 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// The bias-activation backward sums each column of the bias gradient as the kernel does (from zero down the
+    /// rows, the earlier gradient added last), so accumulating gives the same bits on cpu and on an OpenCL device
+    /// (a batch short enough for the kernel's one-pass form; ReLU's derivative is exact).
+    func testBiasActivationBackwardAccumulatesInTheKernelsOrder() throws {
+        for (rows, cols) in [(65, 33), (200, 7)] {
+            let zv = testValues(rows * cols, seed: 51), dyv = testValues(rows * cols, seed: 52).map { $0 * 1e3 }
+            let earlier = testValues(cols, seed: 53).map { $0 * 1e-3 }
+            func run(_ device: DeviceTag) throws -> [Float] {
+                let db = try Tensor(earlier, shape: [cols], on: device)
+                _ = try Tensor.biasActivationBackward(.relu, preActivation: try Tensor(zv, shape: [rows, cols], on: device),
+                                                      try Tensor(dyv, shape: [rows, cols], on: device), db: db,
+                                                      accumulate: true)
+                return try db.toArray()
+            }
+            let cpu = try run(.cpu)
+            var inOrder = [Float](repeating: 0, count: cols)
+            for i in 0..<rows { for j in 0..<cols where zv[i * cols + j] > 0 { inOrder[j] += dyv[i * cols + j] } }
+            XCTAssertEqual(cpu, zip(inOrder, earlier).map { $0 + $1 }, "cpu, \(rows)x\(cols)")
+            for device in openCLDevices {
+                XCTAssertEqual(try run(device), cpu, "\(device) and cpu, \(rows)x\(cols)")
+            }
+        }
+    }
+
     func testGatherRowsMatchesReferenceOnEveryDevice() throws {
         let (n, cols) = (37, 13)
         let src = testValues(n * cols, seed: 95)

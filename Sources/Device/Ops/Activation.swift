@@ -206,7 +206,9 @@ extension Tensor {
             nonisolated(unsafe) let (z, dy, dz, db) = (z, dy, dz, db)
             hostParallel(cols, costPerItem: Double(rows) * Swift.max(f.hostCost, 4)) { columns in
                 @inline(__always) func sweep(_ derivative: (Float) -> Float) {
-                    if !accumulate { for j in columns { db[j] = 0 } }
+                    // As the kernels sum: each column from zero down the rows, the earlier db added last.
+                    let earlier = accumulate ? columns.map { db[$0] } : []
+                    for j in columns { db[j] = 0 }
                     for i in 0..<rows {
                         let (zr, dyr, dzr) = (z + i * cols, dy + i * cols, dz + i * cols)
                         for j in columns {
@@ -215,6 +217,7 @@ extension Tensor {
                             db[j] += g
                         }
                     }
+                    for (j, value) in zip(columns, earlier) { db[j] += value }
                 }
                 switch f {
                 case .relu: sweep { Activation.relu.derivative($0, 0) }
