@@ -233,6 +233,9 @@ extension Tensor {
         let shape = ConvShape(n: n, c: c, h: h, w: w, o: o, oh: oh, ow: ow, window: window)
         let (y, cols) = try Tensor.withoutGradients { try shape.forward(x, wt, bt) }
         let (xs, ws) = (x.detached(), wt.detached())
+        // The patches serve only the weight's gradient: a frozen weight's op does not hold them for as long as the
+        // tape does (a backward that asks for the weight's gradient all the same unfolds them again).
+        let patches = weight.requiresGrad ? cols : nil
         return y.recorded("conv2d", from: [self, weight] + (bias.map { [$0] } ?? []), saving: [xs, ws]) { g, needs in
             let g = g.isDense ? g : try g.contiguous()
             // A parameter's gradient is written straight into its own buffer when it has one.
@@ -243,7 +246,7 @@ extension Tensor {
             let dw = needs[1] ? try wDestination?.tensor ?? Tensor.empty(ws.shape, on: g.device) : nil
             let db = bias != nil && needs[2] ? try bDestination?.tensor ?? Tensor.empty([o], on: g.device) : nil
             try Tensor.withoutGradients {
-                try shape.backward(g, xs, ws, cols: cols, dx: dx ?? none, dw: dw ?? none, db: db ?? none,
+                try shape.backward(g, xs, ws, cols: patches, dx: dx ?? none, dw: dw ?? none, db: db ?? none,
                                    needs: (dx != nil, dw != nil, db != nil),
                                    accumulate: (wDestination?.accumulate ?? false, bDestination?.accumulate ?? false))
             }
