@@ -4,6 +4,16 @@ import TestSupport
 import XCTest
 
 final class ResumeCLITests: CLITestCase {
+    /// The checkpoint `part` and its training state are byte for byte those of `whole` (the run never stopped).
+    private func assertSameRun(_ part: String, _ whole: String, _ label: String,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        for (a, b, what) in [(part, whole, "model"),
+                             (TrainingState.path(besides: part), TrainingState.path(besides: whole), "training state")] {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)), try Data(contentsOf: URL(fileURLWithPath: b)),
+                           "\(label): the \(what), byte for byte the uninterrupted run's", file: file, line: line)
+        }
+    }
+
     func testResumeContinuesToTheSameBytesAsAnUninterruptedRunOnEveryDevice() throws {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 60, testCount: 20)
@@ -24,12 +34,7 @@ final class ResumeCLITests: CLITestCase {
             XCTAssertTrue(c.stdout.contains("resuming \(part) after epoch 1 of 3"), c.stdout)
             XCTAssertTrue(c.stdout.contains("Adam lr 0.01"), c.stdout)
             XCTAssertFalse(c.stdout.contains("epoch 1/3"), c.stdout)
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)),
-                           try Data(contentsOf: URL(fileURLWithPath: whole)),
-                           "the resumed run's model is byte for byte the uninterrupted run's on \(device)")
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: part))),
-                           try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))),
-                           "and its optimiser state")
+            try assertSameRun(part, whole, "the resumed run on \(device)")
             let eval = try run(["eval", "--model", part, "--data", data.path, "--device", device])
             XCTAssertEqual(eval.status, 0, eval.stderr)
             XCTAssertTrue(eval.stdout.contains("linear(6,5),tanh,linear(5,"), eval.stdout)
@@ -53,12 +58,7 @@ final class ResumeCLITests: CLITestCase {
                 XCTAssertEqual(b.status, 0, b.stderr)
                 let c = try run(["train", "--resume", part, "--data", data.path, "--device", device])
                 XCTAssertEqual(c.status, 0, c.stderr)
-                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: part)),
-                               try Data(contentsOf: URL(fileURLWithPath: whole)),
-                               "resumed after \(stop) on \(device): the model, byte for byte")
-                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: part))),
-                               try Data(contentsOf: URL(fileURLWithPath: TrainingState.path(besides: whole))),
-                               "and its training state")
+                try assertSameRun(part, whole, "resumed after \(stop) on \(device)")
             }
         }
     }
