@@ -63,6 +63,19 @@ final class HostileCLITests: CLITestCase {
         XCTAssertEqual(hard.status, 64, hard.stderr)
         XCTAssertEqual(try String(contentsOf: save, encoding: .utf8), "old")
 
+        // An output that is the run's lock file (renamed over it, the lock would be lost and the plot removed at
+        // the end): --save's own and --resume's.
+        let lock = try run(trainArgs(data, ["--save", save.path, "--plot", "./.m.state.safetensors.lock"]),
+                           directory: out)
+        XCTAssertEqual(lock.status, 64, lock.stderr)
+        XCTAssertTrue(lock.stderr.contains("--plot ./.m.state.safetensors.lock is --save's lock file"), lock.stderr)
+        let resumed = out.appendingPathComponent("r.safetensors").path
+        let lockOfResume = try run(trainArgs(data, ["--resume", resumed, "--save", save.path, "--plot",
+                                                    out.appendingPathComponent(".r.state.safetensors.lock").path]))
+        XCTAssertEqual(lockOfResume.status, 64, lockOfResume.stderr)
+        XCTAssertTrue(lockOfResume.stderr.contains("is --resume's lock file"), lockOfResume.stderr)
+        XCTAssertEqual(try String(contentsOf: save, encoding: .utf8), "old")
+
         // An output that is one of the inputs.
         let input = data.appendingPathComponent("train-labels-idx1-ubyte.gz")
         let before = try Data(contentsOf: input)

@@ -16,10 +16,14 @@ import Foundation
     ///   - purpose: what this process does with the file, for the message of a process refused later.
     /// - Throws: `DataError` naming `file` and the process that holds it (its PID and command line) when it is in
     ///   use; or why the lock file cannot be made.
+    /// The lock file of `lockedPath`: `.NAME.lock` beside the real file (links followed).
+    public static func path(locking lockedPath: String) throws -> String {
+        let url = URL(fileURLWithPath: try AtomicFile.resolve(lockedPath).resolved)
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
+    }
+
     public init(_ lockedPath: String, for file: String, exclusive: Bool, purpose: String) throws {
-        let resolved = try AtomicFile.resolve(lockedPath).resolved
-        let url = URL(fileURLWithPath: resolved)
-        path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
+        path = try Self.path(locking: lockedPath)
         fd = -1
         // NOTE: a holder that releases removes the file; one opened just before is then stale: retry on a new one.
         for _ in 0..<100 {

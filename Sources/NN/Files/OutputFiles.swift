@@ -18,13 +18,15 @@
         }
     }
 
-    /// Checks `outputs` against each other and against `inputs` (what the run reads, each with the words that name
-    /// it). Returns the resolved targets in the same order.
+    /// Checks `outputs` against each other, against `inputs` (what the run reads, each with the words that name
+    /// it) and against `reserved` (files the run keeps for itself while it lasts and removes at its end: its locks).
+    /// Returns the resolved targets in the same order.
     /// - Throws: `DataError` naming the path for an output that cannot be written; `Conflict` naming both when two
-    ///   outputs (or an output and an input other than the one it replaces) are the same file.
+    ///   outputs (or an output and an input other than the one it replaces, or a reserved file) are the same file.
     @discardableResult
-    public static func check(_ outputs: [Output],
-                             inputs: [(what: String, path: String)] = []) throws -> [AtomicFile.Target] {
+    public static func check(_ outputs: [Output], inputs: [(what: String, path: String)] = [],
+                             reserved: [(what: String, path: String)] = []) throws -> [AtomicFile.Target] {
+        let kept = reserved.compactMap { file in (try? AtomicFile.resolve(file.path)).map { (file.what, $0) } }
         var targets: [(String, AtomicFile.Target)] = []
         for output in outputs {
             let target: AtomicFile.Target
@@ -36,6 +38,10 @@
             if let (other, _) = targets.first(where: { $0.1 == target }) {
                 throw Conflict(description: "\(other) and \(output.option) name the same file (\(target.resolved)); "
                                + "one would overwrite the other — give each its own file")
+            }
+            if let (what, _) = kept.first(where: { $0.1 == target }) {
+                throw Conflict(description: "\(output.option) \(output.path) is \(what) (\(target.resolved)), which "
+                               + "the run keeps while it lasts and removes at its end — give another file")
             }
             let replaced = output.replaces.flatMap { FileIdentity(existing: $0) }
             for input in inputs

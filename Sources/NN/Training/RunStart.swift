@@ -185,8 +185,16 @@ struct RunStart {
             }
         }
         if let plot { outputs.append(.init("--plot", plot)) }
+        // The run's locks (on the states of --save and --resume) are its own files while it lasts.
+        var locks: [(what: String, path: String)] = []
+        if let saveFiles, let lock = try? FileLock.path(locking: saveFiles.state) {
+            locks.append(("--save's lock file", lock))
+        }
+        if let resumeFiles, let lock = try? FileLock.path(locking: resumeFiles.state) {
+            locks.append(("--resume's lock file", lock))
+        }
         do {
-            try OutputFiles.check(outputs, inputs: inputs)
+            try OutputFiles.check(outputs, inputs: inputs, reserved: locks)
         } catch let conflict as OutputFiles.Conflict {
             throw RunRequest.Invalid(conflict.description)
         }
