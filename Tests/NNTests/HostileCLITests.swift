@@ -194,6 +194,9 @@ final class HostileCLITests: CLITestCase {
         gone.waitUntilExit()
         let stale = out.appendingPathComponent(".m.safetensors.tmp-\(gone.processIdentifier)")
         try Data(repeating: 0, count: 1000).write(to: stale)
+        // A killed run's probe of the training state's name (a file the run stages under another name).
+        let probe = out.appendingPathComponent(".m.state.safetensors.tmp-\(gone.processIdentifier)-probe")
+        try Data().write(to: probe)
         let alive = out.appendingPathComponent(".m.safetensors.tmp-\(getpid())")  // a live writer's file stays
         try Data().write(to: alive)
         let r = try run(trainArgs(data, ["--save", out.appendingPathComponent("m.safetensors").path]))

@@ -32,12 +32,16 @@ import Foundation
         public static func == (a: Target, b: Target) -> Bool { a.identity == b.identity }
     }
 
-    /// Checks that `path` can be written by `write(_:to:)`, without changing anything (a probe file is created and
-    /// removed in its folder, which proves the folder writable even where permission bits say otherwise, e.g. on a
-    /// read-only mount). Call it before long work whose result goes to `path`.
+    /// Checks that `path` can be written by `write(_:to:)`, changing nothing but removing the temporary and probe
+    /// files a process that no longer exists left for it (a probe file is created and removed in its folder, which
+    /// proves the folder writable even where permission bits say otherwise, e.g. on a read-only mount). Call it
+    /// before long work whose result goes to `path`.
     @discardableResult
     public static func checkWritable(_ path: String) throws -> Target {
         let target = try resolve(path)
+        // (A path that is checked but never written itself — a training state, which is staged under another
+        // name — would otherwise keep a killed run's probe for good.)
+        removeStaleTemporaries(of: target.resolved)
         let probe = temporaryPath(for: target.resolved) + "-probe"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw cannotWrite(path, in: target.resolved, errno) }
