@@ -93,8 +93,9 @@ extension Bench {
         }
 
         func run() throws {
+            let devices = try benchDevices(device)
             print("case                          device      variant   median ms   GFLOP/s  of peak")
-            for tag in try benchDevices(device) {
+            for tag in devices {
                 try tag.warmUp()
                 // The device's FP32 peak where the driver's clock and units give it (GPUs of known vendors).
                 let peak = tag.isOpenCL ? OpenCLRuntime.shared.devices[tag.index].peakGFLOPS : nil

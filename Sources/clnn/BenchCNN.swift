@@ -44,11 +44,12 @@ extension Bench {
 
         func run() throws {
             let kind = CNN.Kind(rawValue: arch)!
+            let devices = try benchDevices(device)
             let (rawTrain, rawTest) = try MNISTFolder(data).load()
             let normalization = Normalization.fit(rawTrain)
             let (train, test) = (normalization.apply(rawTrain), normalization.apply(rawTest))
             print("\(kind.rawValue) (shared/anchors/cnn.py), batch \(batchSize), SGD lr 0.05 momentum 0.9 cosine")
-            for tag in try benchDevices(device) {
+            for tag in devices {
                 try tag.warmUp()
                 let loss = CrossEntropyLoss()
                 // One batch, forward and backward, as cnn.py times it.

@@ -27,8 +27,9 @@ extension Bench {
         func run() throws {
             let n = size
             let bytes = Double(n) * Double(n) * 4
+            let devices = try benchDevices(device)
             print("case                               device      median ms      GB/s   of copy")
-            for tag in try benchDevices(device) {
+            for tag in devices {
                 try tag.warmUp()
                 let x = try Tensor.randn([n, n], seed: 1, on: tag), row = try Tensor.randn([n], seed: 2, on: tag)
                 let copy = try Tensor.empty([n, n], on: tag)

@@ -18,8 +18,12 @@ struct CLNN: ParsableCommand {
         // Each line reaches a redirected stdout (a log file, systemd, docker) at once, so a kill loses nothing printed.
         setLineBuffered()
         CLNNLog.logger = Logger(label: "clnn") { _ in PlainStderrLogHandler() }
+        // An error the subcommand's run throws (a usage error found there) shows the subcommand's usage, as the
+        // parser's own errors do.
+        var parsed: ParsableCommand.Type = CLNN.self
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
+            parsed = type(of: command)
             try command.run()
             finish()
         } catch let stop as AgreedStop {
@@ -29,7 +33,7 @@ struct CLNN: ParsableCommand {
         } catch {
             if let group = ProcessGroup.current {
                 // NOTE: one process stopping alone would leave the others waiting in the next allreduce forever.
-                let message = fullMessage(for: error)
+                let message = fullMessage(for: error, from: parsed)
                 if !message.isEmpty { warn("clnn (process \(group.rank) of \(group.size)): " + message) }
                 OpenCLRuntime.shared.finishAll()
                 group.abort(exitCode(for: error).rawValue == 0 ? 1 : exitCode(for: error).rawValue)
@@ -37,11 +41,31 @@ struct CLNN: ParsableCommand {
             finish()
             if Interrupt.requested, !(error is ExitCode) {
                 // A signal arrived and then something failed (a read cut short, say): the signal is the cause.
-                warn("clnn: stopped by signal \(Interrupt.signal): \(fullMessage(for: error))")
+                warn("clnn: stopped by signal \(Interrupt.signal): \(fullMessage(for: error, from: parsed))")
                 Foundation.exit(Interrupt.exitStatus)
+            }
+            if error is ValidationError {
+                warn(fullMessage(for: error, from: parsed))
+                Foundation.exit(ExitCode.validationFailure.rawValue)
             }
             exit(withError: error)
         }
+    }
+
+    /// The message for `error` from the run of the subcommand `parsed`: a usage error names that subcommand's usage
+    /// (`Usage: clnn train <options>`), as the parser's own errors do; the rest as the parser words them.
+    static func fullMessage(for error: Error, from parsed: ParsableCommand.Type) -> String {
+        guard error is ValidationError, parsed != CLNN.self else { return fullMessage(for: error) }
+        func path(_ command: ParsableCommand.Type) -> [String]? {
+            if command == parsed { return [command._commandName] }
+            for sub in command.configuration.subcommands {
+                if let rest = path(sub) { return [command._commandName] + rest }
+            }
+            return nil
+        }
+        let name = (path(CLNN.self) ?? ["clnn", parsed._commandName]).joined(separator: " ")
+        return "Error: \(message(for: error))\nUsage: \(usageString(for: parsed))\n"
+            + "  See '\(name) --help' for more information."
     }
 
     static func finish() {

@@ -70,6 +70,13 @@ final class ArchitectureTextTests: XCTestCase {
             ("conv(8,3,q=1)", "has no option 'q'"),
             ("maxpool(2,p=2) flatten linear(3)", "pads by more than half its kernel"),
             ("dropout(1.5) flatten linear(2)", "not a probability in 0...1"),
+            // Found by a hostile probe: the documented forms, the whole bad text, an image of other sizes.
+            ("flatten linear()", "entry 1 'linear()' takes linear(OUT) (its inputs are what the layer before gives) "
+                + "or linear(IN,OUT), got 0 arguments"),
+            ("conv() flatten linear(2)", "takes conv(OUT,K[,s=S][,p=P][,d=D])"),
+            ("conv(4,3,p=1x) flatten linear(2)", "has padding '1x', not N or HxW, each a whole number in 0...1048576"),
+            ("image(3,28,28) flatten linear(10)", "entry 0 'image(3,28,28)' reads images of 3·28·28 = 2352 values, "
+                + "but the data's examples have 784"),
         ]
         for (text, fragment) in cases {
             XCTAssertThrowsError(try LayerSpec.resolve(text, input: [1, 28, 28]), text) {
@@ -258,10 +265,14 @@ final class ArchitectureTextCLITests: CLITestCase {
         for (arch, fragment) in [("conv(4,13)", "entry 0 'conv(4,13)' has a window larger than its padded input "
                                   + "[1, 12, 10]"),
                                  ("conv(4,3) flatten linear(5)", "the model ends with 5 outputs but cross-entropy "
-                                  + "over 3 classes needs 3")] {
+                                  + "over 3 classes needs 3"),
+                                 ("image(1,10,10) flatten linear(3)", "entry 0 'image(1,10,10)' reads images of "
+                                  + "1·10·10 = 100 values, but the data's examples have 120")] {
             let r = try run(["train", "--arch", arch, "--save", bad] + common)
-            XCTAssertNotEqual(r.status, 0)
+            XCTAssertEqual(r.status, 64, r.stderr)
             XCTAssertTrue(r.stderr.contains(fragment), r.stderr)
+            // A usage error found by the run names the subcommand's usage, as the parser's own errors do.
+            XCTAssertTrue(r.stderr.contains("Usage: clnn train <options>"), r.stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: bad), "nothing written")
         }
         let mixed = try run(["train", "--arch", "cnn", "--hidden", "30"] + common)

@@ -128,7 +128,7 @@ final class CLITests: CLITestCase {
                           to: data.appendingPathComponent("t10k-labels-idx1-ubyte.gz").path)
         let bad = try run(["eval", "--model", save, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertTrue(bad.stderr.contains("t10k-labels-idx1-ubyte.gz: label 7.0 of example 4 is out of range "
+        XCTAssertTrue(bad.stderr.contains("t10k-labels-idx1-ubyte.gz: label 7 of example 4 is out of range "
                                           + "for a model of 3 classes"), bad.stderr)
 
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: save)))

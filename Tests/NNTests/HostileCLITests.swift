@@ -311,7 +311,7 @@ final class HostileCLITests: CLITestCase {
         try writeIDX(data, "t10k-labels-idx1-ubyte", IDXArray(dims: [6], bytes: [0, 1, 2, 3, 4, 5]))
         let r = try run(trainArgs(data, []))
         XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("t10k-labels-idx1-ubyte.gz: label 5.0 of example 5 is out of range"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("t10k-labels-idx1-ubyte.gz: label 5 of example 5 is out of range"), r.stderr)
         XCTAssertTrue(r.stderr.contains("pass --classes N"), r.stderr)
 
         let stated = try run(trainArgs(data, ["--classes", "6"]))
@@ -319,6 +319,17 @@ final class HostileCLITests: CLITestCase {
         XCTAssertTrue(stated.stderr.contains("warning: "), stated.stderr)
         XCTAssertTrue(stated.stderr.contains("3 of 6 classes have no training example (1, 3, 5)"), stated.stderr)
         XCTAssertTrue(stated.stdout.contains("6 classes"), stated.stdout)
+
+        // A model of 5 classes started from: the count is the checkpoint's, and the message says so.
+        let five = try temporaryFolder(self).appendingPathComponent("five.safetensors").path
+        XCTAssertEqual(try run(trainArgs(data, ["--classes", "5", "--save", five])).status, 1)
+        try writeIDX(data, "t10k-labels-idx1-ubyte", IDXArray(dims: [6], bytes: [0, 1, 2, 3, 4, 4]))
+        XCTAssertEqual(try run(trainArgs(data, ["--classes", "5", "--save", five])).status, 0)
+        try writeIDX(data, "t10k-labels-idx1-ubyte", IDXArray(dims: [6], bytes: [0, 1, 2, 3, 4, 5]))
+        let from = try run(trainArgs(data, ["--init-from", five]))
+        XCTAssertEqual(from.status, 1, from.stderr)
+        XCTAssertTrue(from.stderr.contains("label 5 of example 5 is out of range: the class count of \(five) (5) "
+                                           + "allows labels 0...4"), from.stderr)
     }
 
     // MARK: No OpenCL installed at all

@@ -307,6 +307,14 @@ final class ReliabilityCLITests: CLITestCase {
         let c = try run(["eval", "--model", contradictory, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(c.status, 1, c.stderr)
         XCTAssertTrue(c.stderr.contains("metadata 'clnn.activation' relu contradicts 'clnn.architecture'"), c.stderr)
+        // Without 'clnn.sizes' an MLP's architecture gives its sizes: an activation that agrees is no contradiction.
+        var agreeing = meta
+        (agreeing["clnn.sizes"], agreeing["clnn.activation"]) = (nil, "tanh")
+        let unsized = out.appendingPathComponent("unsized.safetensors").path
+        try Data(try SafeTensors.encode(renamed, metadata: agreeing)).write(to: URL(fileURLWithPath: unsized))
+        let u = try run(["eval", "--model", unsized, "--data", data.path, "--device", "cpu"])
+        XCTAssertEqual(u.status, 0, u.stderr)
+        XCTAssertTrue(u.stdout.contains("linear(6,3),tanh,linear(3,10)"), u.stdout)
 
         var batchNorm = plainModel()
         batchNorm["2.num_batches_tracked"] = .init(shape: [], values: [3], storedAs: "I64")

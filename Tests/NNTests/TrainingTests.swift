@@ -112,7 +112,7 @@ final class TrainingTests: XCTestCase {
                                   device: .cpu)
         let data = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
         XCTAssertThrowsError(try trainer.validateLabels(data, source: "labels.idx")) { error in
-            XCTAssertEqual("\(error)", "labels.idx: label 7.0 of example 1 is out of range for a model of 3 classes")
+            XCTAssertEqual("\(error)", "labels.idx: label 7 of example 1 is out of range for a model of 3 classes")
         }
     }
 

@@ -14,10 +14,13 @@ public struct ClassPlan: Equatable, Sendable {
     /// - Parameters:
     ///   - train: the training labels.
     ///   - test: the test labels.
-    ///   - explicit: the class count stated by the user (`--classes`), or nil to take it from the training labels.
+    ///   - explicit: the class count stated by the user (`--classes`) or a checkpoint, or nil to take it from the
+    ///     training labels.
+    ///   - explicitSource: where `explicit` comes from, for messages (`--classes 10`, `the class count of m.safetensors (10)`).
     ///   - trainSource: the training label file, for messages.
     ///   - testSource: the test label file, for messages.
-    public init(train: [Float], test: [Float], explicit: Int?, trainSource: String, testSource: String) throws {
+    public init(train: [Float], test: [Float], explicit: Int?, explicitSource: String? = nil, trainSource: String,
+                testSource: String) throws {
         let observed = Int(train.max() ?? -1) + 1
         let classes = explicit ?? observed
         guard classes > 0 else { throw DataError(trainSource, "holds no labels") }
@@ -26,10 +29,10 @@ public struct ClassPlan: Equatable, Sendable {
                 continue
             }
             let why = explicit != nil
-                ? "--classes \(classes) allows labels 0...\(classes - 1)"
+                ? "\(explicitSource ?? "--classes \(classes)") allows labels 0...\(classes - 1)"
                 : "the training labels go up to \(observed - 1), so the model has \(classes) classes; "
                     + "pass --classes N if the training set simply lacks some classes"
-            throw DataError(source, "label \(labels[bad]) of example \(bad) is out of range: \(why)")
+            throw DataError(source, "label \(labelText(labels[bad])) of example \(bad) is out of range: \(why)")
         }
         var seen = [Bool](repeating: false, count: classes)
         for label in train { seen[Int(label)] = true }
@@ -60,4 +63,9 @@ extension ClassPlan {
     public static func check(_ labels: [Float], classes: Int, source: String) throws {
         try Evaluator.validateLabels(labels, classes: classes, source: source)
     }
+}
+
+/// A label as written in its file: a whole number without a fraction (`9`, not `9.0`).
+func labelText(_ label: Float) -> String {
+    label == label.rounded() && abs(label) < 1e9 ? String(Int(label)) : "\(label)"
 }

@@ -81,6 +81,12 @@ extension LayerSpec {
         case ("dropout", 0):
             try call.expect(positional: 0...0)
             return .dropout(p: 0.5)
+        case ("linear", let n), ("fc", let n) where n != 2:
+            throw Mismatch("takes linear(OUT) (its inputs are what the layer before gives) or linear(IN,OUT), "
+                + "got \(n) arguments")
+        case ("conv", let n), ("conv2d", let n) where n != 3:
+            throw Mismatch("takes conv(OUT,K[,s=S][,p=P][,d=D]) (its input channels are what the layer before "
+                + "gives) or conv(IN,OUT,K,…), got \(n) positional arguments")
         case ("image", _) where !first:
             throw Mismatch("must come first (it says how the input is read)")
         default:
@@ -89,6 +95,15 @@ extension LayerSpec {
                 throw Mismatch("is not a layer CLNN knows: conv(OUT,K,…), linear(OUT), bn, maxpool(K,…), "
                     + "avgpool(K,…), gap, dropout(P), flatten, image(C,H,W) or an activation "
                     + "(\(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            if case let .image(c, h, w) = spec {
+                // (First: how the data's values are read, as many as each example has.)
+                let has = shape.reduce(1, *)
+                guard c.multipliedFullWidth(by: h).high == 0, (c * h).multipliedFullWidth(by: w).high == 0,
+                      c * h * w == has else {
+                    throw Mismatch("reads images of \(c)·\(h)·\(w) = \(c * h * w) values, but the data's examples "
+                        + "have \(has)")
+                }
             }
             return spec
         }

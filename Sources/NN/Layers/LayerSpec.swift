@@ -401,8 +401,13 @@ public enum LayerSpec: Equatable, Hashable, Sendable, CustomStringConvertible {
         /// `3` or `3x5`: (height, width), each in `range`.
         static func pair(_ text: Substring, _ range: ClosedRange<Int>, _ what: String) throws -> (Int, Int) {
             let parts = text.split(separator: "x", omittingEmptySubsequences: false)
-            guard parts.count <= 2 else { throw Mismatch("has \(what) '\(text.prefix(20))', not N or HxW") }
-            let values = try parts.map { try number($0, range, what) }
+            let values = parts.compactMap { Int($0) }.filter(range.contains)
+            guard parts.count <= 2, values.count == parts.count else {
+                // (The whole text: '1x' is named as given, not as its empty second half.)
+                throw Mismatch("has \(what) '\(text.prefix(20))', not "
+                    + (parts.count == 1 ? "a whole number" : "N or HxW, each a whole number")
+                    + " in \(range.lowerBound)...\(range.upperBound)")
+            }
             return (values[0], values.last!)
         }
 

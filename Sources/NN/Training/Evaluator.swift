@@ -141,7 +141,7 @@ public final class Evaluator {
         if let bad = labels.enumerated().first(where: {
             !($0.1 >= 0 && $0.1 < Float(classes)) || $0.1 != $0.1.rounded()
         }) {
-            throw DataError(source, "label \(bad.1) of example \(bad.0) is out of range "
+            throw DataError(source, "label \(labelText(bad.1)) of example \(bad.0) is out of range "
                 + "for a model of \(classes) classes")
         }
     }

@@ -62,6 +62,9 @@ extension TrainingRun {
         let normalization = try checkpoint?.normalization ?? request.normalization ?? trainingStatistics(train, folder)
         let classes = try ClassPlan(train: train.labels, test: test.labels,
                                     explicit: checkpoint?.classes ?? request.classes,
+                                    explicitSource: checkpoint.map {
+                                        "the class count of \(plan.source?.path ?? "the checkpoint") (\($0.classes))"
+                                    },
                                     trainSource: try folder.file(MNISTFolder.trainLabels),
                                     testSource: try folder.file(MNISTFolder.testLabels))
         for warning in classes.warnings { note("warning: \(warning)") }
