@@ -21,6 +21,13 @@ struct CLNN: ParsableCommand {
         // An error the subcommand's run throws (a usage error found there) shows the subcommand's usage, as the
         // parser's own errors do.
         var parsed: ParsableCommand.Type = CLNN.self
+        if let threads = ProcessInfo.processInfo.environment["CLNN_THREADS"], !threads.isEmpty,
+           !(Int(threads).map { (1...1 << 20).contains($0) } ?? false) {
+            // (The pool reads it on its first product, where it could only be ignored.)
+            warn("Error: CLNN_THREADS='\(threads.prefix(40))' is not a thread count: a whole number from 1 (at most "
+                + "that many threads for the cpu device; unset, every online core)")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
         do {
             var command = try parseAsRoot(joiningNegativeNumbers(Array(CommandLine.arguments.dropFirst())))
             parsed = type(of: command)

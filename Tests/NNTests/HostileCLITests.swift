@@ -355,4 +355,16 @@ final class HostileCLITests: CLITestCase {
         XCTAssertEqual(train.status, 0, train.stderr)
         XCTAssertTrue(train.stdout.contains("device cpu"), train.stdout)
     }
+
+    /// A thread count that is not one is a usage error naming the variable (the pool would only ignore it).
+    func testABadThreadCountIsAUsageError() throws {
+        for value in ["0", "-1", "abc", "2x", "99999999999999999999"] {
+            let r = try run(["devices"], env: ["CLNN_THREADS": value])
+            XCTAssertEqual(r.status, 64, "\(value): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("CLNN_THREADS='\(value)' is not a thread count"), r.stderr)
+        }
+        for value in ["1", "64", ""] {
+            XCTAssertEqual(try run(["devices"], env: ["CLNN_THREADS": value]).status, 0, value)
+        }
+    }
 }
