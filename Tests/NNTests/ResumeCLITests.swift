@@ -63,6 +63,24 @@ final class ResumeCLITests: CLITestCase {
         }
     }
 
+    /// A run resumed on another number of model copies (devices × processes) continues, with a note that the
+    /// result will not be the uninterrupted run's; on the same number, no note.
+    func testResumingOnAnotherDeviceListSaysTheResultDiffers() throws {
+        let data = try temporaryFolder(self), out = try temporaryFolder(self)
+        try writeMNISTFolder(data, trainCount: 48, testCount: 8)
+        let common = ["--data", data.path, "--epochs", "1", "--batch-size", "8", "--hidden", "5"]
+        let part = out.appendingPathComponent("dp.safetensors").path
+        let a = try run(["train", "--device", "cpu,cpu", "--max-steps", "2", "--save", part] + common)
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let same = try run(["train", "--resume", part, "--data", data.path, "--device", "cpu,cpu", "--max-steps", "3"])
+        XCTAssertEqual(same.status, 0, same.stderr)
+        XCTAssertFalse(same.stderr.contains("model cop"), same.stderr)
+        let other = try run(["train", "--resume", part, "--data", data.path, "--device", "cpu"])
+        XCTAssertEqual(other.status, 0, other.stderr)
+        XCTAssertTrue(other.stderr.contains("was trained on 2 model copies (devices × processes) and continues on 1"),
+                      other.stderr)
+    }
+
     func testResumeAndInitFromRefuseWhatWouldNotContinueTheRun() throws {
         let data = try temporaryFolder(self), out = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: 40, testCount: 10)

@@ -20,6 +20,8 @@ public struct TrainingState: Sendable {
     /// For a position inside an epoch: the epoch's step count when it was saved (a resume on other data must not
     /// continue that epoch's order), when recorded.
     public var stepsPerEpoch: Int?
+    /// The model copies the run split each step over (`Trainer.modelCopies`), when recorded.
+    public var modelCopies: Int?
     /// The optimiser state tensors by name, PyTorch layout.
     var tensors: [String: SafeTensors.Entry]
 
@@ -47,7 +49,8 @@ public struct TrainingState: Sendable {
                         "clnn.batch-size": String(o.batchSize), "clnn.lr": String(o.lr),
                         "clnn.momentum": String(o.momentum),
                         "clnn.weight-decay": String(o.weightDecay), "clnn.seed": String(o.seed),
-                        "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16)]
+                        "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16),
+                        "clnn.model-copies": String(trainer.modelCopies)]
         if position.step > 0 {
             metadata["clnn.step"] = String(position.step)
             // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
@@ -117,10 +120,11 @@ public struct TrainingState: Sendable {
         }
         let stepsPerEpoch: Int? = step > 0 && metadata["clnn.steps-per-epoch"] != nil
             ? try number("clnn.steps-per-epoch", (step + 1)...(1 << 40)) : nil
+        let copies: Int? = metadata["clnn.model-copies"] == nil ? nil : try number("clnn.model-copies", 1...(1 << 20))
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
                              optimizerSteps: steps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch,
-                             tensors: tensors)
+                             modelCopies: copies, tensors: tensors)
     }
 
     /// Puts the optimiser state and step count into `trainer`, whose model holds the checkpoint's weights.

@@ -25,6 +25,9 @@ public final class Trainer {
     private let exchange: any GradientExchange
     /// The processes training together under mpirun, or nil.
     public let processGroup: ProcessGroup?
+    /// The model copies each step's batch is split over: devices × processes (1 on one device). A run resumed on
+    /// another count sums each step in another order, and draws dropout's masks per copy.
+    public var modelCopies: Int { devices.count * (processGroup?.size ?? 1) }
     /// Seconds spent so far in the gradient exchange (summing replicas' and processes' gradients, copying weights
     /// back): host time, including any wait it causes — copies between OpenCL devices are queued without a wait, so
     /// their device time shows in the epoch instead; the read-back before an allreduce waits. 0 on one device.

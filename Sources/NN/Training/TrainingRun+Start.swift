@@ -112,7 +112,15 @@ extension TrainingRun {
         let trainer = try Trainer(model: model, loss: lossFunction, classes: classes.classes, options: options,
                                   device: device,
                                   replicas: Array(devices.dropFirst()), processGroup: group)
-        if let state = plan.state { try state.value.restore(into: trainer, path: state.path) }
+        if let state = plan.state {
+            try state.value.restore(into: trainer, path: state.path)
+            if let copies = state.value.modelCopies, copies != trainer.modelCopies {
+                note("note: \(state.path) was trained on \(copies) model cop\(copies == 1 ? "y" : "ies") (devices × "
+                     + "processes) and continues on \(trainer.modelCopies): each step's gradient is summed in "
+                     + "another order (and a dropout draws per copy), so the result differs from the run never "
+                     + "stopped")
+            }
+        }
         var dataParallel: [DeviceTag]?
         if case .list = request.devices { dataParallel = devices }
         let modelText = LayerSpec.isMLP(specs)
