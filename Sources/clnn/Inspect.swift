@@ -34,7 +34,10 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let device = try common.resolveDevice()
-        let (rawTrain, rawTest) = try MNISTFolder(common.data).load()
+        let folder = MNISTFolder(common.data)
+        let (rawTrain, rawTest) = try folder.load()
+        // (Constant images: refused, as training refuses them, rather than statistics divided by zero.)
+        let norm = try Normalization.fit(rawTrain).requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages))
         let (n, m, c) = (rawTrain.count, rawTrain.features, rawTrain.classCount)
         do {
             // The statistics run every training image through a [m, hidden] layer at once.
@@ -46,7 +49,6 @@ struct Inspect: ParsableCommand {
         print("n = \(n) training images, m = \(m) pixels each, c = \(c) classes (\(rawTest.count) test images)")
 
         let before = try (try Tensor(rawTrain.images, shape: [n, m], on: device)).statistics()
-        let norm = Normalization.fit(rawTrain)
         let train = norm.apply(rawTrain), test = norm.apply(rawTest)
         let after = try (try Tensor(train.images, shape: [n, m], on: device)).statistics()
         let x = try Tensor(test.images, shape: [test.count, m], on: device)

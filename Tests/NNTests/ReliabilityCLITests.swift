@@ -393,6 +393,11 @@ final class ReliabilityCLITests: CLITestCase {
         XCTAssertTrue(constant.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"),
                       constant.stderr)
         XCTAssertFalse(constant.stdout.contains("epoch 1/"), constant.stdout)
+        // And `clnn inspect` (its statistics divided by that zero).
+        let inspected = try run(["inspect", "--data", flat.path, "--device", "cpu"])
+        XCTAssertEqual(inspected.status, 1, inspected.stderr)
+        XCTAssertTrue(inspected.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"),
+                      inspected.stderr)
 
         // One stray label: the warning names it and its example.
         let stray = try temporaryFolder(self)

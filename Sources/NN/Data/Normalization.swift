@@ -13,3 +13,17 @@ public struct Normalization: Equatable, Sendable, Codable {
         self.std = std
     }
 }
+
+extension Normalization {
+    /// These statistics, of a training set, as what to normalise by: refused when every pixel has the same value
+    /// (std 0: nothing to learn, nothing to divide by).
+    /// - Throws: `DataError` naming `imagesFile`.
+    public func requireSpread(imagesFile: String) throws -> Normalization {
+        guard std >= 1e-6 else {
+            throw DataError(imagesFile, String(format: "every training pixel has the same value (mean %.4f, std 0): "
+                + "the images hold nothing to learn and cannot be normalised; check the file, or pass "
+                + "--normalization none", mean))
+        }
+        return self
+    }
+}

@@ -165,15 +165,7 @@ extension TrainingRun {
     /// The training set's pixel statistics, to normalise with.
     /// - Throws: `DataError` naming the images file when every pixel is the same (std 0: nothing to normalise by).
     private static func trainingStatistics(_ train: RawDataset, _ folder: MNISTFolder) throws -> Normalization {
-        let statistics = train.normalization
-        guard statistics.std >= 1e-6 else {
-            throw DataError(try folder.file(MNISTFolder.trainImages), String(format: "every training pixel has "
-                + "the same "
-                + "value (mean %.4f, std 0): the images hold nothing to learn and cannot be normalised; "
-                + "check the file, or "
-                + "pass --normalization none", statistics.mean))
-        }
-        return statistics
+        try train.normalization.requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages))
     }
 
     /// One epoch's report as a line: `epoch 2/5  train loss 0.4 …`.
