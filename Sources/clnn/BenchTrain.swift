@@ -55,6 +55,7 @@ extension Bench {
         }
 
         func run() throws {
+            let tags = try benchDevices(device)
             let (rawTrain, _) = try MNISTFolder(data).load()
             let train = Normalization.fit(rawTrain).apply(rawTrain)
             let sizes = [train.features] + hidden + [10]
@@ -62,7 +63,6 @@ extension Bench {
                   + "batch \(batchSize); "
                   + "full batch: \(train.features)-50-1, MSE, \(train.count) images")
             print("device      epoch s (median of \(epochs))  full-batch fwd ms  bwd ms  fwd+bwd ms  with input grad ms")
-            let tags = try benchDevices(device)
             for tag in tags {
                 do {
                     try MLP.checkFits(sizes: sizes, rows: max(min(batchSize, train.count), Evaluator.defaultChunk),

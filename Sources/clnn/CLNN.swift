@@ -24,8 +24,8 @@ struct CLNN: ParsableCommand {
         if let threads = ProcessInfo.processInfo.environment["CLNN_THREADS"], !threads.isEmpty,
            !(Int(threads).map { (1...1 << 20).contains($0) } ?? false) {
             // (The pool reads it on its first product, where it could only be ignored.)
-            warn("Error: CLNN_THREADS='\(threads.prefix(40))' is not a thread count: a whole number from 1 (at most "
-                + "that many threads for the cpu device; unset, every online core)")
+            warn("Error: CLNN_THREADS='\(threads.prefix(40))' is not a thread count: a whole number in 1...1048576 "
+                + "(at most that many threads for the cpu device; unset, every online core)")
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
         do {

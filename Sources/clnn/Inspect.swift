@@ -37,7 +37,8 @@ struct Inspect: ParsableCommand {
         let folder = MNISTFolder(common.data)
         let (rawTrain, rawTest) = try folder.load()
         // (Constant images: refused, as training refuses them, rather than statistics divided by zero.)
-        let norm = try Normalization.fit(rawTrain).requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages))
+        let norm = try Normalization.fit(rawTrain).requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages),
+                                                                remedy: nil)
         let (n, m, c) = (rawTrain.count, rawTrain.features, rawTrain.classCount)
         do {
             // The statistics run every training image through a [m, hidden] layer at once.

@@ -55,6 +55,16 @@ final class ArchitectureTextTests: XCTestCase {
                        .image(channels: 1, height: 7, width: 5))
     }
 
+    /// The exact forms (`linear(IN,OUT)`, `conv(IN,OUT,K)`) and the text clnn prints of a model read back as given.
+    func testTheExactFormsAndAPrintedArchitectureReadBack() throws {
+        XCTAssertEqual(try LayerSpec.resolve("linear(784,10)", input: [1, 28, 28]),
+                       [.linear(inFeatures: 784, outFeatures: 10)])
+        let printed = "image(1,8,8),conv2d(1,4,3),relu,flatten,linear(144,3)"
+        let specs = try LayerSpec.resolve(printed, input: [1, 8, 8])
+        XCTAssertEqual(LayerSpec.text(specs), printed)
+        XCTAssertEqual(try LayerSpec.resolve("conv(1,4,3) relu flatten fc(144,3)", input: [1, 8, 8]), specs)
+    }
+
     func testBadArchitecturesAreErrorsNamingTheEntryAndTheSizes() {
         let cases: [(String, String)] = [
             ("conv(8,30)", "entry 0 'conv(8,30)' has a window larger than its padded input [1, 28, 28]"),

@@ -130,6 +130,18 @@ final class ConvLayerTests: XCTestCase {
         for _ in 0..<3 { _ = try alone.forward(x) }
         XCTAssertEqual(try layers[0].forward(x).toArray(), try alone.forward(x).toArray(),
                        "the child at index 1 takes the stream streamSeed(20, child: 1)")
+
+        // A model built from an architecture that starts with an image entry (no state-dict index, one entry):
+        // its dropout (entry 4) draws as it always did — seed (run seed ^ 0xD50F << 48) + its entry's index — and the
+        // run's stream placed at draw 0 gives the same masks.
+        let specs = try LayerSpec.resolve("flatten linear(13) relu dropout(0.5) linear(3)", input: [1, 2, 3])
+        XCTAssertEqual(specs.count, 6)
+        let built = try LayerSpec.modules(specs, seed: 7, on: .cpu)
+        let layer = try XCTUnwrap(built.layers.compactMap { $0 as? Dropout }.first)
+        let expected = try Dropout(0.5, seed: (7 ^ 0xD50F_0000_0000_0000) &+ 4).forward(x).toArray()
+        XCTAssertEqual(try layer.forward(x).toArray(), expected, "the masks of the code before streams were placed")
+        built.setRandomStream(seed: Sequential.streamSeed(run: 7), draw: 0)
+        XCTAssertEqual(try layer.forward(x).toArray(), expected, "the trainer's placement at draw 0: the same stream")
     }
 
     /// The anchor's CNN shape, narrower: conv-relu-pool twice, flatten, two linear layers.

@@ -398,6 +398,14 @@ final class ReliabilityCLITests: CLITestCase {
         XCTAssertEqual(inspected.status, 1, inspected.stderr)
         XCTAssertTrue(inspected.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"),
                       inspected.stderr)
+        XCTAssertFalse(inspected.stderr.contains("--normalization"), "inspect has no such option: \(inspected.stderr)")
+        // And `clnn eval` of a plain state dict, which normalises by the training set's statistics.
+        let plain = out.appendingPathComponent("plain.safetensors").path
+        try writePlain(plain, plainModel())
+        let evaluated = try run(["eval", "--model", plain, "--data", flat.path, "--device", "cpu"])
+        XCTAssertEqual(evaluated.status, 1, evaluated.stderr)
+        XCTAssertTrue(evaluated.stderr.contains("train-images-idx3-ubyte.gz: every training pixel has the same value"),
+                      evaluated.stderr)
 
         // One stray label: the warning names it and its example.
         let stray = try temporaryFolder(self)

@@ -179,10 +179,7 @@ public struct Checkpoint: Equatable, Sendable {
             // clnn writes 'clnn.activation' only for the MLP of its sizes and that activation (for older readers):
             // both present and describing different models is a file edited by hand, or another tool's.
             // (Without 'clnn.sizes', the sizes are the architecture's own when it is an MLP.)
-            let mlpSizes = sizes ?? (LayerSpec.isMLP(layers) ? layers.compactMap { spec -> [Int]? in
-                guard case let .linear(i, o) = spec else { return nil }
-                return [i, o]
-            }.enumerated().flatMap { $0.offset == 0 ? $0.element : [$0.element[1]] } : [])
+            let mlpSizes = sizes ?? (LayerSpec.isMLP(layers) ? LayerSpec.sizes(layers) : [])
             if metadata["clnn.activation"] != nil, layers != LayerSpec.mlp(sizes: mlpSizes, activation: activation) {
                 throw DataError(path, "metadata 'clnn.activation' \(activationName) contradicts 'clnn.architecture' "
                     + "\(text.prefix(120)) (which is not that MLP): the file describes two models; remove one field")

@@ -16,13 +16,14 @@ public struct Normalization: Equatable, Sendable, Codable {
 
 extension Normalization {
     /// These statistics, of a training set, as what to normalise by: refused when every pixel has the same value
-    /// (std 0: nothing to learn, nothing to divide by).
+    /// (std 0: nothing to learn, nothing to divide by). `remedy` is the way round it the caller offers, if any.
     /// - Throws: `DataError` naming `imagesFile`.
-    public func requireSpread(imagesFile: String) throws -> Normalization {
+    public func requireSpread(imagesFile: String,
+                              remedy: String? = "pass --normalization none") throws -> Normalization {
         guard std >= 1e-6 else {
             throw DataError(imagesFile, String(format: "every training pixel has the same value (mean %.4f, std 0): "
-                + "the images hold nothing to learn and cannot be normalised; check the file, or pass "
-                + "--normalization none", mean))
+                + "the images hold nothing to learn and cannot be normalised; check the file", mean)
+                + (remedy.map { ", or \($0)" } ?? ""))
         }
         return self
     }

@@ -32,16 +32,18 @@ import Foundation
         public static func == (a: Target, b: Target) -> Bool { a.identity == b.identity }
     }
 
-    /// Checks that `path` can be written by `write(_:to:)`, changing nothing but removing the temporary and probe
-    /// files a process that no longer exists left for it (a probe file is created and removed in its folder, which
-    /// proves the folder writable even where permission bits say otherwise, e.g. on a read-only mount). Call it
-    /// before long work whose result goes to `path`.
+    /// Checks that `path` can be written by `write(_:to:)`, changing nothing but removing the probe files a process
+    /// that no longer exists left for it (a probe file is created and removed in its folder, which proves the folder
+    /// writable even where permission bits say otherwise, e.g. on a read-only mount). Call it before long work whose
+    /// result goes to `path`.
     @discardableResult
     public static func checkWritable(_ path: String) throws -> Target {
         let target = try resolve(path)
         // (A path that is checked but never written itself — a training state, which is staged under another
-        // name — would otherwise keep a killed run's probe for good.)
-        removeStaleTemporaries(of: target.resolved)
+        // name — would otherwise keep a killed run's probe for good.) Only probes: a temporary file may be a live
+        // writer's that `kill(pid, 0)` cannot see (another PID namespace sharing the folder), and this run holds no
+        // lock yet; a probe lives only between its creation and its removal a line later.
+        removeStaleTemporaries(of: target.resolved, probesOnly: true)
         let probe = temporaryPath(for: target.resolved) + "-probe"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw cannotWrite(path, in: target.resolved, errno) }
@@ -177,13 +179,14 @@ import Foundation
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
     }
 
-    /// Removes `.NAME.tmp-PID` files of earlier writes to `resolved` whose process no longer exists.
-    static func removeStaleTemporaries(of resolved: String) {
+    /// Removes `.NAME.tmp-PID` files (and `-probe` ones) of earlier writes to `resolved` whose process no longer
+    /// exists; with `probesOnly`, only the probes.
+    static func removeStaleTemporaries(of resolved: String, probesOnly: Bool = false) {
         let url = URL(fileURLWithPath: resolved)
         let prefix = ".\(url.lastPathComponent).tmp-"
         let dir = url.deletingLastPathComponent()
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return }
-        for name in names where name.hasPrefix(prefix) {
+        for name in names where name.hasPrefix(prefix) && (!probesOnly || name.hasSuffix("-probe")) {
             let rest = name.dropFirst(prefix.count)
             let digits = rest.hasSuffix("-probe") ? rest.dropLast(6) : rest
             guard let pid = pid_t(digits), pid > 0, pid != getpid() else { continue }

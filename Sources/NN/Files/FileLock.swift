@@ -9,6 +9,12 @@ import Foundation
     public let path: String
     private var fd: Int32
 
+    /// The lock file of `lockedPath`: `.NAME.lock` beside the real file (links followed).
+    public static func path(locking lockedPath: String) throws -> String {
+        let url = URL(fileURLWithPath: try AtomicFile.resolve(lockedPath).resolved)
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
+    }
+
     /// Takes the lock on `lockedPath` at once, or throws; `file` names what is locked in messages.
     /// - Parameters:
     ///   - exclusive: a writer's lock (no other holder), else a reader's (no writer). A reader in a folder it cannot
@@ -16,12 +22,6 @@ import Foundation
     ///   - purpose: what this process does with the file, for the message of a process refused later.
     /// - Throws: `DataError` naming `file` and the process that holds it (its PID and command line) when it is in
     ///   use; or why the lock file cannot be made.
-    /// The lock file of `lockedPath`: `.NAME.lock` beside the real file (links followed).
-    public static func path(locking lockedPath: String) throws -> String {
-        let url = URL(fileURLWithPath: try AtomicFile.resolve(lockedPath).resolved)
-        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).lock").path
-    }
-
     public init(_ lockedPath: String, for file: String, exclusive: Bool, purpose: String) throws {
         path = try Self.path(locking: lockedPath)
         fd = -1

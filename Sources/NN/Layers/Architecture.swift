@@ -81,10 +81,10 @@ extension LayerSpec {
         case ("dropout", 0):
             try call.expect(positional: 0...0)
             return .dropout(p: 0.5)
-        case ("linear", let n), ("fc", let n) where n != 2:
+        case ("linear", let n) where n != 2, ("fc", let n) where n != 2:
             throw Mismatch("takes linear(OUT) (its inputs are what the layer before gives) or linear(IN,OUT), "
                 + "got \(n) arguments")
-        case ("conv", let n), ("conv2d", let n) where n != 3:
+        case ("conv", let n) where n != 3, ("conv2d", let n) where n != 3:
             throw Mismatch("takes conv(OUT,K[,s=S][,p=P][,d=D]) (its input channels are what the layer before "
                 + "gives) or conv(IN,OUT,K,…), got \(n) positional arguments")
         case ("image", _) where !first:
@@ -98,9 +98,9 @@ extension LayerSpec {
             }
             if case let .image(c, h, w) = spec {
                 // (First: how the data's values are read, as many as each example has.)
+                // (Each size is below 2²⁰: the product cannot overflow.)
                 let has = shape.reduce(1, *)
-                guard c.multipliedFullWidth(by: h).high == 0, (c * h).multipliedFullWidth(by: w).high == 0,
-                      c * h * w == has else {
+                guard c * h * w == has else {
                     throw Mismatch("reads images of \(c)·\(h)·\(w) = \(c * h * w) values, but the data's examples "
                         + "have \(has)")
                 }

@@ -11,6 +11,8 @@ public final class Dropout: TapeModule {
     public private(set) var draws: UInt64 = 0
     public let tape = TapeRecord()
 
+    /// A dropout of probability `p` drawing from the stream of `seed` (until `setRandomStream` places it elsewhere,
+    /// as `Trainer` does before each step).
     /// - Throws: `DeviceError.invalidArgument` naming Dropout for `p` outside 0...1.
     public init(_ p: Float = 0.5, seed: UInt64) throws {
         guard (0...1).contains(p) else {
@@ -23,6 +25,7 @@ public final class Dropout: TapeModule {
     public var parameters: [Parameter] { [] }
     public var layerSpecs: [LayerSpec]? { [.dropout(p: p)] }
     public func setTraining(_ training: Bool) { isTraining = training }
+    /// Its masks from here on: the stream of `seed`, at its `draw`-th mask (`Trainer` places it before each step).
     public func setRandomStream(seed: UInt64, draw: UInt64) { (self.seed, draws) = (seed, draw) }
 
     /// x → x · mask / (1 − p) in training mode (mask: 1 with probability 1 − p), x in evaluation mode.

@@ -199,12 +199,17 @@ public final class Sequential: Module {
         isTraining = training
         for layer in layers { layer.setTraining(training) }
     }
-    /// Places every child's stream: the child at state-dict index k takes `streamSeed(seed, child: k)`.
+    /// Places every child's stream: the child whose entries start at index k of the model's `layerSpecs` (a module
+    /// without specs counts as one entry) takes `streamSeed(seed, child: k)` — the seed `LayerSpec.modules` gives a
+    /// dropout it builds, so a model placed at draw 0 draws what it drew when new.
+    /// NOTE: by index, not state-dict index: an image entry has no state-dict index (`sequentialWidth` 0) but an
+    /// entry. A `Sequential` inside another adds its own indices to its seed, so two dropouts at different depths
+    /// can share a stream (CLNN's own models are flat).
     public func setRandomStream(seed: UInt64, draw: UInt64) {
         var index = 0
         for layer in layers {
             layer.setRandomStream(seed: Sequential.streamSeed(seed, child: index), draw: draw)
-            index += layer.sequentialWidth
+            index += layer.layerSpecs?.count ?? 1
         }
     }
 
