@@ -13,9 +13,9 @@ extension Tensor {
         guard count == rows * cols, source.count % Swift.max(cols, 1) == 0, rows == 0 || source.count > 0 else {
             throw DeviceError.shapeMismatch(op: "gatherRows", source.shape, shape)
         }
-        guard offset >= 0, offset + rows <= order.count else {
-            throw DeviceError.invalidArgument(op: "gatherRows", "rows \(offset)..<\(offset + rows) "
-                + "exceed an order of \(order.count)")
+        guard offset >= 0, offset <= order.count, rows <= order.count - offset else {
+            throw DeviceError.invalidArgument(op: "gatherRows", "\(rows) rows from \(offset) exceed an order of "
+                + "\(order.count)")
         }
         let sourceRows = source.count / Swift.max(cols, 1)
         version.bump()
@@ -60,9 +60,9 @@ public struct Rows {
         guard order.device == source.device else {
             throw DeviceError.deviceMismatch(op: "Rows", source.device, order.device)
         }
-        guard count >= 0, offset >= 0, offset + count <= order.count else {
-            throw DeviceError.invalidArgument(op: "Rows", "rows \(offset)..<\(offset + count) "
-                + "exceed an order of \(order.count)")
+        guard count >= 0, offset >= 0, offset <= order.count, count <= order.count - offset else {
+            throw DeviceError.invalidArgument(op: "Rows", "\(count) rows from \(offset) exceed an order of "
+                + "\(order.count)")
         }
         guard count == 0 || source.count > 0 else {
             throw DeviceError.invalidArgument(op: "Rows", "cannot pick \(count) rows of an empty tensor")

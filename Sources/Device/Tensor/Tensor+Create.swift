@@ -30,7 +30,7 @@ extension Tensor {
     /// 0, 1, …, n − 1 as floats: shape [n].
     public static func arange(_ n: Int, on device: DeviceTag = .cpu) throws -> Tensor {
         guard n >= 0 else { throw DeviceError.invalidArgument(op: "arange", "a negative length \(n)") }
-        return try Tensor((0..<n).map(Float.init), shape: [n], on: device)
+        return try Tensor((0..<checkedCount([n])).map(Float.init), shape: [n], on: device)
     }
 
     /// A tensor of uniform random values in [0, 1), drawn on the host from `seed`, so the same seed gives the same

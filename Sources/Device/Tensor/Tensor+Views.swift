@@ -19,7 +19,14 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "reshaped", "shape \(shape) may have one -1 and no other negative "
                 + "size")
         }
-        let known = shape.filter { $0 != -1 }.reduce(1, *)
+        // (Checked: sizes from a caller may overflow; more than a tensor can hold is refused below anyway.)
+        let known = try shape.filter { $0 != -1 }.reduce(1) { product, d in
+            let (value, overflow) = product.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw DeviceError.invalidArgument(op: "reshaped", "shape \(shape) has too many elements")
+            }
+            return value
+        }
         var target = shape
         if let k = unknown.first {
             guard known > 0, count % known == 0 else {

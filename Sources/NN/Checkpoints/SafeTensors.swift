@@ -34,7 +34,14 @@ public enum SafeTensors {
         var offset = 0
         for name in tensors.keys.sorted() {
             let entry = tensors[name]!
-            precondition(entry.shape.reduce(1, *) == entry.values.count, "SafeTensors: \(name) shape and data disagree")
+            let (elements, overflow) = entry.shape.reduce((1, false)) { product, d in
+                let (value, over) = product.0.multipliedReportingOverflow(by: d)
+                return (value, product.1 || over || d < 0)
+            }
+            guard !overflow, elements == entry.values.count else {
+                throw DataError("SafeTensors.encode", "tensor '\(name.prefix(80))' has shape \(entry.shape) but "
+                    + "\(entry.values.count) values")
+            }
             let counter = entry.storedAs == "I64"
             let bytes = entry.values.count * (counter ? 8 : 4)
             header[name] = ["dtype": counter ? "I64" : "F32", "shape": entry.shape,

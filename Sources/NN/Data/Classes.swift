@@ -21,7 +21,7 @@ public struct ClassPlan: Equatable, Sendable {
     ///   - testSource: the test label file, for messages.
     public init(train: [Float], test: [Float], explicit: Int?, explicitSource: String? = nil, trainSource: String,
                 testSource: String) throws {
-        let observed = Int(train.max() ?? -1) + 1
+        let observed = labelClassCount(train)
         let classes = explicit ?? observed
         guard classes > 0 else { throw DataError(trainSource, "holds no labels") }
         for (labels, source) in [(train, trainSource), (test, testSource)] {

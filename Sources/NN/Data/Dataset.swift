@@ -22,12 +22,13 @@ public struct Dataset: Sendable {
 
     /// The first `n` examples.
     public func prefix(_ n: Int) -> Dataset {
-        let n = min(n, count)
+        let n = min(max(n, 0), count)
         return Dataset(images: Array(images[0..<n * features]), labels: Array(labels[0..<n]), features: features)
     }
 
-    /// The largest label + 1.
-    public var classCount: Int { Int(labels.max() ?? -1) + 1 }
+    /// The largest label + 1 (labels that are not whole numbers in 0..<2²⁴ — NaN, 1e30 — are the trainer's to
+    /// refuse: they count as none here).
+    public var classCount: Int { labelClassCount(labels) }
 }
 
 /// Images as the file's bytes (0...255, a quarter of the memory of floats) with their labels: what the trainer
@@ -84,8 +85,9 @@ public struct RawDataset: Sendable {
         return Normalization(mean: Float(mean), std: Float(max(sumSquares / total - mean * mean, 0).squareRoot()))
     }
 
-    /// The largest label + 1.
-    public var classCount: Int { Int(labels.max() ?? -1) + 1 }
+    /// The largest label + 1 (labels that are not whole numbers in 0..<2²⁴ — NaN, 1e30 — are the trainer's to
+    /// refuse: they count as none here).
+    public var classCount: Int { labelClassCount(labels) }
 }
 
 /// A folder in the MNIST layout: the four standard files, each `.gz` or plain.
@@ -213,16 +215,17 @@ public struct BatchSampler: Sendable {
     /// With the epoch, fixes each epoch’s order.
     public let seed: UInt64
 
-    /// Batches of `batchSize` over `count` examples.
+    /// Batches of `batchSize` over `count` examples (a negative count is taken as 0; a batch size under 1 makes no
+    /// batches: `Trainer` refuses one).
     public init(count: Int, batchSize: Int, seed: UInt64) {
-        self.count = count
+        self.count = max(count, 0)
         self.batchSize = batchSize
         self.seed = seed
     }
 
     /// A Fisher–Yates permutation of 0..<count for `epoch`.
     public func order(epoch: Int) -> [Int] {
-        var rng = SeededGenerator(seed: seed &+ 0x5EED &+ UInt64(epoch) &* 0x9E37_79B9)
+        var rng = SeededGenerator(seed: seed &+ 0x5EED &+ UInt64(bitPattern: Int64(epoch)) &* 0x9E37_79B9)
         var order = Array(0..<count)
         for i in stride(from: count - 1, to: 0, by: -1) {
             order.swapAt(i, Int(rng.next() % UInt64(i + 1)))
@@ -235,7 +238,8 @@ public struct BatchSampler: Sendable {
 
     /// The index ranges of the batches within an epoch's order (the last one may be short).
     public var batchRanges: [Range<Int>] {
-        stride(from: 0, to: count, by: batchSize).map { $0..<min($0 + batchSize, count) }
+        guard batchSize > 0 else { return [] }
+        return stride(from: 0, to: count, by: batchSize).map { $0..<min($0 + batchSize, count) }
     }
 }
 
@@ -321,4 +325,9 @@ public final class DeviceDataset: Sendable {
         count = data.count
         features = data.features
     }
+}
+
+/// The largest label that is a class index (a whole number in 0..<2²⁴) + 1, or 0.
+func labelClassCount(_ labels: [Float]) -> Int {
+    Int(labels.lazy.filter { $0 >= 0 && $0 < 16_777_216 && $0 == $0.rounded() }.max() ?? -1) + 1
 }

@@ -70,8 +70,9 @@ extension LayerSpec {
                                 * Double(rows) * Double(shape[1] * shape[2])))
             }
             for (what, count) in tensors where count > maxElements {
-                throw DeviceError.invalidArgument(op: "model", "entry \(i) \(spec) needs \(what) of \(Int(count)) "
-                    + "elements on batches of \(rows); \(device) allows at most \(Int(maxElements)) per tensor")
+                throw DeviceError.invalidArgument(op: "model", "entry \(i) \(spec) needs \(what) of "
+                    + String(format: "%.0f", count) + " elements on batches of \(rows); \(device) allows at most "
+                    + "\(Int(maxElements)) per tensor")
             }
             let step = tensors.reduce(0) { $0 + $1.1 }
             activations += step

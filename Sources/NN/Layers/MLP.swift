@@ -39,7 +39,7 @@ extension MLP {
                 where count > Double(maxElements) {
                 throw DeviceError.invalidArgument(op: "MLP", "layer \(i + 1) (\(sizes[i])→\(sizes[i + 1])) "
                     + "needs \(what) of "
-                    + "\(Int(count)) elements; \(device) allows at most \(maxElements) per tensor")
+                    + String(format: "%.0f", count) + " elements; \(device) allows at most \(maxElements) per tensor")
             }
             // Training: value, grad, velocity; y, dy, dx. Evaluation: the value; input and output.
             bytes += training ? 4 * (3 * (weights + Double(sizes[i + 1])) + 3 * activations)

@@ -46,7 +46,6 @@ public final class Adam: Optimizer {
     }
 
     public func stateTensors(of index: Int) throws -> [Tensor] {
-        _ = try state.current(parameters)
-        return state.views[index]
+        try state.tensors(of: index, parameters, op: name)
     }
 }

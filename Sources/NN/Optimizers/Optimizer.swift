@@ -65,4 +65,14 @@ struct OptimizerState {
         (flats, views, block) = (fresh.flats, fresh.views, now)
         return now
     }
+
+    /// The state tensors of parameter `index` of `parameters` (laid out as they are now), by `op`'s name in errors.
+    /// - Throws: `DeviceError.invalidArgument` for an index outside the parameters.
+    mutating func tensors(of index: Int, _ parameters: [Parameter], op: String) throws -> [Tensor] {
+        guard parameters.indices.contains(index) else {
+            throw DeviceError.invalidArgument(op: op, "parameter index \(index) is outside 0..<\(parameters.count)")
+        }
+        _ = try current(parameters)
+        return views[index]
+    }
 }

@@ -54,12 +54,20 @@ public final class Trainer {
     ///   - processGroup: the processes of an mpirun job (`ProcessGroup.join()`): each trains its own share of every
     ///     global batch, and the flat gradient buffer is summed across them with one `MPI_Allreduce` per step; the
     ///     initial weights are process 0's.
-    /// - Throws: `DeviceError.invalidArgument` when the model's parameters are not all on `device`, or the class
+    /// - Throws: `DeviceError.invalidArgument` when the batch size or the epochs are under 1, when the model's
+    ///   parameters are not all on `device`, or the class
     ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
     ///   here, not at the first step.
     public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
                 device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil, replicas: [DeviceTag] = [],
                 processGroup: ProcessGroup? = nil) throws {
+        // (A batch of 0 would step through the data by 0: checked here, with the run's length.)
+        guard options.batchSize >= 1 else {
+            throw DeviceError.invalidArgument(op: "Trainer", "the batch size is \(options.batchSize); it must be at least 1")
+        }
+        guard options.epochs >= 1 else {
+            throw DeviceError.invalidArgument(op: "Trainer", "the run has \(options.epochs) epochs; it must have at least 1")
+        }
         self.model = model
         self.loss = loss
         self.options = options

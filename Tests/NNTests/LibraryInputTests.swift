@@ -1,0 +1,64 @@
+import Device
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// Library calls given sizes, indices and options no run could use: each throws an error naming the problem, or
+/// answers with nothing, where they trapped (found by a hostile probe of the library's API).
+final class LibraryInputTests: XCTestCase {
+    func testTrainingOptionsAndSamplersOutOfRangeThrowOrAreEmpty() throws {
+        let data = Dataset(images: testValues(4 * 6, seed: 1), labels: [0, 1, 2, 1], features: 6)
+        for (batch, epochs, fragment) in [(0, 1, "the batch size is 0"), (-3, 1, "the batch size is -3"),
+                                          (8, 0, "the run has 0 epochs")] {
+            var options = TrainingOptions()
+            (options.batchSize, options.epochs) = (batch, epochs)
+            XCTAssertThrowsError(try Trainer(model: try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu), loss: CrossEntropyLoss(),
+                                             options: options)) {
+                XCTAssertTrue("\($0)".contains(fragment), "\($0)")
+            }
+        }
+        XCTAssertEqual(BatchSampler(count: 10, batchSize: 0, seed: 1).batchRanges, [])
+        XCTAssertEqual(BatchSampler(count: -3, batchSize: 4, seed: 1).order(epoch: 0), [])
+        XCTAssertEqual(BatchSampler(count: 3, batchSize: 4, seed: 1).order(epoch: -1).sorted(), [0, 1, 2])
+        XCTAssertEqual(data.prefix(-1).count, 0)
+        XCTAssertEqual(Dataset(images: [1, 2], labels: [.nan, 1e30], features: 1).classCount, 0)
+        XCTAssertEqual(Dataset(images: [1, 2], labels: [.nan, 4], features: 1).classCount, 5)
+    }
+
+    func testOptimizerStateOfAParameterIndexOutsideTheModelThrows() throws {
+        let model = try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu)
+        for optimizer in [try SGD(model.parameters, lr: 0.1, momentum: 0.9) as any Optimizer,
+                          try Adam(model.parameters) as any Optimizer] {
+            for index in [-1, 4, 99] {
+                XCTAssertThrowsError(try optimizer.stateTensors(of: index)) {
+                    XCTAssertTrue("\($0)".contains("parameter index \(index) is outside 0..<4"), "\($0)")
+                }
+            }
+            XCTAssertEqual(try optimizer.stateTensors(of: 3).count, optimizer.stateNames.count)
+        }
+    }
+
+    func testSizesThatOverflowThrow() throws {
+        XCTAssertThrowsError(try Tensor.arange(1 << 40)) { XCTAssertTrue("\($0)".contains("too many elements"), "\($0)") }
+        let x = try Tensor.zeros([2, 3])
+        XCTAssertThrowsError(try x.reshaped([Int.max, Int.max, -1])) {
+            XCTAssertTrue("\($0)".contains("too many elements"), "\($0)")
+        }
+        let out = try Tensor.zeros([2, 3])
+        XCTAssertThrowsError(try out.gatherRows(from: try Tensor.zeros([4, 3]), order: try Tensor([0, 1], shape: [2]),
+                                                offset: Int.max)) {
+            XCTAssertTrue("\($0)".contains("exceed an order of 2"), "\($0)")
+        }
+        XCTAssertThrowsError(try Rows(try Tensor.zeros([4, 3]), order: try Tensor([0, 1], shape: [2]), offset: Int.max,
+                                      count: 2)) {
+            XCTAssertTrue("\($0)".contains("2 rows from \(Int.max) exceed an order of 2"), "\($0)")
+        }
+        XCTAssertThrowsError(try MLP.checkFits(sizes: [Int.max, Int.max], rows: Int.max, on: .cpu))
+        XCTAssertThrowsError(try SafeTensors.encode(["a": .init(shape: [3], values: [1])], metadata: [:])) {
+            XCTAssertTrue("\($0)".contains("tensor 'a' has shape [3] but 1 values"), "\($0)")
+        }
+        XCTAssertThrowsError(try SafeTensors.encode(["a": .init(shape: [Int.max, 2], values: [1])], metadata: [:]))
+        XCTAssertThrowsError(try SafeTensors.encode(["a": .init(shape: [-1, -1], values: [1])], metadata: [:]))
+    }
+}
