@@ -62,3 +62,22 @@ final class LibraryInputTests: XCTestCase {
         XCTAssertThrowsError(try SafeTensors.encode(["a": .init(shape: [-1, -1], values: [1])], metadata: [:]))
     }
 }
+
+extension LibraryInputTests {
+    /// Writing through an expanded view (stride 0) would write one place several times: refused, on every device;
+    /// reading one, and writing a permuted view, still work.
+    func testWritingIntoAnExpandedViewIsRefused() throws {
+        for device in testDevices {
+            let b = try Tensor([1, 2, 3], shape: [1, 3], on: device)
+            let wide = try b.expanded(to: [4, 3])
+            XCTAssertThrowsError(try wide.copy(from: try Tensor.full([4, 3], value: 7, on: device))) {
+                XCTAssertTrue("\($0)".contains("writes into an expanded view"), "\($0)")
+            }
+            XCTAssertEqual(try b.toArray(), [1, 2, 3], "unchanged on \(device)")
+            XCTAssertEqual(try (wide + 1).toArray(), [2, 3, 4, 2, 3, 4, 2, 3, 4, 2, 3, 4])
+            let m = try Tensor.zeros([2, 3], on: device)
+            try m.transposed().copy(from: try Tensor([1, 2, 3, 4, 5, 6], shape: [3, 2], on: device))
+            XCTAssertEqual(try m.toArray(), [1, 3, 5, 2, 4, 6])
+        }
+    }
+}

@@ -214,13 +214,23 @@ enum Ne: BinaryScalar { static func apply(_ a: Float, _ b: Float) -> Float { mas
 // MARK: Launches (no gradient recording: see Pointwise+API.swift)
 
 extension Tensor {
+    /// A destination of an elementwise op must hold each element once (not an expanded view).
+    /// - Throws: `DeviceError.invalidArgument` naming `op`.
+    func requireDistinctElements(op: String) throws {
+        guard !layout.repeatsElements else {
+            throw DeviceError.invalidArgument(op: op, "writes into an expanded view (shape \(shape), strides "
+                + "\(layout.strides)) whose elements share memory; write into a tensor of its own (contiguous())")
+        }
+    }
+
     /// out = f(x; p, q), elementwise over out's shape (x broadcast to it). out may be a view (written through its
-    /// layout) and may be x itself.
+    /// layout, each element once) and may be x itself.
     static func unaryKernel(_ f: UnaryFunction, _ x: Tensor, p: Float = 0, q: Float = 0, into out: Tensor) throws {
         let s = try StridedOperands(dense: [x, out]) ?? {
             guard let xl = x.layout.broadcast(to: out.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
             }
+            try out.requireDistinctElements(op: f.name)
             return try StridedOperands(f.name, [xl, out.layout])
         }()
         try Tensor.run(f.name, views: true, x, out) { xp, op in
@@ -278,6 +288,7 @@ extension Tensor {
             guard let al = a.layout.broadcast(to: out.shape), let bl = b.layout.broadcast(to: out.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
             }
+            try out.requireDistinctElements(op: f.name)
             return try StridedOperands(f.name, [al, bl, out.layout])
         }()
         try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
@@ -327,6 +338,7 @@ extension Tensor {
               let bl = b.layout.broadcast(to: out.shape) else {
             throw DeviceError.shapeMismatch(op: "where", c.shape, out.shape)
         }
+        try out.requireDistinctElements(op: "where")
         let s = try StridedOperands("where", [cl, al, bl, out.layout])
         try Tensor.run("where", views: true, c, a, b, out) { cp, ap, bp, op in
             s.forEachRow { o in

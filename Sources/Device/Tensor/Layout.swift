@@ -19,6 +19,10 @@ struct Layout: Equatable, Sendable {
         (self.shape, self.strides, self.offset) = (shape, strides, offset)
     }
 
+    /// Whether two of its elements are one place in storage (an expanded view: a stride of 0 along an axis longer
+    /// than 1), so that writing through it would write one place several times.
+    var repeatsElements: Bool { zip(shape, strides).contains { $0 > 1 && $1 == 0 } }
+
     /// `[1]`, shared (a one-axis layout's strides, made for every op's result otherwise).
     static let unitStride = [1]
 
