@@ -66,7 +66,8 @@ struct Eval: ParsableCommand {
         if plain {
             assumptions = try StateDictAssumptions(activation: activation, loss: loss, classes: classes,
                                                    normalization: normalization) {
-                try folder.loadRaw().train.normalization.requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages))
+                try folder.loadRaw().train.normalization
+                    .requireSpread(imagesFile: try folder.file(MNISTFolder.trainImages))
             }
             assumptions.architecture = requested
         } else if let given = [("--activation", activation), ("--loss", loss), ("--normalization", normalization),

@@ -46,7 +46,8 @@ final class OpsTests: XCTestCase {
             let earlier = testValues(cols, seed: 53).map { $0 * 1e-3 }
             func run(_ device: DeviceTag) throws -> [Float] {
                 let db = try Tensor(earlier, shape: [cols], on: device)
-                _ = try Tensor.biasActivationBackward(.relu, preActivation: try Tensor(zv, shape: [rows, cols], on: device),
+                let z = try Tensor(zv, shape: [rows, cols], on: device)
+                _ = try Tensor.biasActivationBackward(.relu, preActivation: z,
                                                       try Tensor(dyv, shape: [rows, cols], on: device), db: db,
                                                       accumulate: true)
                 return try db.toArray()

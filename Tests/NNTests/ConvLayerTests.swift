@@ -132,8 +132,8 @@ final class ConvLayerTests: XCTestCase {
                        "the child at index 1 takes the stream streamSeed(20, child: 1)")
 
         // A model built from an architecture that starts with an image entry (no state-dict index, one entry):
-        // its dropout (entry 4) draws as it always did — seed (run seed ^ 0xD50F << 48) + its entry's index — and the
-        // run's stream placed at draw 0 gives the same masks.
+        // its dropout (entry 4) draws as it always did — seed (run seed ^ 0xD50F << 48) + its entry's index — and
+        // the run's stream placed at draw 0 gives the same masks.
         let specs = try LayerSpec.resolve("flatten linear(13) relu dropout(0.5) linear(3)", input: [1, 2, 3])
         XCTAssertEqual(specs.count, 6)
         let built = try LayerSpec.modules(specs, seed: 7, on: .cpu)

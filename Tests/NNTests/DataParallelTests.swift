@@ -109,8 +109,8 @@ final class DataParallelTests: XCTestCase {
         let x = try Tensor.ones([4, 16])
         let masks = try (0..<3).map { worker -> [Float] in
             let dropout = try Dropout(0.5, seed: 0)
-            dropout.setRandomStream(seed: Sequential.streamSeed(Sequential.streamSeed(run: 3, worker: worker), child: 4),
-                                    draw: 1)
+            let copy = Sequential.streamSeed(run: 3, worker: worker)
+            dropout.setRandomStream(seed: Sequential.streamSeed(copy, child: 4), draw: 1)
             return try dropout.forward(x).toArray()
         }
         XCTAssertEqual(Set(masks).count, 3)

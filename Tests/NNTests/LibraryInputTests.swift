@@ -13,8 +13,8 @@ final class LibraryInputTests: XCTestCase {
                                           (8, 0, "the run has 0 epochs")] {
             var options = TrainingOptions()
             (options.batchSize, options.epochs) = (batch, epochs)
-            XCTAssertThrowsError(try Trainer(model: try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu), loss: CrossEntropyLoss(),
-                                             options: options)) {
+            let model = try MLP.make(sizes: [6, 5, 3], seed: 1, on: .cpu)
+            XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options)) {
                 XCTAssertTrue("\($0)".contains(fragment), "\($0)")
             }
         }
@@ -40,7 +40,9 @@ final class LibraryInputTests: XCTestCase {
     }
 
     func testSizesThatOverflowThrow() throws {
-        XCTAssertThrowsError(try Tensor.arange(1 << 40)) { XCTAssertTrue("\($0)".contains("too many elements"), "\($0)") }
+        XCTAssertThrowsError(try Tensor.arange(1 << 40)) {
+            XCTAssertTrue("\($0)".contains("too many elements"), "\($0)")
+        }
         let x = try Tensor.zeros([2, 3])
         XCTAssertThrowsError(try x.reshaped([Int.max, Int.max, -1])) {
             XCTAssertTrue("\($0)".contains("too many elements"), "\($0)")

@@ -7,8 +7,8 @@ final class ResumeCLITests: CLITestCase {
     /// The checkpoint `part` and its training state are byte for byte those of `whole` (the run never stopped).
     private func assertSameRun(_ part: String, _ whole: String, _ label: String,
                                file: StaticString = #filePath, line: UInt = #line) throws {
-        for (a, b, what) in [(part, whole, "model"),
-                             (TrainingState.path(besides: part), TrainingState.path(besides: whole), "training state")] {
+        let states = (TrainingState.path(besides: part), TrainingState.path(besides: whole))
+        for (a, b, what) in [(part, whole, "model"), (states.0, states.1, "training state")] {
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)), try Data(contentsOf: URL(fileURLWithPath: b)),
                            "\(label): the \(what), byte for byte the uninterrupted run's", file: file, line: line)
         }
@@ -49,7 +49,8 @@ final class ResumeCLITests: CLITestCase {
         try writeMNISTFolder(data, trainCount: 50, testCount: 10, rows: 8, cols: 7)
         for device in testDevices.map(\.description) {
             let common = ["--data", data.path, "--device", device, "--epochs", "2", "--batch-size", "8", "--momentum",
-                          "0.9", "--lr", "0.05", "--arch", "conv(3,3,p=1) bn relu maxpool(2) flatten dropout(0.4) linear(3)"]
+                          "0.9", "--lr", "0.05",
+                          "--arch", "conv(3,3,p=1) bn relu maxpool(2) flatten dropout(0.4) linear(3)"]
             let whole = out.appendingPathComponent("cnn-whole-\(device).safetensors").path
             XCTAssertEqual(try run(["train"] + common + ["--save", whole]).status, 0)
             for stop in [["--max-steps", "4"], ["--stop-after", "1"]] {

@@ -16,7 +16,8 @@ public struct ClassPlan: Equatable, Sendable {
     ///   - test: the test labels.
     ///   - explicit: the class count stated by the user (`--classes`) or a checkpoint, or nil to take it from the
     ///     training labels.
-    ///   - explicitSource: where `explicit` comes from, for messages (`--classes 10`, `the class count of m.safetensors (10)`).
+    ///   - explicitSource: where `explicit` comes from, for messages (`--classes 10`, `the class count of
+    ///     m.safetensors (10)`).
     ///   - trainSource: the training label file, for messages.
     ///   - testSource: the test label file, for messages.
     public init(train: [Float], test: [Float], explicit: Int?, explicitSource: String? = nil, trainSource: String,

@@ -206,12 +206,20 @@ public final class Sequential: Module {
     /// entry. A `Sequential` inside another adds its own indices to its seed, so two dropouts at different depths
     /// can share a stream (CLNN's own models are flat).
     public func setRandomStream(seed: UInt64, draw: UInt64) {
-        var index = 0
-        for layer in layers {
+        for (layer, index) in zip(layers, entryIndices) {
             layer.setRandomStream(seed: Sequential.streamSeed(seed, child: index), draw: draw)
-            index += layer.layerSpecs?.count ?? 1
         }
     }
+
+    /// Where each child's entries start in `layerSpecs` (made once: the trainer places the streams every step, and
+    /// a layer's specs are built on each call).
+    private lazy var entryIndices: [Int] = {
+        var index = 0
+        return layers.map { layer in
+            defer { index += layer.layerSpecs?.count ?? 1 }
+            return index
+        }
+    }()
 
     /// The seed of the random streams of a run of seed `seed` on its `worker`-th model copy (0: the only one, or
     /// the first device's; data-parallel replicas and processes count on in order), so each copy drops its own

@@ -63,10 +63,12 @@ public final class Trainer {
                 processGroup: ProcessGroup? = nil) throws {
         // (A batch of 0 would step through the data by 0: checked here, with the run's length.)
         guard options.batchSize >= 1 else {
-            throw DeviceError.invalidArgument(op: "Trainer", "the batch size is \(options.batchSize); it must be at least 1")
+            throw DeviceError.invalidArgument(op: "Trainer", "the batch size is \(options.batchSize); it must be at "
+                + "least 1")
         }
         guard options.epochs >= 1 else {
-            throw DeviceError.invalidArgument(op: "Trainer", "the run has \(options.epochs) epochs; it must have at least 1")
+            throw DeviceError.invalidArgument(op: "Trainer", "the run has \(options.epochs) epochs; it must have "
+                + "at least 1")
         }
         self.model = model
         self.loss = loss
