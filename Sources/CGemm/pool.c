@@ -86,9 +86,14 @@ static void *worker(void *unused)
 static void start(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    // CLNN_THREADS caps the threads (caller included) the CPU products run on.
+    // CLNN_THREADS caps the threads (caller included) the CPU products run on: a whole number >= 1 and nothing else
+    // ("4x", "0", "-2" are ignored, as HostParallel.swift's check reports).
     const char *cap = getenv("CLNN_THREADS");
-    if (cap && atol(cap) > 0 && atol(cap) < cores) cores = atol(cap);
+    if (cap && *cap >= '0' && *cap <= '9') {
+        char *end = NULL;
+        long n = strtol(cap, &end, 10);
+        if (*end == '\0' && n > 0 && n < cores) cores = n;
+    }
     int wanted = cores > 1 ? (int)(cores - 1 < MAX_WORKERS ? cores - 1 : MAX_WORKERS) : 0;
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);

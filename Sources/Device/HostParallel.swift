@@ -1,12 +1,26 @@
 import CGemm
 import Foundation
 
+/// The host pool's threads, caller included: every online core, or CLNN_THREADS's cap. A CLNN_THREADS the pool
+/// ignores (not a whole number ≥ 1) is reported once, as a warning, so that a library user learns it was not taken
+/// (the command line refuses it before this).
+let hostThreads: Int = {
+    if let cap = ProcessInfo.processInfo.environment["CLNN_THREADS"], !cap.isEmpty,
+       !(cap.allSatisfy(\.isASCII) && cap.first.map(\.isNumber) == true && (Int(cap).map { $0 >= 1 } ?? false)) {
+        CLNNLog.logger.warning("""
+            CLNN_THREADS='\(cap.prefix(40))' is not a thread count (a whole number ≥ 1): ignored, the cpu device \
+            uses every online core
+            """)
+    }
+    return Int(clnn_pool_threads())
+}()
+
 /// Runs `body` over `0..<count` split into contiguous ranges, one per core, when there is enough work to be worth
 /// waking threads (`count · costPerItem` at least about 64k element operations); otherwise in one call on this
 /// thread. The ranges are disjoint: a body that writes only its own items' outputs needs no locks. (The cost is a
 /// Double: a window's taps times its positions may pass Int's range.)
 func hostParallel(_ count: Int, costPerItem: Double = 1, _ body: @Sendable (Range<Int>) -> Void) {
-    let cores = Int(clnn_pool_threads())
+    let cores = hostThreads
     let work = Double(count) * Swift.max(costPerItem, 1) / 65_536
     let chunks = Swift.min(cores, count, work >= Double(cores) ? cores : Swift.max(1, Int(work)))
     guard chunks > 1 else {

@@ -150,7 +150,7 @@ final class APIContractTests: XCTestCase {
     func testTrainerReusesBuffersOnlyDuringItsStepsAndRestoresTheSetting() throws {
         let model = try MLP.make(sizes: [4, 3], seed: 1, on: .cpu)
         let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions())
-        let data = Dataset(images: testValues(8, seed: 1), labels: [0, 2], features: 4)
+        let data = try Dataset(images: testValues(8, seed: 1), labels: [0, 2], features: 4)
         _ = try trainer.trainEpoch(data, epoch: 1)
         _ = try trainer.evaluate(data)
         XCTAssertFalse(model.reusesBuffers)
@@ -173,7 +173,7 @@ final class APIContractTests: XCTestCase {
         XCTAssertEqual(try Trainer(model: regression, loss: MSELoss(), classes: 10,
                                    options: TrainingOptions()).classes, 10)
 
-        let data = Dataset(images: testValues(8, seed: 1), labels: [0, 2], features: 4)
+        let data = try Dataset(images: testValues(8, seed: 1), labels: [0, 2], features: 4)
         let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions())
         let evaluated = try Evaluator(model: model, loss: CrossEntropyLoss()).evaluate(data)
         XCTAssertEqual(evaluated.loss, try trainer.evaluate(data).loss)

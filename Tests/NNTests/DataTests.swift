@@ -117,8 +117,8 @@ final class DataTests: XCTestCase {
     }
 
     func testNormalizationUsesTrainingStatisticsForEverySplit() throws {
-        let train = Dataset(images: [0, 1, 2, 3, 4, 5], labels: [0, 1], features: 3)
-        let test = Dataset(images: [2.5, 2.5, 2.5], labels: [0], features: 3)
+        let train = try Dataset(images: [0, 1, 2, 3, 4, 5], labels: [0, 1], features: 3)
+        let test = try Dataset(images: [2.5, 2.5, 2.5], labels: [0], features: 3)
         let norm = Normalization.fit(train)
         XCTAssertEqual(norm.mean, 2.5, accuracy: 1e-6)
         XCTAssertEqual(norm.std, Float((35.0 / 12).squareRoot()), accuracy: 1e-5)
@@ -131,7 +131,7 @@ final class DataTests: XCTestCase {
     }
 
     func testRawDatasetNormalisesLikeTheFloatPathOnEveryDevice() throws {
-        let raw = RawDataset(pixels: (0..<600).map { UInt8(($0 * 37) % 256) }, labels: (0..<100).map { Float($0 % 10) },
+        let raw = try RawDataset(pixels: (0..<600).map { UInt8(($0 * 37) % 256) }, labels: (0..<100).map { Float($0 % 10) },
                              features: 6)
         let floats = raw.dataset()
         let norm = raw.normalization

@@ -60,7 +60,7 @@ final class PyTorchStateDictTests: XCTestCase {
         let file = try stateDict(of: model)
         let x = testValues(4 * 6, seed: 2)
         let expected = try model.forward(try Tensor(x, shape: [4, 6])).toArray()
-        let data = Dataset(images: x, labels: [0, 1, 2, 1], features: 6)
+        let data = try Dataset(images: x, labels: [0, 1, 2, 1], features: 6)
         let expectedEval = try Evaluator(model: model, loss: CrossEntropyLoss()).evaluate(data)
         for device in testDevices {
             let (checkpoint, loaded) = try Checkpoint.decode(file, path: "torch.safetensors", on: device,

@@ -215,6 +215,8 @@ final class ReliabilityCLITests: CLITestCase {
         XCTAssertTrue(fewer.stderr.contains("--max-steps 9 counts the run's steps in all; "
                                             + "the run being resumed has taken 10"),
                       fewer.stderr)
+        XCTAssertFalse(fewer.stdout.contains("data \(data.path)"), "refused once the data is counted, before the "
+                       + "model is built and the data uploaded: \(fewer.stdout)")
         let rest = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"])
         XCTAssertEqual(rest.status, 0, rest.stderr)
         XCTAssertTrue(rest.stdout.contains("resuming \(model) at step 2 of epoch 2 of 3"), rest.stdout)

@@ -110,14 +110,14 @@ final class TrainingTests: XCTestCase {
         let model = try MLP.make(sizes: [2, 3], seed: 1, on: .cpu)
         let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 3, options: TrainingOptions(),
                                   device: .cpu)
-        let data = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
+        let data = try Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
         XCTAssertThrowsError(try trainer.validateLabels(data, source: "labels.idx")) { error in
             XCTAssertEqual("\(error)", "labels.idx: label 7 of example 1 is out of range for a model of 3 classes")
         }
     }
 
     func testNonFiniteLossNamesTheFirstBadStepWhateverTheReportInterval() throws {
-        let data = Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) },
+        let data = try Dataset(images: (0..<64).map { Float($0) * 1e3 }, labels: (0..<32).map { Float($0 % 2) },
                            features: 2)
         var options = TrainingOptions()
         (options.batchSize, options.lr, options.schedule) = (4, 1e30, .constant)
@@ -142,7 +142,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testHugeWeightDecayIsBlamedOnTheDecayAndLabelsAreCheckedFirst() throws {
-        let data = Dataset(images: (0..<64).map { Float($0 % 7) / 7 }, labels: (0..<32).map { Float($0 % 2) },
+        let data = try Dataset(images: (0..<64).map { Float($0 % 7) / 7 }, labels: (0..<32).map { Float($0 % 2) },
                            features: 2)
         var options = TrainingOptions()
         (options.batchSize, options.lr, options.weightDecay, options.schedule) = (4, 0.1, 1e6, .constant)
@@ -151,7 +151,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try (1...20).forEach { _ = try trainer.trainEpoch(data, epoch: $0) }) { error in
             XCTAssertTrue("\(error)".contains("weight decay"), "\(error)")
         }
-        let bad = Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
+        let bad = try Dataset(images: [0, 0, 1, 1], labels: [1, 7], features: 2)
         XCTAssertThrowsError(try trainer.trainEpoch(bad, epoch: 1)) { error in
             XCTAssertTrue(error is DataError, "a label out of range is a data error, not a divergence: \(error)")
         }
@@ -204,7 +204,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testEpochsCountFromOneAndProgressIsTheTrailingClosure() throws {
-        let data = Dataset(images: (0..<32).map { Float($0 % 5) / 5 }, labels: (0..<16).map { Float($0 % 2) },
+        let data = try Dataset(images: (0..<32).map { Float($0 % 5) / 5 }, labels: (0..<16).map { Float($0 % 2) },
                            features: 2)
         var options = TrainingOptions()
         (options.epochs, options.batchSize) = (2, 4)

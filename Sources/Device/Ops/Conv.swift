@@ -404,7 +404,7 @@ private struct ConvShape {
     /// (and `partial` floats of partial sums). Returns the chunks' scratch, in order.
     @discardableResult
     func perImage(partial: Int = 0, _ body: @Sendable (Int, Scratch) throws -> Void) throws -> [Scratch] {
-        let chunks = max(1, min(Int(clnn_pool_threads()), n))
+        let chunks = max(1, min(hostThreads, n))
         let scratch = try (0..<chunks).map { _ in
             try Scratch(cols: taps * positions, partial: partial, threaded: chunks == 1)
         }

@@ -232,7 +232,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     if !transB && small && k > 0 && k <= CLNN_SGEMM_SMALL_MAX_K {
         // Split by rows (whole 6-row tiles) over the pool when there is work enough: a training step's products.
         // Three chunks per thread, claimed as threads come free: 64 rows in two shares would be 36 and 28.
-        let threads = Int(clnn_pool_threads())
+        let threads = hostThreads
         let perChunk = m * n * k < 1 << 17 || threads == 1 ? m : ((m + 3 * threads - 1) / (3 * threads) + 5) / 6 * 6
         let chunks = (m + perChunk - 1) / perChunk
         // NOTE: the chunks write disjoint rows of C and only read the rest.
@@ -261,7 +261,7 @@ func matmulBlocked(_ A: UnsafeMutablePointer<Float>, _ B: UnsafeMutablePointer<F
     // Small products are not worth waking threads for. A wide, short product (n well above m: a convolution's
     // filters times its patches) is split by columns, so that each thread packs only its share of B; any other by
     // rows. Chunks are multiples of the micro-kernel's tile (6 rows, 16 columns).
-    let cores = Int(clnn_pool_threads())
+    let cores = hostThreads
     let byColumns = n >= 4 * m
     let chunks = small ? 1 : byColumns ? min(cores, (n + 15) / 16) : min(cores, (m + 5) / 6)
     let packs = try ScratchBuffers.packs.take(chunks, floats: clnn_sgemm_pack_floats())
@@ -310,7 +310,7 @@ private final class ScratchBuffers: @unchecked Sendable {
         idle += buffers
         // NOTE: keep the largest few; a smaller buffer than every caller needs would only pile up. The pool's thread
         // count, not `ProcessInfo.activeProcessorCount`: that reads cgroup files on every call (6% of a cpu epoch).
-        let keep = 2 * Int(clnn_pool_threads())
+        let keep = 2 * hostThreads
         if idle.count > keep {
             idle.sort { $0.count > $1.count }
             idle.removeLast(idle.count - keep)

@@ -40,7 +40,7 @@ extension Tensor {
         version.bump()
         try Tensor.run("sgdStep", self, grad, velocity) { p, g, v in
             // A block of parameters worth streaming, when other cores may hold copies (see update.c).
-            if n >= sgdStreamingMinimum && clnn_pool_threads() > 1
+            if n >= sgdStreamingMinimum && hostThreads > 1
                 && clnn_sgd_streaming(p, g, momentum > 0 ? v : nil, n, lr, momentum, weightDecay) != 0 {
                 return
             }

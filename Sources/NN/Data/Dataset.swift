@@ -11,19 +11,24 @@ public struct Dataset: Sendable {
     /// Values per example (pixels).
     public let features: Int
 
-    /// `images` holds `labels.count` rows of `features` values.
-    public init(images: [Float], labels: [Float], features: Int) {
-        precondition(images.count == labels.count * features, "Dataset: images and labels disagree")
+    /// `images` holds `labels.count` rows of `features` values; anything else is an error naming both counts.
+    public init(images: [Float], labels: [Float], features: Int) throws {
+        try checkRows(op: "Dataset", values: images.count, labels: labels.count, features: features, of: "images")
         self.images = images
         self.labels = labels
         self.count = labels.count
         self.features = features
     }
 
+    /// A dataset whose counts are known to agree (made from one that was checked).
+    fileprivate init(checked images: [Float], labels: [Float], features: Int) {
+        (self.images, self.labels, self.count, self.features) = (images, labels, labels.count, features)
+    }
+
     /// The first `n` examples.
     public func prefix(_ n: Int) -> Dataset {
         let n = min(max(n, 0), count)
-        return Dataset(images: Array(images[0..<n * features]), labels: Array(labels[0..<n]), features: features)
+        return Dataset(checked: Array(images[0..<n * features]), labels: Array(labels[0..<n]), features: features)
     }
 
     /// The largest label + 1 (labels that are not whole numbers in 0..<2²⁴ — NaN, 1e30 — are the trainer's to
@@ -45,11 +50,17 @@ public struct RawDataset: Sendable {
     /// [rows, cols] of one image, when the data came from image files (rows · cols = features).
     public let imageShape: [Int]?
 
-    /// `pixels` holds `labels.count` rows of `features` bytes.
-    public init(pixels: [UInt8], labels: [Float], features: Int, imageShape: [Int]? = nil) {
-        precondition(pixels.count == labels.count * features, "RawDataset: pixels and labels disagree")
-        precondition(imageShape.map { $0.reduce(1, *) == features } ?? true,
-                     "RawDataset: image shape and features disagree")
+    /// `pixels` holds `labels.count` rows of `features` bytes, and `imageShape` (when given) has `features` pixels;
+    /// anything else is an error naming what disagrees.
+    public init(pixels: [UInt8], labels: [Float], features: Int, imageShape: [Int]? = nil) throws {
+        try checkRows(op: "RawDataset", values: pixels.count, labels: labels.count, features: features, of: "pixels")
+        if let imageShape {
+            guard imageShape.count == 2, imageShape.allSatisfy({ $0 > 0 }),
+                  imageShape[0].multipliedReportingOverflow(by: imageShape[1]) == (features, false) else {
+                throw DeviceError.invalidArgument(op: "RawDataset", "an image shape of \(imageShape) does not hold "
+                    + "\(features) features (expected [rows, cols] with rows × cols = features)")
+            }
+        }
         self.pixels = pixels
         self.labels = labels
         self.count = labels.count
@@ -60,7 +71,7 @@ public struct RawDataset: Sendable {
     /// Pixels scaled to [0, 1] and normalised with `normalization` (none: only scaled).
     public func dataset(_ normalization: Normalization? = nil) -> Dataset {
         let table = Self.table(normalization)
-        return Dataset(images: pixels.map { table[Int($0)] }, labels: labels, features: features)
+        return Dataset(checked: pixels.map { table[Int($0)] }, labels: labels, features: features)
     }
 
     /// The float value of each byte: (b / 255 − mean) / std.
@@ -88,6 +99,18 @@ public struct RawDataset: Sendable {
     /// The largest label + 1 (labels that are not whole numbers in 0..<2²⁴ — NaN, 1e30 — are the trainer's to
     /// refuse: they count as none here).
     public var classCount: Int { labelClassCount(labels) }
+}
+
+/// Refuses `values` that are not `labels` rows of `features` each (a negative count, or a product that overflows).
+private func checkRows(op: String, values: Int, labels: Int, features: Int, of what: String) throws {
+    guard features >= 0 else {
+        throw DeviceError.invalidArgument(op: op, "features must be at least 0, got \(features)")
+    }
+    let (expected, overflow) = labels.multipliedReportingOverflow(by: features)
+    guard !overflow, values == expected else {
+        throw DeviceError.invalidArgument(op: op, "\(values) \(what) for \(labels) labels of \(features) features "
+            + "(expected labels × features = \(overflow ? "more than Int.max" : String(expected)))")
+    }
 }
 
 /// A folder in the MNIST layout: the four standard files, each `.gz` or plain.
@@ -201,7 +224,7 @@ public struct MNISTFolder: Sendable {
         guard images.dims[0] > 0 else { throw DataError(imagesPath, "holds no images (count 0)") }
         let features = images.dims[1] * images.dims[2]
         guard features > 0 else { throw DataError(imagesPath, "images have no pixels (\(images.dims))") }
-        return RawDataset(pixels: images.bytes, labels: labels.bytes.map(Float.init), features: features,
+        return try RawDataset(pixels: images.bytes, labels: labels.bytes.map(Float.init), features: features,
                           imageShape: [images.dims[1], images.dims[2]])
     }
 }

@@ -78,7 +78,10 @@ public struct MSELoss: Loss {
     }
 
     public func predictedClasses(_ pred: Tensor, classes: Int) throws -> [Int] {
-        try pred.toArray().map { value in
+        guard classes >= 1 else {
+            throw DeviceError.invalidArgument(op: "MSELoss.predictedClasses", "classes must be ≥ 1, got \(classes)")
+        }
+        return try pred.toArray().map { value in
             guard value.isFinite else { return 0 }
             return min(max(Int(value.rounded()), 0), classes - 1)
         }

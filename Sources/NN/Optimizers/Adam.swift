@@ -17,7 +17,7 @@ public final class Adam: Optimizer {
     private var state = OptimizerState(slots: 2)
 
     /// - Throws: `DeviceError.invalidArgument` for a rate outside PyTorch's accepted ranges
-    ///   (lr ≥ 0, 0 ≤ β < 1, eps ≥ 0, weight decay ≥ 0).
+    ///   (lr ≥ 0, 0 ≤ β < 1, eps ≥ 0, weight decay ≥ 0), or a parameter listed twice.
     public init(_ parameters: [Parameter], lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                 eps: Float = 1e-8, weightDecay: Float = 0) throws {
         for (name, value, limit) in [("lr", lr, Float.infinity), ("beta1", beta1, 1), ("beta2", beta2, 1),
@@ -26,6 +26,7 @@ public final class Adam: Optimizer {
             throw DeviceError.invalidArgument(op: "Adam", "\(name) must be a finite number ≥ 0"
                 + (limit < .infinity ? " and < \(limit)" : "") + ", got \(value)")
         }
+        try OptimizerState.requireDistinct(parameters, op: "Adam")
         self.parameters = parameters
         self.lr = lr
         hyperparameters = AdamHyperparameters(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)

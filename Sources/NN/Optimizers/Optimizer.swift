@@ -44,6 +44,16 @@ struct OptimizerState {
 
     init(slots: Int) { self.slots = slots }
 
+    /// Refuses a parameter listed twice: it would be stepped twice per step (PyTorch refuses it too).
+    static func requireDistinct(_ parameters: [Parameter], op: String) throws {
+        var seen = Set<ObjectIdentifier>()
+        for (i, p) in parameters.enumerated() where !seen.insert(ObjectIdentifier(p)).inserted {
+            let first = parameters.firstIndex { $0 === p } ?? i
+            throw DeviceError.invalidArgument(op: op, "parameter '\(p.name)' is listed twice (at \(first) and \(i)): "
+                + "each step would update it twice")
+        }
+    }
+
     /// The state for `parameters` as they are laid out now, and their block when they are one.
     mutating func current(_ parameters: [Parameter]) throws -> ParameterBlock? {
         let now = ParameterBlock.of(parameters)

@@ -16,12 +16,13 @@ public final class SGD: Optimizer {
     public var stateNames: [String] { momentum > 0 ? ["momentum_buffer"] : [] }
     private var state: OptimizerState
 
-    /// - Throws: `DeviceError.invalidArgument` when a rate is negative or not finite.
+    /// - Throws: `DeviceError.invalidArgument` when a rate is negative or not finite, or a parameter is listed twice.
     public init(_ parameters: [Parameter], lr: Float, momentum: Float = 0, weightDecay: Float = 0) throws {
         for (name, value) in [("lr", lr), ("momentum", momentum), ("weight decay", weightDecay)]
         where !value.isFinite || value < 0 {
             throw DeviceError.invalidArgument(op: "SGD", "\(name) must be a finite number ≥ 0, got \(value)")
         }
+        try OptimizerState.requireDistinct(parameters, op: "SGD")
         self.parameters = parameters
         self.lr = lr
         self.momentum = momentum

@@ -61,10 +61,20 @@ public final class Evaluator {
     /// The mean loss and the accuracy of the model on `data`, in chunks of `chunk` examples (by default
     /// `chunk(for:)` of the model), in evaluation mode (`eval()`; the model's mode is restored after). Records
     /// nothing for gradients (a `TapeModule` computes without its tape).
-    /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range.
+    /// - Throws: `DeviceError.deviceMismatch` when `data` lives elsewhere; `DataError` for a label out of range;
+    ///   `DeviceError.invalidArgument` for data of no examples or a chunk below 1.
     public func evaluate(_ data: DeviceDataset,
                          chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
-        try Tensor.withoutGradients { try evaluateRecordingNothing(data, chunk: chunk ?? Self.chunk(for: model)) }
+        if let chunk, chunk < 1 {
+            throw DeviceError.invalidArgument(op: "Evaluator.evaluate", "chunk must be at least 1, got \(chunk)")
+        }
+        guard data.count > 0 else {
+            throw DeviceError.invalidArgument(op: "Evaluator.evaluate", "the data holds no examples: its loss and "
+                + "accuracy are undefined")
+        }
+        return try Tensor.withoutGradients {
+            try evaluateRecordingNothing(data, chunk: chunk ?? Self.chunk(for: model))
+        }
     }
 
     private func evaluateRecordingNothing(_ data: DeviceDataset, chunk: Int) throws -> (loss: Double, accuracy: Double) {

@@ -214,4 +214,21 @@ struct RunStart {
 
     /// Where the run starts: epochs completed and steps into the next.
     var start: RunPosition { state?.value.position ?? RunPosition(epoch: 0) }
+
+    /// A resumed run's steps against the data's (`trainCount` examples), as soon as the data is counted: an epoch
+    /// stopped mid-way must have as many steps now, and `--max-steps` (the run's steps in all) must go past them.
+    func checkResumedSteps(_ request: RunRequest, trainCount: Int) throws {
+        let stepsPerEpoch = BatchSampler(count: trainCount, batchSize: options.batchSize, seed: options.seed).batchCount
+        if let recorded = state?.value.stepsPerEpoch, start.step > 0, recorded != stepsPerEpoch {
+            throw RunRequest.Invalid("--resume \(request.resume ?? ""): the run stopped at step \(start.step) of an "
+                + "epoch of \(recorded) steps, but this data and --batch-size give \(stepsPerEpoch): it cannot "
+                + "continue that epoch (other data?)")
+        }
+        let (product, overflow) = start.epoch.multipliedReportingOverflow(by: stepsPerEpoch)
+        let taken = overflow ? Int.max : product.addingReportingOverflow(start.step).partialValue
+        if let maxSteps = request.maxSteps, maxSteps <= taken {
+            throw RunRequest.Invalid("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has "
+                + "taken \(taken) (\(stepsPerEpoch) per epoch): give more")
+        }
+    }
 }

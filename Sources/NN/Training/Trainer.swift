@@ -120,7 +120,8 @@ public final class Trainer {
     /// at each report — with a process group, on every process, and any one's request stops all at the same step.
     /// `firstStep` starts the epoch there (a run resumed mid-epoch: the same order, the steps before it skipped);
     /// `maxSteps` ends it after that many steps; the learning rate follows the whole run's schedule either way, so
-    /// the steps taken are exactly those of the full epoch.
+    /// the steps taken are exactly those of the full epoch. An epoch of no steps (`firstStep` at its end, `maxSteps`
+    /// 0) returns 0.
     ///
     /// ```swift
     /// for epoch in 1...options.epochs {
@@ -129,13 +130,14 @@ public final class Trainer {
     /// ```
     /// - Throws: `TrainingError.nonFiniteLoss` naming the first step whose loss was NaN or infinite, and
     ///   `.nonFiniteParameters` when the epoch's last update made the weights so; the parameters are then not to be
-    ///   saved. `DataError` for a label the model cannot predict.
+    ///   saved. `DataError` for a label the model cannot predict; `DeviceError.invalidArgument` for data of no
+    ///   examples, an epoch outside the run, `firstStep` outside the epoch or a negative `maxSteps`.
     public func trainEpoch(_ data: DeviceDataset, epoch: Int, firstStep: Int = 0, reportEvery: Int = 50,
                            maxSteps: Int? = nil,
                            shouldStop: () -> Bool = { false },
                            progress: (StepReport) throws -> Void) throws -> Float {
         lastLossSum = 0
-        let sampler = try epochSampler(data, epoch: epoch, firstStep: firstStep)
+        let sampler = try epochSampler(data, epoch: epoch, firstStep: firstStep, maxSteps: maxSteps)
         let workers = exchange.workers, reportEvery = max(reportEvery, 1)
         let firstWorker = (processGroup?.rank ?? 0) * workers.count  // the run's index of this process's first copy
         // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
@@ -208,12 +210,19 @@ public final class Trainer {
     }
 
     /// The epoch's sampler, after checking that `epoch` and `firstStep` lie in the run and the data suits the model.
-    private func epochSampler(_ data: DeviceDataset, epoch: Int, firstStep: Int) throws -> BatchSampler {
+    private func epochSampler(_ data: DeviceDataset, epoch: Int, firstStep: Int, maxSteps: Int?) throws
+        -> BatchSampler {
         guard (1...max(options.epochs, 1)).contains(epoch) else {
             throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
                 + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
         }
         try requireDevice(data)
+        guard data.count > 0 else {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "the training data holds no examples")
+        }
+        if let maxSteps, maxSteps < 0 {
+            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "maxSteps must be at least 0, got \(maxSteps)")
+        }
         try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
         let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
         guard (0...sampler.batchCount).contains(firstStep) else {

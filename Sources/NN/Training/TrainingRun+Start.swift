@@ -33,6 +33,7 @@ extension TrainingRun {
         let (train, test) = try folder.loadRaw()
         if group == nil && shouldStop() { throw TrainingError.interruptedBeforeTraining }
         if let group { try RunStart.checkSameData(train, test, group: group, folder: request.data) }
+        try plan.checkResumedSteps(request, trainCount: train.count)
         // The architecture --arch gives, over this data's images (a preset ends in as many outputs as classes).
         var requested: [LayerSpec]?
         if let text = request.architecture {
@@ -149,16 +150,6 @@ extension TrainingRun {
         let shortName = LayerSpec.isMLP(specs) ? sizes.map(String.init).joined(separator: "-")
             : request.architecture.flatMap { CNN.Kind(rawValue: $0)?.rawValue } ?? "model"
         run.curves.title = "clnn \(shortName) \(plan.lossName) on \(device)"
-        if let recorded = plan.state?.value.stepsPerEpoch, plan.start.step > 0, recorded != run.stepsPerEpoch {
-            throw RunRequest.Invalid("--resume \(request.resume ?? ""): the run stopped at step \(plan.start.step) "
-                + "of an "
-                + "epoch of \(recorded) steps, but this data and --batch-size give \(run.stepsPerEpoch): it cannot "
-                + "continue that epoch (other data?)")
-        }
-        if let maxSteps = request.maxSteps, maxSteps <= run.stepsTaken {
-            throw RunRequest.Invalid("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has "
-                + "taken \(run.stepsTaken) (\(run.stepsPerEpoch) per epoch): give more")
-        }
         return run
     }
 
