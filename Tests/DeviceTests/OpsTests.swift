@@ -65,16 +65,19 @@ final class OpsTests: XCTestCase {
     func testGatherRowsMatchesReferenceOnEveryDevice() throws {
         let (n, cols) = (37, 13)
         let src = testValues(n * cols, seed: 95)
-        // A shuffled order with bad entries at the end: out of range, negative and NaN are clamped, never read OOB.
+        // A shuffled order with bad entries at the end: unchecked, out of range, negative and NaN are clamped, never
+        // read out of bounds.
         let order: [Float] = (0..<n).map { Float(($0 * 11) % n) } + [1000, -5, .nan]
         for (offset, rows) in [(0, 5), (30, 7), (3, 0), (n, 3)] {
             try compareOnEveryDevice("gather \(offset)+\(rows)") { d in
                 let dst = try Tensor.zeros([rows, cols], on: d)
                 try dst.gatherRows(from: try Tensor(src, shape: [n, cols], on: d),
-                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset,
+                                   checkingIndices: offset + rows <= n)
                 let labels = try Tensor.zeros([rows], on: d)
                 try labels.gatherRows(from: try Tensor((0..<n).map(Float.init), shape: [n], on: d),
-                                      order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                                      order: try Tensor(order, shape: [order.count], on: d), offset: offset,
+                                      checkingIndices: offset + rows <= n)
                 return [dst, labels]
             } check: { r in
                 let picked = (offset..<offset + rows).map { i -> Int in
@@ -87,6 +90,30 @@ final class OpsTests: XCTestCase {
         }
         XCTAssertThrowsError(try Tensor.zeros([4, cols]).gatherRows(from: try Tensor(src, shape: [n, cols]),
                                                                     order: try Tensor.zeros([3]), offset: 0))
+    }
+
+    /// An order entry that is not a row (past the end, negative, fractional, NaN) is an error naming it, from
+    /// `gatherRows` and `Rows` on every device, and nothing is written; good entries around it are read as given.
+    func testAnOrderEntryThatIsNotARowIsRefusedNamingIt() throws {
+        for device in testDevices {
+            let source = try Tensor((0..<12).map(Float.init), shape: [4, 3], on: device)
+            for (bad, text) in [(Float(4), "4.0"), (-1, "-1.0"), (2.5, "2.5"), (.nan, "nan"), (.infinity, "inf")] {
+                let order = try Tensor([3, 0, bad, 1], shape: [4], on: device)
+                let out = try Tensor.full([2, 3], value: 7, on: device)
+                XCTAssertThrowsError(try out.gatherRows(from: source, order: order, offset: 1)) {
+                    XCTAssertEqual("\($0)", "gatherRows: order entry 2 is \(text), not a row index in 0..<4", "\(device)")
+                }
+                XCTAssertEqual(try out.toArray(), [Float](repeating: 7, count: 6), "nothing written on \(device)")
+                XCTAssertThrowsError(try Rows(source, order: order, offset: 0, count: 4)) {
+                    XCTAssertTrue("\($0)".contains("Rows: order entry 2 is \(text)"), "\($0)")
+                }
+                XCTAssertEqual(try Rows(source, order: order, offset: 0, count: 2).gathered().toArray(),
+                               [9, 10, 11, 0, 1, 2], "the entries before it on \(device)")
+                let one = try Tensor.zeros([1, 3], on: device)
+                try one.gatherRows(from: source, order: order, offset: 3)
+                XCTAssertEqual(try one.toArray(), [3, 4, 5], "the entry after it on \(device)")
+            }
+        }
     }
 
     func testOpsRejectMismatchedShapes() throws {

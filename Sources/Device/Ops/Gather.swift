@@ -4,10 +4,13 @@ private let gatherRowsKernel = KernelSource("gather", "gather_rows")
 
 extension Tensor {
     /// Gathers rows of `source` in the order `order[offset..<offset + rows]` into self, on their common device.
-    /// An index outside the source's rows (or NaN) is clamped, so a bad order never reads outside `source`.
+    /// The entries used are checked first (an error names the first that is not a whole number in 0..<n: negative,
+    /// past the end, fractional, NaN), which reads them to the host — a wait for the device's queued work.
+    /// `checkingIndices: false` skips that for an order the caller made itself (a shuffle of 0..<n): an index outside
+    /// is then clamped, so even a bad order never reads outside `source`.
     /// source: [n, cols] (or [n] for cols = 1), order: [count] row indices as floats, self: [rows, cols] (or [rows]).
     /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
-    public func gatherRows(from source: Tensor, order: Tensor, offset: Int) throws {
+    public func gatherRows(from source: Tensor, order: Tensor, offset: Int, checkingIndices: Bool = true) throws {
         let cols = source.shape.count == 2 ? source.shape[1] : 1
         let rows = shape.first ?? 0
         guard count == rows * cols, source.count % Swift.max(cols, 1) == 0, rows == 0 || source.count > 0 else {
@@ -18,6 +21,9 @@ extension Tensor {
                 + "\(order.count)")
         }
         let sourceRows = source.count / Swift.max(cols, 1)
+        if checkingIndices {
+            try Rows.checkIndices(order, offset: offset, count: rows, sourceRows: sourceRows, op: "gatherRows")
+        }
         version.bump()
         try Tensor.run("gatherRows", source, order, self) { src, order, dst in
             let order = HostRowOrder(order: order, offset: offset, rows: sourceRows)
@@ -50,10 +56,13 @@ public struct Rows {
         (source, order, offset, count) = (tensor, nil, 0, tensor.shape.first ?? 0)
     }
 
-    /// Rows `order[offset..<offset + count]` of `source`. An index outside source's rows (or NaN) is clamped by every
-    /// op that reads them, so a bad order never reads outside `source`.
+    /// Rows `order[offset..<offset + count]` of `source`. Those entries are checked (an error names the first that
+    /// is not a whole number in 0..<n: negative, past the end, fractional, NaN), which reads them to the host — a
+    /// wait for the device's queued work. `checkingIndices: false` skips that, for an order the caller made itself
+    /// (a training loop's shuffle of 0..<n, read every step without a wait): an index outside is then clamped by
+    /// every op that reads the rows, so even a bad order never reads outside `source`.
     /// source: [n, columns] (or [n]), order: [m] row indices as floats on source's device.
-    public init(_ source: Tensor, order: Tensor, offset: Int, count: Int) throws {
+    public init(_ source: Tensor, order: Tensor, offset: Int, count: Int, checkingIndices: Bool = true) throws {
         guard source.shape.count == 1 || source.shape.count == 2 else {
             throw DeviceError.invalidArgument(op: "Rows", "expects a matrix or a vector, got shape \(source.shape)")
         }
@@ -67,7 +76,23 @@ public struct Rows {
         guard count == 0 || source.count > 0 else {
             throw DeviceError.invalidArgument(op: "Rows", "cannot pick \(count) rows of an empty tensor")
         }
+        if checkingIndices {
+            try Self.checkIndices(order, offset: offset, count: count, sourceRows: source.shape[0], op: "Rows")
+        }
         (self.source, self.order, self.offset, self.count) = (source, order, offset, count)
+    }
+
+    /// Refuses an entry of `order[offset..<offset + count]` that is not a row of `sourceRows` (negative, past the
+    /// end, fractional, NaN), naming the first. Reads those entries to the host.
+    static func checkIndices(_ order: Tensor, offset: Int, count: Int, sourceRows: Int, op: String) throws {
+        guard count > 0 else { return }
+        let entries = try Tensor.withoutGradients {
+            try order.reshaped([order.count])[offset..<offset + count].toArray()
+        }
+        if let i = entries.firstIndex(where: { !($0 >= 0 && $0 < Float(sourceRows) && $0.rounded(.down) == $0) }) {
+            throw DeviceError.invalidArgument(op: op, "order entry \(offset + i) is \(entries[i]), not a row index in "
+                + "0..<\(sourceRows)")
+        }
     }
 
     /// Columns per row (1 for a vector of labels).
@@ -84,7 +109,7 @@ public struct Rows {
     public func gathered(into out: Tensor? = nil) throws -> Tensor {
         let out = try output("Rows.gathered", out, shape, on: device)
         if let order {
-            try out.gatherRows(from: source, order: order, offset: offset)
+            try out.gatherRows(from: source, order: order, offset: offset, checkingIndices: false)  // checked at init
         } else {
             try out.copy(from: source)
         }
@@ -115,7 +140,8 @@ extension OpCheck {
             OpCheck("gatherRows", "\(rows) of \(n)x\(cols) from \(offset)", compute: { d in
                 let dst = try Tensor.zeros([rows, cols], on: d)
                 try dst.gatherRows(from: try Tensor(source, shape: [n, cols], on: d),
-                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset)
+                                   order: try Tensor(order, shape: [order.count], on: d), offset: offset,
+                                   checkingIndices: false)
                 return [dst]
             }, reference: {
                 let picked = (offset..<offset + rows).map { i -> Int in

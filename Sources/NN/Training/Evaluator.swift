@@ -91,8 +91,10 @@ public final class Evaluator {
         var correct = 0
         for start in stride(from: 0, to: data.count, by: max(chunk, 1)) {
             let range = start..<min(start + max(chunk, 1), data.count)
-            let x = try Rows(data.images, order: identity, offset: range.lowerBound, count: range.count)
-            let y = try Rows(data.labels, order: identity, offset: range.lowerBound, count: range.count)
+            func rows(_ t: Tensor) throws -> Rows {
+                try Rows(t, order: identity, offset: range.lowerBound, count: range.count, checkingIndices: false)
+            }
+            let (x, y) = (try rows(data.images), try rows(data.labels))
             let pred = try model.forward(x)
             try Self.checkOutputs(pred, loss: loss, classes: classes, op: "Evaluator.evaluate")
             let meanLoss = try workspace.tensor(.meanLoss, [1], on: device)

@@ -167,9 +167,11 @@ public final class Trainer {
                 w.model.setRandomStream(seed: Sequential.streamSeed(run: options.seed,
                                                                     worker: firstWorker + k),
                                         draw: UInt64(optimizer.stepCount))
-                try forwardBackward(w, Rows(view.0.images, order: view.1, offset: part.lowerBound, count: part.count),
-                                    Rows(view.0.labels, order: view.1, offset: part.lowerBound, count: part.count),
-                                    lossInto: view.2, at: weights.count)
+                // (The order is this epoch's shuffle of 0..<count: its entries need no check.)
+                func rows(_ t: Tensor) throws -> Rows {
+                    try Rows(t, order: view.1, offset: part.lowerBound, count: part.count, checkingIndices: false)
+                }
+                try forwardBackward(w, rows(view.0.images), rows(view.0.labels), lossInto: view.2, at: weights.count)
             }
             weights.append(parts.map { Double($0.count) / Double(range.count) })
             try exchange.sumGradients(weights[weights.count - 1])
@@ -270,8 +272,10 @@ public final class Trainer {
             defer { w.model.setBufferReuse(reused); w.model.setTraining(training) }
             let copy = try w.dataset(data)
             let order = try Tensor((0..<n).map(Float.init), shape: [n], on: w.device)
-            try forwardBackward(w, try Rows(copy.images, order: order, offset: 0, count: n),
-                                try Rows(copy.labels, order: order, offset: 0, count: n),
+            func rows(_ t: Tensor) throws -> Rows {
+                try Rows(t, order: order, offset: 0, count: n, checkingIndices: false)
+            }
+            try forwardBackward(w, rows(copy.images), rows(copy.labels),
                                 lossInto: try w.workspace.tensor(.stepLosses, [1], on: w.device), at: 0)
             try w.model.zeroGrad()
             try w.device.synchronize()
