@@ -144,6 +144,32 @@ final class ConvLayerTests: XCTestCase {
         XCTAssertEqual(try layer.forward(x).toArray(), expected, "the trainer's placement at draw 0: the same stream")
     }
 
+    /// Streams in nested models: a dropout inside a `Sequential` inside another takes its entry's stream in the
+    /// whole model (as if the model were flat), and a child without specs (counted as one entry) gives its own
+    /// children streams far from every other entry's — where they used to coincide: the inner dropout at entry 1 of
+    /// a spec-less child at entry 1 drew the same masks as the outer dropout at entry 2.
+    func testEveryDropoutOfANestedModelHasAStreamOfItsOwn() throws {
+        let x = try Tensor.ones([7, 13])
+        let nested = Sequential([try Dropout(0.5, seed: 0), Sequential([Flatten(), try Dropout(0.5, seed: 0)]),
+                                 try Dropout(0.5, seed: 0)])
+        nested.setRandomStream(seed: 40, draw: 5)
+        let flat = Sequential([try Dropout(0.5, seed: 0), Flatten(), try Dropout(0.5, seed: 0),
+                               try Dropout(0.5, seed: 0)])
+        flat.setRandomStream(seed: 40, draw: 5)
+        XCTAssertEqual(try nested.forward(x).toArray(), try flat.forward(x).toArray(), "the flat model's streams")
+
+        let specless = Sequential([Flatten(), try Dropout(0.5, seed: 0), SpeclessIdentity()])
+        XCTAssertNil(specless.layerSpecs)
+        let outer = Sequential([try Dropout(0.5, seed: 0), specless, try Dropout(0.5, seed: 0)])
+        outer.setRandomStream(seed: 40, draw: 5)
+        let dropouts = [outer.layers[0], specless.layers[1], outer.layers[2]].compactMap { $0 as? Dropout }
+        let masks = try dropouts.map { try $0.forward(x).toArray() }
+        XCTAssertEqual(Set(masks).count, 3, "three dropouts, three streams")
+        let inner = try Dropout(0.5, seed: Sequential.streamSeed(Sequential.streamSeed(mixing: 41), child: 1))
+        for _ in 0..<5 { _ = try inner.forward(x) }
+        XCTAssertEqual(masks[1], try inner.forward(x).toArray(), "the spec-less child's seed is its entry's, mixed")
+    }
+
     /// The anchor's CNN shape, narrower: conv-relu-pool twice, flatten, two linear layers.
     private func cnn(seed: UInt64, on device: DeviceTag) throws -> Sequential {
         Sequential([
@@ -262,4 +288,12 @@ final class ConvLayerTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("the input has 3 channels"), "\($0)")
         }
     }
+}
+
+/// A module a checkpoint cannot describe (no `layerSpecs`): y = x.
+private final class SpeclessIdentity: Module {
+    var parameters: [Parameter] { [] }
+    func forward(_ x: Tensor) throws -> Tensor { x }
+    func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? { dy }
+    func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
 }

@@ -199,25 +199,29 @@ public final class Sequential: Module {
         isTraining = training
         for layer in layers { layer.setTraining(training) }
     }
-    /// Places every child's stream: the child whose entries start at index k of the model's `layerSpecs` (a module
-    /// without specs counts as one entry) takes `streamSeed(seed, child: k)` — the seed `LayerSpec.modules` gives a
-    /// dropout it builds, so a model placed at draw 0 draws what it drew when new.
+    /// Places every child's stream: the child whose entries start at index k of the model's `layerSpecs` takes
+    /// `streamSeed(seed, child: k)` — the seed `LayerSpec.modules` gives a dropout it builds, so a model placed at
+    /// draw 0 draws what it drew when new. A `Sequential` inside passes its children the seeds of their entries in
+    /// the whole model, so every module with specs has a stream of its own at any depth. A child without specs (a
+    /// module of your own; a container holding one) counts as one entry and takes that entry's seed mixed
+    /// (`streamSeed(mixing:)`): whatever it adds for its own children lands far from every other entry's stream.
     /// NOTE: by index, not state-dict index: an image entry has no state-dict index (`sequentialWidth` 0) but an
-    /// entry. A `Sequential` inside another adds its own indices to its seed, so two dropouts at different depths
-    /// can share a stream (CLNN's own models are flat).
+    /// entry.
     public func setRandomStream(seed: UInt64, draw: UInt64) {
-        for (layer, index) in zip(layers, entryIndices) {
-            layer.setRandomStream(seed: Sequential.streamSeed(seed, child: index), draw: draw)
+        for (layer, entry) in zip(layers, entries) {
+            let own = Sequential.streamSeed(seed, child: entry.index)
+            layer.setRandomStream(seed: entry.hasSpecs ? own : Sequential.streamSeed(mixing: own), draw: draw)
         }
     }
 
-    /// Where each child's entries start in `layerSpecs` (made once: the trainer places the streams every step, and
-    /// a layer's specs are built on each call).
-    private lazy var entryIndices: [Int] = {
+    /// Where each child's entries start in `layerSpecs`, and whether it has specs (made once: the trainer places
+    /// the streams every step, and a layer's specs are built on each call).
+    private lazy var entries: [(index: Int, hasSpecs: Bool)] = {
         var index = 0
         return layers.map { layer in
-            defer { index += layer.layerSpecs?.count ?? 1 }
-            return index
+            let width = layer.layerSpecs?.count
+            defer { index += width ?? 1 }
+            return (index, width != nil)
         }
     }()
 
@@ -228,9 +232,19 @@ public final class Sequential: Module {
         (seed ^ 0xD50F_0000_0000_0000) &+ UInt64(truncatingIfNeeded: worker) << 32
     }
 
-    /// The stream seed of the child at state-dict index `index` of a container whose stream seed is `seed`.
+    /// The stream seed of the child whose entries start at index `index` of a container whose stream seed is
+    /// `seed`.
     public static func streamSeed(_ seed: UInt64, child index: Int) -> UInt64 {
         seed &+ UInt64(truncatingIfNeeded: index)
+    }
+
+    /// `seed` mixed (SplitMix64's finaliser): the seed of a child without specs, whose own children's offsets from
+    /// it then never reach the stream of another entry of the model.
+    public static func streamSeed(mixing seed: UInt64) -> UInt64 {
+        var z = seed ^ 0xA076_1D64_78BD_642F
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// Parameters with PyTorch `nn.Sequential` state-dict names: `0.weight`, `0.bias`, `2.weight`, ... A layer

@@ -57,8 +57,17 @@ public protocol Module: AnyObject {
     func setTraining(_ training: Bool)
     /// Places the module's random stream: a module that draws (`Dropout`: one mask per training forward) takes the
     /// stream of `seed` at its `draw`-th draw (from 0), whatever came before; a container passes each child
-    /// `Sequential.streamSeed(seed, child:)`. Modules without randomness ignore it (the default); a container of
-    /// your own must pass it on. `Trainer` places the run's stream (`Sequential.streamSeed(run:worker:)`) at the
+    /// `Sequential.streamSeed(seed, child:)` of a different index. Modules without randomness ignore it (the
+    /// default); a container of your own must pass it on, or its dropouts keep drawing from where they were built
+    /// (a resumed run then drops other elements):
+    ///
+    /// ```swift
+    /// func setRandomStream(seed: UInt64, draw: UInt64) {    // in a Residual holding `body`, a Sequential
+    ///     body.setRandomStream(seed: Sequential.streamSeed(seed, child: 0), draw: draw)
+    /// }
+    /// ```
+    ///
+    /// `Trainer` places the run's stream (`Sequential.streamSeed(run:worker:)`) at the
     /// optimiser's step count before each step, so a resumed run (its model rebuilt from the checkpoint) and a
     /// replica that sat a step out draw the masks of a run never stopped.
     func setRandomStream(seed: UInt64, draw: UInt64)
