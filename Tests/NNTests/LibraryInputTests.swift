@@ -43,6 +43,14 @@ final class LibraryInputTests: XCTestCase {
         XCTAssertThrowsError(try Tensor.arange(1 << 40)) {
             XCTAssertTrue("\($0)".contains("too many elements"), "\($0)")
         }
+        // Allocated before a value is made: more than an OpenCL device can hold is refused at once (they filled a
+        // host array of 8 GB first, for a minute).
+        for device in openCLDevices {
+            XCTAssertThrowsError(try Tensor.rand([Int(Int32.max)], seed: 1, on: device)) {
+                XCTAssertTrue("\($0)".contains("cannot allocate 8589934588 bytes on \(device)"), "\($0)")
+            }
+            XCTAssertThrowsError(try Tensor.randn([Int(Int32.max)], seed: 1, on: device))
+        }
         let x = try Tensor.zeros([2, 3])
         XCTAssertThrowsError(try x.reshaped([Int.max, Int.max, -1])) {
             XCTAssertTrue("\($0)".contains("too many elements"), "\($0)")
