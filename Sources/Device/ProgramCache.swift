@@ -20,8 +20,9 @@ func writeCacheFile(_ data: Data, to file: URL) {
     let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
         var code = errno
-        // The folder could not be made: its own reason (a read-only file system, say) is the one to give.
-        if code == ENOENT, mkdir(folder.path, 0o755) != 0 { code = errno }
+        // The folder could not be made: its own reason (a read-only file system, say) is the one to give — unless it
+        // is there already (a folder of /proc, where no file can be made): then the file's reason stands.
+        if code == ENOENT, mkdir(folder.path, 0o755) != 0, errno != EEXIST { code = errno }
         return cacheNotWritten(folder, code)
     }
     let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
