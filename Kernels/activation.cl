@@ -2,7 +2,7 @@
 // Each activation is F(x) with its derivative DF(x, y) (y = F(x)), chosen at build time by -D ACTIVATION_<NAME>.
 // Adding one: a block below, a case in Sources/Device/Ops/Activation.swift, and its test.
 #if defined(ACTIVATION_RELU)
-#define F(x) fmax(x, 0.0f)
+#define F(x) ((x) < 0.0f ? 0.0f : (x))  // NaN passes (fmax would turn it into 0), as the CPU's loop
 #define DF(x, y) ((x) > 0.0f ? 1.0f : 0.0f)
 #elif defined(ACTIVATION_LEAKY_RELU)
 #define F(x) ((x) > 0.0f ? (x) : 0.01f * (x))

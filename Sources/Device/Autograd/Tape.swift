@@ -203,8 +203,20 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "backward", "the seed's shape \(seed.shape) is not the tensor's "
                 + "\(shape)")
         }
+        guard seed.device == device else {
+            throw DeviceError.invalidArgument(op: "backward", "the seed is on \(seed.device) but the tensor on "
+                + "\(device): pass seed.to(\(device))")
+        }
         let order = topologicalOrder()
-        for t in order { try t.autograd.node.map(Tensor.checkSaved) }
+        for t in order {
+            try t.autograd.node.map(Tensor.checkSaved)
+            // Checked before any gradient is added, so a refused backward changes no leaf's grad.
+            if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {
+                throw DeviceError.invalidArgument(op: "backward", "the grad of a tensor of shape \(t.shape) on "
+                    + "\(t.device) was set to one of shape \(held.shape) on \(held.device): its gradient cannot be "
+                    + "added to it (set grad to nil, or to a tensor like it)")
+            }
+        }
         // Which tensors lead to a leaf that takes a gradient (inputs come before results in `order`): a rule computes
         // no gradient for the others — an input whose `requiresGrad` was turned off after recording (a module's
         // first layer) costs no backward work.

@@ -8,7 +8,7 @@ import RealModule
 /// of `Kernels/activation.cl` selected by `-D ACTIVATION_<NAME>`. Every op below and `Linear(…, activation:)` work
 /// for all of them.
 public enum Activation: String, CaseIterable, Sendable, Codable {
-    /// max(x, 0).
+    /// max(x, 0); NaN stays NaN (as PyTorch's and numpy's).
     case relu
     /// max(x, 0.01·x), PyTorch's default slope.
     case leakyReLU = "leaky-relu"
@@ -22,7 +22,7 @@ public enum Activation: String, CaseIterable, Sendable, Codable {
     /// f(x).
     public func callAsFunction<T: Real>(_ x: T) -> T {
         switch self {
-        case .relu: return x > 0 ? x : 0
+        case .relu: return x < 0 ? 0 : x  // (NaN is not < 0: it passes, as activation.cl's F)
         case .leakyReLU: return x > 0 ? x : x / 100
         case .tanh: return T.tanh(x)
         case .sigmoid: return 1 / (1 + T.exp(-x))
@@ -164,12 +164,20 @@ extension Tensor {
 
     /// A layer's bias and activation in one pass. Self (x·w, [rows, cols]) becomes the pre-activation x·w + bias
     /// **in place**, and the result is f of it. bias: [cols] → [rows, cols]
+    /// Not recorded on the tape (a layer's own backward is `biasActivationBackward`): with a gradient being recorded
+    /// for self or bias it is an error — `(x + bias).activation(f)` is the recorded form.
     /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public func biasActivation(_ bias: Tensor, _ f: Activation, into out: Tensor? = nil) throws -> Tensor {
         let (rows, cols) = try matrixDims("biasActivation", self)
         try requireShape("biasActivation (bias)", bias, [cols])
+        if Tensor.recording, let tracked = [("its input", self), ("the bias", bias)].first(where: \.1.requiresGrad) {
+            throw DeviceError.invalidArgument(op: "biasActivation", "\(tracked.0) requires a gradient, but this op "
+                + "writes the pre-activation into its input in place and is not recorded: use "
+                + "(x + bias).activation(.\(f)) (or Linear's own backward)")
+        }
         let out = try output("biasActivation", out, shape, on: device)
+        version.bump()  // self is written (the pre-activation): an op that saved it must see the change
         try Tensor.run("biasActivation", self, bias, out) { z, b, y in
             for i in 0..<rows {
                 for j in 0..<cols {

@@ -7,9 +7,16 @@ private enum BiasKernels {
 
 extension Tensor {
     /// self + bias on every row. self: [rows, cols], bias: [cols] → [rows, cols]. `out` may be self (in place).
-    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
+    /// Without `out`, recorded on the tape (self's gradient is the output's; bias's its column sums), as `self + bias`
+    /// is. Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     @discardableResult
     public func addBias(_ bias: Tensor, into out: Tensor? = nil) throws -> Tensor {
+        let result = try addBiasKernel(bias, into: out)
+        guard out == nil else { return result }
+        return result.recorded("addBias", from: [self, bias]) { g in [g, try g.sum(axis: 0)] }
+    }
+
+    private func addBiasKernel(_ bias: Tensor, into out: Tensor?) throws -> Tensor {
         let (rows, cols) = try matrixDims("addBias", self)
         try requireShape("addBias (bias)", bias, [cols])
         let out = try output("addBias", out, shape, on: device)

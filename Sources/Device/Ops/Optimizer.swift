@@ -26,12 +26,15 @@ public struct AdamHyperparameters: Sendable, Equatable {
 
 extension Tensor {
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0:
-    /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g).
-    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
+    /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g). A negative momentum
+    /// (NaN included) is an error. Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0,
                         weightDecay: Float = 0) throws {
         try requireShape("sgdStep (grad)", grad, shape)
         if let velocity { try requireShape("sgdStep (velocity)", velocity, shape) }
+        guard momentum >= 0 else {
+            throw DeviceError.invalidArgument(op: "sgdStep", "momentum must be ≥ 0, got \(momentum)")
+        }
         if momentum > 0 && velocity == nil {
             throw DeviceError.invalidArgument(op: "sgdStep", "momentum needs a velocity tensor")
         }

@@ -61,8 +61,16 @@ extension Tensor {
     public static func * (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: b, q: 0) }
     /// a · b for every element of b.
     public static func * (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: a, q: 0) }
-    /// Divides by a scalar (as a product with its reciprocal, which may differ from a true quotient in the last bit).
-    public static func / (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: 1 / b, q: 0) }
+    /// Divides by a scalar: as a product with its reciprocal (which may differ from a true quotient in the last bit)
+    /// when that reciprocal is a normal number, else as true quotients (a tiny b, whose reciprocal overflows: 0 / b
+    /// is 0, not 0 · inf).
+    public static func / (a: Tensor, b: Float) throws -> Tensor {
+        let reciprocal = 1 / b
+        guard reciprocal.isNormal || b.isInfinite || b.isNaN else {
+            return try a.binary(PointwiseTable.div, try Tensor.full([], value: b, on: a.device))
+        }
+        return try a.unary(PointwiseTable.affine, p: reciprocal, q: 0)
+    }
     /// a / b for every element of b.
     public static func / (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.rdiv, p: a) }
     /// −x, elementwise.

@@ -223,9 +223,22 @@ extension Tensor {
         }
     }
 
+    /// This tensor as an operand of an op that writes `out` element by element: itself, unless it shows out's
+    /// memory at other places (a shifted slice of out, its transpose, a row of it broadcast), where an element could
+    /// be read after the op overwrote it — then a copy made first, so the result is numpy's (`x[1...] = x[..<3]`).
+    /// The same places (an op in place) need no copy: each element is read before it is written.
+    func readable(beside out: Tensor) throws -> Tensor {
+        guard sharesStorage(with: out), let placed = layout.broadcast(to: out.shape),
+              !placed.placesEqual(out.layout), placed.footprint.overlaps(out.layout.footprint) else { return self }
+        let copy = try Tensor.empty(shape, like: self)
+        try Tensor.unaryKernel(PointwiseTable.copy, self, into: copy)
+        return copy
+    }
+
     /// out = f(x; p, q), elementwise over out's shape (x broadcast to it). out may be a view (written through its
-    /// layout, each element once) and may be x itself.
+    /// layout, each element once), may be x itself, and may overlap x elsewhere (x is then read from a copy).
     static func unaryKernel(_ f: UnaryFunction, _ x: Tensor, p: Float = 0, q: Float = 0, into out: Tensor) throws {
+        let x = try x.readable(beside: out)
         let s = try StridedOperands(dense: [x, out]) ?? {
             guard let xl = x.layout.broadcast(to: out.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
@@ -282,8 +295,10 @@ extension Tensor {
         }
     }
 
-    /// out = f(a, b) over out's shape (a and b broadcast to it).
+    /// out = f(a, b) over out's shape (a and b broadcast to it; an operand overlapping out elsewhere is read from a
+    /// copy).
     static func binaryKernel(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
+        let (a, b) = (try a.readable(beside: out), try b.readable(beside: out))
         let s = try StridedOperands(dense: [a, b, out]) ?? {
             guard let al = a.layout.broadcast(to: out.shape), let bl = b.layout.broadcast(to: out.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
@@ -332,8 +347,10 @@ extension Tensor {
         return (ga, gb)
     }
 
-    /// out = c ≠ 0 ? a : b over out's shape (all three broadcast to it).
+    /// out = c ≠ 0 ? a : b over out's shape (all three broadcast to it; one overlapping out elsewhere is read from
+    /// a copy).
     static func chooseKernel(_ c: Tensor, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
+        let (c, a, b) = (try c.readable(beside: out), try a.readable(beside: out), try b.readable(beside: out))
         guard let cl = c.layout.broadcast(to: out.shape), let al = a.layout.broadcast(to: out.shape),
               let bl = b.layout.broadcast(to: out.shape) else {
             throw DeviceError.shapeMismatch(op: "where", c.shape, out.shape)

@@ -82,7 +82,8 @@ extension Tensor {
     }
 
     /// The index along `axis` of the largest element (the first on ties; NaN counts as largest), as floats, the axis
-    /// removed; with `axis` nil, the index into the flattened tensor, shape []. No gradient.
+    /// removed; with `axis` nil, the index into the flattened tensor, shape []. No gradient. An axis (or, with nil,
+    /// a tensor) of more than 2^24 elements is an error: its indices would not all be exact as floats.
     public func argmax(axis: Int? = nil) throws -> Tensor {
         let (k, source) = try reductionAxis(axis, "argmax")
         let raw = try source.argmaxKernel(axis: k)
@@ -103,8 +104,11 @@ extension Tensor {
     }
 
     /// log Σ exp(x) along `axis` (every axis when nil), shifted by the maximum so that it neither overflows nor
-    /// underflows.
+    /// underflows. Over an empty axis, −inf (the log of an empty sum, as PyTorch).
     public func logSumExp(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        guard try !reducesEmpty(axis, "logSumExp") else {
+            return try Tensor.full(keepDims ? keptShape(axis) : reducedShape(axis), value: -.infinity, on: device)
+        }
         let (shifted, shift) = try shiftedByMax(axis: axis)
         let result = try shifted.exp().sum(axis: axis, keepDims: true).log() + shift
         return keepDims ? result : try result.reshaped(reducedShape(axis))
@@ -112,14 +116,22 @@ extension Tensor {
 
     /// exp(x) / Σ exp(x) along `axis` (the last by default), with the maximum subtracted first (as PyTorch).
     public func softmax(axis: Int = -1) throws -> Tensor {
+        guard try !reducesEmpty(axis, "softmax") else { return try Tensor.empty(shape, on: device) }
         let e = try shiftedByMax(axis: axis).shifted.exp()
         return try e / e.sum(axis: axis, keepDims: true)
     }
 
     /// x − logSumExp(x) along `axis` (the last by default), as (x − max) − log Σ exp(x − max).
     public func logSoftmax(axis: Int = -1) throws -> Tensor {
+        guard try !reducesEmpty(axis, "logSoftmax") else { return try Tensor.empty(shape, on: device) }
         let shifted = try shiftedByMax(axis: axis).shifted
         return try shifted - shifted.exp().sum(axis: axis, keepDims: true).log()
+    }
+
+    /// Whether `axis` (every axis when nil) holds no element, after checking it against the rank by `op`'s name.
+    private func reducesEmpty(_ axis: Int?, _ op: String) throws -> Bool {
+        guard let axis else { return count == 0 }
+        return shape[try self.axis(axis, op)] == 0
     }
 
     /// x − m and m, m the maximum along `axis` with the axes kept (a constant for the gradient: the result does not

@@ -266,6 +266,11 @@ extension Tensor {
         guard shape[k] > 0 else {
             throw DeviceError.invalidArgument(op: "argmax", "axis \(k) of shape \(shape) is empty: no largest element")
         }
+        // Indices are floats: whole numbers are exact up to 2^24 only.
+        guard shape[k] <= 1 << 24 else {
+            throw DeviceError.invalidArgument(op: "argmax", "axis \(k) of shape \(shape) is longer than 2^24 "
+                + "(16777216): its indices, as floats, would not all be exact")
+        }
         var outShape = shape
         outShape.remove(at: k)
         let out = try Tensor.empty(outShape, like: self)

@@ -23,6 +23,17 @@ struct Layout: Equatable, Sendable {
     /// than 1), so that writing through it would write one place several times.
     var repeatsElements: Bool { zip(shape, strides).contains { $0 > 1 && $1 == 0 } }
 
+    /// Whether the two reach the same storage element at every index (an in-place op's operand and its result):
+    /// the same shape and offset, and the same stride along every axis longer than 1.
+    func placesEqual(_ other: Layout) -> Bool {
+        guard shape == other.shape else { return false }
+        if shape.contains(0) { return true }
+        return offset == other.offset && shape.indices.allSatisfy { shape[$0] == 1 || strides[$0] == other.strides[$0] }
+    }
+
+    /// The storage elements it may reach: offset..<extent (none when empty; strides are never negative).
+    var footprint: Range<Int> { shape.contains(0) ? 0..<0 : offset..<extent }
+
     /// `[1]`, shared (a one-axis layout's strides, made for every op's result otherwise).
     static let unitStride = [1]
 

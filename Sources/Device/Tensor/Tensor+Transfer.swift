@@ -40,9 +40,9 @@ extension Tensor {
     /// as many values as elements, the whole tensor. For filling a large tensor in chunks without a full host copy.
     /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func upload(_ values: UnsafeBufferPointer<Float>, at offset: Int = 0) throws {
-        guard offset >= 0, offset + values.count <= count else {
-            throw DeviceError.invalidArgument(op: "upload", "elements \(offset)..<\(offset + values.count) "
-                + "exceed \(count)")
+        guard offset >= 0, offset <= count, values.count <= count - offset else {
+            throw DeviceError.invalidArgument(op: "upload", "\(values.count) values from element \(offset) "
+                + "exceed the tensor's \(count)")
         }
         guard isDense else { throw Tensor.needsDense("upload", shape) }
         guard let base = values.baseAddress else { return }

@@ -104,9 +104,21 @@ extension Tensor {
     }
 
     /// This tensor broadcast to `shape` (numpy's rules: size-1 and missing leading axes repeat), as a view with
-    /// stride 0 along the repeated axes. Its gradient is summed back over them.
-    /// - Throws: `DeviceError.invalidArgument` naming the axis that cannot broadcast.
-    public func expanded(to shape: [Int]) throws -> Tensor {
+    /// stride 0 along the repeated axes. Its gradient is summed back over them. As in PyTorch, -1 keeps an existing
+    /// axis's size (`[1, 3]` to `[4, -1]` is `[4, 3]`).
+    /// - Throws: `DeviceError.invalidArgument` naming the axis that cannot broadcast, a negative size, or a shape of
+    ///   too many elements.
+    public func expanded(to requested: [Int]) throws -> Tensor {
+        let lead = requested.count - self.shape.count
+        var shape = requested
+        for (k, size) in requested.enumerated() where size < 0 {
+            guard size == -1, k >= lead, lead >= 0 else {
+                throw DeviceError.invalidArgument(op: "expanded(to:)", "size \(size) at axis \(k) of \(requested): "
+                    + (size == -1 ? "-1 keeps an axis of \(self.shape), and a new leading axis has none" : "negative"))
+            }
+            shape[k] = self.shape[k - lead]
+        }
+        _ = try Tensor.checkedCount(shape)
         guard let view = layout.broadcast(to: shape) else {
             let result = try Tensor.broadcastShape("expanded(to:)", self.shape, shape)
             throw DeviceError.invalidArgument(op: "expanded(to:)", "shape \(self.shape) broadcasts with \(shape) to "

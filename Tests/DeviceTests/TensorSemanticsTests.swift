@@ -1,0 +1,165 @@
+import Device
+import Foundation
+import TestSupport
+import XCTest
+
+/// What numpy and PyTorch users expect of the tensor ops at the edges, on every device — each case a finding of a
+/// hostile probe that gave another answer (a silent wrong value, a trap or a message naming an inner step).
+final class TensorSemanticsTests: XCTestCase {
+    private func message(_ body: () throws -> Any) -> String {
+        do { _ = try body(); return "" } catch { return "\(error)" }
+    }
+
+    func testReluKeepsNaNAsPyTorchDoesInEveryForm() throws {
+        let values: [Float] = [.nan, -.infinity, .infinity, -1, 0, 1]
+        for device in testDevices {
+            let x = try Tensor(values, shape: [1, 6], on: device)
+            let alone = try x.activation(.relu).toArray()
+            let fused = try (try x.cloned()).biasActivation(try Tensor.zeros([6], on: device), .relu).toArray()
+            let (z, y) = (try Tensor.empty([1, 6], on: device), try Tensor.empty([1, 6], on: device))
+            try Tensor.linear(Rows(try Tensor([1], shape: [1, 1], on: device)),
+                              weight: try Tensor(values, shape: [1, 6], on: device),
+                              bias: try Tensor.zeros([6], on: device), activation: .relu, preActivation: z, output: y)
+            for (form, out) in [("activation", alone), ("biasActivation", fused), ("linear", try y.toArray())] {
+                XCTAssertTrue(out[0].isNaN, "\(form) on \(device): \(out)")
+                XCTAssertEqual(Array(out[1...]), [0, .infinity, 0, 0, 1], "\(form) on \(device)")
+            }
+        }
+    }
+
+    /// biasActivation writes its input in place: an op that saved the input sees the change (it gave a wrong
+    /// gradient), and a tracked input or bias is refused, naming the recorded form; addBias is recorded as x + b.
+    func testBiasOpsAndTheTape() throws {
+        for device in testDevices {
+            let p = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: device)
+            p.requiresGrad = true
+            let q = try p * 1
+            let r = try (q * q).sum()
+            let detachedQ = q.detached()
+            try detachedQ.biasActivation(try Tensor.full([3], value: 100, on: device), .relu)
+            XCTAssertTrue(message { try r.backward() }.contains("modified in place"), "\(device)")
+
+            let b = try Tensor([0.5, -1, 2], shape: [3], on: device)
+            b.requiresGrad = true
+            XCTAssertTrue(message { try p.biasActivation(b, .tanh) }.contains(
+                "biasActivation: its input requires a gradient, but this op writes the pre-activation into its input "
+                + "in place and is not recorded: use (x + bias).activation(.tanh)"), "\(device)")
+            XCTAssertTrue(message { try p.detached().biasActivation(b, .relu) }.contains("the bias requires"))
+
+            let x = try Tensor(testValues(6, seed: 3), shape: [2, 3], on: device)
+            x.requiresGrad = true
+            try (try x.addBias(b).pow(2)).sum().backward()
+            let (gx, gb) = (try XCTUnwrap(x.grad).toArray(), try XCTUnwrap(b.grad).toArray())
+            x.grad = nil
+            b.grad = nil
+            try (try (x + b).pow(2)).sum().backward()
+            assertClose(gx, try XCTUnwrap(x.grad).toArray(), "addBias's x gradient on \(device)")
+            assertClose(gb, try XCTUnwrap(b.grad).toArray(), "addBias's bias gradient on \(device)")
+        }
+    }
+
+    /// A copy or elementwise op whose source overlaps its destination elsewhere gives numpy's result (the source
+    /// read as it was); an op in place still works.
+    func testOverlappingSourceAndDestinationGiveNumpysResult() throws {
+        for device in testDevices {
+            let x = try Tensor([0, 1, 2, 3], shape: [4], on: device)
+            try x[1..<4].copy(from: try x[0..<3])
+            XCTAssertEqual(try x.toArray(), [0, 0, 1, 2], "shifted slice on \(device)")
+
+            let rows = try Tensor([0, 1, 2, 3, 4, 5], shape: [3, 2], on: device)
+            try rows[1..<3].copy(from: try rows[0..<2])
+            XCTAssertEqual(try rows.toArray(), [0, 1, 0, 1, 2, 3], "shifted rows on \(device)")
+
+            let m = try Tensor((1...9).map(Float.init), shape: [3, 3], on: device)
+            try m.copy(from: try m.transposed())
+            XCTAssertEqual(try m.toArray(), [1, 4, 7, 2, 5, 8, 3, 6, 9], "x[:] = x.T on \(device)")
+
+            let n = try Tensor((1...9).map(Float.init), shape: [3, 3], on: device)
+            try n.transposed().elementwise(.add, try Tensor.zeros([3, 3], on: device), into: n)
+            XCTAssertEqual(try n.toArray(), [1, 4, 7, 2, 5, 8, 3, 6, 9], "elementwise into its own transpose")
+
+            let back = try Tensor([0, 1, 2, 3], shape: [4], on: device)
+            try back[0..<3].copy(from: try back[1..<4])
+            XCTAssertEqual(try back.toArray(), [1, 2, 3, 3], "shifted the other way on \(device)")
+
+            let same = try Tensor([1, 2, 3], shape: [3], on: device)
+            try same.elementwise(.mul, same, into: same)
+            XCTAssertEqual(try same.toArray(), [1, 4, 9], "in place on \(device)")
+        }
+    }
+
+    func testExpandedUploadAndArgmaxOutOfRange() throws {
+        let row = try Tensor.ones([1, 3])
+        XCTAssertEqual(try row.expanded(to: [4, -1]).shape, [4, 3], "-1 keeps the axis, as PyTorch")
+        XCTAssertTrue(message { try row.expanded(to: [-2, 3]) }.contains("size -2 at axis 0 of [-2, 3]: negative"))
+        XCTAssertTrue(message { try row.expanded(to: [-1, 2, 3]) }.contains("a new leading axis has none"))
+        XCTAssertTrue(message { try row.expanded(to: [Int.max, Int.max]) }.contains("too many elements"))
+        XCTAssertTrue(message { try row.expanded(to: [1 << 40, 1 << 40]) }.contains("too many elements"))
+
+        let values: [Float] = [1, 2]
+        try values.withUnsafeBufferPointer { buffer in
+            XCTAssertTrue(message { try row.upload(buffer, at: Int.max) }.contains(
+                "2 values from element \(Int.max) exceed the tensor's 3"))
+        }
+
+        let n = (1 << 24) + 2
+        XCTAssertTrue(message { try Tensor.zeros([n]).argmax() }.contains("longer than 2^24"))
+        XCTAssertTrue(message { try Tensor.zeros([2, n]).argmaxRows() }.contains("longer than 2^24"))
+    }
+
+    func testDivisionByATinyScalarIsAQuotient() throws {
+        for device in testDevices {
+            let out = try (try Tensor([0, 1e-10, 1, -1], shape: [4], on: device) / 1e-39).toArray()
+            XCTAssertEqual(out[0], 0, "0 / b on \(device)")
+            XCTAssertEqual(Double(out[1]), 1e29, accuracy: 1e23, "\(device)")
+            XCTAssertEqual(Array(out[2...]), [.infinity, -.infinity], "\(device)")
+            XCTAssertEqual(try (try Tensor([3], shape: [1], on: device) / 4).toArray(), [0.75])
+        }
+    }
+
+    /// Softmax and its kin over an empty axis answer as PyTorch does (an empty result; logSumExp −inf), and a bad
+    /// axis is named by the op the caller called.
+    func testSoftmaxFamilyOverEmptyOrMissingAxes() throws {
+        for device in testDevices {
+            let empty = try Tensor.zeros([3, 0], on: device)
+            XCTAssertEqual(try empty.softmax(axis: 1).shape, [3, 0])
+            XCTAssertEqual(try empty.logSoftmax().shape, [3, 0])
+            XCTAssertEqual(try empty.logSumExp(axis: 1).toArray(), [-.infinity, -.infinity, -.infinity])
+            XCTAssertEqual(try empty.logSumExp(axis: 1, keepDims: true).shape, [3, 1])
+            XCTAssertEqual(try empty.logSumExp().toArray(), [-.infinity])
+            let x = try Tensor.zeros([2, 3], on: device)
+            XCTAssertTrue(message { try x.softmax(axis: Int.max) }.hasPrefix("softmax: axis"), "\(device)")
+            XCTAssertTrue(message { try x.logSumExp(axis: 5) }.hasPrefix("logSumExp: axis 5"), "\(device)")
+        }
+    }
+
+    /// A backward whose seed is on another device, or into a grad set by hand to another shape or device, is an
+    /// error naming it, and no leaf's gradient changes.
+    func testBackwardRefusesASeedOrGradThatDoesNotFit() throws {
+        for device in openCLDevices {
+            let x = try Tensor([1, 2, 3], shape: [3], on: device)
+            x.requiresGrad = true
+            let y = try x * 2
+            XCTAssertEqual(message { try y.backward(seed: try Tensor.ones([3])) },
+                           "backward: the seed is on cpu but the tensor on \(device): pass seed.to(\(device))")
+        }
+        let a = try Tensor([1, 2, 3], shape: [3]), b = try Tensor([4, 5], shape: [2])
+        a.requiresGrad = true
+        b.requiresGrad = true
+        b.grad = try Tensor.zeros([2])
+        a.grad = try Tensor.zeros([2])
+        let loss = try a.sum() + b.sum()
+        XCTAssertTrue(message { try loss.backward() }.contains(
+            "the grad of a tensor of shape [3] on cpu was set to one of shape [2] on cpu"))
+        XCTAssertEqual(try XCTUnwrap(b.grad).toArray(), [0, 0], "nothing added before the refusal")
+    }
+
+    func testSGDStepRefusesANegativeMomentum() throws {
+        let p = try Tensor([1, 2], shape: [2]), g = try Tensor([1, 1], shape: [2])
+        for momentum: Float in [-0.5, .nan] {
+            XCTAssertTrue(message { try p.sgdStep(grad: g, velocity: nil, lr: 0.1, momentum: momentum) }
+                .contains("momentum must be ≥ 0"))
+        }
+        XCTAssertEqual(try p.toArray(), [1, 2])
+    }
+}
