@@ -7,7 +7,8 @@
 
 // One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) - z[label]; with want_grad, g[j] receives
 // grad_scale · (softmax(z)[j] - [j == label]).
-// NOTE: the host validates labels; an out-of-range one still must not read out of bounds, so it gives NaN.
+// NOTE: the host validates labels; an out-of-range or fractional one still must not read out of bounds (nor be
+// truncated to a class), so it gives NaN.
 float softmax_cross_entropy_row(__global const float* z, const int cols, const float label_value,
                                 __global float* g, const float grad_scale, const int want_grad)
 {
@@ -16,7 +17,9 @@ float softmax_cross_entropy_row(__global const float* z, const int cols, const f
     float s = 0.0f;
     for (int j = 0; j < cols; j++) s += exp(z[j] - m);
     const float lse = m + log(s);
-    const int label = (int)label_value;
+    // A label that is not a whole class index (fractional, negative, too large, NaN) is -1: no class, a NaN loss.
+    const int label = label_value >= 0.0f && label_value < (float)cols && label_value == floor(label_value)
+        ? (int)label_value : -1;
     if (want_grad)
         for (int j = 0; j < cols; j++) g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
     return label >= 0 && label < cols ? lse - z[label] : NAN;

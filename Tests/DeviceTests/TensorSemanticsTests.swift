@@ -154,6 +154,23 @@ final class TensorSemanticsTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(b.grad).toArray(), [0, 0], "nothing added before the refusal")
     }
 
+    /// A class label that is not a whole class index gives a NaN loss in both loss forms (0.5 and 1.9 were read as
+    /// classes 0 and 1); the whole ones beside it are unchanged.
+    func testAFractionalClassLabelGivesANaNLoss() throws {
+        for device in testDevices {
+            let logits = try Tensor(testValues(12, seed: 4), shape: [4, 3], on: device)
+            let losses = try logits.softmaxCrossEntropy(labels: try Tensor([0.5, 1, 1.9, 2], shape: [4], on: device))
+                .toArray()
+            XCTAssertTrue(losses[0].isNaN && losses[2].isNaN, "\(losses) on \(device)")
+            let whole = try logits.softmaxCrossEntropy(labels: try Tensor([0, 1, 1, 2], shape: [4], on: device))
+            XCTAssertEqual([losses[1], losses[3]], [try whole.toArray()[1], try whole.toArray()[3]])
+            let mean = try Tensor.zeros([1], on: device)
+            try logits.meanLoss(.softmaxCrossEntropy, labels: try Tensor([0, 1, 2.25, 2], shape: [4], on: device),
+                                into: mean)
+            XCTAssertTrue(try mean.item().isNaN, "meanLoss on \(device)")
+        }
+    }
+
     func testSGDStepRefusesANegativeMomentum() throws {
         let p = try Tensor([1, 2], shape: [2]), g = try Tensor([1, 1], shape: [2])
         for momentum: Float in [-0.5, .nan] {

@@ -29,7 +29,8 @@ public enum LossKind: Int, Sendable, CaseIterable {
 extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
-    /// An out-of-range label gives a NaN loss (never an out-of-bounds read). Reads views (through a contiguous copy).
+    /// A label that is not a class index (out of range, fractional, NaN) gives a NaN loss (never an out-of-bounds
+    /// read, nor a truncated class). Reads views (through a contiguous copy).
     /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
     /// gradient, row by row. → losses [rows]
     @discardableResult
@@ -185,7 +186,8 @@ private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: In
     var s: Float = 0
     for j in 0..<cols { s += expf(z[j] - top) }
     let lse = top + logf(s)
-    let label = Int(exactly: value.rounded(.towardZero)) ?? -1
+    // As loss.cl: a label that is not a whole class index (fractional, out of range, NaN) is no class: a NaN loss.
+    let label = value >= 0 && value < Float(cols) && value == value.rounded(.down) ? Int(value) : -1
     if let grad {
         for j in 0..<cols { grad[j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
     }
