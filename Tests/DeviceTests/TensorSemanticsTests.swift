@@ -171,6 +171,25 @@ final class TensorSemanticsTests: XCTestCase {
         }
     }
 
+    /// An op that reads one element to write another refuses an output sharing an input's memory (a·a into a
+    /// overwrote a while reading it); an elementwise op still runs in place.
+    func testAProductOrLossWritingOverItsInputIsRefused() throws {
+        for device in testDevices {
+            let a = try Tensor([1, 2, 3, 4], shape: [2, 2], on: device)
+            XCTAssertTrue(message { try a.matmul(a, into: a) }.contains(
+                "matmul: the output (shape [2, 2]) shares memory with an input (shape [2, 2])"), "\(device)")
+            XCTAssertTrue(message { try Tensor.einsum("ij,jk->ik", a, a, into: a) }.contains("shares memory"))
+            let logits = try Tensor([1, 2, 3, 4], shape: [4, 1], on: device)
+            XCTAssertTrue(message {
+                try logits.softmaxCrossEntropy(labels: try Tensor.zeros([4], on: device), into: try logits.reshaped([4]))
+            }.contains("softmaxCrossEntropy (losses): the output"))
+            XCTAssertEqual(try a.toArray(), [1, 2, 3, 4], "unchanged on \(device)")
+            XCTAssertEqual(try a.matmul(a).toArray(), [7, 10, 15, 22])
+            try a.affine(scale: 2, into: a)
+            XCTAssertEqual(try a.toArray(), [2, 4, 6, 8], "in place on \(device)")
+        }
+    }
+
     func testSGDStepRefusesANegativeMomentum() throws {
         let p = try Tensor([1, 2], shape: [2]), g = try Tensor([1, 1], shape: [2])
         for momentum: Float in [-0.5, .nan] {

@@ -12,11 +12,18 @@ func matrixDims(_ op: String, _ t: Tensor) throws -> (rows: Int, cols: Int) {
 }
 
 /// `out` when given (checked to have `shape` and to be dense; its version bumped, as it is about to change), else a
-/// new tensor of `shape` on `device`.
-func output(_ op: String, _ out: Tensor?, _ shape: [Int], on device: DeviceTag) throws -> Tensor {
+/// new tensor of `shape` on `device`. `reading`: the op's inputs that `out` must not share memory with (an op that
+/// reads one element to write another — a product, a loss — would read what it already overwrote; elementwise ops,
+/// which may write in place, pass none).
+func output(_ op: String, _ out: Tensor?, _ shape: [Int], on device: DeviceTag, reading inputs: [Tensor?] = [])
+    throws -> Tensor {
     guard let out else { return try Tensor.empty(shape, on: device) }
     try requireShape(op + " (output)", out, shape)
     guard out.isDense else { throw Tensor.needsDense(op, out.shape) }
+    if let input = inputs.compactMap({ $0 }).first(where: { $0.sharesStorage(with: out) }) {
+        throw DeviceError.invalidArgument(op: op, "the output (shape \(out.shape)) shares memory with an input (shape "
+            + "\(input.shape)): this op cannot write over what it reads; pass an output of its own")
+    }
     out.version.bump()
     return out
 }

@@ -167,7 +167,7 @@ extension Tensor {
         let (oh, ow) = try window.outputSize(height: h, width: w, op: "col2im")
         let (kh, kw) = (window.kernelHeight, window.kernelWidth)
         try requireShape("col2im (columns)", cols, [c * kh * kw, n * oh * ow])
-        let x = try output("col2im", out, shape, on: cols.device)
+        let x = try output("col2im", out, shape, on: cols.device, reading: [cols])
         let dims = [n, c, h, w, oh, ow], packed = window.packed, columns = n * oh * ow
         try Tensor.run("col2im", cols, x) { cp, xp in
             nonisolated(unsafe) let (cp, xp) = (cp, xp)

@@ -113,7 +113,7 @@ extension Tensor {
                 let (x, y) = product.swap ? (b, a) : (a, b)
                 return try x.matmul(y, transposeSelf: product.transA, transposeOther: product.transB, into: out)
             }
-            let result = try output("einsum", out, shape, on: a.device)
+            let result = try output("einsum", out, shape, on: a.device, reading: [a, b])
             let (ha, hb) = (try a.toArray(), try b.toArray())
             try result.upload(einsumLoop(parsed, ha, a.shape, hb, b.shape, sizes: sizes))
             return result

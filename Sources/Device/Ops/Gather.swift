@@ -107,7 +107,7 @@ public struct Rows {
     /// The rows as a tensor of their own (a copy when picked through an order).
     /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func gathered(into out: Tensor? = nil) throws -> Tensor {
-        let out = try output("Rows.gathered", out, shape, on: device)
+        let out = try output("Rows.gathered", out, shape, on: device, reading: [source, order])
         if let order {
             try out.gatherRows(from: source, order: order, offset: offset, checkingIndices: false)  // checked at init
         } else {

@@ -54,7 +54,8 @@ extension Tensor {
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "softmaxCrossEntropy", "zero classes") }
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
         if let grad { try requireShape("softmaxCrossEntropy (grad)", grad, shape) }
-        let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device)
+        let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device,
+                                reading: [self, labels, grad])
         try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { logits, labels, losses, grad in
             for i in 0..<rows {
                 losses[i] = softmaxCrossEntropyRow(logits + i * cols, cols, label: labels[i],
@@ -93,7 +94,7 @@ extension Tensor {
                                     into losses: Tensor?) throws -> Tensor {
         guard target.count == count else { throw DeviceError.shapeMismatch(op: "squaredError", shape, target.shape) }
         if let grad { try requireShape("squaredError (grad)", grad, shape) }
-        let losses = try output("squaredError (losses)", losses, [count], on: device)
+        let losses = try output("squaredError (losses)", losses, [count], on: device, reading: [self, target, grad])
         let n = count
         try Tensor.run("squaredError", self, target, losses, grad) { pred, target, losses, grad in
             for i in 0..<n {

@@ -65,7 +65,7 @@ extension Tensor {
         if accumulate && out == nil {
             throw DeviceError.invalidArgument(op: "matmul", "accumulate needs an output to add to")
         }
-        let c = try output("matmul", out, [m, n], on: a.device)
+        let c = try output("matmul", out, [m, n], on: a.device, reading: [a, b])
         let beta: Float = accumulate ? 1 : 0
         try Tensor.run("matmul", a, b, c) { a, b, c in
             if naive {
