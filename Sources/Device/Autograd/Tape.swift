@@ -14,6 +14,25 @@ final class VersionCounter: @unchecked Sendable {
     func bump() { value += 1 }
 }
 
+/// A tensor a module keeps from its forward for its hand-written backward, with its storage's version then:
+/// `checked` refuses it once it was modified in place (as `backward()` refuses a tape op's saved tensor).
+package struct SavedTensor {
+    package let tensor: Tensor
+    private let at: Int
+
+    package init(_ tensor: Tensor) { (self.tensor, at) = (tensor, tensor.version.value) }
+
+    /// The tensor, or an error naming `op` when it changed since it was saved.
+    package func checked(_ op: String) throws -> Tensor {
+        guard tensor.version.value == at else {
+            throw DeviceError.invalidArgument(op: op, "its input (a tensor of shape \(tensor.shape)) was modified in "
+                + "place after forward used it (version \(at), now \(tensor.version.value)); compute it again, or "
+                + "modify a copy")
+        }
+        return tensor
+    }
+}
+
 /// One recorded op: how to turn its result's gradient into its inputs' gradients.
 final class TapeNode {
     let op: String

@@ -14,7 +14,8 @@ public final class Linear: Module {
     public let weight: Parameter
     /// b: [out].
     public let bias: Parameter
-    private var input: Rows?
+    /// The last forward's rows (their source and order, with their versions then), until backward.
+    private var input: (rows: Rows, source: SavedTensor, order: SavedTensor?)?
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
     private var preActivation: Tensor?
     private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
@@ -54,7 +55,7 @@ public final class Linear: Module {
 
     /// The rows x (read in place): [batch, in] → [batch, out]
     public func forward(_ x: Rows) throws -> Tensor {
-        input = x
+        input = (x, SavedTensor(x.source), x.order.map(SavedTensor.init))
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
         let y = try activation.map { _ in try workspace.tensor(.y, z.shape, on: x.device) }
@@ -66,9 +67,14 @@ public final class Linear: Module {
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let x = input, let z = preActivation else {
-            throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward")
+        guard let saved = input, let z = preActivation else {
+            throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward (or twice after one)")
         }
+        _ = try saved.source.checked("Linear.backward")
+        _ = try saved.order?.checked("Linear.backward")
+        // One backward per forward (a second would add the same gradients again).
+        (input, preActivation) = (nil, nil)
+        let x = saved.rows
         let (dw, db) = (weight.gradientForBackward(), bias.gradientForBackward())
         var dz = dy
         if let activation {
@@ -89,6 +95,10 @@ public final class Linear: Module {
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
+        guard x.cols == inFeatures, params.count == 2, params[0].count == inFeatures * outFeatures,
+              params[1].count == outFeatures else {
+            return DoubleMatrix(rows: x.rows, cols: 0, values: [])  // does not fit: GradientCheck names it
+        }
         let (w, b) = (params[0], params[1])
         var y = DoubleMatrix(rows: x.rows, cols: outFeatures, values: .init(repeating: 0, count: x.rows * outFeatures))
         for i in 0..<x.rows {
@@ -106,7 +116,7 @@ public final class Linear: Module {
 public final class ActivationLayer: Module {
     /// The activation applied.
     public let function: Activation
-    private var input: Tensor?
+    private var input: SavedTensor?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
 
@@ -118,14 +128,17 @@ public final class ActivationLayer: Module {
     public var reusesBuffers: Bool { workspace.reuse }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        input = x
+        input = SavedTensor(x)
         return try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let x = input else {
-            throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward")
+        guard let saved = input else {
+            throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward (or twice after "
+                + "one)")
         }
+        let x = try saved.checked("ActivationLayer.backward")
+        input = nil
         guard needsInputGradient else { return nil }
         return try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
     }
@@ -284,16 +297,62 @@ public final class Sequential: Module {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        try layers.reduce(x) { try $1.forward($0) }
+        try beginForward()
+        let y = try layers.reduce(x) { try $1.forward($0) }
+        forwardDone = true
+        return y
     }
 
     /// The first layer reads the rows in place (when it can); the rest take the tensor before them.
     public func forward(_ x: Rows) throws -> Tensor {
-        guard let first = layers.first else { return try x.gathered() }
-        return try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
+        try beginForward()
+        guard let first = layers.first else {
+            defer { forwardDone = true }
+            return try x.gathered()
+        }
+        let y = try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
+        forwardDone = true
+        return y
     }
 
+    /// Whether the last forward ran to its end and no backward has gone through it yet.
+    private var forwardDone = false
+
+    private func beginForward() throws {
+        forwardDone = false
+        if let reusedLayer {
+            throw DeviceError.invalidArgument(op: "Sequential", "\(reusedLayer): a layer keeps its last forward's "
+                + "input and buffers for its backward, so each use needs an instance of its own (PyTorch may reuse "
+                + "a module; CLNN may not)")
+        }
+    }
+
+    /// A module found twice in this model — among its children and those of a `Sequential` inside — described by
+    /// where; nil when each is there once. Found once (the children are fixed).
+    private lazy var reusedLayer: String? = {
+        var seen: [ObjectIdentifier: String] = [:]
+        func walk(_ model: Sequential, _ path: String) -> String? {
+            for (index, layer) in model.layers.enumerated() {
+                let here = path.isEmpty ? "\(index)" : "\(path).\(index)"
+                if let first = seen[ObjectIdentifier(layer)] {
+                    return "the same \(type(of: layer)) is layer \(first) and layer \(here)"
+                }
+                seen[ObjectIdentifier(layer)] = here
+                if let inner = layer as? Sequential, let found = walk(inner, here) { return found }
+            }
+            return nil
+        }
+        return walk(self, "")
+    }()
+
+    /// Runs the children's backward in reverse. Refused, before any gradient changes, without a forward that ran to
+    /// its end since the last backward (a second backward would add the same gradients again).
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        guard forwardDone else {
+            throw DeviceError.invalidArgument(op: "Sequential.backward", "no forward to go back through: backward "
+                + "was called before forward, twice after one, or after a forward that failed")
+        }
+        forwardDone = false
         var grad = dy
         // NOTE: no layer up to the first with parameters needs its input gradient, unless our caller asks for it
         // (a CNN's first convolution sits behind ImageInput).
@@ -306,6 +365,9 @@ public final class Sequential: Module {
         }
         return grad
     }
+
+    /// In fp32 when any child's is.
+    public var hasDoubleReference: Bool { layers.allSatisfy(\.hasDoubleReference) }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
         var rest = params[...]

@@ -11,13 +11,18 @@ public protocol Module: AnyObject {
     /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
     /// new tensor first, then calls `forward`).
     func forward(_ rows: Rows) throws -> Tensor
-    /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input.
+    /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input,
+    /// once: a second backward needs a forward of its own (the built-in modules refuse it, as PyTorch refuses a
+    /// second backward through one graph), and an input modified in place since the forward is refused.
     func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
     /// The trainable parameters, in a fixed order.
     var parameters: [Parameter] { get }
     /// The same forward computed in Double on the host, with `params` in `parameters` order: the reference the
     /// gradient check differentiates numerically.
     func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix
+    /// Whether `referenceForward` computes in Double (the default), or in fp32 (a `TapeModule`'s default reference,
+    /// or a container holding one): `GradientCheck` then takes a step fp32 can resolve.
+    var hasDoubleReference: Bool { get }
     /// How many entries of a PyTorch `nn.Sequential` this module stands for, for state-dict names (by default the
     /// count of `layerSpecs`, or 1).
     var sequentialWidth: Int { get }
@@ -74,6 +79,7 @@ public protocol Module: AnyObject {
 }
 
 extension Module {
+    public var hasDoubleReference: Bool { true }
     public var sequentialWidth: Int { layerSpecs?.count ?? 1 }
     public var layerSpecs: [LayerSpec]? { nil }
     public var outputFeatures: Int? { nil }
@@ -135,6 +141,12 @@ public struct DoubleMatrix: Equatable, Sendable {
         self.rows = rows
         self.cols = cols
         self.values = values
+    }
+
+    /// `values` as `rows` rows of equal length (a tensor's values flattened after its first axis).
+    init(flat values: [Double], rows: Int) {
+        let rows = Swift.max(rows, 1)
+        self.init(rows: rows, cols: values.count / rows, values: values)
     }
 
     /// A matrix tensor’s values, read from its device.

@@ -4,6 +4,8 @@ public final class TapeRecord {
     var output: Tensor?
     /// The last forward read a dataset's rows in place (`compute(rows:)`): there is no input to differentiate.
     var readRows = false
+    /// The last forward input's shape (kept after backward): the shape the reference forward gives its flat rows.
+    var inputShape: [Int]?
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
 }
@@ -47,6 +49,7 @@ extension TapeModule {
     public func compute(rows: Rows) throws -> Tensor? { nil }
 
     public func forward(_ x: Tensor) throws -> Tensor {
+        tape.inputShape = x.shape
         guard Tensor.isRecordingGradients else {
             (tape.input, tape.output, tape.readRows) = (nil, nil, false)
             return try compute(x)
@@ -68,6 +71,7 @@ extension TapeModule {
             }
             if let y = try compute(rows: rows) {
                 (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
+                tape.inputShape = rows.shape
                 return y
             }
         }
@@ -100,8 +104,9 @@ extension TapeModule {
     }
 
     /// The default reference: `compute` in fp32 on the module's device with `params` loaded into the parameters
-    /// (and put back after). A gradient check against it needs fp32's tolerances; give a Double forward of your own
-    /// for a tight check. On an error, a matrix of no columns.
+    /// (and put back after). A gradient check against it needs fp32's tolerances (`hasDoubleReference` is false);
+    /// give a Double forward of your own for a tight check. The rows take the shape of the last forward's input
+    /// ([N, C, H, W] for a convolution); the output's rows are flattened. On an error, a matrix of no columns.
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
         let failed = DoubleMatrix(rows: x.rows, cols: 0, values: [])
         return (try? Tensor.withoutGradients { () throws -> DoubleMatrix in
@@ -109,9 +114,15 @@ extension TapeModule {
             defer { for (p, v) in zip(parameters, saved) { try? p.value.upload(v) } }
             for (p, v) in zip(parameters, params) { try p.value.upload(v.map(Float.init)) }
             let device = parameters.first?.device ?? .cpu
-            let y = try compute(try Tensor(x.values.map(Float.init), shape: [x.rows, x.cols], on: device))
-            guard y.shape.count == 2 else { return failed }
-            return DoubleMatrix(rows: y.shape[0], cols: y.shape[1], values: try y.toArray().map(Double.init))
+            var shape = [x.rows, x.cols]
+            if let last = tape.inputShape, last.count > 2, last.dropFirst().reduce(1, *) == x.cols {
+                shape = [x.rows] + last.dropFirst()
+            }
+            let y = try compute(try Tensor(x.values.map(Float.init), shape: shape, on: device))
+            guard let rows = y.shape.first, rows == x.rows, rows > 0 else { return failed }
+            return DoubleMatrix(rows: rows, cols: y.count / rows, values: try y.toArray().map(Double.init))
         }) ?? failed
     }
+
+    public var hasDoubleReference: Bool { false }
 }

@@ -26,19 +26,39 @@ public enum GradientCheck {
     /// Checks `module` at input `x` (on the module's device) under L = Σ y ∘ r for a fixed random r:
     /// the input gradient and every parameter gradient. With `samples`, each tensor's gradient is compared at that
     /// many entries (drawn with `seed`; every entry of a smaller tensor): each entry costs two forward passes of the
-    /// Double reference, so a 784-50 layer's 39,250 take a minute and 64 of them a moment.
-    public static func check(_ module: any Module, input x: Tensor, seed: UInt64 = 1, step: Double = 1e-6,
+    /// Double reference, so a 784-50 layer's 39,250 take a minute and 64 of them a moment. `step` defaults to 1e-6
+    /// for a Double reference and 1e-2 for an fp32 one (`hasDoubleReference` false: a `TapeModule`'s default), whose
+    /// differences at 1e-6 would be rounding noise. Any rank of input: its rows are the first axis ([N, C, H, W] for
+    /// a CNN). The module's buffers (a batch norm's running statistics) are as before when it returns, and a dropout
+    /// draws the same masks in every evaluation (the random streams are placed at one point first).
+    /// - Throws: `DeviceError.invalidArgument` when the reference gives another count of values than the forward (a
+    ///   layer's reference does not fit its input).
+    public static func check(_ module: any Module, input x: Tensor, seed: UInt64 = 1, step: Double? = nil,
                              samples: Int? = nil) throws -> [Result] {
+        let step = step ?? (module.hasDoubleReference ? 1e-6 : 1e-2)
+        let buffers = try module.namedBuffers.map { ($0.name, try $0.value.cloned()) }
+        defer { try? module.loadBuffers(Dictionary(buffers, uniquingKeysWith: { a, _ in a })) }
+        let streams = seed ^ 0x6C0C_4EC4_0000_0000
+        module.setRandomStream(seed: streams, draw: 0)
         let y = try module.forward(x)
         let r = try Tensor.randn(y.shape, seed: seed, on: x.device)
         try module.zeroGrad()
         let dx = try module.backward(r)
 
-        let xd = try DoubleMatrix(x)
+        let rows = x.shape.first ?? 1
+        let xd = DoubleMatrix(flat: try x.toArray().map(Double.init), rows: rows)
         let rd = try r.toArray().map(Double.init)
         let params = try module.parameters.map { try $0.value.toArray().map(Double.init) }
         func loss(_ x: DoubleMatrix, _ params: [[Double]]) -> Double {
-            zip(module.referenceForward(x, params).values, rd).reduce(0) { $0 + $1.0 * $1.1 }
+            module.setRandomStream(seed: streams, draw: 0)
+            return zip(module.referenceForward(x, params).values, rd).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        module.setRandomStream(seed: streams, draw: 0)
+        let reference = module.referenceForward(xd, params).values.count
+        guard reference == rd.count else {
+            throw DeviceError.invalidArgument(op: "GradientCheck", "the module's reference forward gives \(reference) "
+                + "values for an output of \(rd.count) (shape \(y.shape)): a layer's referenceForward does not fit "
+                + "its input")
         }
 
         var rng = SeededGenerator(seed: seed &+ 0x5eed)
@@ -55,7 +75,7 @@ public enum GradientCheck {
                           numeric: finiteDifferences(at, step: step, at: indices, f), indices: indices)
         }
         var results = [result("input", try dx.toArray().map(Double.init), xd.values) {
-            loss(DoubleMatrix(rows: xd.rows, cols: xd.cols, values: $0), params)
+            loss(DoubleMatrix(flat: $0, rows: rows), params)
         }]
         for (index, (name, p)) in module.namedParameters.enumerated() {
             results.append(result(name, try p.grad.toArray().map(Double.init), params[index]) { values in

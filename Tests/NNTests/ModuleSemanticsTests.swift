@@ -1,0 +1,104 @@
+import Device
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// Modules used in ways PyTorch users do (one instance twice, backward twice, an input changed before backward, a
+/// gradient check of a CNN): each an error naming it before any gradient changes, or the right answer — where a
+/// hostile probe of the NN layer found silent wrong gradients and a trap.
+final class ModuleSemanticsTests: XCTestCase {
+    private func message(_ body: () throws -> Any) -> String {
+        do { _ = try body(); return "" } catch { return "\(error)" }
+    }
+
+    func testOneModuleInstanceTwiceInAModelIsRefusedNamingBothPlaces() throws {
+        let x = try Tensor(testValues(8 * 6, seed: 1), shape: [8, 6])
+        let act = ActivationLayer(.tanh)
+        let shared = Sequential([try Linear(6, 5, seed: 1), act, try Linear(5, 5, seed: 2), act,
+                                 try Linear(5, 3, seed: 3)])
+        XCTAssertTrue(message { try shared.forward(x) }.contains(
+            "Sequential: the same ActivationLayer is layer 1 and layer 3: a layer keeps its last forward's input"))
+        let lin = try Linear(6, 6, seed: 4)
+        let nested = Sequential([lin, Sequential([ActivationLayer(.relu), lin])])
+        XCTAssertTrue(message { try nested.forward(x) }.contains("the same Linear is layer 0 and layer 1.1"))
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize) = (1, 4)
+        let data = try Dataset(images: testValues(8 * 6, seed: 2), labels: [0, 1, 2, 0, 1, 2, 0, 1], features: 6)
+        let trainer = try Trainer(model: shared, loss: CrossEntropyLoss(), options: options)
+        XCTAssertTrue(message { try trainer.trainEpoch(data, epoch: 1) }.contains("the same ActivationLayer"))
+        // Two instances of the same layer are fine.
+        XCTAssertEqual(try Sequential([try Linear(6, 5, seed: 1), ActivationLayer(.tanh), try Linear(5, 5, seed: 2),
+                                       ActivationLayer(.tanh)]).forward(x).shape, [8, 5])
+    }
+
+    /// A second backward after one forward is refused before any gradient is added (the last layer added its
+    /// gradient again, then a batch norm refused); so is a backward after a forward that failed.
+    func testBackwardTwiceAfterOneForwardChangesNothing() throws {
+        for device in testDevices {
+            let model = Sequential([try Linear(4, 5, seed: 1, on: device), try BatchNorm1d(5, on: device),
+                                    try Linear(5, 3, seed: 2, on: device)])
+            let x = try Tensor(testValues(6 * 4, seed: 3), shape: [6, 4], on: device)
+            let dy = try Tensor.ones([6, 3], on: device)
+            _ = try model.forward(x)
+            try model.zeroGrad()
+            _ = try model.backward(dy)
+            let grads = try model.parameters.map { try $0.grad.toArray() }
+            XCTAssertTrue(message { try model.backward(dy) }.contains(
+                "Sequential.backward: no forward to go back through"), "\(device)")
+            XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, grads, "unchanged on \(device)")
+            XCTAssertThrowsError(try model.forward(try Tensor.zeros([6, 7], on: device)))
+            XCTAssertTrue(message { try model.backward(dy) }.contains("after a forward that failed"))
+            let lone = try Linear(4, 3, seed: 1, on: device)
+            _ = try lone.forward(x)
+            _ = try lone.backward(dy)
+            XCTAssertTrue(message { try lone.backward(dy) }.contains("Linear.backward: called before forward (or "
+                + "twice after one)"))
+        }
+    }
+
+    /// An input changed in place between forward and backward is refused, as the tape refuses it (Linear's weight
+    /// gradient came from the new values).
+    func testAnInputModifiedInPlaceBeforeBackwardIsRefused() throws {
+        for device in testDevices {
+            let x = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: device)
+            let lin = try Linear(3, 2, seed: 1, on: device)
+            _ = try lin.forward(x)
+            try x.upload([Float](repeating: 100, count: 6))
+            try lin.zeroGrad()
+            XCTAssertTrue(message { try lin.backward(try Tensor.ones([2, 2], on: device)) }.contains(
+                "Linear.backward: its input (a tensor of shape [2, 3]) was modified in place after forward used it"))
+            let act = ActivationLayer(.sigmoid)
+            _ = try act.forward(x)
+            try x.fill(0)
+            XCTAssertTrue(message { try act.backward(try Tensor.ones([2, 3], on: device)) }.contains(
+                "ActivationLayer.backward: its input"))
+        }
+    }
+
+    /// A CNN (image input, convolution, batch norm, pooling, dropout) and a convolution alone pass the gradient
+    /// check with its default step (fp32 references: 1e-2) — it trapped on the CNN and refused the convolution — and
+    /// the check leaves the running statistics as they were. (Average pooling: a step of 1e-2 moves a max pool's
+    /// choice in a window whose values lie closer, where the function has no derivative.)
+    func testAGradientCheckOfACNNPassesAndLeavesItsBuffersAlone() throws {
+        for device in testDevices {
+            let cnn = Sequential([try ImageInput(channels: 1, height: 5, width: 5),
+                                  try Conv2d(1, 2, kernel: 3, padding: 1, seed: 1, on: device),
+                                  try BatchNorm2d(2, on: device), ActivationLayer(.tanh), try Dropout(0.3, seed: 5),
+                                  AvgPool2d(kernel: 2), Flatten(), try Linear(8, 3, seed: 2, on: device)])
+            XCTAssertFalse(cnn.hasDoubleReference)
+            let before = try cnn.namedBuffers.map { try $0.value.toArray() }
+            let x = try Tensor(testValues(3 * 25, seed: 4), shape: [3, 25], on: device)
+            for result in try GradientCheck.check(cnn, input: x, samples: 12) {
+                XCTAssertLessThan(result.worstRatio(rtol: 5e-2, atol: 5e-3), 1, "\(result.name) on \(device)")
+            }
+            XCTAssertEqual(try cnn.namedBuffers.map { try $0.value.toArray() }, before, "buffers on \(device)")
+
+            let conv = try Conv2d(2, 3, kernel: 3, seed: 3, on: device)
+            let images = try Tensor(testValues(2 * 2 * 5 * 5, seed: 6), shape: [2, 2, 5, 5], on: device)
+            for result in try GradientCheck.check(conv, input: images, samples: 10) {
+                XCTAssertLessThan(result.worstRatio(rtol: 5e-2, atol: 5e-3), 1, "conv \(result.name) on \(device)")
+            }
+        }
+    }
+}
