@@ -101,4 +101,31 @@ final class ModuleSemanticsTests: XCTestCase {
             }
         }
     }
+
+    /// As PyTorch's optimisers skip a parameter whose grad is None: one that no backward gave a gradient since its
+    /// zeroGrad (or since it was made) is left as it is — weight decay and momentum included — and the others step
+    /// as they would.
+    func testAParameterWithoutAGradientIsNotStepped() throws {
+        for device in testDevices {
+            let model = Sequential([try Linear(2, 2, seed: 1, on: device)])
+            let before = try model.parameters.map { try $0.value.toArray() }
+            for optimizer in [try SGD(model.parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.5) as any Optimizer,
+                              try Adam(model.parameters, weightDecay: 0.5) as any Optimizer] {
+                try optimizer.step()
+                try model.zeroGrad()
+                try optimizer.step()
+                XCTAssertEqual(try model.parameters.map { try $0.value.toArray() }, before,
+                               "\(optimizer.name) on \(device)")
+            }
+            // Only the weight's gradient computed: the bias stays, the weight steps as alone.
+            let sgd = try SGD(model.parameters, lr: 0.1, weightDecay: 0.5)
+            let weight = model.parameters[0]
+            let (dw, _) = weight.gradientForBackward()
+            try dw.fill(1)
+            try sgd.step()
+            let expected = before[0].map { $0 - 0.1 * (1 + 0.5 * $0) }
+            assertClose(try weight.value.toArray(), expected, "weight on \(device)")
+            XCTAssertEqual(try model.parameters[1].value.toArray(), before[1], "bias on \(device)")
+        }
+    }
 }

@@ -13,11 +13,13 @@ public final class Parameter {
     /// The model's flat buffers this parameter lives in, when it does.
     weak var block: ParameterBlock?
     private let gradStorage: Tensor
-    /// Set by `zeroGrad`: the stored gradient is to be read as zero. The next backward then overwrites instead of
-    /// accumulating, which saves a fill kernel per parameter per step.
-    private var gradIsZero = false
+    /// Set by `zeroGrad` (and at the start): the stored gradient is to be read as zero — no backward has computed
+    /// one since, which optimisers take as "no gradient" (PyTorch's None). The next backward then overwrites instead
+    /// of accumulating, which saves a fill kernel per parameter per step.
+    private var gradIsZero = true
 
-    /// A parameter holding `value`, with a zero gradient on the same device.
+    /// A parameter holding `value`, with a zero gradient on the same device (not yet computed: an optimiser's step
+    /// leaves it as it is until a backward gives it one).
     public init(name: String, value: Tensor) throws {
         self.name = name
         self.value = value

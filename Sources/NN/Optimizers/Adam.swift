@@ -34,13 +34,14 @@ public final class Adam: Optimizer {
 
     public func step() throws {
         let t = stepCount + 1
-        if let block = try state.current(parameters) {
-            try block.materialiseGradients()
+        let block = try state.current(parameters)
+        if let block, OptimizerState.everyGradientComputed(parameters) {
             try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t, lr: lr,
                                       hyperparameters)
         } else {
             for (p, moments) in zip(parameters, state.views) {
-                try p.value.adamStep(grad: try p.grad, m: moments[0], v: moments[1], step: t, lr: lr, hyperparameters)
+                guard let grad = p.gradientIfComputed else { continue }
+                try p.value.adamStep(grad: grad, m: moments[0], v: moments[1], step: t, lr: lr, hyperparameters)
             }
         }
         stepCount = t

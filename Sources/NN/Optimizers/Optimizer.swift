@@ -13,7 +13,8 @@ public protocol Optimizer: AnyObject {
     var stateNames: [String] { get }
     /// Steps taken so far (Adam's bias correction depends on it).
     var stepCount: Int { get set }
-    /// Updates every parameter in place, on its own device.
+    /// Updates every parameter in place, on its own device — each whose gradient a backward computed since its
+    /// `zeroGrad()`; the others stay as they are (PyTorch skips a parameter whose `grad` is None).
     func step() throws
     /// Parameter `index`'s state tensors, in `stateNames` order (zero before the first step): the live state, laid
     /// out as the parameters are now.
@@ -43,6 +44,13 @@ struct OptimizerState {
     private weak var block: ParameterBlock?
 
     init(slots: Int) { self.slots = slots }
+
+    /// Whether every parameter's gradient was computed since its `zeroGrad` (the one-launch step's case). A
+    /// parameter without one is left as it is — no weight decay, no momentum or moment step — as PyTorch's
+    /// optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves).
+    static func everyGradientComputed(_ parameters: [Parameter]) -> Bool {
+        parameters.allSatisfy { $0.gradientIfComputed != nil }
+    }
 
     /// Refuses a parameter listed twice: it would be stepped twice per step (PyTorch refuses it too).
     static func requireDistinct(_ parameters: [Parameter], op: String) throws {

@@ -31,13 +31,14 @@ public final class SGD: Optimizer {
     }
 
     public func step() throws {
-        if let block = try state.current(parameters) {
-            try block.materialiseGradients()
+        let block = try state.current(parameters)
+        if let block, OptimizerState.everyGradientComputed(parameters) {
             try block.values.sgdStep(grad: block.grads, velocity: state.flats.first, lr: lr, momentum: momentum,
                                      weightDecay: weightDecay)
         } else {
             for (p, velocity) in zip(parameters, state.views) {
-                try p.value.sgdStep(grad: try p.grad, velocity: velocity.first, lr: lr, momentum: momentum,
+                guard let grad = p.gradientIfComputed else { continue }
+                try p.value.sgdStep(grad: grad, velocity: velocity.first, lr: lr, momentum: momentum,
                                     weightDecay: weightDecay)
             }
         }
