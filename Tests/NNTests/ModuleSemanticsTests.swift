@@ -128,4 +128,31 @@ final class ModuleSemanticsTests: XCTestCase {
             XCTAssertEqual(try model.parameters[1].value.toArray(), before[1], "bias on \(device)")
         }
     }
+
+    /// A loss over a batch of no rows is NaN (it was 0), a Linear reads a row slice (it refused a view), a trainer
+    /// whose model moved says so, and specs that do not chain are refused when the model is built.
+    func testSmallerEdgesAnswerAsPyTorchDoes() throws {
+        for device in testDevices {
+            let empty = try Tensor.zeros([0, 3], on: device), labels = try Tensor.zeros([0], on: device)
+            XCTAssertTrue(try CrossEntropyLoss()(empty, labels).item().isNaN, "\(device)")
+            XCTAssertTrue(try MSELoss()(try Tensor.zeros([0, 1], on: device), labels).item().isNaN, "\(device)")
+
+            let big = try Tensor(testValues(8 * 3, seed: 9), shape: [8, 3], on: device)
+            let lin = try Linear(3, 2, seed: 1, on: device)
+            XCTAssertEqual(try lin.forward(try big[2..<5]).toArray(),
+                           try lin.forward(try big[2..<5].cloned()).toArray(), "a row slice on \(device)")
+        }
+        let model = try MLP.make(sizes: [3, 4, 2], seed: 1, on: .cpu)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions())
+        if let other = openCLDevices.first {
+            try model.to(other)
+            let data = try Dataset(images: testValues(4 * 3, seed: 2), labels: [0, 1, 0, 1], features: 3)
+            XCTAssertTrue(message { try trainer.trainEpoch(data, epoch: 1) }.contains(
+                "Trainer (made for cpu): the model's parameter 0.weight is on \(other), not cpu"))
+        }
+        XCTAssertTrue(message {
+            try LayerSpec.modules([.linear(inFeatures: 3, outFeatures: 4), .linear(inFeatures: 5, outFeatures: 2)],
+                                  seed: 1, on: .cpu)
+        }.hasPrefix("LayerSpec.modules: the architecture"))
+    }
 }

@@ -116,6 +116,7 @@ extension Tensor {
     /// The mean over the batch of `kind`'s loss of self (predictions [rows, cols]; cols = 1 for squared error) against
     /// `labels` [rows], written to element `slot` of `out`; when `grad` (self's shape) is given it receives the
     /// gradient of that mean. One kernel: what a training step runs instead of per-example losses, a sum and a scale.
+    /// A batch of no rows has a NaN mean, as in PyTorch.
     /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func meanLoss(_ kind: LossKind, labels: Tensor, grad: Tensor? = nil, into out: Tensor,
                          at slot: Int = 0) throws {
@@ -138,6 +139,11 @@ extension Tensor {
         guard slot >= 0, slot < out.count else {
             throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of "
                 + "\(out.count) elements")
+        }
+        guard rows > 0 else {
+            // The mean of no losses is NaN, as PyTorch's (the gradient, of no rows, is empty).
+            try [Float.nan].withUnsafeBufferPointer { try out.upload($0, at: slot) }
+            return
         }
         let (offset, labelRows) = (labels.offset, labels.sourceRows)
         try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { pred, labels, grad, out, order in

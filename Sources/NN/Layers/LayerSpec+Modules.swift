@@ -4,8 +4,15 @@ extension LayerSpec {
     /// rest their layers (`Conv2d`, `BatchNorm2d`, `MaxPool2d`, `Flatten`, `ImageInput`, …).
     /// The k-th layer with weights draws them from `seed + k` (as `MLP.make` draws its layers'), a dropout its masks
     /// from a stream of its own.
+    /// - Throws: `DeviceError.invalidArgument` naming the entry whose sizes do not chain (when the entries say their
+    ///   input: a first linear or image entry), before anything is built.
     public static func modules(_ specs: [LayerSpec], initializer: Initializer = .kaimingNormal(), seed: UInt64,
                                on device: DeviceTag) throws -> Sequential {
+        if inputShape(specs) != nil {
+            do { _ = try shapes(specs, endsFlat: false) } catch let error as Mismatch {
+                throw DeviceError.invalidArgument(op: "LayerSpec.modules", "the architecture \(error.message)")
+            }
+        }
         var layers: [any Module] = []
         var index = 0, weighted: UInt64 = 0
         func nextSeed() -> UInt64 {

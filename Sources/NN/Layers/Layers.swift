@@ -48,9 +48,9 @@ public final class Linear: Module {
     public func setBufferReuse(_ enabled: Bool) { workspace.reuse = enabled }
     public var reusesBuffers: Bool { workspace.reuse }
 
-    /// x: [batch, in] → [batch, out]
+    /// x: [batch, in] → [batch, out]. A view (a row slice, a transpose) is read through a dense copy.
     public func forward(_ x: Tensor) throws -> Tensor {
-        try forward(Rows(x))
+        try forward(Rows(try Tensor.withoutGradients { try x.contiguous() }))
     }
 
     /// The rows x (read in place): [batch, in] → [batch, out]

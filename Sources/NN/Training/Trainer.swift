@@ -355,5 +355,7 @@ public final class Trainer {
         guard data.images.device == device else {
             throw DeviceError.deviceMismatch(op: "Trainer", device, data.images.device)
         }
+        // The model moved since the trainer was made for it (model.to(_:)): name that, not an op's operands.
+        _ = try Evaluator.device(of: model, expected: device, op: "Trainer (made for \(device))")
     }
 }
