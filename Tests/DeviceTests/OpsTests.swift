@@ -101,7 +101,8 @@ final class OpsTests: XCTestCase {
                 let order = try Tensor([3, 0, bad, 1], shape: [4], on: device)
                 let out = try Tensor.full([2, 3], value: 7, on: device)
                 XCTAssertThrowsError(try out.gatherRows(from: source, order: order, offset: 1)) {
-                    XCTAssertEqual("\($0)", "gatherRows: order entry 2 is \(text), not a row index in 0..<4", "\(device)")
+                    XCTAssertEqual("\($0)", "gatherRows: order entry 2 is \(text), not a row index in 0..<4",
+                                   "\(device)")
                 }
                 XCTAssertEqual(try out.toArray(), [Float](repeating: 7, count: 6), "nothing written on \(device)")
                 XCTAssertThrowsError(try Rows(source, order: order, offset: 0, count: 4)) {

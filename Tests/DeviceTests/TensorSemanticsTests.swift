@@ -181,7 +181,8 @@ final class TensorSemanticsTests: XCTestCase {
             XCTAssertTrue(message { try Tensor.einsum("ij,jk->ik", a, a, into: a) }.contains("shares memory"))
             let logits = try Tensor([1, 2, 3, 4], shape: [4, 1], on: device)
             XCTAssertTrue(message {
-                try logits.softmaxCrossEntropy(labels: try Tensor.zeros([4], on: device), into: try logits.reshaped([4]))
+                try logits.softmaxCrossEntropy(labels: try Tensor.zeros([4], on: device),
+                                               into: try logits.reshaped([4]))
             }.contains("softmaxCrossEntropy (losses): the output"))
             XCTAssertEqual(try a.toArray(), [1, 2, 3, 4], "unchanged on \(device)")
             XCTAssertEqual(try a.matmul(a).toArray(), [7, 10, 15, 22])

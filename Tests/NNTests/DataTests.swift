@@ -131,8 +131,8 @@ final class DataTests: XCTestCase {
     }
 
     func testRawDatasetNormalisesLikeTheFloatPathOnEveryDevice() throws {
-        let raw = try RawDataset(pixels: (0..<600).map { UInt8(($0 * 37) % 256) }, labels: (0..<100).map { Float($0 % 10) },
-                             features: 6)
+        let raw = try RawDataset(pixels: (0..<600).map { UInt8(($0 * 37) % 256) },
+                                 labels: (0..<100).map { Float($0 % 10) }, features: 6)
         let floats = raw.dataset()
         let norm = raw.normalization
         XCTAssertEqual(norm.mean, Normalization.fit(floats).mean, accuracy: 1e-6)

@@ -77,8 +77,8 @@ final class ModuleSemanticsTests: XCTestCase {
     }
 
     /// A CNN (image input, convolution, batch norm, pooling, dropout) and a convolution alone pass the gradient
-    /// check with its default step (fp32 references: 1e-2) — it trapped on the CNN and refused the convolution — and
-    /// the check leaves the running statistics as they were. (Average pooling: a step of 1e-2 moves a max pool's
+    /// check with its default step (fp32 references: 1e-2) — it trapped on the CNN and refused the convolution —
+    /// and the check leaves the running statistics as they were. (Average pooling: a step of 1e-2 moves a max pool's
     /// choice in a window whose values lie closer, where the function has no derivative.)
     func testAGradientCheckOfACNNPassesAndLeavesItsBuffersAlone() throws {
         for device in testDevices {

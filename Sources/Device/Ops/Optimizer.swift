@@ -27,7 +27,8 @@ public struct AdamHyperparameters: Sendable, Equatable {
 extension Tensor {
     /// One SGD update of self (a parameter), in place; `velocity` (self's shape) is needed when momentum > 0:
     /// g = grad + weightDecay·self; v = momentum·v + g; self −= lr·(momentum > 0 ? v : g). A negative momentum
-    /// (NaN included) is an error. Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
+    /// (NaN included) is an error.
+    /// Dense operands only: a view is an error naming the op (pass its `contiguous()` copy).
     public func sgdStep(grad: Tensor, velocity: Tensor?, lr: Float, momentum: Float = 0,
                         weightDecay: Float = 0) throws {
         try requireShape("sgdStep (grad)", grad, shape)
