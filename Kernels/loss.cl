@@ -20,9 +20,11 @@ float softmax_cross_entropy_row(__global const float* z, const int cols, const f
     // A label that is not a whole class index (fractional, negative, too large, NaN) is -1: no class, a NaN loss.
     const int label = label_value >= 0.0f && label_value < (float)cols && label_value == floor(label_value)
         ? (int)label_value : -1;
+    // The loss is read before the gradient is written: g may be z itself (the logits' gradient written over them).
+    const float loss = label >= 0 ? lse - z[label] : NAN;
     if (want_grad)
         for (int j = 0; j < cols; j++) g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
-    return label >= 0 && label < cols ? lse - z[label] : NAN;
+    return loss;
 }
 
 // Softmax cross-entropy over each row of logits[rows, cols]: losses[i] = the row's loss (above). global = (rows).

@@ -191,6 +191,33 @@ final class TensorSemanticsTests: XCTestCase {
         }
     }
 
+    /// The logits' gradient may be written over the logits (llm.c's in-place form): the loss is read first, so
+    /// both equal the separate computation's; an output sharing an input's memory is refused.
+    func testALossGradientWrittenOverTheLogitsIsRight() throws {
+        for device in testDevices {
+            let values = testValues(5 * 4, seed: 8).map { $0 * 3 }
+            let labels = try Tensor([3, 0, 2, 1, 3], shape: [5], on: device)
+            let logits = try Tensor(values, shape: [5, 4], on: device)
+            let grad = try Tensor.empty([5, 4], on: device)
+            let losses = try logits.softmaxCrossEntropy(labels: labels, grad: grad, into: try Tensor.empty([5], on: device))
+            let inPlace = try Tensor(values, shape: [5, 4], on: device)
+            let lossesInPlace = try inPlace.softmaxCrossEntropy(labels: labels, grad: inPlace,
+                                                                into: try Tensor.empty([5], on: device))
+            XCTAssertEqual(try lossesInPlace.toArray(), try losses.toArray(), "losses on \(device)")
+            XCTAssertEqual(try inPlace.toArray(), try grad.toArray(), "gradient on \(device)")
+
+            let (mean, meanInPlace) = (try Tensor.zeros([1], on: device), try Tensor.zeros([1], on: device))
+            try logits.meanLoss(.softmaxCrossEntropy, labels: labels, grad: grad, into: mean)
+            let again = try Tensor(values, shape: [5, 4], on: device)
+            try again.meanLoss(.softmaxCrossEntropy, labels: labels, grad: again, into: meanInPlace)
+            XCTAssertEqual(try meanInPlace.toArray(), try mean.toArray(), "mean on \(device)")
+            XCTAssertEqual(try again.toArray(), try grad.toArray(), "mean's gradient on \(device)")
+            XCTAssertTrue(message {
+                try logits.meanLoss(.softmaxCrossEntropy, labels: labels, into: try logits.reshaped([20]))
+            }.contains("meanLoss: the output shares memory with the predictions"))
+        }
+    }
+
     func testSGDStepRefusesANegativeMomentum() throws {
         let p = try Tensor([1, 2], shape: [2]), g = try Tensor([1, 1], shape: [2])
         for momentum: Float in [-0.5, .nan] {

@@ -68,6 +68,16 @@ final class ModuleSemanticsTests: XCTestCase {
             try lin.zeroGrad()
             XCTAssertTrue(message { try lin.backward(try Tensor.ones([2, 2], on: device)) }.contains(
                 "Linear.backward: its input (a tensor of shape [2, 3]) was modified in place after forward used it"))
+            // In a model the refusal comes before the last layer writes its gradients (it wrote them first).
+            let model = Sequential([try Linear(3, 4, seed: 2, on: device), try Linear(4, 2, seed: 3, on: device)])
+            let y = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: device)
+            _ = try model.forward(y)
+            try model.zeroGrad()
+            try y.fill(7)
+            XCTAssertTrue(message { try model.backward(try Tensor.ones([2, 2], on: device)) }.contains(
+                "Linear.backward: its input"), "\(device)")
+            XCTAssertTrue(model.parameters.allSatisfy { $0.gradientIfComputed == nil }, "no gradient on \(device)")
+
             let act = ActivationLayer(.sigmoid)
             _ = try act.forward(x)
             try x.fill(0)

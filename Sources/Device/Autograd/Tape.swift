@@ -227,15 +227,7 @@ extension Tensor {
                 + "\(device): pass seed.to(\(device))")
         }
         let order = topologicalOrder()
-        for t in order {
-            try t.autograd.node.map(Tensor.checkSaved)
-            // Checked before any gradient is added, so a refused backward changes no leaf's grad.
-            if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {
-                throw DeviceError.invalidArgument(op: "backward", "the grad of a tensor of shape \(t.shape) on "
-                    + "\(t.device) was set to one of shape \(held.shape) on \(held.device): its gradient cannot be "
-                    + "added to it (set grad to nil, or to a tensor like it)")
-            }
-        }
+        try Tensor.check(order)
         // Which tensors lead to a leaf that takes a gradient (inputs come before results in `order`): a rule computes
         // no gradient for the others — an input whose `requiresGrad` was turned off after recording (a module's
         // first layer) costs no backward work.
@@ -297,6 +289,22 @@ extension Tensor {
             }
         }
         return order
+    }
+
+    /// What `backward()` from this tensor would refuse, found before it changes anything: a tensor an op saved
+    /// that was modified in place since, a leaf's `grad` set to one that cannot take its gradient. (A module's
+    /// backward checks it for every child first, so that a refused one changes no gradient.)
+    package func checkRecordedGraph() throws { try Tensor.check(topologicalOrder()) }
+
+    private static func check(_ order: [Tensor]) throws {
+        for t in order {
+            try t.autograd.node.map(Tensor.checkSaved)
+            if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {
+                throw DeviceError.invalidArgument(op: "backward", "the grad of a tensor of shape \(t.shape) on "
+                    + "\(t.device) was set to one of shape \(held.shape) on \(held.device): its gradient cannot be "
+                    + "added to it (set grad to nil, or to a tensor like it)")
+            }
+        }
     }
 
     private static func checkSaved(_ node: TapeNode) throws {

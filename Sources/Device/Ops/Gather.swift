@@ -89,7 +89,7 @@ public struct Rows {
         let entries = try Tensor.withoutGradients {
             try order.reshaped([order.count])[offset..<offset + count].toArray()
         }
-        if let i = entries.firstIndex(where: { !($0 >= 0 && $0 < Float(sourceRows) && $0.rounded(.down) == $0) }) {
+        if let i = entries.firstIndex(where: { !isWholeIndex($0, below: sourceRows) }) {
             throw DeviceError.invalidArgument(op: op, "order entry \(offset + i) is \(entries[i]), not a row index in "
                 + "0..<\(sourceRows)")
         }

@@ -30,7 +30,7 @@ extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
     /// A label that is not a class index (out of range, fractional, NaN) gives a NaN loss (never an out-of-bounds
-    /// read, nor a truncated class). Reads views (through a contiguous copy).
+    /// read, nor a truncated class). `grad` may be self (the logits' gradient written over them, as llm.c does). Reads views (through a contiguous copy).
     /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
     /// gradient, row by row. → losses [rows]
     @discardableResult
@@ -140,6 +140,15 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "meanLoss", "slot \(slot) is outside an output of "
                 + "\(out.count) elements")
         }
+        // The gradient may be written over the predictions (in place); nothing else may share memory.
+        let inputs: [(String, Tensor?)] = [("the predictions", self), ("the labels", labels.source),
+                                           ("the gradient", grad)]
+        if let (what, _) = inputs.first(where: { $0.1?.sharesStorage(with: out) == true }) {
+            throw DeviceError.invalidArgument(op: "meanLoss", "the output shares memory with \(what)")
+        }
+        if let grad, grad.sharesStorage(with: labels.source) {
+            throw DeviceError.invalidArgument(op: "meanLoss", "the gradient shares memory with the labels")
+        }
         guard rows > 0 else {
             // The mean of no losses is NaN, as PyTorch's (the gradient, of no rows, is empty).
             try [Float.nan].withUnsafeBufferPointer { try out.upload($0, at: slot) }
@@ -185,7 +194,7 @@ extension Tensor {
 }
 
 /// One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) − z[label]; `grad` (when given) receives
-/// scale · (softmax(z) − one-hot). An out-of-range or NaN label gives NaN, as in the kernel.
+/// scale · (softmax(z) − one-hot). A label that is not a class index gives NaN, as in the kernel.
 private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: Int, label value: Float,
                                     grad: UnsafeMutablePointer<Float>?, scale: Float) -> Float {
     var top = z[0]
@@ -194,11 +203,18 @@ private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: In
     for j in 0..<cols { s += expf(z[j] - top) }
     let lse = top + logf(s)
     // As loss.cl: a label that is not a whole class index (fractional, out of range, NaN) is no class: a NaN loss.
-    let label = value >= 0 && value < Float(cols) && value == value.rounded(.down) ? Int(value) : -1
+    let label = isWholeIndex(value, below: cols) ? Int(value) : -1
+    // The loss is read before the gradient is written: grad may be z itself (written over the logits).
+    let loss = label >= 0 ? lse - z[label] : .nan
     if let grad {
         for j in 0..<cols { grad[j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
     }
-    return label >= 0 && label < cols ? lse - z[label] : .nan
+    return loss
+}
+
+/// Whether `value` is a whole number in 0..<count: an index a float may name (a class, a row). NaN is not.
+func isWholeIndex(_ value: Float, below count: Int) -> Bool {
+    value >= 0 && value < Float(count) && value == value.rounded(.down)
 }
 
 extension OpCheck {

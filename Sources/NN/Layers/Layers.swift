@@ -65,13 +65,18 @@ public final class Linear: Module {
         return y ?? z
     }
 
-    /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
-    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let saved = input, let z = preActivation else {
+    public func checkBackward() throws {
+        guard let saved = input, preActivation != nil else {
             throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward (or twice after one)")
         }
         _ = try saved.source.checked("Linear.backward")
         _ = try saved.order?.checked("Linear.backward")
+    }
+
+    /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
+    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        try checkBackward()
+        guard let saved = input, let z = preActivation else { return nil }
         // One backward per forward (a second would add the same gradients again).
         (input, preActivation) = (nil, nil)
         let x = saved.rows
@@ -132,12 +137,17 @@ public final class ActivationLayer: Module {
         return try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
     }
 
-    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+    public func checkBackward() throws {
         guard let saved = input else {
             throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward (or twice after "
                 + "one)")
         }
-        let x = try saved.checked("ActivationLayer.backward")
+        _ = try saved.checked("ActivationLayer.backward")
+    }
+
+    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        try checkBackward()
+        guard let x = input?.tensor else { return nil }
         input = nil
         guard needsInputGradient else { return nil }
         return try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
@@ -307,8 +317,9 @@ public final class Sequential: Module {
     public func forward(_ x: Rows) throws -> Tensor {
         try beginForward()
         guard let first = layers.first else {
-            defer { forwardDone = true }
-            return try x.gathered()
+            let y = try x.gathered()
+            forwardDone = true
+            return y
         }
         let y = try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
         forwardDone = true
@@ -347,11 +358,17 @@ public final class Sequential: Module {
 
     /// Runs the children's backward in reverse. Refused, before any gradient changes, without a forward that ran to
     /// its end since the last backward (a second backward would add the same gradients again).
-    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+    /// No forward to go back through, or what a child's backward would refuse.
+    public func checkBackward() throws {
         guard forwardDone else {
             throw DeviceError.invalidArgument(op: "Sequential.backward", "no forward to go back through: backward "
                 + "was called before forward, twice after one, or after a forward that failed")
         }
+        for layer in layers { try layer.checkBackward() }
+    }
+
+    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        try checkBackward()
         forwardDone = false
         var grad = dy
         // NOTE: no layer up to the first with parameters needs its input gradient, unless our caller asks for it

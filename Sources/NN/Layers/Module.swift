@@ -15,6 +15,10 @@ public protocol Module: AnyObject {
     /// once: a second backward needs a forward of its own (the built-in modules refuse it, as PyTorch refuses a
     /// second backward through one graph), and an input modified in place since the forward is refused.
     func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
+    /// Throws what `backward` would refuse — no forward to go back through, an input modified in place since —
+    /// before anything changes: a container checks every child before the first child's backward writes a gradient.
+    /// Nothing by default.
+    func checkBackward() throws
     /// The trainable parameters, in a fixed order.
     var parameters: [Parameter] { get }
     /// The same forward computed in Double on the host, with `params` in `parameters` order: the reference the
@@ -79,6 +83,7 @@ public protocol Module: AnyObject {
 }
 
 extension Module {
+    public func checkBackward() throws {}
     public var hasDoubleReference: Bool { true }
     public var sequentialWidth: Int { layerSpecs?.count ?? 1 }
     public var layerSpecs: [LayerSpec]? { nil }

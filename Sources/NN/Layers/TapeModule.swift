@@ -78,10 +78,18 @@ extension TapeModule {
         return try forward(rows.order == nil ? rows.source : try rows.gathered())
     }
 
-    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+    public func checkBackward() throws {
         guard let y = tape.output, tape.input != nil || tape.readRows else {
             throw DeviceError.invalidArgument(op: "\(Self.self).backward", "called before forward (or after a forward "
                 + "inside Tensor.withoutGradients, which records nothing)")
+        }
+        try y.checkRecordedGraph()
+    }
+
+    public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        guard let y = tape.output, tape.input != nil || tape.readRows else {
+            try checkBackward()  // throws: there is no forward to go back through
+            return nil
         }
         let input = tape.input  // nil after a forward that read rows in place
         if input == nil && needsInputGradient {
