@@ -114,6 +114,12 @@ final class TensorSemanticsTests: XCTestCase {
             XCTAssertEqual(Double(out[1]), 1e29, accuracy: 1e23, "\(device)")
             XCTAssertEqual(Array(out[2...]), [.infinity, -.infinity], "\(device)")
             XCTAssertEqual(try (try Tensor([3], shape: [1], on: device) / 4).toArray(), [0.75])
+            let huge = try (try Tensor([0, 1e30, -2e38], shape: [3], on: device) / 3e38).toArray()
+            XCTAssertEqual(huge[0], 0, "0 / huge on \(device)")
+            XCTAssertEqual(Double(huge[1]), 1e30 / 3e38, accuracy: 1e-14, "\(device)")
+            XCTAssertEqual(Double(huge[2]), -2 / 3, accuracy: 1e-6, "\(device)")
+            XCTAssertEqual(try (try Tensor([1, -1, 0], shape: [3], on: device) / 0).toArray().prefix(2),
+                           [.infinity, -.infinity], "x / 0 on \(device)")
         }
     }
 
@@ -199,7 +205,8 @@ final class TensorSemanticsTests: XCTestCase {
             let labels = try Tensor([3, 0, 2, 1, 3], shape: [5], on: device)
             let logits = try Tensor(values, shape: [5, 4], on: device)
             let grad = try Tensor.empty([5, 4], on: device)
-            let losses = try logits.softmaxCrossEntropy(labels: labels, grad: grad, into: try Tensor.empty([5], on: device))
+            let losses = try logits.softmaxCrossEntropy(labels: labels, grad: grad,
+                                                        into: try Tensor.empty([5], on: device))
             let inPlace = try Tensor(values, shape: [5, 4], on: device)
             let lossesInPlace = try inPlace.softmaxCrossEntropy(labels: labels, grad: inPlace,
                                                                 into: try Tensor.empty([5], on: device))

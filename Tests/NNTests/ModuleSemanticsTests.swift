@@ -87,9 +87,9 @@ final class ModuleSemanticsTests: XCTestCase {
     }
 
     /// A CNN (image input, convolution, batch norm, pooling, dropout) and a convolution alone pass the gradient
-    /// check with its default step (fp32 references: 1e-2) — it trapped on the CNN and refused the convolution —
-    /// and the check leaves the running statistics as they were. (Average pooling: a step of 1e-2 moves a max pool's
-    /// choice in a window whose values lie closer, where the function has no derivative.)
+    /// check with its default step (fp32 references: 3e-3) — it trapped on the CNN and refused the convolution —
+    /// and the check leaves the running statistics as they were. (Tanh and average pooling: a finite step crosses a
+    /// ReLU's kink or a max pool's near-tie now and then, where the difference, not the gradient, is wrong.)
     func testAGradientCheckOfACNNPassesAndLeavesItsBuffersAlone() throws {
         for device in testDevices {
             let cnn = Sequential([try ImageInput(channels: 1, height: 5, width: 5),

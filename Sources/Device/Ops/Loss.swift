@@ -30,7 +30,8 @@ extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
     /// A label that is not a class index (out of range, fractional, NaN) gives a NaN loss (never an out-of-bounds
-    /// read, nor a truncated class). `grad` may be self (the logits' gradient written over them, as llm.c does). Reads views (through a contiguous copy).
+    /// read, nor a truncated class). `grad` may be self (the logits' gradient written over them, as llm.c does).
+    /// Reads views (through a contiguous copy).
     /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
     /// gradient, row by row. → losses [rows]
     @discardableResult

@@ -61,13 +61,15 @@ extension Tensor {
     public static func * (a: Tensor, b: Float) throws -> Tensor { try a.unary(PointwiseTable.affine, p: b, q: 0) }
     /// a · b for every element of b.
     public static func * (a: Float, b: Tensor) throws -> Tensor { try b.unary(PointwiseTable.affine, p: a, q: 0) }
-    /// Divides by a scalar: as a product with its reciprocal (which may differ from a true quotient in the last bit)
-    /// when that reciprocal is a normal number, else as true quotients (a tiny b, whose reciprocal overflows: 0 / b
-    /// is 0, not 0 · inf).
+    /// Divides by a scalar, as a product with its reciprocal (which may differ from a true quotient in the last
+    /// bit). A b so small or large that its reciprocal is not a normal number (it would overflow, or be flushed to 0
+    /// where a device has no denormals) is scaled by 2⁶⁴ or 2⁻⁶⁴ first and the product scaled back: 0 / 1e-39 is 0,
+    /// not 0 · inf.
     public static func / (a: Tensor, b: Float) throws -> Tensor {
         let reciprocal = 1 / b
-        guard reciprocal.isNormal || b.isInfinite || b.isNaN else {
-            return try a.binary(PointwiseTable.div, try Tensor.full([], value: b, on: a.device))
+        guard reciprocal.isNormal || b == 0 || !b.isFinite else {
+            let scale: Float = b.magnitude < 1 ? 0x1p64 : 0x1p-64
+            return try a.unary(PointwiseTable.affine, p: 1 / (b * scale), q: 0) * scale
         }
         return try a.unary(PointwiseTable.affine, p: reciprocal, q: 0)
     }

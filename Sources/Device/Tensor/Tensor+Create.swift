@@ -55,7 +55,8 @@ extension Tensor {
     private static func generated(_ shape: [Int], on device: DeviceTag, _ next: () -> Float) throws -> Tensor {
         let count = try checkedCount(shape)
         let t = try Tensor.empty(shape, on: device)
-        var chunk = [Float](repeating: 0, count: Swift.min(count, 1 << 16))
+        // 4M values (16 MB) a chunk: a batch's dropout mask is one write, and a large tensor's host copy bounded.
+        var chunk = [Float](repeating: 0, count: Swift.min(count, 1 << 22))
         var start = 0
         while start < count {
             let n = Swift.min(chunk.count, count - start)

@@ -4,7 +4,9 @@
 /// stays the parameter's. An optimiser steps the whole block in one launch and keeps only its own state (laid out
 /// alike: `stateArena`); a data-parallel trainer exchanges gradients and weights one flat copy at a time.
 public final class ParameterBlock {
-    /// The flat values and gradients (every parameter, with alignment gaps that stay zero).
+    /// The flat values and gradients (every parameter, with alignment gaps that stay zero). Gradients written into
+    /// `grads` by hand (an all-reduce of your own) go after `materialiseGradients()`, which marks every parameter's
+    /// as computed: an optimiser leaves a parameter whose gradient no backward computed since `zeroGrad()` as it is.
     public let values: Tensor, grads: Tensor
     /// The parameters, in layout order.
     public let parameters: [Parameter]
@@ -43,7 +45,7 @@ public final class ParameterBlock {
         return (arenas.map(\.flat), parameters.indices.map { i in arenas.map { $0.views[i] } })
     }
 
-    /// Makes every pending lazy zero gradient real, so `grads` holds the gradients.
+    /// Makes every pending lazy zero gradient real, so `grads` holds the gradients (each now counts as computed).
     public func materialiseGradients() throws {
         for p in parameters { try p.materialiseGrad() }
     }

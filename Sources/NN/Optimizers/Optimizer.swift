@@ -47,7 +47,9 @@ struct OptimizerState {
 
     /// Whether every parameter's gradient was computed since its `zeroGrad` (the one-launch step's case). A
     /// parameter without one is left as it is — no weight decay, no momentum or moment step — as PyTorch's
-    /// optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves).
+    /// optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves). NOTE: Adam's bias correction
+    /// counts the optimiser's steps, where PyTorch counts each parameter's: a parameter skipped for some steps and
+    /// stepped later moves differently from PyTorch's (one never given a gradient, the frozen case, does not move).
     static func everyGradientComputed(_ parameters: [Parameter]) -> Bool {
         parameters.allSatisfy { $0.gradientIfComputed != nil }
     }

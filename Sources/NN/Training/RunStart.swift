@@ -225,7 +225,8 @@ struct RunStart {
                 + "continue that epoch (other data?)")
         }
         let (product, overflow) = start.epoch.multipliedReportingOverflow(by: stepsPerEpoch)
-        let taken = overflow ? Int.max : product.addingReportingOverflow(start.step).partialValue
+        let (sum, past) = product.addingReportingOverflow(start.step)
+        let taken = overflow || past ? Int.max : sum
         if let maxSteps = request.maxSteps, maxSteps <= taken {
             throw RunRequest.Invalid("--max-steps \(maxSteps) counts the run's steps in all; the run being resumed has "
                 + "taken \(taken) (\(stepsPerEpoch) per epoch): give more")
