@@ -12,8 +12,8 @@ public protocol Module: AnyObject {
     /// new tensor first, then calls `forward`).
     func forward(_ rows: Rows) throws -> Tensor
     /// dy: [batch, out] → dx: [batch, in] (nil when `needsInputGradient` is false). Uses the last forward's input,
-    /// once: a second backward needs a forward of its own (the built-in modules refuse it, as PyTorch refuses a
-    /// second backward through one graph), and an input modified in place since the forward is refused.
+    /// once: a second backward needs a forward of its own, and the built-in modules refuse it (as PyTorch refuses a
+    /// second backward through one graph) and refuse an input modified in place since the forward (`checkBackward`).
     func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor?
     /// Throws what `backward` would refuse — no forward to go back through, an input modified in place since —
     /// before anything changes: a container checks every child before the first child's backward writes a gradient.
