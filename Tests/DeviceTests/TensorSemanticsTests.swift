@@ -225,6 +225,24 @@ final class TensorSemanticsTests: XCTestCase {
         }
     }
 
+    /// As PyTorch: softmax and logSoftmax of a row holding +inf are NaN throughout (softmax gave [nan, 0, 0]),
+    /// logSumExp of it +inf and of an all −inf row −inf; a NaN clamp bound gives NaN (it was ignored); finite rows
+    /// are unchanged.
+    func testInfiniteLogitsAndNaNBoundsAnswerAsPyTorch() throws {
+        for device in testDevices {
+            let x = try Tensor([.infinity, 0, 1, -.infinity, -.infinity, -.infinity, 1, 2, 3], shape: [3, 3],
+                               on: device)
+            let soft = try x.softmax(axis: 1).toArray(), logSoft = try x.logSoftmax(axis: 1).toArray()
+            XCTAssertTrue(soft[0..<6].allSatisfy(\.isNaN) && logSoft[0..<6].allSatisfy(\.isNaN), "\(soft) \(device)")
+            let e = [1, 2, 3].map { Foundation.exp(Double($0)) }, total = e.reduce(0, +)
+            assertClose(Array(soft[6...]), e.map { $0 / total }, "finite row on \(device)")
+            let lse = try x.logSumExp(axis: 1).toArray()
+            XCTAssertEqual(Array(lse[0..<2]), [.infinity, -.infinity], "\(device)")
+            let clamped = try (try Tensor([-1, 0.5, 2], shape: [3], on: device)).clamped(min: .nan).toArray()
+            XCTAssertTrue(clamped.allSatisfy(\.isNaN), "\(clamped) on \(device)")
+        }
+    }
+
     func testSGDStepRefusesANegativeMomentum() throws {
         let p = try Tensor([1, 2], shape: [2]), g = try Tensor([1, 1], shape: [2])
         for momentum: Float in [-0.5, .nan] {

@@ -88,10 +88,12 @@ extension Tensor {
     public func abs() throws -> Tensor { try unary(PointwiseTable.abs) }
     /// xᵖ, elementwise.
     public func pow(_ exponent: Float) throws -> Tensor { try unary(PointwiseTable.pow, p: exponent) }
-    /// Each element limited to [min, max]; an absent bound does not limit (NaN stays NaN). The gradient passes
-    /// where the element is within the bounds.
+    /// Each element limited to [min, max]; an absent bound does not limit (NaN stays NaN; a NaN bound makes every
+    /// element NaN, as PyTorch's). The gradient passes where the element is within the bounds.
     public func clamped(min: Float? = nil, max: Float? = nil) throws -> Tensor {
-        try unary(PointwiseTable.clamp, p: min ?? -.infinity, q: max ?? .infinity)
+        // A NaN bound makes every element NaN, as PyTorch's clamp (the kernel's fmax/fmin would ignore it).
+        if min?.isNaN == true || max?.isNaN == true { return try self * Float.nan }
+        return try unary(PointwiseTable.clamp, p: min ?? -.infinity, q: max ?? .infinity)
     }
 
     /// The larger of the two, elementwise with broadcasting (NaN wins; a tie's gradient goes to self).

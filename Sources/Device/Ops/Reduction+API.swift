@@ -117,14 +117,14 @@ extension Tensor {
     /// exp(x) / Σ exp(x) along `axis` (the last by default), with the maximum subtracted first (as PyTorch).
     public func softmax(axis: Int = -1) throws -> Tensor {
         guard try !reducesEmpty(axis, "softmax") else { return try Tensor.empty(shape, on: device) }
-        let e = try shiftedByMax(axis: axis).shifted.exp()
+        let e = try shiftedByMax(axis: axis, keepingInfinite: true).shifted.exp()
         return try e / e.sum(axis: axis, keepDims: true)
     }
 
     /// x − logSumExp(x) along `axis` (the last by default), as (x − max) − log Σ exp(x − max).
     public func logSoftmax(axis: Int = -1) throws -> Tensor {
         guard try !reducesEmpty(axis, "logSoftmax") else { return try Tensor.empty(shape, on: device) }
-        let shifted = try shiftedByMax(axis: axis).shifted
+        let shifted = try shiftedByMax(axis: axis, keepingInfinite: true).shifted
         return try shifted - shifted.exp().sum(axis: axis, keepDims: true).log()
     }
 
@@ -135,10 +135,13 @@ extension Tensor {
     }
 
     /// x − m and m, m the maximum along `axis` with the axes kept (a constant for the gradient: the result does not
-    /// depend on it); 0 where the maximum is infinite, so an all −inf slice gives −inf, not NaN.
-    private func shiftedByMax(axis: Int?) throws -> (shifted: Tensor, shift: Tensor) {
+    /// depend on it); 0 where the maximum is infinite — so logSumExp of an all −inf slice is −inf and of one with
+    /// +inf is +inf, as PyTorch's — unless `keepingInfinite` (softmax and logSoftmax, where PyTorch subtracts the
+    /// maximum as it is: a slice with +inf is NaN throughout).
+    private func shiftedByMax(axis: Int?, keepingInfinite: Bool = false) throws -> (shifted: Tensor, shift: Tensor) {
         let top = try max(axis: axis, keepDims: true).detached()
-        let shift = try Tensor.where(try top.abs() .== .infinity, try Tensor.zeros([], on: device), top)
+        let shift = keepingInfinite ? top
+            : try Tensor.where(try top.abs() .== .infinity, try Tensor.zeros([], on: device), top)
         return (try self - shift, shift)
     }
 
