@@ -2,11 +2,11 @@ import CGemm
 import Foundation
 
 /// The host pool's threads, caller included: every online core, or CLNN_THREADS's cap. A CLNN_THREADS the pool
-/// ignores (not a whole number ≥ 1) is reported once, as a warning, so that a library user learns it was not taken
-/// (the command line refuses it before this).
+/// ignores (not decimal digits making a number ≥ 1, as pool.c reads it) is reported once, as a warning, so that a
+/// library user learns it was not taken (the command line refuses it before this).
 let hostThreads: Int = {
     if let cap = ProcessInfo.processInfo.environment["CLNN_THREADS"], !cap.isEmpty,
-       !(cap.allSatisfy(\.isASCII) && cap.first.map(\.isNumber) == true && (Int(cap).map { $0 >= 1 } ?? false)) {
+       !(cap.allSatisfy { ("0"..."9").contains($0) } && (Int(cap).map { $0 >= 1 } ?? false)) {
         CLNNLog.logger.warning("""
             CLNN_THREADS='\(cap.prefix(40))' is not a thread count (a whole number ≥ 1): ignored, the cpu device \
             uses every online core

@@ -356,8 +356,6 @@ public final class Sequential: Module {
         return walk(self, "")
     }()
 
-    /// Runs the children's backward in reverse. Refused, before any gradient changes, without a forward that ran to
-    /// its end since the last backward (a second backward would add the same gradients again).
     /// No forward to go back through, or what a child's backward would refuse.
     public func checkBackward() throws {
         guard forwardDone else {
@@ -367,6 +365,9 @@ public final class Sequential: Module {
         for layer in layers { try layer.checkBackward() }
     }
 
+    /// Runs the children's backward in reverse. Refused, before any gradient changes, without a forward that ran to
+    /// its end since the last backward (a second backward would add the same gradients again), or when a child's
+    /// backward would refuse (`checkBackward`).
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         try checkBackward()
         forwardDone = false
