@@ -57,6 +57,84 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// Adam's bias correction counts each parameter's own steps, as PyTorch's per-parameter `step` does: a weight
+    /// skipped on step 1 (no gradient computed) takes its first step at step 2 with t = 1. Checked against PyTorch's
+    /// rule in Double, for a model's parameters stepped in one launch when they can be and one by one when not, and
+    /// through a training state saved and restored with counts that differ.
+    func testAdamCountsEachParametersOwnSteps() throws {
+        let (lr, b1, b2, eps, decay) = (0.01, 0.9, 0.999, 1e-8, 0.1)
+        for device in testDevices {
+            let model = try MLP.make(sizes: [3, 2], seed: 5, on: device)
+            let adam = try Adam(model.parameters, lr: Float(lr), weightDecay: Float(decay))
+            // The reference: each parameter's value, moments and step.
+            var reference = try model.parameters.map { p in
+                (value: try p.value.toArray().map(Double.init), m: [Double](repeating: 0, count: p.value.count),
+                 v: [Double](repeating: 0, count: p.value.count), t: 0)
+            }
+            for step in 1...3 {
+                for (i, p) in model.parameters.enumerated() {
+                    p.zeroGrad()
+                    // The bias has no gradient on step 1: it is skipped there.
+                    if i == 1 && step == 1 { continue }
+                    let g = testValues(p.value.count, seed: UInt64(10 * step + i))
+                    try p.gradientForBackward().tensor.copy(from: try Tensor(g, shape: p.value.shape, on: device))
+                    reference[i].t += 1
+                    let t = Double(reference[i].t)
+                    for k in g.indices {
+                        let gk = Double(g[k]) + decay * reference[i].value[k]
+                        reference[i].m[k] = b1 * reference[i].m[k] + (1 - b1) * gk
+                        reference[i].v[k] = b2 * reference[i].v[k] + (1 - b2) * gk * gk
+                        let mHat = reference[i].m[k] / (1 - pow(b1, t)), vHat = reference[i].v[k] / (1 - pow(b2, t))
+                        reference[i].value[k] -= lr * mHat / (vHat.squareRoot() + eps)
+                    }
+                }
+                try adam.step()
+                for (p, r) in zip(model.parameters, reference) {
+                    assertClose(try p.value.toArray(), r.value, rtol: 1e-5, atol: 1e-6,
+                                "\(p.name) after step \(step) on \(device)")
+                }
+            }
+            XCTAssertEqual(adam.stepCount, 3)
+            XCTAssertEqual(adam.parameterSteps, [3, 2])
+
+            // Saved and restored: the counts come back, and the next step matches one never saved.
+            var options = TrainingOptions()
+            (options.optimizer, options.lr, options.weightDecay) = (.adam, Float(lr), Float(decay))
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), classes: 2, options: options,
+                                      optimizer: adam)
+            let path = try temporaryFolder(self).appendingPathComponent("adam-\(device).safetensors").path
+            try SavedRun.save(trainer, checkpoint: try Checkpoint(model: model, loss: "cross-entropy", classes: 2,
+                                                                  normalization: Normalization(mean: 0, std: 1),
+                                                                  epoch: 1),
+                              at: RunPosition(epoch: 1), to: path)
+            let loaded = try SavedRun.load(path)
+            XCTAssertEqual(loaded.state.parameterSteps, [3, 2])
+            let (_, copy) = try Checkpoint.decode(loaded.bytes, path: path, on: device)
+            let resumed = try Trainer(model: copy, loss: CrossEntropyLoss(), classes: 2, options: loaded.state.options)
+            try loaded.state.restore(into: resumed, path: path)
+            XCTAssertEqual(resumed.optimizer.parameterSteps, [3, 2])
+            XCTAssertEqual(resumed.optimizer.stepCount, 3)
+            for (a, b) in zip(model.parameters, copy.parameters) {
+                a.zeroGrad()
+                b.zeroGrad()
+                let g = try Tensor(testValues(a.value.count, seed: 99), shape: a.value.shape, on: device)
+                try a.gradientForBackward().tensor.copy(from: g)
+                try b.gradientForBackward().tensor.copy(from: g)
+            }
+            try adam.step()
+            try resumed.optimizer.step()
+            for (a, b) in zip(model.parameters, copy.parameters) {
+                XCTAssertEqual(try a.value.toArray(), try b.value.toArray(), "\(a.name) resumed on \(device)")
+            }
+
+            // Counts that do not fit are errors naming them.
+            adam.parameterSteps = [1]
+            XCTAssertThrowsError(try adam.step()) {
+                XCTAssertTrue("\($0)".contains("parameterSteps has 1 counts for 2 parameters"), "\($0)")
+            }
+        }
+    }
+
     func testBadHyperparametersAreErrors() throws {
         let p = try Parameter(name: "p", value: try Tensor.zeros([2], on: .cpu))
         XCTAssertThrowsError(try Adam([p], beta1: 1)) { XCTAssertTrue("\($0)".contains("beta1"), "\($0)") }

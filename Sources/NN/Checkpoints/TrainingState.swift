@@ -12,8 +12,11 @@ public struct TrainingState: Sendable {
     public var position: RunPosition
     /// Epochs completed; the run continues in epoch `epoch + 1` (at step `position.step`).
     public var epoch: Int { position.epoch }
-    /// The optimiser's step count (Adam's bias correction).
+    /// The optimiser's step count.
     public var optimizerSteps: Int
+    /// The steps each parameter has taken (``Optimizer/parameterSteps``, Adam's bias correction), in the model's
+    /// parameter order; nil in a state written before they were recorded (each took every step then).
+    public var parameterSteps: [Int]?
     /// The digest (`SafeTensors.digest`) of the weights this state was saved with; nil in a state written before
     /// states were bound to their models.
     public var modelDigest: UInt64?
@@ -50,7 +53,8 @@ public struct TrainingState: Sendable {
                         "clnn.momentum": String(o.momentum),
                         "clnn.weight-decay": String(o.weightDecay), "clnn.seed": String(o.seed),
                         "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16),
-                        "clnn.model-copies": String(trainer.modelCopies)]
+                        "clnn.model-copies": String(trainer.modelCopies),
+                        "clnn.parameter-steps": optimizer.parameterSteps.map(String.init).joined(separator: ",")]
         if position.step > 0 {
             metadata["clnn.step"] = String(position.step)
             // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
@@ -121,15 +125,25 @@ public struct TrainingState: Sendable {
         let stepsPerEpoch: Int? = step > 0 && metadata["clnn.steps-per-epoch"] != nil
             ? try number("clnn.steps-per-epoch", (step + 1)...(1 << 40)) : nil
         let copies: Int? = metadata["clnn.model-copies"] == nil ? nil : try number("clnn.model-copies", 1...(1 << 20))
+        var parameterSteps: [Int]?
+        if let text = metadata["clnn.parameter-steps"] {
+            parameterSteps = try text.split(separator: ",", omittingEmptySubsequences: false).map { count in
+                guard let value = Int(count), (0...steps).contains(value) else {
+                    throw DataError(path, "metadata 'clnn.parameter-steps' holds '\(count.prefix(40))', "
+                        + "not a count in 0...\(steps) (the optimizer's steps)")
+                }
+                return value
+            }
+        }
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
-                             optimizerSteps: steps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch,
+                             optimizerSteps: steps, parameterSteps: parameterSteps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch,
                              modelCopies: copies, tensors: tensors)
     }
 
-    /// Puts the optimiser state and step count into `trainer`, whose model holds the checkpoint's weights.
-    /// - Throws: `DataError` when the trainer's optimiser differs from the saved one, or a state tensor is missing,
-    ///   extra or of another shape; nothing is changed then.
+    /// Puts the optimiser state and step counts into `trainer`, whose model holds the checkpoint's weights.
+    /// - Throws: `DataError` when the trainer's optimiser differs from the saved one, a state tensor is missing,
+    ///   extra or of another shape, or the step counts are not one per parameter; nothing is changed then.
     public func restore(into trainer: Trainer, path: String) throws {
         let optimizer = trainer.optimizer
         guard optimizer.name == options.optimizer.rawValue else {
@@ -141,6 +155,10 @@ public struct TrainingState: Sendable {
             for stateName in optimizer.stateNames {
                 expected["\(name).\(stateName)"] = SafeTensors.Entry.pyTorchShape(p.value.shape)
             }
+        }
+        if let parameterSteps, parameterSteps.count != named.count {
+            throw DataError(path, "metadata 'clnn.parameter-steps' has \(parameterSteps.count) counts for a model of "
+                + "\(named.count) parameters")
         }
         if let extra = Set(tensors.keys).subtracting(expected.keys).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for this model and optimizer")
@@ -158,5 +176,6 @@ public struct TrainingState: Sendable {
             }
         }
         optimizer.stepCount = optimizerSteps
+        optimizer.parameterSteps = parameterSteps ?? Array(repeating: optimizerSteps, count: named.count)
     }
 }

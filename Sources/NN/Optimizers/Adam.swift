@@ -2,7 +2,8 @@
 /// gradient, no amsgrad):
 /// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
 /// param −= lr·m̂ / (√v̂ + eps), with the
-/// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at step t.
+/// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at the parameter's step t (``parameterSteps``: as PyTorch's
+/// per-parameter `step`, a step that skips a parameter — no gradient computed — does not count for it).
 ///
 /// Like ``SGD``, it steps the whole model in one kernel when the parameters are a model's `ParameterBlock`.
 public final class Adam: Optimizer {
@@ -11,6 +12,7 @@ public final class Adam: Optimizer {
     /// The betas, eps and weight decay.
     public let hyperparameters: AdamHyperparameters
     public var stepCount = 0
+    public var parameterSteps: [Int]
     public var name: String { "adam" }
     /// The moments, by PyTorch's names.
     public var stateNames: [String] { ["exp_avg", "exp_avg_sq"] }
@@ -30,21 +32,26 @@ public final class Adam: Optimizer {
         self.parameters = parameters
         self.lr = lr
         hyperparameters = AdamHyperparameters(beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
+        parameterSteps = Array(repeating: 0, count: parameters.count)
     }
 
     public func step() throws {
-        let t = stepCount + 1
+        try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
         let block = try state.current(parameters)
-        if let block, OptimizerState.everyGradientComputed(parameters) {
-            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t, lr: lr,
+        if let block, OptimizerState.everyGradientComputed(parameters), let t = parameterSteps.first,
+           parameterSteps.allSatisfy({ $0 == t }) {
+            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t + 1, lr: lr,
                                       hyperparameters)
+            parameterSteps = Array(repeating: t + 1, count: parameters.count)
         } else {
-            for (p, moments) in zip(parameters, state.views) {
+            for (i, (p, moments)) in zip(parameters, state.views).enumerated() {
                 guard let grad = p.gradientIfComputed else { continue }
-                try p.value.adamStep(grad: grad, m: moments[0], v: moments[1], step: t, lr: lr, hyperparameters)
+                try p.value.adamStep(grad: grad, m: moments[0], v: moments[1], step: parameterSteps[i] + 1, lr: lr,
+                                     hyperparameters)
+                parameterSteps[i] += 1
             }
         }
-        stepCount = t
+        stepCount += 1
     }
 
     public func stateTensors(of index: Int) throws -> [Tensor] {

@@ -11,8 +11,12 @@ public protocol Optimizer: AnyObject {
     var name: String { get }
     /// The names of the state tensors each parameter carries (empty for plain SGD).
     var stateNames: [String] { get }
-    /// Steps taken so far (Adam's bias correction depends on it).
+    /// Steps taken so far (a training run's position: its dropout draws follow it).
     var stepCount: Int { get set }
+    /// The steps each parameter has taken, in ``parameters`` order: PyTorch's per-parameter `step`, which Adam's bias
+    /// correction uses (SGD's rule does not). A step that leaves a parameter as it is (no gradient computed) does not
+    /// count for it. A training state saves and restores them; setting them is for such a restore.
+    var parameterSteps: [Int] { get set }
     /// Updates every parameter in place, on its own device — each whose gradient a backward computed since its
     /// `zeroGrad()`; the others stay as they are (PyTorch skips a parameter whose `grad` is None).
     func step() throws
@@ -46,12 +50,21 @@ struct OptimizerState {
     init(slots: Int) { self.slots = slots }
 
     /// Whether every parameter's gradient was computed since its `zeroGrad` (the one-launch step's case). A
-    /// parameter without one is left as it is — no weight decay, no momentum or moment step — as PyTorch's
-    /// optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves). NOTE: Adam's bias correction
-    /// counts the optimiser's steps, where PyTorch counts each parameter's: a parameter skipped for some steps and
-    /// stepped later moves differently from PyTorch's (one never given a gradient, the frozen case, does not move).
+    /// parameter without one is left as it is — no weight decay, no momentum or moment step, no step counted in its
+    /// `parameterSteps` — as PyTorch's optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves).
     static func everyGradientComputed(_ parameters: [Parameter]) -> Bool {
         parameters.allSatisfy { $0.gradientIfComputed != nil }
+    }
+
+    /// Refuses step counts that are not one per parameter, each ≥ 0 (`parameterSteps` is settable).
+    static func requireStepCounts(_ steps: [Int], _ parameters: [Parameter], op: String) throws {
+        guard steps.count == parameters.count else {
+            throw DeviceError.invalidArgument(op: op, "parameterSteps has \(steps.count) counts for "
+                + "\(parameters.count) parameters")
+        }
+        if let i = steps.firstIndex(where: { $0 < 0 }) {
+            throw DeviceError.invalidArgument(op: op, "parameterSteps[\(i)] is \(steps[i]), not ≥ 0")
+        }
     }
 
     /// Refuses a parameter listed twice: it would be stepped twice per step (PyTorch refuses it too).

@@ -11,6 +11,7 @@ public final class SGD: Optimizer {
     /// L2 penalty, added to the gradient as weightDecay·param.
     public let weightDecay: Float
     public var stepCount = 0
+    public var parameterSteps: [Int]
     public var name: String { "sgd" }
     /// `momentum_buffer` (PyTorch's name) with momentum, else nothing.
     public var stateNames: [String] { momentum > 0 ? ["momentum_buffer"] : [] }
@@ -28,18 +29,22 @@ public final class SGD: Optimizer {
         self.momentum = momentum
         self.weightDecay = weightDecay
         state = OptimizerState(slots: momentum > 0 ? 1 : 0)
+        parameterSteps = Array(repeating: 0, count: parameters.count)
     }
 
     public func step() throws {
+        try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
         let block = try state.current(parameters)
         if let block, OptimizerState.everyGradientComputed(parameters) {
             try block.values.sgdStep(grad: block.grads, velocity: state.flats.first, lr: lr, momentum: momentum,
                                      weightDecay: weightDecay)
+            for i in parameterSteps.indices { parameterSteps[i] += 1 }
         } else {
-            for (p, velocity) in zip(parameters, state.views) {
+            for (i, (p, velocity)) in zip(parameters, state.views).enumerated() {
                 guard let grad = p.gradientIfComputed else { continue }
                 try p.value.sgdStep(grad: grad, velocity: velocity.first, lr: lr, momentum: momentum,
                                     weightDecay: weightDecay)
+                parameterSteps[i] += 1
             }
         }
         stepCount += 1
