@@ -133,6 +133,18 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// On OpenCL the batch's patches are one tensor: past a tensor's limit the error names conv2d and the batch that
+    /// fits (it named a [225, 9610000] tensor the caller never made). The cpu, image by image, has no such limit.
+    func testPatchesPastATensorsLimitAreAnErrorNamingConv() throws {
+        for device in openCLDevices {
+            let x = try Tensor.empty([1, 1, 3100, 3100], on: device)  // 225 taps × 9.6M positions > 2^31
+            XCTAssertThrowsError(try x.conv2d(try Tensor.zeros([1, 1, 15, 15], on: device), padding: 7)) {
+                XCTAssertTrue("\($0)".contains("conv2d: on OpenCL a convolution unfolds the batch's patches into one "
+                    + "[C·kh·kw, N·OH·OW] = [225, 1·9610000] matrix"), "\($0)")
+            }
+        }
+    }
+
     /// conv2d's doc-comment example, as written there.
     func testTheDocExampleRunsOnEveryDevice() throws {
         for device in testDevices {

@@ -87,6 +87,9 @@ final class ArchitectureTextTests: XCTestCase {
             ("conv(4,3,p=1x) flatten linear(2)", "has padding '1x', not N or HxW, each a whole number in 0...1048576"),
             ("image(3,28,28) flatten linear(10)", "entry 0 'image(3,28,28)' reads images of 3·28·28 = 2352 values, "
                 + "but the data's examples have 784"),
+            // Found by a later probe: as many values, read with another row width.
+            ("image(1,14,56) flatten linear(10)", "entry 0 'image(1,14,56)' reads images of 1×14×56, but the data's "
+                + "are 1×28×28 (channels × rows × columns)"),
         ]
         for (text, fragment) in cases {
             XCTAssertThrowsError(try LayerSpec.resolve(text, input: [1, 28, 28]), text) {
@@ -166,6 +169,13 @@ final class ArchitectureTextTests: XCTestCase {
             loaded.eval()
             assertClose(try loaded.forward(try x.to(device)).toArray(), expected, rtol: 1e-4, atol: 1e-5,
                         "the PyTorch state dict on \(device)")
+            // Without the counters (a state dict written without them), as PyTorch's load_state_dict: counted from 0.
+            let (_, uncounted) = try Checkpoint.decode(plain { $0 = $0.filter { !$0.key.hasSuffix("num_batches_tracked") } },
+                                                       path: "torch.safetensors", on: device, assuming: told)
+            XCTAssertEqual(uncounted.layers.compactMap { ($0 as? BatchNorm)?.batchesTracked }, [0])
+            uncounted.eval()
+            assertClose(try uncounted.forward(try x.to(device)).toArray(), expected, rtol: 1e-4, atol: 1e-5,
+                        "the PyTorch state dict without counters on \(device)")
         }
         let cases: [([UInt8], String)] = [
             (plain { $0["1.running_var"] = nil }, "missing tensor '1.running_var' for the architecture image(1,9,8),"),

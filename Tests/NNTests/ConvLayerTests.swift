@@ -287,6 +287,16 @@ final class ConvLayerTests: XCTestCase {
         XCTAssertThrowsError(try Conv2d(4, 2, kernel: 3, seed: 0).forward(x)) {
             XCTAssertTrue("\($0)".contains("the input has 3 channels"), "\($0)")
         }
+        // PyTorch's nn.Flatten() refuses a tensor without an axis after the batch's (it gave [5, 1]).
+        XCTAssertThrowsError(try Flatten().forward(try Tensor.zeros([5]))) {
+            XCTAssertTrue("\($0)".contains("Flatten: expects [N, …] with at least one axis after the batch's"), "\($0)")
+        }
+        XCTAssertEqual(try Flatten().forward(try Tensor.zeros([5, 2])).shape, [5, 2])
+        // PyTorch refuses an empty plane (the mean of nothing gave NaN); an empty batch is an empty output.
+        XCTAssertThrowsError(try AdaptiveAvgPool2d(1).forward(try Tensor.zeros([2, 3, 0, 4]))) {
+            XCTAssertTrue("\($0)".contains("AdaptiveAvgPool2d: expects a non-empty height and width"), "\($0)")
+        }
+        XCTAssertEqual(try AdaptiveAvgPool2d(1).forward(try Tensor.zeros([0, 3, 2, 4])).shape, [0, 3, 1, 1])
     }
 }
 

@@ -166,3 +166,77 @@ final class ModuleSemanticsTests: XCTestCase {
         }.hasPrefix("LayerSpec.modules: the architecture"))
     }
 }
+
+/// PyTorch's `loss_fn(model(x), y).backward()`: a module's forward output is one op on the tape, so a loss computed
+/// from it with tensor ops sends its gradient through the module's own backward — into the parameters' gradients the
+/// optimisers read, and into `x.grad` — as `model.backward(dL/dy)` would. (A probe found the CNN case training
+/// nothing: the tape stopped at the parameters' values, and the optimiser saw no gradient.)
+final class ModuleOnTapeTests: XCTestCase {
+    func testALossOnAModelsOutputGoesBackThroughTheModulesOwnBackward() throws {
+        for device in testDevices {
+            func cnn() throws -> Sequential {
+                Sequential([try Conv2d(2, 3, kernel: 3, padding: 1, seed: 1, on: device), ActivationLayer(.relu),
+                            MaxPool2d(kernel: 2), Flatten(), try BatchNorm1d(3 * 2 * 2, on: device),
+                            try Linear(3 * 2 * 2, 4, activation: .tanh, seed: 2, on: device), try Linear(4, 3, seed: 3, on: device)])
+            }
+            let (taped, byHand) = (try cnn(), try cnn())
+            let x = try Tensor(testValues(5 * 2 * 5 * 4, seed: 3), shape: [5, 2, 5, 4], on: device)
+            let weights = try Tensor(testValues(5 * 3, seed: 4), shape: [5, 3], on: device)
+            // By hand: the gradient of sum(y · weights) is the weights.
+            x.requiresGrad = false
+            _ = try byHand.forward(x)
+            let dx = try byHand.backward(weights, needsInputGradient: true)!
+            // On the tape.
+            x.requiresGrad = true
+            let loss = try (try taped.forward(x) * weights).sum()
+            XCTAssertTrue(loss.requiresGrad)
+            try loss.backward()
+            for (a, b) in zip(taped.parameters, byHand.parameters) {
+                assertClose(try a.grad.toArray(), try b.grad.toArray(), rtol: 1e-6, atol: 1e-7,
+                            "\(a.name) on \(device)")
+            }
+            assertClose(try XCTUnwrap(x.grad).toArray(), try dx.toArray(), rtol: 1e-6, atol: 1e-7, "x on \(device)")
+            // The optimiser sees the gradients and moves every parameter.
+            let before = try taped.parameters.map { try $0.value.toArray() }
+            try SGD(taped.parameters, lr: 0.1).step()
+            for (p, old) in zip(taped.parameters, before) where p.name == "weight" {
+                XCTAssertNotEqual(try p.value.toArray(), old, "\(p.name) on \(device)")
+            }
+            // Going back twice through one forward is refused before any gradient changes.
+            try taped.zeroGrad()
+            let again = try (try taped.forward(x) * weights).sum()
+            try again.backward(keepGraph: true)
+            let grads = try taped.parameters.map { try $0.grad.toArray() }
+            XCTAssertThrowsError(try again.backward()) {
+                XCTAssertTrue("\($0)".contains("Sequential.backward"), "\($0)")
+            }
+            for (p, old) in zip(taped.parameters, grads) {
+                XCTAssertEqual(try p.grad.toArray(), old, "\(p.name) after a refused second backward on \(device)")
+            }
+        }
+    }
+
+    /// A layer called alone is one op too; a container's children are not recorded (the container is the op);
+    /// nothing is recorded inside `withoutGradients`, and a module without parameters only when its input needs a
+    /// gradient.
+    func testLayersAloneAndWhatIsNotRecorded() throws {
+        for device in testDevices {
+            let x = try Tensor(testValues(4 * 6, seed: 5), shape: [4, 6], on: device)
+            for layer in [try Linear(6, 3, activation: .relu, seed: 6, on: device) as any Module,
+                          try TapeLinear(6, 3, activation: .relu, seed: 6, on: device)] {
+                try layer.zeroGrad()
+                try (try layer.forward(x)).sum().backward()
+                for p in layer.parameters {
+                    XCTAssertNotNil(p.gradientIfComputed, "\(type(of: layer)).\(p.name) on \(device)")
+                }
+                XCTAssertFalse(try Tensor.withoutGradients { try layer.forward(x) }.requiresGrad)
+            }
+            XCTAssertFalse(try ActivationLayer(.tanh).forward(x).requiresGrad)
+            let tracked = try x.cloned()
+            tracked.requiresGrad = true
+            try ActivationLayer(.tanh).forward(tracked).sum().backward()
+            assertClose(try XCTUnwrap(tracked.grad).toArray(), try x.toArray().map { 1 - tanh($0) * tanh($0) },
+                        rtol: 1e-5, atol: 1e-6, "tanh' on \(device)")
+        }
+    }
+}

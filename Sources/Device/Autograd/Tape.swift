@@ -44,10 +44,13 @@ final class TapeNode {
     /// The rule: the result's gradient and which inputs need one → one gradient per input (nil: none), each of the
     /// input's shape. Dropped after `backward()` unless the graph is kept.
     @exclusivity(unchecked) var rule: ((Tensor, GradientNeeds) throws -> [Tensor?])?
+    /// A module's output (`recordedAsModule`): the rule adds gradients to the module's parameters itself, so it runs
+    /// even when no input needs a gradient; `check` is what it would refuse, run before `backward()` changes anything.
+    let module: (updatesParameters: Bool, check: () throws -> Void)?
 
-    init(op: String, inputs: [Tensor], saved: [Tensor],
+    init(op: String, inputs: [Tensor], saved: [Tensor], module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
-        (self.op, self.inputs, self.rule) = (op, inputs, rule)
+        (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
     }
 
@@ -199,6 +202,27 @@ extension Tensor {
         return self
     }
 
+    /// A module's output as one op on the tape, named `op`: a new tensor over this one's elements whose gradient goes
+    /// to the module's own backward — `backward(dy, needsInputGradient)`, which adds the gradients of the module's
+    /// parameters to theirs and returns the input's (or nil). Recorded from `input` when it requires a gradient; a
+    /// module with parameters (`updatesParameters`) is recorded even when it does not, as PyTorch's parameters
+    /// always require one. `check` is what that backward would refuse, run by `backward()` before it changes
+    /// anything. Self when recording is off or there is nothing to differentiate.
+    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
+                                  check: @escaping () throws -> Void,
+                                  backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {
+        let tracked = input.flatMap { $0.requiresGrad ? $0 : nil }
+        guard Tensor.recording, tracked != nil || updatesParameters else { return self }
+        let out = detached()
+        out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
+                                     module: (updatesParameters, check)) { g, needs in
+            // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
+            let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
+            return tracked == nil ? [] : [dx]
+        }
+        return out
+    }
+
     /// Computes the gradient of this tensor with respect to every leaf it depends on that `requiresGrad`, and adds
     /// it to the leaf's `grad`. A scalar (one element) needs no `seed`; otherwise `seed` is the gradient of some
     /// scalar with respect to this tensor (same shape). The graph's saved tensors are released afterwards unless
@@ -233,8 +257,9 @@ extension Tensor {
         // first layer) costs no backward work.
         var needed = Set<ObjectIdentifier>()
         for t in order {
-            let wanted = t.autograd.node.map { $0.inputs.contains { needed.contains(ObjectIdentifier($0)) } }
-                ?? (t.autograd.wantsGradient || t.autograd.destination != nil)
+            let wanted = t.autograd.node.map { node in
+                node.module?.updatesParameters == true || node.inputs.contains { needed.contains(ObjectIdentifier($0)) }
+            } ?? (t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
         }
         try Tensor.withoutGradients {
@@ -299,6 +324,7 @@ extension Tensor {
     private static func check(_ order: [Tensor]) throws {
         for t in order {
             try t.autograd.node.map(Tensor.checkSaved)
+            try t.autograd.node?.module?.check()
             if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {
                 throw DeviceError.invalidArgument(op: "backward", "the grad of a tensor of shape \(t.shape) on "
                     + "\(t.device) was set to one of shape \(held.shape) on \(held.device): its gradient cannot be "

@@ -269,6 +269,16 @@ private struct ConvShape {
     var taps: Int { c * window.kernelHeight * window.kernelWidth }
     var positions: Int { oh * ow }
 
+    /// On OpenCL the batch's patches are one tensor: an error naming `op` and the batch that would fit when they
+    /// pass a tensor's limit (2³¹ − 1 elements), rather than one naming the patches' shape.
+    func checkUnfoldedSize(op: String) throws {
+        let perImage = taps * positions
+        guard perImage > 0, n > Int(Int32.max) / perImage else { return }
+        throw DeviceError.invalidArgument(op: op, "on OpenCL a convolution unfolds the batch's patches into one "
+            + "[C·kh·kw, N·OH·OW] = [\(taps), \(n)·\(positions)] matrix, over a tensor's 2^31 − 1 elements: "
+            + "pass at most \(Int(Int32.max) / perImage) images at a time (or run it on cpu, image by image)")
+    }
+
     /// y = conv(x, weight) + bias, dense operands; on OpenCL also the batch's patches (`im2col`), for the backward
     /// (which needs them for the weight's gradient: kept rather than unfolded again, 4·C·kh·kw·N·OH·OW bytes for as
     /// long as the tape holds the op).
@@ -294,6 +304,7 @@ private struct ConvShape {
                 }
             }
         } opencl: { _, _, _, _, _ in
+            try checkUnfoldedSize(op: "conv2d")
             let patches = try x.im2col(window)
             cols = patches
             let product = try weight.reshaped([o, taps]).matmul(patches)  // [O, N·OH·OW]

@@ -143,6 +143,7 @@ extension Sequential {
     /// Buffers (a batch norm's running statistics) too.
     func assign(_ tensors: [String: SafeTensors.Entry], path: String) throws {
         let named = namedParameters, buffers = namedBuffers
+        let tensors = SafeTensors.Entry.fillingMissingCounters(tensors, names: buffers.map(\.name))
         for (name, p) in named {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
             guard entry.shape == SafeTensors.Entry.pyTorchShape(p.value.shape) else {
@@ -183,6 +184,17 @@ extension LayerSpec {
 }
 
 extension SafeTensors.Entry {
+    /// `tensors` with a zero count for each batch norm's `num_batches_tracked` among `names` that it lacks, as
+    /// PyTorch's `load_state_dict` fills one in (a state dict written without it: the counter only counts).
+    static func fillingMissingCounters(_ tensors: [String: SafeTensors.Entry],
+                                       names: [String]) -> [String: SafeTensors.Entry] {
+        var filled = tensors
+        for name in names where name.hasSuffix(".num_batches_tracked") || name == "num_batches_tracked" {
+            if filled[name] == nil { filled[name] = SafeTensors.Entry(bufferValues: [0], shape: [], name: name) }
+        }
+        return filled
+    }
+
     /// A buffer as PyTorch stores it: as is, a count (`num_batches_tracked`) as an int64.
     init(bufferValues values: [Float], shape: [Int], name: String) {
         self.init(shape: shape, values: values, storedAs: name.hasSuffix("num_batches_tracked") ? "I64" : "F32")

@@ -127,6 +127,7 @@ public struct Checkpoint: Equatable, Sendable {
             checkpoint.note = (checkpoint.note.map { $0 + "; " } ?? "") + "converted \(what) tensors to F32 on load"
         }
         let expected = checkpoint.tensorShapes  // PyTorch layout: weight [out, in], bias [out]
+        tensors = SafeTensors.Entry.fillingMissingCounters(tensors, names: expected.map(\.name))
         let model = LayerSpec.text(checkpoint.layers)
         if let extra = Set(tensors.keys).subtracting(expected.map(\.name)).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for the architecture \(model)")
@@ -134,7 +135,6 @@ public struct Checkpoint: Equatable, Sendable {
         for (name, shape) in expected {
             guard let entry = tensors[name] else {
                 let statistics = name.hasSuffix(".running_mean") || name.hasSuffix(".running_var")
-                    || name.hasSuffix(".num_batches_tracked")
                 throw DataError(path, "missing tensor '\(name)' for the architecture \(model)"
                     + (statistics ? " (a batch norm's running statistics, which evaluation normalises with)" : ""))
             }

@@ -25,11 +25,12 @@ extension Module {
     /// all checked before any parameter changes.
     /// - Throws: `DataError` naming the file and the first tensor missing, extra, of another shape or not finite.
     public func loadStateDict(from path: String) throws {
-        let (tensors, _) = try SafeTensors.decode(try readFileBytes(path, what: "state dict", holding: 3), path: path,
-                                                  copies: 2)
-        try SafeTensors.requireFinite(tensors, path: path, what: "a state dict")
+        let (file, _) = try SafeTensors.decode(try readFileBytes(path, what: "state dict", holding: 3), path: path,
+                                               copies: 2)
+        try SafeTensors.requireFinite(file, path: path, what: "a state dict")
         let named = namedParameters, buffers = namedBuffers
         let names = named.map(\.name) + buffers.map(\.name)
+        let tensors = SafeTensors.Entry.fillingMissingCounters(file, names: names)
         if let extra = Set(tensors.keys).subtracting(names).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' "
                 + "(the module's are \(names.joined(separator: ", ")))")

@@ -104,6 +104,12 @@ extension LayerSpec {
                     throw Mismatch("reads images of \(c)·\(h)·\(w) = \(c * h * w) values, but the data's examples "
                         + "have \(has)")
                 }
+                // Data that knows its images' shape (an IDX file of [N, rows, columns]) is read as that, not as
+                // rows of another width that happen to hold as many values.
+                guard shape.count != 3 || [c, h, w] == shape else {
+                    throw Mismatch("reads images of \(c)×\(h)×\(w), but the data's are "
+                        + "\(shape.map(String.init).joined(separator: "×")) (channels × rows × columns)")
+                }
             }
             return spec
         }

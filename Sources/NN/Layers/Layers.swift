@@ -50,11 +50,13 @@ public final class Linear: Module {
 
     /// x: [batch, in] → [batch, out]. A view (a row slice, a transpose) is read through a dense copy.
     public func forward(_ x: Tensor) throws -> Tensor {
-        try forward(Rows(try Tensor.withoutGradients { try x.contiguous() }))
+        onTape(try compute(Rows(try Tensor.withoutGradients { try x.contiguous() })), from: x)
     }
 
     /// The rows x (read in place): [batch, in] → [batch, out]
-    public func forward(_ x: Rows) throws -> Tensor {
+    public func forward(_ x: Rows) throws -> Tensor { onTape(try compute(x), from: nil) }
+
+    private func compute(_ x: Rows) throws -> Tensor {
         input = (x, SavedTensor(x.source), x.order.map(SavedTensor.init))
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
@@ -134,7 +136,7 @@ public final class ActivationLayer: Module {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         input = SavedTensor(x)
-        return try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
+        return onTape(try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device)), from: x)
     }
 
     public func checkBackward() throws {
@@ -308,9 +310,9 @@ public final class Sequential: Module {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         try beginForward()
-        let y = try layers.reduce(x) { try $1.forward($0) }
+        let y = try ModuleTape.callerRunsBackward { try layers.reduce(x) { try $1.forward($0) } }
         forwardDone = true
-        return y
+        return onTape(y, from: x)
     }
 
     /// The first layer reads the rows in place (when it can); the rest take the tensor before them.
@@ -321,9 +323,9 @@ public final class Sequential: Module {
             forwardDone = true
             return y
         }
-        let y = try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
+        let y = try ModuleTape.callerRunsBackward { try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) } }
         forwardDone = true
-        return y
+        return onTape(y, from: nil)
     }
 
     /// Whether the last forward ran to its end and no backward has gone through it yet.

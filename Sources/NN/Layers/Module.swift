@@ -6,6 +6,12 @@
 /// once, on the same device or different ones.
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
+    ///
+    /// The built-in modules' output is one op on the tape when you call `forward` (not when a container runs it for
+    /// its children: the container is the op): a loss computed from it with tensor ops, then `loss.backward()`, runs
+    /// the module's `backward` — the parameters' gradients go where `backward` puts them (`Parameter.grad`, what the
+    /// optimisers read) and `x.grad` gets the input's when `x.requiresGrad` — as PyTorch's
+    /// `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`.
     func forward(_ x: Tensor) throws -> Tensor
     /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
     /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
@@ -129,6 +135,31 @@ extension Module {
 
     /// `forward(x)`: `model(x)`.
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
+
+    /// `y`, this module's forward output from `x` (nil: a dataset's rows, which take no gradient), as one op on the
+    /// tape whose backward is this module's (see `forward`) — unless the caller runs the backward itself (a
+    /// container running its children, the trainer).
+    func onTape(_ y: Tensor, from x: Tensor?) -> Tensor {
+        guard !ModuleTape.backwardByCaller else { return y }
+        // (The output holds the module, as PyTorch's graph does: no module holds its output, so there is no cycle.)
+        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: !parameters.isEmpty,
+                                  check: { try self.checkBackward() },
+                                  backward: { dy, needsInputGradient in
+                                      try self.backward(dy, needsInputGradient: needsInputGradient)
+                                  })
+    }
+}
+
+/// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — a
+/// container running its children, the trainer running its model: the module outputs it makes are not recorded on
+/// the tape (`Module.onTape`; a container's own output is, as one op).
+enum ModuleTape {
+    @TaskLocal static var backwardByCaller = false
+
+    /// `body`, a forward whose caller runs the backward itself.
+    static func callerRunsBackward<R>(_ body: () throws -> R) rethrows -> R {
+        try $backwardByCaller.withValue(true, operation: body)
+    }
 }
 
 /// A row-major matrix of Doubles, for reference computations.

@@ -9,8 +9,9 @@ public final class Flatten: TapeModule {
 
     /// x [N, …] → [N, product of the rest].
     public func compute(_ x: Tensor) throws -> Tensor {
-        guard let n = x.shape.first else {
-            throw DeviceError.invalidArgument(op: "Flatten", "expects a batch axis, got a scalar")
+        guard x.shape.count >= 2, let n = x.shape.first else {
+            throw DeviceError.invalidArgument(op: "Flatten", "expects [N, …] with at least one axis after the batch's "
+                + "(as PyTorch's nn.Flatten), got shape \(x.shape)")
         }
         return try x.reshaped([n, x.shape.dropFirst().reduce(1, *)])
     }

@@ -59,7 +59,7 @@ extension TapeModule {
         for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
         let y = try compute(input)
         (tape.input, tape.output, tape.readRows) = (input, y, false)
-        return y
+        return onTape(y, from: x)
     }
 
     /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
@@ -72,7 +72,7 @@ extension TapeModule {
             if let y = try compute(rows: rows) {
                 (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
                 tape.inputShape = rows.shape
-                return y
+                return onTape(y, from: nil)
             }
         }
         return try forward(rows.order == nil ? rows.source : try rows.gathered())

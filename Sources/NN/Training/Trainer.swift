@@ -285,7 +285,7 @@ public final class Trainer {
     /// A step without the update on one worker's model: forward, the mean loss into `out[slot]` with its gradient,
     /// zeroGrad, backward.
     private func forwardBackward(_ worker: Worker, _ x: Rows, _ y: Rows, lossInto out: Tensor, at slot: Int) throws {
-        let pred = try worker.model.forward(x)
+        let pred = try ModuleTape.callerRunsBackward { try worker.model.forward(x) }
         try Evaluator.checkOutputs(pred, loss: loss, classes: classes, op: "Trainer")
         let grad = try worker.workspace.tensor(.grad, pred.shape, on: worker.device)
         try loss.mean(pred, y, grad: grad, into: out, at: slot)
