@@ -96,6 +96,9 @@ final class ArchitectureTextTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains(fragment), "\(text): \($0)")
             }
         }
+        // Planes of the file's row width stacked as its rows: the same layout, accepted.
+        XCTAssertEqual(try LayerSpec.resolve("image(2,14,28) flatten linear(10)", input: [1, 28, 28]).first,
+                       .image(channels: 2, height: 14, width: 28))
         XCTAssertThrowsError(try LayerSpec.shapes(try LayerSpec.parse("linear(4,3),conv2d(3,2,1),flatten"))) {
             XCTAssertTrue("\($0)".contains("entry 1 conv2d(3,2,1) needs images [C, H, W] but the entry before gives [3]"),
                           "\($0)")
@@ -170,8 +173,9 @@ final class ArchitectureTextTests: XCTestCase {
             assertClose(try loaded.forward(try x.to(device)).toArray(), expected, rtol: 1e-4, atol: 1e-5,
                         "the PyTorch state dict on \(device)")
             // Without the counters (a state dict written without them), as PyTorch's load_state_dict: counted from 0.
-            let (_, uncounted) = try Checkpoint.decode(plain { $0 = $0.filter { !$0.key.hasSuffix("num_batches_tracked") } },
-                                                       path: "torch.safetensors", on: device, assuming: told)
+            let uncountedFile = plain { $0 = $0.filter { !$0.key.hasSuffix("num_batches_tracked") } }
+            let (_, uncounted) = try Checkpoint.decode(uncountedFile, path: "torch.safetensors", on: device,
+                                                       assuming: told)
             XCTAssertEqual(uncounted.layers.compactMap { ($0 as? BatchNorm)?.batchesTracked }, [0])
             uncounted.eval()
             assertClose(try uncounted.forward(try x.to(device)).toArray(), expected, rtol: 1e-4, atol: 1e-5,

@@ -294,7 +294,7 @@ final class ConvLayerTests: XCTestCase {
         XCTAssertEqual(try Flatten().forward(try Tensor.zeros([5, 2])).shape, [5, 2])
         // PyTorch refuses an empty plane (the mean of nothing gave NaN); an empty batch is an empty output.
         XCTAssertThrowsError(try AdaptiveAvgPool2d(1).forward(try Tensor.zeros([2, 3, 0, 4]))) {
-            XCTAssertTrue("\($0)".contains("AdaptiveAvgPool2d: expects a non-empty height and width"), "\($0)")
+            XCTAssertTrue("\($0)".contains("AdaptiveAvgPool2d: expects non-empty channels, height and width"), "\($0)")
         }
         XCTAssertEqual(try AdaptiveAvgPool2d(1).forward(try Tensor.zeros([0, 3, 2, 4])).shape, [0, 3, 1, 1])
     }

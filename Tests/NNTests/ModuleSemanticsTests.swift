@@ -177,7 +177,8 @@ final class ModuleOnTapeTests: XCTestCase {
             func cnn() throws -> Sequential {
                 Sequential([try Conv2d(2, 3, kernel: 3, padding: 1, seed: 1, on: device), ActivationLayer(.relu),
                             MaxPool2d(kernel: 2), Flatten(), try BatchNorm1d(3 * 2 * 2, on: device),
-                            try Linear(3 * 2 * 2, 4, activation: .tanh, seed: 2, on: device), try Linear(4, 3, seed: 3, on: device)])
+                            try Linear(3 * 2 * 2, 4, activation: .tanh, seed: 2, on: device),
+                            try Linear(4, 3, seed: 3, on: device)])
             }
             let (taped, byHand) = (try cnn(), try cnn())
             let x = try Tensor(testValues(5 * 2 * 5 * 4, seed: 3), shape: [5, 2, 5, 4], on: device)
@@ -239,4 +240,90 @@ final class ModuleOnTapeTests: XCTestCase {
                         rtol: 1e-5, atol: 1e-6, "tanh' on \(device)")
         }
     }
+
+    /// A module keeps one forward's state: going back through an output after a later forward of the same module
+    /// (another batch, the second branch of a siamese pair) is refused before any gradient changes — it would use
+    /// the later forward's activations.
+    func testAnOutputWhoseForwardWasReplacedIsRefused() throws {
+        for device in testDevices {
+            let model = Sequential([try Linear(3, 4, activation: .relu, seed: 1, on: device),
+                                    try Linear(4, 2, seed: 2, on: device)])
+            let a = try Tensor(testValues(5 * 3, seed: 1), shape: [5, 3], on: device)
+            let b = try Tensor(testValues(5 * 3, seed: 2), shape: [5, 3], on: device)
+            try model.zeroGrad()
+            let first = try model(a)
+            _ = try model(b)
+            XCTAssertThrowsError(try first.sum().backward()) {
+                XCTAssertTrue("\($0)".contains("Sequential.backward: this output's forward was replaced by a later "
+                    + "forward of the same Sequential"), "\($0)")
+            }
+            XCTAssertThrowsError(try (try model(a) - model(b)).pow(2).sum().backward()) {
+                XCTAssertTrue("\($0)".contains("was replaced by a later forward"), "\($0)")
+            }
+            for p in model.parameters { XCTAssertNil(p.gradientIfComputed, "\(p.name) on \(device)") }
+        }
+    }
+
+    /// A tape module whose compute calls built-in layers trains inside a `Sequential` (their outputs are recorded
+    /// there, where a container's children's are not) — the same gradients as the layers themselves.
+    func testATapeModuleOverBuiltInLayersGoesBackThroughThem() throws {
+        final class Block: TapeModule {
+            let inner: Linear, act = ActivationLayer(.tanh)
+            let tape = TapeRecord()
+            var parameters: [Parameter] { inner.parameters }
+            init(on device: DeviceTag) throws { inner = try Linear(3, 4, seed: 3, on: device) }
+            func compute(_ x: Tensor) throws -> Tensor { try act.forward(try inner.forward(x)) }
+        }
+        for device in testDevices {
+            let block = try Block(on: device)
+            let wrapped = Sequential([block, try Linear(4, 2, seed: 4, on: device)])
+            let plain = Sequential([try Linear(3, 4, seed: 3, on: device), ActivationLayer(.tanh),
+                                    try Linear(4, 2, seed: 4, on: device)])
+            let x = try Tensor(testValues(5 * 3, seed: 5), shape: [5, 3], on: device)
+            let dy = try Tensor(testValues(5 * 2, seed: 6), shape: [5, 2], on: device)
+            for model in [wrapped, plain] {
+                _ = try model.forward(x)
+                try model.zeroGrad()
+                _ = try model.backward(dy, needsInputGradient: false)
+            }
+            for (a, b) in zip(wrapped.parameters, plain.parameters) {
+                assertClose(try a.grad.toArray(), try b.grad.toArray(), rtol: 1e-6, atol: 1e-7,
+                            "\(a.name) on \(device)")
+            }
+        }
+    }
+
+    /// A `Loss` called on a model's output is on the tape too (`loss(model(x), y).backward()`), with the fused
+    /// gradient; and a module applied to its own output (`m(m(x))`) is freed with it (no cycle through the tape).
+    func testALossOnTheTapeAndNoCycle() throws {
+        for device in testDevices {
+            let (taped, byHand) = try (0..<2).map { _ in
+                Sequential([try Linear(3, 4, activation: .tanh, seed: 7, on: device),
+                            try Linear(4, 3, seed: 8, on: device)])
+            }.pair()
+            let x = try Tensor(testValues(6 * 3, seed: 9), shape: [6, 3], on: device)
+            let labels = try Tensor([0, 1, 2, 2, 1, 0], shape: [6], on: device)
+            try CrossEntropyLoss()(try taped(x), labels).backward()
+            let grad = try Tensor.empty([6, 3], on: device)
+            _ = try CrossEntropyLoss()(try byHand.forward(x), labels, grad: grad)
+            _ = try byHand.backward(grad, needsInputGradient: false)
+            for (a, b) in zip(taped.parameters, byHand.parameters) {
+                assertClose(try a.grad.toArray(), try b.grad.toArray(), rtol: 1e-6, atol: 1e-7,
+                            "\(a.name) on \(device)")
+            }
+            weak var freed: Linear?
+            try {
+                let m = try Linear(3, 3, seed: 1, on: device)
+                freed = m
+                let tracked = try x.cloned()
+                tracked.requiresGrad = true
+                _ = try m(try m(tracked))
+            }()
+            XCTAssertNil(freed, "a module applied to its own output outlived it on \(device)")
+        }
+    }
+}
+
+private extension Array {
+    func pair() -> (Element, Element) { (self[0], self[1]) }
 }

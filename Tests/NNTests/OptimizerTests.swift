@@ -57,10 +57,10 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
-    /// Adam's bias correction counts each parameter's own steps, as PyTorch's per-parameter `step` does: a weight
-    /// skipped on step 1 (no gradient computed) takes its first step at step 2 with t = 1. Checked against PyTorch's
-    /// rule in Double, for a model's parameters stepped in one launch when they can be and one by one when not, and
-    /// through a training state saved and restored with counts that differ.
+    /// Adam's bias correction counts each parameter's own steps, as PyTorch's per-parameter `step` does: a bias
+    /// skipped on step 2 (no gradient computed) takes step 3 with t = 2. Checked against PyTorch's rule in Double —
+    /// step 1 in one launch over the model's parameters, the others one by one (their counts differ) — and through a
+    /// training state saved and restored with counts that differ.
     func testAdamCountsEachParametersOwnSteps() throws {
         let (lr, b1, b2, eps, decay) = (0.01, 0.9, 0.999, 1e-8, 0.1)
         for device in testDevices {
@@ -74,8 +74,8 @@ final class OptimizerTests: XCTestCase {
             for step in 1...3 {
                 for (i, p) in model.parameters.enumerated() {
                     p.zeroGrad()
-                    // The bias has no gradient on step 1: it is skipped there.
-                    if i == 1 && step == 1 { continue }
+                    // The bias has no gradient on step 2: it is skipped there.
+                    if i == 1 && step == 2 { continue }
                     let g = testValues(p.value.count, seed: UInt64(10 * step + i))
                     try p.gradientForBackward().tensor.copy(from: try Tensor(g, shape: p.value.shape, on: device))
                     reference[i].t += 1

@@ -14,25 +14,6 @@ final class VersionCounter: @unchecked Sendable {
     func bump() { value += 1 }
 }
 
-/// A tensor a module keeps from its forward for its hand-written backward, with its storage's version then:
-/// `checked` refuses it once it was modified in place (as `backward()` refuses a tape op's saved tensor).
-package struct SavedTensor {
-    package let tensor: Tensor
-    private let at: Int
-
-    package init(_ tensor: Tensor) { (self.tensor, at) = (tensor, tensor.version.value) }
-
-    /// The tensor, or an error naming `op` when it changed since it was saved.
-    package func checked(_ op: String) throws -> Tensor {
-        guard tensor.version.value == at else {
-            throw DeviceError.invalidArgument(op: op, "its input (a tensor of shape \(tensor.shape)) was modified in "
-                + "place after forward used it (version \(at), now \(tensor.version.value)); compute it again, or "
-                + "modify a copy")
-        }
-        return tensor
-    }
-}
-
 /// One recorded op: how to turn its result's gradient into its inputs' gradients.
 final class TapeNode {
     let op: String
@@ -48,7 +29,8 @@ final class TapeNode {
     /// even when no input needs a gradient; `check` is what it would refuse, run before `backward()` changes anything.
     let module: (updatesParameters: Bool, check: () throws -> Void)?
 
-    init(op: String, inputs: [Tensor], saved: [Tensor], module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
+    init(op: String, inputs: [Tensor], saved: [Tensor],
+         module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
@@ -180,8 +162,8 @@ extension Tensor {
     /// gets this tensor's gradient and returns one gradient per input. `saved` are the tensors `rule` reads (checked
     /// at `backward()` not to have changed). Returns self.
     @discardableResult
-    func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
-                  _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
+    package func recorded(_ op: String, from inputs: [Tensor], saving saved: [Tensor] = [],
+                          _ rule: @escaping (Tensor) throws -> [Tensor?]) -> Tensor {
         recorded(op, from: inputs, saving: saved) { g, _ in try rule(g) }
     }
 
@@ -200,27 +182,6 @@ extension Tensor {
                 _ rule: @escaping (Tensor, _ needs: GradientNeeds) throws -> [Tensor?]) -> Tensor {
         autograd.node = TapeNode(op: op, inputs: inputs, saved: saved, rule: rule)
         return self
-    }
-
-    /// A module's output as one op on the tape, named `op`: a new tensor over this one's elements whose gradient goes
-    /// to the module's own backward — `backward(dy, needsInputGradient)`, which adds the gradients of the module's
-    /// parameters to theirs and returns the input's (or nil). Recorded from `input` when it requires a gradient; a
-    /// module with parameters (`updatesParameters`) is recorded even when it does not, as PyTorch's parameters
-    /// always require one. `check` is what that backward would refuse, run by `backward()` before it changes
-    /// anything. Self when recording is off or there is nothing to differentiate.
-    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
-                                  check: @escaping () throws -> Void,
-                                  backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {
-        let tracked = input.flatMap { $0.requiresGrad ? $0 : nil }
-        guard Tensor.recording, tracked != nil || updatesParameters else { return self }
-        let out = detached()
-        out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
-                                     module: (updatesParameters, check)) { g, needs in
-            // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
-            let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
-            return tracked == nil ? [] : [dx]
-        }
-        return out
     }
 
     /// Computes the gradient of this tensor with respect to every leaf it depends on that `requiresGrad`, and adds

@@ -274,9 +274,11 @@ private struct ConvShape {
     func checkUnfoldedSize(op: String) throws {
         let perImage = taps * positions
         guard perImage > 0, n > Int(Int32.max) / perImage else { return }
+        let fits = Int(Int32.max) / perImage
         throw DeviceError.invalidArgument(op: op, "on OpenCL a convolution unfolds the batch's patches into one "
             + "[C·kh·kw, N·OH·OW] = [\(taps), \(n)·\(positions)] matrix, over a tensor's 2^31 − 1 elements: "
-            + "pass at most \(Int(Int32.max) / perImage) images at a time (or run it on cpu, image by image)")
+            + (fits > 0 ? "pass at most \(fits) images at a time" : "one image's patches are already over it")
+            + " (or run it on cpu, image by image)")
     }
 
     /// y = conv(x, weight) + bias, dense operands; on OpenCL also the batch's patches (`im2col`), for the backward

@@ -143,7 +143,7 @@ extension Sequential {
     /// Buffers (a batch norm's running statistics) too.
     func assign(_ tensors: [String: SafeTensors.Entry], path: String) throws {
         let named = namedParameters, buffers = namedBuffers
-        let tensors = SafeTensors.Entry.fillingMissingCounters(tensors, names: buffers.map(\.name))
+        let tensors = try SafeTensors.Entry.fillingMissingCounters(tensors, buffers: buffers)
         for (name, p) in named {
             guard let entry = tensors[name] else { throw DataError(path, "missing tensor '\(name)'") }
             guard entry.shape == SafeTensors.Entry.pyTorchShape(p.value.shape) else {
@@ -184,20 +184,26 @@ extension LayerSpec {
 }
 
 extension SafeTensors.Entry {
-    /// `tensors` with a zero count for each batch norm's `num_batches_tracked` among `names` that it lacks, as
-    /// PyTorch's `load_state_dict` fills one in (a state dict written without it: the counter only counts).
+    /// Whether `name` is a batch norm's `num_batches_tracked`, which a state dict may lack (see
+    /// `fillingMissingCounters`).
+    static func isCounter(_ name: String) -> Bool {
+        name == "num_batches_tracked" || name.hasSuffix(".num_batches_tracked")
+    }
+
+    /// `tensors` with each batch norm's `num_batches_tracked` among `buffers` that it lacks taken from the model's
+    /// own, as PyTorch's `load_state_dict` fills one in (a fresh model's count is 0; the counter only counts).
     static func fillingMissingCounters(_ tensors: [String: SafeTensors.Entry],
-                                       names: [String]) -> [String: SafeTensors.Entry] {
+                                       buffers: [(name: String, value: Tensor)]) throws -> [String: SafeTensors.Entry] {
         var filled = tensors
-        for name in names where name.hasSuffix(".num_batches_tracked") || name == "num_batches_tracked" {
-            if filled[name] == nil { filled[name] = SafeTensors.Entry(bufferValues: [0], shape: [], name: name) }
+        for (name, value) in buffers where isCounter(name) && filled[name] == nil {
+            filled[name] = SafeTensors.Entry(bufferValues: try value.toArray(), shape: value.shape, name: name)
         }
         return filled
     }
 
     /// A buffer as PyTorch stores it: as is, a count (`num_batches_tracked`) as an int64.
     init(bufferValues values: [Float], shape: [Int], name: String) {
-        self.init(shape: shape, values: values, storedAs: name.hasSuffix("num_batches_tracked") ? "I64" : "F32")
+        self.init(shape: shape, values: values, storedAs: SafeTensors.Entry.isCounter(name) ? "I64" : "F32")
     }
 
     /// A CLNN parameter as PyTorch stores it: a matrix transposed (CLNN keeps w as [in, out], for x·w; PyTorch's

@@ -127,12 +127,12 @@ public struct Checkpoint: Equatable, Sendable {
             checkpoint.note = (checkpoint.note.map { $0 + "; " } ?? "") + "converted \(what) tensors to F32 on load"
         }
         let expected = checkpoint.tensorShapes  // PyTorch layout: weight [out, in], bias [out]
-        tensors = SafeTensors.Entry.fillingMissingCounters(tensors, names: expected.map(\.name))
         let model = LayerSpec.text(checkpoint.layers)
         if let extra = Set(tensors.keys).subtracting(expected.map(\.name)).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for the architecture \(model)")
         }
-        for (name, shape) in expected {
+        // (A missing batch-norm counter is the model's own when it loads: `fillingMissingCounters`.)
+        for (name, shape) in expected where tensors[name] != nil || !SafeTensors.Entry.isCounter(name) {
             guard let entry = tensors[name] else {
                 let statistics = name.hasSuffix(".running_mean") || name.hasSuffix(".running_var")
                 throw DataError(path, "missing tensor '\(name)' for the architecture \(model)"

@@ -30,7 +30,7 @@ extension Module {
         try SafeTensors.requireFinite(file, path: path, what: "a state dict")
         let named = namedParameters, buffers = namedBuffers
         let names = named.map(\.name) + buffers.map(\.name)
-        let tensors = SafeTensors.Entry.fillingMissingCounters(file, names: names)
+        let tensors = try SafeTensors.Entry.fillingMissingCounters(file, buffers: buffers)
         if let extra = Set(tensors.keys).subtracting(names).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' "
                 + "(the module's are \(names.joined(separator: ", ")))")

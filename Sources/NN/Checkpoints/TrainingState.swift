@@ -14,8 +14,9 @@ public struct TrainingState: Sendable {
     public var epoch: Int { position.epoch }
     /// The optimiser's step count.
     public var optimizerSteps: Int
-    /// The steps each parameter has taken (``Optimizer/parameterSteps``, Adam's bias correction), in the model's
-    /// parameter order; nil in a state written before they were recorded (each took every step then).
+    /// The steps each parameter has taken (``Optimizer/parameterSteps``, Adam's bias correction), in the optimiser's
+    /// parameter order (the model's, for a trainer's); nil in a state written before they were recorded (each took
+    /// every step then).
     public var parameterSteps: [Int]?
     /// The digest (`SafeTensors.digest`) of the weights this state was saved with; nil in a state written before
     /// states were bound to their models.
@@ -127,7 +128,9 @@ public struct TrainingState: Sendable {
         let copies: Int? = metadata["clnn.model-copies"] == nil ? nil : try number("clnn.model-copies", 1...(1 << 20))
         var parameterSteps: [Int]?
         if let text = metadata["clnn.parameter-steps"] {
-            parameterSteps = try text.split(separator: ",", omittingEmptySubsequences: false).map { count in
+            // (A model of no parameters writes no counts.)
+            let counts = text.isEmpty ? [] : text.split(separator: ",", omittingEmptySubsequences: false)
+            parameterSteps = try counts.map { count in
                 guard let value = Int(count), (0...steps).contains(value) else {
                     throw DataError(path, "metadata 'clnn.parameter-steps' holds '\(count.prefix(40))', "
                         + "not a count in 0...\(steps) (the optimizer's steps)")
@@ -137,8 +140,8 @@ public struct TrainingState: Sendable {
         }
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
-                             optimizerSteps: steps, parameterSteps: parameterSteps, modelDigest: modelDigest, stepsPerEpoch: stepsPerEpoch,
-                             modelCopies: copies, tensors: tensors)
+                             optimizerSteps: steps, parameterSteps: parameterSteps, modelDigest: modelDigest,
+                             stepsPerEpoch: stepsPerEpoch, modelCopies: copies, tensors: tensors)
     }
 
     /// Puts the optimiser state and step counts into `trainer`, whose model holds the checkpoint's weights.

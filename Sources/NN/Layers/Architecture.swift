@@ -104,9 +104,10 @@ extension LayerSpec {
                     throw Mismatch("reads images of \(c)·\(h)·\(w) = \(c * h * w) values, but the data's examples "
                         + "have \(has)")
                 }
-                // Data that knows its images' shape (an IDX file of [N, rows, columns]) is read as that, not as
-                // rows of another width that happen to hold as many values.
-                guard shape.count != 3 || [c, h, w] == shape else {
+                // Data that knows its images' shape (an IDX file of [N, rows, columns]) is read with its own row
+                // width (C planes of H rows stacked as the file's rows is the same layout), not rows of another
+                // width that happen to hold as many values.
+                guard shape.count != 3 || w == shape[2] else {
                     throw Mismatch("reads images of \(c)×\(h)×\(w), but the data's are "
                         + "\(shape.map(String.init).joined(separator: "×")) (channels × rows × columns)")
                 }

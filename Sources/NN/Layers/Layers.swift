@@ -20,6 +20,7 @@ public final class Linear: Module {
     private var preActivation: Tensor?
     private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
+    private let forwards = ForwardCount()
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -50,13 +51,16 @@ public final class Linear: Module {
 
     /// x: [batch, in] → [batch, out]. A view (a row slice, a transpose) is read through a dense copy.
     public func forward(_ x: Tensor) throws -> Tensor {
-        onTape(try compute(Rows(try Tensor.withoutGradients { try x.contiguous() })), from: x)
+        // (Kept detached: the input may be an output whose tape node holds this layer — see SavedTensor.)
+        onTape(try compute(Rows(try Tensor.withoutGradients { try x.detached().contiguous() })), from: x,
+               forwards: forwards)
     }
 
     /// The rows x (read in place): [batch, in] → [batch, out]
-    public func forward(_ x: Rows) throws -> Tensor { onTape(try compute(x), from: nil) }
+    public func forward(_ x: Rows) throws -> Tensor { onTape(try compute(x), from: nil, forwards: forwards) }
 
     private func compute(_ x: Rows) throws -> Tensor {
+        forwards.next()
         input = (x, SavedTensor(x.source), x.order.map(SavedTensor.init))
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
@@ -126,6 +130,7 @@ public final class ActivationLayer: Module {
     private var input: SavedTensor?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
+    private let forwards = ForwardCount()
 
     /// A layer applying `function`.
     public init(_ function: Activation) { self.function = function }
@@ -135,8 +140,11 @@ public final class ActivationLayer: Module {
     public var reusesBuffers: Bool { workspace.reuse }
 
     public func forward(_ x: Tensor) throws -> Tensor {
+        forwards.next()
         input = SavedTensor(x)
-        return onTape(try x.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device)), from: x)
+        // (The module is the op on the tape, not the activation: computed from the detached input.)
+        let y = try input!.tensor.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
+        return onTape(y, from: x, forwards: forwards)
     }
 
     public func checkBackward() throws {
@@ -312,7 +320,7 @@ public final class Sequential: Module {
         try beginForward()
         let y = try ModuleTape.callerRunsBackward { try layers.reduce(x) { try $1.forward($0) } }
         forwardDone = true
-        return onTape(y, from: x)
+        return onTape(y, from: x, forwards: forwards)
     }
 
     /// The first layer reads the rows in place (when it can); the rest take the tensor before them.
@@ -323,16 +331,20 @@ public final class Sequential: Module {
             forwardDone = true
             return y
         }
-        let y = try ModuleTape.callerRunsBackward { try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) } }
+        let y = try ModuleTape.callerRunsBackward {
+            try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
+        }
         forwardDone = true
-        return onTape(y, from: nil)
+        return onTape(y, from: nil, forwards: forwards)
     }
 
     /// Whether the last forward ran to its end and no backward has gone through it yet.
     private var forwardDone = false
+    private let forwards = ForwardCount()
 
     private func beginForward() throws {
         forwardDone = false
+        forwards.next()
         if let reusedLayer {
             throw DeviceError.invalidArgument(op: "Sequential", "\(reusedLayer): a layer keeps its last forward's "
                 + "input and buffers for its backward, so each use needs an instance of its own (PyTorch may reuse "

@@ -7,11 +7,13 @@
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     ///
-    /// The built-in modules' output is one op on the tape when you call `forward` (not when a container runs it for
-    /// its children: the container is the op): a loss computed from it with tensor ops, then `loss.backward()`, runs
-    /// the module's `backward` — the parameters' gradients go where `backward` puts them (`Parameter.grad`, what the
-    /// optimisers read) and `x.grad` gets the input's when `x.requiresGrad` — as PyTorch's
-    /// `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`.
+    /// The built-in modules' output is one op on the tape when you call `forward` (not when a `Sequential` runs it
+    /// for its children: the `Sequential` is the op): a loss computed from it with tensor ops or a `Loss`, then
+    /// `loss.backward()`, runs the module's `backward` — the parameters' gradients go where `backward` puts them
+    /// (`Parameter.grad`, what the optimisers read) and `x.grad` gets the input's when `x.requiresGrad` — as
+    /// PyTorch's `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`. As
+    /// a module keeps one forward's state, going back through an output after a later forward of the same module
+    /// is an error (PyTorch's siamese `f(m(a), m(b))` needs a module for each branch here).
     func forward(_ x: Tensor) throws -> Tensor
     /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
     /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
@@ -138,27 +140,44 @@ extension Module {
 
     /// `y`, this module's forward output from `x` (nil: a dataset's rows, which take no gradient), as one op on the
     /// tape whose backward is this module's (see `forward`) — unless the caller runs the backward itself (a
-    /// container running its children, the trainer).
-    func onTape(_ y: Tensor, from x: Tensor?) -> Tensor {
+    /// `Sequential` running its children, the trainer). `forwards` counts this module's forwards: going back through
+    /// an output after a later forward replaced the state its backward reads is refused.
+    func onTape(_ y: Tensor, from x: Tensor?, forwards: ForwardCount) -> Tensor {
         guard !ModuleTape.backwardByCaller else { return y }
-        // (The output holds the module, as PyTorch's graph does: no module holds its output, so there is no cycle.)
+        let mine = forwards.value
         return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: !parameters.isEmpty,
-                                  check: { try self.checkBackward() },
+                                  check: {
+                                      guard forwards.value == mine else {
+                                          throw DeviceError.invalidArgument(op: "\(Self.self).backward", "this "
+                                              + "output's forward was replaced by a later forward of the same "
+                                              + "\(Self.self) (a module keeps its last forward's state for its "
+                                              + "backward): compute the loss from the latest output, or use a "
+                                              + "module for each")
+                                      }
+                                      try self.checkBackward()
+                                  },
                                   backward: { dy, needsInputGradient in
                                       try self.backward(dy, needsInputGradient: needsInputGradient)
                                   })
     }
 }
 
+/// How many forwards a module has run (`Module.onTape`).
+final class ForwardCount {
+    private(set) var value = 0
+    func next() { value += 1 }
+}
+
 /// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — a
-/// container running its children, the trainer running its model: the module outputs it makes are not recorded on
-/// the tape (`Module.onTape`; a container's own output is, as one op).
+/// `Sequential` running its children, the trainer running its model: the module outputs it makes are not recorded on
+/// the tape (`Module.onTape`; the `Sequential`'s own output is, as one op). A `TapeModule`'s `compute` clears it: its
+/// backward is the tape's, through whatever modules it calls.
 enum ModuleTape {
     @TaskLocal static var backwardByCaller = false
 
-    /// `body`, a forward whose caller runs the backward itself.
-    static func callerRunsBackward<R>(_ body: () throws -> R) rethrows -> R {
-        try $backwardByCaller.withValue(true, operation: body)
+    /// `body`, a forward whose caller runs the backward itself (`true`), or one whose backward is the tape's.
+    static func callerRunsBackward<R>(_ runs: Bool = true, _ body: () throws -> R) rethrows -> R {
+        try $backwardByCaller.withValue(runs, operation: body)
     }
 }
 

@@ -64,10 +64,10 @@ public final class AdaptiveAvgPool2d: TapeModule {
     /// x: [N, C, H, W] → [N, C, 1, 1].
     public func compute(_ x: Tensor) throws -> Tensor {
         let (n, c, h, w) = try x.nchwShape("AdaptiveAvgPool2d")
-        guard c == 0 || h * w > 0 else {
+        guard c * h * w > 0 else {
             // (The mean of no values would be NaN: PyTorch refuses the input.)
-            throw DeviceError.invalidArgument(op: "AdaptiveAvgPool2d", "expects a non-empty height and width, got "
-                + "shape \(x.shape)")
+            throw DeviceError.invalidArgument(op: "AdaptiveAvgPool2d", "expects non-empty channels, height and "
+                + "width, got shape \(x.shape)")
         }
         return try x.reshaped([n, c, h * w]).mean(axis: 2).reshaped([n, c, 1, 1])
     }

@@ -6,6 +6,8 @@ public final class TapeRecord {
     var readRows = false
     /// The last forward input's shape (kept after backward): the shape the reference forward gives its flat rows.
     var inputShape: [Int]?
+    /// The module's forwards (`Module.onTape`).
+    let forwards = ForwardCount()
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
 }
@@ -50,6 +52,7 @@ extension TapeModule {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         tape.inputShape = x.shape
+        tape.forwards.next()
         guard Tensor.isRecordingGradients else {
             (tape.input, tape.output, tape.readRows) = (nil, nil, false)
             return try compute(x)
@@ -57,9 +60,10 @@ extension TapeModule {
         let input = x.detached()
         input.requiresGrad = true
         for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
-        let y = try compute(input)
+        // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
+        let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
         (tape.input, tape.output, tape.readRows) = (input, y, false)
-        return onTape(y, from: x)
+        return onTape(y, from: x, forwards: tape.forwards)
     }
 
     /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
@@ -69,10 +73,11 @@ extension TapeModule {
             if Tensor.isRecordingGradients {
                 for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
             }
-            if let y = try compute(rows: rows) {
+            if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
+                tape.forwards.next()
                 (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
                 tape.inputShape = rows.shape
-                return onTape(y, from: nil)
+                return onTape(y, from: nil, forwards: tape.forwards)
             }
         }
         return try forward(rows.order == nil ? rows.source : try rows.gathered())

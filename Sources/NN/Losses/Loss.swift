@@ -28,11 +28,16 @@ extension Loss {
         try mean(pred, Rows(labels), grad: grad, into: out, at: slot)
     }
 
-    /// Mean loss over the batch → [1] on the predictions' device; `grad` receives dL/dpred of the mean.
+    /// Mean loss over the batch → [1] on the predictions' device; `grad` receives dL/dpred of the mean. Recorded
+    /// on the tape when `pred` requires a gradient (a model's output does): `loss(model(x), y).backward()` goes back
+    /// through the model, the fused gradient scaled by the loss's.
     public func callAsFunction(_ pred: Tensor, _ labels: Tensor, grad: Tensor? = nil) throws -> Tensor {
         let out = try Tensor.empty([1], on: pred.device)
+        let recorded = pred.requiresGrad && Tensor.isRecordingGradients
+        let grad = try grad ?? (recorded ? Tensor.empty(pred.shape, on: pred.device) : nil)
         try mean(pred, labels, grad: grad, into: out, at: 0)
-        return out
+        guard recorded, let grad else { return out }
+        return out.recorded(name, from: [pred], saving: [grad]) { g in [try grad * g] }
     }
 }
 

@@ -60,7 +60,7 @@ public enum DeviceChoice {
         let grad = try Tensor.empty([batchSize, sizes.last!], on: device), loss = try Tensor.empty([1], on: device)
         let lossFunction: any Loss = sizes.last! == 1 ? MSELoss() : CrossEntropyLoss()
         func step() throws {
-            let pred = try model.forward(x)
+            let pred = try ModuleTape.callerRunsBackward { try model.forward(x) }  // (as the trainer's step)
             try lossFunction.mean(pred, y, grad: grad, into: loss, at: 0)
             try model.zeroGrad()
             _ = try model.backward(grad, needsInputGradient: false)

@@ -43,7 +43,7 @@ public enum GradientCheck {
         defer { try? module.loadBuffers(Dictionary(buffers, uniquingKeysWith: { a, _ in a })) }
         let streams = seed ^ 0x6C0C_4EC4_0000_0000
         module.setRandomStream(seed: streams, draw: 0)
-        let y = try module.forward(x)
+        let y = try ModuleTape.callerRunsBackward { try module.forward(x) }  // (its backward is called below)
         let r = try Tensor.randn(y.shape, seed: seed, on: x.device)
         try module.zeroGrad()
         let dx = try module.backward(r)

@@ -1,0 +1,49 @@
+// What modules (Sources/NN) use of the tape: the tensors a hand-written backward keeps, and a module's output
+// recorded as one op whose rule is the module's own backward.
+
+/// A tensor a module keeps from its forward for its hand-written backward, with its storage's version then:
+/// `checked` refuses it once it was modified in place (as `backward()` refuses a tape op's saved tensor). Kept
+/// detached (the same elements, no gradient history): a module's input may be an output recorded with a rule that
+/// holds the module (`recordedAsModule`), its own in `m(m(x))`, and keeping it would make a cycle.
+package struct SavedTensor {
+    package let tensor: Tensor
+    private let at: Int
+
+    package init(_ tensor: Tensor) { (self.tensor, at) = (tensor.detached(), tensor.version.value) }
+
+    /// The tensor, or an error naming `op` when it changed since it was saved.
+    package func checked(_ op: String) throws -> Tensor {
+        guard tensor.version.value == at else {
+            throw DeviceError.invalidArgument(op: op, "its input (a tensor of shape \(tensor.shape)) was modified in "
+                + "place after forward used it (version \(at), now \(tensor.version.value)); compute it again, or "
+                + "modify a copy")
+        }
+        return tensor
+    }
+}
+
+extension Tensor {
+    /// A module's output as one op on the tape, named `op`: a new tensor over this one's elements whose gradient goes
+    /// to the module's own backward — `backward(dy, needsInputGradient)`, which adds the gradients of the module's
+    /// parameters to theirs and returns the input's (or nil). Recorded from `input` when it requires a gradient; a
+    /// module with parameters (`updatesParameters`) is recorded even when it does not, as PyTorch's parameters
+    /// always require one. `check` is what that backward would refuse, run by `backward()` before it changes
+    /// anything (the module must also refuse an output whose forward a later one replaced: its backward reads the
+    /// last forward's state). Self when recording is off or there is nothing to differentiate. The rule holds the
+    /// module (as PyTorch's graph holds what its backward needs); the module must not hold a recorded tensor (keep
+    /// a `SavedTensor`, or a detached one), or the two would keep each other alive.
+    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
+                                  check: @escaping () throws -> Void,
+                                  backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {
+        let tracked = input.flatMap { $0.requiresGrad ? $0 : nil }
+        guard Tensor.recording, tracked != nil || updatesParameters else { return self }
+        let out = detached()
+        out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
+                                     module: (updatesParameters, check)) { g, needs in
+            // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
+            let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
+            return tracked == nil ? [] : [dx]
+        }
+        return out
+    }
+}
