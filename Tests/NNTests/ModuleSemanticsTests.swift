@@ -324,6 +324,83 @@ final class ModuleOnTapeTests: XCTestCase {
     }
 }
 
+/// The second hostile probe of modules on the tape: a layer shared between two models, a module of your own called
+/// directly, a shared loss-gradient buffer, keepGraph, a penalty on a tape module's weight.
+final class ModuleOnTapeProbeTests: XCTestCase {
+    /// A layer shared between two models (an encoder with two heads) or called on its own between a model's forward
+    /// and backward holds the later forward's state: refused, before any gradient changes, naming the layer.
+    func testASharedLayerThatRanAnotherForwardIsRefused() throws {
+        for device in testDevices {
+            let encoder = try Linear(4, 3, activation: .tanh, seed: 1, on: device)
+            let a = Sequential([encoder, try Linear(3, 2, seed: 2, on: device)])
+            let b = Sequential([encoder, try Linear(3, 2, seed: 3, on: device)])
+            let x1 = try Tensor(testValues(5 * 4, seed: 4), shape: [5, 4], on: device)
+            let x2 = try Tensor(testValues(5 * 4, seed: 5), shape: [5, 4], on: device)
+            for model in [a, b] { try model.zeroGrad() }
+            let ya = try a(x1)
+            let yb = try b(x2)
+            XCTAssertThrowsError(try (try ya.sum() + yb.sum()).backward()) {
+                XCTAssertTrue("\($0)".contains("Sequential.backward: layer 0 (Linear) ran another forward since this "
+                    + "model's"), "\($0)")
+            }
+            for p in a.parameters + b.parameters { XCTAssertNil(p.gradientIfComputed, "\(p.name) on \(device)") }
+            _ = try a(x1)
+            _ = try encoder(x2)
+            XCTAssertThrowsError(try a.backward(try Tensor.ones([5, 2], on: device))) {
+                XCTAssertTrue("\($0)".contains("layer 0 (Linear) ran another forward"), "\($0)")
+            }
+        }
+    }
+
+    /// `m(x)` puts a module of your own on the tape with its hand-written backward (a gradient reversal here);
+    /// `keepGraph` does not reach into a module (a clear error, nothing changed); one `grad:` buffer written by a
+    /// second loss is refused by the first's backward; a penalty on a tape module's weight reaches `Parameter.grad`.
+    func testCustomModulesKeepGraphSharedGradBuffersAndPenalties() throws {
+        final class Reversal: Module {
+            var parameters: [Parameter] { [] }
+            func forward(_ x: Tensor) throws -> Tensor { try x * 1 }
+            func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? { try dy * -1 }
+            func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
+        }
+        for device in testDevices {
+            let x = try Tensor(testValues(4 * 3, seed: 6), shape: [4, 3], on: device)
+            x.requiresGrad = true
+            try (try Reversal()(x)).sum().backward()
+            XCTAssertEqual(try XCTUnwrap(x.grad).toArray(), [Float](repeating: -1, count: 12), "on \(device)")
+
+            let model = Sequential([try Linear(3, 2, seed: 7, on: device)])
+            let loss = try (try model(x)).sum()
+            try loss.backward(keepGraph: true)
+            let grads = try model.parameters.map { try $0.grad.toArray() }
+            XCTAssertThrowsError(try loss.backward()) {
+                XCTAssertTrue("\($0)".contains("went back through this output already"), "\($0)")
+            }
+            XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, grads)
+
+            let labels = try Tensor([0, 1, 1, 0], shape: [4], on: device)
+            let shared = try Tensor.empty([4, 2], on: device)
+            let (m1, m2) = (Sequential([try Linear(3, 2, seed: 8, on: device)]),
+                            Sequential([try Linear(3, 2, seed: 9, on: device)]))
+            let l1 = try CrossEntropyLoss()(try m1(x), labels, grad: shared)
+            let l2 = try CrossEntropyLoss()(try m2(x), labels, grad: shared)
+            XCTAssertThrowsError(try (l1 + l2).backward()) {
+                XCTAssertTrue("\($0)".contains("was modified in place"), "\($0)")
+            }
+
+            let tapeLinear = try TapeLinear(3, 2, seed: 10, on: device)
+            try tapeLinear.zeroGrad()
+            let w = tapeLinear.parameters[0]
+            let penalized = try (try tapeLinear(x)).sum() + (w.value * w.value).sum() * 0.5
+            try penalized.backward()
+            let plain = try TapeLinear(3, 2, seed: 10, on: device)
+            try plain.zeroGrad()
+            try (try plain(x)).sum().backward()
+            assertClose(try w.grad.toArray(), try zip(plain.parameters[0].grad.toArray(), w.value.toArray()).map(+),
+                        rtol: 1e-5, atol: 1e-6, "the penalty's gradient on \(device)")
+        }
+    }
+}
+
 private extension Array {
     func pair() -> (Element, Element) { (self[0], self[1]) }
 }

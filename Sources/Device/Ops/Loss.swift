@@ -54,7 +54,10 @@ extension Tensor {
         let (rows, cols) = try matrixDims("softmaxCrossEntropy", self)
         guard cols > 0 else { throw DeviceError.invalidArgument(op: "softmaxCrossEntropy", "zero classes") }
         try requireShape("softmaxCrossEntropy (labels)", labels, [rows])
-        if let grad { try requireShape("softmaxCrossEntropy (grad)", grad, shape) }
+        if let grad {
+            try requireShape("softmaxCrossEntropy (grad)", grad, shape)
+            grad.version.bump()  // written: an op that saved it must see the change
+        }
         let losses = try output("softmaxCrossEntropy (losses)", losses, [rows], on: device,
                                 reading: [self, labels, grad])
         try Tensor.run("softmaxCrossEntropy", self, labels, losses, grad) { logits, labels, losses, grad in
@@ -94,7 +97,10 @@ extension Tensor {
     private func squaredErrorKernel(target: Tensor, grad: Tensor?, gradScale: Float,
                                     into losses: Tensor?) throws -> Tensor {
         guard target.count == count else { throw DeviceError.shapeMismatch(op: "squaredError", shape, target.shape) }
-        if let grad { try requireShape("squaredError (grad)", grad, shape) }
+        if let grad {
+            try requireShape("squaredError (grad)", grad, shape)
+            grad.version.bump()  // written: an op that saved it must see the change
+        }
         let losses = try output("squaredError (losses)", losses, [count], on: device, reading: [self, target, grad])
         let n = count
         try Tensor.run("squaredError", self, target, losses, grad) { pred, target, losses, grad in
@@ -156,6 +162,9 @@ extension Tensor {
             return
         }
         let (offset, labelRows) = (labels.offset, labels.sourceRows)
+        // Both are written: an op that saved either must see the change.
+        grad?.version.bump()
+        out.version.bump()
         try Tensor.run("meanLoss", self, labels.source, grad, out, labels.order) { pred, labels, grad, out, order in
             let scale = 1 / Float(Swift.max(rows, 1))
             let order = order.map { HostRowOrder(order: $0, offset: offset, rows: labelRows) }

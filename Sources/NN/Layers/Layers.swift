@@ -3,7 +3,7 @@
 /// first layer's rows in place through the batch's index list. Backward is one kernel for the weight and bias
 /// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's
 /// product.
-public final class Linear: Module {
+public final class Linear: Module, CountsForwards {
     /// Input width.
     public let inFeatures: Int
     /// Output width.
@@ -20,7 +20,7 @@ public final class Linear: Module {
     private var preActivation: Tensor?
     private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
-    private let forwards = ForwardCount()
+    let forwards = ForwardCount()
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -124,13 +124,13 @@ public final class Linear: Module {
 }
 
 /// An activation on its own, as a layer: y = f(x), elementwise.
-public final class ActivationLayer: Module {
+public final class ActivationLayer: Module, CountsForwards {
     /// The activation applied.
     public let function: Activation
     private var input: SavedTensor?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
-    private let forwards = ForwardCount()
+    let forwards = ForwardCount()
 
     /// A layer applying `function`.
     public init(_ function: Activation) { self.function = function }
@@ -172,7 +172,7 @@ public final class ActivationLayer: Module {
 ///
 /// It owns its parameters' memory: when they share a device they are laid out in one `ParameterBlock` (flat values
 /// and gradients, each parameter a view), made when the model is built and again when it moves (`to(_:)`).
-public final class Sequential: Module {
+public final class Sequential: Module, CountsForwards {
     /// The children, in forward order.
     public let layers: [any Module]
     /// The flat buffers of the parameters, nil when they do not share a device (or the model has none).
@@ -319,7 +319,7 @@ public final class Sequential: Module {
     public func forward(_ x: Tensor) throws -> Tensor {
         try beginForward()
         let y = try ModuleTape.callerRunsBackward { try layers.reduce(x) { try $1.forward($0) } }
-        forwardDone = true
+        finishForward()
         return onTape(y, from: x, forwards: forwards)
     }
 
@@ -328,19 +328,42 @@ public final class Sequential: Module {
         try beginForward()
         guard let first = layers.first else {
             let y = try x.gathered()
-            forwardDone = true
+            finishForward()
             return y
         }
         let y = try ModuleTape.callerRunsBackward {
             try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
         }
-        forwardDone = true
+        finishForward()
         return onTape(y, from: nil, forwards: forwards)
     }
 
     /// Whether the last forward ran to its end and no backward has gone through it yet.
     private var forwardDone = false
-    private let forwards = ForwardCount()
+    let forwards = ForwardCount()
+    /// The children's forward counts when this model's forward ended (`childForwards`' order).
+    private var childForwardsSeen: [Int] = []
+
+    private func finishForward() {
+        forwardDone = true
+        childForwardsSeen = childForwards.map(\.count.value)
+    }
+
+    /// The forward counts of the modules inside (nested models' too) that keep one, with where each is. A child
+    /// that ran another forward since this model's — it is shared with another model, or was called on its own —
+    /// holds that forward's state, which this model's backward would read.
+    private lazy var childForwards: [(path: String, layer: String, count: ForwardCount)] = {
+        var found: [(String, String, ForwardCount)] = []
+        func walk(_ model: Sequential, _ path: String) {
+            for (index, layer) in model.layers.enumerated() {
+                let here = path.isEmpty ? "\(index)" : "\(path).\(index)"
+                if let count = ForwardCount.of(layer) { found.append((here, "\(type(of: layer))", count)) }
+                if let inner = layer as? Sequential { walk(inner, here) }
+            }
+        }
+        walk(self, "")
+        return found
+    }()
 
     private func beginForward() throws {
         forwardDone = false
@@ -375,6 +398,12 @@ public final class Sequential: Module {
         guard forwardDone else {
             throw DeviceError.invalidArgument(op: "Sequential.backward", "no forward to go back through: backward "
                 + "was called before forward, twice after one, or after a forward that failed")
+        }
+        for ((path, layer, count), seen) in zip(childForwards, childForwardsSeen) where count.value != seen {
+            throw DeviceError.invalidArgument(op: "Sequential.backward", "layer \(path) (\(layer)) ran another "
+                + "forward since this model's — it is shared with another model or was called on its own — and its "
+                + "backward would read that forward's state: forward this model again, or give each use a layer of "
+                + "its own")
         }
         for layer in layers { try layer.checkBackward() }
     }

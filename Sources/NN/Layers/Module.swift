@@ -11,7 +11,8 @@ public protocol Module: AnyObject {
     /// for its children: the `Sequential` is the op): a loss computed from it with tensor ops or a `Loss`, then
     /// `loss.backward()`, runs the module's `backward` — the parameters' gradients go where `backward` puts them
     /// (`Parameter.grad`, what the optimisers read) and `x.grad` gets the input's when `x.requiresGrad` — as
-    /// PyTorch's `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`. As
+    /// PyTorch's `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`, or
+    /// called as `m(x)` (`callAsFunction`); its `forward` alone records only the tensor ops it runs. As
     /// a module keeps one forward's state, going back through an output after a later forward of the same module
     /// is an error (PyTorch's siamese `f(m(a), m(b))` needs a module for each branch here).
     func forward(_ x: Tensor) throws -> Tensor
@@ -135,19 +136,30 @@ extension Module {
         for p in parameters { try p.to(device) }
     }
 
-    /// `forward(x)`: `model(x)`.
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x) }
+    /// `forward(x)`: `model(x)`. A module of your own is recorded on the tape here as one op with its own
+    /// `backward` (its `forward` runs as a container's children do); a built-in module records itself in `forward`.
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard ForwardCount.of(self) == nil else { return try forward(x) }
+        return onTape(try ModuleTape.callerRunsBackward { try forward(x) }, from: x, forwards: nil)
+    }
 
     /// `y`, this module's forward output from `x` (nil: a dataset's rows, which take no gradient), as one op on the
     /// tape whose backward is this module's (see `forward`) — unless the caller runs the backward itself (a
-    /// `Sequential` running its children, the trainer). `forwards` counts this module's forwards: going back through
-    /// an output after a later forward replaced the state its backward reads is refused.
-    func onTape(_ y: Tensor, from x: Tensor?, forwards: ForwardCount) -> Tensor {
+    /// `Sequential` running its children, the trainer). `forwards` counts this module's forwards (nil for a module
+    /// of your own): going back through an output after a later forward replaced the state its backward reads is
+    /// refused.
+    func onTape(_ y: Tensor, from x: Tensor?, forwards: ForwardCount?) -> Tensor {
         guard !ModuleTape.backwardByCaller else { return y }
-        let mine = forwards.value
+        let mine = forwards?.value
+        let done = ForwardCount()  // (counts the backwards through this output: at most one)
         return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: !parameters.isEmpty,
                                   check: {
-                                      guard forwards.value == mine else {
+                                      guard done.value == 0 else {
+                                          throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went "
+                                              + "back through this output already: a module goes back through each "
+                                              + "forward once, so keepGraph does not reach into it (forward again)")
+                                      }
+                                      guard forwards?.value == mine else {
                                           throw DeviceError.invalidArgument(op: "\(Self.self).backward", "this "
                                               + "output's forward was replaced by a later forward of the same "
                                               + "\(Self.self) (a module keeps its last forward's state for its "
@@ -157,15 +169,27 @@ extension Module {
                                       try self.checkBackward()
                                   },
                                   backward: { dy, needsInputGradient in
-                                      try self.backward(dy, needsInputGradient: needsInputGradient)
+                                      done.next()
+                                      return try self.backward(dy, needsInputGradient: needsInputGradient)
                                   })
     }
 }
 
-/// How many forwards a module has run (`Module.onTape`).
+/// How many forwards a module has run (`Module.onTape`, `Sequential.checkBackward`).
 final class ForwardCount {
     private(set) var value = 0
     func next() { value += 1 }
+
+    /// The count a built-in module keeps (a `TapeModule`'s is in its `tape`); nil for a module of your own.
+    static func of(_ module: any Module) -> ForwardCount? {
+        if let taped = module as? any TapeModule { return taped.tape.forwards }
+        return (module as? any CountsForwards)?.forwards
+    }
+}
+
+/// A built-in module with a hand-written backward, which counts its forwards.
+protocol CountsForwards: Module {
+    var forwards: ForwardCount { get }
 }
 
 /// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — a

@@ -12,18 +12,28 @@ public final class Parameter {
     public let value: Tensor
     /// The model's flat buffers this parameter lives in, when it does.
     weak var block: ParameterBlock?
-    private let gradStorage: Tensor
+    private var gradStorage: Tensor { slot.tensor }
     /// Set by `zeroGrad` (and at the start): the stored gradient is to be read as zero — no backward has computed
     /// one since, which optimisers take as "no gradient" (PyTorch's None). The next backward then overwrites instead
     /// of accumulating, which saves a fill kernel per parameter per step.
-    private var gradIsZero = true
+    private var gradIsZero: Bool {
+        get { slot.isZero }
+        set { slot.isZero = newValue }
+    }
+    /// The gradient and its flag, shared with the value's tape gradients (see `init`).
+    private let slot: GradientSlot
 
     /// A parameter holding `value`, with a zero gradient on the same device (not yet computed: an optimiser's step
     /// leaves it as it is until a backward gives it one).
     public init(name: String, value: Tensor) throws {
         self.name = name
         self.value = value
-        self.gradStorage = try Tensor.zeros(value.shape, on: value.device)
+        let slot = GradientSlot(try Tensor.zeros(value.shape, on: value.device))
+        self.slot = slot
+        // A tape expression of the value (a TapeModule's forward, a penalty on it) gives its gradient here, where
+        // the optimisers read it, not to the value's own `grad`. (The slot, not self: the value must not hold its
+        // parameter.)
+        value.sendGradients(to: GradientDestination { slot.forBackward() })
     }
 
     /// dL/dvalue, accumulated by backward until `zeroGrad`. Reading it after `zeroGrad` fills it with zeros first.
@@ -51,10 +61,7 @@ public final class Parameter {
     /// let (dw, accumulate) = weight.gradientForBackward()
     /// try Tensor.linearBackward(Rows(x), dy, weightGradient: dw, biasGradient: nil, accumulate: accumulate)
     /// ```
-    public func gradientForBackward() -> (tensor: Tensor, accumulate: Bool) {
-        defer { gradIsZero = false }
-        return (gradStorage, !gradIsZero)
-    }
+    public func gradientForBackward() -> (tensor: Tensor, accumulate: Bool) { slot.forBackward() }
 
     /// The device the value lives on.
     public var device: DeviceTag { value.device }
@@ -86,4 +93,17 @@ public final class Parameter {
 
     /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.
     func materialiseGrad() throws { _ = try grad }
+}
+
+/// A parameter's gradient buffer and whether it is to be read as zero (`Parameter.zeroGrad`).
+final class GradientSlot {
+    let tensor: Tensor
+    var isZero = true
+    init(_ tensor: Tensor) { self.tensor = tensor }
+
+    /// The buffer to write, and whether to add to it (not right after a zeroGrad); counts as a write.
+    func forBackward() -> (tensor: Tensor, accumulate: Bool) {
+        defer { isZero = false }
+        return (tensor, !isZero)
+    }
 }

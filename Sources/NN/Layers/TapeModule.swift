@@ -106,11 +106,7 @@ extension TapeModule {
         // An input that needs no gradient is one product fewer on the way back.
         input?.requiresGrad = needsInputGradient
         // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
-        // zeroGrad), not into its value's `grad`: a product's rule writes it there itself.
-        for p in parameters {
-            p.value.sendGradients(to: GradientDestination { p.gradientForBackward() })
-        }
-        defer { for p in parameters { p.value.sendGradients(to: nil) } }
+        // zeroGrad), not into its value's `grad` (Parameter.init): a product's rule writes it there itself.
         if y.requiresGrad { try y.backward(seed: dy) }
         guard needsInputGradient, let input else { return nil }
         return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
