@@ -184,12 +184,6 @@ extension LayerSpec {
 }
 
 extension SafeTensors.Entry {
-    /// Whether `name` is a batch norm's `num_batches_tracked`, which a state dict may lack (see
-    /// `fillingMissingCounters`).
-    static func isCounter(_ name: String) -> Bool {
-        name == "num_batches_tracked" || name.hasSuffix(".num_batches_tracked")
-    }
-
     /// `tensors` with each batch norm's `num_batches_tracked` among `buffers` that it lacks taken from the model's
     /// own, as PyTorch's `load_state_dict` fills one in (a fresh model's count is 0; the counter only counts).
     static func fillingMissingCounters(_ tensors: [String: SafeTensors.Entry],

@@ -22,6 +22,12 @@ public enum SafeTensors {
             self.values = values
             self.storedAs = storedAs
         }
+
+        /// Whether `name` is a batch norm's `num_batches_tracked` (an int64 count, which a state dict may lack:
+        /// `fillingMissingCounters`).
+        static func isCounter(_ name: String) -> Bool {
+            name == "num_batches_tracked" || name.hasSuffix(".num_batches_tracked")
+        }
     }
 
     /// The largest header accepted when reading.
