@@ -35,9 +35,10 @@ public final class OpenCLDevice: @unchecked Sendable {
     /// Buffers released by their tensors, to be given back to the driver when the queue drains.
     private var pendingRelease: [cl_mem] = []
     private static let maxInFlight = 4096
-    /// Bytes of host staging memory among `inFlight` (cross-device copies), bounded like the count.
-    private var inFlightStagingBytes = 0
-    private static let maxInFlightStagingBytes = 256 << 20
+    /// Bytes among `inFlight` — host staging memory of cross-device copies, the buffers of copies on this device —
+    /// bounded like the count.
+    private var inFlightBytes = 0
+    private static let maxInFlightBytes = 256 << 20
 
     init(id: cl_device_id, info: OpenCLDeviceInfo) throws {
         self.id = id
@@ -258,20 +259,27 @@ public final class OpenCLDevice: @unchecked Sendable {
         let held = inFlight, released = pendingRelease
         inFlight.removeAll(keepingCapacity: true)
         pendingRelease.removeAll(keepingCapacity: true)
-        inFlightStagingBytes = 0
+        inFlightBytes = 0
         lock.unlock()
         withExtendedLifetime(held) {}
         for buffer in released { clReleaseMemObject(buffer) }
     }
 
-    /// Keeps the objects of a cross-device copy alive until the queue next drains. Returns whether too many (or too
-    /// much staging memory) are held — a loop of copies with nothing that waits —, when the caller must `finish()`.
-    private func holdCopy(_ objects: [AnyObject], stagingBytes: Int) -> Bool {
+    /// Keeps the objects of a copy alive until the queue next drains. Returns whether too many (or too many bytes)
+    /// are held — a loop of copies with nothing that waits —, when the caller must `finish()`.
+    private func holdCopy(_ objects: [AnyObject], bytes: Int) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         inFlight += objects
-        inFlightStagingBytes += stagingBytes
-        return inFlight.count > Self.maxInFlight || inFlightStagingBytes > Self.maxInFlightStagingBytes
+        inFlightBytes += bytes
+        return inFlight.count > Self.maxInFlight || inFlightBytes > Self.maxInFlightBytes
+    }
+
+    /// The objects held for the queue now (`holdCopy`), for tests.
+    package var heldForQueue: (count: Int, bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (inFlight.count, inFlightBytes)
     }
 
     // MARK: Memory
@@ -347,9 +355,9 @@ public final class OpenCLDevice: @unchecked Sendable {
         try check(clEnqueueCopyBuffer(queue.handle, source.handle, destination.handle, 0, 0,
                                       count * MemoryLayout<Float>.size, 0, nil, nil),
                   "clEnqueueCopyBuffer(\(count) floats)")
-        lock.lock()
-        inFlight += [source, destination]
-        lock.unlock()
+        // (Bounded: a loop of copies that never reads back held every source until the next read — a batch norm's
+        // running statistics, updated by a copy each step, grew a GPU run's memory without limit.)
+        if holdCopy([source, destination], bytes: 2 * count * MemoryLayout<Float>.size) { try finish() }
     }
 
     /// Copies `count` floats from `source`, a buffer of another device (another context), into `destination` of
@@ -368,7 +376,7 @@ public final class OpenCLDevice: @unchecked Sendable {
         guard let readEvent else { throw OpenCLError.call("clEnqueueReadBuffer (no event)", status: CL_INVALID_EVENT) }
         // The read must start without a later finish on its device, or the write would wait forever.
         try check(clFlush(from.queue.handle), "clFlush(\(from.info.name))")
-        if from.holdCopy([source, staging], stagingBytes: bytes) {
+        if from.holdCopy([source, staging], bytes: bytes) {
             do { try from.finish() } catch {
                 clReleaseEvent(readEvent)
                 throw error
@@ -392,7 +400,7 @@ public final class OpenCLDevice: @unchecked Sendable {
             throw OpenCLError.call("clEnqueueWriteBuffer(\(count) floats, after a read on \(from.info.name))",
                                    status: status)
         }
-        let full = holdCopy([destination, staging], stagingBytes: bytes)
+        let full = holdCopy([destination, staging], bytes: bytes)
         // The callback owns both events from here: it opens the gate (or fails it with the read's error status).
         let events = Unmanaged.passRetained(CrossDeviceGate(read: readEvent, gate: gate)).toOpaque()
         status = clSetEventCallback(readEvent, CL_COMPLETE, { _, readStatus, userData in
