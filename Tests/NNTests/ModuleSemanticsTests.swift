@@ -399,6 +399,44 @@ final class ModuleOnTapeProbeTests: XCTestCase {
                         rtol: 1e-5, atol: 1e-6, "the penalty's gradient on \(device)")
         }
     }
+
+    /// Every layer's parameters are leaves on the tape from the moment they exist, as PyTorch's: an L2 and an L1
+    /// penalty over `model.parameters` — built-in `Linear` and `BatchNorm1d`, computed before the first forward —
+    /// add their gradients to `Parameter.grad` beside the model's own; a penalty alone gives 2w. A layer's own
+    /// backward called by hand records nothing (its input gradient is not a tape result).
+    func testPenaltiesOnEveryLayersParametersReachTheirGradients() throws {
+        for device in testDevices {
+            func model() throws -> Sequential {
+                Sequential([try Linear(3, 4, activation: .relu, seed: 11, on: device), try BatchNorm1d(4, on: device),
+                            try Linear(4, 2, seed: 12, on: device)])
+            }
+            let x = try Tensor(testValues(5 * 3, seed: 13), shape: [5, 3], on: device)
+            let (penalized, plain) = (try model(), try model())
+            for m in [penalized, plain] { try m.zeroGrad() }
+            var penalty = try Tensor.zeros([], on: device)
+            for p in penalized.parameters {
+                penalty = try penalty + (p.value * p.value).sum() * 0.5 + p.value.abs().sum() * 0.25
+            }
+            try (try (try penalized(x)).sum() + penalty).backward()
+            try (try plain(x)).sum().backward()
+            for (p, q) in zip(penalized.parameters, plain.parameters) {
+                let w = try p.value.toArray()
+                let expected = try zip(q.grad.toArray(), w).map { g, w in g + w + 0.25 * (w > 0 ? 1 : w < 0 ? -1 : 0) }
+                assertClose(try p.grad.toArray(), expected, rtol: 1e-5, atol: 1e-6, "\(p.name) on \(device)")
+            }
+
+            let alone = try Linear(3, 2, seed: 14, on: device)
+            try alone.zeroGrad()
+            try (try alone.weight.value * alone.weight.value).sum().backward()
+            assertClose(try alone.weight.grad.toArray(), try alone.weight.value.toArray().map { 2 * $0 },
+                        rtol: 1e-6, atol: 0, "a penalty alone on \(device)")
+            XCTAssertNil(alone.bias.gradientIfComputed, "the bias took no part, on \(device)")
+
+            _ = try alone(x)
+            let dx = try XCTUnwrap(try alone.backward(try Tensor.ones([5, 2], on: device), needsInputGradient: true))
+            XCTAssertFalse(dx.requiresGrad, "a hand-called backward's input gradient is not on the tape, \(device)")
+        }
+    }
 }
 
 private extension Array {

@@ -82,6 +82,11 @@ public final class Linear: Module, CountsForwards {
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         try checkBackward()
+        // (The weight is a leaf on the tape: its product with dy is not an op to record.)
+        return try Tensor.withoutGradients { try backwardPass(dy, needsInputGradient: needsInputGradient) }
+    }
+
+    private func backwardPass(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         guard let saved = input, let z = preActivation else { return nil }
         // One backward per forward (a second would add the same gradients again).
         (input, preActivation) = (nil, nil)

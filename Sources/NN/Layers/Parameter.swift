@@ -34,6 +34,9 @@ public final class Parameter {
         // the optimisers read it, not to the value's own `grad`. (The slot, not self: the value must not hold its
         // parameter.)
         value.sendGradients(to: GradientDestination { slot.forBackward() })
+        // Every parameter's value is a leaf that takes a gradient from the moment it exists, as a PyTorch
+        // parameter: a penalty on any layer's weight (`(w.value * w.value).sum()`) is on the tape, whatever the layer.
+        value.requiresGrad = true
     }
 
     /// dL/dvalue, accumulated by backward until `zeroGrad`. Reading it after `zeroGrad` fills it with zeros first.
