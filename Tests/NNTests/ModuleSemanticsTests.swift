@@ -437,6 +437,70 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             XCTAssertFalse(dx.requiresGrad, "a hand-called backward's input gradient is not on the tape, \(device)")
         }
     }
+
+    /// A parameter whose value's `requiresGrad` is turned off is frozen, as in PyTorch: no backward writes its
+    /// gradient (each fused-layer case: with and without an activation, weight or bias frozen; a batch norm's), the
+    /// others' and the input's are what they are without freezing, and neither an optimiser with momentum and weight
+    /// decay nor the trainer (one device, and with a replica) moves it.
+    func testFrozenParametersTakeNoGradientAndStayPut() throws {
+        for device in testDevices {
+            func model() throws -> Sequential {
+                Sequential([try Linear(3, 4, activation: .relu, seed: 21, on: device), try BatchNorm1d(4, on: device),
+                            try Linear(4, 5, activation: .tanh, seed: 22, on: device),
+                            try Linear(5, 6, seed: 23, on: device), try Linear(6, 2, seed: 24, on: device)])
+            }
+            let (frozen, plain) = (try model(), try model())
+            let still = [0, 3, 5, 6, 9]  // weight, bias · bn bias · bias · weight · bias
+            for i in still { frozen.parameters[i].value.requiresGrad = false }
+            let x = try Tensor(testValues(7 * 3, seed: 25), shape: [7, 3], on: device)
+            let x2 = try x.detached().cloned()
+            for (m, input) in [(frozen, x), (plain, x2)] {
+                try m.zeroGrad()
+                input.requiresGrad = true
+                try (try m(input)).pow(2).sum().backward()
+            }
+            for (i, (p, q)) in zip(frozen.parameters, plain.parameters).enumerated() {
+                if still.contains(i) {
+                    XCTAssertNil(p.gradientIfComputed, "parameter \(i) (\(p.name)) on \(device)")
+                } else {
+                    assertClose(try p.grad.toArray(), try q.grad.toArray(), rtol: 1e-5, atol: 1e-6,
+                                "parameter \(i) (\(p.name)) on \(device)")
+                }
+            }
+            assertClose(try XCTUnwrap(x.grad).toArray(), try XCTUnwrap(x2.grad).toArray(), rtol: 1e-5, atol: 1e-6,
+                        "the input's gradient on \(device)")
+            let before = try frozen.parameters.map { try $0.value.toArray() }
+            let sgd = try SGD(frozen.parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.01)
+            for _ in 0..<2 {
+                try sgd.step()
+                try frozen.zeroGrad()
+                try (try frozen(x)).sum().backward()
+            }
+            for (i, p) in frozen.parameters.enumerated() where p.name != "running_mean" {
+                if still.contains(i) {
+                    XCTAssertEqual(try p.value.toArray(), before[i], "parameter \(i) moved on \(device)")
+                } else {
+                    XCTAssertNotEqual(try p.value.toArray(), before[i], "parameter \(i) trained on \(device)")
+                }
+            }
+        }
+        let (train, _) = try fashionSlice(train: 128, test: 1)
+        for device in testDevices {
+            for replicas in [[], [DeviceTag.cpu]] {
+                var options = TrainingOptions()
+                (options.epochs, options.batchSize, options.optimizer, options.weightDecay) = (1, 32, .adam, 0.01)
+                let model = try MLP.make(sizes: [784, 8, 10], seed: 26, on: device)
+                model.parameters[0].value.requiresGrad = false
+                let before = try model.parameters.map { try $0.value.toArray() }
+                let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: replicas)
+                _ = try trainer.trainEpoch(train, epoch: 1)
+                XCTAssertEqual(try model.parameters[0].value.toArray(), before[0], "frozen, \(device) \(replicas)")
+                for i in 1..<4 {
+                    XCTAssertNotEqual(try model.parameters[i].value.toArray(), before[i], "\(device) \(replicas)")
+                }
+            }
+        }
+    }
 }
 
 private extension Array {

@@ -18,7 +18,7 @@ public final class Linear: Module, CountsForwards {
     private var input: (rows: Rows, source: SavedTensor, order: SavedTensor?)?
     /// x·w + b of the last forward (with an activation), for f′ on the way back.
     private var preActivation: Tensor?
-    private enum Buffer: Int, CaseIterable { case z, y, dz, dx }
+    private enum Buffer: Int, CaseIterable { case z, y, dz, db, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
     let forwards = ForwardCount()
 
@@ -91,20 +91,29 @@ public final class Linear: Module, CountsForwards {
         // One backward per forward (a second would add the same gradients again).
         (input, preActivation) = (nil, nil)
         let x = saved.rows
-        let (dw, db) = (weight.gradientForBackward(), bias.gradientForBackward())
+        // A frozen parameter (`requiresGrad` set to false, as PyTorch's) gets no gradient: its buffer is not touched,
+        // so it reads as none and the optimisers leave it as it is.
+        let dw = weight.value.requiresGrad ? weight.gradientForBackward() : nil
+        let db = bias.value.requiresGrad ? bias.gradientForBackward() : nil
+        guard dw != nil || db != nil || needsInputGradient else { return nil }
         var dz = dy
         if let activation {
-            dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy, db: db.tensor,
-                                                   accumulate: db.accumulate,
+            // (With a frozen bias its sums go to a scratch buffer: the kernel computes them with dz.)
+            dz = try Tensor.biasActivationBackward(activation, preActivation: z, dy,
+                                                   db: try db?.tensor ?? workspace.tensor(.db, [outFeatures],
+                                                                                           on: dy.device),
+                                                   accumulate: db?.accumulate ?? false,
                                                    into: try workspace.tensor(.dz, dy.shape, on: dy.device))
         }
         // Without an activation the bias gradient comes from the weight gradient's kernel (dy's column sums).
-        let fusedBias = activation == nil && db.accumulate == dw.accumulate
-        if activation == nil && !fusedBias {
+        let fusedBias = activation == nil && dw != nil && db?.accumulate == dw?.accumulate
+        if activation == nil, let db, !fusedBias {
             try Tensor.addBiasBackward(dy, into: db.tensor, accumulate: db.accumulate)
         }
-        try Tensor.linearBackward(x, dz, weightGradient: dw.tensor, biasGradient: fusedBias ? db.tensor : nil,
-                                  accumulate: dw.accumulate)
+        if let dw {
+            try Tensor.linearBackward(x, dz, weightGradient: dw.tensor, biasGradient: fusedBias ? db?.tensor : nil,
+                                      accumulate: dw.accumulate)
+        }
         guard needsInputGradient else { return nil }
         return try dz.matmul(weight.value, transposeOther: true,
                              into: try workspace.tensor(.dx, [x.count, inFeatures], on: dy.device))

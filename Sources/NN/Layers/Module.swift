@@ -152,7 +152,7 @@ extension Module {
         guard !ModuleTape.backwardByCaller else { return y }
         let mine = forwards?.value
         let done = ForwardCount()  // (counts the backwards through this output: at most one)
-        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: !parameters.isEmpty,
+        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: parameters.contains { $0.value.requiresGrad },
                                   check: {
                                       guard done.value == 0 else {
                                           throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went "

@@ -59,7 +59,6 @@ extension TapeModule {
         }
         let input = x.detached()
         input.requiresGrad = true
-        for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
         (tape.input, tape.output, tape.readRows) = (input, y, false)
@@ -70,9 +69,6 @@ extension TapeModule {
     /// them and calls `forward(_:)`.
     public func forward(_ rows: Rows) throws -> Tensor {
         if rows.order != nil && !rows.source.requiresGrad {
-            if Tensor.isRecordingGradients {
-                for p in parameters where !p.value.requiresGrad { p.value.requiresGrad = true }
-            }
             if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
                 tape.forwards.next()
                 (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)

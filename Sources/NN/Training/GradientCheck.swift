@@ -24,7 +24,7 @@ public enum GradientCheck {
     }
 
     /// Checks `module` at input `x` (on the module's device) under L = Σ y ∘ r for a fixed random r:
-    /// the input gradient and every parameter gradient. With `samples`, each tensor's gradient is compared at that
+    /// the input gradient and every parameter gradient (but a frozen one's). With `samples`, each tensor's gradient is compared at that
     /// many entries (drawn with `seed`; every entry of a smaller tensor): each entry costs two forward passes of the
     /// Double reference, so a 784-50 layer's 39,250 take a minute and 64 of them a moment. `step` defaults to 1e-6
     /// for a Double reference and 3e-3 for an fp32 one (`hasDoubleReference` false: a `TapeModule`'s default), whose
@@ -80,7 +80,8 @@ public enum GradientCheck {
         var results = [result("input", try dx.toArray().map(Double.init), xd.values) {
             loss(DoubleMatrix(flat: $0, rows: rows), params)
         }]
-        for (index, (name, p)) in module.namedParameters.enumerated() {
+        // (A frozen parameter, its value's requiresGrad off, has no gradient to check.)
+        for (index, (name, p)) in module.namedParameters.enumerated() where p.value.requiresGrad {
             results.append(result(name, try p.grad.toArray().map(Double.init), params[index]) { values in
                 var perturbed = params
                 perturbed[index] = values
