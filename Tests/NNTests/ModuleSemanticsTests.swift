@@ -203,16 +203,24 @@ final class ModuleOnTapeTests: XCTestCase {
             for (p, old) in zip(taped.parameters, before) where p.name == "weight" {
                 XCTAssertNotEqual(try p.value.toArray(), old, "\(p.name) on \(device)")
             }
-            // Going back twice through one forward is refused before any gradient changes.
+            // keepGraph reaches into the modules: a second backward through one forward adds the same gradients
+            // again (a batch norm's and a convolution's tapes kept too); a third, after one without it, is refused
+            // before any gradient changes.
             try taped.zeroGrad()
             let again = try (try taped.forward(x) * weights).sum()
             try again.backward(keepGraph: true)
             let grads = try taped.parameters.map { try $0.grad.toArray() }
-            XCTAssertThrowsError(try again.backward()) {
-                XCTAssertTrue("\($0)".contains("Sequential.backward"), "\($0)")
+            try again.backward()
+            for (p, once) in zip(taped.parameters, grads) {
+                assertClose(try p.grad.toArray(), once.map { 2 * $0 }, rtol: 1e-5, atol: 1e-6,
+                            "\(p.name) after a second backward on \(device)")
             }
-            for (p, old) in zip(taped.parameters, grads) {
-                XCTAssertEqual(try p.grad.toArray(), old, "\(p.name) after a refused second backward on \(device)")
+            let twice = try taped.parameters.map { try $0.grad.toArray() }
+            XCTAssertThrowsError(try again.backward()) {
+                XCTAssertTrue("\($0)".contains("was released by an earlier backward()"), "\($0)")
+            }
+            for (p, old) in zip(taped.parameters, twice) {
+                XCTAssertEqual(try p.grad.toArray(), old, "\(p.name) after a refused third backward on \(device)")
             }
         }
     }
@@ -241,26 +249,72 @@ final class ModuleOnTapeTests: XCTestCase {
         }
     }
 
-    /// A module keeps one forward's state: going back through an output after a later forward of the same module
-    /// (another batch, the second branch of a siamese pair) is refused before any gradient changes — it would use
-    /// the later forward's activations.
-    func testAnOutputWhoseForwardWasReplacedIsRefused() throws {
+    /// Each output goes back through its own forward, as in PyTorch: an output after a later forward of the same
+    /// model (another batch), a siamese pair `f(m(a), m(b))`, and one layer applied at every step of a loop (a
+    /// recurrent cell) give the gradients of a copy of the model per use, summed — on a model with a convolution,
+    /// a batch norm, pooling and fused layers.
+    func testEachOutputGoesBackThroughItsOwnForward() throws {
         for device in testDevices {
-            let model = Sequential([try Linear(3, 4, activation: .relu, seed: 1, on: device),
-                                    try Linear(4, 2, seed: 2, on: device)])
-            let a = try Tensor(testValues(5 * 3, seed: 1), shape: [5, 3], on: device)
-            let b = try Tensor(testValues(5 * 3, seed: 2), shape: [5, 3], on: device)
-            try model.zeroGrad()
-            let first = try model(a)
-            _ = try model(b)
-            XCTAssertThrowsError(try first.sum().backward()) {
-                XCTAssertTrue("\($0)".contains("Sequential.backward: this output's forward was replaced by a later "
-                    + "forward of the same Sequential"), "\($0)")
+            func model() throws -> Sequential {
+                Sequential([try Conv2d(2, 3, kernel: 3, padding: 1, seed: 1, on: device), ActivationLayer(.tanh),
+                            AvgPool2d(kernel: 2), Flatten(), try BatchNorm1d(3 * 2 * 2, on: device),
+                            try Linear(3 * 2 * 2, 4, activation: .relu, seed: 2, on: device),
+                            try Linear(4, 3, seed: 3, on: device)])
             }
-            XCTAssertThrowsError(try (try model(a) - model(b)).pow(2).sum().backward()) {
-                XCTAssertTrue("\($0)".contains("was replaced by a later forward"), "\($0)")
+            let a = try Tensor(testValues(5 * 2 * 5 * 4, seed: 1), shape: [5, 2, 5, 4], on: device)
+            let b = try Tensor(testValues(5 * 2 * 5 * 4, seed: 2), shape: [5, 2, 5, 4], on: device)
+            func gradients(_ m: Sequential) throws -> [[Float]] { try m.parameters.map { try $0.grad.toArray() } }
+
+            let shared = try model(), alone = try model()
+            for m in [shared, alone] { try m.zeroGrad() }
+            let first = try shared(a)
+            _ = try shared(b)
+            try first.pow(2).sum().backward()
+            try alone(a).pow(2).sum().backward()
+            for (g, expected) in zip(try gradients(shared), try gradients(alone)) {
+                assertClose(g, expected, rtol: 1e-5, atol: 1e-6, "an earlier forward's output on \(device)")
             }
-            for p in model.parameters { XCTAssertNil(p.gradientIfComputed, "\(p.name) on \(device)") }
+
+            let (left, right) = (try model(), try model())
+            for m in [shared, left, right] { try m.zeroGrad() }
+            let (ta, tb, la, rb) = try (a.cloned(), b.cloned(), a.cloned(), b.cloned())
+            for t in [ta, tb, la, rb] { t.requiresGrad = true }
+            try (try shared(ta) - shared(tb)).pow(2).sum().backward()
+            try (try left(la) - right(rb)).pow(2).sum().backward()
+            for (g, (l, r)) in zip(try gradients(shared), zip(try gradients(left), try gradients(right))) {
+                assertClose(g, zip(l, r).map(+), rtol: 1e-4, atol: 1e-5, "siamese on \(device)")
+            }
+            assertClose(try XCTUnwrap(ta.grad).toArray(), try XCTUnwrap(la.grad).toArray(), rtol: 1e-5, atol: 1e-6,
+                        "siamese a's gradient on \(device)")
+            assertClose(try XCTUnwrap(tb.grad).toArray(), try XCTUnwrap(rb.grad).toArray(), rtol: 1e-5, atol: 1e-6,
+                        "siamese b's gradient on \(device)")
+
+            // h ← tanh(input(x_t) + hidden(h)) for 4 steps with one pair of layers, against 4 copies of them.
+            func cell() throws -> (Linear, Linear) {
+                (try Linear(3, 2, seed: 4, on: device), try Linear(2, 2, activation: .relu, seed: 5, on: device))
+            }
+            let (input, hidden) = try cell()
+            let copies = try (0..<4).map { _ in try cell() }
+            let xs = try (0..<4).map { t in
+                try Tensor(testValues(6 * 3, seed: 10 + UInt64(t)), shape: [6, 3], on: device)
+            }
+            for m in [input, hidden] + copies.flatMap({ [$0.0, $0.1] }) { try m.zeroGrad() }
+            func unrolled(_ layers: (Int) -> (Linear, Linear)) throws -> Tensor {
+                try (0..<4).reduce(try Tensor.full([6, 2], value: 0.5, on: device)) { h, t in
+                    let (i, r) = layers(t)
+                    return try (try i(xs[t]) + r(h)).activation(.tanh)
+                }
+            }
+            try unrolled { _ in (input, hidden) }.sum().backward()
+            try unrolled { copies[$0] }.sum().backward()
+            for (k, layer) in [input, hidden].enumerated() {
+                for (i, p) in layer.parameters.enumerated() {
+                    let summed = try copies.map { try (k == 0 ? $0.0 : $0.1).parameters[i].grad.toArray() }
+                        .reduce([Float](repeating: 0, count: p.value.count)) { zip($0, $1).map(+) }
+                    assertClose(try p.grad.toArray(), summed, rtol: 1e-5, atol: 1e-6,
+                                "the cell's layer \(k) \(p.name), \(device)")
+                }
+            }
         }
     }
 
@@ -311,15 +365,19 @@ final class ModuleOnTapeTests: XCTestCase {
                 assertClose(try a.grad.toArray(), try b.grad.toArray(), rtol: 1e-6, atol: 1e-7,
                             "\(a.name) on \(device)")
             }
-            weak var freed: Linear?
-            try {
-                let m = try Linear(3, 3, seed: 1, on: device)
-                freed = m
-                let tracked = try x.cloned()
-                tracked.requiresGrad = true
-                _ = try m(try m(tracked))
-            }()
-            XCTAssertNil(freed, "a module applied to its own output outlived it on \(device)")
+            for make in [{ try Linear(3, 3, seed: 1, on: device) as any Module },
+                         { try TapeLinear(3, 3, seed: 1, on: device) },
+                         { Sequential([try Linear(3, 3, activation: .tanh, seed: 1, on: device), Flatten()]) }] {
+                weak var freed: (any Module)?
+                try {
+                    let m = try make()
+                    freed = m
+                    let tracked = try x.cloned()
+                    tracked.requiresGrad = true
+                    _ = try m(try m(tracked))
+                }()
+                XCTAssertNil(freed, "a module applied to its own output outlived it on \(device)")
+            }
         }
     }
 }
@@ -327,24 +385,34 @@ final class ModuleOnTapeTests: XCTestCase {
 /// The second hostile probe of modules on the tape: a layer shared between two models, a module of your own called
 /// directly, a shared loss-gradient buffer, keepGraph, a penalty on a tape module's weight.
 final class ModuleOnTapeProbeTests: XCTestCase {
-    /// A layer shared between two models (an encoder with two heads) or called on its own between a model's forward
-    /// and backward holds the later forward's state: refused, before any gradient changes, naming the layer.
-    func testASharedLayerThatRanAnotherForwardIsRefused() throws {
+    /// A layer shared between two models (an encoder with two heads) goes back through each model's forward on
+    /// the tape (the gradients of an encoder per head, summed); going back by hand (`model.backward`) reads the
+    /// layers' last forward, so there one that ran another forward since is refused, naming the layer.
+    func testASharedLayerGoesBackThroughEachForward() throws {
         for device in testDevices {
+            func heads(_ encoder: Linear, _ other: Linear) throws -> (Sequential, Sequential) {
+                (Sequential([encoder, try Linear(3, 2, seed: 2, on: device)]),
+                 Sequential([other, try Linear(3, 2, seed: 3, on: device)]))
+            }
             let encoder = try Linear(4, 3, activation: .tanh, seed: 1, on: device)
-            let a = Sequential([encoder, try Linear(3, 2, seed: 2, on: device)])
-            let b = Sequential([encoder, try Linear(3, 2, seed: 3, on: device)])
+            let (a, b) = try heads(encoder, encoder)
+            let (encoderA, encoderB) = try (0..<2).map { _ in
+                try Linear(4, 3, activation: .tanh, seed: 1, on: device)
+            }.pair()
+            let (a2, b2) = try heads(encoderA, encoderB)
             let x1 = try Tensor(testValues(5 * 4, seed: 4), shape: [5, 4], on: device)
             let x2 = try Tensor(testValues(5 * 4, seed: 5), shape: [5, 4], on: device)
-            for model in [a, b] { try model.zeroGrad() }
+            for model in [a, b, a2, b2] { try model.zeroGrad() }
             let ya = try a(x1)
             let yb = try b(x2)
-            XCTAssertThrowsError(try (try ya.sum() + yb.sum()).backward()) {
-                XCTAssertTrue("\($0)".contains("Sequential.backward: layer 0 (Linear) ran another forward since this "
-                    + "model's"), "\($0)")
+            try (try ya.pow(2).sum() + yb.sum()).backward()
+            try (try a2(x1).pow(2).sum() + b2(x2).sum()).backward()
+            for (i, p) in encoder.parameters.enumerated() {
+                assertClose(try p.grad.toArray(), try zip(encoderA.parameters[i].grad.toArray(),
+                                                          encoderB.parameters[i].grad.toArray()).map(+),
+                            rtol: 1e-5, atol: 1e-6, "the shared encoder's \(p.name) on \(device)")
             }
-            for p in a.parameters + b.parameters { XCTAssertNil(p.gradientIfComputed, "\(p.name) on \(device)") }
-            _ = try a(x1)
+            _ = try a.forward(x1)
             _ = try encoder(x2)
             XCTAssertThrowsError(try a.backward(try Tensor.ones([5, 2], on: device))) {
                 XCTAssertTrue("\($0)".contains("layer 0 (Linear) ran another forward"), "\($0)")
@@ -353,7 +421,8 @@ final class ModuleOnTapeProbeTests: XCTestCase {
     }
 
     /// `m(x)` puts a module of your own on the tape with its hand-written backward (a gradient reversal here);
-    /// `keepGraph` does not reach into a module (a clear error, nothing changed); one `grad:` buffer written by a
+    /// `keepGraph` does not reach into such a module, whose backward reads its last forward's state (a clear error,
+    /// nothing changed) — it does into the built-in ones; one `grad:` buffer written by a
     /// second loss is refused by the first's backward; a penalty on a tape module's weight reaches `Parameter.grad`.
     func testCustomModulesKeepGraphSharedGradBuffersAndPenalties() throws {
         final class Reversal: Module {
@@ -368,12 +437,13 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             try (try Reversal()(x)).sum().backward()
             XCTAssertEqual(try XCTUnwrap(x.grad).toArray(), [Float](repeating: -1, count: 12), "on \(device)")
 
-            let model = Sequential([try Linear(3, 2, seed: 7, on: device)])
+            let model = Sequential([Reversal(), try Linear(3, 2, seed: 7, on: device)])
+            try model.zeroGrad()
             let loss = try (try model(x)).sum()
             try loss.backward(keepGraph: true)
             let grads = try model.parameters.map { try $0.grad.toArray() }
             XCTAssertThrowsError(try loss.backward()) {
-                XCTAssertTrue("\($0)".contains("went back through this output already"), "\($0)")
+                XCTAssertTrue("\($0)".contains("Reversal.backward: went back through this output already"), "\($0)")
             }
             XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, grads)
 

@@ -26,12 +26,13 @@ extension Tensor {
     /// A module's output as one op on the tape, named `op`: a new tensor over this one's elements whose gradient goes
     /// to the module's own backward — `backward(dy, needsInputGradient)`, which adds the gradients of the module's
     /// parameters to theirs and returns the input's (or nil). Recorded from `input` when it requires a gradient; a
-    /// module with parameters (`updatesParameters`) is recorded even when it does not, as PyTorch's parameters
-    /// always require one. `check` is what that backward would refuse, run by `backward()` before it changes
-    /// anything (the module must also refuse an output whose forward a later one replaced: its backward reads the
-    /// last forward's state). Self when recording is off or there is nothing to differentiate. The rule holds the
-    /// module (as PyTorch's graph holds what its backward needs); the module must not hold a recorded tensor (keep
-    /// a `SavedTensor`, or a detached one), or the two would keep each other alive.
+    /// module with parameters that take a gradient (`updatesParameters`) is recorded even when it does not, as
+    /// PyTorch's parameters require one. `check` is what that backward would refuse, run by `backward()` before it
+    /// changes anything. Both should go back through the forward that made this output, its state captured with
+    /// them (or refuse an output whose forward a later one replaced). Self when recording is off or there is nothing
+    /// to differentiate. The rule holds the module and that state (as PyTorch's graph holds what its backward
+    /// needs); neither may hold the input as recorded (keep a `SavedTensor`, or a detached one), or in `m(m(x))`
+    /// the rule would keep itself alive.
     package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
                                   check: @escaping () throws -> Void,
                                   backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {

@@ -158,6 +158,12 @@ extension Tensor {
     /// Whether ops are recorded for gradients here (false inside `withoutGradients`).
     public static var isRecordingGradients: Bool { recording }
 
+    @TaskLocal static var keepingGraph = false
+
+    /// Whether the `backward()` running now keeps its graph (`keepGraph`): a module's rule that runs a tape of its
+    /// own (a `TapeModule`'s forward) keeps that one too.
+    package static var isKeepingGraph: Bool { keepingGraph }
+
     /// Records that this tensor is `op` of `inputs`, when recording is on and an input requires a gradient; `rule`
     /// gets this tensor's gradient and returns one gradient per input. `saved` are the tensors `rule` reads (checked
     /// at `backward()` not to have changed). Returns self.
@@ -223,7 +229,7 @@ extension Tensor {
             } ?? (t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
         }
-        try Tensor.withoutGradients {
+        try Tensor.$keepingGraph.withValue(keepGraph) { try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
             for t in order.reversed() {
                 guard var g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
@@ -254,7 +260,7 @@ extension Tensor {
                 }
                 if !keepGraph { node.rule = nil }
             }
-        }
+        } }
     }
 
     /// Every tensor this one was computed from through recorded ops (itself included), inputs before results.

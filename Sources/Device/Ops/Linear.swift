@@ -23,6 +23,9 @@ extension Tensor {
             try requireShape("linear (output)", y, [x.count, outputs])
         }
         let (batch, order) = (x.count, x.order)
+        // Written: a layer's forward that kept them for its backward must see the change.
+        z.version.bump()
+        y?.version.bump()
         try Tensor.run("linear", x.source, order, weight, bias, z,
                        activation == nil ? nil : y) { x0, order, w, b, z, y in
             let rows = order.map { HostRowOrder(order: $0, offset: x.offset, rows: x.sourceRows) }

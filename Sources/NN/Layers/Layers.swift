@@ -14,10 +14,20 @@ public final class Linear: Module, CountsForwards {
     public let weight: Parameter
     /// b: [out].
     public let bias: Parameter
-    /// The last forward's rows (their source and order, with their versions then), until backward.
-    private var input: (rows: Rows, source: SavedTensor, order: SavedTensor?)?
-    /// x·w + b of the last forward (with an activation), for f′ on the way back.
-    private var preActivation: Tensor?
+    /// What a forward keeps for its backward: the rows (their source and order, with their versions then) and
+    /// x·w + b (with an activation, for f′ on the way back).
+    private struct Saved {
+        let rows: Rows, source: SavedTensor, order: SavedTensor?, preActivation: SavedTensor
+
+        /// The rows and the pre-activation, or an error when one changed since the forward.
+        func checked() throws -> (rows: Rows, preActivation: Tensor) {
+            _ = try source.checked("Linear.backward")
+            _ = try order?.checked("Linear.backward")
+            return (rows, try preActivation.checked("Linear.backward"))
+        }
+    }
+    /// The last forward's, until `backward` (the tape keeps each output's own: `Module.onTape`).
+    private var last: Saved?
     private enum Buffer: Int, CaseIterable { case z, y, dz, db, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
     let forwards = ForwardCount()
@@ -52,45 +62,59 @@ public final class Linear: Module, CountsForwards {
     /// x: [batch, in] → [batch, out]. A view (a row slice, a transpose) is read through a dense copy.
     public func forward(_ x: Tensor) throws -> Tensor {
         // (Kept detached: the input may be an output whose tape node holds this layer — see SavedTensor.)
-        onTape(try compute(Rows(try Tensor.withoutGradients { try x.detached().contiguous() })), from: x,
-               forwards: forwards)
+        try recorded(try compute(Rows(try Tensor.withoutGradients { try x.detached().contiguous() })), from: x)
     }
 
     /// The rows x (read in place): [batch, in] → [batch, out]
-    public func forward(_ x: Rows) throws -> Tensor { onTape(try compute(x), from: nil, forwards: forwards) }
+    public func forward(_ x: Rows) throws -> Tensor { try recorded(try compute(x), from: nil) }
 
-    private func compute(_ x: Rows) throws -> Tensor {
+    private func compute(_ x: Rows) throws -> (Tensor, Saved) {
         forwards.next()
-        input = (x, SavedTensor(x.source), x.order.map(SavedTensor.init))
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
         let y = try activation.map { _ in try workspace.tensor(.y, z.shape, on: x.device) }
         try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z,
                           output: y)
-        preActivation = z
-        return y ?? z
+        let saved = Saved(rows: x, source: SavedTensor(x.source), order: x.order.map(SavedTensor.init),
+                          preActivation: SavedTensor(z))
+        last = saved
+        return (y ?? z, saved)
+    }
+
+    /// The output on the tape, going back through its own forward's state.
+    private func recorded(_ forward: (Tensor, Saved), from x: Tensor?) -> Tensor {
+        let (y, saved) = forward
+        return onTape(y, from: x, check: { _ = try saved.checked() },
+                      backward: { dy, needsInputGradient in
+                          try self.backward(dy, needsInputGradient: needsInputGradient, through: saved.checked())
+                      })
     }
 
     public func checkBackward() throws {
-        guard let saved = input, preActivation != nil else {
+        guard let last else {
             throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward (or twice after one)")
         }
-        _ = try saved.source.checked("Linear.backward")
-        _ = try saved.order?.checked("Linear.backward")
+        _ = try last.checked()
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         try checkBackward()
-        // (The weight is a leaf on the tape: its product with dy is not an op to record.)
-        return try Tensor.withoutGradients { try backwardPass(dy, needsInputGradient: needsInputGradient) }
+        guard let saved = try last?.checked() else { return nil }
+        // One backward per forward (a second would add the same gradients again).
+        last = nil
+        return try backward(dy, needsInputGradient: needsInputGradient, through: saved)
     }
 
-    private func backwardPass(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        guard let saved = input, let z = preActivation else { return nil }
-        // One backward per forward (a second would add the same gradients again).
-        (input, preActivation) = (nil, nil)
-        let x = saved.rows
+    private func backward(_ dy: Tensor, needsInputGradient: Bool, through saved: (rows: Rows, preActivation: Tensor))
+        throws -> Tensor? {
+        // (The weight is a leaf on the tape: its product with dy is not an op to record.)
+        try Tensor.withoutGradients {
+            try backwardPass(dy, needsInputGradient: needsInputGradient, x: saved.rows, z: saved.preActivation)
+        }
+    }
+
+    private func backwardPass(_ dy: Tensor, needsInputGradient: Bool, x: Rows, z: Tensor) throws -> Tensor? {
         // A frozen parameter (`requiresGrad` set to false, as PyTorch's) gets no gradient: its buffer is not touched,
         // so it reads as none and the optimisers leave it as it is.
         let dw = weight.value.requiresGrad ? weight.gradientForBackward() : nil
@@ -155,10 +179,15 @@ public final class ActivationLayer: Module, CountsForwards {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         forwards.next()
-        input = SavedTensor(x)
+        let saved = SavedTensor(x)
+        input = saved
         // (The module is the op on the tape, not the activation: computed from the detached input.)
-        let y = try input!.tensor.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
-        return onTape(y, from: x, forwards: forwards)
+        let y = try saved.tensor.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
+        return onTape(y, from: x, check: { _ = try saved.checked("ActivationLayer.backward") },
+                      backward: { dy, needsInputGradient in
+                          try self.backward(dy, needsInputGradient: needsInputGradient,
+                                            at: saved.checked("ActivationLayer.backward"))
+                      })
     }
 
     public func checkBackward() throws {
@@ -173,8 +202,14 @@ public final class ActivationLayer: Module, CountsForwards {
         try checkBackward()
         guard let x = input?.tensor else { return nil }
         input = nil
+        return try backward(dy, needsInputGradient: needsInputGradient, at: x)
+    }
+
+    private func backward(_ dy: Tensor, needsInputGradient: Bool, at x: Tensor) throws -> Tensor? {
         guard needsInputGradient else { return nil }
-        return try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
+        return try Tensor.withoutGradients {
+            try x.activationBackward(function, dy, into: try workspace.tensor(.dx, x.shape, on: x.device))
+        }
     }
 
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
@@ -330,11 +365,16 @@ public final class Sequential: Module, CountsForwards {
         }
     }
 
+    /// Each child's output is on the tape as its own op (a module of your own with its own backward, as `m(x)`),
+    /// unless the caller runs the backward itself (`backward(_:needsInputGradient:)` after `forward`, the trainer):
+    /// then none is.
     public func forward(_ x: Tensor) throws -> Tensor {
         try beginForward()
-        let y = try ModuleTape.callerRunsBackward { try layers.reduce(x) { try $1.forward($0) } }
+        let y = try ModuleTape.callerRunsBackward(!Sequential.recordsChildren) {
+            try layers.reduce(x) { try Sequential.recordsChildren ? $1($0) : $1.forward($0) }
+        }
         finishForward()
-        return onTape(y, from: x, forwards: forwards)
+        return y
     }
 
     /// The first layer reads the rows in place (when it can); the rest take the tensor before them.
@@ -345,12 +385,18 @@ public final class Sequential: Module, CountsForwards {
             finishForward()
             return y
         }
-        let y = try ModuleTape.callerRunsBackward {
-            try layers.dropFirst().reduce(try first.forward(x)) { try $1.forward($0) }
+        let y = try ModuleTape.callerRunsBackward(!Sequential.recordsChildren) {
+            try layers.dropFirst().reduce(try Sequential.recordsChildren ? first(x) : first.forward(x)) {
+                try Sequential.recordsChildren ? $1($0) : $1.forward($0)
+            }
         }
         finishForward()
-        return onTape(y, from: nil, forwards: forwards)
+        return y
     }
+
+    /// Whether a forward now puts the children's outputs on the tape (recording is on, and the caller does not run
+    /// the backward itself).
+    private static var recordsChildren: Bool { !ModuleTape.backwardByCaller && Tensor.isRecordingGradients }
 
     /// Whether the last forward ran to its end and no backward has gone through it yet.
     private var forwardDone = false

@@ -7,14 +7,16 @@
 public protocol Module: AnyObject {
     /// x: [batch, in] → [batch, out]
     ///
-    /// The built-in modules' output is one op on the tape when you call `forward` (not when a `Sequential` runs it
-    /// for its children: the `Sequential` is the op): a loss computed from it with tensor ops or a `Loss`, then
-    /// `loss.backward()`, runs the module's `backward` — the parameters' gradients go where `backward` puts them
+    /// The built-in modules' output is on the tape when you call `forward` (a `Sequential`'s as its children's,
+    /// each one op; not when the caller runs `backward` itself — the trainer, a `Sequential`'s own `backward`): a
+    /// loss computed from it with tensor ops or a `Loss`, then `loss.backward()`, runs each layer's `backward` for
+    /// the forward that made the output — the parameters' gradients go where `backward` puts them
     /// (`Parameter.grad`, what the optimisers read) and `x.grad` gets the input's when `x.requiresGrad` — as
-    /// PyTorch's `loss_fn(model(x), y).backward()`. A module of your own is recorded so inside a `Sequential`, or
-    /// called as `m(x)` (`callAsFunction`); its `forward` alone records only the tensor ops it runs. As
-    /// a module keeps one forward's state, going back through an output after a later forward of the same module
-    /// is an error (PyTorch's siamese `f(m(a), m(b))` needs a module for each branch here).
+    /// PyTorch's `loss_fn(model(x), y).backward()`. The state each output goes back through is kept with it, so a
+    /// siamese `f(m(a), m(b))` or a layer applied at every step of a loop gets PyTorch's gradients. A module of your
+    /// own is recorded so inside a `Sequential`, or called as `m(x)` (`callAsFunction`), with its `backward`, which
+    /// reads its last forward (going back through an earlier one is not detected); its `forward` alone records only
+    /// the tensor ops it runs.
     func forward(_ x: Tensor) throws -> Tensor
     /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
     /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
@@ -140,38 +142,43 @@ extension Module {
     /// `backward` (its `forward` runs as a container's children do); a built-in module records itself in `forward`.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         guard ForwardCount.of(self) == nil else { return try forward(x) }
-        return onTape(try ModuleTape.callerRunsBackward { try forward(x) }, from: x, forwards: nil)
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(x) }, from: x)
+    }
+
+    /// `forward(rows)` as `callAsFunction` runs `forward(x)`.
+    func callAsFunction(_ rows: Rows) throws -> Tensor {
+        guard ForwardCount.of(self) == nil else { return try forward(rows) }
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(rows) }, from: nil)
+    }
+
+    /// A module of your own's output, going back through its `backward`, which reads its last forward's state: once,
+    /// and only while no later forward replaced it (not checked: its forwards are not counted).
+    private func recordedWithOwnBackward(_ y: Tensor, from x: Tensor?) -> Tensor {
+        let done = ForwardCount()  // (counts the backwards through this output: at most one)
+        return onTape(y, from: x, check: {
+            guard done.value == 0 else {
+                throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went back through this output "
+                    + "already: a module of your own goes back through its last forward once, so keepGraph does not "
+                    + "reach into it (forward again)")
+            }
+            try self.checkBackward()
+        }, backward: { dy, needsInputGradient in
+            done.next()
+            return try self.backward(dy, needsInputGradient: needsInputGradient)
+        })
     }
 
     /// `y`, this module's forward output from `x` (nil: a dataset's rows, which take no gradient), as one op on the
-    /// tape whose backward is this module's (see `forward`) — unless the caller runs the backward itself (a
-    /// `Sequential` running its children, the trainer). `forwards` counts this module's forwards (nil for a module
-    /// of your own): going back through an output after a later forward replaced the state its backward reads is
-    /// refused.
-    func onTape(_ y: Tensor, from x: Tensor?, forwards: ForwardCount?) -> Tensor {
+    /// tape whose rule is `backward` — unless the caller runs the backward itself (a `Sequential` running its
+    /// children for its own `backward`, the trainer). A built-in module's `backward` and `check` go through the
+    /// state of the forward that made `y`, kept with them (so each output goes back through its own forward, as
+    /// often as `keepGraph` allows); `check` is what `backward` would refuse.
+    func onTape(_ y: Tensor, from x: Tensor?, check: @escaping () throws -> Void,
+                backward: @escaping (_ dy: Tensor, _ needsInputGradient: Bool) throws -> Tensor?) -> Tensor {
         guard !ModuleTape.backwardByCaller else { return y }
-        let mine = forwards?.value
-        let done = ForwardCount()  // (counts the backwards through this output: at most one)
-        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: parameters.contains { $0.value.requiresGrad },
-                                  check: {
-                                      guard done.value == 0 else {
-                                          throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went "
-                                              + "back through this output already: a module goes back through each "
-                                              + "forward once, so keepGraph does not reach into it (forward again)")
-                                      }
-                                      guard forwards?.value == mine else {
-                                          throw DeviceError.invalidArgument(op: "\(Self.self).backward", "this "
-                                              + "output's forward was replaced by a later forward of the same "
-                                              + "\(Self.self) (a module keeps its last forward's state for its "
-                                              + "backward): compute the loss from the latest output, or use a "
-                                              + "module for each")
-                                      }
-                                      try self.checkBackward()
-                                  },
-                                  backward: { dy, needsInputGradient in
-                                      done.next()
-                                      return try self.backward(dy, needsInputGradient: needsInputGradient)
-                                  })
+        return y.recordedAsModule("\(Self.self)", input: x,
+                                  updatesParameters: parameters.contains { $0.value.requiresGrad },
+                                  check: check, backward: backward)
     }
 }
 
@@ -192,10 +199,11 @@ protocol CountsForwards: Module {
     var forwards: ForwardCount { get }
 }
 
-/// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — a
-/// `Sequential` running its children, the trainer running its model: the module outputs it makes are not recorded on
-/// the tape (`Module.onTape`; the `Sequential`'s own output is, as one op). A `TapeModule`'s `compute` clears it: its
-/// backward is the tape's, through whatever modules it calls.
+/// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — the
+/// trainer running its model, a custom module's forward called by `m(x)`: the module outputs it makes are not
+/// recorded on the tape (`Module.onTape`). A `Sequential` sets it for its children when its own caller runs the
+/// backward (else each child's output is recorded); a `TapeModule`'s `compute` clears it: its backward is the tape's,
+/// through whatever modules it calls.
 enum ModuleTape {
     @TaskLocal static var backwardByCaller = false
 

@@ -10,6 +10,25 @@ public final class TapeRecord {
     let forwards = ForwardCount()
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
+
+    /// One forward's backward: `y`'s tape from `dy`, to `input` (nil after a forward that read rows in place) when
+    /// `needsInputGradient`. Keeps the graph when the `backward()` running it keeps its own (`keepGraph`).
+    static func backward(through y: Tensor, from input: Tensor?, _ dy: Tensor, needsInputGradient: Bool,
+                         module: String) throws -> Tensor? {
+        if input == nil && needsInputGradient {
+            throw DeviceError.invalidArgument(op: "\(module).backward", "the input gradient was asked for, but "
+                + "forward read a dataset's rows in place (compute(rows:)), which records none: pass forward the "
+                + "rows as a tensor (rows.gathered()) to differentiate with respect to them")
+        }
+        // An input that needs no gradient is one product fewer on the way back.
+        input?.requiresGrad = needsInputGradient
+        input?.grad = nil
+        // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
+        // zeroGrad), not into its value's `grad` (Parameter.init): a product's rule writes it there itself.
+        if y.requiresGrad { try y.backward(seed: dy, keepGraph: Tensor.isKeepingGraph) }
+        guard needsInputGradient, let input else { return nil }
+        return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
+    }
 }
 
 /// A module whose forward is written with tensor ops (`matmul`, `+`, `exp`, `clamped`, `logSoftmax`, …) and whose
@@ -62,7 +81,11 @@ extension TapeModule {
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
         (tape.input, tape.output, tape.readRows) = (input, y, false)
-        return onTape(y, from: x, forwards: tape.forwards)
+        return onTape(y, from: x, check: { try y.checkRecordedGraph() },
+                      backward: { dy, needsInputGradient in
+                          try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
+                                                  module: "\(Self.self)")
+                      })
     }
 
     /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
@@ -73,7 +96,12 @@ extension TapeModule {
                 tape.forwards.next()
                 (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
                 tape.inputShape = rows.shape
-                return onTape(y, from: nil, forwards: tape.forwards)
+                return onTape(y, from: nil, check: { try y.checkRecordedGraph() },
+                              backward: { dy, needsInputGradient in
+                                  try TapeRecord.backward(through: y, from: nil, dy,
+                                                          needsInputGradient: needsInputGradient,
+                                                          module: "\(Self.self)")
+                              })
             }
         }
         return try forward(rows.order == nil ? rows.source : try rows.gathered())
@@ -93,19 +121,9 @@ extension TapeModule {
             return nil
         }
         let input = tape.input  // nil after a forward that read rows in place
-        if input == nil && needsInputGradient {
-            throw DeviceError.invalidArgument(op: "\(Self.self).backward", "the input gradient was asked for, but "
-                + "forward read a dataset's rows in place (compute(rows:)), which records none: pass forward the "
-                + "rows as a tensor (rows.gathered()) to differentiate with respect to them")
-        }
         (tape.input, tape.output, tape.readRows) = (nil, nil, false)
-        // An input that needs no gradient is one product fewer on the way back.
-        input?.requiresGrad = needsInputGradient
-        // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
-        // zeroGrad), not into its value's `grad` (Parameter.init): a product's rule writes it there itself.
-        if y.requiresGrad { try y.backward(seed: dy) }
-        guard needsInputGradient, let input else { return nil }
-        return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
+        return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
+                                       module: "\(Self.self)")
     }
 
     /// The default reference: `compute` in fp32 on the module's device with `params` loaded into the parameters
