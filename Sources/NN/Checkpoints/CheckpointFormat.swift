@@ -120,7 +120,7 @@ public struct Checkpoint: Equatable, Sendable {
         }
         // (A batch norm's int64 counter is read as a number: not a conversion worth a note.)
         let converted = Dictionary(grouping: tensors.filter { $0.value.storedAs != "F32"
-                                                               && !$0.key.hasSuffix(".num_batches_tracked") }.values,
+                                                               && !SafeTensors.Entry.isCounter($0.key) }.values,
                                    by: \.storedAs)
         if !converted.isEmpty {
             let what = converted.keys.sorted().map { "\(converted[$0]!.count) \($0)" }.joined(separator: " and ")
@@ -325,7 +325,7 @@ public struct Checkpoint: Equatable, Sendable {
                 throw DataError(path, "tensor '\(name.prefix(80))' is not N.weight or N.bias of an nn.Sequential: "
                     + "without an architecture (--arch) CLNN reads "
                     + "stacks of nn.Linear and activations"
-                    + (name.hasSuffix("running_mean") || name.hasSuffix("num_batches_tracked")
+                    + (name.hasSuffix("running_mean") || SafeTensors.Entry.isCounter(name)
                         ? " (this is a BatchNorm's)" : ""))
             }
             if parts[1] == "weight" {
