@@ -52,8 +52,22 @@ final class ModuleSemanticsTests: XCTestCase {
             let lone = try Linear(4, 3, seed: 1, on: device)
             _ = try lone.forward(x)
             _ = try lone.backward(dy)
-            XCTAssertTrue(message { try lone.backward(dy) }.contains("Linear.backward: called before forward (or "
-                + "twice after one)"))
+            XCTAssertTrue(message { try lone.backward(dy) }.contains("Linear.backward: no forward to go back "
+                + "through: called before forward, twice after one"))
+
+            // The tape and a hand-called backward go through one forward once between them: either order, the
+            // second is refused and the gradients stay the first's (each added them again).
+            for tapeFirst in [true, false] {
+                try model.zeroGrad()
+                let y = try model(x)
+                if tapeFirst { try y.sum().backward() } else { _ = try model.backward(dy) }
+                let once = try model.parameters.map { try $0.grad.toArray() }
+                let second = message { if tapeFirst { _ = try model.backward(dy) } else { try y.sum().backward() } }
+                XCTAssertTrue(second.contains(tapeFirst ? "after loss.backward() went back through it"
+                                                        : "a hand-called backward (module.backward(dy)) went back"),
+                              "tape first \(tapeFirst) on \(device): \(second)")
+                XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, once, "\(tapeFirst) on \(device)")
+            }
         }
     }
 
@@ -67,7 +81,7 @@ final class ModuleSemanticsTests: XCTestCase {
             try x.upload([Float](repeating: 100, count: 6))
             try lin.zeroGrad()
             XCTAssertTrue(message { try lin.backward(try Tensor.ones([2, 2], on: device)) }.contains(
-                "Linear.backward: its input (a tensor of shape [2, 3]) was modified in place after forward used it"))
+                "Linear.backward: its input was modified in place after forward used it (a tensor of shape [2, 3]"))
             // In a model the refusal comes before the last layer writes its gradients (it wrote them first).
             let model = Sequential([try Linear(3, 4, seed: 2, on: device), try Linear(4, 2, seed: 3, on: device)])
             let y = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: device)
@@ -83,6 +97,34 @@ final class ModuleSemanticsTests: XCTestCase {
             try x.fill(0)
             XCTAssertTrue(message { try act.backward(try Tensor.ones([2, 3], on: device)) }.contains(
                 "ActivationLayer.backward: its input"))
+
+            // A weight stepped between forward and backward (the optimiser's one launch over the model's block, or
+            // a parameter's own step) is refused where the backward reads it — for the input's gradient, dz·wᵀ — by
+            // hand and on the tape; the first layer's input takes none, so its weight is not read (as PyTorch).
+            let x2 = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], on: device)
+            for byHand in [true, false] {
+                let stepped = Sequential([try Linear(3, 4, activation: .tanh, seed: 4, on: device),
+                                          try Linear(4, 2, seed: 5, on: device)])
+                let optimizers: [any Optimizer] = [try SGD(stepped.parameters, lr: 0.1),
+                                                   try SGD([stepped.parameters[2]], lr: 0.1)]
+                for optimizer in optimizers {
+                    try stepped.zeroGrad()
+                    let out = byHand ? try stepped.forward(Rows(x2)) : try stepped(x2)
+                    for p in stepped.parameters { _ = try p.grad }
+                    try optimizer.step()
+                    XCTAssertTrue(message {
+                        if byHand { _ = try stepped.backward(try Tensor.ones([2, 2], on: device)) }
+                        else { try out.sum().backward() }
+                    }.contains("Linear.backward: its weight, which dx = dz·wᵀ reads, was modified in place after "
+                               + "forward used it"), "by hand \(byHand), \(optimizer.parameters.count) on \(device)")
+                }
+            }
+            let first = try Linear(3, 2, seed: 6, on: device)
+            let out = try first(x2)
+            try first.weight.value.upload(try first.weight.value.toArray().map { $0 + 1 })
+            try first.zeroGrad()
+            try out.sum().backward()
+            XCTAssertEqual(try first.weight.grad.toArray(), [5, 5, 7, 7, 9, 9], "xᵀ·1 on \(device)")
         }
     }
 
@@ -447,6 +489,19 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             }
             XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, grads)
 
+            // Its backward reads its last forward's state: an output of an earlier forward is refused (a siamese
+            // use, an output kept over a later forward), not given the later forward's gradients.
+            let y1 = try model(x), y2 = try model(try x * 2)
+            try model.zeroGrad()
+            for refused in [try (y1 - y2).sum(), try y1.sum()] {
+                XCTAssertThrowsError(try refused.backward()) {
+                    XCTAssertTrue("\($0)".contains("Reversal.backward: this module ran another forward since the one "
+                        + "that made this output"), "\($0)")
+                }
+            }
+            XCTAssertTrue(model.parameters.allSatisfy { $0.gradientIfComputed == nil }, "nothing changed, \(device)")
+            try y2.sum().backward()
+
             let labels = try Tensor([0, 1, 1, 0], shape: [4], on: device)
             let shared = try Tensor.empty([4, 2], on: device)
             let (m1, m2) = (Sequential([try Linear(3, 2, seed: 8, on: device)]),
@@ -505,6 +560,18 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             _ = try alone(x)
             let dx = try XCTUnwrap(try alone.backward(try Tensor.ones([5, 2], on: device), needsInputGradient: true))
             XCTAssertFalse(dx.requiresGrad, "a hand-called backward's input gradient is not on the tape, \(device)")
+
+            // A parameter made from another's value by ops (a copy, a move) is a leaf of its own, as nn.Parameter(t):
+            // its gradient reaches it, not the value it was copied from.
+            for made in [try alone.weight.value.cloned(), try alone.weight.value.to(.cpu)] {
+                let copy = try Parameter(name: "copy", value: made)
+                XCTAssertTrue(copy.value.isLeaf, "a parameter's value has no history, \(device)")
+                try alone.zeroGrad()
+                try (try copy.value * copy.value).sum().backward()
+                assertClose(try copy.grad.toArray(), try copy.value.toArray().map { 2 * $0 }, rtol: 1e-6, atol: 0,
+                            "a copied parameter's penalty on \(device)")
+                XCTAssertNil(alone.weight.gradientIfComputed, "the original took no part, on \(device)")
+            }
         }
     }
 
@@ -539,18 +606,25 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             }
             assertClose(try XCTUnwrap(x.grad).toArray(), try XCTUnwrap(x2.grad).toArray(), rtol: 1e-5, atol: 1e-6,
                         "the input's gradient on \(device)")
-            let before = try frozen.parameters.map { try $0.value.toArray() }
-            let sgd = try SGD(frozen.parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.01)
-            for _ in 0..<2 {
-                try sgd.step()
-                try frozen.zeroGrad()
-                try (try frozen(x)).sum().backward()
-            }
-            for (i, p) in frozen.parameters.enumerated() where p.name != "running_mean" {
-                if still.contains(i) {
-                    XCTAssertEqual(try p.value.toArray(), before[i], "parameter \(i) moved on \(device)")
-                } else {
-                    XCTAssertNotEqual(try p.value.toArray(), before[i], "parameter \(i) trained on \(device)")
+            // (Reading a frozen parameter's `grad`, as a user printing gradients does, makes its zero real: the
+            // optimisers still leave it alone, as PyTorch's leave a parameter whose grad is None.)
+            for optimizer in [try SGD(frozen.parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.01) as any Optimizer,
+                              try Adam(frozen.parameters, lr: 0.01, weightDecay: 0.01)] {
+                let before = try frozen.parameters.map { try $0.value.toArray() }
+                for _ in 0..<2 {
+                    for p in frozen.parameters { _ = try p.grad }
+                    try optimizer.step()
+                    try frozen.zeroGrad()
+                    try (try frozen(x)).sum().backward()
+                }
+                for (i, p) in frozen.parameters.enumerated() where p.name != "running_mean" {
+                    if still.contains(i) {
+                        XCTAssertEqual(try p.value.toArray(), before[i], "\(optimizer.name): parameter \(i) moved on "
+                                       + "\(device)")
+                    } else {
+                        XCTAssertNotEqual(try p.value.toArray(), before[i], "\(optimizer.name): parameter \(i) "
+                                          + "trained on \(device)")
+                    }
                 }
             }
         }

@@ -11,14 +11,33 @@ package struct SavedTensor {
 
     package init(_ tensor: Tensor) { (self.tensor, at) = (tensor.detached(), tensor.version.value) }
 
-    /// The tensor, or an error naming `op` when it changed since it was saved.
-    package func checked(_ op: String) throws -> Tensor {
+    /// The tensor, or an error naming `op` and `what` the tensor is to it when it changed since it was saved.
+    package func checked(_ op: String, _ what: String = "its input") throws -> Tensor {
         guard tensor.version.value == at else {
-            throw DeviceError.invalidArgument(op: op, "its input (a tensor of shape \(tensor.shape)) was modified in "
-                + "place after forward used it (version \(at), now \(tensor.version.value)); compute it again, or "
-                + "modify a copy")
+            throw DeviceError.invalidArgument(op: op, "\(what) was modified in place after forward used it (a tensor "
+                + "of shape \(tensor.shape), version \(at), now \(tensor.version.value)); compute it again, or modify "
+                + "a copy")
         }
         return tensor
+    }
+}
+
+/// A tensor's version when a module's forward read it, for a backward that reads it again (a layer's weight):
+/// `check` refuses it once it was modified in place — an optimiser's step between the forward and the backward.
+/// Keeps the version, not the tensor.
+package struct SavedVersion {
+    private let version: VersionCounter
+    private let at: Int, shape: [Int]
+
+    package init(_ tensor: Tensor) { (version, at, shape) = (tensor.version, tensor.version.value, tensor.shape) }
+
+    /// Throws, naming `op` and `what` the tensor is to it, when it changed since.
+    package func check(_ op: String, _ what: String) throws {
+        guard version.value == at else {
+            throw DeviceError.invalidArgument(op: op, "\(what) was modified in place after forward used it (a tensor "
+                + "of shape \(shape), version \(at), now \(version.value): an optimiser's step, or another write); "
+                + "forward again after the change")
+        }
     }
 }
 

@@ -125,6 +125,11 @@ extension Tensor {
         (storage, device) = (target.storage, target.device)
     }
 
+    /// Counts a write into this tensor's memory made through another tensor over it (a model's flat parameter
+    /// buffer, stepped in one launch) as an in-place change of this one: what an op or a module saved of it for a
+    /// backward is then refused, as after any in-place op.
+    package func markModified() { version.bump() }
+
     /// Whether this tensor shows the same memory object as `other` (a view rebound onto it, or itself).
     package func sharesStorage(with other: Tensor) -> Bool {
         switch (storage, other.storage) {

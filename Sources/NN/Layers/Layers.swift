@@ -14,20 +14,25 @@ public final class Linear: Module, CountsForwards {
     public let weight: Parameter
     /// b: [out].
     public let bias: Parameter
-    /// What a forward keeps for its backward: the rows (their source and order, with their versions then) and
-    /// x·w + b (with an activation, for f′ on the way back).
+    /// What a forward keeps for its backward: the rows (their source and order, with their versions then), x·w + b
+    /// (with an activation, for f′ on the way back) and the weight's version (dx = dz·wᵀ reads it).
     private struct Saved {
-        let rows: Rows, source: SavedTensor, order: SavedTensor?, preActivation: SavedTensor
+        let rows: Rows, source: SavedTensor, order: SavedTensor?, preActivation: SavedTensor, weight: SavedVersion
 
-        /// The rows and the pre-activation, or an error when one changed since the forward.
-        func checked() throws -> (rows: Rows, preActivation: Tensor) {
+        /// The rows and the pre-activation, or an error when one changed since the forward (or the weight, when the
+        /// input's gradient is asked for: PyTorch's product saves the weight only then).
+        func checked(needsInputGradient: Bool = true) throws -> (rows: Rows, preActivation: Tensor) {
             _ = try source.checked("Linear.backward")
-            _ = try order?.checked("Linear.backward")
-            return (rows, try preActivation.checked("Linear.backward"))
+            _ = try order?.checked("Linear.backward", "its batch's index list")
+            if needsInputGradient {
+                try weight.check("Linear.backward", "its weight, which dx = dz·wᵀ reads,")
+            }
+            return (rows, try preActivation.checked("Linear.backward", "its pre-activation x·w + b (a buffer of "
+                + "the layer's, written again by a later forward while buffer reuse is on)"))
         }
     }
-    /// The last forward's, until `backward` (the tape keeps each output's own: `Module.onTape`).
-    private var last: Saved?
+    /// The last forward's, until a backward goes through it (the tape keeps each output's own: `Module.onTape`).
+    private var last: ForwardState<Saved>?
     private enum Buffer: Int, CaseIterable { case z, y, dz, db, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
     let forwards = ForwardCount()
@@ -68,41 +73,49 @@ public final class Linear: Module, CountsForwards {
     /// The rows x (read in place): [batch, in] → [batch, out]
     public func forward(_ x: Rows) throws -> Tensor { try recorded(try compute(x), from: nil) }
 
-    private func compute(_ x: Rows) throws -> (Tensor, Saved) {
+    private func compute(_ x: Rows) throws -> (Tensor, ForwardState<Saved>) {
         forwards.next()
         // z is the pre-activation x·w + b (kept for backward); y = f(z).
         let z = try workspace.tensor(.z, [x.count, outFeatures], on: x.device)
         let y = try activation.map { _ in try workspace.tensor(.y, z.shape, on: x.device) }
         try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z,
                           output: y)
-        let saved = Saved(rows: x, source: SavedTensor(x.source), order: x.order.map(SavedTensor.init),
-                          preActivation: SavedTensor(z))
+        let saved = ForwardState(Saved(rows: x, source: SavedTensor(x.source), order: x.order.map(SavedTensor.init),
+                                       preActivation: SavedTensor(z), weight: SavedVersion(weight.value)))
         last = saved
         return (y ?? z, saved)
     }
 
     /// The output on the tape, going back through its own forward's state.
-    private func recorded(_ forward: (Tensor, Saved), from x: Tensor?) -> Tensor {
-        let (y, saved) = forward
-        return onTape(y, from: x, check: { _ = try saved.checked() },
-                      backward: { dy, needsInputGradient in
-                          try self.backward(dy, needsInputGradient: needsInputGradient, through: saved.checked())
-                      })
+    private func recorded(_ forward: (Tensor, ForwardState<Saved>), from x: Tensor?) -> Tensor {
+        let (y, state) = forward
+        // (The input's gradient is asked for when x takes one.)
+        let needsInput = x?.requiresGrad ?? false
+        return onTape(y, from: x, check: {
+            try state.checkTape("Linear.backward")
+            _ = try state.saved.checked(needsInputGradient: needsInput)
+        }, backward: { dy, needsInputGradient in
+            if self.last === state { self.last = nil }  // (a hand-called backward would go through it again)
+            return try self.backward(dy, needsInputGradient: needsInputGradient,
+                                     through: state.saved.checked(needsInputGradient: needsInputGradient))
+        })
     }
 
     public func checkBackward() throws {
         guard let last else {
-            throw DeviceError.invalidArgument(op: "Linear.backward", "called before forward (or twice after one)")
+            throw DeviceError.invalidArgument(op: "Linear.backward", "no forward to go back through: called before "
+                + "forward, twice after one, or after loss.backward() went back through it")
         }
-        _ = try last.checked()
+        _ = try last.saved.checked()
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         try checkBackward()
-        guard let saved = try last?.checked() else { return nil }
-        // One backward per forward (a second would add the same gradients again).
-        last = nil
+        guard let state = last else { return nil }
+        let saved = try state.saved.checked(needsInputGradient: needsInputGradient)
+        // One backward per forward (a second would add the same gradients again), and not the tape's too.
+        (last, state.wentBackByHand) = (nil, true)
         return try backward(dy, needsInputGradient: needsInputGradient, through: saved)
     }
 
@@ -165,7 +178,8 @@ public final class Linear: Module, CountsForwards {
 public final class ActivationLayer: Module, CountsForwards {
     /// The activation applied.
     public let function: Activation
-    private var input: SavedTensor?
+    /// The last forward's input, until a backward goes through it (the tape keeps each output's own).
+    private var input: ForwardState<SavedTensor>?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
     let forwards = ForwardCount()
@@ -179,30 +193,34 @@ public final class ActivationLayer: Module, CountsForwards {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         forwards.next()
-        let saved = SavedTensor(x)
-        input = saved
+        let state = ForwardState(SavedTensor(x))
+        input = state
         // (The module is the op on the tape, not the activation: computed from the detached input.)
-        let y = try saved.tensor.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
-        return onTape(y, from: x, check: { _ = try saved.checked("ActivationLayer.backward") },
-                      backward: { dy, needsInputGradient in
-                          try self.backward(dy, needsInputGradient: needsInputGradient,
-                                            at: saved.checked("ActivationLayer.backward"))
-                      })
+        let y = try state.saved.tensor.activation(function, into: try workspace.tensor(.y, x.shape, on: x.device))
+        return onTape(y, from: x, check: {
+            try state.checkTape("ActivationLayer.backward")
+            _ = try state.saved.checked("ActivationLayer.backward")
+        }, backward: { dy, needsInputGradient in
+            if self.input === state { self.input = nil }  // (a hand-called backward would go through it again)
+            return try self.backward(dy, needsInputGradient: needsInputGradient,
+                                     at: state.saved.checked("ActivationLayer.backward"))
+        })
     }
 
     public func checkBackward() throws {
-        guard let saved = input else {
-            throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "called before forward (or twice after "
-                + "one)")
+        guard let state = input else {
+            throw DeviceError.invalidArgument(op: "ActivationLayer.backward", "no forward to go back through: called "
+                + "before forward, twice after one, or after loss.backward() went back through it")
         }
-        _ = try saved.checked("ActivationLayer.backward")
+        _ = try state.saved.checked("ActivationLayer.backward")
     }
 
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
         try checkBackward()
-        guard let x = input?.tensor else { return nil }
-        input = nil
-        return try backward(dy, needsInputGradient: needsInputGradient, at: x)
+        guard let state = input else { return nil }
+        // One backward per forward, and not the tape's too.
+        (input, state.wentBackByHand) = (nil, true)
+        return try backward(dy, needsInputGradient: needsInputGradient, at: state.saved.tensor)
     }
 
     private func backward(_ dy: Tensor, needsInputGradient: Bool, at x: Tensor) throws -> Tensor? {
@@ -371,7 +389,7 @@ public final class Sequential: Module, CountsForwards {
     public func forward(_ x: Tensor) throws -> Tensor {
         try beginForward()
         let y = try ModuleTape.callerRunsBackward(!Sequential.recordsChildren) {
-            try layers.reduce(x) { try Sequential.recordsChildren ? $1($0) : $1.forward($0) }
+            try layers.reduce(x) { try Sequential.recordsChildren ? $1($0) : $1.countedForward($0) }
         }
         finishForward()
         return y
@@ -386,8 +404,8 @@ public final class Sequential: Module, CountsForwards {
             return y
         }
         let y = try ModuleTape.callerRunsBackward(!Sequential.recordsChildren) {
-            try layers.dropFirst().reduce(try Sequential.recordsChildren ? first(x) : first.forward(x)) {
-                try Sequential.recordsChildren ? $1($0) : $1.forward($0)
+            try layers.dropFirst().reduce(try Sequential.recordsChildren ? first(x) : first.countedForward(x)) {
+                try Sequential.recordsChildren ? $1($0) : $1.countedForward($0)
             }
         }
         finishForward()
@@ -409,7 +427,7 @@ public final class Sequential: Module, CountsForwards {
         childForwardsSeen = childForwards.map(\.count.value)
     }
 
-    /// The forward counts of the modules inside (nested models' too) that keep one, with where each is. A child
+    /// The forward counts of the modules inside (nested models' too), with where each is. A child
     /// that ran another forward since this model's — it is shared with another model, or was called on its own —
     /// holds that forward's state, which this model's backward would read.
     private lazy var childForwards: [(path: String, layer: String, count: ForwardCount)] = {
@@ -417,7 +435,7 @@ public final class Sequential: Module, CountsForwards {
         func walk(_ model: Sequential, _ path: String) {
             for (index, layer) in model.layers.enumerated() {
                 let here = path.isEmpty ? "\(index)" : "\(path).\(index)"
-                if let count = ForwardCount.of(layer) { found.append((here, "\(type(of: layer))", count)) }
+                found.append((here, "\(type(of: layer))", ForwardCount.of(layer)))
                 if let inner = layer as? Sequential { walk(inner, here) }
             }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A layer in the fast.ai lessons' pattern: `forward` keeps what `backward` needs; `backward` accumulates the
 /// parameters' gradients and returns the input's. Gradients accumulate across calls until `zeroGrad()`.
 ///
@@ -15,8 +17,8 @@ public protocol Module: AnyObject {
     /// PyTorch's `loss_fn(model(x), y).backward()`. The state each output goes back through is kept with it, so a
     /// siamese `f(m(a), m(b))` or a layer applied at every step of a loop gets PyTorch's gradients. A module of your
     /// own is recorded so inside a `Sequential`, or called as `m(x)` (`callAsFunction`), with its `backward`, which
-    /// reads its last forward (going back through an earlier one is not detected); its `forward` alone records only
-    /// the tensor ops it runs.
+    /// reads its last forward (going back through an earlier one is refused); its `forward` alone records only the
+    /// tensor ops it runs.
     func forward(_ x: Tensor) throws -> Tensor
     /// The same for a minibatch of a resident dataset, its rows read in place through the batch's index list where
     /// the module can (`Linear` can, and a `TapeModule` whose `compute(rows:)` does; the default gathers them into a
@@ -141,21 +143,45 @@ extension Module {
     /// `forward(x)`: `model(x)`. A module of your own is recorded on the tape here as one op with its own
     /// `backward` (its `forward` runs as a container's children do); a built-in module records itself in `forward`.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard ForwardCount.of(self) == nil else { return try forward(x) }
-        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(x) }, from: x)
+        guard let own = ForwardCount.ofModuleOfYourOwn(self) else { return try forward(x) }
+        own.next()
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(x) }, from: x, count: own)
     }
 
     /// `forward(rows)` as `callAsFunction` runs `forward(x)`.
     func callAsFunction(_ rows: Rows) throws -> Tensor {
-        guard ForwardCount.of(self) == nil else { return try forward(rows) }
-        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(rows) }, from: nil)
+        guard let own = ForwardCount.ofModuleOfYourOwn(self) else { return try forward(rows) }
+        own.next()
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(rows) }, from: nil, count: own)
+    }
+
+    /// `forward(x)` for a caller that runs the backward itself (a `Sequential`'s children for its `backward`): a
+    /// module of your own's forward is counted, so that a backward through an earlier one is refused.
+    func countedForward(_ x: Tensor) throws -> Tensor {
+        ForwardCount.ofModuleOfYourOwn(self)?.next()
+        return try forward(x)
+    }
+
+    /// `forward(rows)` as `countedForward(x)` runs `forward(x)`.
+    func countedForward(_ rows: Rows) throws -> Tensor {
+        ForwardCount.ofModuleOfYourOwn(self)?.next()
+        return try forward(rows)
     }
 
     /// A module of your own's output, going back through its `backward`, which reads its last forward's state: once,
-    /// and only while no later forward replaced it (not checked: its forwards are not counted).
-    private func recordedWithOwnBackward(_ y: Tensor, from x: Tensor?) -> Tensor {
+    /// and only while no later forward (`count`, counted where CLNN calls it) replaced that state — a module of your
+    /// own keeps one forward's, so a siamese `f(m(a), m(b))` or an output from before a later forward is refused,
+    /// not given another forward's gradients.
+    private func recordedWithOwnBackward(_ y: Tensor, from x: Tensor?, count: ForwardCount) -> Tensor {
+        let at = count.value
         let done = ForwardCount()  // (counts the backwards through this output: at most one)
         return onTape(y, from: x, check: {
+            guard count.value == at else {
+                throw DeviceError.invalidArgument(op: "\(Self.self).backward", "this module ran another forward "
+                    + "since the one that made this output, and its backward reads its last forward's state: a "
+                    + "module of your own goes back through its last forward only (write it as a TapeModule to go "
+                    + "back through each, or give each use an instance of its own)")
+            }
             guard done.value == 0 else {
                 throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went back through this output "
                     + "already: a module of your own goes back through its last forward once, so keepGraph does not "
@@ -187,16 +213,70 @@ final class ForwardCount {
     private(set) var value = 0
     func next() { value += 1 }
 
-    /// The count a built-in module keeps (a `TapeModule`'s is in its `tape`); nil for a module of your own.
-    static func of(_ module: any Module) -> ForwardCount? {
+    /// The count a module keeps: a built-in module's own (a `TapeModule`'s is in its `tape`); one kept here for a
+    /// module of your own, counted where CLNN calls its forward (`m(x)`, a `Sequential`'s children).
+    static func of(_ module: any Module) -> ForwardCount { builtIn(module) ?? OwnModules.shared.count(of: module) }
+
+    /// The count kept here for a module of your own; nil for a built-in module (which counts its forwards itself).
+    static func ofModuleOfYourOwn(_ module: any Module) -> ForwardCount? {
+        builtIn(module) == nil ? OwnModules.shared.count(of: module) : nil
+    }
+
+    private static func builtIn(_ module: any Module) -> ForwardCount? {
         if let taped = module as? any TapeModule { return taped.tape.forwards }
         return (module as? any CountsForwards)?.forwards
+    }
+
+    /// The counts of modules of your own, by object, each while its module lives. (Modules of different tasks may
+    /// run at once: the table is locked; each count is its module's, used by the task that holds the module.)
+    private final class OwnModules: @unchecked Sendable {
+        static let shared = OwnModules()
+        private let lock = NSLock()
+        private struct Entry {
+            weak var module: AnyObject?
+            let count: ForwardCount
+        }
+        private var entries: [ObjectIdentifier: Entry] = [:]
+        private var pruneAt = 64
+
+        func count(of module: AnyObject) -> ForwardCount {
+            lock.lock()
+            defer { lock.unlock() }
+            let id = ObjectIdentifier(module)
+            if let entry = entries[id], entry.module === module { return entry.count }
+            if entries.count >= pruneAt {  // (the entries of modules that are gone)
+                entries = entries.filter { $0.value.module != nil }
+                pruneAt = Swift.max(64, 2 * entries.count)
+            }
+            let count = ForwardCount()
+            entries[id] = Entry(module: module, count: count)
+            return count
+        }
     }
 }
 
 /// A built-in module with a hand-written backward, which counts its forwards.
 protocol CountsForwards: Module {
     var forwards: ForwardCount { get }
+}
+
+/// What one forward of a built-in module with a hand-written backward keeps for it, shared by the output's tape node
+/// and the module's hand-called `backward` (which reads its last forward's): either may go back through it, not both
+/// — the other would add the same gradients again. A hand-called backward goes once and the module forgets the
+/// forward; the tape goes as often as `keepGraph` allows, and the module forgets the forward too.
+final class ForwardState<Saved> {
+    let saved: Saved
+    /// A hand-called backward went back through this forward.
+    var wentBackByHand = false
+    init(_ saved: Saved) { self.saved = saved }
+
+    /// For the tape node's check: refuses a forward a hand-called backward went back through.
+    func checkTape(_ op: String) throws {
+        guard !wentBackByHand else {
+            throw DeviceError.invalidArgument(op: op, "a hand-called backward (module.backward(dy)) went back "
+                + "through the forward that made this output already: forward again to go back through the tape")
+        }
+    }
 }
 
 /// Whether the forward in progress is one whose caller goes back through the modules' `backward` itself — the

@@ -24,7 +24,8 @@ public final class Parameter {
     private let slot: GradientSlot
 
     /// A parameter holding `value`, with a zero gradient on the same device (not yet computed: an optimiser's step
-    /// leaves it as it is until a backward gives it one).
+    /// leaves it as it is until a backward gives it one). `value` becomes a leaf that requires a gradient (any
+    /// history it had on the tape is dropped).
     public init(name: String, value: Tensor) throws {
         self.name = name
         self.value = value
@@ -36,6 +37,9 @@ public final class Parameter {
         value.sendGradients(to: GradientDestination { slot.forBackward() })
         // Every parameter's value is a leaf that takes a gradient from the moment it exists, as a PyTorch
         // parameter: a penalty on any layer's weight (`(w.value * w.value).sum()`) is on the tape, whatever the layer.
+        // A value made by ops (another parameter's `cloned()` or `to(_:)`) drops its history, as `nn.Parameter(t)`
+        // makes a leaf: its gradients would otherwise go through that history, never to this parameter.
+        value.requiresGrad = false
         value.requiresGrad = true
     }
 
@@ -53,6 +57,11 @@ public final class Parameter {
     /// The gradient when a backward has written it since the last `zeroGrad`, else nil (read as zero) — without
     /// the fill that ``grad`` does.
     public var gradientIfComputed: Tensor? { gradIsZero ? nil : gradStorage }
+
+    /// The gradient an optimiser steps with: nil when no backward computed one since `zeroGrad`, or the parameter is
+    /// frozen (its value's `requiresGrad` set to false) — PyTorch's optimisers skip a parameter whose `grad` is None,
+    /// which a frozen one's stays, even when ``grad`` was read here (which makes a zero real).
+    var gradientToStep: Tensor? { value.requiresGrad ? gradientIfComputed : nil }
 
     /// Makes the gradient zero (lazily: the next backward overwrites it instead of adding).
     public func zeroGrad() { gradIsZero = true }

@@ -31,6 +31,10 @@ public final class ParameterBlock {
         for p in parameters { p.block = self }
     }
 
+    /// Counts a write through `values` (an optimiser's one-launch step) as an in-place change of every parameter's
+    /// value: a forward's saved weight is then refused by a backward after it, as after a step of that parameter.
+    func valuesWritten() { for p in parameters { p.value.markModified() } }
+
     /// Whether `parameters` are exactly this block's, each still in it (one moved away since is not).
     public func holds(_ parameters: [Parameter]) -> Bool {
         parameters.count == self.parameters.count && zip(parameters, self.parameters).allSatisfy { $0 === $1 }

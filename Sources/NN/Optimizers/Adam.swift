@@ -42,10 +42,11 @@ public final class Adam: Optimizer {
            parameterSteps.allSatisfy({ $0 == t }) {
             try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t + 1, lr: lr,
                                       hyperparameters)
+            block.valuesWritten()
             parameterSteps = Array(repeating: t + 1, count: parameters.count)
         } else {
             for (i, (p, moments)) in zip(parameters, state.views).enumerated() {
-                guard let grad = p.gradientIfComputed else { continue }
+                guard let grad = p.gradientToStep else { continue }
                 try p.value.adamStep(grad: grad, m: moments[0], v: moments[1], step: parameterSteps[i] + 1, lr: lr,
                                      hyperparameters)
                 parameterSteps[i] += 1

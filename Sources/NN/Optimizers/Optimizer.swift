@@ -50,10 +50,11 @@ struct OptimizerState {
     init(slots: Int) { self.slots = slots }
 
     /// Whether every parameter's gradient was computed since its `zeroGrad` (the one-launch step's case). A
-    /// parameter without one is left as it is — no weight decay, no momentum or moment step, no step counted in its
-    /// `parameterSteps` — as PyTorch's optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves).
+    /// parameter without one, or frozen, is left as it is — no weight decay, no momentum or moment step, no step
+    /// counted in its `parameterSteps` — as PyTorch's optimisers skip a parameter whose `grad` is None (what
+    /// `zero_grad()` leaves; a frozen one's always is): `Parameter.gradientToStep`.
     static func everyGradientComputed(_ parameters: [Parameter]) -> Bool {
-        parameters.allSatisfy { $0.gradientIfComputed != nil }
+        parameters.allSatisfy { $0.gradientToStep != nil }
     }
 
     /// Refuses step counts that are not one per parameter, each ≥ 0 (`parameterSteps` is settable).

@@ -38,10 +38,11 @@ public final class SGD: Optimizer {
         if let block, OptimizerState.everyGradientComputed(parameters) {
             try block.values.sgdStep(grad: block.grads, velocity: state.flats.first, lr: lr, momentum: momentum,
                                      weightDecay: weightDecay)
+            block.valuesWritten()
             for i in parameterSteps.indices { parameterSteps[i] += 1 }
         } else {
             for (i, (p, velocity)) in zip(parameters, state.views).enumerated() {
-                guard let grad = p.gradientIfComputed else { continue }
+                guard let grad = p.gradientToStep else { continue }
                 try p.value.sgdStep(grad: grad, velocity: velocity.first, lr: lr, momentum: momentum,
                                     weightDecay: weightDecay)
                 parameterSteps[i] += 1
