@@ -8,6 +8,8 @@ public final class TapeRecord {
     var inputShape: [Int]?
     /// The module's forwards (`Module.onTape`).
     let forwards = ForwardCount()
+    /// The last forward, shared with its output's tape node: the tape or a hand-called backward goes through it.
+    var last: ForwardState<Void>?
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
 
@@ -73,19 +75,33 @@ extension TapeModule {
         tape.inputShape = x.shape
         tape.forwards.next()
         guard Tensor.isRecordingGradients else {
-            (tape.input, tape.output, tape.readRows) = (nil, nil, false)
+            (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil)
             return try compute(x)
         }
         let input = x.detached()
         input.requiresGrad = true
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
-        (tape.input, tape.output, tape.readRows) = (input, y, false)
-        return onTape(y, from: x, check: { try y.checkRecordedGraph() },
-                      backward: { dy, needsInputGradient in
-                          try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
-                                                  module: "\(Self.self)")
-                      })
+        let state = ForwardState(())
+        (tape.input, tape.output, tape.readRows, tape.last) = (input, y, false, state)
+        return onTape(y, from: x, check: { try self.checkTape(y, state) }, backward: { dy, needsInputGradient in
+            self.forget(state)
+            return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
+                                           module: "\(Self.self)")
+        })
+    }
+
+    /// What the tape node of the forward `state` that made `y` refuses: a forward a hand-called backward went back
+    /// through, a graph it released.
+    private func checkTape(_ y: Tensor, _ state: ForwardState<Void>) throws {
+        try state.checkTape("\(Self.self).backward")
+        try y.checkRecordedGraph()
+    }
+
+    /// Forgets the last forward when it is `state`, which the tape goes back through (a hand-called backward would
+    /// add its gradients again).
+    private func forget(_ state: ForwardState<Void>) {
+        if tape.last === state { (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil) }
     }
 
     /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
@@ -94,13 +110,16 @@ extension TapeModule {
         if rows.order != nil && !rows.source.requiresGrad {
             if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
                 tape.forwards.next()
-                (tape.input, tape.output, tape.readRows) = (nil, Tensor.isRecordingGradients ? y : nil, true)
+                let state = ForwardState(())
+                (tape.input, tape.output, tape.readRows, tape.last) = (nil, Tensor.isRecordingGradients ? y : nil, true,
+                                                                       state)
                 tape.inputShape = rows.shape
-                return onTape(y, from: nil, check: { try y.checkRecordedGraph() },
+                return onTape(y, from: nil, check: { try self.checkTape(y, state) },
                               backward: { dy, needsInputGradient in
-                                  try TapeRecord.backward(through: y, from: nil, dy,
-                                                          needsInputGradient: needsInputGradient,
-                                                          module: "\(Self.self)")
+                                  self.forget(state)
+                                  return try TapeRecord.backward(through: y, from: nil, dy,
+                                                                 needsInputGradient: needsInputGradient,
+                                                                 module: "\(Self.self)")
                               })
             }
         }
@@ -109,8 +128,9 @@ extension TapeModule {
 
     public func checkBackward() throws {
         guard let y = tape.output, tape.input != nil || tape.readRows else {
-            throw DeviceError.invalidArgument(op: "\(Self.self).backward", "called before forward (or after a forward "
-                + "inside Tensor.withoutGradients, which records nothing)")
+            throw DeviceError.invalidArgument(op: "\(Self.self).backward", "no forward to go back through: called "
+                + "before forward, twice after one, after loss.backward() went back through it, or after a forward "
+                + "inside Tensor.withoutGradients, which records nothing")
         }
         try y.checkRecordedGraph()
     }
@@ -121,7 +141,8 @@ extension TapeModule {
             return nil
         }
         let input = tape.input  // nil after a forward that read rows in place
-        (tape.input, tape.output, tape.readRows) = (nil, nil, false)
+        tape.last?.wentBackByHand = true  // (not the tape's too)
+        (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil)
         return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
                                        module: "\(Self.self)")
     }
