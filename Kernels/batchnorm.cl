@@ -30,10 +30,11 @@ static float channel_sum(const int n, const int stride, const int l, __global co
         }
         const float4 h = acc.lo + acc.hi;
         const float2 p = h.lo + h.hi;
-        // Kahan: what the rounding of the running total dropped is carried into the next row.
+        // Kahan: what the rounding of the running total dropped is carried into the next row — while the total is
+        // finite (an infinite one would make it inf − inf: NaN where the sum is ±inf, as PyTorch's is).
         const float value = (p.x + p.y + rest) - compensation;
         const float next = total + value;
-        compensation = (next - total) - value;
+        compensation = isfinite(next) ? (next - total) - value : 0.0f;
         total = next;
     }
     totals[t] = total;

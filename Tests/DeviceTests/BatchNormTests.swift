@@ -59,6 +59,26 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// A channel holding an infinity has that infinity as its mean (and NaN as its variance), as PyTorch's, on every
+    /// device: the kernel's compensated sum made the mean NaN (inf − inf in the compensation). One of each sign
+    /// makes it NaN; the other channels stay finite.
+    func testAnInfiniteValueGivesAnInfiniteMeanOnEveryDevice() throws {
+        for device in testDevices {
+            for (values, expected) in [([Float.infinity], Float.infinity), ([-.infinity], -.infinity),
+                                       ([.infinity, -.infinity], .nan)] {
+                var xv = testValues(5 * 2 * 11, seed: 142)
+                for (i, value) in values.enumerated() { xv[(3 * 2 + 1) * 11 + 4 + 5 * i] = value }  // channel 1
+                let x = try Tensor(xv, shape: [5, 2, 11], on: device)
+                let ones = try Tensor.ones([2], on: device), zeros = try Tensor.zeros([2], on: device)
+                let (_, mean, variance) = try x.batchNorm(weight: ones, bias: zeros, eps: 1e-5)
+                let (m, v) = (try mean.toArray(), try variance.toArray())
+                XCTAssertTrue(m[0].isFinite && v[0].isFinite, "\(device) \(values): the other channel \(m) \(v)")
+                XCTAssertTrue(expected.isNaN ? m[1].isNaN : m[1] == expected, "\(device) \(values): mean \(m[1])")
+                XCTAssertTrue(v[1].isNaN, "\(device) \(values): variance \(v[1])")
+            }
+        }
+    }
+
     func testBadInputIsAnErrorNamingTheOpAndTheSizes() throws {
         for device in testDevices {
             let x = try Tensor.zeros([2, 3, 4], on: device)
