@@ -242,6 +242,21 @@ extension Tensor {
     public static func arena(_ shapes: [[Int]], on device: DeviceTag,
                              alignment: Int = 1) throws -> (flat: Tensor, views: [Tensor]) {
         let backend = try Backend(device)
+        let (offsets, end) = try arenaLayout(shapes, on: device, alignment: alignment)
+        let flat = try Tensor.empty([end], on: device)
+        try flat.fill(0)
+        let views = try zip(shapes, offsets).map { shape, offset in
+            Tensor(shape: shape, device: device,
+                   storage: try backend.view(of: flat.storage, offset: offset, count: shape.reduce(1, *)))
+        }
+        return (flat, views)
+    }
+
+    /// Where `arena(shapes, on: device, alignment:)` places each view in its flat tensor, and the flat tensor's
+    /// length.
+    package static func arenaLayout(_ shapes: [[Int]], on device: DeviceTag,
+                                    alignment: Int = 1) throws -> (offsets: [Int], count: Int) {
+        let backend = try Backend(device)
         let align = Swift.max(backend.viewAlignment, alignment)
         guard align % backend.viewAlignment == 0 else {
             throw DeviceError.invalidArgument(op: "arena", "alignment \(alignment) is not a multiple of "
@@ -259,13 +274,20 @@ extension Tensor {
         }
         // A zero-sized view still names one float (a buffer region cannot be empty): keep it inside the buffer.
         if shapes.contains(where: { $0.contains(0) }) { end += 1 }
-        let flat = try Tensor.empty([end], on: device)
-        try flat.fill(0)
-        let views = try zip(shapes, offsets).map { shape, offset in
-            Tensor(shape: shape, device: device,
-                   storage: try backend.view(of: flat.storage, offset: offset, count: shape.reduce(1, *)))
+        return (offsets, end)
+    }
+
+    /// Elements offset..<offset + count of this dense tensor (an arena's flat tensor, `offset` where
+    /// `arenaLayout` puts a view) as a 1-D tensor of its own over the same memory: an op on it covers that stretch
+    /// of the arena's views in one launch. Writes through it are not counted as changes of this tensor or of the
+    /// views (`markModified`).
+    package func region(offset: Int, count: Int) throws -> Tensor {
+        guard isDense, offset >= 0, count > 0, offset + count <= self.count else {
+            throw DeviceError.invalidArgument(op: "region", "elements \(offset)..<\(offset + count) of a tensor of "
+                + "shape \(shape)")
         }
-        return (flat, views)
+        return Tensor(shape: [count], device: device,
+                      storage: try storage.backend.view(of: storage, offset: offset, count: count))
     }
 }
 

@@ -1,5 +1,5 @@
 import Foundation
-import NN
+@testable import NN
 import TestSupport
 import XCTest
 
@@ -53,6 +53,50 @@ final class OptimizerTests: XCTestCase {
             for (a, b) in zip(model.parameters, copy.parameters) {
                 assertClose(try a.value.toArray(), try b.value.toArray(), rtol: 1e-6, atol: 1e-7,
                             "\(a.name) on \(device)")
+            }
+        }
+    }
+
+    /// Parameters of one block that are not all stepped — the first layer frozen (fine-tuning), one parameter
+    /// without a gradient, Adam's step counts apart after one — step in one launch per run of consecutive ones
+    /// that are (with Adam, at the same count), and the values are those of one optimiser per parameter.
+    func testRunsOfTheBlocksParametersStepInOneLaunchEachAsOneByOne() throws {
+        for device in testDevices {
+            for adam in [false, true] {
+                let model = try MLP.make(sizes: [5, 7, 6, 3], seed: 4, on: device)
+                let copy = try MLP.make(sizes: [5, 7, 6, 3], seed: 4, on: device)
+                func optimizer(_ parameters: [Parameter]) throws -> any Optimizer {
+                    adam ? try Adam(parameters, lr: 0.01, weightDecay: 0.1)
+                         : try SGD(parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.01)
+                }
+                let together = try optimizer(model.parameters)
+                let separate = try copy.parameters.map { try optimizer([$0]) }
+                XCTAssertNotNil(model.parameterBlock)
+                for m in [model, copy] { m.parameters[0].value.requiresGrad = false }
+                let x = try Tensor(testValues(4 * 5, seed: 8), shape: [4, 5], on: device)
+                let dy = try Tensor(testValues(4 * 3, seed: 9), shape: [4, 3], on: device)
+                // Step 1: the first weight frozen; 2: the second layer's weight without a gradient too; 3: as 1.
+                var expectedRuns: [[Range<Int>]] = [[1..<6], [1..<2, 3..<6], adam ? [1..<2, 2..<3, 3..<6] : [1..<6]]
+                for step in 0..<3 {
+                    for (m, optimizers) in [(model, [together]), (copy, separate)] {
+                        _ = try m.forward(x)
+                        try m.zeroGrad()
+                        _ = try m.backward(dy)
+                        if step == 1 { m.parameters[2].zeroGrad() }
+                        if m === model {
+                            var state = OptimizerState(slots: adam ? 2 : 1)
+                            let steps = together.parameterSteps
+                            let runs = try state.runs(m.parameters, together: { !adam || steps[$0] == steps[$1] })
+                            XCTAssertEqual(runs.map(\.range), expectedRuns.removeFirst(), "step \(step) on \(device)")
+                        }
+                        for o in optimizers { try o.step() }
+                    }
+                    for (a, b) in zip(model.parameters, copy.parameters) {
+                        assertClose(try a.value.toArray(), try b.value.toArray(), rtol: 1e-6, atol: 1e-7,
+                                    "\(a.name) after step \(step), adam \(adam), on \(device)")
+                    }
+                }
+                XCTAssertEqual(together.parameterSteps, [0, 3, 2, 3, 3, 3], "adam \(adam) on \(device)")
             }
         }
     }

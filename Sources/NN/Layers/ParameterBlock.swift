@@ -13,6 +13,8 @@ public final class ParameterBlock {
     /// The device, and the views' alignment in floats.
     public let device: DeviceTag, alignment: Int
     private let valueViews: [Tensor], gradViews: [Tensor]
+    /// Where each parameter starts in the flat buffers.
+    private let offsets: [Int]
 
     /// Lays `parameters` (all on one device) out, views aligned to `alignment` floats (at least the device's own),
     /// keeping their values and gradients.
@@ -25,15 +27,12 @@ public final class ParameterBlock {
         let align = max(alignment, try Tensor.arenaAlignment(on: device))
         let values = try Tensor.arena(shapes, on: device, alignment: align)
         let grads = try Tensor.arena(shapes, on: device, alignment: align)
+        offsets = try Tensor.arenaLayout(shapes, on: device, alignment: align).offsets
         for (i, p) in parameters.enumerated() { try p.join(value: values.views[i], grad: grads.views[i]) }
         (self.values, self.grads, valueViews, gradViews) = (values.flat, grads.flat, values.views, grads.views)
         (self.parameters, self.device, self.alignment) = (parameters, device, align)
         for p in parameters { p.block = self }
     }
-
-    /// Counts a write through `values` (an optimiser's one-launch step) as an in-place change of every parameter's
-    /// value: a forward's saved weight is then refused by a backward after it, as after a step of that parameter.
-    func valuesWritten() { for p in parameters { p.value.markModified() } }
 
     /// Whether `parameters` are exactly this block's, each still in it (one moved away since is not).
     public func holds(_ parameters: [Parameter]) -> Bool {
@@ -48,6 +47,18 @@ public final class ParameterBlock {
         }
         return (arenas.map(\.flat), parameters.indices.map { i in arenas.map { $0.views[i] } })
     }
+
+    /// Parameters `run` (consecutive, in layout order) in `flat` — `values`, `grads` or a `stateArena` flat — as one
+    /// tensor over that stretch of it (with the gaps between them, which stay zero): a step of those parameters in
+    /// one launch.
+    func region(of run: Range<Int>, in flat: Tensor) throws -> Tensor {
+        let start = offsets[run.lowerBound]
+        let end = offsets[run.upperBound - 1] + parameters[run.upperBound - 1].value.count
+        return try flat.region(offset: start, count: end - start)
+    }
+
+    /// Whether parameters `run` hold no element between them (a region of them would be empty).
+    func isEmpty(_ run: Range<Int>) -> Bool { run.allSatisfy { parameters[$0].value.count == 0 } }
 
     /// Makes every pending lazy zero gradient real, so `grads` holds the gradients (each now counts as computed).
     public func materialiseGradients() throws {

@@ -37,18 +37,13 @@ public final class Adam: Optimizer {
 
     public func step() throws {
         try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
-        let block = try state.current(parameters)
-        if let block, OptimizerState.everyGradientComputed(parameters), let t = parameterSteps.first,
-           parameterSteps.allSatisfy({ $0 == t }) {
-            try block.values.adamStep(grad: block.grads, m: state.flats[0], v: state.flats[1], step: t + 1, lr: lr,
-                                      hyperparameters)
-            block.valuesWritten()
-            parameterSteps = Array(repeating: t + 1, count: parameters.count)
-        } else {
-            for (i, (p, moments)) in zip(parameters, state.views).enumerated() {
-                guard let grad = p.gradientToStep else { continue }
-                try p.value.adamStep(grad: grad, m: moments[0], v: moments[1], step: parameterSteps[i] + 1, lr: lr,
-                                     hyperparameters)
+        // (Parameters step together when their bias corrections agree: the same step count.)
+        let steps = parameterSteps
+        for run in try state.runs(parameters, together: { steps[$0] == steps[$1] }) {
+            try run.values.adamStep(grad: run.grads, m: run.state[0], v: run.state[1],
+                                    step: steps[run.range.lowerBound] + 1, lr: lr, hyperparameters)
+            for i in run.range {
+                parameters[i].value.markModified()  // (what a forward saved of it is out of date)
                 parameterSteps[i] += 1
             }
         }

@@ -49,12 +49,58 @@ struct OptimizerState {
 
     init(slots: Int) { self.slots = slots }
 
-    /// Whether every parameter's gradient was computed since its `zeroGrad` (the one-launch step's case). A
-    /// parameter without one, or frozen, is left as it is — no weight decay, no momentum or moment step, no step
-    /// counted in its `parameterSteps` — as PyTorch's optimisers skip a parameter whose `grad` is None (what
-    /// `zero_grad()` leaves; a frozen one's always is): `Parameter.gradientToStep`.
-    static func everyGradientComputed(_ parameters: [Parameter]) -> Bool {
-        parameters.allSatisfy { $0.gradientToStep != nil }
+    /// Parameters stepped in one launch: their values, gradients and state (`slots` tensors), each one tensor — a
+    /// parameter's own, a block's flat buffers, or a region of them covering a run of its parameters.
+    struct Run {
+        let range: Range<Int>
+        let values: Tensor, grads: Tensor, state: [Tensor]
+    }
+    /// The regions of runs of the block's parameters, made once for each run met (`runs`).
+    private var regions: [Range<Int>: Run] = [:]
+
+    /// The parameters to step, as runs that step in one launch each. A parameter without a gradient computed since
+    /// its `zeroGrad`, or frozen, is left out — no weight decay, no momentum or moment step, no step counted in its
+    /// `parameterSteps` — as PyTorch's optimisers skip a parameter whose `grad` is None (what `zero_grad()` leaves; a
+    /// frozen one's always is): `Parameter.gradientToStep`. Laid out in one block, each maximal run of consecutive
+    /// parameters to step for which `together(first, i)` holds (Adam: the same step count) is one launch over its
+    /// stretch of the flat buffers — the whole block when that is every parameter, the common case; a model with
+    /// its first layers frozen steps the rest in one launch. Otherwise each parameter is a run of its own.
+    mutating func runs(_ parameters: [Parameter], together: (Int, Int) -> Bool) throws -> [Run] {
+        let block = try current(parameters)
+        var runs: [Run] = []
+        var i = 0
+        while i < parameters.count {
+            guard parameters[i].gradientToStep != nil else {
+                i += 1
+                continue
+            }
+            var end = i + 1
+            if block != nil {
+                while end < parameters.count, parameters[end].gradientToStep != nil, together(i, end) { end += 1 }
+            }
+            runs += try run(i..<end, of: parameters, in: block)
+            i = end
+        }
+        return runs
+    }
+
+    /// Parameters `range` (each with a gradient to step) as one run when they share a block, else one each.
+    private mutating func run(_ range: Range<Int>, of parameters: [Parameter], in block: ParameterBlock?) throws
+        -> [Run] {
+        guard let block, range.count > 1, !block.isEmpty(range) else {
+            return range.map { i in
+                Run(range: i..<i + 1, values: parameters[i].value, grads: parameters[i].gradientToStep!,
+                    state: views[i])
+            }
+        }
+        if range.count == parameters.count { return [Run(range: range, values: block.values, grads: block.grads,
+                                                         state: flats)] }
+        if let known = regions[range] { return [known] }
+        let made = Run(range: range, values: try block.region(of: range, in: block.values),
+                       grads: try block.region(of: range, in: block.grads),
+                       state: try flats.map { try block.region(of: range, in: $0) })
+        regions[range] = made
+        return [made]
     }
 
     /// Refuses step counts that are not one per parameter, each ≥ 0 (`parameterSteps` is settable).
@@ -96,7 +142,7 @@ struct OptimizerState {
         for (new, old) in zip(fresh.views, views) {
             for (n, o) in zip(new, old) { try n.copy(from: o) }
         }
-        (flats, views, block) = (fresh.flats, fresh.views, now)
+        (flats, views, block, regions) = (fresh.flats, fresh.views, now, [:])
         return now
     }
 

@@ -1,8 +1,9 @@
 /// Stochastic gradient descent with optional momentum and weight decay (PyTorch's `torch.optim.SGD`):
 /// g = grad + weightDecay·param; v = momentum·v + g; param −= lr·(momentum > 0 ? v : g).
 ///
-/// When the parameters are a model's `ParameterBlock`, a step is one kernel however many tensors the model has: the
-/// velocities are laid out alike (the optimiser keeps only them; the model owns values and gradients).
+/// When the parameters are a model's `ParameterBlock`, a step is one kernel however many tensors the model has (one
+/// per run of consecutive parameters it steps, when some have no gradient or are frozen): the velocities are laid out
+/// alike (the optimiser keeps only them; the model owns values and gradients).
 public final class SGD: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
@@ -34,17 +35,11 @@ public final class SGD: Optimizer {
 
     public func step() throws {
         try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
-        let block = try state.current(parameters)
-        if let block, OptimizerState.everyGradientComputed(parameters) {
-            try block.values.sgdStep(grad: block.grads, velocity: state.flats.first, lr: lr, momentum: momentum,
-                                     weightDecay: weightDecay)
-            block.valuesWritten()
-            for i in parameterSteps.indices { parameterSteps[i] += 1 }
-        } else {
-            for (i, (p, velocity)) in zip(parameters, state.views).enumerated() {
-                guard let grad = p.gradientToStep else { continue }
-                try p.value.sgdStep(grad: grad, velocity: velocity.first, lr: lr, momentum: momentum,
-                                    weightDecay: weightDecay)
+        for run in try state.runs(parameters, together: { _, _ in true }) {
+            try run.values.sgdStep(grad: run.grads, velocity: run.state.first, lr: lr, momentum: momentum,
+                                   weightDecay: weightDecay)
+            for i in run.range {
+                parameters[i].value.markModified()  // (what a forward saved of it is out of date)
                 parameterSteps[i] += 1
             }
         }

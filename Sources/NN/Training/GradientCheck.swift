@@ -23,17 +23,17 @@ public enum GradientCheck {
         }
     }
 
-    /// Checks `module` at input `x` (on the module's device) under L = Σ y ∘ r for a fixed random r:
-    /// the input gradient and every parameter gradient (but a frozen one's). With `samples`, each tensor's gradient is compared at that
+    /// Checks `module` at input `x` (on the module's device) under L = Σ y ∘ r for a fixed random r: the input gradient
+    /// and every parameter gradient (but a frozen one's). With `samples`, each tensor's gradient is compared at that
     /// many entries (drawn with `seed`; every entry of a smaller tensor): each entry costs two forward passes of the
-    /// Double reference, so a 784-50 layer's 39,250 take a minute and 64 of them a moment. `step` defaults to 1e-6
-    /// for a Double reference and 3e-3 for an fp32 one (`hasDoubleReference` false: a `TapeModule`'s default), whose
-    /// differences at 1e-6 would be rounding noise (measured on a small CNN: worst ratio 0.03 at 3e-3, 0.18 at
-    /// 1e-2, 0.06 at 1e-3). At such a step a ReLU input near 0 or a max pool's near-tie is crossed now and then, and
-    /// the finite difference there is wrong, not the gradient: check such models with smooth activations and average
-    /// pooling, or give Double references. Any rank of input: its rows are the first axis ([N, C, H, W] for a CNN).
-    /// The module's buffers (a batch norm's running statistics) are as before when it returns, and a dropout draws
-    /// the same masks in every evaluation (the random streams are placed at one point first, and left there).
+    /// Double reference, so a 784-50 layer's 39,250 take a minute and 64 of them a moment. `step` defaults to 1e-6 for
+    /// a Double reference and 3e-3 for an fp32 one (`hasDoubleReference` false: a `TapeModule`'s default), whose
+    /// differences at 1e-6 would be rounding noise (measured on a small CNN: worst ratio 0.03 at 3e-3, 0.18 at 1e-2,
+    /// 0.06 at 1e-3). At such a step a ReLU input near 0 or a max pool's near-tie is crossed now and then, and the
+    /// finite difference there is wrong, not the gradient: check such models with smooth activations and average
+    /// pooling, or give Double references. Any rank of input: its rows are the first axis ([N, C, H, W] for a CNN). The
+    /// module's buffers (a batch norm's running statistics) are as before when it returns, and a dropout draws the same
+    /// masks in every evaluation (the random streams are placed at one point first, and left there).
     /// - Throws: `DeviceError.invalidArgument` when the reference gives another count of values than the forward (a
     ///   layer's reference does not fit its input).
     public static func check(_ module: any Module, input x: Tensor, seed: UInt64 = 1, step: Double? = nil,
