@@ -7,10 +7,13 @@
 
 #define BN_GROUP 256
 
-// Σ over the channel's N rows of L floats at `a` (and, with `b` non-null, Σ (a − shift)·(b − bshift), or with
-// `square`, Σ (a − shift)²), the rows C·L floats apart. Every work-item of the group returns the same total.
+// Σ (a − shift)·scale over the channel's N rows of L floats at `a` (with `b` non-null, Σ (a − shift)·scale·b; with
+// `square`, Σ ((a − shift)·scale)²), the rows C·L floats apart. Every work-item of the group returns the same total.
+// (The statistics scale each term by 1/count or 1/√count before adding: a sum of values near the float's largest
+// would overflow where their mean does not.)
 static float channel_sum(const int n, const int stride, const int l, __global const float* a,
-                         __global const float* b, const float shift, const int square, __local float* totals)
+                         __global const float* b, const float shift, const float scale, const int square,
+                         __local float* totals)
 {
     const int t = get_local_id(0), group = get_local_size(0);
     float total = 0.0f, compensation = 0.0f;
@@ -21,11 +24,11 @@ static float channel_sum(const int n, const int stride, const int l, __global co
         float rest = 0.0f;
         int j = 8 * t;
         for (; j + 8 <= l; j += 8 * group) {
-            const float8 v = vload8(0, ar + j) - shift;
+            const float8 v = (vload8(0, ar + j) - shift) * scale;
             acc += br ? v * vload8(0, br + j) : square ? v * v : v;
         }
         for (int q = (l / 8) * 8 + t; q < l; q += group) {
-            const float v = ar[q] - shift;
+            const float v = (ar[q] - shift) * scale;
             rest += br ? v * br[q] : square ? v * v : v;
         }
         const float4 h = acc.lo + acc.hi;
@@ -62,19 +65,20 @@ __kernel void batch_norm_forward(const int8 dims, const float eps, const int bat
     float m, v;
     if (batch) {
         const float count = (float)n * (float)l;
-        m = channel_sum(n, c * l, l, xc, 0, 0.0f, 0, totals) / count;
-        v = channel_sum(n, c * l, l, xc, 0, m, 1, totals) / count;
+        m = channel_sum(n, c * l, l, xc, 0, 0.0f, 1.0f / count, 0, totals);
+        v = channel_sum(n, c * l, l, xc, 0, m, 1.0f / sqrt(count), 1, totals);
         if (t == 0) { mean[ch] = m; variance[ch] = v; }
     } else {
         m = mean[ch];
         v = variance[ch];
     }
-    const float scale = gamma[ch] / sqrt(v + eps), shift = beta[ch] - m * scale;
+    // (x − mean)·scale + β: x·scale − mean·scale would overflow for values near the float's largest.
+    const float scale = gamma[ch] / sqrt(v + eps), beta_ = beta[ch];
     for (int row = 0; row < n; ++row) {
         const size_t at = ((size_t)row * c + ch) * l;
         int j = 8 * t;
-        for (; j + 8 <= l; j += 8 * group) vstore8(vload8(0, x + at + j) * scale + shift, 0, y + at + j);
-        for (int q = (l / 8) * 8 + t; q < l; q += group) y[at + q] = x[at + q] * scale + shift;
+        for (; j + 8 <= l; j += 8 * group) vstore8((vload8(0, x + at + j) - m) * scale + beta_, 0, y + at + j);
+        for (int q = (l / 8) * 8 + t; q < l; q += group) y[at + q] = (x[at + q] - m) * scale + beta_;
     }
 }
 
@@ -93,10 +97,10 @@ __kernel void batch_norm_backward(const int8 dims, const float eps, const int ba
     const int needX = flags.s0, needGamma = flags.s1, needBeta = flags.s2;
     const float m = mean[ch], inv = 1.0f / sqrt(variance[ch] + eps), count = (float)n * (float)l;
     float sumG = 0.0f, sumGX = 0.0f;
-    if (needBeta || (needX && batch)) sumG = channel_sum(n, c * l, l, g + (size_t)ch * l, 0, 0.0f, 0, totals);
+    if (needBeta || (needX && batch)) sumG = channel_sum(n, c * l, l, g + (size_t)ch * l, 0, 0.0f, 1.0f, 0, totals);
     if (needGamma || (needX && batch)) {
         // Σ g·(x − mean), then ·1/σ: Σ g·x̂. (channel_sum multiplies (a − shift) by b: a = x, b = g.)
-        sumGX = channel_sum(n, c * l, l, x + (size_t)ch * l, g + (size_t)ch * l, m, 0, totals) * inv;
+        sumGX = channel_sum(n, c * l, l, x + (size_t)ch * l, g + (size_t)ch * l, m, 1.0f, 0, totals) * inv;
     }
     if (t == 0) {
         if (needGamma) dgamma[ch] = sumGX + (flags.s3 ? dgamma[ch] : 0.0f);

@@ -79,6 +79,38 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// Values whose sum (or sum of squares) overflows a float while their mean (and variance) do not: a channel of
+    /// 3e37 everywhere has that mean, no spread and y = β (the kernel's sum was inf, y NaN: x·scale overflowed too),
+    /// and one spread over ±1e19 has its variance (~1e38; the squares' sum overflowed), on every device as in Double.
+    func testValuesNearTheLargestFloatOnEveryDevice() throws {
+        let (n, c, l) = (5, 2, 11)
+        for device in testDevices {
+            for spread in [false, true] {
+                var xv = testValues(n * c * l, seed: 143)
+                for b in 0..<n {
+                    for q in 0..<l { xv[(b * c + 1) * l + q] = spread ? 1e19 * xv[(b * c + 1) * l + q] : 3e37 }
+                }
+                let channel = (0..<n).flatMap { b in (0..<l).map { Double(xv[(b * c + 1) * l + $0]) } }
+                let mean = channel.reduce(0, +) / Double(n * l)
+                let variance = channel.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n * l)
+                let x = try Tensor(xv, shape: [n, c, l], on: device)
+                let (y, m, v) = try x.batchNorm(weight: try Tensor([1, 2], shape: [2], on: device),
+                                                bias: try Tensor([0.5, 0.25], shape: [2], on: device), eps: 1e-5)
+                let (ms, vs, ys) = (try m.toArray(), try v.toArray(), try y.toArray())
+                XCTAssertEqual(Double(ms[1]), mean, accuracy: abs(mean) * 1e-5, "\(device) spread \(spread): mean")
+                XCTAssertEqual(Double(vs[1]), variance, accuracy: variance * 1e-4, "\(device) spread \(spread): var")
+                let own = (0..<n).flatMap { b in (0..<l).map { ys[(b * c + 1) * l + $0] } }
+                if spread {
+                    let expected = channel.map { 2 * ($0 - mean) / (variance + 1e-5).squareRoot() + 0.25 }
+                    XCTAssertLessThan(zip(own, expected).map { abs(Double($0) - $1) }.max() ?? .nan, 1e-4,
+                                      "\(device): y")
+                } else {
+                    XCTAssertEqual(own, [Float](repeating: 0.25, count: n * l), "\(device): y = β")
+                }
+            }
+        }
+    }
+
     func testBadInputIsAnErrorNamingTheOpAndTheSizes() throws {
         for device in testDevices {
             let x = try Tensor.zeros([2, 3, 4], on: device)

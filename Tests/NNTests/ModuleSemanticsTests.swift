@@ -123,6 +123,15 @@ final class ModuleSemanticsTests: XCTestCase {
                                + "forward used it"), "by hand \(byHand), \(optimizer.parameters.count) on \(device)")
                 }
             }
+            for alone in [false, true] {  // (by hand, asked for no input gradient: the weight is not read)
+                let layer = try Linear(3, 2, seed: 6, on: device)
+                let model: any Module = alone ? layer : Sequential([layer])
+                _ = try model.forward(x2)
+                try SGD(layer.parameters, lr: 0.1).step()
+                try model.zeroGrad()
+                _ = try model.backward(try Tensor.ones([2, 2], on: device), needsInputGradient: false)
+                XCTAssertEqual(try layer.weight.grad.toArray(), [5, 5, 7, 7, 9, 9], "alone \(alone) on \(device)")
+            }
             let first = try Linear(3, 2, seed: 6, on: device)
             let out = try first(x2)
             try first.weight.value.upload(try first.weight.value.toArray().map { $0 + 1 })
@@ -471,6 +480,16 @@ final class ModuleOnTapeProbeTests: XCTestCase {
     /// nothing changed) — it does into the built-in ones; one `grad:` buffer written by a
     /// second loss is refused by the first's backward; a penalty on a tape module's weight reaches `Parameter.grad`.
     func testCustomModulesKeepGraphSharedGradBuffersAndPenalties() throws {
+        final class Keeper: Module {
+            var input: Tensor?
+            var parameters: [Parameter] { [] }
+            func forward(_ x: Tensor) throws -> Tensor {
+                input = x
+                return try x * 1
+            }
+            func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? { dy }
+            func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
+        }
         final class Reversal: Module {
             var parameters: [Parameter] { [] }
             func forward(_ x: Tensor) throws -> Tensor { try x * 1 }
@@ -489,7 +508,8 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             try loss.backward(keepGraph: true)
             let grads = try model.parameters.map { try $0.grad.toArray() }
             XCTAssertThrowsError(try loss.backward()) {
-                XCTAssertTrue("\($0)".contains("Reversal.backward: went back through this output already"), "\($0)")
+                XCTAssertTrue("\($0)".contains("Reversal.backward: went back through the forward that made this "
+                    + "output already"), "\($0)")
             }
             XCTAssertEqual(try model.parameters.map { try $0.grad.toArray() }, grads)
 
@@ -505,6 +525,37 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             }
             XCTAssertTrue(model.parameters.allSatisfy { $0.gradientIfComputed == nil }, "nothing changed, \(device)")
             try y2.sum().backward()
+
+            // A Sequential of modules of your own only goes back through one forward once too: by the tape, then
+            // by hand, or the other way round, the second is refused (each added the gradients again).
+            let own = Sequential([Reversal()])
+            for tapeFirst in [true, false] {
+                x.grad = nil
+                let y = try own(x)
+                if tapeFirst { try y.sum().backward() } else { _ = try own.backward(try Tensor.ones([4, 3], on: device)) }
+                var second = ""
+                do {
+                    if tapeFirst { _ = try own.backward(try Tensor.ones([4, 3], on: device)) } else { try y.sum().backward() }
+                } catch { second = "\(error)" }
+                XCTAssertTrue(second.contains(tapeFirst ? "layer 0 (Reversal) went back through this model's forward "
+                                                        : "Reversal.backward: went back through the forward that made"),
+                              "tape first \(tapeFirst) on \(device): \(second)")
+                if tapeFirst { XCTAssertEqual(try XCTUnwrap(x.grad).toArray(), [Float](repeating: -1, count: 12)) }
+            }
+
+            // A module of your own that keeps its input, applied in a loop (a recurrent cell) with the input on the
+            // tape: it keeps the input detached (its output's tape node holds the module, and the input as recorded
+            // would hold that node), so the module goes when the outputs do (the loop's backward is refused: it
+            // keeps one forward's state).
+            weak var gone: Keeper?
+            do {
+                let cell = Keeper()
+                gone = cell
+                var h = x
+                for _ in 0..<3 { h = try cell(h) }
+                XCTAssertThrowsError(try h.sum().backward(), "it keeps one forward's state, \(device)")
+            }
+            XCTAssertNil(gone, "the cell was freed, \(device)")
 
             let labels = try Tensor([0, 1, 1, 0], shape: [4], on: device)
             let shared = try Tensor.empty([4, 2], on: device)
@@ -575,7 +626,14 @@ final class ModuleOnTapeProbeTests: XCTestCase {
                 assertClose(try copy.grad.toArray(), try copy.value.toArray().map { 2 * $0 }, rtol: 1e-6, atol: 0,
                             "a copied parameter's penalty on \(device)")
                 XCTAssertNil(alone.weight.gradientIfComputed, "the original took no part, on \(device)")
+                XCTAssertFalse(made.isLeaf, "the tensor passed in keeps its history, \(device)")
             }
+            // Nor does a parameter over another's value take that one's gradients (nn.Parameter(p.data)).
+            let over = try Parameter(name: "over", value: alone.weight.value)
+            try alone.zeroGrad()
+            try (try alone.weight.value * 3).sum().backward()
+            XCTAssertEqual(try alone.weight.grad.toArray(), [Float](repeating: 3, count: 6), "on \(device)")
+            XCTAssertNil(over.gradientIfComputed, "on \(device)")
         }
     }
 

@@ -142,6 +142,9 @@ extension Tensor {
     /// a module adds its parameters' gradients straight into its own gradient buffers.
     package func sendGradients(to destination: GradientDestination?) { autograd.destination = destination }
 
+    /// Whether this leaf's gradients go to a destination of its own (it is a parameter's value).
+    package var sendsGradientsElsewhere: Bool { autograd.destination != nil }
+
     /// Whether this tensor was made by the user rather than recorded from an op.
     public var isLeaf: Bool { autograd.node == nil }
 

@@ -119,12 +119,12 @@ private struct BatchNormShape {
                         for b in 0..<n { squares += doubleSum(xp + (b * c + ch) * l, l) { x in (x - m) * (x - m) } }
                         (mp[ch], vp[ch]) = (Float(m), Float(squares / Double(n * l)))
                     }
-                    let inv = 1 / (Double(vp[ch]) + eps).squareRoot()
-                    let scale = Float(inv * Double(gp[ch])), shift = Float(Double(bp[ch]) - Double(mp[ch]) * inv
-                                                                                * Double(gp[ch]))
+                    // (x − mean)·scale + β: x·scale − mean·scale would overflow for values near the float's largest.
+                    let scale = Float(Double(gp[ch]) / (Double(vp[ch]) + eps).squareRoot())
+                    let (mean, beta) = (mp[ch], bp[ch])
                     for b in 0..<n {
                         let (row, out) = (xp + (b * c + ch) * l, yp + (b * c + ch) * l)
-                        for q in 0..<l { out[q] = row[q] * scale + shift }
+                        for q in 0..<l { out[q] = (row[q] - mean) * scale + beta }
                     }
                 }
             }

@@ -3,7 +3,7 @@
 /// first layer's rows in place through the batch's index list. Backward is one kernel for the weight and bias
 /// gradients (plus one that applies f′ and sums the bias gradient, with an activation), and the input gradient's
 /// product.
-public final class Linear: Module, CountsForwards {
+public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
     /// Input width.
     public let inFeatures: Int
     /// Output width.
@@ -35,7 +35,7 @@ public final class Linear: Module, CountsForwards {
     private var last: ForwardState<Saved>?
     private enum Buffer: Int, CaseIterable { case z, y, dz, db, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
-    let forwards = ForwardCount()
+    let forwards = CallCount()
 
     /// A layer whose weights are drawn from `initializer` with `seed` on the host, then placed on `device`,
     /// so the same seed gives the same layer on every device. The bias starts at zero.
@@ -101,17 +101,19 @@ public final class Linear: Module, CountsForwards {
         })
     }
 
-    public func checkBackward() throws {
+    public func checkBackward() throws { try checkBackward(needsInputGradient: true) }
+
+    func checkBackward(needsInputGradient: Bool) throws {
         guard let last else {
             throw DeviceError.invalidArgument(op: "Linear.backward", "no forward to go back through: called before "
                 + "forward, twice after one, or after loss.backward() went back through it")
         }
-        _ = try last.saved.checked()
+        _ = try last.saved.checked(needsInputGradient: needsInputGradient)
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        try checkBackward()
+        try checkBackward(needsInputGradient: needsInputGradient)
         guard let state = last else { return nil }
         let saved = try state.saved.checked(needsInputGradient: needsInputGradient)
         // One backward per forward (a second would add the same gradients again), and not the tape's too.
@@ -182,7 +184,7 @@ public final class ActivationLayer: Module, CountsForwards {
     private var input: ForwardState<SavedTensor>?
     private enum Buffer: Int, CaseIterable { case y, dx }
     private let workspace = Workspace<Buffer>(reuse: false)
-    let forwards = ForwardCount()
+    let forwards = CallCount()
 
     /// A layer applying `function`.
     public init(_ function: Activation) { self.function = function }
@@ -239,7 +241,7 @@ public final class ActivationLayer: Module, CountsForwards {
 ///
 /// It owns its parameters' memory: when they share a device they are laid out in one `ParameterBlock` (flat values
 /// and gradients, each parameter a view), made when the model is built and again when it moves (`to(_:)`).
-public final class Sequential: Module, CountsForwards {
+public final class Sequential: Module, CountsForwards, ChecksBackwardByNeed {
     /// The children, in forward order.
     public let layers: [any Module]
     /// The flat buffers of the parameters, nil when they do not share a device (or the model has none).
@@ -418,24 +420,26 @@ public final class Sequential: Module, CountsForwards {
 
     /// Whether the last forward ran to its end and no backward has gone through it yet.
     private var forwardDone = false
-    let forwards = ForwardCount()
-    /// The children's forward counts when this model's forward ended (`childForwards`' order).
-    private var childForwardsSeen: [Int] = []
+    let forwards = CallCount()
+    /// The children's forward counts, and a module of your own's backward count, when this model's forward ended
+    /// (`children`' order).
+    private var childCallsSeen: [(forwards: Int, backwards: Int?)] = []
 
     private func finishForward() {
         forwardDone = true
-        childForwardsSeen = childForwards.map(\.count.value)
+        childCallsSeen = children.map { ($0.forwards.value, $0.own?.backwards.value) }
     }
 
-    /// The forward counts of the modules inside (nested models' too), with where each is. A child
-    /// that ran another forward since this model's — it is shared with another model, or was called on its own —
-    /// holds that forward's state, which this model's backward would read.
-    private lazy var childForwards: [(path: String, layer: String, count: ForwardCount)] = {
-        var found: [(String, String, ForwardCount)] = []
+    /// The modules inside (nested models' too), with where each is, their forward counts and what CLNN counts of a
+    /// module of your own. A child that ran another forward since this model's — it is shared with another model,
+    /// or was called on its own — holds that forward's state, which this model's backward would read; a module of
+    /// your own that went back since (the tape went through this forward) would add its gradients again.
+    private lazy var children: [(path: String, layer: String, forwards: CallCount, own: OwnModuleCalls?)] = {
+        var found: [(String, String, CallCount, OwnModuleCalls?)] = []
         func walk(_ model: Sequential, _ path: String) {
             for (index, layer) in model.layers.enumerated() {
                 let here = path.isEmpty ? "\(index)" : "\(path).\(index)"
-                found.append((here, "\(type(of: layer))", ForwardCount.of(layer)))
+                found.append((here, "\(type(of: layer))", CallCount.forwards(of: layer), OwnModuleCalls.of(layer)))
                 if let inner = layer as? Sequential { walk(inner, here) }
             }
         }
@@ -472,32 +476,54 @@ public final class Sequential: Module, CountsForwards {
     }()
 
     /// No forward to go back through, or what a child's backward would refuse.
-    public func checkBackward() throws {
+    public func checkBackward() throws { try checkBackward(needsInputGradient: true) }
+
+    /// The same, each child checked with whether its backward will be asked for its input's gradient.
+    func checkBackward(needsInputGradient: Bool) throws {
         guard forwardDone else {
             throw DeviceError.invalidArgument(op: "Sequential.backward", "no forward to go back through: backward "
                 + "was called before forward, twice after one, or after a forward that failed")
         }
-        for ((path, layer, count), seen) in zip(childForwards, childForwardsSeen) where count.value != seen {
-            throw DeviceError.invalidArgument(op: "Sequential.backward", "layer \(path) (\(layer)) ran another "
-                + "forward since this model's — it is shared with another model or was called on its own — and its "
-                + "backward would read that forward's state: forward this model again, or give each use a layer of "
-                + "its own")
+        for (child, seen) in zip(children, childCallsSeen) {
+            if child.forwards.value != seen.forwards {
+                throw DeviceError.invalidArgument(op: "Sequential.backward", "layer \(child.path) (\(child.layer)) "
+                    + "ran another forward since this model's — it is shared with another model or was called on its "
+                    + "own — and its backward would read that forward's state: forward this model again, or give each "
+                    + "use a layer of its own")
+            }
+            if let own = child.own, own.backwards.value != seen.backwards {
+                throw DeviceError.invalidArgument(op: "Sequential.backward", "layer \(child.path) (\(child.layer)) "
+                    + "went back through this model's forward already (loss.backward() went through it): forward "
+                    + "this model again")
+            }
         }
-        for layer in layers { try layer.checkBackward() }
+        for (index, layer) in layers.enumerated() {
+            let needs = childNeedsInputGradient(index, needsInputGradient)
+            if let byNeed = layer as? any ChecksBackwardByNeed {
+                try byNeed.checkBackward(needsInputGradient: needs)
+            } else {
+                try layer.checkBackward()
+            }
+        }
+    }
+
+    /// Whether child `index`'s backward is asked for its input's gradient: no layer up to the first with parameters
+    /// needs it, unless our caller asks for it (a CNN's first convolution sits behind ImageInput).
+    private func childNeedsInputGradient(_ index: Int, _ needsInputGradient: Bool) -> Bool {
+        let first = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
+        return index > first || needsInputGradient
     }
 
     /// Runs the children's backward in reverse. Refused, before any gradient changes, without a forward that ran to
     /// its end since the last backward (a second backward would add the same gradients again), or when a child's
     /// backward would refuse (`checkBackward`).
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        try checkBackward()
+        try checkBackward(needsInputGradient: needsInputGradient)
         forwardDone = false
         var grad = dy
-        // NOTE: no layer up to the first with parameters needs its input gradient, unless our caller asks for it
-        // (a CNN's first convolution sits behind ImageInput).
-        let first = layers.firstIndex { !$0.parameters.isEmpty } ?? layers.count
         for (index, layer) in layers.enumerated().reversed() {
-            guard let next = try layer.backward(grad, needsInputGradient: index > first || needsInputGradient) else {
+            guard let next = try layer.countedBackward(grad, needsInputGradient: childNeedsInputGradient(
+                index, needsInputGradient)) else {
                 return nil
             }
             grad = next

@@ -141,55 +141,64 @@ extension Module {
     }
 
     /// `forward(x)`: `model(x)`. A module of your own is recorded on the tape here as one op with its own
-    /// `backward` (its `forward` runs as a container's children do); a built-in module records itself in `forward`.
+    /// `backward` (its `forward` runs as a container's children do, on `x` detached: kept by the module, the input as
+    /// recorded would hold the module's tape node, which holds the module); a built-in module records itself in
+    /// `forward`.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard let own = ForwardCount.ofModuleOfYourOwn(self) else { return try forward(x) }
-        own.next()
-        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(x) }, from: x, count: own)
+        guard let own = OwnModuleCalls.of(self) else { return try forward(x) }
+        own.forwards.next()
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(x.detached()) }, from: x,
+                                       calls: own)
     }
 
     /// `forward(rows)` as `callAsFunction` runs `forward(x)`.
     func callAsFunction(_ rows: Rows) throws -> Tensor {
-        guard let own = ForwardCount.ofModuleOfYourOwn(self) else { return try forward(rows) }
-        own.next()
-        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(rows) }, from: nil, count: own)
+        guard let own = OwnModuleCalls.of(self) else { return try forward(rows) }
+        own.forwards.next()
+        return recordedWithOwnBackward(try ModuleTape.callerRunsBackward { try forward(rows) }, from: nil, calls: own)
     }
 
     /// `forward(x)` for a caller that runs the backward itself (a `Sequential`'s children for its `backward`): a
     /// module of your own's forward is counted, so that a backward through an earlier one is refused.
     func countedForward(_ x: Tensor) throws -> Tensor {
-        ForwardCount.ofModuleOfYourOwn(self)?.next()
+        OwnModuleCalls.of(self)?.forwards.next()
         return try forward(x)
     }
 
     /// `forward(rows)` as `countedForward(x)` runs `forward(x)`.
     func countedForward(_ rows: Rows) throws -> Tensor {
-        ForwardCount.ofModuleOfYourOwn(self)?.next()
+        OwnModuleCalls.of(self)?.forwards.next()
         return try forward(rows)
     }
 
-    /// A module of your own's output, going back through its `backward`, which reads its last forward's state: once,
-    /// and only while no later forward (`count`, counted where CLNN calls it) replaced that state — a module of your
-    /// own keeps one forward's, so a siamese `f(m(a), m(b))` or an output from before a later forward is refused,
-    /// not given another forward's gradients.
-    private func recordedWithOwnBackward(_ y: Tensor, from x: Tensor?, count: ForwardCount) -> Tensor {
-        let at = count.value
-        let done = ForwardCount()  // (counts the backwards through this output: at most one)
+    /// `backward` for a container running its children's (a `Sequential`'s): a module of your own's is counted, so
+    /// that the tape does not go back through the same forward again.
+    func countedBackward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+        OwnModuleCalls.of(self)?.backwards.next()
+        return try backward(dy, needsInputGradient: needsInputGradient)
+    }
+
+    /// A module of your own's output, going back through its `backward`, which reads its last forward's state: once
+    /// (by the tape or a `Sequential`'s backward, counted in `calls`), and only while no later forward (counted where
+    /// CLNN calls it) replaced that state — a module of your own keeps one forward's, so a siamese `f(m(a), m(b))`
+    /// or an output from before a later forward is refused, not given another forward's gradients.
+    private func recordedWithOwnBackward(_ y: Tensor, from x: Tensor?, calls: OwnModuleCalls) -> Tensor {
+        let (forwardsAt, backwardsAt) = (calls.forwards.value, calls.backwards.value)
         return onTape(y, from: x, check: {
-            guard count.value == at else {
+            guard calls.forwards.value == forwardsAt else {
                 throw DeviceError.invalidArgument(op: "\(Self.self).backward", "this module ran another forward "
                     + "since the one that made this output, and its backward reads its last forward's state: a "
                     + "module of your own goes back through its last forward only (write it as a TapeModule to go "
                     + "back through each, or give each use an instance of its own)")
             }
-            guard done.value == 0 else {
-                throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went back through this output "
-                    + "already: a module of your own goes back through its last forward once, so keepGraph does not "
-                    + "reach into it (forward again)")
+            guard calls.backwards.value == backwardsAt else {
+                throw DeviceError.invalidArgument(op: "\(Self.self).backward", "went back through the forward that "
+                    + "made this output already (the tape, or its Sequential's backward): a module of your own goes "
+                    + "back through its last forward once, so keepGraph does not reach into it (forward again)")
             }
             try self.checkBackward()
         }, backward: { dy, needsInputGradient in
-            done.next()
+            calls.backwards.next()
             return try self.backward(dy, needsInputGradient: needsInputGradient)
         })
     }
@@ -208,56 +217,74 @@ extension Module {
     }
 }
 
-/// How many forwards a module has run (`Module.onTape`, `Sequential.checkBackward`).
-final class ForwardCount {
+/// A count of calls: a module's forwards (`Module.onTape`, `Sequential.checkBackward`), a module of your own's
+/// backwards.
+final class CallCount {
     private(set) var value = 0
     func next() { value += 1 }
 
-    /// The count a module keeps: a built-in module's own (a `TapeModule`'s is in its `tape`); one kept here for a
-    /// module of your own, counted where CLNN calls its forward (`m(x)`, a `Sequential`'s children).
-    static func of(_ module: any Module) -> ForwardCount { builtIn(module) ?? OwnModules.shared.count(of: module) }
-
-    /// The count kept here for a module of your own; nil for a built-in module (which counts its forwards itself).
-    static func ofModuleOfYourOwn(_ module: any Module) -> ForwardCount? {
-        builtIn(module) == nil ? OwnModules.shared.count(of: module) : nil
+    /// The forwards a module has run: a built-in module's own count (a `TapeModule`'s is in its `tape`), or the one
+    /// CLNN keeps for a module of your own (`OwnModuleCalls`).
+    static func forwards(of module: any Module) -> CallCount {
+        builtIn(module) ?? OwnModuleCalls.table.calls(of: module).forwards
     }
 
-    private static func builtIn(_ module: any Module) -> ForwardCount? {
+    /// A built-in module's own forward count; nil for a module of your own.
+    fileprivate static func builtIn(_ module: any Module) -> CallCount? {
         if let taped = module as? any TapeModule { return taped.tape.forwards }
         return (module as? any CountsForwards)?.forwards
     }
+}
 
-    /// The counts of modules of your own, by object, each while its module lives. (Modules of different tasks may
-    /// run at once: the table is locked; each count is its module's, used by the task that holds the module.)
-    private final class OwnModules: @unchecked Sendable {
-        static let shared = OwnModules()
+/// What CLNN counts of a module of your own, which keeps one forward's state and counts nothing itself: its forwards
+/// and backwards where CLNN calls them (`m(x)`, a `Sequential`'s children, its output's tape node). A forward or
+/// backward you call yourself is not seen. (A built-in module counts its forwards and keeps each one's state.)
+final class OwnModuleCalls {
+    let forwards = CallCount(), backwards = CallCount()
+
+    /// The counts of `module`; nil for a built-in module.
+    static func of(_ module: any Module) -> OwnModuleCalls? {
+        CallCount.builtIn(module) == nil ? table.calls(of: module) : nil
+    }
+
+    fileprivate static let table = Table()
+
+    /// The counts by object, each while its module lives. (Modules of different tasks may run at once: the table is
+    /// locked; each entry is its module's, used by the task that holds the module.)
+    fileprivate final class Table: @unchecked Sendable {
         private let lock = NSLock()
         private struct Entry {
             weak var module: AnyObject?
-            let count: ForwardCount
+            let calls: OwnModuleCalls
         }
         private var entries: [ObjectIdentifier: Entry] = [:]
         private var pruneAt = 64
 
-        func count(of module: AnyObject) -> ForwardCount {
+        func calls(of module: AnyObject) -> OwnModuleCalls {
             lock.lock()
             defer { lock.unlock() }
             let id = ObjectIdentifier(module)
-            if let entry = entries[id], entry.module === module { return entry.count }
+            if let entry = entries[id], entry.module === module { return entry.calls }
             if entries.count >= pruneAt {  // (the entries of modules that are gone)
                 entries = entries.filter { $0.value.module != nil }
                 pruneAt = Swift.max(64, 2 * entries.count)
             }
-            let count = ForwardCount()
-            entries[id] = Entry(module: module, count: count)
-            return count
+            let calls = OwnModuleCalls()
+            entries[id] = Entry(module: module, calls: calls)
+            return calls
         }
     }
 }
 
+/// A module whose backward refuses more when it is asked for its input's gradient (`Linear`: the weight it then
+/// reads may not have changed since the forward): a container checks it with what it will ask.
+protocol ChecksBackwardByNeed: Module {
+    func checkBackward(needsInputGradient: Bool) throws
+}
+
 /// A built-in module with a hand-written backward, which counts its forwards.
 protocol CountsForwards: Module {
-    var forwards: ForwardCount { get }
+    var forwards: CallCount { get }
 }
 
 /// What one forward of a built-in module with a hand-written backward keeps for it, shared by the output's tape node

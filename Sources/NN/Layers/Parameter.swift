@@ -24,9 +24,14 @@ public final class Parameter {
     private let slot: GradientSlot
 
     /// A parameter holding `value`, with a zero gradient on the same device (not yet computed: an optimiser's step
-    /// leaves it as it is until a backward gives it one). `value` becomes a leaf that requires a gradient (any
-    /// history it had on the tape is dropped).
-    public init(name: String, value: Tensor) throws {
+    /// leaves it as it is until a backward gives it one). The value is `value` made a leaf that requires a gradient
+    /// — or, when `value` has a history on the tape or is another parameter's value, a new tensor over its elements
+    /// (`detached()`), so that `value` is left as it is (PyTorch's `nn.Parameter(t)`).
+    public init(name: String, value given: Tensor) throws {
+        // A value made by ops (another parameter's `cloned()` or `to(_:)`), or another parameter's value, is taken as
+        // a new tensor over its elements, as `nn.Parameter(t)` makes a leaf and leaves `t` alone: through the value's
+        // history, or its parameter's gradient buffer, gradients would never reach this parameter.
+        let value = given.isLeaf && !given.sendsGradientsElsewhere ? given : given.detached()
         self.name = name
         self.value = value
         let slot = GradientSlot(try Tensor.zeros(value.shape, on: value.device))
@@ -37,9 +42,6 @@ public final class Parameter {
         value.sendGradients(to: GradientDestination { slot.forBackward() })
         // Every parameter's value is a leaf that takes a gradient from the moment it exists, as a PyTorch
         // parameter: a penalty on any layer's weight (`(w.value * w.value).sum()`) is on the tape, whatever the layer.
-        // A value made by ops (another parameter's `cloned()` or `to(_:)`) drops its history, as `nn.Parameter(t)`
-        // makes a leaf: its gradients would otherwise go through that history, never to this parameter.
-        value.requiresGrad = false
         value.requiresGrad = true
     }
 

@@ -7,7 +7,7 @@ public final class TapeRecord {
     /// The last forward input's shape (kept after backward): the shape the reference forward gives its flat rows.
     var inputShape: [Int]?
     /// The module's forwards (`Module.onTape`).
-    let forwards = ForwardCount()
+    let forwards = CallCount()
     /// The last forward, shared with its output's tape node: the tape or a hand-called backward goes through it.
     var last: ForwardState<Void>?
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
