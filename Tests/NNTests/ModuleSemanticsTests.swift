@@ -531,11 +531,11 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             let own = Sequential([Reversal()])
             for tapeFirst in [true, false] {
                 x.grad = nil
-                let y = try own(x)
-                if tapeFirst { try y.sum().backward() } else { _ = try own.backward(try Tensor.ones([4, 3], on: device)) }
+                let y = try own(x), ones = try Tensor.ones([4, 3], on: device)
+                if tapeFirst { try y.sum().backward() } else { _ = try own.backward(ones) }
                 var second = ""
                 do {
-                    if tapeFirst { _ = try own.backward(try Tensor.ones([4, 3], on: device)) } else { try y.sum().backward() }
+                    if tapeFirst { _ = try own.backward(ones) } else { try y.sum().backward() }
                 } catch { second = "\(error)" }
                 XCTAssertTrue(second.contains(tapeFirst ? "layer 0 (Reversal) went back through this model's forward "
                                                         : "Reversal.backward: went back through the forward that made"),
