@@ -9,8 +9,8 @@
 
 // Σ (a − shift)·scale over the channel's N rows of L floats at `a` (with `b` non-null, Σ (a − shift)·scale·b; with
 // `square`, Σ ((a − shift)·scale)²), the rows C·L floats apart. Every work-item of the group returns the same total.
-// (The statistics scale each term by 1/count or 1/√count before adding: a sum of values near the float's largest
-// would overflow where their mean does not.)
+// (The variance scales each term by 1/√count before squaring: a sum of squares of values far apart would overflow
+// where their variance does not.)
 static float channel_sum(const int n, const int stride, const int l, __global const float* a,
                          __global const float* b, const float shift, const float scale, const int square,
                          __local float* totals)
@@ -65,7 +65,11 @@ __kernel void batch_norm_forward(const int8 dims, const float eps, const int bat
     float m, v;
     if (batch) {
         const float count = (float)n * (float)l;
-        m = channel_sum(n, c * l, l, xc, 0, 0.0f, 1.0f / count, 0, totals);
+        // The mean as x₀ + Σ (x − x₀)/count, x₀ the channel's first value: the terms are the values' spread, so a
+        // channel far from zero keeps its digits (and one near the float's largest does not overflow). Not terms
+        // scaled by 1/count: nearly equal ones are then all rounded the same way as they are added, a bias.
+        const float x0 = isfinite(xc[0]) ? xc[0] : 0.0f;
+        m = x0 + channel_sum(n, c * l, l, xc, 0, x0, 1.0f, 0, totals) / count;
         v = channel_sum(n, c * l, l, xc, 0, m, 1.0f / sqrt(count), 1, totals);
         if (t == 0) { mean[ch] = m; variance[ch] = v; }
     } else {

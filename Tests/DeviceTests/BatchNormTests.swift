@@ -79,9 +79,32 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// A long channel at 1e6 ± 1 (64·784 values): the mean to within a float's spacing there (1/16), the variance
+    /// to 1e-4 and y accordingly, against Double. (Terms scaled by 1/count before adding, nearly equal, were all
+    /// rounded one way: the mean was 0.9 off, the variance 1.10 for 0.34, y 2.4 off.)
+    func testAChannelFarFromZeroKeepsItsDigitsOnEveryDevice() throws {
+        let (n, c, l) = (64, 2, 784)
+        let xv = testValues(n * c * l, seed: 144).map { 1e6 + $0 }
+        let channel = (0..<n).flatMap { b in (0..<l).map { Double(xv[b * c * l + $0]) } }
+        let mean = channel.reduce(0, +) / Double(n * l)
+        let variance = channel.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n * l)
+        for device in testDevices {
+            let x = try Tensor(xv, shape: [n, c, l], on: device)
+            let (y, m, v) = try x.batchNorm(weight: try Tensor([1.5, 1], shape: [2], on: device),
+                                            bias: try Tensor([0.25, 0], shape: [2], on: device), eps: 1e-5)
+            let (ms, vs, ys) = (try m.toArray(), try v.toArray(), try y.toArray())
+            XCTAssertEqual(Double(ms[0]), mean, accuracy: 0.07, "\(device): mean")
+            XCTAssertEqual(Double(vs[0]), variance, accuracy: variance * 1e-4, "\(device): variance")
+            let own = (0..<n).flatMap { b in (0..<l).map { ys[b * c * l + $0] } }
+            let expected = channel.map { 1.5 * ($0 - mean) / (variance + 1e-5).squareRoot() + 0.25 }
+            XCTAssertLessThan(zip(own, expected).map { abs(Double($0) - $1) }.max() ?? .nan, 0.15, "\(device): y")
+        }
+    }
+
     /// Values whose sum (or sum of squares) overflows a float while their mean (and variance) do not: a channel of
     /// 3e37 everywhere has that mean, no spread and y = β (the kernel's sum was inf, y NaN: x·scale overflowed too),
     /// and one spread over ±1e19 has its variance (~1e38; the squares' sum overflowed), on every device as in Double.
+    /// (The kernel sums the spread about the channel's first value, and scales the squares' terms first.)
     func testValuesNearTheLargestFloatOnEveryDevice() throws {
         let (n, c, l) = (5, 2, 11)
         for device in testDevices {
