@@ -66,8 +66,9 @@ __kernel void batch_norm_forward(const int8 dims, const float eps, const int bat
     if (batch) {
         const float count = (float)n * (float)l;
         // The mean as x₀ + Σ (x − x₀)/count, x₀ the channel's first value: the terms are the values' spread, so a
-        // channel far from zero keeps its digits (and one near the float's largest does not overflow). Not terms
-        // scaled by 1/count: nearly equal ones are then all rounded the same way as they are added, a bias.
+        // channel far from zero keeps its digits (and one near the float's largest, its values close together, does
+        // not overflow; a spread of count·|x − x₀| beyond the float's largest still does). Not terms scaled by
+        // 1/count: nearly equal ones are then all rounded the same way as they are added, a bias.
         const float x0 = isfinite(xc[0]) ? xc[0] : 0.0f;
         m = x0 + channel_sum(n, c * l, l, xc, 0, x0, 1.0f, 0, totals) / count;
         v = channel_sum(n, c * l, l, xc, 0, m, 1.0f / sqrt(count), 1, totals);

@@ -18,7 +18,8 @@ final class ModuleSemanticsTests: XCTestCase {
         let shared = Sequential([try Linear(6, 5, seed: 1), act, try Linear(5, 5, seed: 2), act,
                                  try Linear(5, 3, seed: 3)])
         XCTAssertTrue(message { try shared.forward(x) }.contains(
-            "Sequential: the same ActivationLayer is layer 1 and layer 3: a layer keeps its last forward's input"))
+            "Sequential: the same ActivationLayer is layer 1 and layer 3: a Sequential's own backward (the trainer's) "
+            + "goes back through each layer's last forward"))
         let lin = try Linear(6, 6, seed: 4)
         let nested = Sequential([lin, Sequential([ActivationLayer(.relu), lin])])
         XCTAssertTrue(message { try nested.forward(x) }.contains("the same Linear is layer 0 and layer 1.1"))
@@ -668,6 +669,19 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             }
             assertClose(try XCTUnwrap(x.grad).toArray(), try XCTUnwrap(x2.grad).toArray(), rtol: 1e-5, atol: 1e-6,
                         "the input's gradient on \(device)")
+            // A frozen first layer (a backbone) by hand: the layers behind it get their gradients, it none, and
+            // nothing asks it for its input's.
+            let (backbone, reference) = (try model(), try model())
+            for p in backbone.layers[0].parameters { p.value.requiresGrad = false }
+            for m in [backbone, reference] {
+                _ = try m.forward(x.detached())
+                try m.zeroGrad()
+                XCTAssertNil(try m.backward(try Tensor.ones([7, 2], on: device), needsInputGradient: false))
+            }
+            for (i, (p, q)) in zip(backbone.parameters, reference.parameters).enumerated().dropFirst(2) {
+                assertClose(try p.grad.toArray(), try q.grad.toArray(), rtol: 1e-5, atol: 1e-6, "\(i) on \(device)")
+            }
+            XCTAssertTrue(backbone.parameters.prefix(2).allSatisfy { $0.gradientIfComputed == nil }, "\(device)")
             // (Reading a frozen parameter's `grad`, as a user printing gradients does, makes its zero real: the
             // optimisers still leave it alone, as PyTorch's leave a parameter whose grad is None.)
             for optimizer in [try SGD(frozen.parameters, lr: 0.1, momentum: 0.9, weightDecay: 0.01) as any Optimizer,

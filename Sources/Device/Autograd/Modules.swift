@@ -7,23 +7,19 @@
 /// holds the module (`recordedAsModule`), its own in `m(m(x))`, and keeping it would make a cycle.
 package struct SavedTensor {
     package let tensor: Tensor
-    private let at: Int
+    private let version: SavedVersion
 
-    package init(_ tensor: Tensor) { (self.tensor, at) = (tensor.detached(), tensor.version.value) }
+    package init(_ tensor: Tensor) { (self.tensor, version) = (tensor.detached(), SavedVersion(tensor)) }
 
     /// The tensor, or an error naming `op` and `what` the tensor is to it when it changed since it was saved.
     package func checked(_ op: String, _ what: String = "its input") throws -> Tensor {
-        guard tensor.version.value == at else {
-            throw DeviceError.invalidArgument(op: op, "\(what) was modified in place after forward used it (a tensor "
-                + "of shape \(tensor.shape), version \(at), now \(tensor.version.value)); compute it again, or modify "
-                + "a copy")
-        }
+        try version.check(op, what)
         return tensor
     }
 }
 
-/// A tensor's version when a module's forward read it, for a backward that reads it again (a layer's weight):
-/// `check` refuses it once it was modified in place — an optimiser's step between the forward and the backward.
+/// A tensor's version when a module's forward read it, for a backward that reads it again (a layer's weight, which
+/// an optimiser's step between the two changes; a `SavedTensor`'s): `check` refuses it once it was modified in place.
 /// Keeps the version, not the tensor.
 package struct SavedVersion {
     private let version: VersionCounter
@@ -35,8 +31,8 @@ package struct SavedVersion {
     package func check(_ op: String, _ what: String) throws {
         guard version.value == at else {
             throw DeviceError.invalidArgument(op: op, "\(what) was modified in place after forward used it (a tensor "
-                + "of shape \(shape), version \(at), now \(version.value): an optimiser's step, or another write); "
-                + "forward again after the change")
+                + "of shape \(shape), version \(at), now \(version.value)); run forward again after the change, or "
+                + "change a copy")
         }
     }
 }

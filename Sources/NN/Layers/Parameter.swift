@@ -63,7 +63,11 @@ public final class Parameter {
     /// The gradient an optimiser steps with: nil when no backward computed one since `zeroGrad`, or the parameter is
     /// frozen (its value's `requiresGrad` set to false) — PyTorch's optimisers skip a parameter whose `grad` is None,
     /// which a frozen one's stays, even when ``grad`` was read here (which makes a zero real).
-    var gradientToStep: Tensor? { value.requiresGrad ? gradientIfComputed : nil }
+    var gradientToStep: Tensor? { isFrozen ? nil : gradientIfComputed }
+
+    /// Whether the parameter is frozen: its value's `requiresGrad` turned off (PyTorch's `p.requires_grad_(False)`).
+    /// No backward writes its gradient, and the optimisers leave it as it is.
+    var isFrozen: Bool { !value.requiresGrad }
 
     /// Makes the gradient zero (lazily: the next backward overwrites it instead of adding).
     public func zeroGrad() { gradIsZero = true }

@@ -1,8 +1,9 @@
 /// A model's parameters laid out in two flat buffers on one device — values and gradients — each parameter's value
 /// and gradient a view into them (llm.c's `malloc_and_point_parameters`). A `Sequential` makes its block when it is
 /// built and when it moves; the parameters' tensors are rebound in place, so a tensor captured from a parameter
-/// stays the parameter's. An optimiser steps the whole block in one launch and keeps only its own state (laid out
-/// alike: `stateArena`); a data-parallel trainer exchanges gradients and weights one flat copy at a time.
+/// stays the parameter's. An optimiser steps the whole block in one launch (a run of its parameters in one, over a
+/// `region`, when it skips some) and keeps only its own state (laid out alike: `stateArena`); a data-parallel trainer
+/// exchanges gradients and weights one flat copy at a time.
 public final class ParameterBlock {
     /// The flat values and gradients (every parameter, with alignment gaps that stay zero). Gradients written into
     /// `grads` by hand (an all-reduce of your own) go after `materialiseGradients()`, which marks every parameter's

@@ -6,12 +6,15 @@ public final class TapeRecord {
     var readRows = false
     /// The last forward input's shape (kept after backward): the shape the reference forward gives its flat rows.
     var inputShape: [Int]?
-    /// The module's forwards (`Module.onTape`).
+    /// The module's forwards (`Sequential.checkBackward`: a child that ran another since the model's).
     let forwards = CallCount()
     /// The last forward, shared with its output's tape node: the tape or a hand-called backward goes through it.
     var last: ForwardState<Void>?
     /// An empty record (a module's stored property: `let tape = TapeRecord()`).
     public init() {}
+
+    /// Forgets the last forward (a backward went through it, or it recorded nothing).
+    func forget() { (input, output, readRows, last) = (nil, nil, false, nil) }
 
     /// One forward's backward: `y`'s tape from `dy`, to `input` (nil after a forward that read rows in place) when
     /// `needsInputGradient`. Keeps the graph when the `backward()` running it keeps its own (`keepGraph`).
@@ -75,33 +78,32 @@ extension TapeModule {
         tape.inputShape = x.shape
         tape.forwards.next()
         guard Tensor.isRecordingGradients else {
-            (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil)
+            tape.forget()
             return try compute(x)
         }
         let input = x.detached()
         input.requiresGrad = true
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
+        return kept(y, input: input, readRows: false, from: x)
+    }
+
+    /// The forward that made `y` from `input` (nil after one that read rows in place), kept for a hand-called
+    /// backward, and `y` on the tape with its own: whichever goes back first takes it (`ForwardState`). The tape's
+    /// refuses a forward a hand-called backward went back through, and a graph already released.
+    private func kept(_ y: Tensor, input: Tensor?, readRows: Bool, from x: Tensor?) -> Tensor {
         let state = ForwardState(())
-        (tape.input, tape.output, tape.readRows, tape.last) = (input, y, false, state)
-        return onTape(y, from: x, check: { try self.checkTape(y, state) }, backward: { dy, needsInputGradient in
-            self.forget(state)
+        (tape.input, tape.output, tape.readRows, tape.last) = (input, Tensor.isRecordingGradients ? y : nil, readRows,
+                                                               state)
+        return onTape(y, from: x, check: {
+            try state.checkTape("\(Self.self).backward")
+            try y.checkRecordedGraph()
+        }, backward: { dy, needsInputGradient in
+            // (The module forgets the forward: a hand-called backward would add its gradients again.)
+            if self.tape.last === state { self.tape.forget() }
             return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
                                            module: "\(Self.self)")
         })
-    }
-
-    /// What the tape node of the forward `state` that made `y` refuses: a forward a hand-called backward went back
-    /// through, a graph it released.
-    private func checkTape(_ y: Tensor, _ state: ForwardState<Void>) throws {
-        try state.checkTape("\(Self.self).backward")
-        try y.checkRecordedGraph()
-    }
-
-    /// Forgets the last forward when it is `state`, which the tape goes back through (a hand-called backward would
-    /// add its gradients again).
-    private func forget(_ state: ForwardState<Void>) {
-        if tape.last === state { (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil) }
     }
 
     /// Reads the rows in place when `compute(rows:)` does (and their source needs no gradient); otherwise gathers
@@ -110,17 +112,8 @@ extension TapeModule {
         if rows.order != nil && !rows.source.requiresGrad {
             if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
                 tape.forwards.next()
-                let state = ForwardState(())
-                (tape.input, tape.output, tape.readRows, tape.last) = (nil, Tensor.isRecordingGradients ? y : nil, true,
-                                                                       state)
                 tape.inputShape = rows.shape
-                return onTape(y, from: nil, check: { try self.checkTape(y, state) },
-                              backward: { dy, needsInputGradient in
-                                  self.forget(state)
-                                  return try TapeRecord.backward(through: y, from: nil, dy,
-                                                                 needsInputGradient: needsInputGradient,
-                                                                 module: "\(Self.self)")
-                              })
+                return kept(y, input: nil, readRows: true, from: nil)
             }
         }
         return try forward(rows.order == nil ? rows.source : try rows.gathered())
@@ -142,7 +135,7 @@ extension TapeModule {
         }
         let input = tape.input  // nil after a forward that read rows in place
         tape.last?.wentBackByHand = true  // (not the tape's too)
-        (tape.input, tape.output, tape.readRows, tape.last) = (nil, nil, false, nil)
+        tape.forget()
         return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
                                        module: "\(Self.self)")
     }

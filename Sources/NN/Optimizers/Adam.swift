@@ -3,9 +3,10 @@
 /// g = grad + weightDecay·param; m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²;
 /// param −= lr·m̂ / (√v̂ + eps), with the
 /// bias-corrected m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) at the parameter's step t (``parameterSteps``: as PyTorch's
-/// per-parameter `step`, a step that skips a parameter — no gradient computed — does not count for it).
+/// per-parameter `step`, a step that skips a parameter — no gradient computed, or frozen — does not count for it).
 ///
-/// Like ``SGD``, it steps the whole model in one kernel when the parameters are a model's `ParameterBlock`.
+/// Like ``SGD``, it steps the whole model in one kernel when the parameters are a model's `ParameterBlock` (one per
+/// run of consecutive parameters it steps at the same count, when some are skipped or their counts differ).
 public final class Adam: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float

@@ -14,11 +14,11 @@ public protocol Optimizer: AnyObject {
     /// Steps taken so far (a training run's position: its dropout draws follow it).
     var stepCount: Int { get set }
     /// The steps each parameter has taken, in ``parameters`` order: PyTorch's per-parameter `step`, which Adam's bias
-    /// correction uses (SGD's rule does not). A step that leaves a parameter as it is (no gradient computed) does not
-    /// count for it. A training state saves and restores them; setting them is for such a restore.
+    /// correction uses (SGD's rule does not). A step that leaves a parameter as it is (no gradient computed, or
+    /// frozen) does not count for it. A training state saves and restores them; setting them is for such a restore.
     var parameterSteps: [Int] { get set }
     /// Updates every parameter in place, on its own device — each whose gradient a backward computed since its
-    /// `zeroGrad()`; the others stay as they are (PyTorch skips a parameter whose `grad` is None).
+    /// `zeroGrad()`, unless frozen; the others stay as they are (PyTorch skips a parameter whose `grad` is None).
     func step() throws
     /// Parameter `index`'s state tensors, in `stateNames` order (zero before the first step): the live state, laid
     /// out as the parameters are now.

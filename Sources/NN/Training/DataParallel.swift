@@ -124,9 +124,8 @@ final class ReplicaExchange: GradientExchange {
             try buffer.affine(scale: Float(weight), into: buffer)
             try primary.grads.elementwise(.add, buffer, into: primary.grads)
         }
-        // A frozen parameter (its value's `requiresGrad` off) has no gradient, so the optimiser leaves it as it is
-        // (the sums above made every one real).
-        for p in primary.parameters where !p.value.requiresGrad { p.zeroGrad() }
+        // A frozen parameter reads as having no gradient, as on one device (the sums above made every one real).
+        for p in primary.parameters where p.isFrozen { p.zeroGrad() }
     }
 
     func returnWeights() throws {

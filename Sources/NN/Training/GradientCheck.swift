@@ -80,8 +80,8 @@ public enum GradientCheck {
         var results = [result("input", try dx.toArray().map(Double.init), xd.values) {
             loss(DoubleMatrix(flat: $0, rows: rows), params)
         }]
-        // (A frozen parameter, its value's requiresGrad off, has no gradient to check.)
-        for (index, (name, p)) in module.namedParameters.enumerated() where p.value.requiresGrad {
+        // (A frozen parameter has no gradient to check.)
+        for (index, (name, p)) in module.namedParameters.enumerated() where !p.isFrozen {
             results.append(result(name, try p.grad.toArray().map(Double.init), params[index]) { values in
                 var perturbed = params
                 perturbed[index] = values
