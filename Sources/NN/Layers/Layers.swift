@@ -103,19 +103,21 @@ public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
 
     public func checkBackward() throws { try checkBackward(needsInputGradient: true) }
 
-    func checkBackward(needsInputGradient: Bool) throws {
+    func checkBackward(needsInputGradient: Bool) throws { _ = try lastChecked(needsInputGradient: needsInputGradient) }
+
+    /// The last forward and what it kept, or what `backward` refuses: no forward, or something it kept changed.
+    private func lastChecked(needsInputGradient: Bool) throws
+        -> (state: ForwardState<Saved>, saved: (rows: Rows, preActivation: Tensor)) {
         guard let last else {
             throw DeviceError.invalidArgument(op: "Linear.backward", "no forward to go back through: called before "
                 + "forward, twice after one, or after loss.backward() went back through it")
         }
-        _ = try last.saved.checked(needsInputGradient: needsInputGradient)
+        return (last, try last.saved.checked(needsInputGradient: needsInputGradient))
     }
 
     /// dz = dy·f′(z); dw += xᵀ·dz, db += Σ_rows dz, dx = dz·wᵀ.
     public func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
-        try checkBackward(needsInputGradient: needsInputGradient)
-        guard let state = last else { return nil }
-        let saved = try state.saved.checked(needsInputGradient: needsInputGradient)
+        let (state, saved) = try lastChecked(needsInputGradient: needsInputGradient)
         // One backward per forward (a second would add the same gradients again), and not the tape's too.
         (last, state.wentBackByHand) = (nil, true)
         return try backward(dy, needsInputGradient: needsInputGradient, through: saved)

@@ -28,9 +28,7 @@ public final class Parameter {
     /// — or, when `value` has a history on the tape or is another parameter's value, a new tensor over its elements
     /// (`detached()`), so that `value` is left as it is (PyTorch's `nn.Parameter(t)`).
     public init(name: String, value given: Tensor) throws {
-        // A value made by ops (another parameter's `cloned()` or `to(_:)`), or another parameter's value, is taken as
-        // a new tensor over its elements, as `nn.Parameter(t)` makes a leaf and leaves `t` alone: through the value's
-        // history, or its parameter's gradient buffer, gradients would never reach this parameter.
+        // (Through `given`'s history, or another parameter's gradient buffer, gradients would never reach this one.)
         let value = given.isLeaf && !given.sendsGradientsElsewhere ? given : given.detached()
         self.name = name
         self.value = value
