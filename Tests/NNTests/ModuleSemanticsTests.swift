@@ -1,6 +1,6 @@
 import Device
 import Foundation
-import NN
+@testable import NN
 import TestSupport
 import XCTest
 
@@ -719,6 +719,86 @@ final class ModuleOnTapeProbeTests: XCTestCase {
                     XCTAssertNotEqual(try model.parameters[i].value.toArray(), before[i], "\(device) \(replicas)")
                 }
             }
+        }
+    }
+
+    /// `loss.backward()` through a model on the tape does only the work PyTorch's graph holds: a network's first
+    /// module (a convolution, its input an image that takes no gradient) and a frozen backbone compute no input
+    /// gradient, where their tapes of their own used to go back to their copy of the input (a col2im per step for
+    /// nothing); the gradients are those of the same model whose input takes one. A model with every parameter frozen
+    /// fed such an input has nothing to differentiate: `backward()` refuses, as PyTorch does, and changes nothing —
+    /// while with an input that takes a gradient the input gets it through the frozen modules.
+    func testTheTapeDoesNoWorkForAGradientNobodyAskedFor() throws {
+        for device in testDevices {
+            func model(frozen: Int) throws -> Sequential {
+                let layers: [any Module] = [try ImageInput(channels: 1, height: 6, width: 5),
+                                            try Conv2d(1, 3, kernel: 3, padding: 1, seed: 31, on: device),
+                                            try BatchNorm2d(3, on: device), ActivationLayer(.relu), Flatten(),
+                                            try Linear(3 * 6 * 5, 4, seed: 32, on: device)]
+                for layer in layers.prefix(frozen) { for p in layer.parameters { p.value.requiresGrad = false } }
+                return Sequential(layers)
+            }
+            let x = try Tensor(testValues(2 * 30, seed: 33), shape: [2, 30], on: device)
+            for frozen in [0, 3] {  // nothing frozen; the convolution and batch norm (a backbone)
+                let (plain, reference) = (try model(frozen: frozen), try model(frozen: frozen))
+                let tracked = try x.detached().cloned()
+                tracked.requiresGrad = true
+                try (try plain(x)).pow(2).sum().backward()
+                try (try reference(tracked)).pow(2).sum().backward()
+                for (i, (p, q)) in zip(plain.parameters, reference.parameters).enumerated() {
+                    if i < 2 * frozen - 2 {  // (ImageInput has no parameters)
+                        XCTAssertNil(p.gradientIfComputed, "frozen \(frozen), parameter \(i) on \(device)")
+                    } else {
+                        assertClose(try p.grad.toArray(), try q.grad.toArray(), rtol: 1e-5, atol: 1e-6,
+                                    "frozen \(frozen), parameter \(i) on \(device)")
+                    }
+                }
+                for (i, layer) in plain.layers.prefix(2).enumerated() {
+                    let record = try XCTUnwrap((layer as? any TapeModule)?.tape)
+                    XCTAssertNil(record.input?.grad, "layer \(i)'s copy of its input took a gradient: frozen "
+                                 + "\(frozen) on \(device)")
+                }
+                XCTAssertNotNil(tracked.grad, "frozen \(frozen) on \(device)")
+            }
+            let (all, unfrozen) = (try model(frozen: 6), try model(frozen: 0))
+            let y = try all(x)
+            XCTAssertThrowsError(try y.sum().backward(), "\(device)") {
+                XCTAssertTrue("\($0)".contains("needs no gradient"), "\($0)")
+            }
+            XCTAssertTrue(all.parameters.allSatisfy { $0.gradientIfComputed == nil }, "\(device)")
+            let (t1, t2) = (try x.detached().cloned(), try x.detached().cloned())
+            for (m, t) in [(all, t1), (unfrozen, t2)] {
+                t.requiresGrad = true
+                try (try m(t)).pow(2).sum().backward()
+            }
+            assertClose(try XCTUnwrap(t1.grad).toArray(), try XCTUnwrap(t2.grad).toArray(), rtol: 1e-5, atol: 1e-6,
+                        "the input's gradient through a frozen model on \(device)")
+            XCTAssertTrue(all.parameters.allSatisfy { $0.gradientIfComputed == nil }, "\(device)")
+        }
+    }
+
+    /// A module of your own whose `backward` gives no input gradient where one was asked for is an error naming it
+    /// — by `backward(dy)` (it trapped), and through the tape (the input's gradient went missing, silently).
+    func testAModuleThatGivesNoInputGradientWhenAskedIsAnError() throws {
+        final class Mute: Module {
+            var parameters: [Parameter] { [] }
+            func forward(_ x: Tensor) throws -> Tensor { try x * 2 }
+            func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? { nil }
+            func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
+        }
+        for device in testDevices {
+            let x = try Tensor(testValues(4 * 3, seed: 8), shape: [4, 3], on: device)
+            let mute = Mute()
+            _ = try mute.forward(x)
+            XCTAssertThrowsError(try mute.backward(x)) {
+                XCTAssertTrue("\($0)".contains("Mute.backward: returned no input gradient although one was asked "
+                    + "for"), "\($0)")
+            }
+            x.requiresGrad = true
+            XCTAssertThrowsError(try (try mute(x)).sum().backward()) {
+                XCTAssertTrue("\($0)".contains("Mute.backward: returned no input gradient"), "\($0)")
+            }
+            XCTAssertNil(x.grad, "\(device)")
         }
     }
 }

@@ -57,7 +57,12 @@ extension Tensor {
         out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
                                      module: (updatesParameters, check)) { g, needs in
             // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
-            let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
+            let asked = tracked != nil && needs[0]
+            let dx = try backward(g.isDense ? g : try g.contiguous(), asked)
+            if asked && dx == nil {
+                throw DeviceError.invalidArgument(op: "\(op).backward", "returned no input gradient although one "
+                    + "was asked for (needsInputGradient: true)")
+            }
             return tracked == nil ? [] : [dx]
         }
         return out

@@ -85,6 +85,8 @@ struct AutogradState {
     var grad: Tensor?
     /// Where a leaf's gradient goes instead of `grad`, when set (a module's parameter gradient buffer).
     var destination: GradientDestination?
+    /// A module's copy of its input (`moduleInput()`): only that module's backward gives it a gradient.
+    var isModuleInput = false
 }
 
 /// A buffer of a leaf's own that its gradients are written into (first write) or added to (`accumulate`), instead of
@@ -201,6 +203,30 @@ extension Tensor {
     ///   a seed of another shape, when the graph was already released, or when a tensor an op saved was modified in
     ///   place after it was recorded (naming the op).
     public func backward(seed: Tensor? = nil, keepGraph: Bool = false) throws {
+        try backward(seed: seed, keepGraph: keepGraph, moduleInput: nil, byModule: false)
+    }
+
+    /// A module's backward through the tape of its own forward (a `TapeModule`'s): `backward(seed:keepGraph:)` that
+    /// also gives `input`, the module's copy of its input (`moduleInput()`), its gradient (nil: none is asked for),
+    /// and does nothing, where that throws, when nothing it reaches takes a gradient (every parameter frozen, no
+    /// input gradient asked for).
+    package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?) throws {
+        guard requiresGrad else { return }
+        try backward(seed: seed, keepGraph: keepGraph, moduleInput: input, byModule: true)
+    }
+
+    /// A leaf over this tensor's elements for a module that records its forward on a tape of its own (a
+    /// `TapeModule`): the ops on it are recorded, but only that module's backward gives it a gradient
+    /// (`backward(seed:keepGraph:toModuleInput:)`). A `backward()` that reaches it through an output the module did
+    /// not record as its own op — the module's input and parameters take no gradient — computes nothing for it (a
+    /// frozen or first convolution's input gradient; PyTorch's graph never reaches there).
+    package func moduleInput() -> Tensor {
+        let input = detached()
+        (input.autograd.wantsGradient, input.autograd.isModuleInput) = (true, true)
+        return input
+    }
+
+    private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?, byModule: Bool) throws {
         guard requiresGrad else {
             throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
                 + "nothing it was computed from has requiresGrad set (or it was computed inside withoutGradients)")
@@ -223,14 +249,21 @@ extension Tensor {
         let order = topologicalOrder()
         try Tensor.check(order)
         // Which tensors lead to a leaf that takes a gradient (inputs come before results in `order`): a rule computes
-        // no gradient for the others — an input whose `requiresGrad` was turned off after recording (a module's
-        // first layer) costs no backward work.
+        // no gradient for the others — a module's copy of its input outside that module's backward (a network's
+        // first convolution), an input whose `requiresGrad` was turned off after recording — at no backward work.
         var needed = Set<ObjectIdentifier>()
         for t in order {
             let wanted = t.autograd.node.map { node in
                 node.module?.updatesParameters == true || node.inputs.contains { needed.contains(ObjectIdentifier($0)) }
-            } ?? (t.autograd.wantsGradient || t.autograd.destination != nil)
+            } ?? (t.autograd.isModuleInput ? t === moduleInput
+                    : t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
+        }
+        guard needed.contains(ObjectIdentifier(self)) else {
+            if byModule { return }
+            throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
+                + "nothing it was computed from takes one (each parameter it reaches is frozen — requiresGrad off — "
+                + "and no input has requiresGrad set)")
         }
         try Tensor.$keepingGraph.withValue(keepGraph) { try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]

@@ -123,7 +123,8 @@ extension Module {
     /// dy → dx.
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let dx = try backward(dy, needsInputGradient: true) else {
-            preconditionFailure("backward returned no input gradient although one was asked for")
+            throw DeviceError.invalidArgument(op: "\(Self.self).backward", "returned no input gradient although one "
+                + "was asked for (needsInputGradient: true)")
         }
         return dx
     }

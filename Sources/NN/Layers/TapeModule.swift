@@ -25,12 +25,11 @@ public final class TapeRecord {
                 + "forward read a dataset's rows in place (compute(rows:)), which records none: pass forward the "
                 + "rows as a tensor (rows.gathered()) to differentiate with respect to them")
         }
-        // An input that needs no gradient is one product fewer on the way back.
-        input?.requiresGrad = needsInputGradient
+        // (An input that needs no gradient is one product fewer on the way back.)
         input?.grad = nil
         // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
         // zeroGrad), not into its value's `grad` (Parameter.init): a product's rule writes it there itself.
-        if y.requiresGrad { try y.backward(seed: dy, keepGraph: Tensor.isKeepingGraph) }
+        try y.backward(seed: dy, keepGraph: Tensor.isKeepingGraph, toModuleInput: needsInputGradient ? input : nil)
         guard needsInputGradient, let input else { return nil }
         return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
     }
@@ -81,8 +80,7 @@ extension TapeModule {
             tape.forget()
             return try compute(x)
         }
-        let input = x.detached()
-        input.requiresGrad = true
+        let input = x.moduleInput()
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
         return kept(y, input: input, readRows: false, from: x)
