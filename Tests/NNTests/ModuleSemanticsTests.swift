@@ -777,28 +777,82 @@ final class ModuleOnTapeProbeTests: XCTestCase {
         }
     }
 
-    /// A module of your own whose `backward` gives no input gradient where one was asked for is an error naming it
-    /// — by `backward(dy)` (it trapped), and through the tape (the input's gradient went missing, silently).
-    func testAModuleThatGivesNoInputGradientWhenAskedIsAnError() throws {
-        final class Mute: Module {
+    /// What a `TapeModule`'s own tape reaches takes its gradient whatever the module's input takes: a tensor it
+    /// captured, behind a module with no parameters (Flatten) and inside a block that is the first layer; an output
+    /// with nothing to differentiate takes no gradient (`requiresGrad` false, as PyTorch's) and is the caller's own
+    /// leaf when asked to take one (eval-mode dropout's output is its input). Each against the same ops outside any
+    /// module. (helper-23's probe: the first commit of this change lost the first two, refused the third.)
+    func testWhatATapeModuleCapturedTakesItsGradient() throws {
+        final class Scale: TapeModule {
+            let c: Tensor
+            let tape = TapeRecord()
+            init(_ c: Tensor) { self.c = c }
             var parameters: [Parameter] { [] }
-            func forward(_ x: Tensor) throws -> Tensor { try x * 2 }
+            func compute(_ x: Tensor) throws -> Tensor { try x * c }
+        }
+        final class Block: TapeModule {
+            let scale: Scale, p: Parameter
+            let tape = TapeRecord()
+            init(_ c: Tensor) throws {
+                scale = Scale(c)
+                p = try Parameter(name: "p", value: try Tensor.full([6], value: 0.5, on: c.device))
+            }
+            var parameters: [Parameter] { [p] }
+            func compute(_ x: Tensor) throws -> Tensor { try scale(x) * p.value }
+        }
+        for device in testDevices {
+            let x = try Tensor(testValues(2 * 6, seed: 41), shape: [2, 2, 3], on: device)
+            let c = try Tensor(testValues(2 * 6, seed: 42), shape: [2, 6], on: device)
+            c.requiresGrad = true
+            let flat = try x.reshaped([2, 6])
+            let head = try TapeLinear(6, 3, seed: 43, on: device)
+            let copy = try TapeLinear(6, 3, seed: 43, on: device)
+            for (name, model) in [("Flatten, Scale", Sequential([Flatten(), Scale(c)])),
+                                  ("Flatten, Scale, TapeLinear", Sequential([Flatten(), Scale(c), head])),
+                                  ("Flatten, Block", Sequential([Flatten(), try Block(c)]))] {
+                c.grad = nil
+                try (try model(x)).pow(2).sum().backward()
+                let reference = try c.detached().cloned()
+                reference.requiresGrad = true
+                var y = try flat * reference
+                if model.layers.count == 3 { y = try copy(y) }
+                if model.layers[1] is Block { y = try y * 0.5 }
+                try y.pow(2).sum().backward()
+                assertClose(try XCTUnwrap(c.grad, "\(name) on \(device)").toArray(),
+                            try XCTUnwrap(reference.grad).toArray(), rtol: 1e-5, atol: 1e-6, "\(name) on \(device)")
+            }
+            XCTAssertFalse(try Flatten()(x).requiresGrad, "\(device)")
+            let dropout = try Dropout(0.5, seed: 44)
+            dropout.setTraining(false)
+            let h = try dropout(flat)
+            XCTAssertFalse(h.requiresGrad, "\(device)")
+            h.requiresGrad = true
+            try (h * h).sum().backward()
+            XCTAssertEqual(try XCTUnwrap(h.grad).toArray(), try (flat * 2).toArray(), "\(device)")
+        }
+    }
+
+    /// A module of your own whose `backward` gives no input gradient (nil) where one was asked for: `backward(dy)`,
+    /// which returns one, is an error naming it (it trapped); on the tape nil is no contribution, as PyTorch's None
+    /// (an output that does not depend on the input).
+    func testAModuleThatGivesNoInputGradientWhenAsked() throws {
+        final class Constant: Module {
+            var parameters: [Parameter] { [] }
+            func forward(_ x: Tensor) throws -> Tensor { try Tensor.ones(x.shape, on: x.device) * 3 }
             func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? { nil }
             func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
         }
         for device in testDevices {
             let x = try Tensor(testValues(4 * 3, seed: 8), shape: [4, 3], on: device)
-            let mute = Mute()
-            _ = try mute.forward(x)
-            XCTAssertThrowsError(try mute.backward(x)) {
-                XCTAssertTrue("\($0)".contains("Mute.backward: returned no input gradient although one was asked "
-                    + "for"), "\($0)")
+            let constant = Constant()
+            _ = try constant.forward(x)
+            XCTAssertThrowsError(try constant.backward(x)) {
+                XCTAssertTrue("\($0)".contains("Constant.backward: returned no input gradient although one was "
+                    + "asked for"), "\($0)")
             }
             x.requiresGrad = true
-            XCTAssertThrowsError(try (try mute(x)).sum().backward()) {
-                XCTAssertTrue("\($0)".contains("Mute.backward: returned no input gradient"), "\($0)")
-            }
-            XCTAssertNil(x.grad, "\(device)")
+            try (try constant(x) + x * 2).sum().backward()
+            XCTAssertEqual(try XCTUnwrap(x.grad).toArray(), [Float](repeating: 2, count: 12), "\(device)")
         }
     }
 }

@@ -129,6 +129,7 @@ extension Tensor {
         get { autograd.wantsGradient || autograd.node != nil }
         set {
             autograd.wantsGradient = newValue
+            autograd.isModuleInput = false  // (the user's leaf now)
             if !newValue { autograd.node = nil }
         }
     }
@@ -224,6 +225,26 @@ extension Tensor {
         let input = detached()
         (input.autograd.wantsGradient, input.autograd.isModuleInput) = (true, true)
         return input
+    }
+
+    /// Whether `backward()` from here would give a gradient to anything but a module's copy of its input: a leaf
+    /// that takes one (a parameter that trains, a tensor with `requiresGrad` set), or a module's output whose own
+    /// backward gives gradients. How a `TapeModule` knows whether its forward's tape has work of its own (a tensor it
+    /// captured, a weight it borrowed) when its input takes no gradient.
+    package func reachesGradientLeaf() -> Bool {
+        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
+        var pending = [self]
+        while let t = pending.popLast() {
+            guard let node = t.autograd.node else {
+                if t.autograd.wantsGradient && !t.autograd.isModuleInput { return true }
+                continue
+            }
+            if node.module?.updatesParameters == true { return true }
+            for input in node.inputs where input.requiresGrad && seen.insert(ObjectIdentifier(input)).inserted {
+                pending.append(input)
+            }
+        }
+        return false
     }
 
     private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?, byModule: Bool) throws {
