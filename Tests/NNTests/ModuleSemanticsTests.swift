@@ -832,6 +832,75 @@ final class ModuleOnTapeProbeTests: XCTestCase {
         }
     }
 
+    /// Where neither a module's input nor its parameters take a gradient, its output is the graph of the ops its
+    /// forward recorded, as PyTorch's (helper-24's probe of this change's second version, which recorded a node of
+    /// the module there instead): a parameterless module reading a captured state, applied 2000 times in a loop,
+    /// goes back in one pass (nested backwards overflowed the stack); a module of your own that borrows a weight
+    /// it does not list gives that weight its gradient whatever its input takes (its backward, or with an input that
+    /// takes none its forward's ops, which detaching lost); a leaf frozen after the forward
+    /// takes no gradient, and `backward()` runs (PyTorch's).
+    func testLoopsBorrowedWeightsAndLateFreezingGoBackAsPyTorchsGraph() throws {
+        final class AddState: TapeModule {
+            let tape = TapeRecord()
+            var state: Tensor
+            init(_ state: Tensor) { self.state = state }
+            var parameters: [Parameter] { [] }
+            func compute(_ x: Tensor) throws -> Tensor { try x + state }
+        }
+        final class Borrower: Module {
+            let w: Parameter
+            var x: Tensor?
+            init(_ w: Parameter) { self.w = w }
+            var parameters: [Parameter] { [] }
+            func forward(_ x: Tensor) throws -> Tensor {
+                self.x = x
+                return try x.matmul(w.value)
+            }
+            func backward(_ dy: Tensor, needsInputGradient: Bool) throws -> Tensor? {
+                try Tensor.withoutGradients {
+                    let (dw, accumulate) = w.gradientForBackward()
+                    let g = try XCTUnwrap(x).transposed().matmul(dy)
+                    try dw.copy(from: accumulate ? try dw + g : g)
+                    return needsInputGradient ? try dy.matmul(try w.value.transposed()) : nil
+                }
+            }
+            func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix { x }
+        }
+        for device in testDevices {
+            let h0 = try Tensor.zeros([1, 4], on: device)
+            h0.requiresGrad = true
+            let x = try Tensor.full([1, 4], value: 0.001, on: device)
+            let cell = AddState(h0)
+            var h = h0
+            for _ in 0..<2000 {
+                h = try cell(x)
+                cell.state = h
+            }
+            try (h * 2).sum().backward()
+            XCTAssertEqual(try XCTUnwrap(h0.grad).toArray(), [2, 2, 2, 2], "\(device)")
+
+            let values = testValues(3 * 2, seed: 45), input = testValues(4 * 3, seed: 46)
+            let reference = try Tensor(values, shape: [3, 2], on: device)
+            reference.requiresGrad = true
+            try (try Tensor(input, shape: [4, 3], on: device).matmul(reference)).sum().backward()
+            for tracked in [false, true] {
+                let w = try Parameter(name: "w", value: try Tensor(values, shape: [3, 2], on: device))
+                let borrowed = try Tensor(input, shape: [4, 3], on: device)
+                borrowed.requiresGrad = tracked
+                try (try Borrower(w)(borrowed)).sum().backward()
+                assertClose(try w.grad.toArray(), try XCTUnwrap(reference.grad).toArray(), rtol: 1e-6, atol: 1e-6,
+                            "input takes a gradient: \(tracked), on \(device)")
+            }
+
+            let leaf = try Tensor([1, 2, 3], shape: [3], on: device)
+            leaf.requiresGrad = true
+            let y = try (leaf * leaf).sum()
+            leaf.requiresGrad = false
+            try y.backward()
+            XCTAssertNil(leaf.grad, "\(device)")
+        }
+    }
+
     /// A module of your own whose `backward` gives no input gradient (nil) where one was asked for: `backward(dy)`,
     /// which returns one, is an error naming it (it trapped); on the tape nil is no contribution, as PyTorch's None
     /// (an output that does not depend on the input).

@@ -41,25 +41,34 @@ extension Tensor {
     /// A module's output as one op on the tape, named `op`: a new tensor over this one's elements whose gradient goes
     /// to the module's own backward — `backward(dy, needsInputGradient)`, which adds the gradients of the module's
     /// parameters to theirs and returns the input's (nil: none, as PyTorch's None). Recorded from `input` when it
-    /// requires a gradient; a
-    /// module with parameters that take a gradient (`updatesParameters`) is recorded even when it does not, as
-    /// PyTorch's parameters require one. `check` is what that backward would refuse, run by `backward()` before it
-    /// changes anything. Both should go back through the forward that made this output, its state captured with
-    /// them (or refuse an output whose forward a later one replaced). Self when recording is off; with nothing to
-    /// differentiate, the same elements with no history (`requiresGrad` false, as PyTorch's). The rule holds the module and that state (as PyTorch's graph holds what its backward
-    /// needs); neither may hold the input as recorded (keep a `SavedTensor`, or a detached one), or in `m(m(x))`
-    /// the rule would keep itself alive.
-    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
+    /// requires a gradient; a module with parameters that take a gradient (`updatesParameters`) is recorded even
+    /// when it does not, as PyTorch's parameters require one. `check` is what that backward would refuse, run by
+    /// `backward()` before it changes anything; `backwardIsTape`: `backward` replays this tensor's tape (a
+    /// `TapeModule`'s), which gives gradients wherever it leads. Both should go back through the forward that made
+    /// this output, its state captured with them (or refuse an output whose forward a later one replaced). Self when
+    /// recording is off, or when neither applies and the forward's own ops lead to a leaf that takes a gradient (as
+    /// PyTorch's graph, with no node of the module's: a loop of such outputs goes back in one pass, not nested);
+    /// else, with nothing to differentiate, the same elements with no history (`requiresGrad` false, as PyTorch's).
+    /// The rule holds the module and that state (as PyTorch's graph holds what its backward needs); neither may hold
+    /// the input as recorded (keep a `SavedTensor`, or a detached one), or in `m(m(x))` the rule would keep itself
+    /// alive.
+    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool, backwardIsTape: Bool = false,
                                   check: @escaping () throws -> Void,
                                   backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {
         let tracked = input.flatMap { $0.requiresGrad ? $0 : nil }
         guard Tensor.recording else { return self }
-        // (Nothing to differentiate: the output takes no gradient, as PyTorch's — a tape the module's forward made
-        // of its own, kept for a hand-called backward, is not the caller's.)
-        guard tracked != nil || updatesParameters else { return requiresGrad ? detached() : self }
+        // Nothing for the module's backward to do: the output is what the forward's ops recorded when they lead to a
+        // leaf that takes a gradient (a tensor the module captured, a weight it borrowed: PyTorch's graph), else it
+        // takes no gradient, as PyTorch's (a tape the forward made on its copy of the input is not the caller's).
+        guard tracked != nil || updatesParameters else {
+            return reachesGradientLeaf || !requiresGrad ? self : detached()
+        }
         let out = detached()
+        // (A backward that replays this tensor's tape gives gradients of its own wherever that tape leads to a leaf
+        // that takes one: it runs even when the input needs none.)
+        let givesGradients = updatesParameters || backwardIsTape && reachesGradientLeaf
         out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
-                                     module: (updatesParameters, check)) { g, needs in
+                                     module: (givesGradients, check)) { g, needs in
             // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
             let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
             return tracked == nil ? [] : [dx]

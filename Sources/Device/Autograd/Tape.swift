@@ -28,12 +28,15 @@ final class TapeNode {
     /// A module's output (`recordedAsModule`): the rule adds gradients to the module's parameters itself, so it runs
     /// even when no input needs a gradient; `check` is what it would refuse, run before `backward()` changes anything.
     let module: (updatesParameters: Bool, check: () throws -> Void)?
+    /// Whether the result leads to a leaf that took a gradient when the op was recorded (`Tensor.reachesGradientLeaf`).
+    let reachesGradientLeaf: Bool
 
     init(op: String, inputs: [Tensor], saved: [Tensor],
          module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
+        reachesGradientLeaf = module?.updatesParameters == true || inputs.contains { $0.reachesGradientLeaf }
     }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
@@ -204,50 +207,37 @@ extension Tensor {
     ///   a seed of another shape, when the graph was already released, or when a tensor an op saved was modified in
     ///   place after it was recorded (naming the op).
     public func backward(seed: Tensor? = nil, keepGraph: Bool = false) throws {
-        try backward(seed: seed, keepGraph: keepGraph, moduleInput: nil, byModule: false)
+        try backward(seed: seed, keepGraph: keepGraph, moduleInput: nil)
     }
 
     /// A module's backward through the tape of its own forward (a `TapeModule`'s): `backward(seed:keepGraph:)` that
     /// also gives `input`, the module's copy of its input (`moduleInput()`), its gradient (nil: none is asked for),
-    /// and does nothing, where that throws, when nothing it reaches takes a gradient (every parameter frozen, no
-    /// input gradient asked for).
+    /// and does nothing when this tensor takes no gradient (every parameter frozen, nothing asked).
     package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?) throws {
         guard requiresGrad else { return }
-        try backward(seed: seed, keepGraph: keepGraph, moduleInput: input, byModule: true)
+        try backward(seed: seed, keepGraph: keepGraph, moduleInput: input)
     }
 
     /// A leaf over this tensor's elements for a module that records its forward on a tape of its own (a
     /// `TapeModule`): the ops on it are recorded, but only that module's backward gives it a gradient
-    /// (`backward(seed:keepGraph:toModuleInput:)`). A `backward()` that reaches it through an output the module did
-    /// not record as its own op — the module's input and parameters take no gradient — computes nothing for it (a
-    /// frozen or first convolution's input gradient; PyTorch's graph never reaches there).
+    /// (`backward(seed:keepGraph:toModuleInput:)`). A `backward()` that reaches it otherwise — through the output of
+    /// a module whose input takes no gradient — computes nothing for it (a first convolution's input gradient;
+    /// PyTorch's graph never reaches there).
     package func moduleInput() -> Tensor {
         let input = detached()
         (input.autograd.wantsGradient, input.autograd.isModuleInput) = (true, true)
         return input
     }
 
-    /// Whether `backward()` from here would give a gradient to anything but a module's copy of its input: a leaf
-    /// that takes one (a parameter that trains, a tensor with `requiresGrad` set), or a module's output whose own
-    /// backward gives gradients. How a `TapeModule` knows whether its forward's tape has work of its own (a tensor it
-    /// captured, a weight it borrowed) when its input takes no gradient.
-    package func reachesGradientLeaf() -> Bool {
-        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
-        var pending = [self]
-        while let t = pending.popLast() {
-            guard let node = t.autograd.node else {
-                if t.autograd.wantsGradient && !t.autograd.isModuleInput { return true }
-                continue
-            }
-            if node.module?.updatesParameters == true { return true }
-            for input in node.inputs where input.requiresGrad && seen.insert(ObjectIdentifier(input)).inserted {
-                pending.append(input)
-            }
-        }
-        return false
+    /// Whether `backward()` from here gives a gradient to anything but a module's copy of its input — a leaf that
+    /// took one when the ops were recorded (a parameter that trains, a tensor with `requiresGrad` set), or a
+    /// module's output whose own backward gives gradients: PyTorch's `requires_grad`, which a module's output
+    /// follows (`recordedAsModule`). Known when each op is recorded (`TapeNode`), at no cost here.
+    package var reachesGradientLeaf: Bool {
+        autograd.node?.reachesGradientLeaf ?? (autograd.wantsGradient && !autograd.isModuleInput)
     }
 
-    private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?, byModule: Bool) throws {
+    private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?) throws {
         guard requiresGrad else {
             throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
                 + "nothing it was computed from has requiresGrad set (or it was computed inside withoutGradients)")
@@ -279,12 +269,6 @@ extension Tensor {
             } ?? (t.autograd.isModuleInput ? t === moduleInput
                     : t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
-        }
-        guard needed.contains(ObjectIdentifier(self)) else {
-            if byModule { return }
-            throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
-                + "nothing it was computed from takes one (each parameter it reaches is frozen — requiresGrad off — "
-                + "and no input has requiresGrad set)")
         }
         try Tensor.$keepingGraph.withValue(keepGraph) { try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]

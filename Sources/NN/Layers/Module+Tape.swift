@@ -71,16 +71,12 @@ extension Module {
     /// tape whose rule is `backward` — unless the caller runs the backward itself (a `Sequential` running its
     /// children for its own `backward`, the trainer). A built-in module's `backward` and `check` go through the
     /// state of the forward that made `y`, kept with them (so each output goes back through its own forward, as
-    /// often as `keepGraph` allows); `check` is what `backward` would refuse. `givesGradients` says whether `backward` gives gradients of its own, beside the input's: by default when a
-    /// parameter trains; a `TapeModule` passes whether its forward's tape reaches any leaf that takes a gradient (a
-    /// tensor it captured, another module's weight).
-    func onTape(_ y: Tensor, from x: Tensor?, givesGradients: @autoclosure () -> Bool? = nil,
-                check: @escaping () throws -> Void,
+    /// often as `keepGraph` allows); `check` is what `backward` would refuse.
+    func onTape(_ y: Tensor, from x: Tensor?, check: @escaping () throws -> Void,
                 backward: @escaping (_ dy: Tensor, _ needsInputGradient: Bool) throws -> Tensor?) -> Tensor {
         guard !ModuleTape.backwardByCaller else { return y }
-        return y.recordedAsModule("\(Self.self)", input: x,
-                                  updatesParameters: givesGradients() ?? parameters.contains { !$0.isFrozen },
-                                  check: check, backward: backward)
+        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: parameters.contains { !$0.isFrozen },
+                                  backwardIsTape: self is any TapeModule, check: check, backward: backward)
     }
 }
 

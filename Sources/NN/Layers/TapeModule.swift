@@ -93,7 +93,7 @@ extension TapeModule {
         let state = ForwardState(())
         (tape.input, tape.output, tape.readRows, tape.last) = (input, Tensor.isRecordingGradients ? y : nil, readRows,
                                                                state)
-        return onTape(y, from: x, givesGradients: y.reachesGradientLeaf(), check: {
+        return onTape(y, from: x, check: {
             try state.checkTape("\(Self.self).backward")
             try y.checkRecordedGraph()
         }, backward: { dy, needsInputGradient in
