@@ -5,6 +5,15 @@ import TestSupport
 import XCTest
 
 /// A module written with tensor ops and no backward of its own: softplus, log(1 + eˣ), shifted down by log 2.
+/// x + c, a tensor the module holds (not a parameter).
+final class Shift: TapeModule {
+    let c: Tensor
+    let tape = TapeRecord()
+    init(_ c: Tensor) { self.c = c }
+    var parameters: [Parameter] { [] }
+    func compute(_ x: Tensor) throws -> Tensor { try x + c }
+}
+
 final class ShiftedSoftplus: TapeModule {
     let tape = TapeRecord()
     var parameters: [Parameter] { [] }
@@ -55,7 +64,10 @@ final class TapeModuleTests: XCTestCase {
     func testATapeModuleNeedsNoBackwardAndPassesTheGradientCheck() throws {
         let x = try Tensor(testValues(6 * 5, seed: 70).map { $0 < 0 ? $0 - 0.1 : $0 + 0.1 }, shape: [6, 5])
         for device in testDevices {
-            let model = Sequential([try TapeLinear(5, 4, seed: 1, on: device), ShiftedSoftplus(),
+            // (A module without parameters that reads a tensor on the device: its reference runs there too — it
+            // ran on cpu, where that tensor could not be read, and the check threw.)
+            let shift = Shift(try Tensor(testValues(4, seed: 71), shape: [4], on: device))
+            let model = Sequential([try TapeLinear(5, 4, seed: 1, on: device), shift, ShiftedSoftplus(),
                                     try TapeLinear(4, 3, seed: 2, on: device)])
             // The default reference runs compute in fp32: fp32 tolerances.
             for result in try GradientCheck.check(model, input: try x.to(device), step: 1e-2) {

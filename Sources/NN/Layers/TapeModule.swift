@@ -6,6 +6,9 @@ public final class TapeRecord {
     var readRows = false
     /// The last forward input's shape (kept after backward): the shape the reference forward gives its flat rows.
     var inputShape: [Int]?
+    /// The last forward input's device: where the reference forward runs (a module without parameters has no
+    /// other, and may read tensors it captured there).
+    var inputDevice: DeviceTag?
     /// The module's forwards (`Sequential.checkBackward`: a child that ran another since the model's).
     let forwards = CallCount()
     /// The last forward, shared with its output's tape node: the tape or a hand-called backward goes through it.
@@ -74,7 +77,7 @@ extension TapeModule {
     public func compute(rows: Rows) throws -> Tensor? { nil }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        tape.inputShape = x.shape
+        (tape.inputShape, tape.inputDevice) = (x.shape, x.device)
         tape.forwards.next()
         guard Tensor.isRecordingGradients else {
             tape.forget()
@@ -110,7 +113,7 @@ extension TapeModule {
         if rows.order != nil && !rows.source.requiresGrad {
             if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
                 tape.forwards.next()
-                tape.inputShape = rows.shape
+                (tape.inputShape, tape.inputDevice) = (rows.shape, rows.source.device)
                 return kept(y, input: nil, readRows: true, from: nil)
             }
         }
@@ -138,17 +141,18 @@ extension TapeModule {
                                        module: "\(Self.self)")
     }
 
-    /// The default reference: `compute` in fp32 on the module's device with `params` loaded into the parameters
-    /// (and put back after). A gradient check against it needs fp32's tolerances (`hasDoubleReference` is false);
-    /// give a Double forward of your own for a tight check. The rows take the shape of the last forward's input
-    /// ([N, C, H, W] for a convolution); the output's rows are flattened. On an error, a matrix of no columns.
+    /// The default reference: `compute` in fp32 on the last forward input's device (else the parameters') with
+    /// `params` loaded into the parameters (and put back after). A gradient check against it needs fp32's tolerances
+    /// (`hasDoubleReference` is false); give a Double forward of your own for a tight check. The rows take the shape
+    /// of the last forward's input ([N, C, H, W] for a convolution); the output's rows are flattened. On an error, a
+    /// matrix of no columns.
     public func referenceForward(_ x: DoubleMatrix, _ params: [[Double]]) -> DoubleMatrix {
         let failed = DoubleMatrix(rows: x.rows, cols: 0, values: [])
         return (try? Tensor.withoutGradients { () throws -> DoubleMatrix in
             let saved = try parameters.map { try $0.value.toArray() }
             defer { for (p, v) in zip(parameters, saved) { try? p.value.upload(v) } }
             for (p, v) in zip(parameters, params) { try p.value.upload(v.map(Float.init)) }
-            let device = parameters.first?.device ?? .cpu
+            let device = tape.inputDevice ?? parameters.first?.device ?? .cpu
             var shape = [x.rows, x.cols]
             if let last = tape.inputShape, last.count > 2, last.dropFirst().reduce(1, *) == x.cols {
                 shape = [x.rows] + last.dropFirst()
