@@ -901,6 +901,62 @@ final class ModuleOnTapeProbeTests: XCTestCase {
         }
     }
 
+    /// A `TapeModule` that reads a tensor with a history of its own (a recurrent cell's state kept in a property, a
+    /// tensor computed before its forward) hands that tensor's gradient back to `backward()`, which carries on in one
+    /// pass: a cell with a weight over 3000 steps gets the gradients of the same ops written without modules (it
+    /// went back through one nested backward per step and ran out of stack past about 1000), and a tensor read by
+    /// the module and by the loss gets both gradients (it was refused halfway, its history released by the
+    /// module's backward, with a partial gradient left; helper-25's probe).
+    func testACapturedHistoryGoesBackOnceInOnePass() throws {
+        final class Cell: TapeModule {
+            let tape = TapeRecord()
+            let w: Parameter
+            var state: Tensor
+            init(_ state: Tensor, _ w: Tensor) throws {
+                self.state = state
+                self.w = try Parameter(name: "w", value: w)
+            }
+            var parameters: [Parameter] { [w] }
+            func compute(_ x: Tensor) throws -> Tensor { try (x + state.matmul(w.value)).activation(.tanh) }
+        }
+        for device in testDevices {
+            let values = testValues(16, seed: 47).map { $0 * 0.3 }, steps = 3000
+            let x = try Tensor(testValues(4, seed: 48), shape: [1, 4], on: device)
+            let h0 = try Tensor.full([1, 4], value: 0.1, on: device)
+            h0.requiresGrad = true
+            let cell = try Cell(h0, try Tensor(values, shape: [4, 4], on: device))
+            var h = h0
+            for _ in 0..<steps {
+                h = try cell(x)
+                cell.state = h
+            }
+            try h.sum().backward()
+
+            let w = try Tensor(values, shape: [4, 4], on: device), r0 = try Tensor.full([1, 4], value: 0.1, on: device)
+            (w.requiresGrad, r0.requiresGrad) = (true, true)
+            var r = r0
+            for _ in 0..<steps { r = try (x + r.matmul(w)).activation(.tanh) }
+            try r.sum().backward()
+            assertClose(try cell.w.grad.toArray(), try XCTUnwrap(w.grad).toArray(), rtol: 1e-4, atol: 1e-6,
+                        "the weight on \(device)")
+            assertClose(try XCTUnwrap(h0.grad).toArray(), try XCTUnwrap(r0.grad).toArray(), rtol: 1e-4, atol: 1e-6,
+                        "the first state on \(device)")
+
+            let p = try Tensor([1, 2, 3], shape: [1, 3], on: device)
+            p.requiresGrad = true
+            let c = try p * 2
+            let scale = try Cell(c, try Tensor.full([3, 3], value: 0.5, on: device))
+            let z = try Tensor.zeros([1, 3], on: device)
+            try (try scale(z).sum() + c.sum()).backward()
+            let q = try Tensor([1, 2, 3], shape: [1, 3], on: device), v = try Tensor.full([3, 3], value: 0.5, on: device)
+            q.requiresGrad = true
+            let d = try q * 2
+            try ((try (z + d.matmul(v)).activation(.tanh)).sum() + d.sum()).backward()
+            assertClose(try XCTUnwrap(p.grad).toArray(), try XCTUnwrap(q.grad).toArray(), rtol: 1e-5, atol: 1e-6,
+                        "a tensor read by the module and the loss on \(device)")
+        }
+    }
+
     /// A module of your own whose `backward` gives no input gradient (nil) where one was asked for: `backward(dy)`,
     /// which returns one, is an error naming it (it trapped); on the tape nil is no contribution, as PyTorch's None
     /// (an output that does not depend on the input).

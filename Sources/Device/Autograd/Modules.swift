@@ -43,18 +43,31 @@ extension Tensor {
     /// parameters to theirs and returns the input's (nil: none, as PyTorch's None). Recorded from `input` when it
     /// requires a gradient; a module with parameters that take a gradient (`updatesParameters`) is recorded even
     /// when it does not, as PyTorch's parameters require one. `check` is what that backward would refuse, run by
-    /// `backward()` before it changes anything; `backwardIsTape`: `backward` replays this tensor's tape (a
-    /// `TapeModule`'s), which gives gradients wherever it leads. Both should go back through the forward that made
-    /// this output, its state captured with them (or refuse an output whose forward a later one replaced). Self when
-    /// recording is off, or when neither applies and the forward's own ops lead to a leaf that takes a gradient (as
-    /// PyTorch's graph, with no node of the module's: a loop of such outputs goes back in one pass, not nested);
-    /// else, with nothing to differentiate, the same elements with no history (`requiresGrad` false, as PyTorch's).
-    /// The rule holds the module and that state (as PyTorch's graph holds what its backward needs); neither may hold
-    /// the input as recorded (keep a `SavedTensor`, or a detached one), or in `m(m(x))` the rule would keep itself
-    /// alive.
-    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool, backwardIsTape: Bool = false,
+    /// `backward()` before it changes anything. Both should go back through the forward that made this output, its
+    /// state captured with them (or refuse an output whose forward a later one replaced). Self when recording is
+    /// off, or when neither applies and the forward's own ops lead to a leaf that takes a gradient (as PyTorch's
+    /// graph, with no node of the module's: a loop of such outputs goes back in one pass, not nested); else, with
+    /// nothing to differentiate, the same elements with no history (`requiresGrad` false, as PyTorch's). The rule
+    /// holds the module and that state (as PyTorch's graph holds what its backward needs); neither may hold the
+    /// input as recorded (keep a `SavedTensor`, or a detached one), or in `m(m(x))` the rule would keep itself alive.
+    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool,
                                   check: @escaping () throws -> Void,
                                   backward: @escaping (Tensor, Bool) throws -> Tensor?) -> Tensor {
+        recordedAsModule(op, input: input, updatesParameters: updatesParameters, replaysTape: false, check: check) {
+            g, needsInput, _ in (try backward(g, needsInput), [])
+        }
+    }
+
+    /// The same for a module whose backward replays this tensor's tape (`replaysTape`, a `TapeModule`'s): it gives
+    /// gradients of its own wherever that tape leads to a leaf that takes one, so it runs even when the input needs
+    /// none; and the tensors with a history that the forward read (`capturedHistories()`, asked for only when a node
+    /// is made) are the node's inputs too — `backward(dy, needsInput, needsCaptured)` returns their gradients beside
+    /// the input's, and `backward()` carries on from them in its own pass (a loop of modules reading the last one's
+    /// output, and a tensor read by the module and by the loss, go back once each, not through nested backwards).
+    package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool, replaysTape: Bool,
+                                  captured: @autoclosure () -> [Tensor] = [], check: @escaping () throws -> Void,
+                                  backward: @escaping (Tensor, Bool, [Bool]) throws -> (Tensor?, [Tensor?]))
+        -> Tensor {
         let tracked = input.flatMap { $0.requiresGrad ? $0 : nil }
         guard Tensor.recording else { return self }
         // Nothing for the module's backward to do: the output is what the forward's ops recorded when they lead to a
@@ -64,14 +77,15 @@ extension Tensor {
             return reachesGradientLeaf || !requiresGrad ? self : detached()
         }
         let out = detached()
-        // (A backward that replays this tensor's tape gives gradients of its own wherever that tape leads to a leaf
-        // that takes one: it runs even when the input needs none.)
-        let givesGradients = updatesParameters || backwardIsTape && reachesGradientLeaf
-        out.autograd.node = TapeNode(op: op, inputs: tracked.map { [$0] } ?? [], saved: [],
+        let givesGradients = updatesParameters || replaysTape && reachesGradientLeaf
+        let captured = replaysTape ? captured() : []
+        let first = tracked == nil ? 0 : 1  // (where the captured tensors start among the node's inputs)
+        out.autograd.node = TapeNode(op: op, inputs: (tracked.map { [$0] } ?? []) + captured, saved: [],
                                      module: (givesGradients, check)) { g, needs in
             // (A gradient may reach here as a view — a sum's is a broadcast — and modules take dense ones.)
-            let dx = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0])
-            return tracked == nil ? [] : [dx]
+            let (dx, capturedGradients) = try backward(g.isDense ? g : try g.contiguous(), tracked != nil && needs[0],
+                                                       captured.indices.map { needs[first + $0] })
+            return (tracked == nil ? [] : [dx]) + capturedGradients
         }
         return out
     }

@@ -30,13 +30,20 @@ final class TapeNode {
     let module: (updatesParameters: Bool, check: () throws -> Void)?
     /// Whether the result leads to a leaf that took a gradient when the op was recorded (`Tensor.reachesGradientLeaf`).
     let reachesGradientLeaf: Bool
+    /// Whether the result was computed from a module's copy of its input (`Tensor.capturedHistories`).
+    let derivesFromModuleInput: Bool
 
     init(op: String, inputs: [Tensor], saved: [Tensor],
          module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
-        reachesGradientLeaf = module?.updatesParameters == true || inputs.contains { $0.reachesGradientLeaf }
+        var (reaches, derives) = (module?.updatesParameters == true, false)
+        for input in inputs {
+            reaches = reaches || input.reachesGradientLeaf
+            derives = derives || input.autograd.isModuleInput || input.autograd.node?.derivesFromModuleInput == true
+        }
+        (reachesGradientLeaf, derivesFromModuleInput) = (reaches, derives)
     }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
@@ -207,7 +214,7 @@ extension Tensor {
     ///   a seed of another shape, when the graph was already released, or when a tensor an op saved was modified in
     ///   place after it was recorded (naming the op).
     public func backward(seed: Tensor? = nil, keepGraph: Bool = false) throws {
-        try backward(seed: seed, keepGraph: keepGraph, moduleInput: nil)
+        _ = try backward(seed: seed, keepGraph: keepGraph, moduleInput: nil)
     }
 
     /// A module's backward through the tape of its own forward (a `TapeModule`'s): `backward(seed:keepGraph:)` that
@@ -215,7 +222,40 @@ extension Tensor {
     /// and does nothing when this tensor takes no gradient (every parameter frozen, nothing asked).
     package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?) throws {
         guard requiresGrad else { return }
-        try backward(seed: seed, keepGraph: keepGraph, moduleInput: input)
+        _ = try backward(seed: seed, keepGraph: keepGraph, moduleInput: input, stops: [])
+    }
+
+    /// The same, going no further than `stops` (`capturedHistories()`: tensors the module's forward read that were
+    /// computed before it): their gradients are returned (nil where none reached them or `stopsNeed` says none is
+    /// needed), for the caller's `backward()` to carry on from — one pass over a loop of such modules, where going
+    /// on from here would nest a backward per module.
+    package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?, stoppingAt stops: [Tensor],
+                          stopsNeed: [Bool]) throws -> [Tensor?] {
+        guard requiresGrad else { return stops.map { _ in nil } }
+        return try backward(seed: seed, keepGraph: keepGraph, moduleInput: input,
+                            stops: zip(stops, stopsNeed).map { ($0, $1) })
+    }
+
+    /// The tensors with a recorded history of their own that the ops computing this one from a module's copy of its
+    /// input read (a state a recurrent `TapeModule` captured, a tensor computed before its forward), once each: where
+    /// that module's node hands its backward on (`backward(…stoppingAt:)`). Only the ops computed from the input copy
+    /// are walked. Empty when this tensor was not computed from one.
+    package func capturedHistories() -> [Tensor] {
+        guard autograd.node?.derivesFromModuleInput == true else { return [] }
+        var found: [Tensor] = []
+        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
+        var pending = [self]
+        while let t = pending.popLast() {
+            for input in t.autograd.node?.inputs ?? [] where seen.insert(ObjectIdentifier(input)).inserted {
+                guard let node = input.autograd.node else { continue }
+                if node.derivesFromModuleInput {
+                    pending.append(input)
+                } else if node.reachesGradientLeaf {
+                    found.append(input)
+                }
+            }
+        }
+        return found
     }
 
     /// A leaf over this tensor's elements for a module that records its forward on a tape of its own (a
@@ -237,7 +277,9 @@ extension Tensor {
         autograd.node?.reachesGradientLeaf ?? (autograd.wantsGradient && !autograd.isModuleInput)
     }
 
-    private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?) throws {
+    /// `stops`: tensors whose gradient is returned instead of being carried on (with whether it is needed).
+    private func backward(seed: Tensor?, keepGraph: Bool, moduleInput: Tensor?,
+                          stops: [(tensor: Tensor, needed: Bool)] = []) throws -> [Tensor?] {
         guard requiresGrad else {
             throw DeviceError.invalidArgument(op: "backward", "the tensor of shape \(shape) needs no gradient: "
                 + "nothing it was computed from has requiresGrad set (or it was computed inside withoutGradients)")
@@ -257,23 +299,29 @@ extension Tensor {
             throw DeviceError.invalidArgument(op: "backward", "the seed is on \(seed.device) but the tensor on "
                 + "\(device): pass seed.to(\(device))")
         }
-        let order = topologicalOrder()
-        try Tensor.check(order)
+        let stopAt = Set(stops.map { ObjectIdentifier($0.tensor) })
+        let order = topologicalOrder(stoppingAt: stopAt)
+        try Tensor.check(order, skipping: stopAt)
         // Which tensors lead to a leaf that takes a gradient (inputs come before results in `order`): a rule computes
         // no gradient for the others — a module's copy of its input outside that module's backward (a network's
         // first convolution), an input whose `requiresGrad` was turned off after recording — at no backward work.
-        var needed = Set<ObjectIdentifier>()
-        for t in order {
+        var needed = Set(stops.filter(\.needed).map { ObjectIdentifier($0.tensor) })
+        for t in order where stopAt.isEmpty || !stopAt.contains(ObjectIdentifier(t)) {
             let wanted = t.autograd.node.map { node in
                 node.module?.updatesParameters == true || node.inputs.contains { needed.contains(ObjectIdentifier($0)) }
             } ?? (t.autograd.isModuleInput ? t === moduleInput
                     : t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
         }
-        try Tensor.$keepingGraph.withValue(keepGraph) { try Tensor.withoutGradients {
+        return try Tensor.$keepingGraph.withValue(keepGraph) { try Tensor.withoutGradients {
             var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+            var stopped: [ObjectIdentifier: Tensor] = [:]
             for t in order.reversed() {
                 guard var g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                if !stopAt.isEmpty && stopAt.contains(ObjectIdentifier(t)) {  // (the caller carries on from here)
+                    stopped[ObjectIdentifier(t)] = g
+                    continue
+                }
                 guard needed.contains(ObjectIdentifier(t)) else {
                     if !keepGraph { t.autograd.node?.rule = nil }
                     continue
@@ -301,17 +349,19 @@ extension Tensor {
                 }
                 if !keepGraph { node.rule = nil }
             }
+            return stops.map { stopped[ObjectIdentifier($0.tensor)] }
         } }
     }
 
     /// Every tensor this one was computed from through recorded ops (itself included), inputs before results.
-    private func topologicalOrder() -> [Tensor] {
+    private func topologicalOrder(stoppingAt stops: Set<ObjectIdentifier> = []) -> [Tensor] {
         var order: [Tensor] = []
         var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
         // Iterative depth-first search: a long chain of ops must not overflow the stack.
         var stack: [(tensor: Tensor, next: Int)] = [(self, 0)]
         while let (tensor, next) = stack.last {
-            let inputs = tensor.autograd.node?.inputs ?? []
+            let inputs = !stops.isEmpty && stops.contains(ObjectIdentifier(tensor)) ? []
+                : tensor.autograd.node?.inputs ?? []
             if next < inputs.count {
                 stack[stack.count - 1].next += 1
                 let input = inputs[next]
@@ -329,8 +379,14 @@ extension Tensor {
     /// backward checks it for every child first, so that a refused one changes no gradient.)
     package func checkRecordedGraph() throws { try Tensor.check(topologicalOrder()) }
 
-    private static func check(_ order: [Tensor]) throws {
-        for t in order {
+    /// The same up to `stops` (not checked: the caller's `backward()` checks them and what they were computed from).
+    package func checkRecordedGraph(stoppingAt stops: [Tensor]) throws {
+        let stopAt = Set(stops.map(ObjectIdentifier.init))
+        try Tensor.check(topologicalOrder(stoppingAt: stopAt), skipping: stopAt)
+    }
+
+    private static func check(_ order: [Tensor], skipping skipped: Set<ObjectIdentifier> = []) throws {
+        for t in order where skipped.isEmpty || !skipped.contains(ObjectIdentifier(t)) {
             try t.autograd.node.map(Tensor.checkSaved)
             try t.autograd.node?.module?.check()
             if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {

@@ -76,7 +76,21 @@ extension Module {
                 backward: @escaping (_ dy: Tensor, _ needsInputGradient: Bool) throws -> Tensor?) -> Tensor {
         guard !ModuleTape.backwardByCaller else { return y }
         return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: parameters.contains { !$0.isFrozen },
-                                  backwardIsTape: self is any TapeModule, check: check, backward: backward)
+                                  check: check, backward: backward)
+    }
+
+    /// The same for a `TapeModule`, whose backward replays `y`'s tape: up to `captured` (`y.capturedHistories()`),
+    /// whose gradients it returns beside the input's (`Tensor.recordedAsModule(…replaysTape:…)`).
+    func onTape(_ y: Tensor, from x: Tensor?, captured: @autoclosure () -> [Tensor],
+                check: @escaping ([Tensor]) throws -> Void,
+                backward: @escaping (_ dy: Tensor, _ needsInputGradient: Bool, _ captured: [Tensor],
+                                     _ capturedNeeds: [Bool]) throws -> (Tensor?, [Tensor?])) -> Tensor {
+        guard !ModuleTape.backwardByCaller else { return y }
+        // (Found once, when a node is made: the check and the backward stop at the same tensors.)
+        var stops: [Tensor] = []
+        return y.recordedAsModule("\(Self.self)", input: x, updatesParameters: parameters.contains { !$0.isFrozen },
+                                  replaysTape: true, captured: { stops = captured(); return stops }(),
+                                  check: { try check(stops) }, backward: { try backward($0, $1, stops, $2) })
     }
 }
 

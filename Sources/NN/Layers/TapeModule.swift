@@ -23,6 +23,15 @@ public final class TapeRecord {
     /// `needsInputGradient`. Keeps the graph when the `backward()` running it keeps its own (`keepGraph`).
     static func backward(through y: Tensor, from input: Tensor?, _ dy: Tensor, needsInputGradient: Bool,
                          module: String) throws -> Tensor? {
+        try backward(through: y, from: input, dy, needsInputGradient: needsInputGradient, stoppingAt: [],
+                     capturedNeeds: [], module: module).0
+    }
+
+    /// The same going no further than `captured` (the tape's own `backward()` carries on from there), whose
+    /// gradients are returned beside the input's (nil where `capturedNeeds` says none is needed).
+    static func backward(through y: Tensor, from input: Tensor?, _ dy: Tensor, needsInputGradient: Bool,
+                         stoppingAt captured: [Tensor], capturedNeeds: [Bool],
+                         module: String) throws -> (Tensor?, [Tensor?]) {
         if input == nil && needsInputGradient {
             throw DeviceError.invalidArgument(op: "\(module).backward", "the input gradient was asked for, but "
                 + "forward read a dataset's rows in place (compute(rows:)), which records none: pass forward the "
@@ -32,9 +41,11 @@ public final class TapeRecord {
         input?.grad = nil
         // Each parameter's gradient goes straight into the parameter's gradient buffer (added, or written after
         // zeroGrad), not into its value's `grad` (Parameter.init): a product's rule writes it there itself.
-        try y.backward(seed: dy, keepGraph: Tensor.isKeepingGraph, toModuleInput: needsInputGradient ? input : nil)
-        guard needsInputGradient, let input else { return nil }
-        return try input.grad ?? Tensor.zeros(input.shape, on: input.device)
+        let capturedGradients = try y.backward(seed: dy, keepGraph: Tensor.isKeepingGraph,
+                                               toModuleInput: needsInputGradient ? input : nil,
+                                               stoppingAt: captured, stopsNeed: capturedNeeds)
+        guard needsInputGradient, let input else { return (nil, capturedGradients) }
+        return (try input.grad ?? Tensor.zeros(input.shape, on: input.device), capturedGradients)
     }
 }
 
@@ -96,14 +107,14 @@ extension TapeModule {
         let state = ForwardState(())
         (tape.input, tape.output, tape.readRows, tape.last) = (input, Tensor.isRecordingGradients ? y : nil, readRows,
                                                                state)
-        return onTape(y, from: x, check: {
+        return onTape(y, from: x, captured: y.capturedHistories(), check: { captured in
             try state.checkTape("\(Self.self).backward")
-            try y.checkRecordedGraph()
-        }, backward: { dy, needsInputGradient in
+            try y.checkRecordedGraph(stoppingAt: captured)
+        }, backward: { dy, needsInputGradient, captured, capturedNeeds in
             // (The module forgets the forward: a hand-called backward would add its gradients again.)
             if self.tape.last === state { self.tape.forget() }
             return try TapeRecord.backward(through: y, from: input, dy, needsInputGradient: needsInputGradient,
-                                           module: "\(Self.self)")
+                                           stoppingAt: captured, capturedNeeds: capturedNeeds, module: "\(Self.self)")
         })
     }
 
