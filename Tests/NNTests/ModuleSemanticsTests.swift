@@ -903,8 +903,10 @@ final class ModuleOnTapeProbeTests: XCTestCase {
 
     /// A `TapeModule` that reads a tensor with a history of its own (a recurrent cell's state kept in a property, a
     /// tensor computed before its forward) hands that tensor's gradient back to `backward()`, which carries on in one
-    /// pass: a cell with a weight over 3000 steps gets the gradients of the same ops written without modules (it
-    /// went back through one nested backward per step and ran out of stack past about 1000), and a tensor read by
+    /// pass: a cell with a weight over 3000 steps, its state kept by the caller or by the cell itself, gets the
+    /// gradients of the same ops written without modules (it went back through one nested backward per step and ran
+    /// out of stack past about 1000; kept by the cell, each forward walked every earlier step's ops — helper-26),
+    /// and a tensor read by
     /// the module and by the loss gets both gradients (it was refused halfway, its history released by the
     /// module's backward, with a partial gradient left; helper-25's probe).
     func testACapturedHistoryGoesBackOnceInOnePass() throws {
@@ -917,30 +919,39 @@ final class ModuleOnTapeProbeTests: XCTestCase {
                 self.w = try Parameter(name: "w", value: w)
             }
             var parameters: [Parameter] { [w] }
-            func compute(_ x: Tensor) throws -> Tensor { try (x + state.matmul(w.value)).activation(.tanh) }
+            /// Keeps its state itself (the tensor it computed), rather than the caller keeping the module's output.
+            var keepsState = false
+            func compute(_ x: Tensor) throws -> Tensor {
+                let h = try (x + state.matmul(w.value)).activation(.tanh)
+                if keepsState { state = h }
+                return h
+            }
         }
         for device in testDevices {
             let values = testValues(16, seed: 47).map { $0 * 0.3 }, steps = 3000
             let x = try Tensor(testValues(4, seed: 48), shape: [1, 4], on: device)
-            let h0 = try Tensor.full([1, 4], value: 0.1, on: device)
-            h0.requiresGrad = true
-            let cell = try Cell(h0, try Tensor(values, shape: [4, 4], on: device))
-            var h = h0
-            for _ in 0..<steps {
-                h = try cell(x)
-                cell.state = h
-            }
-            try h.sum().backward()
-
             let w = try Tensor(values, shape: [4, 4], on: device), r0 = try Tensor.full([1, 4], value: 0.1, on: device)
             (w.requiresGrad, r0.requiresGrad) = (true, true)
             var r = r0
             for _ in 0..<steps { r = try (x + r.matmul(w)).activation(.tanh) }
             try r.sum().backward()
-            assertClose(try cell.w.grad.toArray(), try XCTUnwrap(w.grad).toArray(), rtol: 1e-4, atol: 1e-6,
-                        "the weight on \(device)")
-            assertClose(try XCTUnwrap(h0.grad).toArray(), try XCTUnwrap(r0.grad).toArray(), rtol: 1e-4, atol: 1e-6,
-                        "the first state on \(device)")
+            // (Kept by the cell, each forward reads a tensor of the last one's tape: only its own ops are walked.)
+            for keepsState in [false, true] {
+                let h0 = try Tensor.full([1, 4], value: 0.1, on: device)
+                h0.requiresGrad = true
+                let cell = try Cell(h0, try Tensor(values, shape: [4, 4], on: device))
+                cell.keepsState = keepsState
+                var h = h0
+                for _ in 0..<steps {
+                    h = try cell(x)
+                    if !keepsState { cell.state = h }
+                }
+                try h.sum().backward()
+                assertClose(try cell.w.grad.toArray(), try XCTUnwrap(w.grad).toArray(), rtol: 1e-4, atol: 1e-6,
+                            "the weight, state kept by the cell: \(keepsState), on \(device)")
+                assertClose(try XCTUnwrap(h0.grad).toArray(), try XCTUnwrap(r0.grad).toArray(), rtol: 1e-4,
+                            atol: 1e-6, "the first state, kept by the cell: \(keepsState), on \(device)")
+            }
 
             let p = try Tensor([1, 2, 3], shape: [1, 3], on: device)
             p.requiresGrad = true

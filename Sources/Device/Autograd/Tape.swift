@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 // The tape: a result of an op on tensors that need gradients remembers the op (a TapeNode: its inputs, the tensors
 // its backward rule reads, and the rule itself). `backward()` walks the results in reverse topological order and
@@ -30,20 +31,15 @@ final class TapeNode {
     let module: (updatesParameters: Bool, check: () throws -> Void)?
     /// Whether the result leads to a leaf that took a gradient when the op was recorded (`Tensor.reachesGradientLeaf`).
     let reachesGradientLeaf: Bool
-    /// Whether the result was computed from a module's copy of its input (`Tensor.capturedHistories`).
-    let derivesFromModuleInput: Bool
+    /// When the op was recorded, in the order of every node's recording (`Tensor.tapeClock`).
+    let recordedAt = TapeClock.ticks.wrappingAdd(1, ordering: .relaxed).oldValue
 
     init(op: String, inputs: [Tensor], saved: [Tensor],
          module: (updatesParameters: Bool, check: () throws -> Void)? = nil,
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
-        var (reaches, derives) = (module?.updatesParameters == true, false)
-        for input in inputs {
-            reaches = reaches || input.reachesGradientLeaf
-            derives = derives || input.autograd.isModuleInput || input.autograd.node?.derivesFromModuleInput == true
-        }
-        (reachesGradientLeaf, derivesFromModuleInput) = (reaches, derives)
+        reachesGradientLeaf = module?.updatesParameters == true || inputs.contains { $0.reachesGradientLeaf }
     }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
@@ -61,6 +57,11 @@ final class TapeNode {
             }
         }
     }
+}
+
+/// Counts the nodes recorded, process-wide (`TapeNode.recordedAt`).
+enum TapeClock {
+    static let ticks = Atomic<UInt64>(0)
 }
 
 /// The versions of the tensors an op's rule reads, when it was recorded: up to three kept in the node itself (every
@@ -225,8 +226,8 @@ extension Tensor {
         _ = try backward(seed: seed, keepGraph: keepGraph, moduleInput: input, stops: [])
     }
 
-    /// The same, going no further than `stops` (`capturedHistories()`: tensors the module's forward read that were
-    /// computed before it): their gradients are returned (nil where none reached them or `stopsNeed` says none is
+    /// The same, going no further than `stops` (`capturedHistories(since:)`: tensors the module's forward read that
+    /// were computed before it): their gradients are returned (nil where none reached them or `stopsNeed` says none is
     /// needed), for the caller's `backward()` to carry on from — one pass over a loop of such modules, where going
     /// on from here would nest a backward per module.
     package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?, stoppingAt stops: [Tensor],
@@ -236,19 +237,23 @@ extension Tensor {
                             stops: zip(stops, stopsNeed).map { ($0, $1) })
     }
 
-    /// The tensors with a recorded history of their own that the ops computing this one from a module's copy of its
-    /// input read (a state a recurrent `TapeModule` captured, a tensor computed before its forward), once each: where
-    /// that module's node hands its backward on (`backward(…stoppingAt:)`). Only the ops computed from the input copy
-    /// are walked. Empty when this tensor was not computed from one.
-    package func capturedHistories() -> [Tensor] {
-        guard autograd.node?.derivesFromModuleInput == true else { return [] }
+    /// Where the tape is now: nodes recorded from here on have `recordedAt` at least this (`capturedHistories`).
+    package static var tapeClock: UInt64 { TapeClock.ticks.load(ordering: .relaxed) }
+
+    /// The tensors with a recorded history of their own, made before `start` (a module's forward began:
+    /// `tapeClock`), that the ops recorded since and leading to this one read — a state a recurrent `TapeModule`
+    /// keeps, a tensor computed before its forward — once each, where they lead to a leaf that takes a gradient:
+    /// where that module's node hands its backward on (`backward(…stoppingAt:)`). Only the ops recorded since `start`
+    /// are walked. Empty when this tensor was recorded before.
+    package func capturedHistories(since start: UInt64) -> [Tensor] {
+        guard let last = autograd.node, last.recordedAt >= start else { return [] }
         var found: [Tensor] = []
         var seen: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
         var pending = [self]
         while let t = pending.popLast() {
             for input in t.autograd.node?.inputs ?? [] where seen.insert(ObjectIdentifier(input)).inserted {
                 guard let node = input.autograd.node else { continue }
-                if node.derivesFromModuleInput {
+                if node.recordedAt >= start {
                     pending.append(input)
                 } else if node.reachesGradientLeaf {
                     found.append(input)

@@ -79,8 +79,9 @@ extension Module {
                                   check: check, backward: backward)
     }
 
-    /// The same for a `TapeModule`, whose backward replays `y`'s tape: up to `captured` (`y.capturedHistories()`),
-    /// whose gradients it returns beside the input's (`Tensor.recordedAsModule(…replaysTape:…)`).
+    /// The same for a `TapeModule`, whose backward replays `y`'s tape: up to `captured`
+    /// (`y.capturedHistories(since:)`), whose gradients it returns beside the input's
+    /// (`Tensor.recordedAsModule(…replaysTape:…)`).
     func onTape(_ y: Tensor, from x: Tensor?, captured: @autoclosure () -> [Tensor],
                 check: @escaping ([Tensor]) throws -> Void,
                 backward: @escaping (_ dy: Tensor, _ needsInputGradient: Bool, _ captured: [Tensor],

@@ -95,19 +95,22 @@ extension TapeModule {
             return try compute(x)
         }
         let input = x.moduleInput()
+        let start = Tensor.tapeClock
         // (Its backward is the tape's: the modules `compute` calls are recorded even inside a Sequential.)
         let y = try ModuleTape.callerRunsBackward(false) { try compute(input) }
-        return kept(y, input: input, readRows: false, from: x)
+        return kept(y, input: input, readRows: false, from: x, since: start)
     }
 
     /// The forward that made `y` from `input` (nil after one that read rows in place), kept for a hand-called
     /// backward, and `y` on the tape with its own: whichever goes back first takes it (`ForwardState`). The tape's
     /// refuses a forward a hand-called backward went back through, and a graph already released.
-    private func kept(_ y: Tensor, input: Tensor?, readRows: Bool, from x: Tensor?) -> Tensor {
+    /// (`start`: the tape's clock when the forward began, before which the tensors it read and did not compute were
+    /// made.)
+    private func kept(_ y: Tensor, input: Tensor?, readRows: Bool, from x: Tensor?, since start: UInt64) -> Tensor {
         let state = ForwardState(())
         (tape.input, tape.output, tape.readRows, tape.last) = (input, Tensor.isRecordingGradients ? y : nil, readRows,
                                                                state)
-        return onTape(y, from: x, captured: y.capturedHistories(), check: { captured in
+        return onTape(y, from: x, captured: y.capturedHistories(since: start), check: { captured in
             try state.checkTape("\(Self.self).backward")
             try y.checkRecordedGraph(stoppingAt: captured)
         }, backward: { dy, needsInputGradient, captured, capturedNeeds in
@@ -122,10 +125,11 @@ extension TapeModule {
     /// them and calls `forward(_:)`.
     public func forward(_ rows: Rows) throws -> Tensor {
         if rows.order != nil && !rows.source.requiresGrad {
+            let start = Tensor.tapeClock
             if let y = try ModuleTape.callerRunsBackward(false, { try compute(rows: rows) }) {
                 tape.forwards.next()
                 (tape.inputShape, tape.inputDevice) = (rows.shape, rows.source.device)
-                return kept(y, input: nil, readRows: true, from: nil)
+                return kept(y, input: nil, readRows: true, from: nil, since: start)
             }
         }
         return try forward(rows.order == nil ? rows.source : try rows.gathered())
