@@ -959,7 +959,8 @@ final class ModuleOnTapeProbeTests: XCTestCase {
             let scale = try Cell(c, try Tensor.full([3, 3], value: 0.5, on: device))
             let z = try Tensor.zeros([1, 3], on: device)
             try (try scale(z).sum() + c.sum()).backward()
-            let q = try Tensor([1, 2, 3], shape: [1, 3], on: device), v = try Tensor.full([3, 3], value: 0.5, on: device)
+            let q = try Tensor([1, 2, 3], shape: [1, 3], on: device)
+            let v = try Tensor.full([3, 3], value: 0.5, on: device)
             q.requiresGrad = true
             let d = try q * 2
             try ((try (z + d.matmul(v)).activation(.tanh)).sum() + d.sum()).backward()

@@ -61,9 +61,10 @@ extension Tensor {
     /// The same for a module whose backward replays this tensor's tape (`replaysTape`, a `TapeModule`'s): it gives
     /// gradients of its own wherever that tape leads to a leaf that takes one, so it runs even when the input needs
     /// none; and the tensors with a history that the forward read (`capturedHistories(since:)`, asked for only when
-    /// a node is made) are the node's inputs too — `backward(dy, needsInput, needsCaptured)` returns their gradients beside
-    /// the input's, and `backward()` carries on from them in its own pass (a loop of modules reading the last one's
-    /// output, and a tensor read by the module and by the loss, go back once each, not through nested backwards).
+    /// a node is made) are the node's inputs too — `backward(dy, needsInput, needsCaptured)` returns their gradients
+    /// beside the input's, and `backward()` carries on from them in its own pass (a loop of modules reading the last
+    /// one's output, and a tensor read by the module and by the loss, go back once each, not through nested
+    /// backwards).
     package func recordedAsModule(_ op: String, input: Tensor?, updatesParameters: Bool, replaysTape: Bool,
                                   captured: @autoclosure () -> [Tensor] = [], check: @escaping () throws -> Void,
                                   backward: @escaping (Tensor, Bool, [Bool]) throws -> (Tensor?, [Tensor?]))
