@@ -220,16 +220,11 @@ extension Tensor {
 
     /// A module's backward through the tape of its own forward (a `TapeModule`'s): `backward(seed:keepGraph:)` that
     /// also gives `input`, the module's copy of its input (`moduleInput()`), its gradient (nil: none is asked for),
-    /// and does nothing when this tensor takes no gradient (every parameter frozen, nothing asked).
-    package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?) throws {
-        guard requiresGrad else { return }
-        _ = try backward(seed: seed, keepGraph: keepGraph, moduleInput: input, stops: [])
-    }
-
-    /// The same, going no further than `stops` (`capturedHistories(since:)`: tensors the module's forward read that
-    /// were computed before it): their gradients are returned (nil where none reached them or `stopsNeed` says none is
-    /// needed), for the caller's `backward()` to carry on from — one pass over a loop of such modules, where going
-    /// on from here would nest a backward per module.
+    /// and does nothing when this tensor takes no gradient (every parameter frozen, nothing asked). It goes no
+    /// further than `stops` (`capturedHistories(since:)`: tensors the module's forward read that were computed before
+    /// it): their gradients are returned (nil where none reached them or `stopsNeed` says none is needed), for the
+    /// caller's `backward()` to carry on from — one pass over a loop of such modules, where going on from here would
+    /// nest a backward per module.
     package func backward(seed: Tensor, keepGraph: Bool, toModuleInput input: Tensor?, stoppingAt stops: [Tensor],
                           stopsNeed: [Bool]) throws -> [Tensor?] {
         guard requiresGrad else { return stops.map { _ in nil } }
@@ -265,9 +260,9 @@ extension Tensor {
 
     /// A leaf over this tensor's elements for a module that records its forward on a tape of its own (a
     /// `TapeModule`): the ops on it are recorded, but only that module's backward gives it a gradient
-    /// (`backward(seed:keepGraph:toModuleInput:)`). A `backward()` that reaches it otherwise — through the output of
-    /// a module whose input takes no gradient — computes nothing for it (a first convolution's input gradient;
-    /// PyTorch's graph never reaches there).
+    /// (`backward(seed:keepGraph:toModuleInput:stoppingAt:stopsNeed:)`). A `backward()` that reaches it otherwise —
+    /// through the output of a module whose input takes no gradient — computes nothing for it (a first convolution's
+    /// input gradient; PyTorch's graph never reaches there).
     package func moduleInput() -> Tensor {
         let input = detached()
         (input.autograd.wantsGradient, input.autograd.isModuleInput) = (true, true)
