@@ -24,6 +24,36 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// Whether a leaf takes a gradient through an op is fixed when the op is recorded, as PyTorch's graph: a leaf
+    /// that took none then and has `requiresGrad` set before `backward()` gets nothing through that op (it got the
+    /// op's gradient), only through the ops recorded after; one turned off before `backward()` gets nothing at all.
+    func testALeafTakesAGradientThroughTheOpsRecordedWhileItTookOne() throws {
+        for device in testDevices {
+            let x = try Tensor([1, 2, 3], shape: [3], on: device), w = try Tensor([4, 5, 6], shape: [3], on: device)
+            x.requiresGrad = true
+            let early = try (x * w).sum()
+            w.requiresGrad = true
+            let late = try (w * 2).sum()
+            try (early + late).backward()
+            XCTAssertEqual(try x.grad?.toArray(), [4, 5, 6], "\(device)")
+            XCTAssertEqual(try w.grad?.toArray(), [2, 2, 2], "only the op recorded after on \(device)")
+            // A product's weight: no gradient, and the rule is not asked for it.
+            let a = try Tensor([1, 2, 3, 4], shape: [2, 2], on: device)
+            let b = try Tensor.full([2, 2], value: 1, on: device)
+            a.requiresGrad = true
+            let product = try a.matmul(b).sum()
+            b.requiresGrad = true
+            try product.backward()
+            XCTAssertEqual(try a.grad?.toArray(), [2, 2, 2, 2], "\(device)")
+            XCTAssertNil(b.grad, "a weight that took no gradient when the product was recorded, on \(device)")
+            // Only that leaf behind a result: the result itself still needs no gradient.
+            let c = try Tensor([1, 2], shape: [2], on: device)
+            let d = try c * 3
+            c.requiresGrad = true
+            XCTAssertFalse(d.requiresGrad, "\(device)")
+        }
+    }
+
     func testALeafGradientSharesMemoryWithNothingElse() throws {
         for device in testDevices {
             // Rules that pass the gradient on unchanged (a copy, a reshape, an add): the leaf's gradient must be its

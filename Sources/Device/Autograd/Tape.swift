@@ -31,6 +31,9 @@ final class TapeNode {
     let module: (updatesParameters: Bool, check: () throws -> Void)?
     /// Whether the result leads to a leaf that took a gradient when the op was recorded (`Tensor.reachesGradientLeaf`).
     let reachesGradientLeaf: Bool
+    /// The inputs (of the first 64) that took no gradient when the op was recorded, a bit each: no gradient goes back
+    /// to them through this op, even when they take one by `backward()` (PyTorch's graph has no edge there).
+    private let untracked: UInt64
     /// When the op was recorded, in the order of every node's recording (`Tensor.tapeClock`).
     let recordedAt = TapeClock.ticks.wrappingAdd(1, ordering: .relaxed).oldValue
 
@@ -39,8 +42,19 @@ final class TapeNode {
          rule: @escaping (Tensor, GradientNeeds) throws -> [Tensor?]) {
         (self.op, self.inputs, self.rule, self.module) = (op, inputs, rule, module)
         self.saved = SavedVersions(saved)
-        reachesGradientLeaf = module?.updatesParameters == true || inputs.contains { $0.reachesGradientLeaf }
+        var (reaches, untracked) = (module?.updatesParameters == true, UInt64(0))
+        for (i, input) in inputs.enumerated() {
+            if !input.requiresGrad {
+                if i < 64 { untracked |= 1 << UInt64(i) }
+            } else if !reaches {
+                reaches = input.reachesGradientLeaf
+            }
+        }
+        (reachesGradientLeaf, self.untracked) = (reaches, untracked)
     }
+
+    /// Whether input i took a gradient when the op was recorded: whether gradients go back to it through this op.
+    func tracks(_ i: Int) -> Bool { i >= 64 || untracked & (1 << UInt64(i)) == 0 }
 
     // NOTE: without this, freeing the last result of a long chain of ops frees each node from the previous one's
     // deinit, recursively, and overflows the stack (20 000 ops are enough). Instead, the nodes only this one holds
@@ -117,11 +131,12 @@ package struct GradientDestination {
 /// gradient may be written directly (a leaf with a `GradientDestination`), so that a product writes a parameter's
 /// gradient into its buffer instead of into a new tensor that is then copied there.
 struct GradientNeeds {
-    let inputs: [Tensor]
+    let node: TapeNode
+    var inputs: [Tensor] { node.inputs }
     /// The tensors of this backward pass that lead to a leaf wanting a gradient.
     let needed: Set<ObjectIdentifier>
 
-    subscript(i: Int) -> Bool { needed.contains(ObjectIdentifier(inputs[i])) }
+    subscript(i: Int) -> Bool { node.tracks(i) && needed.contains(ObjectIdentifier(inputs[i])) }
 
     /// Input i's destination (a dense tensor of its shape, and whether to add to it), when it has one: the rule
     /// writes the gradient there and returns nil for it. Asking counts as a write (ask only to write).
@@ -308,7 +323,9 @@ extension Tensor {
         var needed = Set(stops.filter(\.needed).map { ObjectIdentifier($0.tensor) })
         for t in order where stopAt.isEmpty || !stopAt.contains(ObjectIdentifier(t)) {
             let wanted = t.autograd.node.map { node in
-                node.module?.updatesParameters == true || node.inputs.contains { needed.contains(ObjectIdentifier($0)) }
+                node.module?.updatesParameters == true || node.inputs.indices.contains {
+                    node.tracks($0) && needed.contains(ObjectIdentifier(node.inputs[$0]))
+                }
             } ?? (t.autograd.isModuleInput ? t === moduleInput
                     : t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
@@ -341,8 +358,8 @@ extension Tensor {
                     throw DeviceError.invalidArgument(op: "backward", "the graph through \(node.op) was released "
                         + "by an earlier backward(); pass keepGraph: true to the first call to go through it twice")
                 }
-                for (input, gi) in zip(node.inputs, try rule(g, GradientNeeds(inputs: node.inputs, needed: needed)))
-                where needed.contains(ObjectIdentifier(input)) {
+                let needs = GradientNeeds(node: node, needed: needed)
+                for (i, (input, gi)) in zip(node.inputs, try rule(g, needs)).enumerated() where needs[i] {
                     guard let gi else { continue }
                     let key = ObjectIdentifier(input)
                     grads[key] = try grads[key].map { try $0 + gi } ?? gi
@@ -360,12 +377,13 @@ extension Tensor {
         // Iterative depth-first search: a long chain of ops must not overflow the stack.
         var stack: [(tensor: Tensor, next: Int)] = [(self, 0)]
         while let (tensor, next) = stack.last {
-            let inputs = !stops.isEmpty && stops.contains(ObjectIdentifier(tensor)) ? []
-                : tensor.autograd.node?.inputs ?? []
-            if next < inputs.count {
+            let node = !stops.isEmpty && stops.contains(ObjectIdentifier(tensor)) ? nil : tensor.autograd.node
+            if let node, next < node.inputs.count {
                 stack[stack.count - 1].next += 1
-                let input = inputs[next]
-                if input.requiresGrad, seen.insert(ObjectIdentifier(input)).inserted { stack.append((input, 0)) }
+                let input = node.inputs[next]
+                if node.tracks(next), input.requiresGrad, seen.insert(ObjectIdentifier(input)).inserted {
+                    stack.append((input, 0))
+                }
             } else {
                 order.append(tensor)
                 stack.removeLast()
