@@ -8,7 +8,7 @@
 // One row's softmax cross-entropy, log-sum-exp stable: logsumexp(z) - z[label]; with want_grad, g[j] receives
 // grad_scale · (softmax(z)[j] - [j == label]).
 // NOTE: the host validates labels; an out-of-range or fractional one still must not read out of bounds (nor be
-// truncated to a class), so it gives NaN.
+// truncated to a class), so it gives NaN, loss and gradient.
 float softmax_cross_entropy_row(__global const float* z, const int cols, const float label_value,
                                 __global float* g, const float grad_scale, const int want_grad)
 {
@@ -17,13 +17,15 @@ float softmax_cross_entropy_row(__global const float* z, const int cols, const f
     float s = 0.0f;
     for (int j = 0; j < cols; j++) s += exp(z[j] - m);
     const float lse = m + log(s);
-    // A label that is not a whole class index (fractional, negative, too large, NaN) is -1: no class, a NaN loss.
+    // A label that is not a whole class index (fractional, negative, too large, NaN) is -1: no class, a NaN loss
+    // and a NaN gradient row (a finite one would train the row towards no class, silently).
     const int label = label_value >= 0.0f && label_value < (float)cols && label_value == floor(label_value)
         ? (int)label_value : -1;
     // The loss is read before the gradient is written: g may be z itself (the logits' gradient written over them).
     const float loss = label >= 0 ? lse - z[label] : NAN;
     if (want_grad)
-        for (int j = 0; j < cols; j++) g[j] = grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f));
+        for (int j = 0; j < cols; j++)
+            g[j] = label >= 0 ? grad_scale * (exp(z[j] - lse) - (j == label ? 1.0f : 0.0f)) : NAN;
     return loss;
 }
 

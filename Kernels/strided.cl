@@ -1,5 +1,6 @@
 // Layouts of the strided kernels (pointwise.cl, reduce.cl). The operands share the axes `shape` (rank ≤ 8, merged on
-// the host where every operand allows); the last one has `inner` elements and the others together `rows` rows. An
+// the host where every operand allows; more go as a launch per index of the leading ones, or through a dense copy
+// for a reduction: Ops/Strided.swift); the last one has `inner` elements and the others together `rows` rows. An
 // operand NAME is a buffer with NAME_offset and NAME_strides: element (i0, …, i_{rank-1}) sits at
 // NAME_offset + Σ i_k · NAME_strides[k] (stride 0 along a broadcast axis).
 //

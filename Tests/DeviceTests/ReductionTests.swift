@@ -98,6 +98,16 @@ final class ReductionTests: XCTestCase {
             XCTAssertEqual(try empty.sum().toArray(), [0])
             XCTAssertTrue(try empty.mean().toArray()[0].isNaN)
             XCTAssertThrowsError(try empty.max(axis: 0)) { XCTAssertTrue("\($0)".contains("empty")) }
+            // The operand named in the caller's terms (they read "axis 0 of shape [0, 4]", and argmax's "[0]").
+            XCTAssertThrowsError(try empty.min()) {
+                XCTAssertEqual("\($0)", "min: the tensor of shape [0, 4] is empty: no minimum")
+            }
+            XCTAssertThrowsError(try empty.argmax()) {
+                XCTAssertEqual("\($0)", "argmax: the tensor of shape [0, 4] is empty: no largest element")
+            }
+            XCTAssertThrowsError(try empty.argmax(axis: 0)) {
+                XCTAssertEqual("\($0)", "argmax: axis 0 of shape [0, 4] is empty: no largest element")
+            }
             let x = try Tensor([1, 5, 5, -1, 2, 0, 7, 7, .nan], shape: [3, 3], on: device)
             XCTAssertEqual(try x.argmax(axis: 1).toArray(), [1, 1, 2], "ties: first; NaN: largest on \(device)")
             XCTAssertEqual(try x[0..<2].argmax(axis: 0).toArray(), [0, 0, 0])

@@ -136,6 +136,64 @@ final class TensorSemanticsTests: XCTestCase {
             let x = try Tensor.zeros([2, 3], on: device)
             XCTAssertTrue(message { try x.softmax(axis: Int.max) }.hasPrefix("softmax: axis"), "\(device)")
             XCTAssertTrue(message { try x.logSumExp(axis: 5) }.hasPrefix("logSumExp: axis 5"), "\(device)")
+            // On the tape as PyTorch's (they dropped it: backward() said the input needed no gradient): the input's
+            // gradient is empty, beside a term that has one.
+            for (name, op) in [("softmax", { (t: Tensor) in try t.softmax(axis: 1) }),
+                               ("logSoftmax", { try $0.logSoftmax(axis: 1) }),
+                               ("logSumExp", { try $0.logSumExp(axis: 1) })] {
+                let z = try Tensor.zeros([3, 0], on: device), w = try Tensor([2], shape: [1], on: device)
+                (z.requiresGrad, w.requiresGrad) = (true, true)
+                let y = try op(z)
+                XCTAssertTrue(y.requiresGrad, "\(name) on \(device)")
+                try (try y.sum() + w.sum()).backward()
+                XCTAssertEqual(try XCTUnwrap(z.grad, "\(name) on \(device)").shape, [3, 0])
+                XCTAssertEqual(try XCTUnwrap(w.grad).toArray(), [1], "\(name) on \(device)")
+            }
+        }
+    }
+
+    /// A correction or a shape from the caller that would overflow Int is an answer or an error, never a trap
+    /// (helper-27: `variance(correction: Int.min)`, `zeros([0, Int.max, 2])` trapped); an empty shape is refused by
+    /// the product of its other sizes, whatever their order, as numpy's.
+    func testHugeCorrectionsAndEmptyShapesWithHugeAxes() throws {
+        for device in testDevices {
+            let x = try Tensor((0..<12).map(Float.init), shape: [3, 4], on: device)
+            // (Σ deviations² = 143 over all, 5 along each row, divided by n − correction.)
+            assertClose(try x.variance(correction: Int.min).toArray(), [143 / (12 + 0x1p63)], rtol: 1e-6, atol: 0,
+                        "\(device)")
+            assertClose(try x.std(axis: 1, correction: -Int.max).toArray(),
+                        [Double](repeating: (5 / (4 + Double(Int.max))).squareRoot(), count: 3), rtol: 1e-6, atol: 0,
+                        "\(device)")
+            XCTAssertEqual(try x.variance(correction: Int.max).toArray(), [.infinity], "\(device)")
+            XCTAssertEqual(try x.variance(axis: 1, correction: -1).toArray()[0], 1, "n + 1 = 5, on \(device)")
+            for shape in [[0, Int.max, 2], [Int.max, 0], [0, 1 << 40, 1 << 40], [2, 0, 1 << 31]] {
+                XCTAssertTrue(message { try Tensor.zeros(shape, on: device) }.contains(
+                    "shape \(shape) has too many elements along its axes of nonzero size"), "\(shape) on \(device)")
+            }
+            XCTAssertTrue(message { try Tensor.zeros([0, 3], on: device).reshaped([0, Int.max, 2]) }.contains(
+                "too many elements"), "\(device)")
+            XCTAssertTrue(message { try Tensor.zeros([1, 1, 1], on: device).expanded(to: [0, Int.max, 2]) }
+                .contains("too many elements"), "\(device)")
+            let wide = try Tensor.zeros([0, Int(Int32.max)], on: device)
+            XCTAssertEqual(try (try wide.transposed() + 1).shape, [Int(Int32.max), 0], "\(device)")
+            XCTAssertEqual(try wide.transposed().sum(axis: 0).shape, [0], "\(device)")
+        }
+    }
+
+    /// An `into:` output on another device than the operands is an error for every op (an einsum run as a host
+    /// loop wrote across devices silently: helper-27).
+    func testAnOutputOnAnotherDeviceIsAnError() throws {
+        let devices = testDevices
+        guard devices.count > 1 else { throw XCTSkip("needs an OpenCL device beside cpu") }
+        for (a, b) in zip(devices, devices.dropFirst()) + [(devices[1], devices[0])] {
+            let x = try Tensor([1, 2, 3], shape: [3], on: a)
+            let out = try Tensor.zeros([3, 3], on: b)
+            XCTAssertTrue(message { try Tensor.einsum("i,j->ij", x, x, into: out) }.contains(
+                "einsum (output): operands are on different devices (\(a) and \(b))"), "\(a) → \(b)")
+            let m = try Tensor([1, 2, 3, 4], shape: [2, 2], on: a)
+            XCTAssertTrue(message { try Tensor.einsum("ij,jk->ik", m, m, into: try Tensor.zeros([2, 2], on: b)) }
+                .hasPrefix("einsum (output): operands are on different devices"), "a product's spec, \(a) → \(b)")
+            XCTAssertEqual(try out.toArray(), [Float](repeating: 0, count: 9), "\(a) → \(b): untouched")
         }
     }
 
@@ -161,8 +219,8 @@ final class TensorSemanticsTests: XCTestCase {
     }
 
     /// A class label that is not a whole class index gives a NaN loss in both loss forms (0.5 and 1.9 were read as
-    /// classes 0 and 1); the whole ones beside it are unchanged.
-    func testAFractionalClassLabelGivesANaNLoss() throws {
+    /// classes 0 and 1), and a NaN gradient row (helper-27); the whole ones beside it are unchanged.
+    func testAFractionalClassLabelGivesANaNLossAndGradient() throws {
         for device in testDevices {
             let logits = try Tensor(testValues(12, seed: 4), shape: [4, 3], on: device)
             let losses = try logits.softmaxCrossEntropy(labels: try Tensor([0.5, 1, 1.9, 2], shape: [4], on: device))
@@ -174,6 +232,24 @@ final class TensorSemanticsTests: XCTestCase {
             try logits.meanLoss(.softmaxCrossEntropy, labels: try Tensor([0, 1, 2.25, 2], shape: [4], on: device),
                                 into: mean)
             XCTAssertTrue(try mean.item().isNaN, "meanLoss on \(device)")
+            // The gradient rows of such labels are NaN too, by each path (finite, they trained the row towards no
+            // class, silently); the others are the whole labels' rows.
+            let bad = try Tensor([0, 7, .nan, 1.5], shape: [4], on: device)
+            let good = try Tensor([0, 1, 1, 2], shape: [4], on: device)
+            func rowsAreNaN(_ g: [Float], _ path: String) {
+                XCTAssertTrue(g[3..<12].allSatisfy(\.isNaN), "\(path): \(g) on \(device)")
+            }
+            let (badGrad, goodGrad) = (try Tensor.empty([4, 3], on: device), try Tensor.empty([4, 3], on: device))
+            try logits.softmaxCrossEntropy(labels: bad, grad: badGrad)
+            try logits.softmaxCrossEntropy(labels: good, grad: goodGrad)
+            rowsAreNaN(try badGrad.toArray(), "softmaxCrossEntropy(grad:)")
+            XCTAssertEqual(try badGrad.toArray()[0..<3], try goodGrad.toArray()[0..<3], "\(device)")
+            try logits.meanLoss(.softmaxCrossEntropy, labels: bad, grad: badGrad, into: mean)
+            rowsAreNaN(try badGrad.toArray(), "meanLoss")
+            let tracked = try logits.cloned()
+            tracked.requiresGrad = true
+            try tracked.softmaxCrossEntropy(labels: bad).mean().backward()
+            rowsAreNaN(try XCTUnwrap(tracked.grad).toArray(), "the tape")
         }
     }
 
@@ -184,7 +260,8 @@ final class TensorSemanticsTests: XCTestCase {
             let a = try Tensor([1, 2, 3, 4], shape: [2, 2], on: device)
             XCTAssertTrue(message { try a.matmul(a, into: a) }.contains(
                 "matmul: the output (shape [2, 2]) shares memory with an input (shape [2, 2])"), "\(device)")
-            XCTAssertTrue(message { try Tensor.einsum("ij,jk->ik", a, a, into: a) }.contains("shares memory"))
+            XCTAssertTrue(message { try Tensor.einsum("ij,jk->ik", a, a, into: a) }.hasPrefix(
+                "einsum: the output (shape [2, 2]) shares memory"), "\(device)")
             let logits = try Tensor([1, 2, 3, 4], shape: [4, 1], on: device)
             XCTAssertTrue(message {
                 try logits.softmaxCrossEntropy(labels: try Tensor.zeros([4], on: device),

@@ -82,6 +82,79 @@ final class TensorViewTests: XCTestCase {
         }
     }
 
+    /// Views of more axes than the strided kernels index (8) after merging — a permuted tensor of 9 or 10 axes, two
+    /// dense ones broadcast against each other — read, compute, reduce and differentiate on every device (on OpenCL
+    /// in a launch per index of the leading axes); they were an error whose advice, contiguous(), failed the same
+    /// way (helper-27).
+    func testViewsOfMoreAxesThanTheKernelsIndexOnEveryDevice() throws {
+        for (shape, order) in [([2, 3, 2, 2, 3, 2, 2, 2, 3], Array((0..<9).reversed())),
+                               ([2, 2, 3, 2, 2, 2, 3, 2, 2, 2], [1, 0, 3, 2, 5, 4, 7, 6, 9, 8])] {
+            let count = shape.reduce(1, *)
+            let v = testValues(count, seed: 29)
+            var strides = [Int](repeating: 1, count: shape.count)
+            for k in stride(from: shape.count - 2, through: 0, by: -1) { strides[k] = strides[k + 1] * shape[k + 1] }
+            let viewShape = order.map { shape[$0] }
+            let source = { (i: [Int]) in zip(i, order).reduce(0) { $0 + $1.0 * strides[$1.1] } }
+            let expected = referenceView(v, viewShape, source)
+            for device in testDevices {
+                let x = try Tensor(v, shape: shape, on: device)
+                let view = try x.permuted(order)
+                assertClose(try view.toArray(), expected, rtol: 0, atol: 0, "\(shape) read on \(device)")
+                assertClose(try view.contiguous().toArray(), expected, rtol: 0, atol: 0, "\(device)")
+                assertClose(try (view + 1).toArray(), expected.map { $0 + 1 }, "\(device)")
+                for axis in [0, 4, shape.count - 1] {
+                    // The reference: the view's elements summed along `axis` (row-major over the other axes).
+                    var kept = viewShape
+                    kept.remove(at: axis)
+                    let sums = referenceView(v, kept) { i in
+                        var full = i
+                        full.insert(0, at: axis)
+                        return source(full)
+                    }.indices.map { n -> Double in
+                        var index = [Int](repeating: 0, count: kept.count), rest = n
+                        for k in stride(from: kept.count - 1, through: 0, by: -1) {
+                            (index[k], rest) = (rest % kept[k], rest / kept[k])
+                        }
+                        return (0..<viewShape[axis]).reduce(0.0) { total, j in
+                            var full = index
+                            full.insert(j, at: axis)
+                            return total + Double(v[source(full)])
+                        }
+                    }
+                    assertClose(try view.sum(axis: axis).toArray(), sums, "sum over axis \(axis) on \(device)")
+                }
+                // Written through such a view: the same elements back in x's order.
+                let y = try Tensor.zeros(shape, on: device)
+                try y.permuted(order).copy(from: view)
+                XCTAssertEqual(try y.toArray(), v, "\(device)")
+                // The gradient through the view reaches x in x's order.
+                let w = try Tensor(testValues(count, seed: 30), shape: viewShape, on: device)
+                x.requiresGrad = true
+                try (try x.permuted(order) * w).sum().backward()
+                var inverse = [Int](repeating: 0, count: order.count)
+                for (k, a) in order.enumerated() { inverse[a] = k }
+                assertClose(try XCTUnwrap(x.grad).toArray(), try w.permuted(inverse).toArray(), rtol: 0, atol: 0,
+                            "\(device)")
+            }
+        }
+        // Two dense tensors broadcast against each other into 9 axes that do not merge.
+        let (aShape, bShape) = ([2, 1, 2, 1, 2, 1, 2, 1, 2], [1, 3, 1, 3, 1, 3, 1, 3, 1])
+        let (av, bv) = (testValues(32, seed: 31), testValues(81, seed: 32))
+        let outShape = zip(aShape, bShape).map { max($0, $1) }
+        func at(_ i: [Int], _ shape: [Int]) -> Int { zip(i, shape).reduce(0) { $0 * $1.1 + ($1.1 == 1 ? 0 : $1.0) } }
+        let expected = referenceView(av, outShape) { at($0, aShape) }.enumerated().map { n, a in
+            var index = [Int](repeating: 0, count: outShape.count), rest = n
+            for k in stride(from: outShape.count - 1, through: 0, by: -1) {
+                (index[k], rest) = (rest % outShape[k], rest / outShape[k])
+            }
+            return a * Double(bv[at(index, bShape)])
+        }
+        for device in testDevices {
+            let a = try Tensor(av, shape: aShape, on: device), b = try Tensor(bv, shape: bShape, on: device)
+            assertClose(try (a * b).toArray(), expected, "broadcast on \(device)")
+        }
+    }
+
     func testBadViewsAreErrorsNamingWhatIsWrong() throws {
         let x = try Tensor.zeros([2, 3])
         func message(_ body: () throws -> Tensor) -> String {

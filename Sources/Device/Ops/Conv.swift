@@ -234,7 +234,7 @@ extension Tensor {
         let (y, cols) = try Tensor.withoutGradients { try shape.forward(x, wt, bt) }
         let (xs, ws) = (x.detached(), wt.detached())
         // The patches serve only the weight's gradient: a frozen weight's op does not hold them for as long as the
-        // tape does (a backward that asks for the weight's gradient all the same unfolds them again).
+        // tape does (no backward asks for that gradient: whether a leaf takes one through an op is fixed here).
         let patches = weight.requiresGrad ? cols : nil
         return y.recorded("conv2d", from: [self, weight] + (bias.map { [$0] } ?? []), saving: [xs, ws]) { g, needs in
             let g = g.isDense ? g : try g.contiguous()

@@ -110,6 +110,8 @@ extension Tensor {
         let shape = parsed.output.map { sizes[$0]! }
         let result = try withoutGradients { () throws -> Tensor in
             if let product = parsed.product {
+                // (The output checked here first, so that its errors name einsum, not the product it runs as.)
+                if let out { _ = try output("einsum", out, shape, on: a.device, reading: [a, b]) }
                 let (x, y) = product.swap ? (b, a) : (a, b)
                 return try x.matmul(y, transposeSelf: product.transA, transposeOther: product.transB, into: out)
             }

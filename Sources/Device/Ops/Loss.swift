@@ -29,8 +29,9 @@ public enum LossKind: Int, Sendable, CaseIterable {
 extension Tensor {
     /// Per-row softmax cross-entropy of self (logits [rows, classes]) against class indices `labels` [rows],
     /// log-sum-exp stable. When `grad` ([rows, classes]) is given it receives gradScale · (softmax − one-hot).
-    /// A label that is not a class index (out of range, fractional, NaN) gives a NaN loss (never an out-of-bounds
-    /// read, nor a truncated class). `grad` may be self (the logits' gradient written over them, as llm.c does).
+    /// A label that is not a class index (out of range, fractional, NaN) gives a NaN loss and a NaN gradient row
+    /// (never an out-of-bounds read, nor a truncated class). `grad` may be self (the logits' gradient written over
+    /// them, as llm.c does).
     /// Reads views (through a contiguous copy).
     /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
     /// gradient, row by row. → losses [rows]
@@ -212,12 +213,13 @@ private func softmaxCrossEntropyRow(_ z: UnsafeMutablePointer<Float>, _ cols: In
     var s: Float = 0
     for j in 0..<cols { s += expf(z[j] - top) }
     let lse = top + logf(s)
-    // As loss.cl: a label that is not a whole class index (fractional, out of range, NaN) is no class: a NaN loss.
+    // As loss.cl: a label that is not a whole class index (fractional, out of range, NaN) is no class: a NaN loss
+    // and a NaN gradient row.
     let label = isWholeIndex(value, below: cols) ? Int(value) : -1
     // The loss is read before the gradient is written: grad may be z itself (written over the logits).
     let loss = label >= 0 ? lse - z[label] : .nan
     if let grad {
-        for j in 0..<cols { grad[j] = scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) }
+        for j in 0..<cols { grad[j] = label >= 0 ? scale * (expf(z[j] - lse) - (j == label ? 1 : 0)) : .nan }
     }
     return loss
 }

@@ -244,13 +244,13 @@ extension Tensor {
                 throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
             }
             try out.requireDistinctElements(op: f.name)
-            return try StridedOperands(f.name, [xl, out.layout])
+            return StridedOperands(f.name, [xl, out.layout])
         }()
         try Tensor.run(f.name, views: true, x, out) { xp, op in
             let (xs, os, n) = (s.step(0), s.step(1), s.inner)
             s.forEachRow { o in f.row(n, xp + o[0], xs, op + o[1], os, p, q) }
         } opencl: { device, xb, ob in
-            try device.runElementwise(f.forward, s) { a in
+            try device.runElementwise(f.forward, s) { a, s in
                 try a.axes(s); try a.layout("x", xb, s, 0); try a.layout("out", ob, s, 1)
                 try a.float("p", p); try a.float("q", q)
             }
@@ -265,7 +265,7 @@ extension Tensor {
             guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
             }
-            return try StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
+            return StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
         }()
         try Tensor.run(f.name + " backward", views: true, g, x, y, dx) { gp, xp, yp, dp in
             let n = s.inner
@@ -276,7 +276,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, gb, xb, yb, db in
-            try device.runElementwise(f.backward, s) { a in
+            try device.runElementwise(f.backward, s) { a, s in
                 try a.axes(s); try a.layout("g", gb, s, 0); try a.layout("x", xb, s, 1); try a.layout("y", yb, s, 2)
                 try a.layout("dx", db, s, 3); try a.float("p", p); try a.float("q", q)
             }
@@ -304,13 +304,13 @@ extension Tensor {
                 throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
             }
             try out.requireDistinctElements(op: f.name)
-            return try StridedOperands(f.name, [al, bl, out.layout])
+            return StridedOperands(f.name, [al, bl, out.layout])
         }()
         try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
             let (sa, sb, so, n) = (s.step(0), s.step(1), s.step(2), s.inner)
             s.forEachRow { o in f.row(n, ap + o[0], sa, bp + o[1], sb, op + o[2], so) }
         } opencl: { device, ab, bb, ob in
-            try device.runElementwise(f.forward, s) { x in
+            try device.runElementwise(f.forward, s) { x, s in
                 try x.axes(s); try x.layout("a", ab, s, 0); try x.layout("b", bb, s, 1); try x.layout("out", ob, s, 2)
             }
         }
@@ -326,7 +326,7 @@ extension Tensor {
                   let yl = y.layout.broadcast(to: g.shape) else {
                 throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
             }
-            return try StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
+            return StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
         }()
         try Tensor.run(op, views: true, g, a, b, y, ga, gb) { gp, ap, bp, yp, gap, gbp in
             s.forEachRow { o in
@@ -338,7 +338,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, gbuf, abuf, bbuf, ybuf, gabuf, gbbuf in
-            try device.runElementwise(f.backward, s) { x in
+            try device.runElementwise(f.backward, s) { x, s in
                 try x.axes(s); try x.layout("g", gbuf, s, 0); try x.layout("a", abuf, s, 1)
                 try x.layout("b", bbuf, s, 2); try x.layout("y", ybuf, s, 3); try x.layout("ga", gabuf, s, 4)
                 try x.layout("gb", gbbuf, s, 5)
@@ -356,7 +356,7 @@ extension Tensor {
             throw DeviceError.shapeMismatch(op: "where", c.shape, out.shape)
         }
         try out.requireDistinctElements(op: "where")
-        let s = try StridedOperands("where", [cl, al, bl, out.layout])
+        let s = StridedOperands("where", [cl, al, bl, out.layout])
         try Tensor.run("where", views: true, c, a, b, out) { cp, ap, bp, op in
             s.forEachRow { o in
                 for j in 0..<s.inner {
@@ -365,7 +365,7 @@ extension Tensor {
                 }
             }
         } opencl: { device, cb, ab, bb, ob in
-            try device.runElementwise(PointwiseTable.choose, s) { x in
+            try device.runElementwise(PointwiseTable.choose, s) { x, s in
                 try x.axes(s); try x.layout("c", cb, s, 0); try x.layout("a", ab, s, 1); try x.layout("b", bb, s, 2)
                 try x.layout("out", ob, s, 3)
             }

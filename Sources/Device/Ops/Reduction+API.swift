@@ -25,6 +25,12 @@ extension Tensor {
         return (0, Tensor(view: Layout(shape: [count], strides: [1], offset: flat.offset), of: flat))
     }
 
+    /// What a reduction over `axis` (every axis when nil) reads, in the caller's terms: "axis 1 of shape [3, 0]", or
+    /// "the tensor of shape [3, 0]".
+    private func emptyOperand(_ axis: Int?) -> String {
+        axis.map { "axis \($0) of shape \(shape)" } ?? "the tensor of shape \(shape)"
+    }
+
     /// The shape with the reduced axes as size 1.
     private func keptShape(_ axis: Int?) -> [Int] {
         guard let axis else { return shape.map { _ in 1 } }
@@ -73,7 +79,7 @@ extension Tensor {
     private func extremum(_ op: String, _ f: ReductionFunction, axis: Int?, keepDims: Bool) throws -> Tensor {
         let (k, source) = try reductionAxis(axis, op)
         guard source.shape[k] > 0 else {
-            throw DeviceError.invalidArgument(op: op, "axis \(axis ?? 0) of shape \(shape) is empty: no \(op)imum")
+            throw DeviceError.invalidArgument(op: op, "\(emptyOperand(axis)) is empty: no \(op)imum")
         }
         return try reduced(op, f, axis: axis, keepDims: keepDims) { g, x, y in
             let hits = try x .== y
@@ -86,6 +92,9 @@ extension Tensor {
     /// a tensor) of more than 2^24 elements is an error: its indices would not all be exact as floats.
     public func argmax(axis: Int? = nil) throws -> Tensor {
         let (k, source) = try reductionAxis(axis, "argmax")
+        guard source.shape[k] > 0 else {
+            throw DeviceError.invalidArgument(op: "argmax", "\(emptyOperand(axis)) is empty: no largest element")
+        }
         let raw = try source.argmaxKernel(axis: k)
         return axis == nil ? try raw.reshaped([]) : raw
     }
@@ -95,7 +104,9 @@ extension Tensor {
     public func variance(axis: Int? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
         let n = try axis.map { shape[try self.axis($0, "variance")] } ?? count
         let deviation = try self - mean(axis: axis, keepDims: true)
-        return try (deviation * deviation).sum(axis: axis, keepDims: keepDims) / Float(Swift.max(n - correction, 0))
+        // (In Double: a correction from the caller may be any Int, where n − correction would overflow.)
+        let divisor = Swift.max(Double(n) - Double(correction), 0)
+        return try (deviation * deviation).sum(axis: axis, keepDims: keepDims) / Float(divisor)
     }
 
     /// The standard deviation along `axis` (every axis when nil), √variance with the same `correction`.
@@ -107,7 +118,8 @@ extension Tensor {
     /// underflows. Over an empty axis, −inf (the log of an empty sum, as PyTorch).
     public func logSumExp(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
         guard try !reducesEmpty(axis, "logSumExp") else {
-            return try Tensor.full(keepDims ? keptShape(axis) : reducedShape(axis), value: -.infinity, on: device)
+            return try overEmptyAxis("logSumExp", Tensor.full(keepDims ? keptShape(axis) : reducedShape(axis),
+                                                              value: -.infinity, on: device))
         }
         let (shifted, shift) = try shiftedByMax(axis: axis)
         let result = try shifted.exp().sum(axis: axis, keepDims: true).log() + shift
@@ -116,16 +128,25 @@ extension Tensor {
 
     /// exp(x) / Σ exp(x) along `axis` (the last by default), with the maximum subtracted first (as PyTorch).
     public func softmax(axis: Int = -1) throws -> Tensor {
-        guard try !reducesEmpty(axis, "softmax") else { return try Tensor.empty(shape, on: device) }
+        guard try !reducesEmpty(axis, "softmax") else { return try overEmptyAxis("softmax", .empty(shape, on: device)) }
         let e = try shiftedByMax(axis: axis, keepingInfinite: true).shifted.exp()
         return try e / e.sum(axis: axis, keepDims: true)
     }
 
     /// x − logSumExp(x) along `axis` (the last by default), as (x − max) − log Σ exp(x − max).
     public func logSoftmax(axis: Int = -1) throws -> Tensor {
-        guard try !reducesEmpty(axis, "logSoftmax") else { return try Tensor.empty(shape, on: device) }
+        guard try !reducesEmpty(axis, "logSoftmax") else {
+            return try overEmptyAxis("logSoftmax", .empty(shape, on: device))
+        }
         let shifted = try shiftedByMax(axis: axis, keepingInfinite: true).shifted
         return try shifted - shifted.exp().sum(axis: axis, keepDims: true).log()
+    }
+
+    /// `result` of `op` over an empty axis — this tensor has no element — on the tape as PyTorch's: its input's
+    /// gradient is empty too.
+    private func overEmptyAxis(_ op: String, _ result: Tensor) -> Tensor {
+        let (inputShape, device) = (shape, device)
+        return result.recorded(op, from: [self]) { _ in [try Tensor.zeros(inputShape, on: device)] }
     }
 
     /// Whether `axis` (every axis when nil) holds no element, after checking it against the rank by `op`'s name.

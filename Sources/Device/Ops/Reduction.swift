@@ -162,12 +162,12 @@ private struct ReducedAxis {
     /// The output's shape with the axis removed.
     let shape: [Int]
 
-    init(_ op: String, _ x: Tensor, axis k: Int, out: Tensor) throws {
+    init(_ op: String, _ x: Tensor, axis k: Int, out: Tensor) {
         var kept = x.layout
         kept.shape.remove(at: k)
         kept.strides.remove(at: k)
         (n, step, shape) = (x.shape[k], x.strides[k], kept.shape)
-        operands = try StridedOperands(op, [kept, Layout(shape: kept.shape, strides: Layout.rowMajorStrides(kept.shape),
+        operands = StridedOperands(op, [kept, Layout(shape: kept.shape, strides: Layout.rowMajorStrides(kept.shape),
                                                          offset: out.offset)])
     }
 }
@@ -178,7 +178,10 @@ extension Tensor {
         var outShape = shape
         outShape.remove(at: k)
         let out = try Tensor.empty(outShape, like: self)
-        let r = try ReducedAxis(f.name, self, axis: k, out: out)
+        let r = ReducedAxis(f.name, self, axis: k, out: out)
+        guard r.operands.fitsOneLaunch || !device.isOpenCL else {
+            return try Tensor.withoutGradients { try contiguous() }.reductionKernel(f, axis: k, scale: scale)
+        }
         let s = r.operands
         try Tensor.run(f.name, views: true, self, out) { xp, op in
             try f.cpu(s, r.n, r.step, xp, op, scale)
@@ -207,7 +210,7 @@ extension Tensor {
                     strides[k] = next
                     next *= s.shape[k]
                 }
-                s = try StridedOperands(f.name, [Layout(shape: s.shape, strides: strides, offset: 0),
+                s = StridedOperands(f.name, [Layout(shape: s.shape, strides: strides, offset: 0),
                                                  Layout(shape: s.shape, strides: s.strides[1], offset: s.offsets[1])])
                 (x, n, step) = (partial, blocks, s.inner)
             }
@@ -247,10 +250,10 @@ extension Tensor {
             let chunks = Swift.min(256, r.n >> 12)
             let chunk = (r.n + chunks - 1) / chunks
             let partial = try device.makeBuffer(count: chunks)
-            let first = try StridedOperands(f.name, [Layout(shape: [chunks], strides: [chunk], offset: s.offsets[0]),
+            let first = StridedOperands(f.name, [Layout(shape: [chunks], strides: [chunk], offset: s.offsets[0]),
                                                      Layout(contiguous: [chunks])])
             try launch(first, x: xb, n: chunk, total: r.n, out: partial, scale: 1)
-            let second = try StridedOperands(f.name, [Layout(contiguous: [1]),
+            let second = StridedOperands(f.name, [Layout(contiguous: [1]),
                                                       Layout(shape: [1], strides: [1], offset: s.offsets[1])])
             try launch(second, x: partial, n: chunks, total: chunks, out: ob, scale: scale)
             return
@@ -274,7 +277,10 @@ extension Tensor {
         var outShape = shape
         outShape.remove(at: k)
         let out = try Tensor.empty(outShape, like: self)
-        let r = try ReducedAxis("argmax", self, axis: k, out: out)
+        let r = ReducedAxis("argmax", self, axis: k, out: out)
+        guard r.operands.fitsOneLaunch || !device.isOpenCL else {
+            return try Tensor.withoutGradients { try contiguous() }.argmaxKernel(axis: k)
+        }
         let s = r.operands
         try Tensor.run("argmax", views: true, self, out) { xp, op in
             s.forEachRow { o in

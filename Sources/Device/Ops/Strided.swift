@@ -14,11 +14,11 @@ struct StridedOperands {
     private static let denseStrides = (0..<8).map { Array(repeating: Layout.unitStride, count: $0) }
     private static let zeroOffsets = (0..<8).map { Array(repeating: 0, count: $0) }
 
-    /// The strided kernels index at most this many axes.
+    /// The strided kernels index at most this many axes (`runElementwise` launches more as several parts).
     static let maxRank = 8
 
-    /// - Throws: `DeviceError.invalidArgument` naming `op` when the operands keep more than eight axes after merging.
-    init(_ op: String, _ layouts: [Layout]) throws {
+    /// Any number of axes: the CPU loop walks them all; an OpenCL launch of more than `maxRank` goes in parts.
+    init(_ op: String, _ layouts: [Layout]) {
         // Every operand dense and unbroadcast (the common case of a chain of ops): one axis, nothing to merge.
         if layouts.allSatisfy({ $0.isDense && $0.shape == layouts[0].shape }) {
             shape = [layouts[0].count]
@@ -31,12 +31,39 @@ struct StridedOperands {
             return
         }
         let merged = mergedAxes(layouts)
-        guard merged.shape.count <= StridedOperands.maxRank else {
-            throw DeviceError.invalidArgument(op: op, "the strided kernels index at most \(StridedOperands.maxRank) "
-                + "axes; shape \(layouts[0].shape) with these layouts keeps \(merged.shape.count) (call contiguous() "
-                + "on the operands first)")
-        }
         (shape, strides, offsets) = (merged.shape, merged.strides, layouts.map(\.offset))
+    }
+
+    private init(shape: [Int], strides: [[Int]], offsets: [Int]) {
+        (self.shape, self.strides, self.offsets) = (shape, strides, offsets)
+    }
+
+    /// Whether a strided kernel indexes these axes in one launch.
+    var fitsOneLaunch: Bool { shape.count <= Self.maxRank }
+
+    /// The operands over their last `maxRank` axes, once per index of the axes before (each operand's offset moved
+    /// there), for `body`: what a launch of more axes than the kernels index runs as.
+    func forEachPart(_ body: (StridedOperands) throws -> Void) rethrows {
+        let lead = shape.count - Self.maxRank
+        guard lead > 0 else { return try body(self) }
+        guard count > 0 else { return }
+        let (outer, inner) = (Array(shape[..<lead]), Array(shape[lead...]))
+        let innerStrides = strides.map { Array($0[lead...]) }
+        var (index, start) = ([Int](repeating: 0, count: lead), offsets)
+        while true {
+            try body(StridedOperands(shape: inner, strides: innerStrides, offsets: start))
+            // Odometer over the leading axes.
+            var k = lead - 1
+            while k >= 0 {
+                index[k] += 1
+                for i in start.indices { start[i] += strides[i][k] }
+                if index[k] < outer[k] { break }
+                for i in start.indices { start[i] -= strides[i][k] * outer[k] }
+                index[k] = 0
+                k -= 1
+            }
+            if k < 0 { return }
+        }
     }
 
     /// Dense tensors of one shape (the common case of a chain of ops), as one axis — without building their layouts
@@ -103,11 +130,16 @@ struct StridedOperands {
 }
 
 extension OpenCLDevice {
-    /// Launches elementwise kernel `source` over `s`'s elements (see `elementwiseSizes`).
+    /// Launches elementwise kernel `source` over `s`'s elements (see `elementwiseSizes`); `arguments` sets them for
+    /// the operands it is given: `s`, or each part of `s` when it has more axes than the kernels index
+    /// (`forEachPart`: a launch per part).
     func runElementwise(_ source: KernelSource, _ s: StridedOperands,
-                        _ arguments: (inout KernelArguments) throws -> Void) throws {
-        let (global, local) = s.elementwiseSizes(on: self)
-        try launch(try kernel(source), global: global, local: local, arguments)
+                        _ arguments: (inout KernelArguments, StridedOperands) throws -> Void) throws {
+        let kernel = try kernel(source)
+        try s.forEachPart { part in
+            let (global, local) = part.elementwiseSizes(on: self)
+            try launch(kernel, global: global, local: local) { try arguments(&$0, part) }
+        }
     }
 }
 

@@ -80,20 +80,25 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(shape: shape, device: operand.device, storage: try operand.storage.backend.allocate(count))
     }
 
-    /// The element count of `shape`, or an error for a negative size or more than Int32.max elements.
+    /// The element count of `shape`, or an error for a negative size or more than Int32.max elements (counted over
+    /// the sizes other than 0, so that an empty shape's strides fit too).
     package static func checkedCount(_ shape: [Int]) throws -> Int {
-        var count = 1
+        // The sizes other than 0 must fit together whatever their order, with or without an empty axis: a layout's
+        // strides are their products (numpy refuses the same shapes).
+        var product = 1, empty = false
         for d in shape {
             guard d >= 0 else {
                 throw DeviceError.invalidArgument(op: "tensor", "negative dimension in shape \(shape)")
             }
-            let (product, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow, product <= Int(Int32.max) else {
-                throw DeviceError.invalidArgument(op: "tensor", "shape \(shape) has too many elements")
+            guard d > 0 else { empty = true; continue }
+            let (next, overflow) = product.multipliedReportingOverflow(by: d)
+            guard !overflow, next <= Int(Int32.max) else {
+                throw DeviceError.invalidArgument(op: "tensor", "shape \(shape) has too many elements"
+                    + (shape.contains(0) ? " along its axes of nonzero size (their strides would not fit)" : ""))
             }
-            count = product
+            product = next
         }
-        return count
+        return empty ? 0 : product
     }
 
     /// `Tensor([2, 3], opencl:0: 0.5, -1.25, 2, 0, 1, 3)`: the shape, the device and the first values (at most six,
