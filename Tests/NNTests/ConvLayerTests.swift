@@ -71,6 +71,12 @@ final class ConvLayerTests: XCTestCase {
             assertClose(evaluated, expected, rtol: 1e-4, atol: 1e-4, "evaluation forward on \(device)")
             XCTAssertEqual(try bn.runningMean.toArray(), rm)
             XCTAssertEqual(bn.batchesTracked, 1)
+            // A count set at Int.max stays there at the next training forward (it trapped: helper-28).
+            let counted = try BatchNorm1d(2, on: device)
+            try counted.setRunningStatistics(mean: try Tensor.zeros([2], on: device),
+                                             variance: try Tensor.ones([2], on: device), batchesTracked: Int.max)
+            _ = try counted.forward(try Tensor([1, 2, 3, 4], shape: [2, 2], on: device))
+            XCTAssertEqual(counted.batchesTracked, Int.max)
 
             XCTAssertThrowsError(try BatchNorm1d(4, on: device).forward(try Tensor.zeros([1, 4], on: device))) {
                 XCTAssertTrue("\($0)".contains("more than one value per channel"), "\($0)")
@@ -271,7 +277,17 @@ final class ConvLayerTests: XCTestCase {
             }),
             ("Conv2d: the window's height needs kernel", { try Conv2d(1, 1, kernel: Int.min, seed: 0) }),
             ("Conv2d: needs at least one input and one output channel", { try Conv2d(0, 4, kernel: 3, seed: 0) }),
-            ("too many elements", { try Conv2d(1 << 20, 1 << 20, kernel: 64, seed: 0) }),
+            ("Conv2d: a weight of shape [1048576, 1048576, 64, 64] has too many elements", {
+                try Conv2d(1 << 20, 1 << 20, kernel: 64, seed: 0)
+            }),
+            // (These trapped: the fans, products of the sizes, overflowed before any check — helper-28.)
+            ("Conv2d: a weight of shape [1, \(Int.max), 2, 2] has too many", {
+                try Conv2d(Int.max, 1, kernel: 2, seed: 0)
+            }),
+            ("Conv2d: a weight of shape [\(Int.max), 1, 2, 2] has too many", {
+                try Conv2d(1, Int.max, kernel: 2, seed: 0)
+            }),
+            ("has too many elements", { try Conv2d(1 << 45, 1, kernel: 1 << 10, seed: 0) }),
             ("ImageInput: needs sizes ≥ 1 whose product fits", { try ImageInput(channels: 1 << 32, height: 1 << 32, width: 1) }),
             ("ImageInput: needs sizes ≥ 1", { try ImageInput(channels: 0, height: 28, width: 28) }),
             ("BatchNorm2d: needs features ≥ 1", { try BatchNorm2d(0) }),

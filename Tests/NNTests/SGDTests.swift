@@ -49,6 +49,33 @@ final class SGDTests: XCTestCase {
         }
     }
 
+    /// A parameter no backward reached since zeroGrad is left as it is — momentum and weight decay included — even
+    /// when its grad was read (reading made a real zero that counted as a gradient: helper-28); step counts at Int.max
+    /// stay there rather than trap.
+    func testAParameterWhoseGradientWasOnlyReadIsLeftAsItIs() throws {
+        for device in testDevices {
+            let p = try Parameter(name: "p", value: try Tensor([0.5, -1], shape: [2], on: device))
+            let q = try Parameter(name: "q", value: try Tensor([1, -2], shape: [2], on: device))
+            let sgd = try SGD([p, q], lr: 0.1, momentum: 0.9, weightDecay: 0.5)
+            p.zeroGrad()
+            q.zeroGrad()
+            try p.gradientForBackward().tensor.fill(1)
+            XCTAssertEqual(try q.grad.toArray(), [0, 0])
+            XCTAssertNil(q.gradientIfComputed, "\(device)")
+            try sgd.step()
+            assertClose(try p.value.toArray(), [0.5 - 0.1 * (1 + 0.25), -1 - 0.1 * (1 - 0.5)], "\(device)")
+            XCTAssertEqual(try q.value.toArray(), [1, -2], "\(device)")
+            XCTAssertEqual(sgd.parameterSteps, [1, 0])
+            // A gradient written after the read counts.
+            try q.gradientForBackward().tensor.fill(2)
+            XCTAssertNotNil(q.gradientIfComputed)
+            (sgd.parameterSteps, sgd.stepCount) = ([Int.max, Int.max], Int.max)
+            try sgd.step()
+            XCTAssertEqual(sgd.parameterSteps + [sgd.stepCount], [Int.max, Int.max, Int.max])
+            XCTAssertNotEqual(try q.value.toArray(), [1, -2], "\(device)")
+        }
+    }
+
     func testAModelMovedAfterItsOptimiserWasMadeStillTrains() throws {
         try requireOpenCL()
         let model = try MLP.make(sizes: [4, 3], seed: 1, on: .cpu)

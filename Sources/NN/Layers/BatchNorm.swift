@@ -120,7 +120,7 @@ public class BatchNorm: TapeModule {
                 try runningMean.copy(from: try runningMean * (1 - momentum) + mean * momentum)
                 try runningVar.copy(from: try runningVar * (1 - momentum) + variance * (momentum * count / (count - 1)))
             }
-            batchesTracked += 1
+            batchesTracked = batchesTracked.countedOnce
             return try y.reshaped(x.shape)
         }
         return try v.batchNorm(weight: weight.value, bias: bias.value, eps: eps,

@@ -47,10 +47,15 @@ public final class Conv2d: TapeModule {
                 + "\(inChannels) and \(outChannels)")
         }
         try window.check(op: "Conv2d")
+        // (Before the fans, which are products of these sizes: sizes from a caller may overflow them.)
+        let shape = [outChannels, inChannels, window.kernelHeight, window.kernelWidth]
+        guard (try? Tensor.checkedCount(shape)) != nil else {
+            throw DeviceError.invalidArgument(op: "Conv2d", "a weight of shape \(shape) has too many elements (a "
+                + "tensor holds at most 2^31 − 1)")
+        }
         (self.inChannels, self.outChannels, self.window) = (inChannels, outChannels, window)
         let taps = window.kernelHeight * window.kernelWidth
-        weight = try Parameter(name: "weight", value: try initializer.tensor(
-            [outChannels, inChannels, window.kernelHeight, window.kernelWidth], fanIn: inChannels * taps,
+        weight = try Parameter(name: "weight", value: try initializer.tensor(shape, fanIn: inChannels * taps,
             fanOut: outChannels * taps, seed: seed, on: device))
         self.bias = bias ? try Parameter(name: "bias", value: try Initializer.uniform(
             [outChannels], bound: 1 / Double(inChannels * taps).squareRoot(), seed: seed ^ 0x9E37_79B9_7F4A_7C15, on: device)) : nil

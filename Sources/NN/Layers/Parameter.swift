@@ -43,7 +43,10 @@ public final class Parameter {
         value.requiresGrad = true
     }
 
-    /// dL/dvalue, accumulated by backward until `zeroGrad`. Reading it after `zeroGrad` fills it with zeros first.
+    /// dL/dvalue, accumulated by backward until `zeroGrad`. Reading it after `zeroGrad` fills it with zeros first;
+    /// that is not a gradient for the optimisers (PyTorch's None stays None when read): a parameter no backward
+    /// reached since `zeroGrad` is left as it is, however often its `grad` was read (to log a norm, to clip). A
+    /// gradient of your own goes in through ``gradientForBackward()``.
     public var grad: Tensor {
         get throws {
             if gradIsZero {
@@ -56,7 +59,7 @@ public final class Parameter {
 
     /// The gradient when a backward has written it since the last `zeroGrad`, else nil (read as zero) — without
     /// the fill that ``grad`` does.
-    public var gradientIfComputed: Tensor? { gradIsZero ? nil : gradStorage }
+    public var gradientIfComputed: Tensor? { slot.written ? gradStorage : nil }
 
     /// The gradient an optimiser steps with: nil when no backward computed one since `zeroGrad`, or the parameter is
     /// frozen (its value's `requiresGrad` set to false) — PyTorch's optimisers skip a parameter whose `grad` is None,
@@ -68,7 +71,7 @@ public final class Parameter {
     var isFrozen: Bool { !value.requiresGrad }
 
     /// Makes the gradient zero (lazily: the next backward overwrites it instead of adding).
-    public func zeroGrad() { gradIsZero = true }
+    public func zeroGrad() { (gradIsZero, slot.written) = (true, false) }
 
     /// For a module's backward pass: the gradient tensor to write, and whether to add to it (`false` right after
     /// `zeroGrad`, when the backward should overwrite it). Every op with an `accumulate:` argument takes the pair.
@@ -109,17 +112,24 @@ public final class Parameter {
 
     /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.
     func materialiseGrad() throws { _ = try grad }
+
+    /// Counts the stored gradient as written since `zeroGrad` (a gradient summed into it from elsewhere: another
+    /// device's replica), for the optimisers.
+    func markGradientWritten() { slot.written = true }
 }
 
 /// A parameter's gradient buffer and whether it is to be read as zero (`Parameter.zeroGrad`).
 final class GradientSlot {
     let tensor: Tensor
+    /// The stored gradient is to be read as zero (not filled since `zeroGrad`).
     var isZero = true
+    /// A backward (or `forBackward`'s caller) wrote it since `zeroGrad`: a gradient the optimisers step with.
+    var written = false
     init(_ tensor: Tensor) { self.tensor = tensor }
 
     /// The buffer to write, and whether to add to it (not right after a zeroGrad); counts as a write.
     func forBackward() -> (tensor: Tensor, accumulate: Bool) {
-        defer { isZero = false }
+        defer { (isZero, written) = (false, true) }
         return (tensor, !isZero)
     }
 }

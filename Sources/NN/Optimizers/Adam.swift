@@ -42,13 +42,13 @@ public final class Adam: Optimizer {
         let steps = parameterSteps
         for run in try state.runs(parameters, together: { steps[$0] == steps[$1] }) {
             try run.values.adamStep(grad: run.grads, m: run.state[0], v: run.state[1],
-                                    step: steps[run.range.lowerBound] + 1, lr: lr, hyperparameters)
+                                    step: steps[run.range.lowerBound].countedOnce, lr: lr, hyperparameters)
             for i in run.range {
                 parameters[i].value.markModified()  // (what a forward saved of it is out of date)
-                parameterSteps[i] += 1
+                parameterSteps[i] = parameterSteps[i].countedOnce
             }
         }
-        stepCount += 1
+        stepCount = stepCount.countedOnce
     }
 
     public func stateTensors(of index: Int) throws -> [Tensor] {

@@ -40,10 +40,10 @@ public final class SGD: Optimizer {
                                    weightDecay: weightDecay)
             for i in run.range {
                 parameters[i].value.markModified()  // (what a forward saved of it is out of date)
-                parameterSteps[i] += 1
+                parameterSteps[i] = parameterSteps[i].countedOnce
             }
         }
-        stepCount += 1
+        stepCount = stepCount.countedOnce
     }
 
     public func stateTensors(of index: Int) throws -> [Tensor] {

@@ -124,8 +124,9 @@ final class ReplicaExchange: GradientExchange {
             try buffer.affine(scale: Float(weight), into: buffer)
             try primary.grads.elementwise(.add, buffer, into: primary.grads)
         }
-        // A frozen parameter reads as having no gradient, as on one device (the sums above made every one real).
-        for p in primary.parameters where p.isFrozen { p.zeroGrad() }
+        // Every parameter's gradient is now the batch's (as after DDP's all-reduce), but a frozen one's, which reads
+        // as none, as on one device.
+        for p in primary.parameters { if p.isFrozen { p.zeroGrad() } else { p.markGradientWritten() } }
     }
 
     func returnWeights() throws {
