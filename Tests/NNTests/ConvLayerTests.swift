@@ -77,6 +77,17 @@ final class ConvLayerTests: XCTestCase {
                                              variance: try Tensor.ones([2], on: device), batchesTracked: Int.max)
             _ = try counted.forward(try Tensor([1, 2, 3, 4], shape: [2, 2], on: device))
             XCTAssertEqual(counted.batchesTracked, Int.max)
+            // An empty batch in training: an empty output, the running statistics unchanged (it was refused as one
+            // value per channel).
+            let emptyBatch = try Tensor.zeros([0, 3, 2, 2], on: device)
+            emptyBatch.requiresGrad = true
+            let normed = try BatchNorm2d(3, on: device)
+            let normal = try normed(emptyBatch)
+            XCTAssertEqual(normal.shape, [0, 3, 2, 2])
+            try normal.sum().backward()
+            XCTAssertEqual(try XCTUnwrap(emptyBatch.grad).shape, [0, 3, 2, 2])
+            XCTAssertEqual(try normed.runningMean.toArray() + normed.runningVar.toArray(), [0, 0, 0, 1, 1, 1])
+            XCTAssertEqual(normed.batchesTracked, 0)
 
             XCTAssertThrowsError(try BatchNorm1d(4, on: device).forward(try Tensor.zeros([1, 4], on: device))) {
                 XCTAssertTrue("\($0)".contains("more than one value per channel"), "\($0)")

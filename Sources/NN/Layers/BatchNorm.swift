@@ -109,7 +109,9 @@ public class BatchNorm: TapeModule {
         }
         let (n, c) = (x.shape[0], features), l = x.shape.dropFirst(2).reduce(1, *)
         let v = try x.reshaped([n, c, l])
-        if isTraining {
+        // An empty batch has no statistics: its (empty) output leaves the running ones as they are (PyTorch's would
+        // turn NaN).
+        if isTraining && x.count > 0 {
             guard n * l > 1 else {
                 throw DeviceError.invalidArgument(op: name, "needs more than one value per channel in training "
                     + "mode, got input of shape \(x.shape)")
