@@ -250,6 +250,17 @@ final class TensorSemanticsTests: XCTestCase {
             tracked.requiresGrad = true
             try tracked.softmaxCrossEntropy(labels: bad).mean().backward()
             rowsAreNaN(try XCTUnwrap(tracked.grad).toArray(), "the tape")
+            // A row masked out of the loss (a label to ignore) takes no gradient, NaN or not (helper-29).
+            tracked.grad = nil
+            let masked = try Tensor.where(try Tensor([1, 0, 0, 1], shape: [4], on: device),
+                                          try tracked.softmaxCrossEntropy(labels: try Tensor([0, -1, 7, 2], shape: [4],
+                                                                                             on: device)),
+                                          try Tensor.zeros([], on: device))
+            XCTAssertFalse(try masked.toArray().contains { $0.isNaN }, "\(device)")
+            try masked.sum().backward()
+            let maskedGrad = try XCTUnwrap(tracked.grad).toArray()
+            XCTAssertEqual(Array(maskedGrad[3..<9]), [Float](repeating: 0, count: 6), "\(device)")
+            XCTAssertEqual(Array(maskedGrad[0..<3]), try goodGrad.toArray()[0..<3].map { $0 }, "\(device)")
         }
     }
 

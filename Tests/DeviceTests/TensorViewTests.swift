@@ -137,6 +137,13 @@ final class TensorViewTests: XCTestCase {
                             "\(device)")
             }
         }
+        // Reduced over an empty axis of such a view (it recursed until the stack overflowed on OpenCL: helper-29).
+        for device in testDevices {
+            let empty = try Tensor.zeros([2, 2, 2, 2, 2, 2, 2, 2, 2, 0], on: device)
+                .permuted(Array((0..<10).reversed()))
+            XCTAssertEqual(try empty.sum(axis: 0).toArray(), [Float](repeating: 0, count: 512), "\(device)")
+            XCTAssertEqual(try empty.sum(axis: 0).shape, [Int](repeating: 2, count: 9), "\(device)")
+        }
         // Two dense tensors broadcast against each other into 9 axes that do not merge.
         let (aShape, bShape) = ([2, 1, 2, 1, 2, 1, 2, 1, 2], [1, 3, 1, 3, 1, 3, 1, 3, 1])
         let (av, bv) = (testValues(32, seed: 31), testValues(81, seed: 32))

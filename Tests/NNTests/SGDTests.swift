@@ -73,6 +73,15 @@ final class SGDTests: XCTestCase {
             try sgd.step()
             XCTAssertEqual(sgd.parameterSteps + [sgd.stepCount], [Int.max, Int.max, Int.max])
             XCTAssertNotEqual(try q.value.toArray(), [1, -2], "\(device)")
+            // Gradients written into a block's flat buffer by hand (an all-reduce of your own) go after
+            // materialiseGradients(), which counts them as written (as its documentation says: helper-29).
+            let r = try Parameter(name: "r", value: try Tensor([1, 2], shape: [2], on: device))
+            let block = try ParameterBlock([r])
+            r.zeroGrad()
+            try block.materialiseGradients()
+            try block.grads.fill(1)
+            try SGD([r], lr: 0.1).step()
+            assertClose(try r.value.toArray(), [0.9, 1.9], "\(device)")
         }
     }
 

@@ -34,7 +34,7 @@ extension Tensor {
     /// them, as llm.c does).
     /// Reads views (through a contiguous copy).
     /// Without `grad` and `losses`, recorded on the tape: the logits' gradient is (softmax − one-hot) · the losses'
-    /// gradient, row by row. → losses [rows]
+    /// gradient, row by row (0 where that is 0: a loss masked out, its label's row NaN or not). → losses [rows]
     @discardableResult
     public func softmaxCrossEntropy(labels: Tensor, grad: Tensor? = nil, gradScale: Float = 1,
                                     into losses: Tensor? = nil) throws -> Tensor {
@@ -46,7 +46,9 @@ extension Tensor {
         return result.recorded("softmaxCrossEntropy", from: [self], saving: [x, y]) { g in
             let rows = try Tensor.empty(x.shape, on: x.device)
             try x.softmaxCrossEntropyKernel(labels: y, grad: rows, gradScale: 1, into: nil)
-            return [try rows * g.unsqueezed(axis: 1)]
+            // A row whose loss takes no gradient (masked out: a label to ignore) gives none, though its own is NaN.
+            let perRow = try g.unsqueezed(axis: 1)
+            return [try Tensor.where(perRow, rows * perRow, try Tensor.zeros([], on: g.device))]
         }
     }
 

@@ -180,7 +180,11 @@ extension Tensor {
         let out = try Tensor.empty(outShape, like: self)
         let r = ReducedAxis(f.name, self, axis: k, out: out)
         guard r.operands.fitsOneLaunch || !device.isOpenCL else {
-            return try Tensor.withoutGradients { try contiguous() }.reductionKernel(f, axis: k, scale: scale)
+            // (Dense, the other axes merge into at most two. An empty tensor counts as contiguous as it is: a new
+            // one, with nothing to copy.)
+            let dense = count == 0 ? try Tensor.empty(shape, like: self)
+                : try Tensor.withoutGradients { try contiguous() }
+            return try dense.reductionKernel(f, axis: k, scale: scale)
         }
         let s = r.operands
         try Tensor.run(f.name, views: true, self, out) { xp, op in

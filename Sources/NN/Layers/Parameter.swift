@@ -110,12 +110,13 @@ public final class Parameter {
         self.value.sharesStorage(with: value) && gradStorage.sharesStorage(with: grad)
     }
 
-    /// Makes a pending lazy zero real (fills the stored gradient), for readers of the raw storage.
-    func materialiseGrad() throws { _ = try grad }
-
-    /// Counts the stored gradient as written since `zeroGrad` (a gradient summed into it from elsewhere: another
-    /// device's replica), for the optimisers.
-    func markGradientWritten() { slot.written = true }
+    /// Makes a pending lazy zero real (fills the stored gradient) and counts it as written since `zeroGrad`, for
+    /// writers of the raw storage (a gradient summed into it from elsewhere: another device's replica, an all-reduce
+    /// of your own), whom the optimisers then follow.
+    func materialiseGrad() throws {
+        _ = try grad
+        slot.written = true
+    }
 }
 
 /// A parameter's gradient buffer and whether it is to be read as zero (`Parameter.zeroGrad`).

@@ -124,9 +124,9 @@ final class ReplicaExchange: GradientExchange {
             try buffer.affine(scale: Float(weight), into: buffer)
             try primary.grads.elementwise(.add, buffer, into: primary.grads)
         }
-        // Every parameter's gradient is now the batch's (as after DDP's all-reduce), but a frozen one's, which reads
-        // as none, as on one device.
-        for p in primary.parameters { if p.isFrozen { p.zeroGrad() } else { p.markGradientWritten() } }
+        // Every parameter's gradient is now the batch's (written: as after DDP's all-reduce), but a frozen one's,
+        // which reads as none, as on one device.
+        for p in primary.parameters where p.isFrozen { p.zeroGrad() }
     }
 
     func returnWeights() throws {
