@@ -115,7 +115,8 @@ final class ModuleSemanticsTests: XCTestCase {
                 for optimizer in optimizers {
                     try stepped.zeroGrad()
                     let out = byHand ? try stepped.forward(Rows(x2)) : try stepped(x2)
-                    for p in stepped.parameters { _ = try p.grad }
+                    // (A gradient for each, written as a backward does: a read is not one for the optimisers.)
+                    for p in stepped.parameters { try p.gradientForBackward().tensor.fill(0) }
                     try optimizer.step()
                     XCTAssertTrue(message {
                         if byHand { _ = try stepped.backward(try Tensor.ones([2, 2], on: device)) }
@@ -642,6 +643,34 @@ final class ModuleOnTapeProbeTests: XCTestCase {
     /// gradient (each fused-layer case: with and without an activation, weight or bias frozen; a batch norm's), the
     /// others' and the input's are what they are without freezing, and neither an optimiser with momentum and weight
     /// decay nor the trainer (one device, and with a replica) moves it.
+    /// Whether a parameter takes a gradient from a forward is fixed at that forward, in the fused layers as on the
+    /// tape (a `TapeModule`'s ops): one frozen then and unfrozen before `backward()` gets none from it, as PyTorch's
+    /// graph has no edge to it (the fused `Linear` decided at its backward; helper-29).
+    func testAParameterUnfrozenAfterTheForwardTakesNoGradientFromIt() throws {
+        for device in testDevices {
+            let x = try Tensor(testValues(5 * 3, seed: 26), shape: [5, 3], on: device)
+            for layer in [try Linear(3, 4, activation: .tanh, seed: 27, on: device) as any Module,
+                          try TapeLinear(3, 4, seed: 27, on: device)] {
+                let (weight, bias) = (layer.parameters[0], layer.parameters[1])
+                weight.value.requiresGrad = false
+                let y = try layer(x)
+                weight.value.requiresGrad = true
+                weight.zeroGrad()
+                bias.zeroGrad()
+                try y.sum().backward()
+                XCTAssertNil(weight.gradientIfComputed, "\(type(of: layer)) on \(device)")
+                XCTAssertNotNil(bias.gradientIfComputed, "\(type(of: layer)) on \(device)")
+                // By hand (the trainer's backward) the same.
+                weight.value.requiresGrad = false
+                _ = try layer.forward(x)
+                weight.value.requiresGrad = true
+                weight.zeroGrad()
+                _ = try layer.backward(try Tensor.ones([5, 4], on: device), needsInputGradient: false)
+                XCTAssertNil(weight.gradientIfComputed, "\(type(of: layer)) by hand on \(device)")
+            }
+        }
+    }
+
     func testFrozenParametersTakeNoGradientAndStayPut() throws {
         for device in testDevices {
             func model() throws -> Sequential {

@@ -18,6 +18,9 @@ public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
     /// (with an activation, for f′ on the way back) and the weight's version (dx = dz·wᵀ reads it).
     private struct Saved {
         let rows: Rows, source: SavedTensor, order: SavedTensor?, preActivation: SavedTensor, weight: SavedVersion
+        /// Which parameters took a gradient at the forward (as the tape, which fixes it when an op is recorded: one
+        /// unfrozen since gets none from this forward).
+        let trains: (weight: Bool, bias: Bool)
 
         /// The rows and the pre-activation, or an error when one changed since the forward (or the weight, when the
         /// input's gradient is asked for: PyTorch's product saves the weight only then).
@@ -81,7 +84,8 @@ public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
         try Tensor.linear(x, weight: weight.value, bias: bias.value, activation: activation, preActivation: z,
                           output: y)
         let saved = ForwardState(Saved(rows: x, source: SavedTensor(x.source), order: x.order.map(SavedTensor.init),
-                                       preActivation: SavedTensor(z), weight: SavedVersion(weight.value)))
+                                       preActivation: SavedTensor(z), weight: SavedVersion(weight.value),
+                                       trains: (!weight.isFrozen, !bias.isFrozen)))
         last = saved
         return (y ?? z, saved)
     }
@@ -97,7 +101,8 @@ public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
         }, backward: { dy, needsInputGradient in
             if self.last === state { self.last = nil }  // (a hand-called backward would go through it again)
             return try self.backward(dy, needsInputGradient: needsInputGradient,
-                                     through: state.saved.checked(needsInputGradient: needsInputGradient))
+                                     through: state.saved.checked(needsInputGradient: needsInputGradient),
+                                     trains: state.saved.trains)
         })
     }
 
@@ -120,22 +125,24 @@ public final class Linear: Module, CountsForwards, ChecksBackwardByNeed {
         let (state, saved) = try lastChecked(needsInputGradient: needsInputGradient)
         // One backward per forward (a second would add the same gradients again), and not the tape's too.
         (last, state.wentBackByHand) = (nil, true)
-        return try backward(dy, needsInputGradient: needsInputGradient, through: saved)
+        return try backward(dy, needsInputGradient: needsInputGradient, through: saved, trains: state.saved.trains)
     }
 
-    private func backward(_ dy: Tensor, needsInputGradient: Bool, through saved: (rows: Rows, preActivation: Tensor))
-        throws -> Tensor? {
+    private func backward(_ dy: Tensor, needsInputGradient: Bool, through saved: (rows: Rows, preActivation: Tensor),
+                          trains: (weight: Bool, bias: Bool)) throws -> Tensor? {
         // (The weight is a leaf on the tape: its product with dy is not an op to record.)
         try Tensor.withoutGradients {
-            try backwardPass(dy, needsInputGradient: needsInputGradient, x: saved.rows, z: saved.preActivation)
+            try backwardPass(dy, needsInputGradient: needsInputGradient, x: saved.rows, z: saved.preActivation,
+                             trains: trains)
         }
     }
 
-    private func backwardPass(_ dy: Tensor, needsInputGradient: Bool, x: Rows, z: Tensor) throws -> Tensor? {
-        // A frozen parameter (`Parameter.isFrozen`) gets no gradient: its buffer is not touched, so it reads as none
-        // and the optimisers leave it as it is.
-        let dw = weight.isFrozen ? nil : weight.gradientForBackward()
-        let db = bias.isFrozen ? nil : bias.gradientForBackward()
+    private func backwardPass(_ dy: Tensor, needsInputGradient: Bool, x: Rows, z: Tensor,
+                              trains: (weight: Bool, bias: Bool)) throws -> Tensor? {
+        // A frozen parameter (`Parameter.isFrozen`), now or at the forward, gets no gradient: its buffer is not
+        // touched, so it reads as none and the optimisers leave it as it is.
+        let dw = weight.isFrozen || !trains.weight ? nil : weight.gradientForBackward()
+        let db = bias.isFrozen || !trains.bias ? nil : bias.gradientForBackward()
         guard dw != nil || db != nil || needsInputGradient else { return nil }
         var dz = dy
         if let activation {
