@@ -210,8 +210,13 @@ int clnn_sgemm_small(int m, int n, int k, const float *A, ptrdiff_t a_row, ptrdi
                      const float *B, ptrdiff_t b_row, float *C, float beta)
 {
     if (k > SMALL_MAX_K || k <= 0 || m <= 0 || n <= 0) return 0;
-    static rows_kernel kernel;
-    if (!kernel) kernel = pick_rows();
+    // (Picked on the first call, which the pool's threads may make at once: loaded and stored atomically.)
+    static rows_kernel chosen;
+    rows_kernel kernel = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (!kernel) {
+        kernel = pick_rows();
+        __atomic_store_n(&chosen, kernel, __ATOMIC_RELEASE);
+    }
     // The stored rows of A are its logical rows (A·B) or its columns (A stored transposed: Aᵀ·B); an index list
     // picks among them.
     const int rows_are_stored = !a_transposed;

@@ -63,37 +63,47 @@ const char *clnn_opencl_library(void) {
     return library_name;
 }
 
-static const char *missing;  // the first entry point the library lacks
+static const char *missing;  // the first entry point the library lacks (atomic: any thread may look one up)
 
-const char *clnn_opencl_missing_symbol(void) { return missing; }
+const char *clnn_opencl_missing_symbol(void) { return __atomic_load_n(&missing, __ATOMIC_ACQUIRE); }
 
 static void *symbol(const char *name) {
     pthread_once(&once, load);
     void *found = library == RTLD_NEXT ? dlsym(RTLD_NEXT, name)  // the next definition after ours
                 : library ? dlsym(library, name) : NULL;
-    if (!found && library && !missing) missing = name;
+    const char *none = NULL;
+    if (!found && library)
+        __atomic_compare_exchange_n(&missing, &none, name, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     return found;
 }
+
+// Each entry point looks its target up on its first call, from whichever threads make it at once: the pointer is
+// loaded and stored atomically (every thread finds the same one).
+#define RESOLVED(type, name, params)                                                  \
+    static type(*fn) params;                                                          \
+    type(*target) params = __atomic_load_n(&fn, __ATOMIC_ACQUIRE);                     \
+    if (!target) {                                                                    \
+        target = (type(*) params)symbol(#name);                                       \
+        __atomic_store_n(&fn, target, __ATOMIC_RELEASE);                              \
+    }
 
 // FORWARD(return type, name, value when unavailable, (parameters), (arguments))
 #define FORWARD(type, name, fail, params, args)                       \
     type name params {                                                \
-        static type(*fn) params;                                      \
-        if (!fn) fn = (type(*) params)symbol(#name);                  \
-        if (!fn) return fail;                                         \
-        return fn args;                                               \
+        RESOLVED(type, name, params)                                  \
+        if (!target) return fail;                                     \
+        return target args;                                           \
     }
 
 // Functions that hand back an object report failure through their errcode_ret.
 #define FORWARD_OBJECT(type, name, params, args, errcode)             \
     type name params {                                                \
-        static type(*fn) params;                                      \
-        if (!fn) fn = (type(*) params)symbol(#name);                  \
-        if (!fn) {                                                    \
+        RESOLVED(type, name, params)                                  \
+        if (!target) {                                                \
             if (errcode) *errcode = CL_PLATFORM_NOT_FOUND_KHR;        \
             return NULL;                                              \
         }                                                             \
-        return fn args;                                               \
+        return target args;                                           \
     }
 
 FORWARD(cl_int, clGetPlatformIDs, CL_PLATFORM_NOT_FOUND_KHR,

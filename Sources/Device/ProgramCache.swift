@@ -1,5 +1,6 @@
 import COpenCL
 import Foundation
+import Synchronization
 
 /// Where CLNN keeps its caches: `CLNN_CACHE_DIR`, else `$XDG_CACHE_HOME/clnn`, else `~/.cache/clnn`.
 func clnnCacheFolder(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
@@ -12,11 +13,15 @@ func clnnCacheFolder(_ environment: [String: String] = ProcessInfo.processInfo.e
 
 /// Writes `data` to `file` through a temporary file and a rename. Best effort: a cache that cannot be written
 /// only means doing the work again next time — which is said once per process, with the reason, so a user whose
-/// cache folder is unwritable learns why every run tunes and compiles again.
-func writeCacheFile(_ data: Data, to file: URL) {
+/// cache folder is unwritable learns why every run tunes and compiles again. Returns whether the file was written.
+@discardableResult
+func writeCacheFile(_ data: Data, to file: URL) -> Bool {
     let folder = file.deletingLastPathComponent()
     try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid())")
+    // (A name of this write's own: two threads writing one key — two devices of one name — shared `.file.pid`, and
+    // the second rename found it gone.)
+    let serial = cacheWrites.wrappingAdd(1, ordering: .relaxed).oldValue
+    let temp = folder.appendingPathComponent(".\(file.lastPathComponent).\(getpid()).\(serial)")
     let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
         var code = errno
@@ -35,23 +40,28 @@ func writeCacheFile(_ data: Data, to file: URL) {
     if rename(temp.path, file.path) != 0 {
         let code = errno
         unlink(temp.path)
-        cacheNotWritten(folder, code)
+        return cacheNotWritten(folder, code)
     }
+    return true
 }
+
+/// Counts the cache files written, process-wide (their temporary names).
+private let cacheWrites = Atomic<Int>(0)
 
 nonisolated(unsafe) private var cacheWarned = false
 private let cacheWarnLock = NSLock()
 
-/// Says once per process that the cache folder cannot be written, and why.
-private func cacheNotWritten(_ folder: URL, _ code: Int32) {
+/// Says once per process that the cache folder cannot be written, and why. False (the file was not written).
+private func cacheNotWritten(_ folder: URL, _ code: Int32) -> Bool {
     cacheWarnLock.lock()
     defer { cacheWarnLock.unlock() }
-    guard !cacheWarned else { return }
+    guard !cacheWarned else { return false }
     cacheWarned = true
     let why = String(cString: strerror(code))
     let message = "cannot write the cache folder \(folder.path) (\(why)): GEMM tuning and kernel builds are redone "
         + "in every run; set CLNN_CACHE_DIR to a writable folder"
     CLNNLog.logger.warning("\(message)")
+    return false
 }
 
 

@@ -5,6 +5,27 @@ import TestSupport
 import XCTest
 
 final class ProgramCacheTests: XCTestCase {
+    /// Threads writing one cache file at once (two devices of one name compiling the same kernel) each write it:
+    /// they shared one temporary name, and a rename found it gone ("cannot write the cache folder", falsely:
+    /// helper-30).
+    func testThreadsWritingOneCacheFileEachWriteIt() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-writes-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("programs/entry")
+        let written = NSLock()
+        nonisolated(unsafe) var results: [Bool] = []
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            for round in 0..<25 {
+                let ok = writeCacheFile(Data("\(i) \(round)".utf8), to: file)
+                written.withLock { results.append(ok) }
+            }
+        }
+        XCTAssertEqual(results.count, 200)
+        XCTAssertTrue(results.allSatisfy { $0 }, "\(results.filter { !$0 }.count) of 200 writes failed")
+        let left = try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path)
+        XCTAssertEqual(left, ["entry"], "no temporary file left")
+    }
+
     func testProgramBinariesAreCachedReusedAndReplacedWhenCorrupt() throws {
         try requireOpenCL()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-programs-\(UUID().uuidString)")

@@ -54,6 +54,29 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    /// A leaf shared by tasks that each go back through ops on it gets every task's gradient: one backward at a time
+    /// adds to it (two at once lost adds, and on OpenCL crashed the process: helper-30, under ThreadSanitizer).
+    func testTasksGoingBackToOneLeafAddEveryGradient() throws {
+        for device in testDevices {
+            let w = try Tensor([1, -2, 3], shape: [3], on: device)
+            w.requiresGrad = true
+            let c = try Tensor([0.5, 1, -1.5], shape: [3], on: device)
+            let (tasks, passes) = (4, 50)
+            let failures = NSLock()
+            nonisolated(unsafe) var failed: [String] = []
+            DispatchQueue.concurrentPerform(iterations: tasks) { _ in
+                do {
+                    for _ in 0..<passes { try (w * c).sum().backward() }
+                } catch {
+                    failures.withLock { failed.append("\(error)") }
+                }
+            }
+            XCTAssertEqual(failed, [], "\(device)")
+            XCTAssertEqual(try XCTUnwrap(w.grad).toArray(), [0.5, 1, -1.5].map { Float(tasks * passes) * $0 },
+                           "\(device)")
+        }
+    }
+
     func testALeafGradientSharesMemoryWithNothingElse() throws {
         for device in testDevices {
             // Rules that pass the gradient on unchanged (a copy, a reshape, an add): the leaf's gradient must be its

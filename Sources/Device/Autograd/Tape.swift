@@ -182,6 +182,9 @@ extension Tensor {
 
     @TaskLocal static var recording = true
 
+    /// Held while a `backward()` adds to a leaf's gradient (its `grad`, or a parameter's buffer).
+    static let leafGradients = NSLock()
+
     /// Runs `body` without recording any op for gradients (evaluation, optimiser updates).
     public static func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
         try $recording.withValue(false) { try body() }
@@ -345,12 +348,16 @@ extension Tensor {
                 }
                 guard let node = t.autograd.node else {
                     // A leaf's gradient is its own dense tensor (g may be shared with another input, or a view).
-                    if let destination = t.autograd.destination {
-                        try destination.deliver(g)
-                    } else if t.autograd.wantsGradient {
-                        // A fresh dense gradient that nothing else holds (a rule's new result) is kept as it is.
-                        let alone = isKnownUniquelyReferenced(&g) && g.isDense && g.ownsStorageAlone()
-                        t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? (alone ? g : g.cloned())
+                    // A fresh dense gradient that nothing else holds (a rule's new result) is kept as it is.
+                    let alone = isKnownUniquelyReferenced(&g) && g.isDense && g.ownsStorageAlone()
+                    // (One backward at a time adds to a leaf: tasks may share one, and an add lost — or a gradient
+                    // swapped out under another task — was a wrong sum or a crash: helper-30.)
+                    try Tensor.leafGradients.withLock {
+                        if let destination = t.autograd.destination {
+                            try destination.deliver(g)
+                        } else if t.autograd.wantsGradient {
+                            t.autograd.grad = try t.autograd.grad.map { try $0 + g } ?? (alone ? g : g.cloned())
+                        }
                     }
                     continue
                 }
