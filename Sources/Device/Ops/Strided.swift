@@ -47,22 +47,9 @@ struct StridedOperands {
         let lead = shape.count - Self.maxRank
         guard lead > 0 else { return try body(self) }
         guard count > 0 else { return }
-        let (outer, inner) = (Array(shape[..<lead]), Array(shape[lead...]))
-        let innerStrides = strides.map { Array($0[lead...]) }
-        var (index, start) = ([Int](repeating: 0, count: lead), offsets)
-        while true {
+        let (inner, innerStrides) = (Array(shape[lead...]), strides.map { Array($0[lead...]) })
+        try forEachIndex(ofLeading: lead) { start in
             try body(StridedOperands(shape: inner, strides: innerStrides, offsets: start))
-            // Odometer over the leading axes.
-            var k = lead - 1
-            while k >= 0 {
-                index[k] += 1
-                for i in start.indices { start[i] += strides[i][k] }
-                if index[k] < outer[k] { break }
-                for i in start.indices { start[i] -= strides[i][k] * outer[k] }
-                index[k] = 0
-                k -= 1
-            }
-            if k < 0 { return }
         }
     }
 
@@ -107,21 +94,25 @@ struct StridedOperands {
     func forEachRow(_ body: ([Int]) throws -> Void) rethrows {
         guard count > 0 else { return }
         if shape.count == 1 { return try body(offsets) }
-        let outer = Array(shape.dropLast())
-        var index = [Int](repeating: 0, count: outer.count)
-        var start = offsets
-        for _ in 0..<rows {
+        try forEachIndex(ofLeading: shape.count - 1, body)
+    }
+
+    /// Calls `body` with each operand's offset of every index of the first `axes` axes, in row-major order (the other
+    /// axes at 0): an odometer over them.
+    private func forEachIndex(ofLeading axes: Int, _ body: ([Int]) throws -> Void) rethrows {
+        var (index, start) = ([Int](repeating: 0, count: axes), offsets)
+        while true {
             try body(start)
-            // Odometer over the outer axes.
-            var k = outer.count - 1
+            var k = axes - 1
             while k >= 0 {
                 index[k] += 1
                 for i in start.indices { start[i] += strides[i][k] }
-                if index[k] < outer[k] { break }
-                for i in start.indices { start[i] -= strides[i][k] * outer[k] }
+                if index[k] < shape[k] { break }
+                for i in start.indices { start[i] -= strides[i][k] * shape[k] }
                 index[k] = 0
                 k -= 1
             }
+            if k < 0 { return }
         }
     }
 
