@@ -125,6 +125,11 @@ final class ConvTests: XCTestCase {
                     try x.conv2d(try Tensor.zeros([2, 3, 3, 3], on: device), bias: try Tensor.zeros([3], on: device))
                 }),
                 ("expects a weight of shape", { try x.conv2d(try Tensor.zeros([2, 3, 3], on: device)) }),
+                // (It named a "tensor" the caller never made: helper-28.)
+                ("conv2d: the output [1, 1, 60001, 60001] has too many elements", {
+                    try Tensor.zeros([1, 1, 1, 1], on: device).conv2d(try Tensor.zeros([1, 1, 1, 1], on: device),
+                                                                      padding: 30000)
+                }),
             ]
             for (expected, body) in cases {
                 XCTAssertThrowsError(try body(), expected) { error in

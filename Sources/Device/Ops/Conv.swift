@@ -227,6 +227,10 @@ extension Tensor {
         }
         let window = Window2d(kernel: (kh, kw), stride: stride, padding: padding, dilation: dilation)
         let (oh, ow) = try window.outputSize(height: h, width: w, op: "conv2d")
+        guard (try? Tensor.checkedCount([n, o, oh, ow])) != nil else {
+            throw DeviceError.invalidArgument(op: "conv2d", "the output [\(n), \(o), \(oh), \(ow)] has too many "
+                + "elements (a tensor holds at most 2^31 − 1)")
+        }
         let x = isDense ? self : try Tensor.withoutGradients { try contiguous() }
         let wt = weight.isDense ? weight : try Tensor.withoutGradients { try weight.contiguous() }
         let bt = try bias.map { b in b.isDense ? b : try Tensor.withoutGradients { try b.contiguous() } }
