@@ -414,7 +414,9 @@ extension Tensor {
         for t in order where skipped.isEmpty || !skipped.contains(ObjectIdentifier(t)) {
             try t.autograd.node.map(Tensor.checkSaved)
             try t.autograd.node?.module?.check()
-            if let held = t.autograd.grad, held.shape != t.shape || held.device != t.device {
+            // (A leaf's under the lock: another task's backward may be adding to it.)
+            let grad = t.autograd.node == nil ? Tensor.leafGradients.withLock { t.autograd.grad } : t.autograd.grad
+            if let held = grad, held.shape != t.shape || held.device != t.device {
                 throw DeviceError.invalidArgument(op: "backward", "the grad of a tensor of shape \(t.shape) on "
                     + "\(t.device) was set to one of shape \(held.shape) on \(held.device): its gradient cannot be "
                     + "added to it (set grad to nil, or to a tensor like it)")
