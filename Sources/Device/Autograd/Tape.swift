@@ -326,9 +326,8 @@ extension Tensor {
         var needed = Set(stops.filter(\.needed).map { ObjectIdentifier($0.tensor) })
         for t in order where stopAt.isEmpty || !stopAt.contains(ObjectIdentifier(t)) {
             let wanted = t.autograd.node.map { node in
-                node.module?.updatesParameters == true || node.inputs.indices.contains {
-                    node.tracks($0) && needed.contains(ObjectIdentifier(node.inputs[$0]))
-                }
+                let needs = GradientNeeds(node: node, needed: needed)
+                return node.module?.updatesParameters == true || node.inputs.indices.contains { needs[$0] }
             } ?? (t.autograd.isModuleInput ? t === moduleInput
                     : t.autograd.wantsGradient || t.autograd.destination != nil)
             if wanted { needed.insert(ObjectIdentifier(t)) }
