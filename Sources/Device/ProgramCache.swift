@@ -45,6 +45,21 @@ func writeCacheFile(_ data: Data, to file: URL) -> Bool {
     return true
 }
 
+/// Runs `body` (a read, change and write of `file`) holding `flock` on `.NAME.lock` beside it, so that two threads
+/// (two devices of one name share a file) or two processes (ranks on one host) adding to one cache file do not
+/// each write back what they read and drop the other's addition. The lock file stays (it is empty). Without it (a
+/// folder that cannot be written), `body` runs unlocked: its write fails anyway.
+func withCacheFileLock<T>(_ file: URL, _ body: () -> T) -> T {
+    let folder = file.deletingLastPathComponent()
+    try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let fd = open(folder.appendingPathComponent(".\(file.lastPathComponent).lock").path,
+                  O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return body() }
+    defer { close(fd) }  // (closing releases the lock)
+    while flock(fd, LOCK_EX) != 0, errno == EINTR {}
+    return body()
+}
+
 /// Counts the cache files written, process-wide (their temporary names).
 private let cacheWrites = Atomic<Int>(0)
 

@@ -109,6 +109,46 @@ final class GemmShapeClassTests: XCTestCase {
         XCTAssertEqual(classes, expected)
     }
 
+    /// Two additions to one cache file at once (two devices of one name, or two processes on one host) keep both:
+    /// the second waits for the first's write and reads it (before the file lock, it read the file as it was and its
+    /// write dropped the first's class).
+    func testTwoAdditionsToOneCacheFileAtOnceKeepBoth() throws {
+        let info = OpenCLDeviceInfo(index: 0, name: "test-device", platform: "test", vendor: "v", version: "OpenCL 1.2",
+                                    driverVersion: "1.0", computeUnits: 2, globalMemory: 1 << 30,
+                                    maxAllocation: 1 << 28, localMemory: 32768, maxWorkGroupSize: 256, isCPU: true)
+        let plan = GemmPlan.defaults(for: info)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("clnn-cache-lock-\(getpid())")
+        try? FileManager.default.removeItem(at: folder)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("gemm.json")
+        let empty = GemmTuner.CacheEntry(device: info.name, driver: info.driverVersion, sourceHash: "h", plan: plan,
+                                         small: plan, measurements: [:], classes: [:])
+        _ = GemmTuner.updateCache(file, for: info, sourceHash: "h") { _ in empty }
+        @Sendable func adding(_ key: String, _ kernel: GemmKernel) -> (GemmTuner.CacheEntry?) -> GemmTuner.CacheEntry {
+            { onDisk in
+                var entry = onDisk ?? empty
+                entry.classes?[key] = kernel
+                return entry
+            }
+        }
+        let (firstHasRead, firstDone) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        let first = Thread {
+            defer { firstDone.signal() }
+            _ = GemmTuner.updateCache(file, for: info, sourceHash: "h") { onDisk in
+                firstHasRead.signal()
+                Thread.sleep(forTimeInterval: 0.3)  // the second addition starts meanwhile
+                return adding("nn 1-2-3", plan.nn)(onDisk)
+            }
+        }
+        first.start()
+        firstHasRead.wait()
+        _ = GemmTuner.updateCache(file, for: info, sourceHash: "h", adding("tn 4-5-6", plan.tn))
+        firstDone.wait()
+        let bytes = try XCTUnwrap(readRegularFile(file.path))
+        let classes = try XCTUnwrap(GemmTuner.cachedPlan(bytes, for: info, sourceHash: "h")).classes
+        XCTAssertEqual(classes, ["nn 1-2-3": plan.nn, "tn 4-5-6": plan.tn])
+    }
+
     /// A large product of a class not seen before is tuned once, recorded in the cache file beside what the file
     /// already holds, and reused; a product that adds to its output is tuned on a scratch buffer (its output is not
     /// touched).
@@ -225,7 +265,7 @@ final class GemmShapeClassTests: XCTestCase {
         let plan = GemmPlan.defaults(for: device.info)
         let entry = GemmTuner.CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: "h",
                                          plan: plan, small: plan, measurements: measurements, classes: classes)
-        GemmTuner.writeCache(entry, to: file)
+        _ = GemmTuner.updateCache(file, for: device.info, sourceHash: "h") { _ in entry }
         return (GemmPlans.Launches(GemmTuner.Tuned(large: plan, small: plan, entry: entry, file: file)), file, folder)
     }
 }

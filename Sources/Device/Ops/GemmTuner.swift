@@ -70,9 +70,16 @@ enum GemmTuner {
         var measurements: [String: [String: Double]] = [:]
         let large = tune(device, shapes: shapes, label: "", into: &measurements)
         let small = tune(device, shapes: smallShapes, label: "-small", into: &measurements)
-        let entry = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
+        let fresh = CacheEntry(device: device.info.name, driver: device.info.driverVersion, sourceHash: hash,
                                plan: large, small: small, measurements: measurements)
-        writeCache(entry, to: file)
+        // The shape classes another process (or device of this name) tuned meanwhile are kept with the new plans.
+        let entry = updateCache(file, for: device.info, sourceHash: hash) { onDisk in
+            guard let onDisk, let classes = onDisk.classes else { return fresh }
+            var merged = fresh
+            merged.classes = classes
+            for key in classes.keys { merged.measurements[key] = onDisk.measurements[key] }
+            return merged
+        }
         return Tuned(large: large, small: small, entry: entry, file: file)
     }
 
@@ -251,10 +258,26 @@ enum GemmTuner {
         return 2 * Double(m * n * k) / best / 1e9
     }
 
-    static func writeCache(_ entry: CacheEntry, to file: URL) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        if let data = try? encoder.encode(entry) { writeCacheFile(data, to: file) }
+    /// Writes `change(what file holds now)` to the cache `file` and returns it, under the file's lock, so that an
+    /// addition made meanwhile by another process or device is read and kept, not overwritten. What the file holds
+    /// counts only when it is a valid entry for `info` and `sourceHash` (`cachedPlan`), with its shape classes
+    /// filtered as `cachedPlan` does.
+    static func updateCache(_ file: URL, for info: OpenCLDeviceInfo, sourceHash: String,
+                            _ change: (CacheEntry?) -> CacheEntry) -> CacheEntry {
+        withCacheFileLock(file) {
+            var onDisk: CacheEntry?
+            if let bytes = readRegularFile(file.path),
+               let plans = cachedPlan(bytes, for: info, sourceHash: sourceHash),
+               var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
+                entry.classes = plans.classes
+                onDisk = entry
+            }
+            let entry = change(onDisk)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            if let data = try? encoder.encode(entry) { writeCacheFile(data, to: file) }
+            return entry
+        }
     }
 }
 
@@ -305,7 +328,7 @@ final class GemmPlans: @unchecked Sendable {
             lock.lock()
             defer { lock.unlock() }
             if let known = classes[key] { return known }
-            guard var entry = tuned.entry, let file = tuned.file else { return fallback }
+            guard let entry = tuned.entry, let file = tuned.file else { return fallback }
             CLNNLog.logger.notice("tuning GEMM \(variant.rawValue) for \(m)x\(n)x\(k) on \(device.info.name) (once per shape class; cached)")
             let result = GemmTuner.tuneClass(device, variant, m: m, n: n, k: k, a: a, b: b, fusion: fusion,
                                              extra: extra, first: fallback.kernel)
@@ -317,15 +340,12 @@ final class GemmPlans: @unchecked Sendable {
                 return fallback
             }
             // What is on disk now (another process's classes, or its fresher plans) is kept; this class is added.
-            if let bytes = readRegularFile(file.path),
-               GemmTuner.cachedPlan(bytes, for: device.info, sourceHash: entry.sourceHash) != nil,
-               let onDisk = try? JSONDecoder().decode(GemmTuner.CacheEntry.self, from: Data(bytes)) {
-                entry = onDisk
+            tuned.entry = GemmTuner.updateCache(file, for: device.info, sourceHash: entry.sourceHash) { onDisk in
+                var updated = onDisk ?? entry
+                updated.classes = (updated.classes ?? [:]).merging([key: kernel]) { $1 }
+                updated.measurements[key] = measured
+                return updated
             }
-            entry.classes = (entry.classes ?? [:]).merging([key: kernel]) { $1 }
-            entry.measurements[key] = measured
-            tuned.entry = entry
-            GemmTuner.writeCache(entry, to: file)
             let made = GemmLaunch(kernel, variant)
             classes[key] = made
             return made
