@@ -116,6 +116,39 @@ final class ReductionTests: XCTestCase {
         }
     }
 
+    /// A 0-d tensor reads as if it had one axis of size 1, named 0 or −1 (PyTorch's rule): each reduction over it is
+    /// the reduction of its one element, 0-d, with or without `keepDims`, and its gradient flows; any other axis is
+    /// out of range.
+    func testAZeroDTensorNamesItsOneElementAsAxisZeroOrMinusOne() throws {
+        for device in testDevices {
+            let x = try Tensor([3], shape: [], on: device)
+            for axis in [0, -1] {
+                let results: [(String, Tensor, Float)] = [
+                    ("sum", try x.sum(axis: axis), 3), ("sum keepDims", try x.sum(axis: axis, keepDims: true), 3),
+                    ("mean", try x.mean(axis: axis), 3), ("max", try x.max(axis: axis), 3),
+                    ("min", try x.min(axis: axis, keepDims: true), 3), ("argmax", try x.argmax(axis: axis), 0),
+                    ("logSumExp", try x.logSumExp(axis: axis), 3), ("softmax", try x.softmax(axis: axis), 1),
+                    ("logSoftmax", try x.logSoftmax(axis: axis), 0), ("squeezed", try x.squeezed(axis: axis), 3),
+                    ("variance correction 0", try x.variance(axis: axis, correction: 0), 0)]
+                for (name, y, want) in results {
+                    XCTAssertEqual(y.shape, [], "\(name) over axis \(axis) on \(device)")
+                    XCTAssertEqual(try y.toArray(), [want], "\(name) over axis \(axis) on \(device)")
+                }
+                XCTAssertTrue(try x.variance(axis: axis).toArray()[0].isNaN, "one element, correction 1: 0/0")
+                let leaf = try Tensor([3], shape: [], on: device)
+                leaf.requiresGrad = true
+                try (leaf.max(axis: axis) * 2 + leaf.mean(axis: axis, keepDims: true)).backward()
+                XCTAssertEqual(try leaf.grad?.toArray(), [3], "the gradient through max and mean on \(device)")
+            }
+            for (axis, op) in [(1, "sum"), (-2, "softmax"), (1, "squeezed")] {
+                XCTAssertThrowsError(try op == "sum" ? x.sum(axis: axis) : op == "softmax" ? x.softmax(axis: axis)
+                                         : x.squeezed(axis: axis)) {
+                    XCTAssertEqual("\($0)", "\(op): axis \(axis) is out of range for a 0-d tensor (0 or -1)")
+                }
+            }
+        }
+    }
+
     func testSoftmaxAndLogSoftmaxAreStable() throws {
         let v: [Float] = [1000, 1001, 1002, -1000, 0, 1000, -.infinity, -.infinity, 0]
         for device in testDevices {

@@ -7,6 +7,7 @@ extension Tensor {
     /// axes kept as size 1 → the input's gradient).
     private func reduced(_ op: String, _ f: ReductionFunction, axis: Int?, keepDims: Bool, mean: Bool = false,
                          rule: @escaping (_ g: Tensor, _ x: Tensor, _ y: Tensor) throws -> Tensor) throws -> Tensor {
+        let axis = try scalarAxis(axis, op)
         let (k, source) = try reductionAxis(axis, op)
         let n = source.shape[k]
         let raw = try source.reductionKernel(f, axis: k, scale: mean ? 1 / Float(n) : 1)
@@ -16,6 +17,17 @@ extension Tensor {
         return out.recorded(op, from: [self], saving: [x, y]) { g in
             [try rule(try g.reshaped(kept), x, y)]
         }
+    }
+
+    /// `axis` as the reduction reads it: on a 0-d tensor, axis 0 or −1 names its one element (PyTorch's rule: a
+    /// scalar reads as if it had one axis of size 1), which is reducing every axis (nil); any other axis is out of
+    /// range. On other tensors, `axis` as given (checked where it is used).
+    private func scalarAxis(_ axis: Int?, _ op: String) throws -> Int? {
+        guard shape.isEmpty, let axis else { return axis }
+        guard axis == 0 || axis == -1 else {
+            throw DeviceError.invalidArgument(op: op, "axis \(axis) is out of range for a 0-d tensor (0 or -1)")
+        }
+        return nil
     }
 
     /// The axis to reduce and the tensor to reduce it in: every axis is axis 0 of a flat contiguous view.
@@ -77,6 +89,7 @@ extension Tensor {
     }
 
     private func extremum(_ op: String, _ f: ReductionFunction, axis: Int?, keepDims: Bool) throws -> Tensor {
+        let axis = try scalarAxis(axis, op)
         let (k, source) = try reductionAxis(axis, op)
         guard source.shape[k] > 0 else {
             throw DeviceError.invalidArgument(op: op, "\(emptyOperand(axis)) is empty: no \(op)imum")
@@ -91,6 +104,7 @@ extension Tensor {
     /// removed; with `axis` nil, the index into the flattened tensor, shape []. No gradient. An axis (or, with nil,
     /// a tensor) of more than 2^24 elements is an error: its indices would not all be exact as floats.
     public func argmax(axis: Int? = nil) throws -> Tensor {
+        let axis = try scalarAxis(axis, "argmax")
         let (k, source) = try reductionAxis(axis, "argmax")
         guard source.shape[k] > 0 else {
             throw DeviceError.invalidArgument(op: "argmax", "\(emptyOperand(axis)) is empty: no largest element")
@@ -102,6 +116,7 @@ extension Tensor {
     /// The variance along `axis` (every axis when nil) with Bessel's `correction` (PyTorch's default 1: divides by
     /// n − 1), computed as the mean of squared deviations from the mean (two passes).
     public func variance(axis: Int? = nil, keepDims: Bool = false, correction: Int = 1) throws -> Tensor {
+        let axis = try scalarAxis(axis, "variance")
         let n = try axis.map { shape[try self.axis($0, "variance")] } ?? count
         let deviation = try self - mean(axis: axis, keepDims: true)
         // (In Double: a correction from the caller may be any Int, where n − correction would overflow.)
@@ -117,6 +132,7 @@ extension Tensor {
     /// log Σ exp(x) along `axis` (every axis when nil), shifted by the maximum so that it neither overflows nor
     /// underflows. Over an empty axis, −inf (the log of an empty sum, as PyTorch).
     public func logSumExp(axis: Int? = nil, keepDims: Bool = false) throws -> Tensor {
+        let axis = try scalarAxis(axis, "logSumExp")
         guard try !reducesEmpty(axis, "logSumExp") else {
             return try overEmptyAxis("logSumExp", Tensor.full(keepDims ? keptShape(axis) : reducedShape(axis),
                                                               value: -.infinity, on: device))
@@ -128,6 +144,7 @@ extension Tensor {
 
     /// exp(x) / Σ exp(x) along `axis` (the last by default), with the maximum subtracted first (as PyTorch).
     public func softmax(axis: Int = -1) throws -> Tensor {
+        let axis = try scalarAxis(axis, "softmax")
         guard try !reducesEmpty(axis, "softmax") else { return try overEmptyAxis("softmax", .empty(shape, on: device)) }
         let e = try shiftedByMax(axis: axis, keepingInfinite: true).shifted.exp()
         return try e / e.sum(axis: axis, keepDims: true)
@@ -135,6 +152,7 @@ extension Tensor {
 
     /// x − logSumExp(x) along `axis` (the last by default), as (x − max) − log Σ exp(x − max).
     public func logSoftmax(axis: Int = -1) throws -> Tensor {
+        let axis = try scalarAxis(axis, "logSoftmax")
         guard try !reducesEmpty(axis, "logSoftmax") else {
             return try overEmptyAxis("logSoftmax", .empty(shape, on: device))
         }

@@ -80,10 +80,17 @@ extension Tensor {
         return try reshapedView(Layout(shape: s, strides: t, offset: offset), "unsqueezed")
     }
 
-    /// Axis `axis` removed (it must have size 1), or every size-1 axis when `axis` is nil, as a view.
+    /// Axis `axis` removed (it must have size 1), or every size-1 axis when `axis` is nil, as a view. A 0-d tensor
+    /// takes axis 0 or −1 and stays 0-d (PyTorch's).
     public func squeezed(axis: Int? = nil) throws -> Tensor {
         var keep = Array(shape.indices)
-        if let axis {
+        if let axis, shape.isEmpty {
+            // (PyTorch's rule: a 0-d tensor reads as if it had one axis of size 1, named 0 or −1; it stays 0-d.)
+            guard axis == 0 || axis == -1 else {
+                throw DeviceError.invalidArgument(op: "squeezed", "axis \(axis) is out of range for a 0-d tensor "
+                    + "(0 or -1)")
+            }
+        } else if let axis {
             let k = try self.axis(axis, "squeezed")
             guard shape[k] == 1 else {
                 throw DeviceError.invalidArgument(op: "squeezed", "axis \(axis) of shape \(shape) has size "
