@@ -193,6 +193,19 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try Adam([p], beta1: 1)) { XCTAssertTrue("\($0)".contains("beta1"), "\($0)") }
         XCTAssertThrowsError(try Adam([p], lr: -.infinity)) { XCTAssertTrue("\($0)".contains("lr"), "\($0)") }
         XCTAssertThrowsError(try SGD([p], lr: .nan)) { XCTAssertTrue("\($0)".contains("lr"), "\($0)") }
+        // Set afterwards (a schedule of one's own): refused at the step, before any parameter moves.
+        try p.gradientForBackward().tensor.fill(1)
+        for optimizer in [try SGD([p], lr: 0.1, momentum: 0.9) as Optimizer, try Adam([p])] {
+            for lr in [Float.nan, -0.1, .infinity] {
+                optimizer.lr = lr
+                XCTAssertThrowsError(try optimizer.step()) {
+                    XCTAssertEqual("\($0)", "\(optimizer.name): lr must be a finite number ≥ 0, got \(lr); "
+                        + "no parameter was stepped")
+                }
+            }
+            XCTAssertEqual(try p.value.toArray(), [0, 0])
+            XCTAssertEqual(optimizer.parameterSteps + [optimizer.stepCount], [0, 0])
+        }
         var options = TrainingOptions()
         (options.optimizer, options.momentum) = (.adam, 0.9)
         XCTAssertThrowsError(try options.makeOptimizer([p])) { XCTAssertTrue("\($0)".contains("momentum"), "\($0)") }

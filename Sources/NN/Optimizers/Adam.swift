@@ -38,6 +38,7 @@ public final class Adam: Optimizer {
 
     public func step() throws {
         try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
+        try OptimizerState.requireLearningRate(lr, op: name)
         // (Parameters step together when their bias corrections agree: the same step count.)
         let steps = parameterSteps
         for run in try state.runs(parameters, together: { steps[$0] == steps[$1] }) {

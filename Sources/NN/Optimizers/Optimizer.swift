@@ -5,7 +5,7 @@
 public protocol Optimizer: AnyObject {
     /// The parameters it updates, in a fixed order.
     var parameters: [Parameter] { get }
-    /// The learning rate of the next step (a schedule sets it before each step).
+    /// The learning rate of the next step (a schedule sets it before each step): finite and ≥ 0, or `step()` throws.
     var lr: Float { get set }
     /// The name `--optimizer` and checkpoints use: `sgd` or `adam`.
     var name: String { get }
@@ -111,6 +111,16 @@ struct OptimizerState {
         }
         if let i = steps.firstIndex(where: { $0 < 0 }) {
             throw DeviceError.invalidArgument(op: op, "parameterSteps[\(i)] is \(steps[i]), not ≥ 0")
+        }
+    }
+
+    /// Refuses a learning rate that is negative or not finite, set since the optimiser was made (`lr` is settable:
+    /// a schedule of the caller's own may compute NaN), before anything is stepped: such a step would ruin every
+    /// parameter (NaN) or climb the loss.
+    static func requireLearningRate(_ lr: Float, op: String) throws {
+        guard lr.isFinite, lr >= 0 else {
+            throw DeviceError.invalidArgument(op: op, "lr must be a finite number ≥ 0, got \(lr); no parameter "
+                + "was stepped")
         }
     }
 

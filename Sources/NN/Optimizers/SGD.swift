@@ -35,6 +35,7 @@ public final class SGD: Optimizer {
 
     public func step() throws {
         try OptimizerState.requireStepCounts(parameterSteps, parameters, op: name)
+        try OptimizerState.requireLearningRate(lr, op: name)
         for run in try state.runs(parameters, together: { _, _ in true }) {
             try run.values.sgdStep(grad: run.grads, velocity: run.state.first, lr: lr, momentum: momentum,
                                    weightDecay: weightDecay)
