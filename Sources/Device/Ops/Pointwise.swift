@@ -244,7 +244,7 @@ extension Tensor {
                 throw DeviceError.shapeMismatch(op: f.name, x.shape, out.shape)
             }
             try out.requireDistinctElements(op: f.name)
-            return StridedOperands(f.name, [xl, out.layout])
+            return StridedOperands([xl, out.layout])
         }()
         try Tensor.run(f.name, views: true, x, out) { xp, op in
             let (xs, os, n) = (s.step(0), s.step(1), s.inner)
@@ -265,7 +265,7 @@ extension Tensor {
             guard let xl = x.layout.broadcast(to: g.shape), let yl = y.layout.broadcast(to: g.shape) else {
                 throw DeviceError.shapeMismatch(op: f.name + " backward", x.shape, g.shape)
             }
-            return StridedOperands(f.name + " backward", [g.layout, xl, yl, dx.layout])
+            return StridedOperands([g.layout, xl, yl, dx.layout])
         }()
         try Tensor.run(f.name + " backward", views: true, g, x, y, dx) { gp, xp, yp, dp in
             let n = s.inner
@@ -304,7 +304,7 @@ extension Tensor {
                 throw DeviceError.shapeMismatch(op: f.name, a.shape, b.shape)
             }
             try out.requireDistinctElements(op: f.name)
-            return StridedOperands(f.name, [al, bl, out.layout])
+            return StridedOperands([al, bl, out.layout])
         }()
         try Tensor.run(f.name, views: true, a, b, out) { ap, bp, op in
             let (sa, sb, so, n) = (s.step(0), s.step(1), s.step(2), s.inner)
@@ -326,7 +326,7 @@ extension Tensor {
                   let yl = y.layout.broadcast(to: g.shape) else {
                 throw DeviceError.shapeMismatch(op: op, a.shape, b.shape)
             }
-            return StridedOperands(op, [g.layout, al, bl, yl, ga.layout, gb.layout])
+            return StridedOperands([g.layout, al, bl, yl, ga.layout, gb.layout])
         }()
         try Tensor.run(op, views: true, g, a, b, y, ga, gb) { gp, ap, bp, yp, gap, gbp in
             s.forEachRow { o in
@@ -356,7 +356,7 @@ extension Tensor {
             throw DeviceError.shapeMismatch(op: "where", c.shape, out.shape)
         }
         try out.requireDistinctElements(op: "where")
-        let s = StridedOperands("where", [cl, al, bl, out.layout])
+        let s = StridedOperands([cl, al, bl, out.layout])
         try Tensor.run("where", views: true, c, a, b, out) { cp, ap, bp, op in
             s.forEachRow { o in
                 for j in 0..<s.inner {

@@ -167,8 +167,8 @@ private struct ReducedAxis {
         kept.shape.remove(at: k)
         kept.strides.remove(at: k)
         (n, step, shape) = (x.shape[k], x.strides[k], kept.shape)
-        operands = StridedOperands(op, [kept, Layout(shape: kept.shape, strides: Layout.rowMajorStrides(kept.shape),
-                                                         offset: out.offset)])
+        operands = StridedOperands([kept, Layout(shape: kept.shape, strides: Layout.rowMajorStrides(kept.shape),
+                                                 offset: out.offset)])
     }
 }
 
@@ -214,8 +214,8 @@ extension Tensor {
                     strides[k] = next
                     next *= s.shape[k]
                 }
-                s = StridedOperands(f.name, [Layout(shape: s.shape, strides: strides, offset: 0),
-                                                 Layout(shape: s.shape, strides: s.strides[1], offset: s.offsets[1])])
+                s = StridedOperands([Layout(shape: s.shape, strides: strides, offset: 0),
+                                     Layout(shape: s.shape, strides: s.strides[1], offset: s.offsets[1])])
                 (x, n, step) = (partial, blocks, s.inner)
             }
             // NOTE: on a CPU-type device each work-item walks the whole axis for `width` neighbouring outputs: few,
@@ -254,11 +254,11 @@ extension Tensor {
             let chunks = Swift.min(256, r.n >> 12)
             let chunk = (r.n + chunks - 1) / chunks
             let partial = try device.makeBuffer(count: chunks)
-            let first = StridedOperands(f.name, [Layout(shape: [chunks], strides: [chunk], offset: s.offsets[0]),
-                                                     Layout(contiguous: [chunks])])
+            let first = StridedOperands([Layout(shape: [chunks], strides: [chunk], offset: s.offsets[0]),
+                                         Layout(contiguous: [chunks])])
             try launch(first, x: xb, n: chunk, total: r.n, out: partial, scale: 1)
-            let second = StridedOperands(f.name, [Layout(contiguous: [1]),
-                                                      Layout(shape: [1], strides: [1], offset: s.offsets[1])])
+            let second = StridedOperands([Layout(contiguous: [1]),
+                                          Layout(shape: [1], strides: [1], offset: s.offsets[1])])
             try launch(second, x: partial, n: chunks, total: chunks, out: ob, scale: scale)
             return
         }

@@ -18,7 +18,7 @@ struct StridedOperands {
     static let maxRank = 8
 
     /// Any number of axes: the CPU loop walks them all; an OpenCL launch of more than `maxRank` goes in parts.
-    init(_ op: String, _ layouts: [Layout]) {
+    init(_ layouts: [Layout]) {
         // Every operand dense and unbroadcast (the common case of a chain of ops): one axis, nothing to merge.
         if layouts.allSatisfy({ $0.isDense && $0.shape == layouts[0].shape }) {
             shape = [layouts[0].count]
