@@ -27,6 +27,16 @@ struct Check: ParsableCommand {
     var planOnly = false
 
     func run() throws {
+        // (Each comma-separated name, blanks dropped: ",," names nothing, and is said so.)
+        let texts = try only.map { text in
+            let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
+            guard !names.isEmpty else {
+                throw ValidationError("--only '\(text)' names no op: give part of an op's name, or several "
+                    + "separated by commas (--only gemm,softmax)")
+            }
+            return names
+        }
         let tags = try benchDevices(device)
         for tag in tags where tag.isOpenCL {
             let info = OpenCLRuntime.shared.devices[tag.index]
@@ -36,7 +46,6 @@ struct Check: ParsableCommand {
                   + "preferred float vector width \(info.preferredFloatVectorWidth), fp64 \(info.hasDouble ? "yes" : "no")"
                   + (info.peakGFLOPS.map { String(format: ", peak FP32 about %.0f GFLOP/s", $0) } ?? ""))
         }
-        let texts = only.map { $0.split(separator: ",").map(String.init) }
         let checks = OpCheck.all.filter { check in
             let named = texts?.contains { check.op.localizedCaseInsensitiveContains($0) } ?? true
             return named && !(planOnly && check.openCLOnly)

@@ -185,12 +185,48 @@ final class ReliabilityCLITests: CLITestCase {
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 143)
         // Released with the process (no lock file left): the run resumes now.
-        XCTAssertFalse(FileManager.default.fileExists(
-            atPath: out.appendingPathComponent(".m.state.safetensors.lock").path))
+        for lock in [".m.state.safetensors.lock", ".m.safetensors.lock"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(lock).path), lock)
+        }
+        // A model saved where the run's training state lives would replace it (helper-31): refused, and after the
+        // run too; the state stays the run's.
+        let state = try Data(contentsOf: URL(fileURLWithPath: statePath(model)))
+        let over = try run(["train", "--data", data.path, "--device", "cpu", "--hidden", "4", "--save",
+                            statePath(model)])
+        XCTAssertEqual(over.status, 1, over.stderr)
+        XCTAssertTrue(over.stderr.contains("\(statePath(model)): is a training state (the file beside a checkpoint "
+            + "that resumes its run): saving a model over it would lose that run's state; give another name"),
+                      over.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: statePath(model))), state)
         let r = try run(["train", "--resume", model, "--data", data.path, "--device", "cpu"],
                         env: ["CLNN_SIGNAL_AT_STEP": "1"])
         XCTAssertEqual(r.status, 130, r.stderr)
         XCTAssertTrue(r.stdout.contains("resuming \(model)"), r.stdout)
+    }
+
+    /// A run saving its model under a name that is another run's training state (`n.state.safetensors` of
+    /// `n.safetensors`) holds that name's lock: the run that would write the state there is refused while it lasts
+    /// (each locked its own state only, and the two overwrote each other's file).
+    func testARunWhoseModelIsAnotherRunsStateNameHoldsItsLock() throws {
+        let data = try dataFolder(train: 400), out = try temporaryFolder(self)
+        let odd = out.appendingPathComponent("n.state.safetensors").path
+        let first = Process()
+        first.executableURL = try clnn
+        first.arguments = ["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size", "4",
+                           "--hidden", "4", "--save", odd]
+        (first.standardOutput, first.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
+        try first.run()
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: odd) && Date() < deadline { usleep(20_000) }
+        let r = try run(["train", "--data", data.path, "--device", "cpu", "--hidden", "4", "--epochs", "1", "--save",
+                         out.appendingPathComponent("n.safetensors").path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is in use by process \(first.processIdentifier)"), r.stderr)
+        kill(first.processIdentifier, SIGTERM)
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 143)
+        XCTAssertNil(try SafeTensors.metadata(ofFileAt: odd)["clnn.state"], "the first run's model is a model still")
     }
 
     // MARK: --max-steps and signals never cost a resumable run

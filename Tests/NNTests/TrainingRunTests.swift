@@ -108,3 +108,112 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 }
+
+/// A trainer given an optimiser of the caller's own, and a run checked before it trains (helper-31's probe).
+final class TrainingRunOwnOptimizerTests: XCTestCase {
+    private func mlp() throws -> Sequential { try MLP.make(sizes: [784, 8, 10], seed: 3, on: .cpu) }
+    private func metadata(_ model: Sequential, classes: Int = 10) throws -> Checkpoint {
+        try Checkpoint(model: model, loss: "cross-entropy", classes: classes,
+                       normalization: Normalization(mean: 0, std: 1))
+    }
+
+    /// Its rate is the schedule's base (the trainer set the options' default 0.1 on an Adam built for 1e-4), its
+    /// kind, momentum, weight decay and betas are what the training state records and checks on restore, and an
+    /// `options.lr` that disagrees is an error.
+    func testAnOptimizerOfYourOwnIsTheRunsAndItsStateReadsBack() throws {
+        let (trainSet, testSet) = try fashionSlice(train: 64, test: 16)
+        let (train, test) = (try DeviceDataset(trainSet, on: .cpu), try DeviceDataset(testSet, on: .cpu))
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.schedule) = (1, 16, .constant)
+        let model = try mlp()
+        let adam = try Adam(model.parameters, lr: 1e-4, beta1: 0.8, beta2: 0.99, eps: 1e-6)
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, optimizer: adam)
+        XCTAssertEqual(trainer.options.optimizer, .adam)
+        XCTAssertEqual(trainer.options.lr, 1e-4)
+        let path = try temporaryFolder(self).appendingPathComponent("own-adam.safetensors").path
+        try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: try metadata(model), save: path).run()
+        XCTAssertEqual(adam.lr, 1e-4, "the constant schedule keeps the optimizer's own rate")
+
+        let loaded = try SavedRun.load(path)
+        XCTAssertEqual(loaded.state.options.lr, 1e-4)
+        let (_, copy) = try Checkpoint.decode(loaded.bytes, path: path, on: .cpu)
+        let plain = try Trainer(model: copy, loss: CrossEntropyLoss(), options: loaded.state.options)
+        XCTAssertThrowsError(try loaded.state.restore(into: plain, path: path)) {
+            XCTAssertEqual("\($0)", "\(path): the run was trained with Adam's beta1,beta2,eps 0.8,0.99,1e-06, not "
+                + "0.9,0.999,1e-08: its moments belong to those")
+        }
+        let same = try Trainer(model: copy, loss: CrossEntropyLoss(), options: loaded.state.options,
+                               optimizer: try Adam(copy.parameters, lr: 1e-4, beta1: 0.8, beta2: 0.99, eps: 1e-6))
+        try loaded.state.restore(into: same, path: path)
+        XCTAssertEqual(same.optimizer.stepCount, 4)
+
+        // SGD's momentum is recorded as the optimizer's (it read 0, the options' default), even one just under 1.
+        let other = try mlp()
+        let sgd = try SGD(other.parameters, lr: 0.01, momentum: 0.99999994)
+        let sgdPath = try temporaryFolder(self).appendingPathComponent("own-sgd.safetensors").path
+        let sgdRun = try TrainingRun(trainer: try Trainer(model: other, loss: CrossEntropyLoss(), options: options,
+                                                          optimizer: sgd),
+                                     train: train, test: test, checkpoint: try metadata(other), save: sgdPath)
+        sgdRun.maxSteps = 2
+        try sgdRun.run()
+        XCTAssertEqual(try SavedRun.load(sgdPath).state.options.momentum, 0.99999994)
+
+        options.lr = 0.01
+        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                         optimizer: try Adam(model.parameters, lr: 1e-4))) {
+            XCTAssertEqual("\($0)", "Trainer: options.lr is 0.01 but the optimizer's lr is 0.0001: the schedule "
+                + "starts from the optimizer's; set one of them")
+        }
+    }
+
+    /// An optimiser over some of the model's parameters, or all of them in another order, is refused when the
+    /// trainer is made: saving its state trapped (index out of range) at the first epoch's end.
+    func testAnOptimizerOverOtherParametersIsRefused() throws {
+        let model = try mlp()
+        for parameters in [Array(model.parameters.suffix(2)), Array(model.parameters.reversed())] {
+            XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions(),
+                                             optimizer: try SGD(parameters, lr: 0.1, momentum: 0.9))) {
+                XCTAssertTrue("\($0)".contains("the optimizer steps \(parameters.count) parameters that are not the "
+                    + "model's 4 in order"), "\($0)")
+            }
+        }
+        var options = TrainingOptions()
+        options.epochs = TrainingOptions.maxEpochs + 1
+        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options)) {
+            XCTAssertTrue("\($0)".contains("it must have 1...1000000"), "\($0)")
+        }
+    }
+
+    /// What would fail at the first save — metadata that does not read back, an optimiser a state cannot record —
+    /// and a start outside the run are errors when the run is made, before an epoch is trained for nothing; a
+    /// report interval past the epoch reports at its end.
+    func testARunIsCheckedBeforeItTrains() throws {
+        let (trainSet, testSet) = try fashionSlice(train: 64, test: 16)
+        let (train, test) = (try DeviceDataset(trainSet, on: .cpu), try DeviceDataset(testSet, on: .cpu))
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize) = (2, 8)
+        let model = try mlp()
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
+        let path = try temporaryFolder(self).appendingPathComponent("checked.safetensors").path
+        XCTAssertThrowsError(try TrainingRun(trainer: trainer, train: train, test: test,
+                                             checkpoint: try metadata(model, classes: 7), save: path)) {
+            XCTAssertTrue("\($0)".contains("metadata 'clnn.classes' disagrees with the output size 10"), "\($0)")
+        }
+        var bad = try metadata(model)
+        bad.normalization = Normalization(mean: 0, std: 0)
+        XCTAssertThrowsError(try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: bad, save: path))
+        for position in [RunPosition(epoch: 0, step: 8), RunPosition(epoch: 3), RunPosition(epoch: 2, step: 1),
+                         RunPosition(epoch: -1)] {
+            XCTAssertThrowsError(try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: nil,
+                                                 from: position)) {
+                XCTAssertTrue("\($0)".contains("it has 2 epochs of 8 steps"), "\($0)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "nothing trained, nothing written")
+        let run = try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: nil)
+        run.reportEvery = .max
+        var reports: [Int] = []
+        try run.run(onStep: { reports.append($0.step) })
+        XCTAssertEqual(reports, [8, 8])
+    }
+}

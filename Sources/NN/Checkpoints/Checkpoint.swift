@@ -34,9 +34,7 @@ extension Checkpoint {
     /// The state-dict tensors of `model` (PyTorch layout), after checking that this metadata describes it, reads
     /// back as itself, and that every value is finite.
     func tensors(of model: Sequential, path: String) throws -> [String: SafeTensors.Entry] {
-        try checkDescribes(model, path: path)
-        // The metadata must read back as itself: the same checks a reader makes.
-        _ = try Checkpoint.parse(metadata, path: path, vocabulary: Checkpoint.vocabulary)
+        try checkWritable(model, path: path)
         var tensors: [String: SafeTensors.Entry] = [:]
         for (name, p) in model.namedParameters {
             let values = try p.value.toArray()
@@ -103,6 +101,13 @@ extension Checkpoint {
             throw DataError(imagesFile, "images are \(shape[0])×\(shape[1]) but the model \(model) was trained on "
                             + "\(trained[0])×\(trained[1]) images (the same pixel count, laid out differently)")
         }
+    }
+
+    /// Throws unless this metadata describes `model` and reads back as itself (the checks a reader makes): what a
+    /// save checks first, and a `TrainingRun` before it trains.
+    func checkWritable(_ model: Sequential, path: String) throws {
+        try checkDescribes(model, path: path)
+        _ = try Checkpoint.parse(metadata, path: path, vocabulary: Checkpoint.vocabulary)
     }
 
     /// Throws unless `model` is the architecture this metadata records.

@@ -64,6 +64,17 @@ public enum SavedRun {
         }
     }
 
+    /// Throws unless a model may be saved at `path`: a file there that is a training state (another checkpoint's
+    /// `….state.safetensors`) would be replaced by a model, and that run could not be resumed.
+    public static func checkTarget(_ path: String) throws {
+        let resolved = try Files(path).resolved
+        guard FileManager.default.fileExists(atPath: resolved),
+              let metadata = try? SafeTensors.metadata(ofFileAt: resolved), metadata["clnn.state"] != nil
+        else { return }
+        throw DataError(path, "is a training state (the file beside a checkpoint that resumes its run): saving a model "
+            + "over it would lose that run's state; give another name")
+    }
+
     /// Saves `trainer`'s model with `checkpoint`'s metadata and its training state at `position` to `path` and
     /// beside it, as one commit (see `SavedRun`).
     /// - Throws: `DataError` with the previous pair intact: the metadata does not describe the model, a weight is
@@ -76,6 +87,7 @@ public enum SavedRun {
                             stepsPerEpoch: Int? = nil,
                             to path: String) throws -> String? {
         let files = try Files(path)
+        try checkTarget(path)
         // NOTE: a save cut short after its commit left the committed state staged: put it in place before staging
         // another over it, or that pair would be lost should this save be cut short too.
         settle(files)

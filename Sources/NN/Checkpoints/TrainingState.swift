@@ -26,6 +26,8 @@ public struct TrainingState: Sendable {
     public var stepsPerEpoch: Int?
     /// The model copies the run split each step over (`Trainer.modelCopies`), when recorded.
     public var modelCopies: Int?
+    /// Adam's betas and eps ("0.9,0.999,1e-08"), when recorded: `restore` refuses an Adam of others.
+    var adamSettings: String?
     /// The optimiser state tensors by name, PyTorch layout.
     var tensors: [String: SafeTensors.Entry]
 
@@ -36,9 +38,26 @@ public struct TrainingState: Sendable {
         return base + ".state.safetensors"
     }
 
+    /// Throws unless a training state can record `trainer`'s optimiser (SGD or Adam, which `decode` reads back):
+    /// what `TrainingRun` checks before training, so that no epoch is trained for a save that cannot be made.
+    static func checkRecordable(_ trainer: Trainer, path: String) throws {
+        guard OptimizerKind(rawValue: trainer.optimizer.name) != nil else {
+            throw DataError(path, "a training state records SGD or Adam; the trainer's optimizer is "
+                + "'\(trainer.optimizer.name.prefix(40))'")
+        }
+    }
+
+    /// Adam's betas and eps as a training state records them ("0.9,0.999,1e-08"): the model's moments mean nothing
+    /// under others.
+    static func adamSettings(_ adam: Adam) -> String {
+        let h = adam.hyperparameters
+        return "\(h.beta1),\(h.beta2),\(h.eps)"
+    }
+
     /// The file's bytes for the state of `trainer` at `position`, bound to the weights of digest `modelDigest`.
     static func encode(_ trainer: Trainer, at position: RunPosition, stepsPerEpoch: Int?,
                        modelDigest: UInt64) throws -> [UInt8] {
+        try checkRecordable(trainer, path: "training state")
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
         for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
@@ -56,6 +75,7 @@ public struct TrainingState: Sendable {
                         "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16),
                         "clnn.model-copies": String(trainer.modelCopies),
                         "clnn.parameter-steps": optimizer.parameterSteps.map(String.init).joined(separator: ",")]
+        if let adam = optimizer as? Adam { metadata["clnn.adam"] = adamSettings(adam) }
         if position.step > 0 {
             metadata["clnn.step"] = String(position.step)
             // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
@@ -97,10 +117,11 @@ public struct TrainingState: Sendable {
             throw DataError(path, "metadata names an unknown optimizer '\(name.prefix(40))' (known: sgd, adam)")
         }
         options.optimizer = kind
-        options.epochs = try number("clnn.epochs", 1...1_000_000)
-        options.batchSize = try number("clnn.batch-size", 1...(1 << 24))
+        options.epochs = try number("clnn.epochs", 1...TrainingOptions.maxEpochs)
+        options.batchSize = try number("clnn.batch-size", 1...TrainingOptions.maxBatchSize)
         options.lr = try number("clnn.lr", 0...Float.greatestFiniteMagnitude)
-        options.momentum = try number("clnn.momentum", 0...0.9999999)
+        // (Any momentum SGD takes: what a trainer saved reads back.)
+        options.momentum = try number("clnn.momentum", 0...Float.greatestFiniteMagnitude)
         options.weightDecay = try number("clnn.weight-decay", 0...Float.greatestFiniteMagnitude)
         options.seed = try number("clnn.seed", 0...UInt64.max)
         let schedule = try field("clnn.schedule")
@@ -138,10 +159,18 @@ public struct TrainingState: Sendable {
                 return value
             }
         }
+        let adam = metadata["clnn.adam"]
+        if let adam {
+            let parts = adam.split(separator: ",", omittingEmptySubsequences: false).map { Float($0) }
+            guard kind == .adam, parts.count == 3, let b1 = parts[0], let b2 = parts[1], let eps = parts[2],
+                  (try? Adam([], beta1: b1, beta2: b2, eps: eps)) != nil else {
+                throw DataError(path, "metadata 'clnn.adam' is '\(adam.prefix(60))', not Adam's beta1,beta2,eps")
+            }
+        }
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
                              optimizerSteps: steps, parameterSteps: parameterSteps, modelDigest: modelDigest,
-                             stepsPerEpoch: stepsPerEpoch, modelCopies: copies, tensors: tensors)
+                             stepsPerEpoch: stepsPerEpoch, modelCopies: copies, adamSettings: adam, tensors: tensors)
     }
 
     /// Puts the optimiser state and step counts into `trainer`, whose model holds the checkpoint's weights.
@@ -151,6 +180,13 @@ public struct TrainingState: Sendable {
         let optimizer = trainer.optimizer
         guard optimizer.name == options.optimizer.rawValue else {
             throw DataError(path, "the run was trained with \(options.optimizer.rawValue), not \(optimizer.name)")
+        }
+        if let adamSettings, let adam = optimizer as? Adam,
+           adamSettings.split(separator: ",").map({ Float($0) }) != [adam.hyperparameters.beta1,
+                                                                     adam.hyperparameters.beta2,
+                                                                     adam.hyperparameters.eps] {
+            throw DataError(path, "the run was trained with Adam's beta1,beta2,eps \(adamSettings), not "
+                + "\(Self.adamSettings(adam)): its moments belong to those")
         }
         let named = trainer.model.namedParameters
         var expected: [String: [Int]] = [:]

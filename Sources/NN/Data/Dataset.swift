@@ -2,8 +2,9 @@ import Foundation
 
 /// Images as rows of floats with their class labels, on the host.
 public struct Dataset: Sendable {
-    /// [count, features], row-major.
-    public var images: [Float]
+    /// [count, features], row-major. (Set only here, where its size is kept to `count` rows: `Normalization.apply`
+    /// changes values in place; a dataset of other images is a new `Dataset`, checked.)
+    public internal(set) var images: [Float]
     /// Class indices as floats, [count].
     public let labels: [Float]
     /// Examples.

@@ -90,7 +90,9 @@ public struct RunRequest: Sendable {
     }
 
     /// The largest values that keep every count and step in range.
-    public static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24, maxLayers = 64
+    public static let maxEpochs = TrainingOptions.maxEpochs, maxBatchSize = TrainingOptions.maxBatchSize
+    /// The most layers `--hidden` makes.
+    public static let maxLayers = 64
 
     /// Checks every setting's range and the pairs that exclude each other (`TrainingRun.start` does it first).
     /// - Throws: `RunRequest.Invalid` naming the setting (by its `clnn train` option), its range and the value.

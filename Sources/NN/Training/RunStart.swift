@@ -27,11 +27,16 @@ struct RunStart {
         // A run owns its files before it reads any: every output is checked against every input (through links),
         // then the checkpoint written (and the one resumed) is locked against another clnn.
         if writes { try Self.checkOutputs(request, save: save, plot: plot) }
-        // NOTE: the lock is the run's state file's: two names of one run (m and m.safetensors) share it.
+        if let save { try SavedRun.checkTarget(save) }
+        // NOTE: the lock is the run's state file's: two names of one run (m and m.safetensors) share it. The model
+        // file's is taken too: a run saving its model where another's state lives (--save m.state.safetensors)
+        // meets that run's lock.
         var locks: [FileLock] = []
         if let save {
-            locks.append(try FileLock(try SavedRun.Files(save).state, for: save, exclusive: true,
-                                      purpose: "clnn train --save \(save)"))
+            let files = try SavedRun.Files(save)
+            for locked in [files.state, files.resolved] {
+                locks.append(try FileLock(locked, for: save, exclusive: true, purpose: "clnn train --save \(save)"))
+            }
         }
         if writes, let resume = request.resume, !AtomicFile.sameTarget(resume, save ?? "") {
             locks.append(try FileLock(try SavedRun.Files(resume).state, for: resume, exclusive: false,
@@ -187,8 +192,10 @@ struct RunStart {
         if let plot { outputs.append(.init("--plot", plot)) }
         // The run's locks (on the states of --save and --resume) are its own files while it lasts.
         var locks: [(what: String, path: String)] = []
-        if let saveFiles, let lock = try? FileLock.path(locking: saveFiles.state) {
-            locks.append(("--save's lock file", lock))
+        if let saveFiles {
+            for locked in [saveFiles.state, saveFiles.resolved] {
+                if let lock = try? FileLock.path(locking: locked) { locks.append(("--save's lock file", lock)) }
+            }
         }
         if let resumeFiles, let lock = try? FileLock.path(locking: resumeFiles.state) {
             locks.append(("--resume's lock file", lock))

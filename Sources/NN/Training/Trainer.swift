@@ -45,34 +45,47 @@ public final class Trainer {
     ///   - classes: by default the model's output width says it (`loss.classes(outputs:)`); a single-output
     ///     regression (`MSELoss`) needs it stated.
     ///   - device: by default the model's device; when given, the model must already be there.
-    ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`).
+    ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`). One of your own steps the
+    ///     model's parameters — `model.parameters`, in that order (freeze those it should leave as they are) — and
+    ///     its settings are the run's: `options` takes its kind, momentum and weight decay, and its `lr` is the
+    ///     schedule's base (`options.lr` must then be unset or the same).
     ///   - replicas: more devices (any, `cpu` and the model's own included) to train data-parallel on: each holds a
-    ///     copy of the model; a step splits the global batch (`options.batchSize`) evenly across the model and its
-    ///     copies, sums their gradients into the optimiser's flat buffer (one copy per replica), steps once, and
-    ///     copies the new weights back (one copy per replica) — the same update a single device makes, to float
-    ///     rounding.
+    ///     copy of the model (given the model's weights again at each `trainEpoch`'s start); a step splits the
+    ///     global batch (`options.batchSize`) evenly across the model and its copies, sums their gradients into the
+    ///     optimiser's flat buffer (one copy per replica), steps once, and copies the new weights back (one copy per
+    ///     replica) — the same update a single device makes, to float rounding.
     ///   - processGroup: the processes of an mpirun job (`ProcessGroup.join()`): each trains its own share of every
     ///     global batch, and the flat gradient buffer is summed across them with one `MPI_Allreduce` per step; the
     ///     initial weights are process 0's.
-    /// - Throws: `DeviceError.invalidArgument` when the batch size or the epochs are under 1, when the model's
-    ///   parameters are not all on `device`, or the class
+    /// - Throws: `DeviceError.invalidArgument` when the batch size or the epochs are under 1 or over
+    ///   `TrainingOptions.maxBatchSize` / `.maxEpochs`, when the optimiser's parameters are not the model's in
+    ///   order, when the model's parameters are not all on `device`, or the class
     ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
     ///   here, not at the first step.
     public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
                 device: DeviceTag? = nil, optimizer: (any Optimizer)? = nil, replicas: [DeviceTag] = [],
                 processGroup: ProcessGroup? = nil) throws {
         // (A batch of 0 would step through the data by 0: checked here, with the run's length.)
-        guard options.batchSize >= 1 else {
-            throw DeviceError.invalidArgument(op: "Trainer", "the batch size is \(options.batchSize); it must be at "
-                + "least 1")
+        guard (1...TrainingOptions.maxBatchSize).contains(options.batchSize) else {
+            throw DeviceError.invalidArgument(op: "Trainer", "the batch size is \(options.batchSize); it must be in "
+                + "1...\(TrainingOptions.maxBatchSize)")
         }
-        guard options.epochs >= 1 else {
+        guard (1...TrainingOptions.maxEpochs).contains(options.epochs) else {
             throw DeviceError.invalidArgument(op: "Trainer", "the run has \(options.epochs) epochs; it must have "
-                + "at least 1")
+                + "1...\(TrainingOptions.maxEpochs)")
+        }
+        if let optimizer {
+            // (A training state saves and restores each parameter's optimiser state by the model's names.)
+            let (mine, theirs) = (model.parameters, optimizer.parameters)
+            guard mine.count == theirs.count, zip(mine, theirs).allSatisfy({ $0 === $1 }) else {
+                throw DeviceError.invalidArgument(op: "Trainer", "the optimizer steps \(theirs.count) parameters that "
+                    + "are not the model's \(mine.count) in order (model.parameters): give it those, and freeze "
+                    + "(isFrozen) the ones to leave as they are")
+            }
         }
         self.model = model
         self.loss = loss
-        self.options = options
+        self.options = try optimizer.map { try options.adopting($0) } ?? options
         self.device = try Evaluator.device(of: model, expected: device, op: "Trainer")
         self.classes = try Evaluator.classes(of: model, loss: loss, explicit: classes, op: "Trainer")
         self.optimizer = try optimizer ?? options.makeOptimizer(model.parameters)
@@ -138,11 +151,15 @@ public final class Trainer {
                            progress: (StepReport) throws -> Void) throws -> Float {
         lastLossSum = 0
         let sampler = try epochSampler(data, epoch: epoch, firstStep: firstStep, maxSteps: maxSteps)
-        let workers = exchange.workers, reportEvery = max(reportEvery, 1)
+        let ranges = Array(sampler.batchRanges.dropFirst(firstStep).prefix(max(maxSteps ?? .max, 0)))
+        // (The losses of the steps between two reports are kept on the device: no more slots than the epoch's steps.)
+        let workers = exchange.workers, reportEvery = min(max(reportEvery, 1), max(ranges.count, 1))
         let firstWorker = (processGroup?.rank ?? 0) * workers.count  // the run's index of this process's first copy
         // The model's block is checked (laid out again if a parameter left it since), so each step is one launch.
         let alignment = model.parameterBlock?.alignment ?? 1
         for w in workers { try w.model.layoutParameters(alignment: alignment) }
+        // The replicas start from the model's weights as they are now (loaded or set since the trainer was made).
+        try exchange.returnWeights()
         // Buffers reused and training mode (batch statistics, dropout) for the epoch; both restored after.
         let reused = model.reusesBuffers, training = model.isTraining
         func reuseBuffers(_ on: Bool) { for w in workers { w.model.setBufferReuse(on) } }
@@ -153,7 +170,6 @@ public final class Trainer {
             for w in workers { w.model.setTraining(training) }
         }
         let views = try epochViews(data, order: sampler.order(epoch: epoch), reportEvery: reportEvery)
-        let ranges = Array(sampler.batchRanges.dropFirst(firstStep).prefix(max(maxSteps ?? .max, 0)))
         let start = Date()
         var weights: [[Double]] = []  // each worker's share of each pending step's batch
         var total = 0.0

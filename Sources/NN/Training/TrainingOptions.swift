@@ -27,6 +27,31 @@ public struct TrainingOptions: Sendable {
     /// `optimizer = .adam`, lr 0.001).
     public init() {}
 
+    /// The largest epoch count and batch size a run takes: every count and step stays in range, and a training state
+    /// records them (`TrainingState` reads no larger ones back).
+    public static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24
+
+    /// These options with the settings of `optimizer`, one of the caller's own that a `Trainer` steps: its kind,
+    /// momentum and weight decay (SGD's and Adam's), and its `lr` as the schedule's base — as PyTorch's schedulers
+    /// take the optimiser's rate —, so that what the trainer does and what a training state records are the
+    /// optimiser's.
+    /// - Throws: `DeviceError.invalidArgument` when `lr` was set here to another rate than the optimiser's (one of
+    ///   them would be ignored).
+    func adopting(_ optimizer: any Optimizer) throws -> TrainingOptions {
+        if let explicitLR, explicitLR != optimizer.lr {
+            throw DeviceError.invalidArgument(op: "Trainer", "options.lr is \(explicitLR) but the optimizer's lr is "
+                + "\(optimizer.lr): the schedule starts from the optimizer's; set one of them")
+        }
+        var adopted = self
+        adopted.lr = optimizer.lr
+        if let sgd = optimizer as? SGD {
+            (adopted.optimizer, adopted.momentum, adopted.weightDecay) = (.sgd, sgd.momentum, sgd.weightDecay)
+        } else if let adam = optimizer as? Adam {
+            (adopted.optimizer, adopted.momentum, adopted.weightDecay) = (.adam, 0, adam.hyperparameters.weightDecay)
+        }
+        return adopted
+    }
+
     /// The optimiser these options describe, over `parameters`.
     public func makeOptimizer(_ parameters: [Parameter]) throws -> any Optimizer {
         switch optimizer {

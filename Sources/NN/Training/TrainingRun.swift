@@ -65,7 +65,10 @@ public final class TrainingRun {
 
     /// A run of `trainer` over `train`, evaluated on `test`, starting at `position` (a resumed run's; the trainer
     /// then holds its weights and optimiser state).
-    /// - Throws: `DeviceError.invalidArgument` when a checkpoint is to be saved without metadata to save it with.
+    /// - Throws: `DeviceError.invalidArgument` when a checkpoint is to be saved without metadata to save it with, or
+    ///   `position` is not in the run (an epoch past its last, a step outside an epoch of `train`); `DataError` when
+    ///   the metadata does not describe the model or would not read back (classes against its outputs, statistics),
+    ///   or a training state cannot record the optimiser — here, before anything is trained for a save that fails.
     public init(trainer: Trainer, train: DeviceDataset, test: DeviceDataset, checkpoint: Checkpoint?,
                 save: String? = nil,
                 from position: RunPosition = RunPosition(epoch: 0)) throws {
@@ -76,6 +79,16 @@ public final class TrainingRun {
         self.position = position
         let o = trainer.options
         stepsPerEpoch = BatchSampler(count: train.count, batchSize: o.batchSize, seed: o.seed).batchCount
+        guard (0...o.epochs).contains(position.epoch), position.step >= 0,
+              position.step == 0 || (position.epoch < o.epochs && position.step < stepsPerEpoch) else {
+            throw DeviceError.invalidArgument(op: "TrainingRun", "the run cannot start at epoch \(position.epoch), "
+                + "step \(position.step): it has \(o.epochs) epochs of \(stepsPerEpoch) steps")
+        }
+        if let save, let checkpoint {
+            try SavedRun.checkTarget(save)
+            try checkpoint.checkWritable(trainer.model, path: save)
+            try TrainingState.checkRecordable(trainer, path: save)
+        }
     }
 
     /// The step of the run (in all) it stops after: the run's end, `stopAfter`'s or `maxSteps`.
