@@ -110,7 +110,7 @@ final class TrainingRunTests: XCTestCase {
 }
 
 /// A trainer given an optimiser of the caller's own, and a run checked before it trains (helper-31's probe).
-final class TrainingRunOwnOptimizerTests: XCTestCase {
+final class TrainingRunCheckTests: XCTestCase {
     private func mlp() throws -> Sequential { try MLP.make(sizes: [784, 8, 10], seed: 3, on: .cpu) }
     private func metadata(_ model: Sequential, classes: Int = 10) throws -> Checkpoint {
         try Checkpoint(model: model, loss: "cross-entropy", classes: classes,
@@ -215,5 +215,35 @@ final class TrainingRunOwnOptimizerTests: XCTestCase {
         var reports: [Int] = []
         try run.run(onStep: { reports.append($0.step) })
         XCTAssertEqual(reports, [8, 8])
+    }
+
+    /// A step that would give a model copy one example, where a batch norm needs more, is refused before the epoch's
+    /// first step (the batch norm refused it at that step, often the epoch's last, and the epoch was lost); a batch
+    /// norm over images of more than one pixel takes one example.
+    func testAOneExampleShareForABatchNormIsRefusedBeforeTheEpoch() throws {
+        let (trainSet, _) = try fashionSlice(train: 9, test: 1)
+        let data = try DeviceDataset(trainSet, on: .cpu)
+        for (text, replicas, batch, refused) in [
+            ("linear(784,6),batchnorm1d(6),relu,linear(6,10)", [DeviceTag](), 4, true),
+            ("linear(784,6),batchnorm1d(6),relu,linear(6,10)", [.cpu], 8, true),
+            ("linear(784,6),batchnorm1d(6),relu,linear(6,10)", [], 3, false),
+            ("image(1,28,28),conv2d(1,2,3),batchnorm2d(2),flatten,linear(1352,10)", [], 4, false)] {
+            var options = TrainingOptions()
+            (options.epochs, options.batchSize) = (1, batch)
+            let model = try LayerSpec.modules(try LayerSpec.resolve(text, input: [1, 28, 28]), seed: 1, on: .cpu)
+            let before = try model.parameters.map { try $0.value.toArray() }
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, replicas: replicas)
+            guard refused else {
+                XCTAssertNoThrow(try trainer.trainEpoch(data, epoch: 1) { _ in }, text)
+                continue
+            }
+            XCTAssertThrowsError(try trainer.trainEpoch(data, epoch: 1) { _ in }) {
+                let copies = replicas.isEmpty ? "" : " split over 2 model copies"
+                XCTAssertEqual("\($0)", "Trainer: batchnorm1d(6) needs more than one value per channel in training, "
+                    + "and step \(batch == 4 ? 3 : 2) of epoch 1 gives a model copy one example (9 examples at batch size \(batch)"
+                    + "\(copies)): choose a batch size that leaves each copy at least 2 (nothing was trained)")
+            }
+            XCTAssertEqual(try model.parameters.map { try $0.value.toArray() }, before, "nothing trained: \(text)")
+        }
     }
 }

@@ -169,6 +169,7 @@ public final class Trainer {
             reuseBuffers(reused)
             for w in workers { w.model.setTraining(training) }
         }
+        try requireBatchStatistics(ranges, epoch: epoch, firstStep: firstStep, examples: data.count)
         let views = try epochViews(data, order: sampler.order(epoch: epoch), reportEvery: reportEvery)
         let start = Date()
         var weights: [[Double]] = []  // each worker's share of each pending step's batch
@@ -248,6 +249,34 @@ public final class Trainer {
                 + "\(sampler.batchCount) steps")
         }
         return sampler
+    }
+
+    /// The model's first batch norm that sees one value per channel per example (over [N, C], or 1×1 images), by its
+    /// architecture text: a share of one example cannot train it. Nil when there is none, or the model's layers
+    /// are not all CLNN's (then the batch norm's own error stands).
+    private lazy var singleValueBatchNorm: String? = {
+        guard let specs = model.layerSpecs, var shape = LayerSpec.inputShape(specs),
+              let shapes = try? LayerSpec.shapes(specs, endsFlat: false) else { return nil }
+        for (spec, next) in zip(specs, shapes) {
+            if case .batchNorm = spec, shape.dropFirst().reduce(1, *) == 1 { return spec.description }
+            shape = next
+        }
+        return nil
+    }()
+
+    /// Throws before the epoch's first step when one of `ranges` gives a model copy exactly one example and a batch
+    /// norm would need more (`singleValueBatchNorm`): the batch norm would refuse it at that step, the steps before
+    /// it lost — most often the last batch of an epoch whose size leaves one over.
+    private func requireBatchStatistics(_ ranges: [Range<Int>], epoch: Int, firstStep: Int, examples: Int) throws {
+        guard let norm = singleValueBatchNorm,
+              // (Every copy's share, of every process: each process refuses alike.)
+              let taken = ranges.firstIndex(where: { NN.shares(of: $0, parts: modelCopies).contains { $0.count == 1 } })
+        else { return }
+        let copies = modelCopies > 1 ? " split over \(modelCopies) model copies" : ""
+        throw DeviceError.invalidArgument(op: "Trainer", "\(norm) needs more than one value per channel in "
+            + "training, and step \(firstStep + taken + 1) of epoch \(epoch) gives a model copy one example "
+            + "(\(examples) examples at batch size \(options.batchSize)\(copies)): choose a batch size that leaves "
+            + "each copy at least 2 (nothing was trained)")
     }
 
     /// Each worker's data, the epoch's order uploaded to its device once (each step reads its rows there, in place),
