@@ -47,18 +47,28 @@ func writeCacheFile(_ data: Data, to file: URL) -> Bool {
 
 /// Runs `body` (a read, change and write of `file`) holding `flock` on `.NAME.lock` beside it, so that two threads
 /// (two devices of one name share a file) or two processes (ranks on one host) adding to one cache file do not
-/// each write back what they read and drop the other's addition. The lock file stays (it is empty). Without it (a
-/// folder that cannot be written), `body` runs unlocked: its write fails anyway.
+/// each write back what they read and drop the other's addition. The lock file stays (it is empty; another user's
+/// is opened read-only, which `flock` takes). A cache is best effort: without a lock file (a folder that cannot be
+/// written: the write fails anyway), or when the lock is not had within `cacheLockSeconds` (a holder stopped with
+/// Ctrl-Z), `body` runs unlocked.
 func withCacheFileLock<T>(_ file: URL, _ body: () -> T) -> T {
     let folder = file.deletingLastPathComponent()
     try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let fd = open(folder.appendingPathComponent(".\(file.lastPathComponent).lock").path,
-                  O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    let path = folder.appendingPathComponent(".\(file.lastPathComponent).lock").path
+    var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    if fd < 0 { fd = open(path, O_RDONLY | O_CLOEXEC) }
     guard fd >= 0 else { return body() }
     defer { close(fd) }  // (closing releases the lock)
-    while flock(fd, LOCK_EX) != 0, errno == EINTR {}
+    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(cacheLockSeconds * 1e9)
+    while flock(fd, LOCK_EX | LOCK_NB) != 0, errno == EWOULDBLOCK || errno == EINTR,
+          DispatchTime.now().uptimeNanoseconds < deadline {
+        usleep(5_000)
+    }
     return body()
 }
+
+/// How long `withCacheFileLock` waits for another holder (whose read, change and write take milliseconds).
+let cacheLockSeconds = 10.0
 
 /// Counts the cache files written, process-wide (their temporary names).
 private let cacheWrites = Atomic<Int>(0)

@@ -190,6 +190,9 @@ final class CheckCLITests: CLITestCase {
         let good = try run(["check", "--only", "relu"])
         XCTAssertEqual(good.status, 0, good.stderr)
         XCTAssertTrue(good.stdout.contains(" 0 failed"), good.stdout)
+        let blank = try run(["check", "--only", ", ,"])
+        XCTAssertEqual(blank.status, 64, blank.stderr)
+        XCTAssertTrue(blank.stderr.contains("--only ', ,' names no op"), blank.stderr)
         XCTAssertTrue(good.stdout.contains("relu backward"), good.stdout)
         guard !openCLDevices.isEmpty else { return }
         XCTAssertTrue(good.stdout.contains("max work-group"), "driver facts: \(good.stdout)")

@@ -205,8 +205,9 @@ final class ReliabilityCLITests: CLITestCase {
     }
 
     /// A run saving its model under a name that is another run's training state (`n.state.safetensors` of
-    /// `n.safetensors`) holds that name's lock: the run that would write the state there is refused while it lasts
-    /// (each locked its own state only, and the two overwrote each other's file).
+    /// `n.safetensors`) holds that name's lock from its start: the run that would write its state there is refused
+    /// while it lasts, before either file exists (each locked its own state only, and the two overwrote each
+    /// other's file). Once the model exists, `SavedRun.checkTarget` refuses it too (the test after this one's).
     func testARunWhoseModelIsAnotherRunsStateNameHoldsItsLock() throws {
         let data = try dataFolder(train: 400), out = try temporaryFolder(self)
         let odd = out.appendingPathComponent("n.state.safetensors").path
@@ -217,16 +218,23 @@ final class ReliabilityCLITests: CLITestCase {
         (first.standardOutput, first.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
         try first.run()
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        // Held still once it holds its locks (taken before it reads anything), before its first save.
+        let lock = out.appendingPathComponent(".n.state.safetensors.lock").path
         let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: odd) && Date() < deadline { usleep(20_000) }
+        while !FileManager.default.fileExists(atPath: lock) && Date() < deadline { usleep(500) }
+        kill(first.processIdentifier, SIGSTOP)
+        let saved = FileManager.default.fileExists(atPath: odd)
         let r = try run(["train", "--data", data.path, "--device", "cpu", "--hidden", "4", "--epochs", "1", "--save",
                          out.appendingPathComponent("n.safetensors").path])
+        kill(first.processIdentifier, SIGCONT)
         XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("is in use by process \(first.processIdentifier)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains(saved ? "which is not a training state"
+                                              : "is in use by process \(first.processIdentifier)"), r.stderr)
+        XCTAssertFalse(saved, "stopped before its first save (else the lock was not what refused)")
         kill(first.processIdentifier, SIGTERM)
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 143)
-        XCTAssertNil(try SafeTensors.metadata(ofFileAt: odd)["clnn.state"], "the first run's model is a model still")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("n.safetensors").path))
     }
 
     // MARK: --max-steps and signals never cost a resumable run

@@ -117,9 +117,9 @@ final class TrainingRunCheckTests: XCTestCase {
                        normalization: Normalization(mean: 0, std: 1))
     }
 
-    /// Its rate is the schedule's base (the trainer set the options' default 0.1 on an Adam built for 1e-4), its
-    /// kind, momentum, weight decay and betas are what the training state records and checks on restore, and an
-    /// `options.lr` that disagrees is an error.
+    /// Its rate is the schedule's base (the trainer set the options' default 0.1 on an Adam built for 1e-4) — the
+    /// rate it had when the first trainer over it was made, as PyTorch's `initial_lr`, unless `options.lr` is set
+    /// —, and its kind, momentum, weight decay and betas are what the training state records and checks on restore.
     func testAnOptimizerOfYourOwnIsTheRunsAndItsStateReadsBack() throws {
         let (trainSet, testSet) = try fashionSlice(train: 64, test: 16)
         let (train, test) = (try DeviceDataset(trainSet, on: .cpu), try DeviceDataset(testSet, on: .cpu))
@@ -158,26 +158,60 @@ final class TrainingRunCheckTests: XCTestCase {
         try sgdRun.run()
         XCTAssertEqual(try SavedRun.load(sgdPath).state.options.momentum, 0.99999994)
 
-        options.lr = 0.01
-        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
-                                         optimizer: try Adam(model.parameters, lr: 1e-4))) {
-            XCTAssertEqual("\($0)", "Trainer: options.lr is 0.01 but the optimizer's lr is 0.0001: the schedule "
-                + "starts from the optimizer's; set one of them")
+        let differentMomentum = try Trainer(model: copy, loss: CrossEntropyLoss(), options: options,
+                                            optimizer: try SGD(copy.parameters, lr: 0.01, momentum: 0.9))
+        XCTAssertThrowsError(try SavedRun.load(sgdPath).state.restore(into: differentMomentum, path: sgdPath)) {
+            XCTAssertEqual("\($0)", "\(sgdPath): the run was trained with momentum 0.99999994, not 0.9")
         }
+
+        // A cosine schedule leaves the rate near 0: a second trainer over the optimizer starts from its first rate.
+        options.schedule = .cosine
+        let cosine = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, optimizer: adam)
+        _ = try cosine.trainEpoch(train, epoch: 1) { _ in }
+        XCTAssertLessThan(adam.lr, 2e-5)
+        XCTAssertEqual(try Trainer(model: model, loss: CrossEntropyLoss(), options: options, optimizer: adam)
+            .options.lr, 1e-4)
+        options.lr = 0.01
+        XCTAssertEqual(try Trainer(model: model, loss: CrossEntropyLoss(), options: options, optimizer: adam)
+            .options.lr, 0.01, "a rate set in the options is the base")
     }
 
-    /// An optimiser over some of the model's parameters, or all of them in another order, is refused when the
-    /// trainer is made: saving its state trapped (index out of range) at the first epoch's end.
-    func testAnOptimizerOverOtherParametersIsRefused() throws {
-        let model = try mlp()
-        for parameters in [Array(model.parameters.suffix(2)), Array(model.parameters.reversed())] {
-            XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: TrainingOptions(),
-                                             optimizer: try SGD(parameters, lr: 0.1, momentum: 0.9))) {
-                XCTAssertTrue("\($0)".contains("the optimizer steps \(parameters.count) parameters that are not the "
-                    + "model's 4 in order"), "\($0)")
-            }
-        }
+    /// An optimiser over some of the model's parameters (a head to fine-tune), or all of them in another order,
+    /// trains, saves its state by the model's names and restores it (saving trapped, index out of range, at the first
+    /// epoch's end); one over a parameter that is not the model's is refused.
+    func testAnOptimizerOverSomeOfTheModelsParametersSavesAndRestores() throws {
+        let (trainSet, testSet) = try fashionSlice(train: 64, test: 16)
+        let (train, test) = (try DeviceDataset(trainSet, on: .cpu), try DeviceDataset(testSet, on: .cpu))
         var options = TrainingOptions()
+        (options.epochs, options.batchSize) = (1, 16)
+        for pick in [{ (p: [Parameter]) in Array(p.suffix(2)) }, { (p: [Parameter]) in Array(p.reversed()) }] {
+            let model = try mlp()
+            let first = try model.parameters[0].value.toArray()
+            let sgd = try SGD(pick(model.parameters), lr: 0.1, momentum: 0.9)
+            let path = try temporaryFolder(self).appendingPathComponent("part-\(sgd.parameters.count).safetensors").path
+            let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options, optimizer: sgd)
+            try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: try metadata(model), save: path)
+                .run()
+            if sgd.parameters.count == 2 {
+                XCTAssertEqual(try model.parameters[0].value.toArray(), first, "not stepped")
+            }
+            let loaded = try SavedRun.load(path)
+            let (_, copy) = try Checkpoint.decode(loaded.bytes, path: path, on: .cpu)
+            let again = try SGD(pick(copy.parameters), lr: 0.1, momentum: 0.9)
+            try loaded.state.restore(into: try Trainer(model: copy, loss: CrossEntropyLoss(), options: options,
+                                                       optimizer: again), path: path)
+            for (a, b) in zip(sgd.parameters, again.parameters) {
+                XCTAssertEqual(try sgd.state(of: a)["momentum_buffer"]?.toArray(),
+                               try again.state(of: b)["momentum_buffer"]?.toArray(), a.name)
+            }
+            XCTAssertEqual(again.parameterSteps, sgd.parameterSteps)
+        }
+        let model = try mlp(), stranger = try mlp()
+        XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options,
+                                         optimizer: try SGD(stranger.parameters.suffix(1), lr: 0.1))) {
+            XCTAssertTrue("\($0)".contains("the optimizer steps parameter '\(stranger.parameters[3].name)', which is "
+                + "not one of the model's"), "\($0)")
+        }
         options.epochs = TrainingOptions.maxEpochs + 1
         XCTAssertThrowsError(try Trainer(model: model, loss: CrossEntropyLoss(), options: options)) {
             XCTAssertTrue("\($0)".contains("it must have 1...1000000"), "\($0)")
@@ -244,6 +278,59 @@ final class TrainingRunCheckTests: XCTestCase {
                     + "\(copies)): choose a batch size that leaves each copy at least 2 (nothing was trained)")
             }
             XCTAssertEqual(try model.parameters.map { try $0.value.toArray() }, before, "nothing trained: \(text)")
+        }
+    }
+
+    /// A save never replaces another run's file of the other kind: a model over a training state (that run could
+    /// not be resumed), or a training state over a model saved under a state's name; a state file given to resume is
+    /// named as such; a state whose Adam settings are not Adam's is refused on reading.
+    func testASaveNeverReplacesAFileOfTheOtherKind() throws {
+        let (trainSet, testSet) = try fashionSlice(train: 32, test: 8)
+        let (train, test) = (try DeviceDataset(trainSet, on: .cpu), try DeviceDataset(testSet, on: .cpu))
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.optimizer) = (1, 16, .adam)
+        let folder = try temporaryFolder(self)
+        let model = try mlp()
+        let trainer = try Trainer(model: model, loss: CrossEntropyLoss(), options: options)
+        func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
+        try TrainingRun(trainer: trainer, train: train, test: test, checkpoint: try metadata(model), save: path("m"))
+            .run()
+        let state = try Data(contentsOf: URL(fileURLWithPath: path("m.state.safetensors")))
+        let positions = RunPosition(epoch: 1)
+        XCTAssertThrowsError(try SavedRun.save(trainer, checkpoint: try metadata(model), at: positions,
+                                               to: path("m.state.safetensors"))) {
+            XCTAssertTrue("\($0)".contains("is a training state (the file beside a checkpoint that resumes its run)"),
+                          "\($0)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("m.state.safetensors"))), state)
+
+        // A model saved under a state's name, then a run whose state would go there.
+        try metadata(model).save(model, to: path("n.state.safetensors"))
+        let odd = try Data(contentsOf: URL(fileURLWithPath: path("n.state.safetensors")))
+        XCTAssertThrowsError(try TrainingRun(trainer: trainer, train: train, test: test,
+                                             checkpoint: try metadata(model), save: path("n.safetensors"))) {
+            XCTAssertTrue("\($0)".contains("its training state would replace \(path("n.state.safetensors")), which is "
+                + "not a training state"), "\($0)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("n.state.safetensors"))), odd)
+
+        var request = RunRequest()
+        (request.resume, request.data) = (path("m.state.safetensors"), "/usr/share/datasets/fashion-mnist")
+        XCTAssertThrowsError(try TrainingRun.start(request)) {
+            XCTAssertTrue("\($0)".contains("is a training state, not a checkpoint: resume the checkpoint it was saved "
+                + "beside"), "\($0)")
+        }
+
+        // 'clnn.adam' that is not three numbers Adam takes.
+        var metadata = try SafeTensors.decode(Array(state), path: "m").metadata
+        let tensors = try SafeTensors.decode(Array(state), path: "m").tensors
+        for bad in ["0.9,0.999", "0.9,1,1e-08", "a,b,c", "0.9,0.999,1e-08,"] {
+            metadata["clnn.adam"] = bad
+            let bytes = try SafeTensors.encode(tensors, metadata: metadata)
+            try Data(bytes).write(to: URL(fileURLWithPath: path("bad.state.safetensors")))
+            XCTAssertThrowsError(try TrainingState.load(path("bad.state.safetensors"))) {
+                XCTAssertTrue("\($0)".contains("metadata 'clnn.adam' is '\(bad)', not Adam's beta1,beta2,eps"), "\($0)")
+            }
         }
     }
 }

@@ -58,12 +58,15 @@ enum GemmTuner {
         let hash = fnv1a(source)
         let file = clnnCacheFolder(environment).appendingPathComponent(
             "gemm2-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
+        // The classes of a cache tuned under load, tuned under that load too: tuned again when met.
+        var stale: Set<String> = []
         if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash),
            var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
             guard let why = tunedUnderLoad(bytes, plans.large, on: device) else {
                 entry.classes = plans.classes  // (only those that passed the checks)
                 return Tuned(large: plans.large, small: plans.small, entry: entry, file: file)
             }
+            stale = Set(plans.classes.keys)
             CLNNLog.logger.notice("the GEMM plan cached for \(device.info.name) was tuned under load (\(why)): tuning again")
         }
         CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; to be cached in \(file.path))")
@@ -74,10 +77,12 @@ enum GemmTuner {
                                plan: large, small: small, measurements: measurements)
         // The shape classes another process (or device of this name) tuned meanwhile are kept with the new plans.
         let entry = updateCache(file, for: device.info, sourceHash: hash) { onDisk in
-            guard let onDisk, let classes = onDisk.classes else { return fresh }
+            guard let classes = onDisk?.classes?.filter({ !stale.contains($0.key) }), !classes.isEmpty else {
+                return fresh
+            }
             var merged = fresh
             merged.classes = classes
-            for key in classes.keys { merged.measurements[key] = onDisk.measurements[key] }
+            for key in classes.keys { merged.measurements[key] = onDisk?.measurements[key] }
             return merged
         }
         return Tuned(large: large, small: small, entry: entry, file: file)

@@ -22,7 +22,7 @@ extension Tensor {
     /// `axis` as the reduction reads it: on a 0-d tensor, axis 0 or −1 names its one element (PyTorch's rule: a
     /// scalar reads as if it had one axis of size 1), which is reducing every axis (nil); any other axis is out of
     /// range. On other tensors, `axis` as given (checked where it is used).
-    private func scalarAxis(_ axis: Int?, _ op: String) throws -> Int? {
+    func scalarAxis(_ axis: Int?, _ op: String) throws -> Int? {
         guard shape.isEmpty, let axis else { return axis }
         guard axis == 0 || axis == -1 else {
             throw DeviceError.invalidArgument(op: op, "axis \(axis) is out of range for a 0-d tensor (0 or -1)")

@@ -84,12 +84,8 @@ extension Tensor {
     /// takes axis 0 or −1 and stays 0-d (PyTorch's).
     public func squeezed(axis: Int? = nil) throws -> Tensor {
         var keep = Array(shape.indices)
-        if let axis, shape.isEmpty {
-            // (PyTorch's rule: a 0-d tensor reads as if it had one axis of size 1, named 0 or −1; it stays 0-d.)
-            guard axis == 0 || axis == -1 else {
-                throw DeviceError.invalidArgument(op: "squeezed", "axis \(axis) is out of range for a 0-d tensor "
-                    + "(0 or -1)")
-            }
+        if shape.isEmpty {
+            _ = try scalarAxis(axis, "squeezed")  // (axis 0 or −1 of a 0-d tensor: it stays 0-d)
         } else if let axis {
             let k = try self.axis(axis, "squeezed")
             guard shape[k] == 1 else {

@@ -64,15 +64,27 @@ public enum SavedRun {
         }
     }
 
-    /// Throws unless a model may be saved at `path`: a file there that is a training state (another checkpoint's
-    /// `….state.safetensors`) would be replaced by a model, and that run could not be resumed.
+    /// Throws unless a run may be saved at `path`: a training state there (another checkpoint's
+    /// `….state.safetensors`) would be replaced by a model, and that run could not be resumed; a model (or other
+    /// safetensors file) where this save's state goes (`m.state.safetensors` saved as a model by another run) would
+    /// be replaced by a training state.
     public static func checkTarget(_ path: String) throws {
-        let resolved = try Files(path).resolved
-        guard FileManager.default.fileExists(atPath: resolved),
-              let metadata = try? SafeTensors.metadata(ofFileAt: resolved), metadata["clnn.state"] != nil
-        else { return }
-        throw DataError(path, "is a training state (the file beside a checkpoint that resumes its run): saving a model "
-            + "over it would lose that run's state; give another name")
+        let files = try Files(path)
+        if isTrainingState(files.resolved) {
+            throw DataError(path, "is a training state (the file beside a checkpoint that resumes its run): saving a "
+                + "model over it would lose that run's state; give another name")
+        }
+        if FileManager.default.fileExists(atPath: files.state), !isTrainingState(files.state),
+           (try? SafeTensors.metadata(ofFileAt: files.state)) != nil {
+            throw DataError(path, "its training state would replace \(files.state), which is not a training state "
+                + "(a model saved under that name?); give another name")
+        }
+    }
+
+    /// Whether the file at `path` is a training state (its header's metadata says so).
+    static func isTrainingState(_ path: String) -> Bool {
+        FileManager.default.fileExists(atPath: path)
+            && (try? SafeTensors.metadata(ofFileAt: path))?["clnn.state"] != nil
     }
 
     /// Saves `trainer`'s model with `checkpoint`'s metadata and its training state at `position` to `path` and

@@ -15,7 +15,7 @@ public struct TrainingState: Sendable {
     /// The optimiser's step count.
     public var optimizerSteps: Int
     /// The steps each parameter has taken (``Optimizer/parameterSteps``, Adam's bias correction), in the optimiser's
-    /// parameter order (the model's, for a trainer's); nil in a state written before they were recorded (each took
+    /// parameter order (some or all of the model's); nil in a state written before they were recorded (each took
     /// every step then).
     public var parameterSteps: [Int]?
     /// The digest (`SafeTensors.digest`) of the weights this state was saved with; nil in a state written before
@@ -26,8 +26,8 @@ public struct TrainingState: Sendable {
     public var stepsPerEpoch: Int?
     /// The model copies the run split each step over (`Trainer.modelCopies`), when recorded.
     public var modelCopies: Int?
-    /// Adam's betas and eps ("0.9,0.999,1e-08"), when recorded: `restore` refuses an Adam of others.
-    var adamSettings: String?
+    /// Adam's [beta1, beta2, eps], when recorded (`clnn.adam`): `restore` refuses an Adam of others.
+    var adamSettings: [Float]?
     /// The optimiser state tensors by name, PyTorch layout.
     var tensors: [String: SafeTensors.Entry]
 
@@ -47,20 +47,30 @@ public struct TrainingState: Sendable {
         }
     }
 
-    /// Adam's betas and eps as a training state records them ("0.9,0.999,1e-08"): the model's moments mean nothing
-    /// under others.
-    static func adamSettings(_ adam: Adam) -> String {
-        let h = adam.hyperparameters
-        return "\(h.beta1),\(h.beta2),\(h.eps)"
+    /// Adam's [beta1, beta2, eps], which a training state records (`clnn.adam`, "0.9,0.999,1e-08"): the moments
+    /// mean nothing under others.
+    static func settings(of adam: Adam) -> [Float] {
+        [adam.hyperparameters.beta1, adam.hyperparameters.beta2, adam.hyperparameters.eps]
+    }
+
+    /// Settings as `clnn.adam` writes them: "0.9,0.999,1e-08" (each reads back as itself).
+    static func text(_ settings: [Float]) -> String { settings.map { "\($0)" }.joined(separator: ",") }
+
+    /// The model's parameters that `trainer`'s optimiser steps, by the model's names, each with its index among the
+    /// optimiser's parameters (a `Trainer` holds an optimiser over some or all of its model's parameters).
+    static func stepped(by trainer: Trainer) -> [(name: String, parameter: Parameter, index: Int)] {
+        trainer.optimizer.parameters.enumerated().compactMap { index, p in
+            trainer.model.namedParameters.first { $0.1 === p }.map { ($0.0, p, index) }
+        }
     }
 
     /// The file's bytes for the state of `trainer` at `position`, bound to the weights of digest `modelDigest`.
     static func encode(_ trainer: Trainer, at position: RunPosition, stepsPerEpoch: Int?,
                        modelDigest: UInt64) throws -> [UInt8] {
-        try checkRecordable(trainer, path: "training state")
+        try checkRecordable(trainer, path: "the training state")
         let optimizer = trainer.optimizer
         var tensors: [String: SafeTensors.Entry] = [:]
-        for (index, (name, p)) in trainer.model.namedParameters.enumerated() {
+        for (name, p, index) in stepped(by: trainer) {
             for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {
                 tensors["\(name).\(stateName)"] = SafeTensors.Entry(pyTorchLayoutOf: try tensor.toArray(),
                                                                     shape: p.value.shape)
@@ -75,7 +85,7 @@ public struct TrainingState: Sendable {
                         "clnn.schedule": o.schedule.rawValue, "clnn.model": String(modelDigest, radix: 16),
                         "clnn.model-copies": String(trainer.modelCopies),
                         "clnn.parameter-steps": optimizer.parameterSteps.map(String.init).joined(separator: ",")]
-        if let adam = optimizer as? Adam { metadata["clnn.adam"] = adamSettings(adam) }
+        if let adam = optimizer as? Adam { metadata["clnn.adam"] = text(settings(of: adam)) }
         if position.step > 0 {
             metadata["clnn.step"] = String(position.step)
             // NOTE: Double's description reads back to the same value: the epoch's mean loss comes out as a run
@@ -159,13 +169,15 @@ public struct TrainingState: Sendable {
                 return value
             }
         }
-        let adam = metadata["clnn.adam"]
-        if let adam {
-            let parts = adam.split(separator: ",", omittingEmptySubsequences: false).map { Float($0) }
-            guard kind == .adam, parts.count == 3, let b1 = parts[0], let b2 = parts[1], let eps = parts[2],
-                  (try? Adam([], beta1: b1, beta2: b2, eps: eps)) != nil else {
-                throw DataError(path, "metadata 'clnn.adam' is '\(adam.prefix(60))', not Adam's beta1,beta2,eps")
+        var adam: [Float]?
+        if let text = metadata["clnn.adam"] {
+            let fields = text.split(separator: ",", omittingEmptySubsequences: false)
+            let parts = fields.compactMap { Float($0) }
+            guard kind == .adam, fields.count == 3, parts.count == 3,
+                  (try? Adam([], beta1: parts[0], beta2: parts[1], eps: parts[2])) != nil else {
+                throw DataError(path, "metadata 'clnn.adam' is '\(text.prefix(60))', not Adam's beta1,beta2,eps")
             }
+            adam = parts
         }
         try SafeTensors.requireFinite(tensors, path: path, what: "an optimizer state")
         return TrainingState(options: options, position: RunPosition(epoch: epoch, step: step, lossSum: lossSum),
@@ -174,30 +186,35 @@ public struct TrainingState: Sendable {
     }
 
     /// Puts the optimiser state and step counts into `trainer`, whose model holds the checkpoint's weights.
-    /// - Throws: `DataError` when the trainer's optimiser differs from the saved one, a state tensor is missing,
-    ///   extra or of another shape, or the step counts are not one per parameter; nothing is changed then.
+    /// - Throws: `DataError` when the trainer's optimiser differs from the saved one (its kind, momentum, weight
+    ///   decay, Adam's betas and eps), a state tensor is missing, extra or of another shape (it steps other
+    ///   parameters), or the step counts are not one per parameter it steps; nothing is changed then.
     public func restore(into trainer: Trainer, path: String) throws {
         let optimizer = trainer.optimizer
         guard optimizer.name == options.optimizer.rawValue else {
             throw DataError(path, "the run was trained with \(options.optimizer.rawValue), not \(optimizer.name)")
         }
-        if let adamSettings, let adam = optimizer as? Adam,
-           adamSettings.split(separator: ",").map({ Float($0) }) != [adam.hyperparameters.beta1,
-                                                                     adam.hyperparameters.beta2,
-                                                                     adam.hyperparameters.eps] {
-            throw DataError(path, "the run was trained with Adam's beta1,beta2,eps \(adamSettings), not "
-                + "\(Self.adamSettings(adam)): its moments belong to those")
+        // The optimiser's own settings: its state means nothing under others (PyTorch's load_state_dict would set
+        // them; CLNN's optimisers keep theirs, so another is an error).
+        if let adamSettings, let adam = optimizer as? Adam, adamSettings != Self.settings(of: adam) {
+            throw DataError(path, "the run was trained with Adam's beta1,beta2,eps \(Self.text(adamSettings)), not "
+                + "\(Self.text(Self.settings(of: adam))): its moments belong to those")
         }
-        let named = trainer.model.namedParameters
+        for (what, saved, given) in [("momentum", options.momentum, trainer.options.momentum),
+                                     ("weight decay", options.weightDecay, trainer.options.weightDecay)]
+        where saved != given {
+            throw DataError(path, "the run was trained with \(what) \(saved), not \(given)")
+        }
+        let stepped = Self.stepped(by: trainer)
         var expected: [String: [Int]] = [:]
-        for (name, p) in named {
+        for (name, p, _) in stepped {
             for stateName in optimizer.stateNames {
                 expected["\(name).\(stateName)"] = SafeTensors.Entry.pyTorchShape(p.value.shape)
             }
         }
-        if let parameterSteps, parameterSteps.count != named.count {
-            throw DataError(path, "metadata 'clnn.parameter-steps' has \(parameterSteps.count) counts for a model of "
-                + "\(named.count) parameters")
+        if let parameterSteps, parameterSteps.count != optimizer.parameters.count {
+            throw DataError(path, "metadata 'clnn.parameter-steps' has \(parameterSteps.count) counts for an "
+                + "optimizer of \(optimizer.parameters.count) parameters")
         }
         if let extra = Set(tensors.keys).subtracting(expected.keys).sorted().first {
             throw DataError(path, "unexpected tensor '\(extra.prefix(80))' for this model and optimizer")
@@ -208,13 +225,13 @@ public struct TrainingState: Sendable {
                 throw DataError(path, "tensor '\(name)' has shape \(entry.shape), not \(shape)")
             }
         }
-        for (index, (name, _)) in named.enumerated() {
+        for (name, _, index) in stepped {
             for (stateName, tensor) in zip(optimizer.stateNames, try optimizer.stateTensors(of: index)) {
                 let entry = tensors["\(name).\(stateName)"]!
                 try tensor.copy(from: try Tensor(entry.clnnLayout, shape: tensor.shape))
             }
         }
         optimizer.stepCount = optimizerSteps
-        optimizer.parameterSteps = parameterSteps ?? Array(repeating: optimizerSteps, count: named.count)
+        optimizer.parameterSteps = parameterSteps ?? Array(repeating: optimizerSteps, count: optimizer.parameters.count)
     }
 }

@@ -10,6 +10,7 @@
 public final class Adam: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
+    public var initialLR: Float?
     /// The betas, eps and weight decay.
     public let hyperparameters: AdamHyperparameters
     public var stepCount = 0

@@ -5,8 +5,13 @@
 public protocol Optimizer: AnyObject {
     /// The parameters it updates, in a fixed order.
     var parameters: [Parameter] { get }
-    /// The learning rate of the next step (a schedule sets it before each step): finite and ≥ 0, or `step()` throws.
+    /// The learning rate of the next step (a schedule sets it before each step): finite and ≥ 0 (SGD's and Adam's
+    /// `step()` throw otherwise).
     var lr: Float { get set }
+    /// The rate the first `Trainer` over this optimiser took as its schedule's base (PyTorch's `initial_lr`, which
+    /// its schedulers set once): a later trainer's schedule starts there too, not at the rate the last one left.
+    /// Nil until a trainer sets it (and always, for an optimiser of your own that does not keep it).
+    var initialLR: Float? { get set }
     /// The name `--optimizer` and checkpoints use: `sgd` or `adam`.
     var name: String { get }
     /// The names of the state tensors each parameter carries (empty for plain SGD).
@@ -26,6 +31,12 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
+    /// Not kept (an optimiser of your own: each trainer over it starts from its `lr`); SGD and Adam keep it.
+    public var initialLR: Float? {
+        get { nil }
+        set {}  // (nothing kept)
+    }
+
     /// The optimiser's state of `parameter` by name (`exp_avg`, `exp_avg_sq`; `momentum_buffer`), zero before the
     /// first step. The tensors are the live state: writing them changes the next step.
     /// - Throws: `DeviceError.invalidArgument` when `parameter` is not one this optimiser updates.

@@ -7,6 +7,7 @@
 public final class SGD: Optimizer {
     public let parameters: [Parameter]
     public var lr: Float
+    public var initialLR: Float?
     /// Momentum (0: plain SGD).
     public let momentum: Float
     /// L2 penalty, added to the gradient as weightDecay·param.

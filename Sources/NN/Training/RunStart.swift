@@ -27,6 +27,10 @@ struct RunStart {
         // A run owns its files before it reads any: every output is checked against every input (through links),
         // then the checkpoint written (and the one resumed) is locked against another clnn.
         if writes { try Self.checkOutputs(request, save: save, plot: plot) }
+        if let resume = request.resume, SavedRun.isTrainingState(try SavedRun.Files(resume).resolved) {
+            throw DataError(resume, "is a training state, not a checkpoint: resume the checkpoint it was saved beside "
+                + "(m.safetensors for m.state.safetensors)")
+        }
         if let save { try SavedRun.checkTarget(save) }
         // NOTE: the lock is the run's state file's: two names of one run (m and m.safetensors) share it. The model
         // file's is taken too: a run saving its model where another's state lives (--save m.state.safetensors)

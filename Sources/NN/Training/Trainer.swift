@@ -45,10 +45,10 @@ public final class Trainer {
     ///   - classes: by default the model's output width says it (`loss.classes(outputs:)`); a single-output
     ///     regression (`MSELoss`) needs it stated.
     ///   - device: by default the model's device; when given, the model must already be there.
-    ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`). One of your own steps the
-    ///     model's parameters — `model.parameters`, in that order (freeze those it should leave as they are) — and
-    ///     its settings are the run's: `options` takes its kind, momentum and weight decay, and its `lr` is the
-    ///     schedule's base (`options.lr` must then be unset or the same).
+    ///   - optimizer: by default the one `options` describe (`options.makeOptimizer`). One of your own steps some
+    ///     or all of the model's parameters (a head to fine-tune: `SGD(head.parameters, …)`), and its settings are
+    ///     the run's: `options` takes its kind, momentum and weight decay, and the schedule's base is `options.lr`
+    ///     when set, else the optimiser's rate as the first trainer over it found it (`initialLR`).
     ///   - replicas: more devices (any, `cpu` and the model's own included) to train data-parallel on: each holds a
     ///     copy of the model (given the model's weights again at each `trainEpoch`'s start); a step splits the
     ///     global batch (`options.batchSize`) evenly across the model and its copies, sums their gradients into the
@@ -58,8 +58,8 @@ public final class Trainer {
     ///     global batch, and the flat gradient buffer is summed across them with one `MPI_Allreduce` per step; the
     ///     initial weights are process 0's.
     /// - Throws: `DeviceError.invalidArgument` when the batch size or the epochs are under 1 or over
-    ///   `TrainingOptions.maxBatchSize` / `.maxEpochs`, when the optimiser's parameters are not the model's in
-    ///   order, when the model's parameters are not all on `device`, or the class
+    ///   `TrainingOptions.maxBatchSize` / `.maxEpochs`, when the optimiser steps a parameter that is not the
+    ///   model's, when the model's parameters are not all on `device`, or the class
     ///   count is unknown or disagrees with the model's outputs, or the batch cannot be split across the replicas —
     ///   here, not at the first step.
     public init(model: Sequential, loss: any Loss, classes: Int? = nil, options: TrainingOptions,
@@ -74,18 +74,17 @@ public final class Trainer {
             throw DeviceError.invalidArgument(op: "Trainer", "the run has \(options.epochs) epochs; it must have "
                 + "1...\(TrainingOptions.maxEpochs)")
         }
-        if let optimizer {
-            // (A training state saves and restores each parameter's optimiser state by the model's names.)
-            let (mine, theirs) = (model.parameters, optimizer.parameters)
-            guard mine.count == theirs.count, zip(mine, theirs).allSatisfy({ $0 === $1 }) else {
-                throw DeviceError.invalidArgument(op: "Trainer", "the optimizer steps \(theirs.count) parameters that "
-                    + "are not the model's \(mine.count) in order (model.parameters): give it those, and freeze "
-                    + "(isFrozen) the ones to leave as they are")
-            }
+        // (The trainer's backward gives gradients to the model's parameters only; a training state names each
+        // parameter's optimiser state by the model's names.)
+        if let optimizer, let other = optimizer.parameters.first(where: { p in
+            !model.parameters.contains { $0 === p } }) {
+            throw DeviceError.invalidArgument(op: "Trainer", "the optimizer steps parameter '\(other.name)', which is "
+                + "not one of the model's")
         }
         self.model = model
         self.loss = loss
-        self.options = try optimizer.map { try options.adopting($0) } ?? options
+        self.options = optimizer.map { options.adopting($0) } ?? options
+        if let optimizer, optimizer.initialLR == nil { optimizer.initialLR = self.options.lr }
         self.device = try Evaluator.device(of: model, expected: device, op: "Trainer")
         self.classes = try Evaluator.classes(of: model, loss: loss, explicit: classes, op: "Trainer")
         self.optimizer = try optimizer ?? options.makeOptimizer(model.parameters)
@@ -228,57 +227,6 @@ public final class Trainer {
         return Float(total / Double(max(ranges.count, 1)))
     }
 
-    /// The epoch's sampler, after checking that `epoch` and `firstStep` lie in the run and the data suits the model.
-    private func epochSampler(_ data: DeviceDataset, epoch: Int, firstStep: Int, maxSteps: Int?) throws
-        -> BatchSampler {
-        guard (1...max(options.epochs, 1)).contains(epoch) else {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "epoch counts from 1 to options.epochs "
-                + "(\(options.epochs)), got \(epoch): the learning-rate schedule is placed by it")
-        }
-        try requireDevice(data)
-        guard data.count > 0 else {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "the training data holds no examples")
-        }
-        if let maxSteps, maxSteps < 0 {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "maxSteps must be at least 0, got \(maxSteps)")
-        }
-        try Evaluator.validateLabels(data.hostLabels, classes: classes, source: "training data")
-        let sampler = BatchSampler(count: data.count, batchSize: options.batchSize, seed: options.seed)
-        guard (0...sampler.batchCount).contains(firstStep) else {
-            throw DeviceError.invalidArgument(op: "Trainer.trainEpoch", "firstStep \(firstStep) is outside the epoch's "
-                + "\(sampler.batchCount) steps")
-        }
-        return sampler
-    }
-
-    /// The model's first batch norm that sees one value per channel per example (over [N, C], or 1×1 images), by its
-    /// architecture text: a share of one example cannot train it. Nil when there is none, or the model's layers
-    /// are not all CLNN's (then the batch norm's own error stands).
-    private lazy var singleValueBatchNorm: String? = {
-        guard let specs = model.layerSpecs, var shape = LayerSpec.inputShape(specs),
-              let shapes = try? LayerSpec.shapes(specs, endsFlat: false) else { return nil }
-        for (spec, next) in zip(specs, shapes) {
-            if case .batchNorm = spec, shape.dropFirst().reduce(1, *) == 1 { return spec.description }
-            shape = next
-        }
-        return nil
-    }()
-
-    /// Throws before the epoch's first step when one of `ranges` gives a model copy exactly one example and a batch
-    /// norm would need more (`singleValueBatchNorm`): the batch norm would refuse it at that step, the steps before
-    /// it lost — most often the last batch of an epoch whose size leaves one over.
-    private func requireBatchStatistics(_ ranges: [Range<Int>], epoch: Int, firstStep: Int, examples: Int) throws {
-        guard let norm = singleValueBatchNorm,
-              // (Every copy's share, of every process: each process refuses alike.)
-              let taken = ranges.firstIndex(where: { NN.shares(of: $0, parts: modelCopies).contains { $0.count == 1 } })
-        else { return }
-        let copies = modelCopies > 1 ? " split over \(modelCopies) model copies" : ""
-        throw DeviceError.invalidArgument(op: "Trainer", "\(norm) needs more than one value per channel in "
-            + "training, and step \(firstStep + taken + 1) of epoch \(epoch) gives a model copy one example "
-            + "(\(examples) examples at batch size \(options.batchSize)\(copies)): choose a batch size that leaves "
-            + "each copy at least 2 (nothing was trained)")
-    }
-
     /// Each worker's data, the epoch's order uploaded to its device once (each step reads its rows there, in place),
     /// and its slots for the losses of the steps between two reports.
     private func epochViews(_ data: DeviceDataset, order: [Int], reportEvery: Int) throws
@@ -394,13 +342,5 @@ public final class Trainer {
     public func evaluate(_ data: Dataset,
                          chunk: Int? = nil) throws -> (loss: Double, accuracy: Double) {
         try evaluator.evaluate(data, chunk: chunk)
-    }
-
-    private func requireDevice(_ data: DeviceDataset) throws {
-        guard data.images.device == device else {
-            throw DeviceError.deviceMismatch(op: "Trainer", device, data.images.device)
-        }
-        // The model moved since the trainer was made for it (model.to(_:)): name that, not an op's operands.
-        _ = try Evaluator.device(of: model, expected: device, op: "Trainer (made for \(device))")
     }
 }

@@ -32,18 +32,13 @@ public struct TrainingOptions: Sendable {
     public static let maxEpochs = 1_000_000, maxBatchSize = 1 << 24
 
     /// These options with the settings of `optimizer`, one of the caller's own that a `Trainer` steps: its kind,
-    /// momentum and weight decay (SGD's and Adam's), and its `lr` as the schedule's base — as PyTorch's schedulers
-    /// take the optimiser's rate —, so that what the trainer does and what a training state records are the
-    /// optimiser's.
-    /// - Throws: `DeviceError.invalidArgument` when `lr` was set here to another rate than the optimiser's (one of
-    ///   them would be ignored).
-    func adopting(_ optimizer: any Optimizer) throws -> TrainingOptions {
-        if let explicitLR, explicitLR != optimizer.lr {
-            throw DeviceError.invalidArgument(op: "Trainer", "options.lr is \(explicitLR) but the optimizer's lr is "
-                + "\(optimizer.lr): the schedule starts from the optimizer's; set one of them")
-        }
+    /// momentum and weight decay (SGD's and Adam's), and — unless `lr` was set here — its rate as the schedule's
+    /// base, as PyTorch's schedulers take it: the rate it had when the first trainer over it was made (`initialLR`,
+    /// PyTorch's `initial_lr`), not the one a schedule left it at. What the trainer does and what a training state
+    /// records are then the optimiser's.
+    func adopting(_ optimizer: any Optimizer) -> TrainingOptions {
         var adopted = self
-        adopted.lr = optimizer.lr
+        if explicitLR == nil { adopted.lr = optimizer.initialLR ?? optimizer.lr }
         if let sgd = optimizer as? SGD {
             (adopted.optimizer, adopted.momentum, adopted.weightDecay) = (.sgd, sgd.momentum, sgd.weightDecay)
         } else if let adam = optimizer as? Adam {
