@@ -6,6 +6,18 @@ import XCTest
 /// Issue "Reliability III": a checkpoint and its training state are one thing — no lost run, no silent mix, no trap.
 /// Each case was found by a hostile probe and is run here against the real binary.
 final class ReliabilityCLITests: CLITestCase {
+    /// A `clnn train` of 100000 epochs on `data`, saving to `path`, started (its output discarded): a run that holds
+    /// its files until it is stopped.
+    private func longRun(_ data: URL, saving path: String) throws -> Process {
+        let process = Process()
+        process.executableURL = try clnn
+        process.arguments = ["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size",
+                             "4", "--hidden", "4", "--save", path]
+        (process.standardOutput, process.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
+        try process.run()
+        return process
+    }
+
     private func dataFolder(train: Int = 60, test: Int = 20) throws -> URL {
         let data = try temporaryFolder(self)
         try writeMNISTFolder(data, trainCount: train, testCount: test)
@@ -164,13 +176,7 @@ final class ReliabilityCLITests: CLITestCase {
     func testASecondWriterAndAResumeOfAFileInUseAreRefusedNamingTheProcess() throws {
         let data = try dataFolder(train: 400), out = try temporaryFolder(self)
         let model = out.appendingPathComponent("m.safetensors").path
-        let first = Process()
-        first.executableURL = try clnn
-        first.arguments = ["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size", "4",
-                           "--hidden", "4", "--save", model]
-        first.standardOutput = FileHandle.nullDevice
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let first = try longRun(data, saving: model)
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: model) && Date() < deadline { usleep(20_000) }
@@ -211,12 +217,7 @@ final class ReliabilityCLITests: CLITestCase {
     func testARunWhoseModelIsAnotherRunsStateNameHoldsItsLock() throws {
         let data = try dataFolder(train: 400), out = try temporaryFolder(self)
         let odd = out.appendingPathComponent("n.state.safetensors").path
-        let first = Process()
-        first.executableURL = try clnn
-        first.arguments = ["train", "--data", data.path, "--device", "cpu", "--epochs", "100000", "--batch-size", "4",
-                           "--hidden", "4", "--save", odd]
-        (first.standardOutput, first.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
-        try first.run()
+        let first = try longRun(data, saving: odd)
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         // Held still once it holds its locks (taken before it reads anything), before its first save.
         let lock = out.appendingPathComponent(".n.state.safetensors.lock").path
