@@ -60,13 +60,11 @@ enum GemmTuner {
             "gemm2-\(fnv1a("\(device.info.name)|\(device.info.driverVersion)|\(device.info.version)|\(hash)")).json")
         // The classes of a cache tuned under load, tuned under that load too: tuned again when met.
         var stale: Set<String> = []
-        if let bytes = readRegularFile(file.path), let plans = cachedPlan(bytes, for: device.info, sourceHash: hash),
-           var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
-            guard let why = tunedUnderLoad(bytes, plans.large, on: device) else {
-                entry.classes = plans.classes  // (only those that passed the checks)
-                return Tuned(large: plans.large, small: plans.small, entry: entry, file: file)
+        if let bytes = readRegularFile(file.path), let entry = cachedEntry(bytes, for: device.info, sourceHash: hash) {
+            guard let why = tunedUnderLoad(bytes, entry.plan, on: device) else {
+                return Tuned(large: entry.plan, small: entry.small, entry: entry, file: file)
             }
-            stale = Set(plans.classes.keys)
+            stale = Set((entry.classes ?? [:]).keys)
             CLNNLog.logger.notice("the GEMM plan cached for \(device.info.name) was tuned under load (\(why)): tuning again")
         }
         CLNNLog.logger.notice("tuning GEMM kernels for \(device.info.name) (once; to be cached in \(file.path))")
@@ -263,20 +261,21 @@ enum GemmTuner {
         return 2 * Double(m * n * k) / best / 1e9
     }
 
+    /// The entry in a cache file's bytes when `cachedPlan` accepts it, holding only the shape classes it keeps.
+    static func cachedEntry(_ bytes: [UInt8], for info: OpenCLDeviceInfo, sourceHash: String) -> CacheEntry? {
+        guard let plans = cachedPlan(bytes, for: info, sourceHash: sourceHash),
+              var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) else { return nil }
+        entry.classes = plans.classes
+        return entry
+    }
+
     /// Writes `change(what file holds now)` to the cache `file` and returns it, under the file's lock, so that an
     /// addition made meanwhile by another process or device is read and kept, not overwritten. What the file holds
-    /// counts only when it is a valid entry for `info` and `sourceHash` (`cachedPlan`), with its shape classes
-    /// filtered as `cachedPlan` does.
+    /// counts only as `cachedEntry` reads it (a valid entry for `info` and `sourceHash`, its classes checked).
     static func updateCache(_ file: URL, for info: OpenCLDeviceInfo, sourceHash: String,
                             _ change: (CacheEntry?) -> CacheEntry) -> CacheEntry {
         withCacheFileLock(file) {
-            var onDisk: CacheEntry?
-            if let bytes = readRegularFile(file.path),
-               let plans = cachedPlan(bytes, for: info, sourceHash: sourceHash),
-               var entry = try? JSONDecoder().decode(CacheEntry.self, from: Data(bytes)) {
-                entry.classes = plans.classes
-                onDisk = entry
-            }
+            let onDisk = readRegularFile(file.path).flatMap { cachedEntry($0, for: info, sourceHash: sourceHash) }
             let entry = change(onDisk)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

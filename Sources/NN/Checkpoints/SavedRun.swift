@@ -74,8 +74,7 @@ public enum SavedRun {
             throw DataError(path, "is a training state (the file beside a checkpoint that resumes its run): saving a "
                 + "model over it would lose that run's state; give another name")
         }
-        if FileManager.default.fileExists(atPath: files.state), !isTrainingState(files.state),
-           (try? SafeTensors.metadata(ofFileAt: files.state)) != nil {
+        if let metadata = try? SafeTensors.metadata(ofFileAt: files.state), metadata["clnn.state"] == nil {
             throw DataError(path, "its training state would replace \(files.state), which is not a training state "
                 + "(a model saved under that name?); give another name")
         }
@@ -83,8 +82,7 @@ public enum SavedRun {
 
     /// Whether the file at `path` is a training state (its header's metadata says so).
     static func isTrainingState(_ path: String) -> Bool {
-        FileManager.default.fileExists(atPath: path)
-            && (try? SafeTensors.metadata(ofFileAt: path))?["clnn.state"] != nil
+        (try? SafeTensors.metadata(ofFileAt: path))?["clnn.state"] != nil
     }
 
     /// Saves `trainer`'s model with `checkpoint`'s metadata and its training state at `position` to `path` and

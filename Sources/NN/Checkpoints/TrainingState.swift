@@ -59,8 +59,9 @@ public struct TrainingState: Sendable {
     /// The model's parameters that `trainer`'s optimiser steps, by the model's names, each with its index among the
     /// optimiser's parameters (a `Trainer` holds an optimiser over some or all of its model's parameters).
     static func stepped(by trainer: Trainer) -> [(name: String, parameter: Parameter, index: Int)] {
-        trainer.optimizer.parameters.enumerated().compactMap { index, p in
-            trainer.model.namedParameters.first { $0.1 === p }.map { ($0.0, p, index) }
+        let named = trainer.model.namedParameters
+        return trainer.optimizer.parameters.enumerated().compactMap { index, p in
+            named.first { $0.parameter === p }.map { ($0.name, p, index) }
         }
     }
 
